@@ -1,0 +1,229 @@
+//! The command line, as clap sees it. Parsing only: every verb is carried out in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hatrack",
+    version,
+    about = "Run a stage of AI review agents (hats) against a pipeline repository and gate on its completion signal",
+    long_about = "Run a stage of AI review agents (hats) against a pipeline repository and gate on its completion signal.\n\n\
+Every model exchange is recorded in a transcript, so a run can be replayed offline, byte for byte.\n\n\
+Exit codes: 0 signal met · 1 signal not met · 2 usage, definition or input error · \
+3 model/provider failure after retries · 4 replay miss · 5 token budget exceeded."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// No progress bars and no summary table.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Format of the logs written to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More logs (-v debug, -vv trace). `RUST_LOG` works too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the stage's hats, review agents and completion judge on a workspace.
+    Run(RunArgs),
+    /// Replay a recorded run offline (`run --record-mode none` on that transcript).
+    Replay(ReplayArgs),
+    /// Load and lint definitions: a stage, a studio, or a directory of studios.
+    Check(CheckArgs),
+    /// Show a stage as hatrack sees it: hats, inputs, constraints, checks, signal, gate.
+    List(ListArgs),
+    /// Print the exact messages that would be sent for a hat's step.
+    Render(RenderArgs),
+    /// Compare two runs: verdict flips, changed requests, artifacts, tokens and time.
+    Diff(DiffArgs),
+}
+
+/// Where the stage definition comes from.
+#[derive(Debug, Clone, Args, Default)]
+pub struct StageArgs {
+    /// Stage directory (with STAGE.md), or a stage name when --studio is given.
+    /// Default: the stage named in hatrack.toml, else `hats/deployment`.
+    #[arg(long, value_name = "DIR|NAME")]
+    pub stage: Option<String>,
+    /// Studio directory to look the stage up in (by directory, name, slug or alias).
+    #[arg(long, value_name = "DIR")]
+    pub studio: Option<PathBuf>,
+}
+
+/// Model and transport settings; flags override env, env overrides hatrack.toml.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ModelArgs {
+    /// Model name sent to the provider.
+    #[arg(long, value_name = "M")]
+    pub model: Option<String>,
+    /// OpenAI-compatible base URL, including /v1 [env: OPENAI_BASE_URL]
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Seconds before one request times out.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Retries on 429, 5xx, connection errors and timeouts.
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Re-asks after an answer that breaks the schema.
+    #[arg(long, value_name = "N")]
+    pub max_reasks: Option<u32>,
+    /// Requests in flight at most.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Stop (exit 5) before the run would use more than this many tokens.
+    #[arg(long, value_name = "TOKENS")]
+    pub budget: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum RecordModeArg {
+    /// Replay only; a request with no recorded match exits 4 with a diff.
+    None,
+    /// Replay if the transcript has exchanges, else record.
+    #[default]
+    Once,
+    /// Replay matches, call the model for the rest and append them.
+    NewEpisodes,
+    /// Always call the model and re-record.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The repository under review (default: the current directory).
+    #[arg(value_name = "WORKSPACE")]
+    pub workspace: Option<PathBuf>,
+    #[command(flatten)]
+    pub stage: StageArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Run directory (the transcript). Default: transcripts/<workspace>-<time>.
+    #[arg(long, value_name = "DIR")]
+    pub transcript: Option<PathBuf>,
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub record_mode: Option<RecordModeArg>,
+    /// Replay every step whose request is unchanged from this run; call the model for the rest.
+    #[arg(long, value_name = "OLD", conflicts_with = "resume")]
+    pub from_transcript: Option<PathBuf>,
+    /// Continue a run that stopped part-way, from its transcript.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// Ask each judging step N times with different seeds; the verdict is the majority.
+    #[arg(long, value_name = "N")]
+    pub samples: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct ReportArgs {
+    /// Prompt templates directory (default: the shipped prompts/).
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
+    /// Write reports here instead of into the run directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Count `unknown` verdicts as met.
+    #[arg(long)]
+    pub allow_unknown: bool,
+    /// Count unstable verdicts (with --samples) as they are.
+    #[arg(long)]
+    pub allow_unstable: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A run directory (with run.json and exchanges.jsonl).
+    #[arg(value_name = "TRANSCRIPT_DIR")]
+    pub transcript: PathBuf,
+    /// Stage directory to use instead of the one recorded in run.json.
+    #[arg(long, value_name = "DIR")]
+    pub stage: Option<PathBuf>,
+    /// Workspace to use instead of the one recorded in run.json.
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A stage directory, a studio directory, or a directory of studios (default: hats/).
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ListFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// A hat name, `review/<agent>`, or `signal`.
+    #[arg(value_name = "HAT")]
+    pub hat: String,
+    /// The repository under review (default: the current directory).
+    #[arg(value_name = "WORKSPACE")]
+    pub workspace: Option<PathBuf>,
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Model name to render into the request.
+    #[arg(long, value_name = "M")]
+    pub model: Option<String>,
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
+    /// Show the difference between what would be sent now and what that run sent.
+    #[arg(long, value_name = "TRANSCRIPT")]
+    pub against: Option<PathBuf>,
+    /// Print the whole request body as JSON instead of the messages.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DiffFormat {
+    #[default]
+    Text,
+    Md,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[arg(value_name = "RUN_A")]
+    pub run_a: PathBuf,
+    #[arg(value_name = "RUN_B")]
+    pub run_b: PathBuf,
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub format: DiffFormat,
+}

@@ -1,0 +1,8 @@
+//! One file per verb. Each takes its parsed arguments and returns the exit code for a
+//! normal outcome (0, or 1 when a run's completion signal is not met) or a typed error.
+
+mod check;
+mod list;
+
+pub use check::check;
+pub use list::list;

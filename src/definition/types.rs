@@ -1,0 +1,314 @@
+//! The data a stage definition is made of. Everything here is plain data: loading and
+//! linting live in sibling modules, and nothing here knows about models.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Raw YAML front matter, kept whole so unknown keys survive (every H·AI·K·U snapshot adds keys).
+pub type FrontMatter = serde_json::Map<String, serde_json::Value>;
+
+/// Where something was written: a file and a 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceRef {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl fmt::Display for SourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// RFC 2119 strength of a requirement. `Implicit` is a completion-signal sentence with no
+/// keyword: judged like `Must`, reported separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    MustNot,
+    Must,
+    Implicit,
+    ShouldNot,
+    Should,
+    May,
+}
+
+impl Level {
+    /// Whether an unmet requirement of this level blocks the completion signal.
+    pub fn is_mandatory(self) -> bool {
+        matches!(self, Level::Must | Level::MustNot | Level::Implicit)
+    }
+
+    /// The spelling users read in reports: `MUST NOT`, `MUST`, `implicit`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::MustNot => "MUST NOT",
+            Level::Must => "MUST",
+            Level::Implicit => "implicit",
+            Level::ShouldNot => "SHOULD NOT",
+            Level::Should => "SHOULD",
+            Level::May => "MAY",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One RFC 2119 requirement: an anti-pattern item, a review check, or a completion-signal
+/// sentence. `text` is verbatim (list marker removed, bold markers kept): garbled corpus
+/// wording is never repaired, only flagged through `malformed`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Requirement {
+    /// Stable, readable id: `pipeline-engineer/anti-pattern/1`, `reliability/check/3`, `signal/2`.
+    pub id: String,
+    pub level: Level,
+    /// Every keyword in the unit, as written (`MUST NOT`, `REQUIRED`, …), in order.
+    pub keywords: Vec<String>,
+    pub text: String,
+    /// Normalised section label or heading the requirement was found under
+    /// (`anti-patterns`, `check`, `completion signal`, `focus`, …).
+    pub section: String,
+    pub source: SourceRef,
+    /// The text looks damaged by the corpus's mechanical RFC rewrite (e.g. `**MUST** captur`).
+    pub malformed: bool,
+}
+
+impl Requirement {
+    /// The text without Markdown bold markers, for display.
+    pub fn plain_text(&self) -> String {
+        self.text.replace("**", "")
+    }
+}
+
+/// A labelled section (`**Focus:** …`) or heading section of a body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Section {
+    /// Normalised: lowercase, ` (rfc 2119)` stripped, `anti patterns` → `anti-patterns`.
+    pub label: String,
+    /// The label or heading as written.
+    pub heading: String,
+    /// The section's text after the label, trimmed.
+    pub text: String,
+    pub line: usize,
+}
+
+/// A hat: one agent role of the stage's sequence.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hat {
+    /// The file stem: the runtime's key (not the front-matter `name`).
+    pub name: String,
+    pub file: PathBuf,
+    pub front_matter: FrontMatter,
+    pub focus: Option<String>,
+    pub produces: Option<String>,
+    pub reads: Option<String>,
+    pub responsibilities: Option<String>,
+    pub sections: Vec<Section>,
+    /// Body without front matter, trimmed.
+    pub body: String,
+    /// Every requirement in the body, tagged by section.
+    pub requirements: Vec<Requirement>,
+}
+
+impl Hat {
+    /// The hat's constraints: requirements found in an anti-pattern section.
+    pub fn constraints(&self) -> impl Iterator<Item = &Requirement> {
+        self.requirements
+            .iter()
+            .filter(|r| r.section == "anti-patterns")
+    }
+}
+
+/// Whether a review agent belongs to the stage or was pulled in by `review-agents-include`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum AgentOrigin {
+    Own,
+    Included { stage: String },
+}
+
+/// A review agent: a mandate and a list of checks it judges.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewAgent {
+    /// The file stem.
+    pub name: String,
+    pub file: PathBuf,
+    pub origin: AgentOrigin,
+    pub front_matter: FrontMatter,
+    pub mandate: String,
+    pub checks: Vec<Requirement>,
+    pub body: String,
+}
+
+/// A stage's `review:` gate kind, reported as is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateKind {
+    Auto,
+    Ask,
+    External,
+    Await,
+    Other(String),
+}
+
+impl GateKind {
+    pub fn parse(s: &str) -> GateKind {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => GateKind::Auto,
+            "ask" => GateKind::Ask,
+            "external" => GateKind::External,
+            "await" => GateKind::Await,
+            other => GateKind::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            GateKind::Auto => "auto",
+            GateKind::Ask => "ask",
+            GateKind::External => "external",
+            GateKind::Await => "await",
+            GateKind::Other(s) => s,
+        }
+    }
+
+    /// `external` and `await` need a person (or a world event) after hatrack is done.
+    pub fn needs_human(&self) -> bool {
+        matches!(self, GateKind::External | GateKind::Await | GateKind::Ask)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArtifactKind {
+    Discovery,
+    Output,
+}
+
+/// An entry of a stage's `inputs:` (an artifact of an earlier stage of the same studio).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InputRef {
+    pub stage: String,
+    pub kind: ArtifactKind,
+    pub name: String,
+    pub source: SourceRef,
+}
+
+/// An `outputs/*.md` or `discovery/*.md` artifact definition.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactDef {
+    pub kind: ArtifactKind,
+    pub name: String,
+    pub file: PathBuf,
+    pub location: String,
+    pub scope: String,
+    pub format: String,
+    pub required: bool,
+    pub body: String,
+    pub front_matter: FrontMatter,
+}
+
+/// `## Criteria Guidance`: quoted good and bad examples, quotes stripped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CriteriaGuidance {
+    pub good: Vec<String>,
+    pub bad: Vec<String>,
+}
+
+/// `review-agents-include` entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Include {
+    pub stage: String,
+    pub agents: Vec<String>,
+    pub source: SourceRef,
+}
+
+/// A stage: the unit hatrack runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    /// Studio directory name, when the stage was loaded from inside a studio.
+    pub studio: Option<String>,
+    /// The directory name (== front-matter `name` in the corpus).
+    pub name: String,
+    pub dir: PathBuf,
+    /// Path of STAGE.md.
+    pub file: PathBuf,
+    pub front_matter: FrontMatter,
+    pub description: String,
+    /// The `# Title` of the body.
+    pub title: String,
+    /// STAGE.md body without front matter, trimmed.
+    pub body: String,
+    pub hats: Vec<Hat>,
+    /// Own agents (sorted by name) then included ones, in `review-agents-include` order.
+    pub review_agents: Vec<ReviewAgent>,
+    pub gates: Vec<GateKind>,
+    pub elaboration: Option<String>,
+    pub inputs: Vec<InputRef>,
+    pub includes: Vec<Include>,
+    pub criteria: Option<CriteriaGuidance>,
+    pub completion_signal: Vec<Requirement>,
+    /// The completion signal paragraph as written (hard wraps joined).
+    pub completion_signal_text: String,
+    pub outputs: Vec<ArtifactDef>,
+    pub discovery: Vec<ArtifactDef>,
+    /// Every file read to build this stage, sorted: the input to the definition digest.
+    pub source_files: Vec<PathBuf>,
+}
+
+/// A studio: an ordered list of stages.
+#[derive(Debug, Clone, Serialize)]
+pub struct Studio {
+    /// Directory name: the stable id.
+    pub dir_name: String,
+    pub dir: PathBuf,
+    pub name: String,
+    pub slug: Option<String>,
+    pub aliases: Vec<String>,
+    pub description: String,
+    pub category: String,
+    pub front_matter: FrontMatter,
+    pub stages: Vec<Stage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// A problem found while loading or linting, printed as `file:line: error: message`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        match self.line {
+            Some(line) => write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file.display(),
+                line,
+                sev,
+                self.message
+            ),
+            None => write!(f, "{}: {}: {}", self.file.display(), sev, self.message),
+        }
+    }
+}

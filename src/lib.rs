@@ -1,0 +1,22 @@
+//! hatrack: run a stage of AI agents ("hats") in sequence, let review agents judge what they
+//! produced, and write a completion-signal report a person or a CI job can act on.
+//!
+//! Data flows one way: [`definition`] → preflight ([`inputs`], [`prompt`]) → [`model`]
+//! exchanges → verdicts ([`run`]) → [`report`]. The CLI ([`cli`], [`commands`]) only parses,
+//! dispatches and maps errors to exit codes.
+
+pub mod cli;
+pub mod commands;
+pub mod definition;
+pub mod error;
+pub mod model;
+pub mod report;
+
+pub use error::Error;
+
+/// Installs the TLS crypto provider once per process. async-openai is built without a
+/// default provider (ring builds in seconds, aws-lc-rs in minutes); without this, creating
+/// an HTTPS client panics.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,65 @@
+//! `hatrack`: parse, dispatch, and turn errors into messages and exit codes.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use hatrack::cli::{Cli, Command, LogFormat};
+use hatrack::{commands, Error};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    hatrack::install_crypto_provider();
+
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = match &cli.command {
+        Command::Check(args) => commands::check(args, &mut out),
+        Command::List(args) => commands::list(args, &mut out),
+        _ => Err(Error::usage("this command is not built yet")),
+    };
+    let _ = out.flush();
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(err) => {
+            report_error(&err);
+            ExitCode::from(err.exit_code() as u8)
+        }
+    }
+}
+
+/// Prints an error with its chain of causes (and definition diagnostics, one per line).
+fn report_error(err: &Error) {
+    let mut stderr = std::io::stderr().lock();
+    if let Error::Definition(hatrack::definition::DefinitionError::Invalid { diagnostics }) = err {
+        for d in diagnostics {
+            let _ = writeln!(stderr, "{d}");
+        }
+    }
+    let _ = writeln!(stderr, "error: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let _ = writeln!(stderr, "  caused by: {cause}");
+        source = cause.source();
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match cli.global.verbose {
+        0 => "warn",
+        1 => "hatrack=debug,warn",
+        _ => "hatrack=trace,debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match cli.global.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(color).init(),
+    }
+}

@@ -1,0 +1,28 @@
+//! The command line itself: help, version, and usage errors.
+
+mod support;
+
+use support::Test;
+
+#[test]
+fn help_lists_every_verb_and_the_exit_codes() {
+    Test::new()
+        .arg("--help")
+        .stdout_has("run")
+        .stdout_has("replay")
+        .stdout_has("check")
+        .stdout_has("list")
+        .stdout_has("render")
+        .stdout_has("diff")
+        .stdout_has("4 replay miss")
+        .run();
+}
+
+#[test]
+fn an_unknown_verb_is_a_usage_error() {
+    Test::new()
+        .arg("frobnicate")
+        .status(2)
+        .stderr_has("unrecognized subcommand")
+        .run();
+}
