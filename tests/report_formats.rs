@@ -6,6 +6,7 @@
 
 mod report_fixture;
 
+use hatrack::report::html::HtmlExporter;
 use hatrack::report::json::JsonExporter;
 use hatrack::report::junit::JunitExporter;
 use hatrack::report::markdown::{MarkdownExporter, MAX_BYTES};
@@ -304,6 +305,178 @@ fn junit_is_byte_identical_across_renders() {
     assert_eq!(
         render(&JunitExporter, &report),
         render(&JunitExporter, &report)
+    );
+}
+
+// ---------- report.html ----------
+
+/// Text as it appears in the page source after HTML escaping (minijinja also escapes `/`).
+fn in_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+        .replace('/', "&#x2f;")
+}
+
+#[test]
+fn html_escapes_model_text_and_runs_no_script_of_its_own_making() {
+    let html = render(&HtmlExporter, &sample_report());
+    assert!(
+        !html.contains("<script>alert"),
+        "model text reached the page as markup"
+    );
+    assert!(
+        html.contains(&in_html(HOSTILE)),
+        "hostile finding is shown escaped"
+    );
+    assert!(html.contains(&in_html("# <b>temporary</b> & quick")));
+    // Exactly one script: the optional inline helper, and nothing loaded from outside.
+    assert_eq!(html.matches("<script").count(), 1);
+    for external in ["src=", "href=\"http", "@import", "url(", "<link"] {
+        assert!(
+            !html.contains(external),
+            "{external} makes the page depend on the network"
+        );
+    }
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.trim_end().ends_with("</html>"));
+}
+
+#[test]
+fn html_shows_status_gate_and_the_hat_sequence_in_order() {
+    let html = render(&HtmlExporter, &sample_report());
+    assert!(html.contains("✗ Signal NOT met"));
+    assert!(html.contains("exit 1"));
+    assert!(html.contains(
+        "<p class=\"gate human\"><b>gate external</b>a human approval is still required"
+    ));
+    let sequence = &html[html.find("<ol class=\"sequence\">").unwrap()..];
+    let sequence = &sequence[..sequence.find("</section>").unwrap()];
+    let names: Vec<usize> = [
+        "<div class=\"name\">pipeline-engineer</div>",
+        "<div class=\"name\">sre</div>",
+        "<div class=\"name\">reliability</div>",
+        "<div class=\"name\">completion judge</div>",
+    ]
+    .iter()
+    .map(|n| {
+        sequence
+            .find(n)
+            .unwrap_or_else(|| panic!("{n} not in the sequence"))
+    })
+    .collect();
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "steps out of order");
+    assert!(
+        sequence.contains("step unparseable"),
+        "the unparseable step stands out"
+    );
+    assert!(sequence.contains("⚠ unparseable"));
+    assert!(sequence.contains(">replayed<") && sequence.contains(">live<"));
+    assert!(sequence.contains("9,400 / 3,100") && sequence.contains("31.0 s"));
+
+    let html = render(&HtmlExporter, &met_report());
+    assert!(html.contains("✓ Signal met"));
+    assert!(html.contains("<p class=\"gate\"><b>gate auto</b>no human approval needed"));
+}
+
+#[test]
+fn html_verdict_matrix_has_a_coloured_cell_per_requirement_under_its_judge() {
+    let report = sample_report();
+    let html = render(&HtmlExporter, &report);
+    let start = html
+        .find("<table class=\"matrix\">")
+        .expect("a verdict matrix");
+    let matrix = &html[start..start + html[start..].find("</table>").unwrap()];
+    for heading in ["Hat constraints", "Review checks", "Completion signal"] {
+        assert!(matrix.contains(heading), "group {heading} missing");
+    }
+    for judge in [
+        "pipeline-engineer",
+        "sre",
+        "reliability",
+        "completion judge",
+    ] {
+        assert!(
+            matrix.contains(&format!(">{judge}</th>")),
+            "column {judge} missing"
+        );
+    }
+    let filled = |class: &str| {
+        matrix
+            .matches(&format!("<td class=\"cell {class}\">"))
+            .count()
+    };
+    assert_eq!(filled("met"), 2);
+    assert_eq!(filled("unmet"), 2);
+    assert_eq!(filled("unknown"), 3);
+    assert_eq!(matrix.matches("<td class=\"cell empty\">").count(), 7 * 3);
+    assert!(matrix.contains("<small>3&#x2f;5 unstable</small>"));
+    // Each row links to its details.
+    for r in &report.requirements {
+        assert!(matrix.contains(&format!("<code>{}</code>", in_html(&r.id))));
+    }
+    let links = matrix.matches("href=\"#req-").count();
+    assert_eq!(links, report.requirements.len());
+    let first = matrix
+        .split("href=\"#")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert!(
+        html.contains(&format!("id=\"{first}\"")),
+        "link target {first} missing"
+    );
+}
+
+#[test]
+fn html_details_mark_grounded_and_ungrounded_evidence_with_the_note() {
+    let html = render(&HtmlExporter, &sample_report());
+    assert_eq!(html.matches("<details class=\"panel req").count(), 7);
+    assert!(html.contains("<span class=\"mark\">✓ grounded</span>"));
+    assert!(html.contains(&format!(
+        "<span class=\"mark\">⚠ ungrounded</span>: this quote does not occur in <code>{}</code>",
+        in_html("artifacts/sre/runbook.md")
+    )));
+    assert!(html.contains(&in_html(
+        "ungrounded evidence: the quote does not occur in artifacts/sre/runbook.md"
+    )));
+    assert!(html.contains("(the judge claimed met)"));
+    // Requirements not met are open, met ones folded.
+    assert_eq!(html.matches("<details class=\"panel req met\"").count(), 2);
+    assert_eq!(
+        html.matches("<details class=\"panel req unmet\"").count(),
+        2
+    );
+    let unmet_open = html
+        .match_indices("<details class=\"panel req unmet\"")
+        .all(|(i, _)| html[i..].split('>').next().unwrap().ends_with(" open"));
+    assert!(unmet_open);
+}
+
+#[test]
+fn html_lists_inputs_warnings_and_run_info_and_adapts_to_dark_mode_and_print() {
+    let html = render(&HtmlExporter, &sample_report());
+    assert!(html.contains(&in_html("reports/validation-report.md")));
+    assert!(html.contains("402.3 KiB"));
+    assert_eq!(html.matches("⚠ truncated").count(), 1);
+    assert!(html.contains("Warnings (2)"));
+    assert!(html.contains("SmolLM2-135M-Instruct"));
+    assert!(html.contains(&"c".repeat(64)), "definition digest");
+    assert!(html.contains(&"d".repeat(64)), "prompt digest");
+    assert!(html.contains("@media (prefers-color-scheme: dark)"));
+    assert!(html.contains("@media print"));
+}
+
+#[test]
+fn html_is_byte_identical_across_renders() {
+    let report = sample_report();
+    assert_eq!(
+        render(&HtmlExporter, &report),
+        render(&HtmlExporter, &report)
     );
 }
 

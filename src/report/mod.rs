@@ -5,6 +5,7 @@
 //! by several formats (the gate note, the status words, number formatting) live in
 //! [`text`] so that the formats never disagree on wording.
 
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
@@ -40,11 +41,13 @@ pub enum ReportError {
     },
 }
 
-/// The formats [`write_all`] writes, in this order: `report.json`, `report.md`, `junit.xml`.
+/// The formats [`write_all`] writes, in this order: `report.json`, `report.md`,
+/// `report.html`, `junit.xml`.
 pub fn exporters() -> Vec<Box<dyn Exporter>> {
     vec![
         Box::new(json::JsonExporter),
         Box::new(markdown::MarkdownExporter),
+        Box::new(html::HtmlExporter),
         Box::new(junit::JunitExporter),
     ]
 }
