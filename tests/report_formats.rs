@@ -518,6 +518,47 @@ fn summary_table_has_a_line_per_step_and_the_outcome() {
     assert!(text.contains("gate auto: no human approval needed"));
 }
 
+#[test]
+fn gate_notes_name_what_each_gate_still_needs() {
+    let mut report = met_report();
+    report.stage.gates = vec!["ask".into(), "await".into()];
+    report.outcome.human_approval_required = true;
+    let text = summary_table(&report);
+    assert!(
+        text.contains("gate ask, await: the stage still waits for an external event; a person must still approve the stage"),
+        "{text}"
+    );
+    report.stage.gates = vec![];
+    report.outcome.human_approval_required = false;
+    assert!(summary_table(&report).contains("gate auto: no human approval needed"));
+    report.stage.gates = vec!["committee".into()];
+    assert!(summary_table(&report)
+        .contains("gate committee: gate kind `committee` is not one hatrack knows"));
+}
+
+#[test]
+fn allowed_unknowns_are_said_in_the_outcome_line() {
+    let mut report = sample_report();
+    report.requirements.retain(|r| r.verdict != Verdict::Unmet);
+    report.outcome.allow_unknown = true;
+    report.outcome.signal_met = true;
+    report.outcome.exit_code = 0;
+    report.outcome.reasons.clear();
+    report.outcome.counts = VerdictCounts {
+        met: 2,
+        unmet: 0,
+        unknown: 3,
+    };
+    let text = summary_table(&report);
+    assert!(
+        text.contains("signal met — 3 unknown allowed by --allow-unknown (exit 0)"),
+        "{text}"
+    );
+    let md = render(&MarkdownExporter, &report);
+    assert!(md.starts_with("## ✅ signal met"));
+    assert!(md.contains("3 unknown (unknown allowed)"));
+}
+
 // ---------- write_all ----------
 
 #[test]

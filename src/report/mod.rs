@@ -19,6 +19,7 @@ pub use summary::summary_table;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One output format.
 pub trait Exporter {
@@ -54,6 +55,9 @@ pub fn exporters() -> Vec<Box<dyn Exporter>> {
 
 /// Renders every format and writes it into `dir` (created if missing), passing each text
 /// through `scrub` first so no secret reaches disk. Returns the paths written.
+///
+/// `scrub` must replace a secret with plain text (e.g. `[REDACTED]`): its output goes into
+/// XML and HTML unescaped.
 ///
 /// `scrub` runs twice: over every string of the report *before* rendering (a format may
 /// escape a secret into a form the scrubber would no longer recognise, e.g. `&` → `&amp;`
@@ -113,7 +117,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    // Unique per process and per call, so two writers never share a temporary file.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{file_name}.{}-{n}.tmp", std::process::id()));
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
         file.write_all(bytes)?;
