@@ -464,6 +464,9 @@ fn html_lists_inputs_warnings_and_run_info_and_adapts_to_dark_mode_and_print() {
     assert!(html.contains("402.3 KiB"));
     assert_eq!(html.matches("⚠ truncated").count(), 1);
     assert!(html.contains("Warnings (2)"));
+    assert!(html.contains("<h2>Artifacts</h2>"));
+    assert!(html.contains(&in_html("artifacts/sre/runbook.md")));
+    assert!(html.contains(&format!("{}…", "b".repeat(12))));
     assert!(html.contains("SmolLM2-135M-Instruct"));
     assert!(html.contains(&"c".repeat(64)), "definition digest");
     assert!(html.contains(&"d".repeat(64)), "prompt digest");

@@ -78,6 +78,16 @@ struct StepView<'a> {
     met: usize,
     unmet: usize,
     unknown: usize,
+    artifacts: Vec<ArtifactView<'a>>,
+}
+
+#[derive(Serialize)]
+struct ArtifactView<'a> {
+    path: &'a str,
+    size: String,
+    sha256: &'a str,
+    /// The first 12 hex digits, enough to compare two runs by eye.
+    sha256_short: &'a str,
 }
 
 #[derive(Serialize)]
@@ -165,6 +175,16 @@ impl<'a> Page<'a> {
                     met: count(Verdict::Met),
                     unmet: count(Verdict::Unmet),
                     unknown: count(Verdict::Unknown),
+                    artifacts: s
+                        .artifacts
+                        .iter()
+                        .map(|a| ArtifactView {
+                            path: &a.path,
+                            size: bytes(a.bytes),
+                            sha256: &a.sha256,
+                            sha256_short: a.sha256.get(..12).unwrap_or(&a.sha256),
+                        })
+                        .collect(),
                 }
             })
             .collect();
