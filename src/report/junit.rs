@@ -1,0 +1,170 @@
+//! `junit.xml`: for CI test-report views. One test suite per judge (`hat/pipeline-engineer`,
+//! `review/reliability`, `signal`), one test case per requirement it ruled on.
+//!
+//! met → success; unmet → failure (message = finding, text = evidence); unknown → failure,
+//! or skipped with the reason when the run allowed unknowns (`--allow-unknown`). Suite times
+//! are the judging step's recorded duration. No timestamps or UUIDs are written, so a
+//! replayed run gives the same file.
+
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
+
+use super::model::{Report, RequirementReport, StepStatus, Verdict};
+use super::{text, Exporter, ReportError};
+
+pub struct JunitExporter;
+
+impl Exporter for JunitExporter {
+    fn file_name(&self) -> &'static str {
+        "junit.xml"
+    }
+
+    fn render(&self, report: &Report) -> Result<String, ReportError> {
+        let mut junit = quick_junit::Report::new(format!("hatrack {}", report.stage.name));
+        junit.set_time(Duration::from_millis(report.run.duration_ms));
+        for judge in text::judges(report) {
+            junit.add_test_suite(suite(report, &judge));
+        }
+        let mut xml = junit.to_string().map_err(|e| ReportError::Render {
+            format: "junit.xml",
+            message: e.to_string(),
+        })?;
+        if !xml.ends_with('\n') {
+            xml.push('\n');
+        }
+        Ok(xml)
+    }
+}
+
+fn suite(report: &Report, judge: &str) -> TestSuite {
+    let mut suite = TestSuite::new(judge);
+    if let Some(step) = report.steps.iter().find(|s| s.id == judge) {
+        suite.set_time(Duration::from_millis(step.duration_ms));
+        suite.add_properties([
+            Property::new("status", text::step_status(step.status)),
+            Property::new("source", step.source.as_str()),
+            Property::new("attempts", step.attempts.to_string()),
+            Property::new("prompt_tokens", step.usage.prompt_tokens.to_string()),
+            Property::new(
+                "completion_tokens",
+                step.usage.completion_tokens.to_string(),
+            ),
+        ]);
+        if step.status == StepStatus::Unparseable || !step.errors.is_empty() {
+            let mut err = format!(
+                "step {} is {} after {} attempt(s)\n",
+                step.id,
+                text::step_status(step.status),
+                step.attempts
+            );
+            for (i, e) in step.errors.iter().enumerate() {
+                err.push_str(&format!("attempt {}: {e}\n", i + 1));
+            }
+            suite.set_system_err(err);
+        }
+    }
+    for r in report.requirements.iter().filter(|r| r.judged_by == judge) {
+        suite.add_test_case(case(report, r));
+    }
+    suite
+}
+
+fn case(report: &Report, r: &RequirementReport) -> TestCase {
+    let name = format!("{} {}", r.id, text::short(&r.text, 80));
+    let status = match r.verdict {
+        Verdict::Met => TestCaseStatus::success(),
+        Verdict::Unmet => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_type(if r.mandatory {
+                "unmet"
+            } else {
+                "unmet (advisory)"
+            })
+            .set_message(message(r, &r.finding, "not met"))
+            .set_description(evidence_text(r));
+            s
+        }
+        Verdict::Unknown if report.outcome.allow_unknown => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_type("unknown")
+                .set_message(format!(
+                    "unknown, allowed by --allow-unknown: {}",
+                    reason_for_unknown(r)
+                ))
+                .set_description(evidence_text(r));
+            s
+        }
+        Verdict::Unknown => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_type("unknown")
+                .set_message(message(r, &reason_for_unknown(r), "unknown"))
+                .set_description(evidence_text(r));
+            s
+        }
+    };
+    let mut case = TestCase::new(name, status);
+    case.set_classname(report.stage.name.as_str());
+    case
+}
+
+/// `[MUST] finding`, one line.
+fn message(r: &RequirementReport, text_: &str, fallback: &str) -> String {
+    let body = text::one_line(text_);
+    let body = if body.is_empty() {
+        fallback.to_string()
+    } else {
+        body
+    };
+    format!("[{}] {body}", r.level)
+}
+
+fn reason_for_unknown(r: &RequirementReport) -> String {
+    r.note
+        .as_deref()
+        .filter(|n| !n.trim().is_empty())
+        .or(Some(r.finding.as_str()).filter(|f| !f.trim().is_empty()))
+        .unwrap_or("the judge could not decide")
+        .to_string()
+}
+
+/// The failure's text: what was required, what was found, and each quote with its
+/// grounding.
+fn evidence_text(r: &RequirementReport) -> String {
+    let mut s = format!(
+        "requirement: {}\nsource: {}\n",
+        text::one_line(&r.text),
+        r.source
+    );
+    if let Some(sev) = &r.severity {
+        s.push_str(&format!("severity: {sev}\n"));
+    }
+    if r.claimed != r.verdict {
+        s.push_str(&format!(
+            "claimed: {} (hatrack ruled {})\n",
+            r.claimed.as_str(),
+            r.verdict.as_str()
+        ));
+    }
+    if let Some(a) = &r.agreement {
+        s.push_str(&format!("agreement: {}\n", text::agreement(a)));
+    }
+    if !r.finding.trim().is_empty() {
+        s.push_str(&format!("finding: {}\n", r.finding.trim()));
+    }
+    if let Some(note) = r.note.as_deref().filter(|n| !n.trim().is_empty()) {
+        s.push_str(&format!("note: {}\n", note.trim()));
+    }
+    for e in &r.evidence {
+        let mark = if e.grounded {
+            "grounded"
+        } else {
+            "UNGROUNDED: not found in the source"
+        };
+        s.push_str(&format!("evidence [{mark}] {}:\n", e.source));
+        for line in e.quote.lines() {
+            s.push_str(&format!("  > {line}\n"));
+        }
+    }
+    s
+}

@@ -1,0 +1,429 @@
+//! `report.md`: meant to be pasted as a pull-request comment. Status first, then what is not
+//! met, then the steps, then everything else folded in `<details>` blocks.
+//!
+//! GitHub refuses comments over 65,536 characters, so the text is built against a byte
+//! budget well under that: long findings and quotes are cut with a visible marker, and
+//! rows or blocks that no longer fit are counted in an "omitted" line pointing at
+//! `report.json` / `report.html` instead.
+
+use super::model::{Report, RequirementReport, StepReport, StepStatus, Verdict};
+use super::{text, Exporter, ReportError};
+
+/// The whole comment stays under this many bytes (bytes ≥ characters, so this is safe for
+/// GitHub's character limit too).
+pub const MAX_BYTES: usize = 60_000;
+/// Room kept free for the closing markers of whatever section is cut short.
+const RESERVE: usize = 1_500;
+const FINDING_IN_TABLE: usize = 240;
+const FINDING_IN_DETAILS: usize = 2_000;
+const QUOTE_MAX: usize = 1_000;
+const WARNING_MAX: usize = 400;
+
+pub struct MarkdownExporter;
+
+impl Exporter for MarkdownExporter {
+    fn file_name(&self) -> &'static str {
+        "report.md"
+    }
+
+    fn render(&self, report: &Report) -> Result<String, ReportError> {
+        Ok(render(report))
+    }
+}
+
+/// Text accumulated under a byte budget.
+struct Budget {
+    out: String,
+}
+
+impl Budget {
+    /// Appends `block` if it fits (keeping [`RESERVE`] free); says whether it did.
+    fn try_push(&mut self, block: &str) -> bool {
+        if self.out.len() + block.len() + RESERVE <= MAX_BYTES {
+            self.out.push_str(block);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Appends a closing marker, which may use the reserve.
+    fn push_marker(&mut self, block: &str) {
+        if self.out.len() + block.len() <= MAX_BYTES {
+            self.out.push_str(block);
+        }
+    }
+}
+
+fn render(report: &Report) -> String {
+    let mut md = Budget { out: String::new() };
+    head(report, &mut md);
+    not_met_table(report, &mut md);
+    steps_table(report, &mut md);
+    details(report, &mut md);
+    warnings(report, &mut md);
+    md.out
+}
+
+fn head(report: &Report, md: &mut Budget) {
+    let icon = if report.outcome.signal_met {
+        "✅"
+    } else {
+        "❌"
+    };
+    let mut s = format!(
+        "## {icon} {} — stage {} (exit {})\n\n",
+        text::status_words(report),
+        code(&report.stage.name),
+        report.outcome.exit_code
+    );
+    let summary = text::one_line(&report.outcome.summary);
+    if !summary.is_empty() {
+        s.push_str(&esc(&text::cap(&summary, FINDING_IN_DETAILS)));
+        s.push_str("\n\n");
+    }
+    let note = text::gate_note(report);
+    let (gate, rest) = note.split_once(": ").unwrap_or((&note, ""));
+    s.push_str(&format!("> **{}:** {}\n\n", esc(gate), esc(rest)));
+    if !report.outcome.reasons.is_empty() {
+        s.push_str("Why:\n");
+        for reason in &report.outcome.reasons {
+            s.push_str(&format!(
+                "- {}\n",
+                esc(&text::cap(&text::one_line(reason), 400))
+            ));
+        }
+        s.push('\n');
+    }
+    let c = report.outcome.counts;
+    s.push_str(&format!(
+        "{} met · {} unmet · {} unknown{} · run {} · model {} · record mode {}\n\n",
+        c.met,
+        c.unmet,
+        c.unknown,
+        if report.outcome.allow_unknown {
+            " (unknown allowed)"
+        } else {
+            ""
+        },
+        code(&report.run.id),
+        code(&report.run.model),
+        code(&report.run.record_mode),
+    ));
+    if !md.try_push(&s) {
+        // Only an absurdly long stage name or reason list gets here; keep the status line.
+        let first = s.lines().next().unwrap_or_default().to_string();
+        md.push_marker(&format!("{first}\n\n… [header cut: see report.json]\n\n"));
+    }
+}
+
+/// Unmet first, then unknown; mandatory before advisory within each; otherwise in report order.
+fn not_met(report: &Report) -> Vec<&RequirementReport> {
+    let mut rows: Vec<&RequirementReport> = report
+        .requirements
+        .iter()
+        .filter(|r| r.verdict != Verdict::Met)
+        .collect();
+    rows.sort_by_key(|r| (r.verdict != Verdict::Unmet, !r.mandatory));
+    rows
+}
+
+fn level(r: &RequirementReport) -> String {
+    if r.mandatory {
+        r.level.clone()
+    } else {
+        format!("{} (advisory)", r.level)
+    }
+}
+
+fn not_met_table(report: &Report, md: &mut Budget) {
+    let rows = not_met(report);
+    if rows.is_empty() {
+        md.try_push("Every requirement is met.\n\n");
+        return;
+    }
+    md.try_push("### Requirements not met\n\n| | Requirement | Level | Judge | Finding |\n|---|---|---|---|---|\n");
+    let mut omitted = 0;
+    for r in &rows {
+        // For an unknown, why hatrack could not rule matters more than what the judge said.
+        let note = r.note.clone().filter(|n| !n.trim().is_empty());
+        let finding = match (r.verdict, note) {
+            (Verdict::Unknown, Some(note)) => note,
+            (_, note) if r.finding.trim().is_empty() => note.unwrap_or_default(),
+            _ => r.finding.clone(),
+        };
+        let row = format!(
+            "| {} {} | {} {} | {} | {} | {} |\n",
+            text::verdict_icon(r.verdict),
+            r.verdict.as_str(),
+            code(&r.id),
+            esc(&text::short(&r.text, 100)),
+            esc(&level(r)),
+            code(&r.judged_by),
+            esc(&text::cap(&text::one_line(&finding), FINDING_IN_TABLE)),
+        );
+        if omitted > 0 || !md.try_push(&row) {
+            omitted += 1;
+        }
+    }
+    if omitted > 0 {
+        md.push_marker(&format!(
+            "\n… {omitted} more not shown (the comment is capped); see report.html or report.json.\n"
+        ));
+    }
+    md.try_push("\n");
+}
+
+fn steps_table(report: &Report, md: &mut Budget) {
+    if report.steps.is_empty() {
+        return;
+    }
+    md.try_push("### Steps\n\n| Step | Status | Source | Attempts | Tokens (in / out) | Time |\n|---|---|---|---:|---:|---:|\n");
+    let mut omitted = 0;
+    for step in &report.steps {
+        let status = match step.status {
+            StepStatus::Answered => "answered".to_string(),
+            StepStatus::Unparseable => "⚠️ unparseable".to_string(),
+        };
+        let row = format!(
+            "| {} {} | {} | {} | {} | {} / {} | {} |\n",
+            code(&step.id),
+            esc(&step.name),
+            status,
+            esc(&step.source),
+            step.attempts,
+            text::int(step.usage.prompt_tokens),
+            text::int(step.usage.completion_tokens),
+            text::duration(step.duration_ms),
+        );
+        if omitted > 0 || !md.try_push(&row) {
+            omitted += 1;
+        }
+    }
+    if omitted > 0 {
+        md.push_marker(&format!("\n… {omitted} more steps not shown.\n"));
+    }
+    let u = report.run.usage;
+    md.try_push(&format!(
+        "\nTotal: {} / {} tokens, {}.\n\n",
+        text::int(u.prompt_tokens),
+        text::int(u.completion_tokens),
+        text::duration(report.run.duration_ms)
+    ));
+}
+
+fn details(report: &Report, md: &mut Budget) {
+    if report.requirements.is_empty() {
+        return;
+    }
+    md.try_push("### Details\n\n");
+    let mut omitted = 0usize;
+    for judge in text::judges(report) {
+        let reqs: Vec<&RequirementReport> = report
+            .requirements
+            .iter()
+            .filter(|r| r.judged_by == judge)
+            .collect();
+        let step = report.steps.iter().find(|s| s.id == judge);
+        if reqs.is_empty() && step.is_none_or(|s| s.errors.is_empty()) {
+            continue;
+        }
+        if omitted > 0 {
+            omitted += reqs.len();
+            continue;
+        }
+        let count = |v: Verdict| reqs.iter().filter(|r| r.verdict == v).count();
+        let (met, unmet, unknown) = (
+            count(Verdict::Met),
+            count(Verdict::Unmet),
+            count(Verdict::Unknown),
+        );
+        let open = if unmet + unknown > 0 { " open" } else { "" };
+        let mut block = format!(
+            "<details{open}>\n<summary><b>{}</b> — {met} met, {unmet} unmet, {unknown} unknown</summary>\n\n",
+            html_escape(&judge)
+        );
+        if let Some(step) = step {
+            block.push_str(&step_notes(step));
+        }
+        if !md.try_push(&block) {
+            omitted += reqs.len();
+            continue;
+        }
+        for (i, r) in reqs.iter().enumerate() {
+            if !md.try_push(&requirement_block(r)) {
+                omitted += reqs.len() - i;
+                break;
+            }
+        }
+        md.push_marker("</details>\n\n");
+    }
+    if omitted > 0 {
+        md.push_marker(&format!(
+            "… details of {omitted} requirements not shown (the comment is capped); see report.html or report.json.\n\n"
+        ));
+    }
+}
+
+fn step_notes(step: &StepReport) -> String {
+    let mut s = String::new();
+    if let Some(summary) = step.summary.as_deref().filter(|t| !t.trim().is_empty()) {
+        s.push_str(&format!(
+            "_Step summary:_ {}\n\n",
+            esc(&text::cap(&text::one_line(summary), FINDING_IN_DETAILS))
+        ));
+    }
+    if step.status == StepStatus::Unparseable {
+        s.push_str(&format!(
+            "⚠️ **Unparseable:** no attempt of {} gave a schema-valid answer; its verdicts are unknown.\n\n",
+            step.attempts
+        ));
+    }
+    for (i, err) in step.errors.iter().enumerate() {
+        s.push_str(&format!(
+            "- attempt {}: {}\n",
+            i + 1,
+            esc(&text::cap(&text::one_line(err), 400))
+        ));
+    }
+    if !step.errors.is_empty() {
+        s.push('\n');
+    }
+    s
+}
+
+fn requirement_block(r: &RequirementReport) -> String {
+    let mut s = format!(
+        "**{} {}** {} ({}{}) — {}\n\n",
+        text::verdict_icon(r.verdict),
+        r.verdict.as_str(),
+        code(&r.id),
+        esc(&level(r)),
+        r.severity
+            .as_deref()
+            .map(|sev| format!(", severity {}", esc(sev)))
+            .unwrap_or_default(),
+        esc(&text::cap(&text::one_line(&r.text), FINDING_IN_DETAILS)),
+    );
+    let mut facts = Vec::new();
+    if r.claimed != r.verdict {
+        facts.push(format!(
+            "judge claimed **{}**, hatrack ruled **{}**",
+            r.claimed.as_str(),
+            r.verdict.as_str()
+        ));
+    }
+    if let Some(a) = &r.agreement {
+        facts.push(format!("agreement {}", text::agreement(a)));
+    }
+    facts.push(format!("source {}", code(&r.source)));
+    s.push_str(&format!("<sub>{}</sub>\n\n", facts.join(" · ")));
+    if !r.finding.trim().is_empty() {
+        s.push_str(&format!(
+            "Finding: {}\n\n",
+            esc(&text::cap(&text::one_line(&r.finding), FINDING_IN_DETAILS))
+        ));
+    }
+    if let Some(note) = r.note.as_deref().filter(|n| !n.trim().is_empty()) {
+        s.push_str(&format!(
+            "Note: {}\n\n",
+            esc(&text::cap(&text::one_line(note), FINDING_IN_DETAILS))
+        ));
+    }
+    for e in &r.evidence {
+        let mark = if e.grounded {
+            "✓ grounded".to_string()
+        } else {
+            "⚠️ **ungrounded**: the quote does not occur in this source".to_string()
+        };
+        s.push_str(&format!(
+            "Evidence from {} — {mark}\n\n{}\n\n",
+            code(&e.source),
+            fenced(&text::cap(&e.quote, QUOTE_MAX))
+        ));
+    }
+    s
+}
+
+fn warnings(report: &Report, md: &mut Budget) {
+    if report.warnings.is_empty() {
+        return;
+    }
+    md.try_push("### Warnings\n\n");
+    let mut omitted = 0;
+    for w in &report.warnings {
+        let line = format!("- {}\n", esc(&text::cap(&text::one_line(w), WARNING_MAX)));
+        if omitted > 0 || !md.try_push(&line) {
+            omitted += 1;
+        }
+    }
+    if omitted > 0 {
+        md.push_marker(&format!("- … {omitted} more warnings in report.json\n"));
+    }
+    md.push_marker("\n");
+}
+
+/// Escapes text for inline Markdown: characters that could start emphasis, links, code,
+/// HTML or break a table cell are backslash-escaped (CommonMark allows that for any ASCII
+/// punctuation), so model-written text shows as written and never as markup.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for ch in s.chars() {
+        if matches!(
+            ch,
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '&' | '~' | '#' | '!'
+        ) {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// An inline code span that survives backticks inside `s`; a `|` (which would still split
+/// a table cell) is replaced by a lookalike.
+fn code(s: &str) -> String {
+    let s = text::one_line(s).replace('|', "¦");
+    let longest = longest_backtick_run(&s);
+    let fence = "`".repeat(longest + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{s}{pad}{fence}")
+}
+
+/// A fenced code block that survives backticks inside `s`.
+fn fenced(s: &str) -> String {
+    let fence = "`".repeat((longest_backtick_run(s) + 1).max(3));
+    format!("{fence}text\n{}\n{fence}", s.trim_end_matches('\n'))
+}
+
+fn longest_backtick_run(s: &str) -> usize {
+    let (mut longest, mut run) = (0, 0);
+    for ch in s.chars() {
+        if ch == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    longest
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(ch),
+        }
+    }
+    out
+}

@@ -1,0 +1,203 @@
+//! Wording and number formatting shared by the formats, so that the summary on stdout, the
+//! PR comment, the HTML page and the JUnit file say the same thing in the same words.
+
+use super::model::{Report, RequirementKind, StepStatus, Verdict};
+
+/// The headline: `signal met` or `signal NOT met`.
+pub fn status_words(report: &Report) -> &'static str {
+    if report.outcome.signal_met {
+        "signal met"
+    } else {
+        "signal NOT met"
+    }
+}
+
+/// One line for stdout and logs: `signal NOT MET — 3 unmet, 2 unknown (exit 1)` or
+/// `signal met (exit 0)`.
+pub fn outcome_line(report: &Report) -> String {
+    let o = &report.outcome;
+    let c = o.counts;
+    if o.signal_met {
+        if c.unknown > 0 && o.allow_unknown {
+            format!(
+                "signal met — {} unknown allowed by --allow-unknown (exit {})",
+                c.unknown, o.exit_code
+            )
+        } else {
+            format!("signal met (exit {})", o.exit_code)
+        }
+    } else {
+        format!(
+            "signal NOT MET — {} unmet, {} unknown (exit {})",
+            c.unmet, c.unknown, o.exit_code
+        )
+    }
+}
+
+/// What the stage's `review:` gate still asks of people once hatrack is done, e.g.
+/// `gate external: a human approval is still required`.
+pub fn gate_note(report: &Report) -> String {
+    let gates = &report.stage.gates;
+    let kinds = if gates.is_empty() {
+        "auto".to_string()
+    } else {
+        gates.join(", ")
+    };
+    let mut parts: Vec<String> = Vec::new();
+    let has = |k: &str| gates.iter().any(|g| g.eq_ignore_ascii_case(k));
+    if has("external") {
+        parts.push("a human approval is still required (external review)".into());
+    }
+    if has("await") {
+        parts.push("the stage still waits for an external event".into());
+    }
+    if has("ask") {
+        parts.push("a person must still approve the stage".into());
+    }
+    for g in gates {
+        let known = ["auto", "ask", "external", "await"];
+        if !known.iter().any(|k| g.eq_ignore_ascii_case(k)) {
+            parts.push(format!(
+                "gate kind `{g}` is not one hatrack knows; check it by hand"
+            ));
+        }
+    }
+    if parts.is_empty() {
+        if report.outcome.human_approval_required {
+            parts.push("a human approval is still required".into());
+        } else {
+            parts.push("no human approval needed: the stage advances on the signal".into());
+        }
+    } else if report.outcome.human_approval_required && !parts.iter().any(|p| p.contains("approv"))
+    {
+        parts.push("a human approval is still required".into());
+    }
+    format!("gate {kinds}: {}", parts.join("; "))
+}
+
+/// `850 ms`, `12.3 s`, `2 m 03 s`.
+pub fn duration(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        let s = ms / 1000;
+        format!("{} m {:02} s", s / 60, s % 60)
+    }
+}
+
+/// `12,345`.
+pub fn int(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+pub fn verdict_icon(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Met => "✅",
+        Verdict::Unmet => "❌",
+        Verdict::Unknown => "❔",
+    }
+}
+
+pub fn step_status(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Answered => "answered",
+        StepStatus::Unparseable => "unparseable",
+    }
+}
+
+pub fn kind_label(k: RequirementKind) -> &'static str {
+    match k {
+        RequirementKind::HatConstraint => "Hat constraints",
+        RequirementKind::ReviewCheck => "Review checks",
+        RequirementKind::Signal => "Completion signal",
+    }
+}
+
+/// `3/5` or `3/5 unstable`.
+pub fn agreement(a: &super::model::Agreement) -> String {
+    if a.unstable {
+        format!("{}/{} unstable", a.agree, a.samples)
+    } else {
+        format!("{}/{}", a.agree, a.samples)
+    }
+}
+
+/// The judges in the order they ran (step ids), then any judge named by a requirement but
+/// missing from the steps, in order of first mention.
+pub fn judges(report: &Report) -> Vec<String> {
+    let mut out: Vec<String> = report.steps.iter().map(|s| s.id.clone()).collect();
+    for r in &report.requirements {
+        if !out.contains(&r.judged_by) {
+            out.push(r.judged_by.clone());
+        }
+    }
+    out
+}
+
+/// Whitespace runs (newlines included) collapsed to one space, for one-line contexts.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// At most `max` characters of `s`; a cut text ends with a visible marker saying how much
+/// was left out and where to find the rest.
+pub fn cap(s: &str, max: usize) -> String {
+    let total = s.chars().count();
+    if total <= max {
+        return s.to_string();
+    }
+    let kept: String = s.chars().take(max).collect();
+    format!(
+        "{}… [truncated: {} more characters in report.json]",
+        kept.trim_end(),
+        total - max
+    )
+}
+
+/// A short one-line version of a requirement's text, for names and table cells.
+pub fn short(s: &str, max: usize) -> String {
+    let line = one_line(s);
+    if line.chars().count() <= max {
+        return line;
+    }
+    let kept: String = line.chars().take(max.saturating_sub(1)).collect();
+    format!("{}…", kept.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_would_write_them() {
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(12_345), "12.3 s");
+        assert_eq!(duration(123_000), "2 m 03 s");
+    }
+
+    #[test]
+    fn integers_get_thousands_separators() {
+        assert_eq!(int(0), "0");
+        assert_eq!(int(999), "999");
+        assert_eq!(int(1_000), "1,000");
+        assert_eq!(int(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn cap_marks_what_it_cut() {
+        assert_eq!(cap("short", 10), "short");
+        let capped = cap(&"é".repeat(30), 10);
+        assert!(capped.starts_with(&"é".repeat(10)));
+        assert!(capped.contains("[truncated: 20 more characters"));
+    }
+}
