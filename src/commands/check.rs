@@ -1,9 +1,169 @@
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use crate::cli::CheckArgs;
+use crate::definition::{load_tree, Level, LoadedTree, Severity, Stage};
 use crate::Error;
 
-/// `hatrack check [PATH]`: load everything, print counts and diagnostics.
-pub fn check(_args: &CheckArgs, _out: &mut dyn Write) -> Result<i32, Error> {
-    Err(Error::usage("hatrack check is not built yet (issue 2)"))
+/// The default PATH: the project's shipped definitions.
+const DEFAULT_PATH: &str = "hats";
+
+/// What `hatrack check` counts, so a user sees at a glance that everything was found.
+#[derive(Debug, Default)]
+struct Counts {
+    studios: usize,
+    stages: usize,
+    hats: usize,
+    own_agents: usize,
+    included_agents: usize,
+    outputs: usize,
+    discovery: usize,
+    constraints: BTreeMap<Level, usize>,
+    other_hat_requirements: usize,
+    checks: BTreeMap<Level, usize>,
+    signal: BTreeMap<Level, usize>,
+}
+
+impl Counts {
+    fn of(tree: &LoadedTree) -> Counts {
+        let mut c = Counts {
+            studios: tree.studios.len(),
+            ..Counts::default()
+        };
+        let stages = tree
+            .studios
+            .iter()
+            .flat_map(|s| s.stages.iter())
+            .chain(tree.stages.iter());
+        for stage in stages {
+            c.add_stage(stage);
+        }
+        c
+    }
+
+    fn add_stage(&mut self, stage: &Stage) {
+        self.stages += 1;
+        self.hats += stage.hats.len();
+        self.outputs += stage.outputs.len();
+        self.discovery += stage.discovery.len();
+        for hat in &stage.hats {
+            for r in &hat.requirements {
+                if r.section == "anti-patterns" {
+                    *self.constraints.entry(r.level).or_default() += 1;
+                } else {
+                    self.other_hat_requirements += 1;
+                }
+            }
+        }
+        for agent in &stage.review_agents {
+            if agent.origin == crate::definition::AgentOrigin::Own {
+                self.own_agents += 1;
+                for r in &agent.checks {
+                    *self.checks.entry(r.level).or_default() += 1;
+                }
+            } else {
+                self.included_agents += 1;
+            }
+        }
+        for r in &stage.completion_signal {
+            *self.signal.entry(r.level).or_default() += 1;
+        }
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `909 MUST NOT, 249 MUST, 1 SHOULD` (strongest first); `none` when empty.
+fn by_level(map: &BTreeMap<Level, usize>) -> String {
+    if map.is_empty() {
+        return "none".into();
+    }
+    map.iter()
+        .map(|(level, n)| format!("{n} {level}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn total(map: &BTreeMap<Level, usize>) -> usize {
+    map.values().sum()
+}
+
+/// `hatrack check [PATH]`: load everything, print counts to `out` and diagnostics to
+/// stderr (one `file:line: severity: message` per line). Exit 0 with warnings only, 2 with
+/// any error.
+pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let path: PathBuf = args
+        .path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+    let tree = load_tree(&path);
+    let stderr = std::io::stderr();
+    let mut err = stderr.lock();
+    for d in &tree.diagnostics {
+        let _ = writeln!(err, "{d}");
+    }
+    write_summary(&path, &tree, out).map_err(|e| Error::io("writing the check summary", e))?;
+    let errors = tree
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    Ok(if errors > 0 { 2 } else { 0 })
+}
+
+fn write_summary(path: &Path, tree: &LoadedTree, out: &mut dyn Write) -> std::io::Result<()> {
+    let c = Counts::of(tree);
+    let included = if c.included_agents > 0 {
+        format!(" (+{} included)", c.included_agents)
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "checked {}: {}, {}, {}, {}{included}, {}, {} discovery",
+        path.display(),
+        plural(c.studios, "studio", "studios"),
+        plural(c.stages, "stage", "stages"),
+        plural(c.hats, "hat", "hats"),
+        plural(c.own_agents, "review agent", "review agents"),
+        plural(c.outputs, "output", "outputs"),
+        c.discovery
+    )?;
+    writeln!(
+        out,
+        "requirements: {} hat constraints ({}), {} review checks ({}), {} completion-signal requirements ({})",
+        total(&c.constraints),
+        by_level(&c.constraints),
+        total(&c.checks),
+        by_level(&c.checks),
+        total(&c.signal),
+        by_level(&c.signal),
+    )?;
+    if c.other_hat_requirements > 0 {
+        writeln!(
+            out,
+            "also {} outside hat anti-pattern lists (Focus, Produces, prose…): shown to the model, not judged as constraints",
+            plural(
+                c.other_hat_requirements,
+                "keyword sentence",
+                "keyword sentences"
+            )
+        )?;
+    }
+    let errors = tree
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = tree.diagnostics.len() - errors;
+    writeln!(
+        out,
+        "{}, {}",
+        plural(errors, "error", "errors"),
+        plural(warnings, "warning", "warnings")
+    )?;
+    Ok(())
 }

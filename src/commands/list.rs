@@ -1,9 +1,382 @@
 use std::io::Write;
 
-use crate::cli::ListArgs;
+use serde::Serialize;
+
+use crate::cli::{ListArgs, ListFormat};
+use crate::definition::{
+    definition_digest, load_stage, resolve_stage_dir, AgentOrigin, ArtifactDef, ArtifactKind,
+    Requirement, Stage,
+};
 use crate::Error;
 
-/// `hatrack list`: the stage as a user needs to see it.
-pub fn list(_args: &ListArgs, _out: &mut dyn Write) -> Result<i32, Error> {
-    Err(Error::usage("hatrack list is not built yet (issue 2)"))
+/// The JSON printed by `hatrack list --format json`. The shape is stable: fields are only
+/// ever added. Requirements appear as [`RequirementView`] everywhere.
+///
+/// ```text
+/// { "stage": { name, studio, dir, file, title, description, gates: ["external"],
+///              needs_human, elaboration, digest },
+///   "inputs": [ { stage, kind: "discovery"|"output", name, source: "file:line" } ],
+///   "hats": [ { name, file, focus, produces, reads, responsibilities,
+///               constraints: [Requirement], other_requirements: [Requirement] } ],
+///   "review_agents": [ { name, file, origin: "own"|"included", from_stage, mandate,
+///                        checks: [Requirement] } ],
+///   "criteria": { good: [..], bad: [..] } | null,
+///   "completion_signal": { text, requirements: [Requirement] },
+///   "outputs": [Artifact], "discovery": [Artifact],
+///   "warnings": [ "file:line: warning: …" ] }
+/// Requirement = { id, level: "MUST NOT"|"MUST"|"implicit"|"SHOULD NOT"|"SHOULD"|"MAY",
+///                 keywords: [..], text (verbatim, bold markers kept), section,
+///                 source: "file:line", malformed }
+/// Artifact = { name, file, location, scope, format, required }
+/// ```
+#[derive(Debug, Serialize)]
+pub struct ListView {
+    pub stage: StageView,
+    pub inputs: Vec<InputView>,
+    pub hats: Vec<HatView>,
+    pub review_agents: Vec<AgentView>,
+    pub criteria: Option<CriteriaView>,
+    pub completion_signal: SignalView,
+    pub outputs: Vec<ArtifactView>,
+    pub discovery: Vec<ArtifactView>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StageView {
+    pub name: String,
+    pub studio: Option<String>,
+    pub dir: String,
+    pub file: String,
+    pub title: String,
+    pub description: String,
+    pub gates: Vec<String>,
+    /// Whether a gate kind needs a person (or a world event) after hatrack is done.
+    pub needs_human: bool,
+    pub elaboration: Option<String>,
+    /// sha256 of the definition files (see `definition::definition_digest`).
+    pub digest: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InputView {
+    pub stage: String,
+    pub kind: &'static str,
+    pub name: String,
+    pub source: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HatView {
+    pub name: String,
+    pub file: String,
+    pub focus: Option<String>,
+    pub produces: Option<String>,
+    pub reads: Option<String>,
+    pub responsibilities: Option<String>,
+    /// The anti-pattern requirements: what each hat is judged on.
+    pub constraints: Vec<RequirementView>,
+    /// Keyword sentences elsewhere in the hat (Focus, Produces, prose): context only.
+    pub other_requirements: Vec<RequirementView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentView {
+    pub name: String,
+    pub file: String,
+    pub origin: &'static str,
+    /// For included agents, the stage they come from.
+    pub from_stage: Option<String>,
+    pub mandate: String,
+    pub checks: Vec<RequirementView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CriteriaView {
+    pub good: Vec<String>,
+    pub bad: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignalView {
+    pub text: String,
+    pub requirements: Vec<RequirementView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RequirementView {
+    pub id: String,
+    pub level: &'static str,
+    pub keywords: Vec<String>,
+    pub text: String,
+    pub section: String,
+    pub source: String,
+    pub malformed: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ArtifactView {
+    pub name: String,
+    pub file: String,
+    pub location: String,
+    pub scope: String,
+    pub format: String,
+    pub required: bool,
+}
+
+fn requirement_view(r: &Requirement) -> RequirementView {
+    RequirementView {
+        id: r.id.clone(),
+        level: r.level.as_str(),
+        keywords: r.keywords.clone(),
+        text: r.text.clone(),
+        section: r.section.clone(),
+        source: r.source.to_string(),
+        malformed: r.malformed,
+    }
+}
+
+fn artifact_view(a: &ArtifactDef) -> ArtifactView {
+    ArtifactView {
+        name: a.name.clone(),
+        file: a.file.display().to_string(),
+        location: a.location.clone(),
+        scope: a.scope.clone(),
+        format: a.format.clone(),
+        required: a.required,
+    }
+}
+
+impl ListView {
+    pub fn of(stage: &Stage, warnings: &[crate::definition::Diagnostic]) -> ListView {
+        ListView {
+            stage: StageView {
+                name: stage.name.clone(),
+                studio: stage.studio.clone(),
+                dir: stage.dir.display().to_string(),
+                file: stage.file.display().to_string(),
+                title: stage.title.clone(),
+                description: stage.description.clone(),
+                gates: stage.gates.iter().map(|g| g.as_str().to_string()).collect(),
+                needs_human: stage.gates.iter().any(|g| g.needs_human()),
+                elaboration: stage.elaboration.clone(),
+                digest: definition_digest(stage),
+            },
+            inputs: stage
+                .inputs
+                .iter()
+                .map(|i| InputView {
+                    stage: i.stage.clone(),
+                    kind: match i.kind {
+                        ArtifactKind::Discovery => "discovery",
+                        ArtifactKind::Output => "output",
+                    },
+                    name: i.name.clone(),
+                    source: i.source.to_string(),
+                })
+                .collect(),
+            hats: stage
+                .hats
+                .iter()
+                .map(|h| HatView {
+                    name: h.name.clone(),
+                    file: h.file.display().to_string(),
+                    focus: h.focus.clone(),
+                    produces: h.produces.clone(),
+                    reads: h.reads.clone(),
+                    responsibilities: h.responsibilities.clone(),
+                    constraints: h.constraints().map(requirement_view).collect(),
+                    other_requirements: h
+                        .requirements
+                        .iter()
+                        .filter(|r| r.section != "anti-patterns")
+                        .map(requirement_view)
+                        .collect(),
+                })
+                .collect(),
+            review_agents: stage
+                .review_agents
+                .iter()
+                .map(|a| AgentView {
+                    name: a.name.clone(),
+                    file: a.file.display().to_string(),
+                    origin: match a.origin {
+                        AgentOrigin::Own => "own",
+                        AgentOrigin::Included { .. } => "included",
+                    },
+                    from_stage: match &a.origin {
+                        AgentOrigin::Own => None,
+                        AgentOrigin::Included { stage } => Some(stage.clone()),
+                    },
+                    mandate: a.mandate.clone(),
+                    checks: a.checks.iter().map(requirement_view).collect(),
+                })
+                .collect(),
+            criteria: stage.criteria.as_ref().map(|c| CriteriaView {
+                good: c.good.clone(),
+                bad: c.bad.clone(),
+            }),
+            completion_signal: SignalView {
+                text: stage.completion_signal_text.clone(),
+                requirements: stage
+                    .completion_signal
+                    .iter()
+                    .map(requirement_view)
+                    .collect(),
+            },
+            outputs: stage.outputs.iter().map(artifact_view).collect(),
+            discovery: stage.discovery.iter().map(artifact_view).collect(),
+            warnings: warnings.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+}
+
+/// `hatrack list`: the stage as a user needs to see it — hats in order with what they
+/// read and produce and every constraint, review agents with their checks, criteria
+/// guidance, the completion-signal requirements and the gate.
+pub fn list(args: &ListArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let dir = resolve_stage_dir(args.stage.stage.as_deref(), args.stage.studio.as_deref())?;
+    let loaded = load_stage(&dir)?;
+    let view = ListView::of(&loaded.stage, &loaded.warnings);
+    let io = |e| Error::io("writing the stage listing", e);
+    match args.format {
+        ListFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &view)
+                .map_err(|e| Error::io("writing the stage listing", e.into()))?;
+            writeln!(out).map_err(io)?;
+        }
+        ListFormat::Text => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            write_text(&view, out).map_err(io)?;
+        }
+    }
+    Ok(0)
+}
+
+fn plain(text: &str) -> String {
+    text.replace("**", "")
+}
+
+fn write_requirements(
+    out: &mut dyn Write,
+    indent: &str,
+    reqs: &[RequirementView],
+) -> std::io::Result<()> {
+    let width = reqs.iter().map(|r| r.id.len()).max().unwrap_or(0);
+    for r in reqs {
+        let flag = if r.malformed {
+            "  [wording looks garbled in the source]"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "{indent}{:<8}  {:<width$}  {}{flag}",
+            r.level,
+            r.id,
+            plain(&r.text)
+        )?;
+    }
+    Ok(())
+}
+
+fn write_text(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
+    let s = &v.stage;
+    let studio = s
+        .studio
+        .as_deref()
+        .map(|st| format!(" (studio {st})"))
+        .unwrap_or_default();
+    writeln!(out, "Stage {}{studio}: {}", s.name, s.description)?;
+    writeln!(out, "  definition: {}", s.dir)?;
+    let human = if s.needs_human {
+        " (a person decides after hatrack reports)"
+    } else {
+        ""
+    };
+    writeln!(out, "  gate: {}{human}", s.gates.join(", "))?;
+    if let Some(e) = &s.elaboration {
+        writeln!(out, "  elaboration: {e}")?;
+    }
+    if v.inputs.is_empty() {
+        writeln!(out, "  stage inputs: none")?;
+    } else {
+        writeln!(out, "  stage inputs:")?;
+        for i in &v.inputs {
+            writeln!(
+                out,
+                "    {} {} from stage {} ({})",
+                i.kind, i.name, i.stage, i.source
+            )?;
+        }
+    }
+
+    writeln!(out, "\nHats, in order:")?;
+    for (n, h) in v.hats.iter().enumerate() {
+        writeln!(out, "{}. {}  ({})", n + 1, h.name, h.file)?;
+        for (label, text) in [
+            ("Focus", &h.focus),
+            ("Produces", &h.produces),
+            ("Reads", &h.reads),
+            ("Responsibilities", &h.responsibilities),
+        ] {
+            if let Some(t) = text {
+                writeln!(out, "   {label}: {}", plain(t).replace('\n', "\n     "))?;
+            }
+        }
+        writeln!(out, "   Constraints ({}):", h.constraints.len())?;
+        write_requirements(out, "     ", &h.constraints)?;
+        if !h.other_requirements.is_empty() {
+            writeln!(out, "   Other keyword sentences (context, not judged):")?;
+            write_requirements(out, "     ", &h.other_requirements)?;
+        }
+    }
+
+    writeln!(out, "\nReview agents:")?;
+    for a in &v.review_agents {
+        let origin = match &a.from_stage {
+            Some(st) => format!("included from stage {st}"),
+            None => "own".into(),
+        };
+        writeln!(out, "- {} ({origin})  ({})", a.name, a.file)?;
+        writeln!(out, "   Mandate: {}", plain(&a.mandate))?;
+        writeln!(out, "   Checks ({}):", a.checks.len())?;
+        write_requirements(out, "     ", &a.checks)?;
+    }
+
+    if let Some(c) = &v.criteria {
+        writeln!(out, "\nCriteria guidance:")?;
+        writeln!(out, "  good:")?;
+        for g in &c.good {
+            writeln!(out, "    - {g}")?;
+        }
+        writeln!(out, "  bad:")?;
+        for b in &c.bad {
+            writeln!(out, "    - {b}")?;
+        }
+    }
+
+    writeln!(
+        out,
+        "\nCompletion signal ({} requirements):",
+        v.completion_signal.requirements.len()
+    )?;
+    write_requirements(out, "  ", &v.completion_signal.requirements)?;
+
+    for (label, list) in [("Outputs", &v.outputs), ("Discovery", &v.discovery)] {
+        if !list.is_empty() {
+            writeln!(out, "\n{label}:")?;
+            for a in list {
+                let req = if a.required { "required" } else { "optional" };
+                writeln!(
+                    out,
+                    "  {}  {} ({}, {}, {req})",
+                    a.name, a.location, a.scope, a.format
+                )?;
+            }
+        }
+    }
+    Ok(())
 }

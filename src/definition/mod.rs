@@ -4,11 +4,17 @@
 //! Entry points: [`load_stage`] for one stage directory (what `hatrack run` needs) and
 //! [`load_tree`] for a stage, a studio or a directory of studios (what `hatrack check` needs).
 
+pub mod body;
+pub mod document;
+mod loader;
+mod parse;
+pub mod rfc2119;
 pub mod types;
 
+pub use loader::{definition_digest, load_stage, load_tree, resolve_stage_dir, DEFAULT_STAGE_DIR};
 pub use types::*;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A stage that loaded without errors, with the warnings found on the way.
 #[derive(Debug, Clone)]
@@ -41,16 +47,14 @@ pub enum DefinitionError {
         name: String,
         known: String,
     },
-}
-
-/// Loads one stage directory (STAGE.md, hats/, review-agents/, outputs/, discovery/), with
-/// included review agents resolved from sibling stages.
-pub fn load_stage(_dir: &Path) -> Result<LoadedStage, DefinitionError> {
-    unimplemented!("definition loader: issue 2")
-}
-
-/// Loads a stage directory, a studio directory or a directory of studios. Never fails:
-/// every problem is a diagnostic.
-pub fn load_tree(_path: &Path) -> LoadedTree {
-    unimplemented!("definition loader: issue 2")
+    /// `--studio PARENT/NAME` where NAME matches no studio of PARENT.
+    #[error("no studio named {name:?} in {}; studios are: {known}", .parent.display())]
+    UnknownStudio {
+        name: String,
+        parent: PathBuf,
+        known: String,
+    },
+    /// `--studio` without `--stage`: a studio has several stages, so one must be named.
+    #[error("--studio {studio} needs --stage NAME; stages are: {known}")]
+    MissingStageName { studio: String, known: String },
 }

@@ -1,0 +1,286 @@
+//! The Markdown body grammar of definition files (`haiku-format.md` §4): labelled sections
+//! (`**Focus:** …`, also `**Focus**:`), ATX headings, list items with their continuation
+//! lines, and prose paragraphs. Fenced code blocks are kept in a section's text but never
+//! scanned. Line numbers are file lines, so every requirement can point at its source.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+/// How a section started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SectionStart {
+    /// Text before the first label or heading.
+    Preamble,
+    /// `**Label:**` at the start of a line.
+    Label,
+    /// An ATX heading of this level.
+    Heading(usize),
+}
+
+/// A run of text a requirement can come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Block {
+    /// A list item with its continuation lines joined by a space; marker removed.
+    Item { text: String, line: usize },
+    /// A paragraph: its lines (file line, trimmed text). A label's inline value starts one.
+    Paragraph { lines: Vec<(usize, String)> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BodySection {
+    pub start: SectionStart,
+    /// Normalised label (see [`normalise_label`]); empty for the preamble.
+    pub label: String,
+    /// The label or heading text as written.
+    pub heading: String,
+    pub line: usize,
+    /// The section's text after the label or heading (including code blocks), trimmed.
+    pub text: String,
+    pub blocks: Vec<Block>,
+}
+
+fn label_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r"^\*\*(?P<a>[^*\n]+?):\*\*[ \t]*(?P<ai>.*)$|^\*\*(?P<b>[^*\n]+?)\*\*:[ \t]*(?P<bi>.*)$")
+            .expect("static regex")
+    })
+}
+
+fn heading_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$").expect("static regex"))
+}
+
+fn item_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(.*)$").expect("static regex"))
+}
+
+fn fence_marker(line: &str) -> Option<&'static str> {
+    let t = line.trim_start_matches(' ');
+    if line.len() - t.len() > 3 {
+        return None;
+    }
+    if t.starts_with("```") {
+        Some("```")
+    } else if t.starts_with("~~~") {
+        Some("~~~")
+    } else {
+        None
+    }
+}
+
+/// Normalises a label or heading: lowercase, trailing ` (rfc 2119)` and `:` stripped,
+/// `anti patterns` / `anti-pattern…` → `anti-patterns`, `completion signal…` →
+/// `completion signal`.
+pub fn normalise_label(raw: &str) -> String {
+    let mut l = raw.trim().trim_end_matches(':').trim().to_lowercase();
+    if let Some(stripped) = l.strip_suffix("(rfc 2119)") {
+        l = stripped.trim().to_string();
+    }
+    let l = l.replace("anti patterns", "anti-patterns");
+    if l.starts_with("anti-pattern") {
+        return "anti-patterns".into();
+    }
+    if l.starts_with("completion signal") {
+        return "completion signal".into();
+    }
+    l
+}
+
+/// Parses a body. `first_line` is the file line of the body's first line.
+pub fn parse_body(body: &str, first_line: usize) -> Vec<BodySection> {
+    let mut sections = vec![BodySection {
+        start: SectionStart::Preamble,
+        label: String::new(),
+        heading: String::new(),
+        line: first_line,
+        text: String::new(),
+        blocks: Vec::new(),
+    }];
+    let mut raw_lines: Vec<Vec<&str>> = vec![Vec::new()];
+    // What the previous line left open for continuation.
+    #[derive(PartialEq)]
+    enum Open {
+        Nothing,
+        Item,
+        Paragraph,
+    }
+    let mut open = Open::Nothing;
+    let mut fence: Option<&'static str> = None;
+
+    for (i, line) in body.lines().enumerate() {
+        let lineno = first_line + i;
+        let current = sections.len() - 1;
+        if let Some(marker) = fence {
+            raw_lines[current].push(line);
+            if line.trim_start().starts_with(marker)
+                && line.trim().trim_start_matches(marker).is_empty()
+            {
+                fence = None;
+            }
+            continue;
+        }
+        if let Some(marker) = fence_marker(line) {
+            raw_lines[current].push(line);
+            fence = Some(marker);
+            open = Open::Nothing;
+            continue;
+        }
+        if let Some(c) = heading_re().captures(line) {
+            let level = c.get(1).map_or(1, |m| m.as_str().len());
+            let text = c.get(2).map_or("", |m| m.as_str()).to_string();
+            sections.push(BodySection {
+                start: SectionStart::Heading(level),
+                label: normalise_label(&text),
+                heading: text,
+                line: lineno,
+                text: String::new(),
+                blocks: Vec::new(),
+            });
+            raw_lines.push(Vec::new());
+            open = Open::Nothing;
+            continue;
+        }
+        if let Some(c) = label_re().captures(line) {
+            let label = c
+                .name("a")
+                .or_else(|| c.name("b"))
+                .map_or("", |m| m.as_str());
+            let inline = c
+                .name("ai")
+                .or_else(|| c.name("bi"))
+                .map_or("", |m| m.as_str())
+                .trim();
+            let mut section = BodySection {
+                start: SectionStart::Label,
+                label: normalise_label(label),
+                heading: label.to_string(),
+                line: lineno,
+                text: String::new(),
+                blocks: Vec::new(),
+            };
+            let mut raw = Vec::new();
+            open = Open::Nothing;
+            if !inline.is_empty() {
+                section.blocks.push(Block::Paragraph {
+                    lines: vec![(lineno, inline.to_string())],
+                });
+                raw.push(inline);
+                open = Open::Paragraph;
+            }
+            sections.push(section);
+            raw_lines.push(raw);
+            continue;
+        }
+        raw_lines[current].push(line);
+        let section = &mut sections[current];
+        if line.trim().is_empty() {
+            open = Open::Nothing;
+            continue;
+        }
+        if let Some(c) = item_re().captures(line) {
+            section.blocks.push(Block::Item {
+                text: c.get(1).map_or("", |m| m.as_str()).trim().to_string(),
+                line: lineno,
+            });
+            open = Open::Item;
+            continue;
+        }
+        let trimmed = line.trim();
+        match (open, section.blocks.last_mut()) {
+            (Open::Item, Some(Block::Item { text, .. })) => {
+                text.push(' ');
+                text.push_str(trimmed);
+                open = Open::Item;
+            }
+            (Open::Paragraph, Some(Block::Paragraph { lines })) => {
+                lines.push((lineno, trimmed.to_string()));
+                open = Open::Paragraph;
+            }
+            _ => {
+                section.blocks.push(Block::Paragraph {
+                    lines: vec![(lineno, trimmed.to_string())],
+                });
+                open = Open::Paragraph;
+            }
+        }
+    }
+    for (section, raw) in sections.iter_mut().zip(raw_lines) {
+        section.text = raw.join("\n").trim().to_string();
+    }
+    if sections[0].text.is_empty() && sections[0].blocks.is_empty() {
+        sections.remove(0);
+    }
+    sections
+}
+
+/// Joins a paragraph's lines with single spaces (hard wraps undone).
+pub fn join_paragraph(lines: &[(usize, String)]) -> String {
+    lines
+        .iter()
+        .map(|(_, t)| t.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hat_body_sections_and_items() {
+        let body = "\n**Focus:** Do the thing.\n\n**Produces:** Stuff\n- one\n- two\n  wrapped\n\n**Anti-patterns (RFC 2119):**\n- The agent **MUST NOT** x\n\nTrailing prose.\n";
+        let s = parse_body(body, 6);
+        let labels: Vec<_> = s.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["focus", "produces", "anti-patterns"]);
+        assert_eq!(s[0].line, 7);
+        assert_eq!(s[0].text, "Do the thing.");
+        assert_eq!(
+            s[1].blocks[2],
+            Block::Item {
+                text: "two wrapped".into(),
+                line: 11
+            }
+        );
+        assert_eq!(s[2].blocks.len(), 2);
+        assert!(matches!(&s[2].blocks[1], Block::Paragraph { lines } if lines[0].0 == 17));
+    }
+
+    #[test]
+    fn colon_outside_bold_is_a_label_too() {
+        let s = parse_body("**Mandate**: The agent checks.\n", 1);
+        assert_eq!(s[0].label, "mandate");
+    }
+
+    #[test]
+    fn bold_inside_items_is_not_a_label() {
+        let s = parse_body("**Check:**\n- **Pillars:** x\n", 1);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].blocks.len(), 1);
+    }
+
+    #[test]
+    fn fenced_code_is_not_scanned() {
+        let s = parse_body(
+            "## A\n```bash\n# not a heading\n- not an item\n```\ntext\n",
+            1,
+        );
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].blocks.len(), 1);
+        assert!(s[0].text.contains("# not a heading"));
+    }
+
+    #[test]
+    fn headings_normalise() {
+        assert_eq!(
+            normalise_label("Completion Signal (RFC 2119)"),
+            "completion signal"
+        );
+        assert_eq!(normalise_label("Anti-patterns (RFC 2119)"), "anti-patterns");
+        assert_eq!(normalise_label("Anti Patterns"), "anti-patterns");
+        assert_eq!(normalise_label("Criteria Guidance"), "criteria guidance");
+    }
+}

@@ -1,0 +1,754 @@
+//! Walking the filesystem: a stage directory, a studio, a directory of studios. Every
+//! problem becomes a [`Diagnostic`] naming file and line; nothing here panics on user data.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::document::{json_kind, parse_document, Document};
+use super::parse::{build_agent, build_artifact, build_hat, build_stage_body, Diags};
+use super::types::*;
+use super::{DefinitionError, LoadedStage, LoadedTree};
+
+/// The stage `hatrack list` and `hatrack run` use when none is given.
+pub const DEFAULT_STAGE_DIR: &str = "hats/deployment";
+
+/// Reads a file as UTF-8 text, or records an error diagnostic saying what to do.
+fn read_text(file: &Path, diags: &mut Diags) -> Option<String> {
+    let bytes = match fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            diags.error(file, None, format!("cannot read file: {e}"));
+            return None;
+        }
+    };
+    match String::from_utf8(bytes) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let line = bytes[..valid].iter().filter(|b| **b == b'\n').count() + 1;
+            diags.error(
+                file,
+                Some(line),
+                format!("file is not valid UTF-8 (byte {valid}); save it as UTF-8"),
+            );
+            None
+        }
+    }
+}
+
+fn read_document(file: &Path, diags: &mut Diags) -> Option<Document> {
+    let text = read_text(file, diags)?;
+    match parse_document(file, &text) {
+        Ok(doc) => Some(doc),
+        Err(d) => {
+            diags.0.push(d);
+            None
+        }
+    }
+}
+
+/// `*.md` files of a directory, sorted by name; a missing directory is empty.
+fn md_files(dir: &Path, diags: &mut Diags) -> Vec<PathBuf> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            diags.error(dir, None, format!("cannot list directory: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md") && p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn dir_name(path: &Path) -> String {
+    let canonical;
+    let path = if path.file_name().is_none() {
+        canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        &canonical
+    } else {
+        path
+    };
+    path.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A name that can be a single path component (no separators, not `.`/`..`).
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\\')
+        && !name.contains('\0')
+}
+
+/// The studio directory holding a stage directory (`<studio>/stages/<stage>`), if any.
+fn studio_of(stage_dir: &Path) -> Option<PathBuf> {
+    let parent = stage_dir.parent()?;
+    if parent.file_name()? != "stages" {
+        return None;
+    }
+    let studio = parent.parent()?;
+    studio
+        .join("STUDIO.md")
+        .is_file()
+        .then(|| studio.to_path_buf())
+}
+
+fn string_list(value: &serde_json::Value) -> Option<Vec<String>> {
+    value
+        .as_array()?
+        .iter()
+        .map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Loads one stage directory (STAGE.md, hats/ in `hats:` order, own review agents sorted by
+/// name, included agents from sibling stages, outputs/, discovery/). Returns every
+/// diagnostic, warnings included, in [`DefinitionError::Invalid`] when any is an error.
+pub fn load_stage(dir: &Path) -> Result<LoadedStage, DefinitionError> {
+    let stage_file = dir.join("STAGE.md");
+    if !dir.is_dir() {
+        return Err(DefinitionError::Io {
+            path: dir.to_path_buf(),
+            message: "no such directory; pass a stage directory such as hats/deployment".into(),
+        });
+    }
+    if !stage_file.is_file() {
+        return Err(DefinitionError::NotAStage {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mut diags = Diags::default();
+    let stage = build_stage(dir, &stage_file, &mut diags);
+    match stage {
+        Some(stage) if !diags.has_errors() => Ok(LoadedStage {
+            stage,
+            warnings: diags.0,
+        }),
+        _ => Err(DefinitionError::Invalid {
+            diagnostics: diags.0,
+        }),
+    }
+}
+
+fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage> {
+    let doc = read_document(stage_file, diags)?;
+    let fm = &doc.front_matter;
+    let mut source_files = vec![stage_file.to_path_buf()];
+    let name = dir_name(dir);
+
+    // hats: required, in order, each with a file.
+    let hats_line = doc.key_line("hats");
+    let hat_names = match fm.get("hats") {
+        None => {
+            diags.error(
+                stage_file,
+                Some(doc.front_matter_line),
+                "STAGE.md has no `hats:` list; add the hat sequence, e.g. `hats: [pipeline-engineer, sre]`",
+            );
+            Vec::new()
+        }
+        Some(v) => match string_list(v) {
+            Some(list) if !list.is_empty() => list,
+            Some(_) => {
+                diags.error(
+                    stage_file,
+                    hats_line,
+                    "`hats:` is empty; list at least one hat, e.g. `hats: [pipeline-engineer]`",
+                );
+                Vec::new()
+            }
+            None => {
+                diags.error(
+                    stage_file,
+                    hats_line,
+                    format!("`hats:` must be a list of hat names, found {}; write e.g. `hats: [pipeline-engineer, sre]`", json_kind(v)),
+                );
+                Vec::new()
+            }
+        },
+    };
+    let mut hats = Vec::new();
+    for hat_name in &hat_names {
+        if !is_plain_name(hat_name) {
+            diags.error(stage_file, hats_line, format!("hat name {hat_name:?} in `hats:` is not a plain file name; use the stem of a file in hats/"));
+            continue;
+        }
+        let file = dir.join("hats").join(format!("{hat_name}.md"));
+        if !file.is_file() {
+            diags.error(
+                stage_file,
+                hats_line,
+                format!("hat `{hat_name}` is listed in `hats:` but {} does not exist; create it or remove the name", file.display()),
+            );
+            continue;
+        }
+        source_files.push(file.clone());
+        if let Some(hat_doc) = read_document(&file, diags) {
+            hats.push(build_hat(hat_name, &file, &hat_doc, diags));
+        }
+    }
+    for file in md_files(&dir.join("hats"), diags) {
+        let s = stem(&file);
+        if !hat_names.contains(&s) {
+            diags.warn(&file, None, format!("hat file is not listed in STAGE.md `hats:`, so `{s}` never runs; add it to the list or delete the file"));
+        }
+    }
+
+    // Own review agents: every file of review-agents/, sorted.
+    let mut review_agents = Vec::new();
+    for file in md_files(&dir.join("review-agents"), diags) {
+        source_files.push(file.clone());
+        if let Some(agent_doc) = read_document(&file, diags) {
+            review_agents.push(build_agent(
+                &stem(&file),
+                &file,
+                AgentOrigin::Own,
+                &agent_doc,
+                diags,
+            ));
+        }
+    }
+
+    // review-agents-include: agents of sibling stages.
+    let includes = parse_includes(stage_file, &doc, diags);
+    for include in &includes {
+        let sibling = dir.parent().map(|p| p.join(&include.stage));
+        for agent in &include.agents {
+            if review_agents
+                .iter()
+                .any(|a| a.name == *agent && a.origin == AgentOrigin::Own)
+            {
+                diags.warn(stage_file, Some(include.source.line), format!("included agent `{agent}` from stage `{}` has the name of an own review agent; the own agent wins and the include is skipped", include.stage));
+                continue;
+            }
+            let file = sibling
+                .as_ref()
+                .map(|s| s.join("review-agents").join(format!("{agent}.md")));
+            match file {
+                Some(file) if is_plain_name(agent) && is_plain_name(&include.stage) && file.is_file() => {
+                    source_files.push(file.clone());
+                    if let Some(agent_doc) = read_document(&file, diags) {
+                        let origin = AgentOrigin::Included { stage: include.stage.clone() };
+                        review_agents.push(build_agent(agent, &file, origin, &agent_doc, diags));
+                    }
+                }
+                _ => diags.warn(
+                    stage_file,
+                    Some(include.source.line),
+                    format!(
+                        "included review agent `{agent}` from stage `{}` not found (looked for ../{}/review-agents/{agent}.md next to this stage); it is skipped — fix the name or remove the entry",
+                        include.stage, include.stage
+                    ),
+                ),
+            }
+        }
+    }
+    if review_agents.is_empty() {
+        diags.warn(
+            stage_file,
+            None,
+            "stage has no review agents (review-agents/*.md); nothing will review the hats' work",
+        );
+    }
+
+    let mut outputs = Vec::new();
+    for file in md_files(&dir.join("outputs"), diags) {
+        source_files.push(file.clone());
+        if let Some(d) = read_document(&file, diags) {
+            outputs.push(build_artifact(
+                ArtifactKind::Output,
+                &stem(&file),
+                &file,
+                &d,
+            ));
+        }
+    }
+    let mut discovery = Vec::new();
+    for file in md_files(&dir.join("discovery"), diags) {
+        source_files.push(file.clone());
+        if let Some(d) = read_document(&file, diags) {
+            discovery.push(build_artifact(
+                ArtifactKind::Discovery,
+                &stem(&file),
+                &file,
+                &d,
+            ));
+        }
+    }
+
+    let gates = parse_gates(stage_file, &doc, diags);
+    let inputs = parse_inputs(stage_file, &doc, diags);
+    check_inputs(dir, stage_file, &inputs, diags);
+    let body = build_stage_body(stage_file, &doc);
+    if body.signal_line.is_none() {
+        diags.warn(stage_file, None, "stage has no `## Completion Signal` section; the run will have no completion-signal requirements to judge");
+    }
+
+    source_files.sort();
+    source_files.dedup();
+    Some(Stage {
+        studio: studio_of(dir).map(|s| dir_name(&s)),
+        name,
+        dir: dir.to_path_buf(),
+        file: stage_file.to_path_buf(),
+        description: fm
+            .get("description")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        title: body.title,
+        body: doc.body.trim().to_string(),
+        hats,
+        review_agents,
+        gates,
+        elaboration: fm
+            .get("elaboration")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        inputs,
+        includes,
+        criteria: body.criteria,
+        completion_signal: body.completion_signal,
+        completion_signal_text: body.completion_signal_text,
+        outputs,
+        discovery,
+        source_files,
+        front_matter: doc.front_matter.clone(),
+    })
+}
+
+/// `review:` as a scalar or a list; absent means `auto` (the reference runtime's default).
+fn parse_gates(file: &Path, doc: &Document, diags: &mut Diags) -> Vec<GateKind> {
+    match doc.front_matter.get("review") {
+        None => vec![GateKind::Auto],
+        Some(serde_json::Value::String(s)) => vec![GateKind::parse(s)],
+        Some(v) => match string_list(v) {
+            Some(list) if !list.is_empty() => list.iter().map(|s| GateKind::parse(s)).collect(),
+            _ => {
+                diags.error(
+                    file,
+                    doc.key_line("review"),
+                    format!("`review:` must be a gate kind or a list of them (auto, ask, external, await), found {}", json_kind(v)),
+                );
+                Vec::new()
+            }
+        },
+    }
+}
+
+/// The file line of the `index`-th entry of a front-matter list.
+fn entry_line(doc: &Document, key: &str, index: usize) -> usize {
+    doc.list_item_lines(key)
+        .get(index)
+        .copied()
+        .or_else(|| doc.key_line(key))
+        .unwrap_or(doc.front_matter_line)
+}
+
+fn parse_inputs(file: &Path, doc: &Document, diags: &mut Diags) -> Vec<InputRef> {
+    let Some(value) = doc.front_matter.get("inputs") else {
+        return Vec::new();
+    };
+    let Some(entries) = value.as_array() else {
+        if !value.is_null() {
+            diags.error(
+                file,
+                doc.key_line("inputs"),
+                format!(
+                    "`inputs:` must be a list of `{{stage, discovery|output}}` entries, found {}",
+                    json_kind(value)
+                ),
+            );
+        }
+        return Vec::new();
+    };
+    let mut inputs = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let line = entry_line(doc, "inputs", i);
+        let stage = entry.get("stage").and_then(|v| v.as_str());
+        let discovery = entry.get("discovery").and_then(|v| v.as_str());
+        let output = entry.get("output").and_then(|v| v.as_str());
+        let (kind, name) = match (discovery, output) {
+            (Some(d), None) => (ArtifactKind::Discovery, d),
+            (None, Some(o)) => (ArtifactKind::Output, o),
+            _ => {
+                diags.error(file, Some(line), "each `inputs:` entry needs `stage:` and exactly one of `discovery:` or `output:`, e.g. `- stage: validation` / `  output: validation-report`");
+                continue;
+            }
+        };
+        let Some(stage) = stage else {
+            diags.error(
+                file,
+                Some(line),
+                "`inputs:` entry has no `stage:`; name the earlier stage the artifact comes from",
+            );
+            continue;
+        };
+        inputs.push(InputRef {
+            stage: stage.to_string(),
+            kind,
+            name: name.to_string(),
+            source: SourceRef {
+                file: file.to_path_buf(),
+                line,
+            },
+        });
+    }
+    inputs
+}
+
+fn parse_includes(file: &Path, doc: &Document, diags: &mut Diags) -> Vec<Include> {
+    let key = "review-agents-include";
+    let Some(value) = doc.front_matter.get(key) else {
+        return Vec::new();
+    };
+    let Some(entries) = value.as_array() else {
+        if !value.is_null() {
+            diags.error(
+                file,
+                doc.key_line(key),
+                format!(
+                    "`{key}:` must be a list of `{{stage, agents: [..]}}` entries, found {}",
+                    json_kind(value)
+                ),
+            );
+        }
+        return Vec::new();
+    };
+    let mut includes = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let line = entry_line(doc, key, i);
+        let stage = entry.get("stage").and_then(|v| v.as_str());
+        let agents = entry.get("agents").and_then(string_list);
+        match (stage, agents) {
+            (Some(stage), Some(agents)) => includes.push(Include {
+                stage: stage.to_string(),
+                agents,
+                source: SourceRef { file: file.to_path_buf(), line },
+            }),
+            _ => diags.error(file, Some(line), format!("each `{key}:` entry needs `stage:` and `agents: [..]`, e.g. `- stage: validation` / `  agents: [coverage]`")),
+        }
+    }
+    includes
+}
+
+/// Warns about `inputs:` entries that name no artifact definition in the named sibling
+/// stage (`haiku-format.md` §6.7): the reference runtime drops them silently.
+fn check_inputs(dir: &Path, file: &Path, inputs: &[InputRef], diags: &mut Diags) {
+    let Some(parent) = dir.parent() else { return };
+    for input in inputs {
+        let key = match input.kind {
+            ArtifactKind::Discovery => "discovery",
+            ArtifactKind::Output => "output",
+        };
+        let line = Some(input.source.line);
+        let sibling = parent.join(&input.stage);
+        if !is_plain_name(&input.stage) || !sibling.join("STAGE.md").is_file() {
+            diags.warn(file, line, format!("input `{key}: {}` names stage `{}`, which is not next to this stage; it cannot be resolved — fix the stage name or remove the entry", input.name, input.stage));
+            continue;
+        }
+        let names = |sub: &str| -> Vec<String> {
+            let mut scratch = Diags::default();
+            md_files(&sibling.join(sub), &mut scratch)
+                .iter()
+                .filter_map(|f| {
+                    let text = fs::read_to_string(f).ok()?;
+                    let doc = parse_document(f, &text).ok()?;
+                    Some(build_artifact(ArtifactKind::Output, &stem(f), f, &doc).name)
+                })
+                .collect()
+        };
+        let (own_dir, other_dir, other_key) = match input.kind {
+            ArtifactKind::Discovery => ("discovery", "outputs", "output"),
+            ArtifactKind::Output => ("outputs", "discovery", "discovery"),
+        };
+        if names(own_dir).contains(&input.name) {
+            continue;
+        }
+        let hint = if names(other_dir).contains(&input.name) {
+            format!(
+                "it is defined in {}/{other_dir}/ — write `{other_key}: {}`",
+                input.stage, input.name
+            )
+        } else {
+            "fix the name or remove the entry".to_string()
+        };
+        diags.warn(
+            file,
+            line,
+            format!("dangling input: `{key}: {}` matches no {own_dir}/ definition of stage `{}`; {hint}", input.name, input.stage),
+        );
+    }
+}
+
+/// Loads a stage directory, a studio directory or a directory of studios (and stages).
+/// Never fails: every problem is a diagnostic.
+pub fn load_tree(path: &Path) -> LoadedTree {
+    let mut tree = LoadedTree::default();
+    if path.join("STAGE.md").is_file() {
+        add_stage(&mut tree.stages, &mut tree.diagnostics, path);
+    } else if path.join("STUDIO.md").is_file() {
+        load_studio_into(&mut tree, path);
+    } else if path.is_dir() {
+        let mut diags = Diags::default();
+        let mut found = false;
+        let mut dirs: Vec<PathBuf> = match fs::read_dir(path) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect(),
+            Err(e) => {
+                diags.error(path, None, format!("cannot list directory: {e}"));
+                Vec::new()
+            }
+        };
+        dirs.sort();
+        for dir in dirs {
+            if dir.join("STUDIO.md").is_file() {
+                found = true;
+                load_studio_into(&mut tree, &dir);
+            } else if dir.join("STAGE.md").is_file() {
+                found = true;
+                add_stage(&mut tree.stages, &mut tree.diagnostics, &dir);
+            }
+        }
+        if !found && !diags.has_errors() {
+            diags.error(path, None, "no STAGE.md or STUDIO.md here or in its subdirectories; pass a stage directory (such as hats/deployment), a studio directory, or a directory of studios");
+        }
+        tree.diagnostics.extend(diags.0);
+    } else {
+        tree.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            file: path.to_path_buf(),
+            line: None,
+            message: "no such directory; pass a stage directory (such as hats/deployment), a studio directory, or a directory of studios".into(),
+        });
+    }
+    tree
+}
+
+fn add_stage(stages: &mut Vec<Stage>, diagnostics: &mut Vec<Diagnostic>, dir: &Path) {
+    match load_stage(dir) {
+        Ok(loaded) => {
+            diagnostics.extend(loaded.warnings);
+            stages.push(loaded.stage);
+        }
+        Err(DefinitionError::Invalid { diagnostics: d }) => diagnostics.extend(d),
+        Err(other) => diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            file: dir.to_path_buf(),
+            line: None,
+            message: other.to_string(),
+        }),
+    }
+}
+
+fn load_studio_into(tree: &mut LoadedTree, dir: &Path) {
+    let mut diags = Diags::default();
+    let file = dir.join("STUDIO.md");
+    let Some(doc) = read_document(&file, &mut diags) else {
+        tree.diagnostics.extend(diags.0);
+        return;
+    };
+    let fm = &doc.front_matter;
+    let dir_name = dir_name(dir);
+    let get = |k: &str| fm.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let stages_line = doc.key_line("stages");
+    let stage_names = match fm.get("stages") {
+        Some(v) => string_list(v).unwrap_or_else(|| {
+            diags.error(
+                &file,
+                stages_line,
+                format!(
+                    "`stages:` must be a list of stage directory names, found {}",
+                    json_kind(v)
+                ),
+            );
+            Vec::new()
+        }),
+        None => {
+            diags.error(&file, Some(doc.front_matter_line), "STUDIO.md has no `stages:` list; add the stage order, e.g. `stages: [discovery, deployment]`");
+            Vec::new()
+        }
+    };
+    let mut studio = Studio {
+        name: get("name").unwrap_or_else(|| dir_name.clone()),
+        dir_name,
+        dir: dir.to_path_buf(),
+        slug: get("slug"),
+        aliases: fm.get("aliases").and_then(string_list).unwrap_or_default(),
+        description: get("description").unwrap_or_default(),
+        category: get("category").unwrap_or_else(|| "general".into()),
+        front_matter: fm.clone(),
+        stages: Vec::new(),
+    };
+    let stages_dir = dir.join("stages");
+    for name in &stage_names {
+        let stage_dir = stages_dir.join(name);
+        if !is_plain_name(name) || !stage_dir.join("STAGE.md").is_file() {
+            diags.error(&file, stages_line, format!("stage `{name}` is listed in `stages:` but {} has no STAGE.md; create it or remove the name", stage_dir.display()));
+            continue;
+        }
+        add_stage(&mut studio.stages, &mut diags.0, &stage_dir);
+    }
+    if let Ok(entries) = fs::read_dir(&stages_dir) {
+        let listed: BTreeSet<&String> = stage_names.iter().collect();
+        let mut extra: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("STAGE.md").is_file() && !listed.contains(&stem(p)))
+            .collect();
+        extra.sort();
+        for p in extra {
+            diags.warn(&file, stages_line, format!("stage directory {} is not listed in `stages:`, so it never runs; add it or delete it", p.display()));
+        }
+    }
+    tree.diagnostics.extend(diags.0);
+    tree.studios.push(studio);
+}
+
+/// Whether `query` names the studio at `dir` (its directory, `name`, `slug` or an alias,
+/// case-insensitively — `haiku-format.md` §1).
+fn studio_matches(dir: &Path, query: &str) -> bool {
+    let q = query.to_lowercase();
+    if dir_name(dir).to_lowercase() == q {
+        return true;
+    }
+    let Ok(text) = fs::read_to_string(dir.join("STUDIO.md")) else {
+        return false;
+    };
+    let Ok(doc) = parse_document(&dir.join("STUDIO.md"), &text) else {
+        return false;
+    };
+    let fm = &doc.front_matter;
+    let mut names: Vec<String> = ["name", "slug"]
+        .iter()
+        .filter_map(|k| fm.get(*k).and_then(|v| v.as_str()).map(str::to_string))
+        .collect();
+    names.extend(fm.get("aliases").and_then(string_list).unwrap_or_default());
+    names.iter().any(|n| n.to_lowercase() == q)
+}
+
+/// Turns `--stage` / `--studio` into a stage directory. With a studio, `stage` is a stage
+/// name inside it, and `studio` is a studio directory or `PARENT/NAME` where NAME is a
+/// studio's directory, name, slug or alias among PARENT's studios. Without a studio,
+/// `stage` is a directory (default `hats/deployment`). The directory is not loaded here.
+pub fn resolve_stage_dir(
+    stage: Option<&str>,
+    studio: Option<&Path>,
+) -> Result<PathBuf, DefinitionError> {
+    let Some(studio) = studio else {
+        return Ok(PathBuf::from(stage.unwrap_or(DEFAULT_STAGE_DIR)));
+    };
+    let studio_dir = if studio.join("STUDIO.md").is_file() {
+        studio.to_path_buf()
+    } else {
+        let parent = studio
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let query = studio
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut candidates: Vec<PathBuf> = fs::read_dir(parent)
+            .map(|e| {
+                e.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.join("STUDIO.md").is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
+        candidates.sort();
+        match candidates.iter().find(|c| studio_matches(c, &query)) {
+            Some(found) => found.clone(),
+            None => {
+                return Err(DefinitionError::UnknownStudio {
+                    name: query,
+                    parent: parent.to_path_buf(),
+                    known: if candidates.is_empty() {
+                        "none (no directory with a STUDIO.md)".into()
+                    } else {
+                        candidates
+                            .iter()
+                            .map(|c| dir_name(c))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                });
+            }
+        }
+    };
+    let known = || {
+        let mut names: Vec<String> = fs::read_dir(studio_dir.join("stages"))
+            .map(|e| {
+                e.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.join("STAGE.md").is_file())
+                    .map(|p| dir_name(&p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names.join(", ")
+    };
+    let Some(stage) = stage else {
+        return Err(DefinitionError::MissingStageName {
+            studio: studio_dir.display().to_string(),
+            known: known(),
+        });
+    };
+    let dir = studio_dir.join("stages").join(stage);
+    if is_plain_name(stage) && dir.join("STAGE.md").is_file() {
+        Ok(dir)
+    } else {
+        Err(DefinitionError::UnknownStage {
+            studio: studio_dir.display().to_string(),
+            name: stage.to_string(),
+            known: known(),
+        })
+    }
+}
+
+/// A sha256 (hex) over the stage's definition: for each of `stage.source_files`, in order,
+/// its path relative to the stage directory's parent (`/`-separated) and its bytes, each
+/// length-prefixed. Two runs with the same digest used the same definitions. A file that
+/// can no longer be read contributes its error text, so the digest still changes.
+pub fn definition_digest(stage: &Stage) -> String {
+    let base = stage.dir.parent().unwrap_or(&stage.dir);
+    let mut hasher = Sha256::new();
+    for file in &stage.source_files {
+        let rel = file.strip_prefix(base).unwrap_or(file);
+        let rel: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let rel = rel.join("/");
+        hasher.update((rel.len() as u64).to_le_bytes());
+        hasher.update(rel.as_bytes());
+        let bytes = fs::read(file).unwrap_or_else(|e| format!("unreadable: {e}").into_bytes());
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    hex::encode(hasher.finalize())
+}

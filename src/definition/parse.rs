@@ -1,0 +1,449 @@
+//! Building hats, review agents, artifact definitions and stage bodies from parsed
+//! documents. Pure functions over text: the filesystem walk lives in `loader`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::body::{parse_body, Block, BodySection, SectionStart};
+use super::document::Document;
+use super::rfc2119::{keywords, looks_malformed, primary_level, units};
+use super::types::*;
+
+/// Collects diagnostics while a definition is built.
+#[derive(Debug, Default)]
+pub struct Diags(pub Vec<Diagnostic>);
+
+impl Diags {
+    pub fn error(&mut self, file: &Path, line: Option<usize>, message: impl Into<String>) {
+        self.push(Severity::Error, file, line, message);
+    }
+
+    pub fn warn(&mut self, file: &Path, line: Option<usize>, message: impl Into<String>) {
+        self.push(Severity::Warning, file, line, message);
+    }
+
+    fn push(
+        &mut self,
+        severity: Severity,
+        file: &Path,
+        line: Option<usize>,
+        message: impl Into<String>,
+    ) {
+        self.0.push(Diagnostic {
+            severity,
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// `Produces` → `produces`, `Model Assignment` → `model-assignment`: the id segment of a
+/// section.
+fn slug(label: &str) -> String {
+    let mut out = String::new();
+    for c in label.chars() {
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-').to_string();
+    if out.is_empty() {
+        "prose".into()
+    } else {
+        out
+    }
+}
+
+fn to_sections(sections: &[BodySection]) -> Vec<Section> {
+    sections
+        .iter()
+        .filter(|s| s.start != SectionStart::Preamble)
+        .map(|s| Section {
+            label: s.label.clone(),
+            heading: s.heading.clone(),
+            text: s.text.clone(),
+            line: s.line,
+        })
+        .collect()
+}
+
+fn section_text(sections: &[BodySection], label: &str) -> Option<String> {
+    sections
+        .iter()
+        .find(|s| s.label == label)
+        .map(|s| s.text.clone())
+}
+
+fn requirement(
+    id: String,
+    level: Level,
+    kws: &[super::rfc2119::Keyword],
+    text: &str,
+    section: &str,
+    file: &Path,
+    line: usize,
+) -> Requirement {
+    Requirement {
+        id,
+        level,
+        keywords: kws.iter().map(|k| k.keyword.clone()).collect(),
+        text: text.to_string(),
+        section: section.to_string(),
+        source: SourceRef {
+            file: file.to_path_buf(),
+            line,
+        },
+        malformed: looks_malformed(text, kws),
+    }
+}
+
+/// Builds a hat. Every keyword unit of the body becomes a requirement tagged by section:
+/// list items of an anti-pattern section (label or heading, several allowed) are the
+/// constraints `<hat>/anti-pattern/<n>`; prose in or after that section is `<hat>/prose/<n>`;
+/// anything else is `<hat>/<section>/<n>` (`focus`, `produces`, `model-assignment`, …).
+///
+/// A hat without any anti-pattern section is an **error**: hatrack asks the model for a
+/// verdict on each constraint, and a hat with none would run unchecked, which is almost
+/// always a definition mistake (a misspelt label). An anti-pattern section that is present
+/// but holds no keyword item is only a **warning**: the author said "no constraints" on
+/// purpose, and the hat can still run and produce artifacts.
+pub fn build_hat(name: &str, file: &Path, doc: &Document, diags: &mut Diags) -> Hat {
+    let sections = parse_body(&doc.body, doc.body_line);
+    let mut requirements = Vec::new();
+    let mut counters: HashMap<String, usize> = HashMap::new();
+    let mut anti_sections = 0;
+    let mut constraints = 0;
+    for sec in &sections {
+        let is_anti = sec.label == "anti-patterns";
+        if is_anti {
+            anti_sections += 1;
+        }
+        for block in &sec.blocks {
+            for unit in units(block) {
+                let kws = keywords(&unit.text);
+                let Some(level) = primary_level(&kws) else {
+                    if is_anti && unit.is_item {
+                        diags.warn(
+                            file,
+                            Some(unit.line),
+                            "anti-pattern item has no RFC 2119 keyword (MUST NOT, MUST, SHOULD, …), so it is not a constraint; write e.g. `- The agent **MUST NOT** …`",
+                        );
+                    }
+                    continue;
+                };
+                let (section, id_part) = if is_anti && unit.is_item {
+                    ("anti-patterns".to_string(), "anti-pattern".to_string())
+                } else if is_anti || sec.label.is_empty() {
+                    ("prose".to_string(), "prose".to_string())
+                } else {
+                    (sec.label.clone(), slug(&sec.label))
+                };
+                if section == "anti-patterns" {
+                    constraints += 1;
+                }
+                let n = counters.entry(id_part.clone()).or_insert(0);
+                *n += 1;
+                requirements.push(requirement(
+                    format!("{name}/{id_part}/{n}"),
+                    level,
+                    &kws,
+                    &unit.text,
+                    &section,
+                    file,
+                    unit.line,
+                ));
+            }
+        }
+    }
+    if anti_sections == 0 {
+        diags.error(
+            file,
+            Some(doc.body_line),
+            format!("hat `{name}` has no `**Anti-patterns (RFC 2119):**` section, so it has no constraints to judge; add the label followed by items such as `- The agent **MUST NOT** …`"),
+        );
+    } else if constraints == 0 {
+        let line = sections
+            .iter()
+            .find(|s| s.label == "anti-patterns")
+            .map(|s| s.line);
+        diags.warn(
+            file,
+            line,
+            format!("hat `{name}` has an empty anti-pattern list: it will run with no constraints; add items such as `- The agent **MUST NOT** …`"),
+        );
+    }
+    Hat {
+        name: name.to_string(),
+        file: file.to_path_buf(),
+        front_matter: doc.front_matter.clone(),
+        focus: section_text(&sections, "focus"),
+        produces: section_text(&sections, "produces"),
+        reads: section_text(&sections, "reads"),
+        responsibilities: section_text(&sections, "responsibilities"),
+        sections: to_sections(&sections),
+        body: doc.body.trim().to_string(),
+        requirements,
+    }
+}
+
+/// Builds a review agent: `**Mandate:**` paragraph and `**Check:**` list (or `## Check`).
+/// Like hats: no Check section is an error (nothing to judge), an empty one a warning.
+pub fn build_agent(
+    name: &str,
+    file: &Path,
+    origin: AgentOrigin,
+    doc: &Document,
+    diags: &mut Diags,
+) -> ReviewAgent {
+    let sections = parse_body(&doc.body, doc.body_line);
+    let mandate = section_text(&sections, "mandate").unwrap_or_default();
+    if mandate.is_empty() {
+        diags.warn(
+            file,
+            Some(doc.body_line),
+            format!("review agent `{name}` has no `**Mandate:**`; add one sentence saying what it verifies"),
+        );
+    }
+    let mut checks = Vec::new();
+    let check_sections: Vec<_> = sections.iter().filter(|s| s.label == "check").collect();
+    for sec in &check_sections {
+        for block in &sec.blocks {
+            let Block::Item { .. } = block else { continue };
+            for unit in units(block) {
+                let kws = keywords(&unit.text);
+                let Some(level) = primary_level(&kws) else {
+                    diags.warn(
+                        file,
+                        Some(unit.line),
+                        "check item has no RFC 2119 keyword, so it is not judged; write e.g. `- The agent **MUST** verify that …`",
+                    );
+                    continue;
+                };
+                let id = format!("{name}/check/{}", checks.len() + 1);
+                checks.push(requirement(
+                    id, level, &kws, &unit.text, "check", file, unit.line,
+                ));
+            }
+        }
+    }
+    match check_sections.first() {
+        None => diags.error(
+            file,
+            Some(doc.body_line),
+            format!("review agent `{name}` has no `**Check:**` section, so it has nothing to judge; add the label followed by items such as `- The agent **MUST** verify that …`"),
+        ),
+        Some(sec) if checks.is_empty() => diags.warn(
+            file,
+            Some(sec.line),
+            format!("review agent `{name}` has an empty check list; add items such as `- The agent **MUST** verify that …`"),
+        ),
+        Some(_) => {}
+    }
+    ReviewAgent {
+        name: name.to_string(),
+        file: file.to_path_buf(),
+        origin,
+        front_matter: doc.front_matter.clone(),
+        mandate,
+        checks,
+        body: doc.body.trim().to_string(),
+    }
+}
+
+fn fm_str(fm: &FrontMatter, key: &str) -> Option<String> {
+    match fm.get(key)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Builds an `outputs/` or `discovery/` definition with the reference runtime's defaults
+/// (`name` = lowercased stem, `scope: intent`, `format: text`, required unless `false`).
+pub fn build_artifact(kind: ArtifactKind, stem: &str, file: &Path, doc: &Document) -> ArtifactDef {
+    let fm = &doc.front_matter;
+    ArtifactDef {
+        kind,
+        name: fm_str(fm, "name").unwrap_or_else(|| stem.to_lowercase()),
+        file: file.to_path_buf(),
+        location: fm_str(fm, "location").unwrap_or_default(),
+        scope: fm_str(fm, "scope").unwrap_or_else(|| "intent".into()),
+        format: fm_str(fm, "format").unwrap_or_else(|| "text".into()),
+        required: fm.get("required") != Some(&serde_json::Value::Bool(false)),
+        body: doc.body.trim().to_string(),
+        front_matter: fm.clone(),
+    }
+}
+
+/// What a STAGE.md body holds besides free text.
+#[derive(Debug, Default)]
+pub struct StageBody {
+    pub title: String,
+    pub criteria: Option<CriteriaGuidance>,
+    pub completion_signal: Vec<Requirement>,
+    pub completion_signal_text: String,
+    /// Line of the `## Completion Signal` heading, when present.
+    pub signal_line: Option<usize>,
+}
+
+/// Strips the quotes of a criteria example: `"Pipeline is deployed"` → `Pipeline is
+/// deployed`; a remark after the closing quote is kept (`"X" (too technical)` → `X (too
+/// technical)`).
+fn unquote(text: &str) -> String {
+    let t = text.trim();
+    if let Some(inner) = t.strip_prefix('"') {
+        if let Some(close) = inner.find('"') {
+            let (quoted, rest) = inner.split_at(close);
+            let rest = rest[1..].trim();
+            return if rest.is_empty() {
+                quoted.to_string()
+            } else {
+                format!("{quoted} {rest}")
+            };
+        }
+        return inner.to_string();
+    }
+    t.to_string()
+}
+
+pub fn build_stage_body(file: &Path, doc: &Document) -> StageBody {
+    let sections = parse_body(&doc.body, doc.body_line);
+    let mut out = StageBody {
+        title: sections
+            .iter()
+            .find(|s| s.start == SectionStart::Heading(1))
+            .map(|s| s.heading.clone())
+            .unwrap_or_default(),
+        ..StageBody::default()
+    };
+    if let Some(sec) = sections.iter().find(|s| s.label == "criteria guidance") {
+        let mut guidance = CriteriaGuidance::default();
+        #[derive(Clone, Copy)]
+        enum Mode {
+            None,
+            Good,
+            Bad,
+        }
+        let mut mode = Mode::None;
+        for block in &sec.blocks {
+            match block {
+                Block::Paragraph { lines } => {
+                    for (_, line) in lines {
+                        let l = line.to_lowercase();
+                        if l.starts_with("good") {
+                            mode = Mode::Good;
+                        } else if l.starts_with("bad") {
+                            mode = Mode::Bad;
+                        }
+                    }
+                }
+                Block::Item { text, .. } => match mode {
+                    Mode::Good => guidance.good.push(unquote(text)),
+                    Mode::Bad => guidance.bad.push(unquote(text)),
+                    Mode::None => {}
+                },
+            }
+        }
+        out.criteria = Some(guidance);
+    }
+    if let Some(sec) = sections.iter().find(|s| s.label == "completion signal") {
+        out.signal_line = Some(sec.line);
+        let mut texts = Vec::new();
+        for block in &sec.blocks {
+            texts.push(match block {
+                Block::Item { text, .. } => format!("- {text}"),
+                Block::Paragraph { lines } => super::body::join_paragraph(lines),
+            });
+            for unit in units(block) {
+                let kws = keywords(&unit.text);
+                let level = primary_level(&kws).unwrap_or(Level::Implicit);
+                let id = format!("signal/{}", out.completion_signal.len() + 1);
+                out.completion_signal.push(requirement(
+                    id,
+                    level,
+                    &kws,
+                    &unit.text,
+                    "completion signal",
+                    file,
+                    unit.line,
+                ));
+            }
+        }
+        out.completion_signal_text = texts.join("\n\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::document::parse_document;
+
+    fn doc(text: &str) -> Document {
+        parse_document(Path::new("h.md"), text).unwrap()
+    }
+
+    #[test]
+    fn hat_constraints_and_other_requirements() {
+        let d = doc("---\nname: h\n---\n\n**Focus:** The agent **MUST** focus.\n\n**Anti-patterns (RFC 2119):**\n- The agent **MUST NOT** a\n- The agent **MUST** b\n\nWhen stuck, the agent **MUST** ask.\n");
+        let mut diags = Diags::default();
+        let hat = build_hat("h", Path::new("h.md"), &d, &mut diags);
+        assert!(diags.0.is_empty(), "{:?}", diags.0);
+        let ids: Vec<_> = hat.requirements.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "h/focus/1",
+                "h/anti-pattern/1",
+                "h/anti-pattern/2",
+                "h/prose/1"
+            ]
+        );
+        assert_eq!(hat.constraints().count(), 2);
+        assert_eq!(hat.requirements[1].source.line, 8);
+        assert_eq!(hat.requirements[1].level, Level::MustNot);
+        assert_eq!(hat.focus.as_deref(), Some("The agent **MUST** focus."));
+    }
+
+    #[test]
+    fn hat_without_anti_patterns_is_an_error_and_empty_list_a_warning() {
+        let mut diags = Diags::default();
+        build_hat("h", Path::new("h.md"), &doc("**Focus:** x\n"), &mut diags);
+        assert!(diags.has_errors());
+        let mut diags = Diags::default();
+        build_hat(
+            "h",
+            Path::new("h.md"),
+            &doc("**Focus:** x\n\n**Anti-patterns:**\n"),
+            &mut diags,
+        );
+        assert!(!diags.has_errors());
+        assert_eq!(diags.0.len(), 1);
+        assert_eq!(diags.0[0].line, Some(3));
+    }
+
+    #[test]
+    fn signal_keyword_and_implicit_sentences() {
+        let d = doc("# T\n\n## Completion Signal (RFC 2119)\n\nPipeline is deployed. Runbook **MUST** exist. SRE **MUST** have **MUST** be verified.\n");
+        let body = build_stage_body(Path::new("S.md"), &d);
+        let levels: Vec<_> = body.completion_signal.iter().map(|r| r.level).collect();
+        assert_eq!(levels, [Level::Implicit, Level::Must, Level::Must]);
+        assert_eq!(body.completion_signal[2].keywords, ["MUST", "MUST"]);
+        assert_eq!(body.completion_signal[0].id, "signal/1");
+        assert_eq!(body.title, "T");
+    }
+
+    #[test]
+    fn criteria_quotes_are_stripped() {
+        assert_eq!(unquote("\"Pipeline is deployed\""), "Pipeline is deployed");
+        assert_eq!(unquote("\"X\" (too technical)"), "X (too technical)");
+    }
+}
