@@ -11,6 +11,7 @@ pub mod definition;
 pub mod error;
 pub mod model;
 pub mod report;
+pub mod secrets;
 
 pub use error::Error;
 

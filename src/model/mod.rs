@@ -7,6 +7,20 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
+pub mod budget;
+pub mod openai;
+pub mod request;
+pub mod settings;
+pub mod structured;
+pub mod transcript;
+
+pub use budget::Budget;
+pub use openai::LiveModel;
+pub use request::{build_body, request_hash, ChatMessage, JsonSchemaSpec};
+pub use settings::{ModelSettings, Secret};
+pub use structured::{ask_structured, StructuredOutcome};
+pub use transcript::{read_exchanges, Exchange, RecordMode, Recorder, TranscriptModel};
+
 /// One request to the model: the step it belongs to and the exact
 /// `/v1/chat/completions` body that is (or would be) sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +74,48 @@ pub struct ModelReply {
     pub source: ReplySource,
 }
 
+impl ModelReply {
+    /// Reads `choices[0].message.content`, `choices[0].finish_reason` and `usage` out of a
+    /// response body. Missing fields are tolerated (some compatible servers omit them): an
+    /// answer without choices has no content, which the structured layer re-asks.
+    pub fn from_body(body: serde_json::Value, duration_ms: u64, source: ReplySource) -> ModelReply {
+        let choice = body.get("choices").and_then(|c| c.get(0));
+        let content = choice
+            .and_then(|c| c.get("message"))
+            .and_then(|m| m.get("content"))
+            .and_then(|c| c.as_str())
+            .map(str::to_string);
+        let finish_reason = choice
+            .and_then(|c| c.get("finish_reason"))
+            .and_then(|f| f.as_str())
+            .map(str::to_string);
+        ModelReply {
+            usage: Usage::from_body(&body),
+            body,
+            content,
+            finish_reason,
+            duration_ms,
+            source,
+        }
+    }
+}
+
+impl Usage {
+    /// `usage.prompt_tokens`, `usage.completion_tokens` and
+    /// `usage.prompt_tokens_details.cached_tokens` of a response body (0 when absent).
+    pub fn from_body(body: &serde_json::Value) -> Usage {
+        let usage = body.get("usage");
+        let n = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_u64()).unwrap_or(0);
+        Usage {
+            prompt_tokens: n(usage.and_then(|u| u.get("prompt_tokens"))),
+            completion_tokens: n(usage.and_then(|u| u.get("completion_tokens"))),
+            cached_tokens: n(usage
+                .and_then(|u| u.get("prompt_tokens_details"))
+                .and_then(|d| d.get("cached_tokens"))),
+        }
+    }
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Anything that can answer a chat-completions request.
@@ -79,6 +135,8 @@ pub enum ModelError {
         step: String,
         attempts: u32,
         last: String,
+        /// The HTTP status of the last try, when there was a response.
+        status: Option<u16>,
     },
     /// Exit 4: replay-only and no recorded exchange matches this request.
     #[error("step {step}: no recorded exchange matches this request (record mode `none`)\n{diff}")]

@@ -6,6 +6,8 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod fake_openai;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,173 @@
+//! Building the exact `/v1/chat/completions` body and its hash. `hatrack render` prints what
+//! [`build_body`] returns and replay re-renders requests through it, so it must be a pure
+//! function of its inputs.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::settings::ModelSettings;
+
+/// One chat message (`system`, `user` or `assistant`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn system(content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: "system".into(),
+            content: content.into(),
+        }
+    }
+    pub fn user(content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: "user".into(),
+            content: content.into(),
+        }
+    }
+    pub fn assistant(content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: "assistant".into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A named JSON Schema the answer must match (`response_format: json_schema`, strict).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonSchemaSpec {
+    /// `^[a-zA-Z0-9_-]{1,64}$` per the OpenAI API.
+    pub name: String,
+    pub schema: Value,
+}
+
+/// The request body for `messages`, with `response_format: json_schema` when `schema` is
+/// given. Field order is fixed (serde_json keeps insertion order), so the printed body is
+/// stable too.
+pub fn build_body(
+    settings: &ModelSettings,
+    messages: &[ChatMessage],
+    schema: Option<&JsonSchemaSpec>,
+) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), Value::String(settings.model.clone()));
+    body.insert(
+        "messages".into(),
+        Value::Array(
+            messages
+                .iter()
+                .map(|m| json!({"role": m.role, "content": m.content}))
+                .collect(),
+        ),
+    );
+    body.insert("temperature".into(), json!(settings.temperature));
+    if let Some(seed) = settings.seed {
+        body.insert("seed".into(), json!(seed));
+    }
+    if let Some(max_tokens) = settings.max_tokens {
+        body.insert("max_tokens".into(), json!(max_tokens));
+    }
+    if let Some(spec) = schema {
+        body.insert(
+            "response_format".into(),
+            json!({
+                "type": "json_schema",
+                "json_schema": {"name": spec.name, "schema": spec.schema, "strict": true}
+            }),
+        );
+    }
+    Value::Object(body)
+}
+
+/// sha256 (hex) of the canonical form of `body`: object keys sorted recursively, no
+/// whitespace. Two bodies that differ only in key order hash the same.
+pub fn request_hash(body: &Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(body, &mut canonical);
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// The canonical JSON text used by [`request_hash`].
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                // Serializing a string cannot fail.
+                out.push_str(&serde_json::to_string(key).unwrap_or_default());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// The messages of a request body, as text (for the budget estimate and diffs).
+pub(crate) fn messages_text_len(body: &Value) -> usize {
+    body.get("messages")
+        .and_then(Value::as_array)
+        .map(|msgs| {
+            msgs.iter()
+                .filter_map(|m| m.get("content").and_then(Value::as_str))
+                .map(|c| c.chars().count())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_every_field_in_order() {
+        let mut s = ModelSettings::new("m", "http://x/v1");
+        s.max_tokens = Some(100);
+        let spec = JsonSchemaSpec {
+            name: "answer".into(),
+            schema: json!({"type": "object"}),
+        };
+        let body = build_body(&s, &[ChatMessage::user("hi")], Some(&spec));
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.0,"seed":42,"max_tokens":100,"response_format":{"type":"json_schema","json_schema":{"name":"answer","schema":{"type":"object"},"strict":true}}}"#
+        );
+    }
+
+    #[test]
+    fn hash_ignores_key_order_but_not_content() {
+        let a = json!({"b": 1, "a": {"y": [1, 2], "x": "s"}});
+        let b = json!({"a": {"x": "s", "y": [1, 2]}, "b": 1});
+        let c = json!({"a": {"x": "t", "y": [1, 2]}, "b": 1});
+        assert_eq!(request_hash(&a), request_hash(&b));
+        assert_ne!(request_hash(&a), request_hash(&c));
+        assert_eq!(canonical_json(&a), r#"{"a":{"x":"s","y":[1,2]},"b":1}"#);
+        assert_eq!(request_hash(&a).len(), 64);
+    }
+}

@@ -1,0 +1,177 @@
+//! Structured answers: ask for JSON matching a schema, validate it, re-ask with the
+//! validation errors at most `max_reasks` times, then give up with an honest "unparseable".
+
+use serde_json::Value;
+
+use super::request::{build_body, ChatMessage, JsonSchemaSpec};
+use super::settings::ModelSettings;
+use super::{ChatModel, ModelError, ModelRequest, ReplySource, Usage};
+
+/// Validation errors listed per re-ask at most (a broken answer can have hundreds).
+const MAX_LISTED_ERRORS: usize = 8;
+
+/// What one step's structured exchange produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StructuredOutcome {
+    /// The valid answer, or `None` when every attempt was invalid (the step is `unparseable`).
+    pub value: Option<Value>,
+    /// Requests made (1 + re-asks).
+    pub attempts: u32,
+    /// Why each invalid attempt was rejected, in order (one entry per invalid attempt).
+    pub errors: Vec<String>,
+    /// Summed over attempts.
+    pub usage: Usage,
+    /// Summed over attempts.
+    pub duration_ms: u64,
+    /// Where each attempt's answer came from.
+    pub sources: Vec<ReplySource>,
+}
+
+/// Asks `model` for step `step` and returns the first answer that is JSON matching
+/// `schema`. Every attempt goes through `model.complete` (so it is recorded); provider
+/// failures, replay misses and budget refusals are returned as errors. At most
+/// `1 + settings.max_reasks` requests are made.
+pub async fn ask_structured(
+    model: &dyn ChatModel,
+    step: &str,
+    settings: &ModelSettings,
+    messages: &[ChatMessage],
+    schema: &JsonSchemaSpec,
+) -> Result<StructuredOutcome, ModelError> {
+    let validator = jsonschema::validator_for(&schema.schema).map_err(|e| {
+        ModelError::Config(format!(
+            "step {step}: the answer schema {} is not a valid JSON Schema: {e}",
+            schema.name
+        ))
+    })?;
+    let mut conversation = messages.to_vec();
+    let mut outcome = StructuredOutcome {
+        value: None,
+        attempts: 0,
+        errors: Vec::new(),
+        usage: Usage::default(),
+        duration_ms: 0,
+        sources: Vec::new(),
+    };
+    let max_attempts = 1 + settings.max_reasks;
+    for attempt in 1..=max_attempts {
+        let request = ModelRequest {
+            step: step.to_string(),
+            attempt,
+            body: build_body(settings, &conversation, Some(schema)),
+        };
+        let reply = model.complete(&request).await?;
+        outcome.attempts = attempt;
+        outcome.usage.add(&reply.usage);
+        outcome.duration_ms += reply.duration_ms;
+        outcome.sources.push(reply.source);
+
+        let content = reply.content.clone().unwrap_or_default();
+        let problem = check_answer(&reply, &content, &validator);
+        match problem {
+            None => {
+                // check_answer parsed it already; parse again (cheap) to own the value.
+                outcome.value = parse_json_answer(&content).ok();
+                return Ok(outcome);
+            }
+            Some(problem) => {
+                tracing::warn!(step, attempt, "invalid structured answer: {problem}");
+                outcome.errors.push(format!("attempt {attempt}: {problem}"));
+                conversation.push(ChatMessage::assistant(content));
+                conversation.push(ChatMessage::user(reask_message(&problem)));
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// Why an answer is not acceptable, or `None` when it is.
+fn check_answer(
+    reply: &super::ModelReply,
+    content: &str,
+    validator: &jsonschema::Validator,
+) -> Option<String> {
+    let has_choice = reply
+        .body
+        .get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(|c| !c.is_empty());
+    if !has_choice {
+        return Some("the response had no choices (no answer at all)".to_string());
+    }
+    if reply.finish_reason.as_deref() == Some("length") {
+        return Some(
+            "the answer was cut off at the token limit (finish_reason: length); answer more briefly"
+                .to_string(),
+        );
+    }
+    if content.trim().is_empty() {
+        return Some("the answer was empty".to_string());
+    }
+    let value = match parse_json_answer(content) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("the answer is not valid JSON: {e}")),
+    };
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            let at = if path.is_empty() {
+                "/".to_string()
+            } else {
+                path
+            };
+            format!("at {at}: {e}")
+        })
+        .collect();
+    if errors.is_empty() {
+        return None;
+    }
+    let mut text = format!(
+        "the answer does not match the schema ({} error(s)): {}",
+        errors.len(),
+        errors
+            .iter()
+            .take(MAX_LISTED_ERRORS)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    if errors.len() > MAX_LISTED_ERRORS {
+        text.push_str("; …");
+    }
+    Some(text)
+}
+
+/// Parses the answer as JSON. A single surrounding Markdown code fence (```json … ```),
+/// which small models add even when asked for JSON, is tolerated; nothing else is repaired.
+fn parse_json_answer(content: &str) -> Result<Value, serde_json::Error> {
+    let trimmed = content.trim();
+    let unfenced = trimmed
+        .strip_prefix("```json")
+        .or_else(|| trimmed.strip_prefix("```"))
+        .and_then(|rest| rest.trim_end().strip_suffix("```"))
+        .unwrap_or(trimmed);
+    serde_json::from_str(unfenced)
+}
+
+fn reask_message(problem: &str) -> String {
+    format!(
+        "Your previous answer was rejected: {problem}.\n\
+         Reply again with only a JSON object that matches the required schema, with no other text."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_fence_is_tolerated() {
+        assert_eq!(
+            parse_json_answer("```json\n{\"a\": 1}\n```").unwrap(),
+            serde_json::json!({"a": 1})
+        );
+        assert!(parse_json_answer("Sure! {\"a\": 1}").is_err());
+    }
+}
