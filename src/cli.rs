@@ -226,4 +226,10 @@ pub struct DiffArgs {
     pub run_b: PathBuf,
     #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
     pub format: DiffFormat,
+    /// Price of a million prompt tokens (any currency), to show cost and its delta.
+    #[arg(long, value_name = "PRICE")]
+    pub prompt_price: Option<f64>,
+    /// Price of a million completion tokens.
+    #[arg(long, value_name = "PRICE")]
+    pub completion_price: Option<f64>,
 }

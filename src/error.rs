@@ -2,7 +2,9 @@
 //! decides the exit code, so the mapping lives in one place.
 
 use crate::definition::DefinitionError;
+use crate::inputs::InputErrors;
 use crate::model::ModelError;
+use crate::prompt::PromptError;
 use crate::report::ReportError;
 
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +15,10 @@ pub enum Error {
     Model(#[from] ModelError),
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error(transparent)]
+    Inputs(#[from] InputErrors),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
     /// Bad command line, config or workspace input; the message says what to do.
     #[error("{0}")]
     Usage(String),

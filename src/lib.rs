@@ -7,10 +7,14 @@
 
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod definition;
 pub mod error;
+pub mod inputs;
 pub mod model;
+pub mod prompt;
 pub mod report;
+pub mod run;
 pub mod secrets;
 
 pub use error::Error;

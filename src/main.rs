@@ -17,7 +17,10 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Check(args) => commands::check(args, &mut out),
         Command::List(args) => commands::list(args, &mut out),
-        _ => Err(Error::usage("this command is not built yet")),
+        Command::Render(args) => commands::render(args, &mut out),
+        Command::Run(args) => block_on(commands::run(args, &cli.global, &mut out)),
+        Command::Replay(args) => block_on(commands::replay(args, &cli.global, &mut out)),
+        Command::Diff(args) => commands::diff(args, &mut out),
     };
     let _ = out.flush();
     match result {
@@ -27,6 +30,17 @@ fn main() -> ExitCode {
             ExitCode::from(err.exit_code() as u8)
         }
     }
+}
+
+/// Runs an async command on a small runtime (two worker threads: the machine has two cores
+/// and the work is mostly waiting on the model).
+fn block_on<F: std::future::Future<Output = Result<i32, Error>>>(future: F) -> Result<i32, Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    runtime.block_on(future)
 }
 
 /// Prints an error with its chain of causes (and definition diagnostics, one per line).

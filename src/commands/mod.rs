@@ -2,7 +2,14 @@
 //! normal outcome (0, or 1 when a run's completion signal is not met) or a typed error.
 
 mod check;
+mod diff;
 mod list;
+mod render;
+mod run;
+mod setup;
 
 pub use check::check;
+pub use diff::diff;
 pub use list::list;
+pub use render::render;
+pub use run::{replay, run};

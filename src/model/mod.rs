@@ -71,7 +71,12 @@ pub struct ModelReply {
     pub usage: Usage,
     /// Wall time of the exchange as it happened (recorded, so replays report the same).
     pub duration_ms: u64,
+    /// Where this answer comes from in this invocation.
     pub source: ReplySource,
+    /// Where it was first obtained: `Live` when a model answered it in the run that recorded
+    /// it (even when that recording is replayed now), `Replayed` when it was carried over from
+    /// an older transcript. Reports use this, so a replay reports what the recorded run did.
+    pub origin: ReplySource,
 }
 
 impl ModelReply {
@@ -96,6 +101,7 @@ impl ModelReply {
             finish_reason,
             duration_ms,
             source,
+            origin: source,
         }
     }
 }

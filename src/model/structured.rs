@@ -25,6 +25,8 @@ pub struct StructuredOutcome {
     pub duration_ms: u64,
     /// Where each attempt's answer came from.
     pub sources: Vec<ReplySource>,
+    /// Where each attempt's answer was first obtained (see [`crate::model::ModelReply::origin`]).
+    pub origins: Vec<ReplySource>,
 }
 
 /// Asks `model` for step `step` and returns the first answer that is JSON matching
@@ -52,6 +54,7 @@ pub async fn ask_structured(
         usage: Usage::default(),
         duration_ms: 0,
         sources: Vec::new(),
+        origins: Vec::new(),
     };
     let max_attempts = 1 + settings.max_reasks;
     for attempt in 1..=max_attempts {
@@ -65,6 +68,7 @@ pub async fn ask_structured(
         outcome.usage.add(&reply.usage);
         outcome.duration_ms += reply.duration_ms;
         outcome.sources.push(reply.source);
+        outcome.origins.push(reply.origin);
 
         let content = reply.content.clone().unwrap_or_default();
         let problem = check_answer(&reply, &content, &validator);

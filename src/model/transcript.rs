@@ -48,6 +48,9 @@ pub struct Exchange {
     pub duration_ms: u64,
     /// RFC 3339, UTC.
     pub started_at: String,
+    /// Carried over from an older transcript (`--from-transcript`), not answered in this run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 /// Why a recorded exchange failed.
@@ -64,6 +67,11 @@ impl Exchange {
         let body = self.response.clone()?;
         let mut reply = ModelReply::from_body(body, self.duration_ms, ReplySource::Replayed);
         reply.usage = self.usage;
+        reply.origin = if self.replayed {
+            ReplySource::Replayed
+        } else {
+            ReplySource::Live
+        };
         Some(reply)
     }
 }
@@ -427,10 +435,15 @@ impl TranscriptModel {
         let hash = request_hash(&request.body);
         if self.replays() {
             if let Some(hit) = self.replay.lookup(&request.step, &hash) {
-                if let Some(reply) = hit.replay_reply() {
+                if let Some(mut reply) = hit.replay_reply() {
                     if self.copy_hits {
+                        // Carried over from another run: this run did not obtain it live.
+                        reply.origin = ReplySource::Replayed;
                         if let Some(rec) = &self.record_to {
-                            rec.record(hit)?;
+                            rec.record(&Exchange {
+                                replayed: true,
+                                ..hit.clone()
+                            })?;
                         }
                     }
                     return Ok(reply);
@@ -464,6 +477,7 @@ impl TranscriptModel {
                 usage: Usage::default(),
                 duration_ms: started.elapsed().as_millis() as u64,
                 started_at,
+                replayed: false,
             };
             match &result {
                 Ok(reply) => {

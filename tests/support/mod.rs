@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod fake_openai;
+pub mod fake_reviewer;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,433 @@
+//! `hatrack diff RUN_A RUN_B`: what moved between two runs — verdict flips, requirements
+//! added or removed, steps whose requests changed (with a readable diff of their messages),
+//! artifacts added, removed or changed, and tokens, time and cost per step.
+//! Exit 0 when no verdict flipped, 1 when any did, 2 on bad input.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::cli::{DiffArgs, DiffFormat};
+use crate::model::transcript::{read_exchanges, Exchange};
+use crate::report::{Report, TokenUsage};
+use crate::run::rundir::EXCHANGES_FILE;
+use crate::Error;
+
+/// Lines of a message or artifact diff shown before it is cut.
+const MAX_DIFF_LINES: usize = 60;
+
+#[derive(Debug, Serialize)]
+pub struct RunDiff {
+    pub run_a: String,
+    pub run_b: String,
+    pub verdicts: Vec<VerdictChange>,
+    pub added_requirements: Vec<String>,
+    pub removed_requirements: Vec<String>,
+    pub changed_steps: Vec<StepChange>,
+    pub artifacts: Vec<ArtifactChange>,
+    pub steps: Vec<StepCost>,
+    pub total: StepCost,
+    pub flipped: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerdictChange {
+    pub id: String,
+    pub a: String,
+    pub b: String,
+    pub flipped: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepChange {
+    pub step: String,
+    /// `changed`, `added` (only in B) or `removed` (only in A).
+    pub change: String,
+    pub diff: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ArtifactChange {
+    pub path: String,
+    /// `added`, `removed`, `changed`.
+    pub change: String,
+    pub diff: String,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct StepCost {
+    pub step: String,
+    pub tokens_a: u64,
+    pub tokens_b: u64,
+    pub ms_a: u64,
+    pub ms_b: u64,
+    pub cost_a: Option<f64>,
+    pub cost_b: Option<f64>,
+}
+
+fn read_report(dir: &Path) -> Result<Report, Error> {
+    let path = dir.join("report.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::usage(format!(
+            "{}: {e}; pass two run directories written by `hatrack run`",
+            path.display()
+        ))
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::usage(format!(
+            "{}:{}: not a hatrack report: {e}",
+            path.display(),
+            e.line()
+        ))
+    })
+}
+
+/// The first attempt of each step's requests (every sample), by step.
+fn first_requests(exchanges: &[Exchange]) -> BTreeMap<String, Vec<&Exchange>> {
+    let mut by_step: BTreeMap<String, Vec<&Exchange>> = BTreeMap::new();
+    for e in exchanges.iter().filter(|e| e.attempt == 1) {
+        let list = by_step.entry(e.step.clone()).or_default();
+        if !list.iter().any(|x| x.request_hash == e.request_hash) {
+            list.push(e);
+        }
+    }
+    by_step
+}
+
+fn messages_text(request: &serde_json::Value) -> String {
+    let mut out = String::new();
+    if let Some(messages) = request.get("messages").and_then(|m| m.as_array()) {
+        for m in messages {
+            let role = m.get("role").and_then(|r| r.as_str()).unwrap_or("?");
+            let content = m.get("content").and_then(|c| c.as_str()).unwrap_or("");
+            out.push_str(&format!("──── {role} ────\n{content}\n"));
+        }
+    }
+    for (k, v) in request.as_object().into_iter().flatten() {
+        if k != "messages" && k != "response_format" {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+    }
+    out
+}
+
+/// A unified diff cut to `MAX_DIFF_LINES`, with a marker saying how much was left out.
+fn short_diff(a: &str, b: &str, label_a: &str, label_b: &str) -> String {
+    let text = similar::TextDiff::from_lines(a, b)
+        .unified_diff()
+        .context_radius(2)
+        .header(label_a, label_b)
+        .to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= MAX_DIFF_LINES {
+        return text;
+    }
+    let mut cut = lines[..MAX_DIFF_LINES].join("\n");
+    cut.push_str(&format!(
+        "\n… {} more diff lines not shown\n",
+        lines.len() - MAX_DIFF_LINES
+    ));
+    cut
+}
+
+fn cost(usage: &TokenUsage, args: &DiffArgs) -> Option<f64> {
+    match (args.prompt_price, args.completion_price) {
+        (None, None) => None,
+        (p, c) => Some(
+            usage.prompt_tokens as f64 * p.unwrap_or(0.0) / 1e6
+                + usage.completion_tokens as f64 * c.unwrap_or(0.0) / 1e6,
+        ),
+    }
+}
+
+pub fn compare(args: &DiffArgs) -> Result<RunDiff, Error> {
+    let (a, b) = (read_report(&args.run_a)?, read_report(&args.run_b)?);
+    let ex_a = read_exchanges(&args.run_a.join(EXCHANGES_FILE))?;
+    let ex_b = read_exchanges(&args.run_b.join(EXCHANGES_FILE))?;
+
+    let req_a: BTreeMap<&str, &str> = a
+        .requirements
+        .iter()
+        .map(|r| (r.id.as_str(), r.verdict.as_str()))
+        .collect();
+    let req_b: BTreeMap<&str, &str> = b
+        .requirements
+        .iter()
+        .map(|r| (r.id.as_str(), r.verdict.as_str()))
+        .collect();
+    let mut verdicts = Vec::new();
+    for r in &a.requirements {
+        if let Some(vb) = req_b.get(r.id.as_str()) {
+            verdicts.push(VerdictChange {
+                id: r.id.clone(),
+                a: r.verdict.as_str().into(),
+                b: (*vb).into(),
+                flipped: r.verdict.as_str() != *vb,
+            });
+        }
+    }
+    let added_requirements = b
+        .requirements
+        .iter()
+        .filter(|r| !req_a.contains_key(r.id.as_str()))
+        .map(|r| r.id.clone())
+        .collect();
+    let removed_requirements = a
+        .requirements
+        .iter()
+        .filter(|r| !req_b.contains_key(r.id.as_str()))
+        .map(|r| r.id.clone())
+        .collect();
+
+    let (first_a, first_b) = (first_requests(&ex_a), first_requests(&ex_b));
+    let steps: BTreeSet<&String> = first_a.keys().chain(first_b.keys()).collect();
+    let mut changed_steps = Vec::new();
+    for step in steps {
+        match (first_a.get(step), first_b.get(step)) {
+            (Some(x), Some(y)) => {
+                let hashes_a: BTreeSet<&str> = x.iter().map(|e| e.request_hash.as_str()).collect();
+                let hashes_b: BTreeSet<&str> = y.iter().map(|e| e.request_hash.as_str()).collect();
+                if hashes_a != hashes_b {
+                    changed_steps.push(StepChange {
+                        step: step.clone(),
+                        change: "changed".into(),
+                        diff: short_diff(
+                            &messages_text(&x[0].request),
+                            &messages_text(&y[0].request),
+                            "A",
+                            "B",
+                        ),
+                    });
+                }
+            }
+            (None, Some(_)) => changed_steps.push(StepChange {
+                step: step.clone(),
+                change: "added".into(),
+                diff: String::new(),
+            }),
+            (Some(_), None) => changed_steps.push(StepChange {
+                step: step.clone(),
+                change: "removed".into(),
+                diff: String::new(),
+            }),
+            (None, None) => {}
+        }
+    }
+
+    let arts = |r: &Report| -> BTreeMap<String, String> {
+        r.steps
+            .iter()
+            .flat_map(|s| s.artifacts.iter())
+            .map(|x| (x.path.clone(), x.sha256.clone()))
+            .collect()
+    };
+    let (arts_a, arts_b) = (arts(&a), arts(&b));
+    let mut artifacts = Vec::new();
+    for path in arts_a.keys().chain(arts_b.keys()).collect::<BTreeSet<_>>() {
+        let change = match (arts_a.get(path), arts_b.get(path)) {
+            (Some(x), Some(y)) if x == y => continue,
+            (Some(_), Some(_)) => "changed",
+            (None, Some(_)) => "added",
+            (Some(_), None) => "removed",
+            (None, None) => continue,
+        };
+        let read = |dir: &Path| std::fs::read_to_string(dir.join(path)).unwrap_or_default();
+        let diff = if change == "changed" {
+            short_diff(
+                &read(&args.run_a),
+                &read(&args.run_b),
+                &format!("A/{path}"),
+                &format!("B/{path}"),
+            )
+        } else {
+            String::new()
+        };
+        artifacts.push(ArtifactChange {
+            path: path.clone(),
+            change: change.into(),
+            diff,
+        });
+    }
+
+    let mut costs = Vec::new();
+    let mut total = StepCost {
+        step: "total".into(),
+        ..Default::default()
+    };
+    let ids: Vec<&String> = {
+        let mut seen = Vec::new();
+        for s in a.steps.iter().chain(&b.steps) {
+            if !seen.contains(&&s.id) {
+                seen.push(&s.id);
+            }
+        }
+        seen
+    };
+    for id in ids {
+        let sa = a.steps.iter().find(|s| &s.id == id);
+        let sb = b.steps.iter().find(|s| &s.id == id);
+        let c = StepCost {
+            step: id.clone(),
+            tokens_a: sa
+                .map(|s| s.usage.prompt_tokens + s.usage.completion_tokens)
+                .unwrap_or(0),
+            tokens_b: sb
+                .map(|s| s.usage.prompt_tokens + s.usage.completion_tokens)
+                .unwrap_or(0),
+            ms_a: sa.map(|s| s.duration_ms).unwrap_or(0),
+            ms_b: sb.map(|s| s.duration_ms).unwrap_or(0),
+            cost_a: sa.and_then(|s| cost(&s.usage, args)),
+            cost_b: sb.and_then(|s| cost(&s.usage, args)),
+        };
+        total.tokens_a += c.tokens_a;
+        total.tokens_b += c.tokens_b;
+        total.ms_a += c.ms_a;
+        total.ms_b += c.ms_b;
+        total.cost_a = cost(&a.run.usage, args);
+        total.cost_b = cost(&b.run.usage, args);
+        costs.push(c);
+    }
+    let flipped = verdicts.iter().filter(|v| v.flipped).count();
+    Ok(RunDiff {
+        run_a: args.run_a.display().to_string(),
+        run_b: args.run_b.display().to_string(),
+        verdicts,
+        added_requirements,
+        removed_requirements,
+        changed_steps,
+        artifacts,
+        steps: costs,
+        total,
+        flipped,
+    })
+}
+
+fn delta(a: u64, b: u64) -> String {
+    let d = b as i64 - a as i64;
+    if d > 0 {
+        format!("+{d}")
+    } else {
+        d.to_string()
+    }
+}
+
+fn money(c: Option<f64>) -> String {
+    c.map(|c| format!("{c:.4}")).unwrap_or_else(|| "-".into())
+}
+
+fn render_text(d: &RunDiff, md: bool) -> String {
+    let mut o = String::new();
+    let h = |t: &str| {
+        if md {
+            format!("\n### {t}\n\n")
+        } else {
+            format!("\n== {t}\n")
+        }
+    };
+    o.push_str(&if md {
+        format!("## hatrack diff\n\nA: `{}`  \nB: `{}`\n", d.run_a, d.run_b)
+    } else {
+        format!("A: {}\nB: {}\n", d.run_a, d.run_b)
+    });
+    o.push_str(&h(&format!("verdicts: {} flipped", d.flipped)));
+    for v in d.verdicts.iter().filter(|v| v.flipped) {
+        o.push_str(&format!(
+            "{}{}: {} → {}\n",
+            if md { "- " } else { "  " },
+            v.id,
+            v.a,
+            v.b
+        ));
+    }
+    if d.flipped == 0 {
+        o.push_str("  no verdict flipped\n");
+    }
+    for (label, list) in [
+        ("requirements added", &d.added_requirements),
+        ("requirements removed", &d.removed_requirements),
+    ] {
+        if !list.is_empty() {
+            o.push_str(&h(label));
+            for id in list {
+                o.push_str(&format!("  {id}\n"));
+            }
+        }
+    }
+    o.push_str(&h(&format!("requests changed: {}", d.changed_steps.len())));
+    for s in &d.changed_steps {
+        o.push_str(&format!("  {} ({})\n", s.step, s.change));
+        if !s.diff.is_empty() {
+            o.push_str(&fenced(&s.diff, md));
+        }
+    }
+    o.push_str(&h(&format!("artifacts changed: {}", d.artifacts.len())));
+    for a in &d.artifacts {
+        o.push_str(&format!("  {} ({})\n", a.path, a.change));
+        if !a.diff.is_empty() {
+            o.push_str(&fenced(&a.diff, md));
+        }
+    }
+    o.push_str(&h("tokens, time and cost"));
+    if md {
+        o.push_str("| step | tokens A | tokens B | Δ | ms A | ms B | Δ | cost A | cost B |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    } else {
+        o.push_str(&format!(
+            "  {:<28} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+            "step", "tokens A", "tokens B", "Δ", "ms A", "ms B", "Δ", "cost A", "cost B"
+        ));
+    }
+    for c in d.steps.iter().chain(std::iter::once(&d.total)) {
+        let cells = [
+            c.step.clone(),
+            c.tokens_a.to_string(),
+            c.tokens_b.to_string(),
+            delta(c.tokens_a, c.tokens_b),
+            c.ms_a.to_string(),
+            c.ms_b.to_string(),
+            delta(c.ms_a, c.ms_b),
+            money(c.cost_a),
+            money(c.cost_b),
+        ];
+        if md {
+            o.push_str(&format!("| {} |\n", cells.join(" | ")));
+        } else {
+            o.push_str(&format!(
+                "  {:<28} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                cells[4],
+                cells[5],
+                cells[6],
+                cells[7],
+                cells[8]
+            ));
+        }
+    }
+    o
+}
+
+fn fenced(diff: &str, md: bool) -> String {
+    if md {
+        format!("\n```diff\n{}\n```\n\n", diff.trim_end())
+    } else {
+        diff.lines().map(|l| format!("    {l}\n")).collect()
+    }
+}
+
+pub fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let d = compare(args)?;
+    let text = match args.format {
+        DiffFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&d).expect("diffs serialise")
+        ),
+        DiffFormat::Md => render_text(&d, true),
+        DiffFormat::Text => render_text(&d, false),
+    };
+    let _ = out.write_all(text.as_bytes());
+    Ok(if d.flipped > 0 { 1 } else { 0 })
+}

@@ -1,0 +1,428 @@
+//! `hatrack run` and `hatrack replay`: resolve everything, bind inputs and render every
+//! prompt (preflight, before any model call), then run the stage through the transcript and
+//! write the reports.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cli::{GlobalArgs, RecordModeArg, ReplayArgs, ReportArgs, RunArgs};
+use crate::commands::setup;
+use crate::config::ConfigFile;
+use crate::definition::Stage;
+use crate::inputs::{self, Bindings};
+use crate::model::budget::Budget;
+use crate::model::openai::LiveModel;
+use crate::model::settings::ModelSettings;
+use crate::model::transcript::{
+    now_rfc3339, read_exchanges, RecordMode, Recorder, TranscriptModel,
+};
+use crate::model::ChatModel;
+use crate::prompt::Prompts;
+use crate::report;
+use crate::run::gate::GatePolicy;
+use crate::run::progress::Progress;
+use crate::run::rundir::{
+    self, InputDigest, ModelRecord, PromptsRecord, RunRecord, StageRecord, EXCHANGES_FILE, RUN_FILE,
+};
+use crate::run::{self, RunPlan};
+use crate::secrets::Scrubber;
+use crate::Error;
+
+/// Share of samples that must agree for a verdict to count as stable.
+const STABILITY_THRESHOLD: f64 = 0.8;
+
+/// Everything decided before the first model call.
+struct Prepared {
+    stage: Stage,
+    stage_dir: PathBuf,
+    definition_digest: String,
+    workspace: PathBuf,
+    bindings: Bindings,
+    prompts: Prompts,
+    prompts_dir: Option<PathBuf>,
+    config: ConfigFile,
+}
+
+fn prepare(
+    stage_dir: PathBuf,
+    workspace: PathBuf,
+    config: ConfigFile,
+    prompts_dir: Option<PathBuf>,
+) -> Result<Prepared, Error> {
+    let loaded = setup::load_stage(&stage_dir)?;
+    let definition_digest = crate::definition::definition_digest(&loaded.stage);
+    let prompts = Prompts::load(prompts_dir.as_deref())?;
+    let bindings = inputs::bind(&loaded.stage, &workspace, &config)?;
+    Ok(Prepared {
+        stage: loaded.stage,
+        stage_dir,
+        definition_digest,
+        workspace,
+        bindings,
+        prompts,
+        prompts_dir,
+        config,
+    })
+}
+
+/// Renders every step's prompt with what is known before the run, so a template error
+/// stops the run before any request is made.
+fn preflight_render(p: &Prepared) -> Result<(), Error> {
+    use crate::run::context;
+    let cap = p.config.limits.max_artifact_bytes;
+    for hat in &p.stage.hats {
+        context::hat_messages(&p.prompts, &p.stage, hat, &p.bindings, &[], cap)?;
+    }
+    for agent in &p.stage.review_agents {
+        context::review_messages(
+            &p.prompts,
+            &p.stage,
+            agent,
+            &p.bindings,
+            &[],
+            cap,
+            p.config.limits.max_input_bytes,
+        )?;
+    }
+    context::signal_messages(&p.prompts, &p.stage, &[], &[], cap)?;
+    Ok(())
+}
+
+/// How the transcript is used.
+struct TranscriptPlan {
+    run_dir: PathBuf,
+    mode: RecordMode,
+    /// Exchanges to replay from (this run's own, or another run's with --from-transcript).
+    replay_from: Option<PathBuf>,
+    /// Append to this run's exchanges.jsonl (false: replay only, the transcript is untouched).
+    record: bool,
+}
+
+pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    // A resumed run takes its stage, workspace and request settings from its run.json.
+    let resumed = match &args.resume {
+        Some(dir) => Some(RunRecord::read(dir)?),
+        None => None,
+    };
+    let workspace = match (&args.workspace, &resumed, &args.resume) {
+        (Some(w), _, _) => setup::workspace_dir(Some(w))?,
+        (None, Some(rec), Some(dir)) => {
+            setup::workspace_dir(Some(&rundir::resolve_recorded(dir, &rec.workspace)))?
+        }
+        _ => setup::workspace_dir(None)?,
+    };
+    let config = ConfigFile::load(&workspace)?;
+    let stage_dir = match (&resumed, &args.resume) {
+        (Some(rec), Some(dir)) if args.stage.stage.is_none() && args.stage.studio.is_none() => {
+            rundir::resolve_recorded(dir, &rec.stage.path)
+        }
+        _ => setup::stage_dir(&args.stage, &config, &workspace)?,
+    };
+    let mut settings = setup::model_settings(&args.model, &config)?;
+    if let Some(rec) = &resumed {
+        setup::apply_record(&mut settings, &rec.model);
+    }
+    let prompts_dir = args.report.prompts.clone();
+    let prepared = prepare(stage_dir, workspace, config, prompts_dir)?;
+    preflight_render(&prepared)?;
+
+    let transcript = if let Some(dir) = &args.resume {
+        TranscriptPlan {
+            run_dir: dir.clone(),
+            mode: RecordMode::NewEpisodes,
+            replay_from: Some(dir.clone()),
+            record: true,
+        }
+    } else if let Some(old) = &args.from_transcript {
+        let new = args
+            .transcript
+            .clone()
+            .unwrap_or_else(|| default_run_dir(&prepared.workspace));
+        if same_dir(old, &new) {
+            return Err(Error::usage(format!(
+                "--from-transcript {} and --transcript name the same directory; the old run is never modified: choose a new --transcript DIR (or use --resume to continue a run)",
+                old.display()
+            )));
+        }
+        if new.join(EXCHANGES_FILE).is_file() {
+            return Err(Error::usage(format!(
+                "{} already holds a run; choose a new --transcript DIR",
+                new.display()
+            )));
+        }
+        if !old.join(EXCHANGES_FILE).is_file() {
+            return Err(Error::usage(format!(
+                "{}: no exchanges.jsonl; is it a run directory?",
+                old.display()
+            )));
+        }
+        TranscriptPlan {
+            run_dir: new,
+            mode: RecordMode::NewEpisodes,
+            replay_from: Some(old.clone()),
+            record: true,
+        }
+    } else {
+        let run_dir = args
+            .transcript
+            .clone()
+            .unwrap_or_else(|| default_run_dir(&prepared.workspace));
+        let mode = match args.record_mode.unwrap_or_default() {
+            RecordModeArg::None => RecordMode::None,
+            RecordModeArg::Once => RecordMode::Once,
+            RecordModeArg::NewEpisodes => RecordMode::NewEpisodes,
+            RecordModeArg::All => RecordMode::All,
+        };
+        TranscriptPlan {
+            replay_from: Some(run_dir.clone()),
+            run_dir,
+            mode,
+            record: mode != RecordMode::None,
+        }
+    };
+    execute(
+        prepared,
+        settings,
+        transcript,
+        &args.report,
+        args.samples.unwrap_or(1),
+        global,
+        out,
+    )
+    .await
+}
+
+pub async fn replay(
+    args: &ReplayArgs,
+    global: &GlobalArgs,
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
+    let dir = &args.transcript;
+    let record = RunRecord::read(dir)?;
+    let workspace = match &args.workspace {
+        Some(w) => setup::workspace_dir(Some(w))?,
+        None => setup::workspace_dir(Some(&rundir::resolve_recorded(dir, &record.workspace)))?,
+    };
+    let config = ConfigFile::load(&workspace)?;
+    let stage_dir = args
+        .stage
+        .clone()
+        .unwrap_or_else(|| rundir::resolve_recorded(dir, &record.stage.path));
+    let mut settings = setup::model_settings(&Default::default(), &config)?;
+    setup::apply_record(&mut settings, &record.model);
+    let prompts_dir = args.report.prompts.clone().or_else(|| {
+        record
+            .prompts
+            .dir
+            .as_ref()
+            .map(|p| rundir::resolve_recorded(dir, p))
+    });
+    let prepared = prepare(stage_dir, workspace, config, prompts_dir)?;
+    let transcript = TranscriptPlan {
+        run_dir: dir.clone(),
+        mode: RecordMode::None,
+        replay_from: Some(dir.clone()),
+        record: false,
+    };
+    execute(
+        prepared,
+        settings,
+        transcript,
+        &args.report,
+        record.samples.max(1),
+        global,
+        out,
+    )
+    .await
+}
+
+fn default_run_dir(workspace: &Path) -> PathBuf {
+    let name = workspace
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "run".to_string());
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "")
+        .replace('T', "-")
+        .trim_end_matches('Z')
+        .to_string();
+    PathBuf::from("transcripts").join(format!("{name}-{stamp}"))
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+async fn execute(
+    prepared: Prepared,
+    settings: ModelSettings,
+    transcript: TranscriptPlan,
+    report_args: &ReportArgs,
+    samples: u32,
+    global: &GlobalArgs,
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
+    let scrubber = setup::scrubber(&settings, &prepared.config)?;
+    let run_dir = &transcript.run_dir;
+    std::fs::create_dir_all(run_dir).map_err(|e| {
+        Error::io(
+            format!("creating the run directory {}", run_dir.display()),
+            e,
+        )
+    })?;
+
+    // run.json: written for a new run (or a full re-record), kept otherwise, so a replay
+    // reports the original start time and leaves the transcript byte for byte as it was.
+    let record = match RunRecord::read(run_dir) {
+        Ok(existing) if transcript.mode != RecordMode::All => existing,
+        _ => {
+            if transcript.mode == RecordMode::None {
+                return Err(Error::usage(format!(
+                    "{}: no {RUN_FILE}; nothing to replay",
+                    run_dir.display()
+                )));
+            }
+            let record = new_record(&prepared, &settings, run_dir, samples, transcript.mode);
+            record.write(run_dir, &|s| scrubber.scrub(s))?;
+            record
+        }
+    };
+
+    let model = build_model(&transcript, &settings, &scrubber)?;
+    let plan = RunPlan {
+        definition_digest: prepared.definition_digest.clone(),
+        bindings: prepared.bindings,
+        prompts: prepared.prompts,
+        settings,
+        limits: prepared.config.limits.clone(),
+        run_dir: run_dir.clone(),
+        run_id: run_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        started_at: record.started_at.clone(),
+        record_mode: record.record_mode.clone(),
+        samples: samples.max(1),
+        policy: GatePolicy {
+            allow_unknown: report_args.allow_unknown,
+            allow_unstable: report_args.allow_unstable,
+        },
+        stability_threshold: STABILITY_THRESHOLD,
+        scrubber: scrubber.clone(),
+        stage: prepared.stage,
+    };
+    let progress = Progress::new(global.quiet);
+    let report = run::execute(&plan, model.as_ref(), &progress).await?;
+
+    let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
+    let written = report::write_all(&report, &out_dir, &|s| scrubber.scrub(s))?;
+    if !global.quiet {
+        let _ = write!(out, "{}", scrubber.scrub(&report::summary_table(&report)));
+        for path in written {
+            let _ = writeln!(out, "wrote {}", path.display());
+        }
+    }
+    Ok(report.outcome.exit_code)
+}
+
+fn new_record(
+    p: &Prepared,
+    settings: &ModelSettings,
+    run_dir: &Path,
+    samples: u32,
+    mode: RecordMode,
+) -> RunRecord {
+    let mut inputs: Vec<InputDigest> = p
+        .bindings
+        .all_files()
+        .into_iter()
+        .map(|f| InputDigest {
+            path: f.path.clone(),
+            sha256: f.sha256.clone(),
+            bytes: f.bytes,
+        })
+        .collect();
+    inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    RunRecord {
+        hatrack_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: now_rfc3339(),
+        record_mode: mode.as_str().to_string(),
+        stage: StageRecord {
+            path: rundir::relative_to(&p.stage_dir, run_dir),
+            name: p.stage.name.clone(),
+            definition_digest: p.definition_digest.clone(),
+        },
+        workspace: rundir::relative_to(&p.workspace, run_dir),
+        prompts: PromptsRecord {
+            dir: p
+                .prompts_dir
+                .as_ref()
+                .map(|d| rundir::relative_to(d, run_dir)),
+            digest: p.prompts.digest().to_string(),
+        },
+        model: ModelRecord {
+            name: settings.model.clone(),
+            base_url: rundir::sanitise_url(&settings.base_url),
+            temperature: settings.temperature,
+            seed: settings.seed,
+            max_tokens: settings.max_tokens,
+            max_reasks: settings.max_reasks,
+        },
+        samples: samples.max(1),
+        inputs,
+    }
+}
+
+/// Transcript around an optional live model (only built when the mode may call it, so a
+/// replay opens no socket), with the budget around the live model.
+fn build_model(
+    t: &TranscriptPlan,
+    settings: &ModelSettings,
+    scrubber: &Scrubber,
+) -> Result<Box<dyn ChatModel>, Error> {
+    let replay_from = match &t.replay_from {
+        Some(dir) => {
+            let path = dir.join(EXCHANGES_FILE);
+            let exchanges = read_exchanges(&path)?;
+            Some((path, exchanges))
+        }
+        None => None,
+    };
+    let recorded: &[_] = replay_from
+        .as_ref()
+        .map(|(_, e)| e.as_slice())
+        .unwrap_or(&[]);
+    let live: Option<Arc<dyn ChatModel>> = if t.mode.needs_live(recorded) {
+        let live: Arc<dyn ChatModel> = Arc::new(LiveModel::new(settings)?);
+        Some(match settings.budget {
+            Some(b) => Arc::new(Budget::new(live, b)),
+            None => live,
+        })
+    } else {
+        None
+    };
+    let record_to = if t.record {
+        let path = t.run_dir.join(EXCHANGES_FILE);
+        Some(if t.mode == RecordMode::All {
+            Recorder::create(path, scrubber.clone())?
+        } else {
+            Recorder::append(path, scrubber.clone())?
+        })
+    } else {
+        None
+    };
+    Ok(Box::new(TranscriptModel::new(
+        t.mode,
+        replay_from,
+        record_to,
+        live,
+    )))
+}

@@ -1,0 +1,124 @@
+//! What `run`, `replay` and `render` share: finding the stage, the workspace config, the
+//! prompts, the model settings and the scrubber, each with an error that says what to do.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{ModelArgs, StageArgs};
+use crate::config::ConfigFile;
+use crate::definition::{self, LoadedStage};
+use crate::model::settings::{ModelSettings, Secret};
+use crate::run::rundir::ModelRecord;
+use crate::secrets::Scrubber;
+use crate::Error;
+
+/// The shipped stage, used when nothing else names one.
+pub const DEFAULT_STAGE: &str = "hats/deployment";
+
+/// The workspace directory, checked.
+pub fn workspace_dir(arg: Option<&Path>) -> Result<PathBuf, Error> {
+    let dir = arg
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    if !dir.is_dir() {
+        return Err(Error::usage(format!(
+            "workspace {} is not a directory; pass the repository to review, e.g. `hatrack run examples/orders-pipeline`",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// The stage directory: flags, then `[stage] path` of hatrack.toml (relative to the
+/// workspace), then the shipped `hats/deployment`.
+pub fn stage_dir(
+    args: &StageArgs,
+    config: &ConfigFile,
+    workspace: &Path,
+) -> Result<PathBuf, Error> {
+    if args.stage.is_some() || args.studio.is_some() {
+        return Ok(definition::resolve_stage_dir(
+            args.stage.as_deref(),
+            args.studio.as_deref(),
+        )?);
+    }
+    if let Some(p) = &config.stage.path {
+        return Ok(workspace.join(p));
+    }
+    Ok(PathBuf::from(DEFAULT_STAGE))
+}
+
+/// Loads the stage and logs its warnings.
+pub fn load_stage(dir: &Path) -> Result<LoadedStage, Error> {
+    let loaded = definition::load_stage(dir)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(loaded)
+}
+
+/// Model settings: flags > environment > hatrack.toml > defaults. The key only ever comes
+/// from the environment.
+pub fn model_settings(args: &ModelArgs, config: &ConfigFile) -> Result<ModelSettings, Error> {
+    let m = &config.model;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let mut s = ModelSettings::default();
+    if let Some(name) = args
+        .model
+        .clone()
+        .or_else(|| env("HATRACK_MODEL"))
+        .or_else(|| m.name.clone())
+    {
+        s.model = name;
+    }
+    if let Some(url) = args
+        .base_url
+        .clone()
+        .or_else(|| env("OPENAI_BASE_URL"))
+        .or_else(|| m.base_url.clone())
+    {
+        s.base_url = url.trim_end_matches('/').to_string();
+    }
+    let key_var = m.api_key_env.as_deref().unwrap_or("OPENAI_API_KEY");
+    if let Some(key) = env(key_var) {
+        s.api_key = Secret::new(key.trim());
+    }
+    if let Some(t) = m.temperature {
+        s.temperature = f64::from(t);
+    }
+    if let Some(seed) = m.seed {
+        s.seed = Some(seed);
+    }
+    s.max_tokens = m.max_tokens.or(s.max_tokens);
+    if let Some(secs) = args.timeout.or(m.timeout_secs) {
+        s.timeout = std::time::Duration::from_secs(secs.max(1));
+    }
+    s.max_retries = args.max_retries.or(m.max_retries).unwrap_or(s.max_retries);
+    s.max_reasks = args.max_reasks.or(m.max_reasks).unwrap_or(s.max_reasks);
+    s.jobs = args.jobs.or(m.jobs).unwrap_or(s.jobs).max(1);
+    s.budget = args.budget.or(m.budget);
+    Ok(s)
+}
+
+/// Puts a recorded run's request-shaping settings back, so re-rendered requests match.
+pub fn apply_record(settings: &mut ModelSettings, record: &ModelRecord) {
+    settings.model = record.name.clone();
+    settings.temperature = record.temperature;
+    settings.seed = record.seed;
+    settings.max_tokens = record.max_tokens;
+    settings.max_reasks = record.max_reasks;
+}
+
+/// The scrubber for everything written: the API key's value and hatrack.toml's patterns.
+pub fn scrubber(settings: &ModelSettings, config: &ConfigFile) -> Result<Scrubber, Error> {
+    let mut patterns = Vec::new();
+    for p in &config.secrets.scrub_patterns {
+        patterns.push(regex::Regex::new(p).map_err(|e| {
+            Error::usage(format!("hatrack.toml [secrets] scrub_patterns: {p:?} is not a valid regular expression: {e}"))
+        })?);
+    }
+    let mut secrets = Vec::new();
+    if !settings.api_key.is_empty() {
+        secrets.push(settings.api_key.expose().to_string());
+    }
+    Ok(Scrubber::new(secrets, patterns))
+}

@@ -1,0 +1,188 @@
+//! `hatrack.toml` (at the workspace root), environment and flags, resolved into one place.
+//! Precedence: flags > environment > hatrack.toml > defaults. Secrets never come from the
+//! file: the API key is read from `OPENAI_API_KEY` (or the variable `api_key_env` names).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::Error;
+
+pub const CONFIG_FILE: &str = "hatrack.toml";
+
+/// The file as written. Unknown keys are an error: a typo should not silently do nothing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub stage: StageSection,
+    #[serde(default)]
+    pub model: ModelSection,
+    /// Reads item (lowercase, as written in the hat) → workspace path(s) or glob(s).
+    #[serde(default)]
+    pub inputs: BTreeMap<String, PathList>,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub secrets: SecretsSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSection {
+    /// Stage directory, relative to the workspace.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub name: Option<String>,
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the key (default `OPENAI_API_KEY`).
+    pub api_key_env: Option<String>,
+    pub temperature: Option<f32>,
+    pub seed: Option<i64>,
+    pub max_tokens: Option<u32>,
+    pub timeout_secs: Option<u64>,
+    pub max_retries: Option<u32>,
+    pub max_reasks: Option<u32>,
+    pub jobs: Option<usize>,
+    pub budget: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Bytes of one input file quoted into a prompt; the rest is cut with a visible marker.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: usize,
+    /// Bytes of all inputs quoted into one step's prompt.
+    #[serde(default = "default_max_input_bytes")]
+    pub max_input_bytes: usize,
+    /// Bytes of one artifact quoted into a later step's prompt.
+    #[serde(default = "default_max_artifact_bytes")]
+    pub max_artifact_bytes: usize,
+}
+
+fn default_max_file_bytes() -> usize {
+    12_000
+}
+fn default_max_input_bytes() -> usize {
+    48_000
+}
+fn default_max_artifact_bytes() -> usize {
+    12_000
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_file_bytes: default_max_file_bytes(),
+            max_input_bytes: default_max_input_bytes(),
+            max_artifact_bytes: default_max_artifact_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSection {
+    /// Regular expressions whose matches are replaced by `[REDACTED]` in every file written.
+    #[serde(default)]
+    pub scrub_patterns: Vec<String>,
+}
+
+/// One path or glob, or several.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum PathList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl PathList {
+    pub fn patterns(&self) -> Vec<&str> {
+        match self {
+            PathList::One(p) => vec![p.as_str()],
+            PathList::Many(ps) => ps.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl ConfigFile {
+    /// Reads `WORKSPACE/hatrack.toml`; a missing file is an empty config.
+    pub fn load(workspace: &Path) -> Result<ConfigFile, Error> {
+        let path = workspace.join(CONFIG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        Self::parse(&text, &path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, Error> {
+        toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+            Error::usage(format!(
+                "{}{at}: {}",
+                path.display(),
+                e.message().trim_end()
+            ))
+        })
+    }
+
+    /// The `[inputs]` entry for a Reads item, matched case-insensitively with whitespace folded.
+    pub fn input_for(&self, item: &str) -> Option<(&str, &PathList)> {
+        let wanted = normalise_item(item);
+        self.inputs
+            .iter()
+            .find(|(k, _)| normalise_item(k) == wanted)
+            .map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+/// Lowercase, whitespace folded, trailing punctuation dropped: how Reads items are compared.
+pub fn normalise_item(item: &str) -> String {
+    item.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_end_matches(['.', ';', ':'])
+        .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typo_in_the_config_names_file_and_line() {
+        let err = ConfigFile::parse(
+            "[inputs]\n\"a\" = \"b\"\n[modle]\nname = \"x\"\n",
+            Path::new("ws/hatrack.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("ws/hatrack.toml:3:"), "{err}");
+        assert!(err.contains("modle"), "{err}");
+    }
+
+    #[test]
+    fn inputs_match_case_and_whitespace_insensitively() {
+        let cfg = ConfigFile::parse(
+            "[inputs]\n\"validation report\" = \"r.md\"\n\"transformation code\" = [\"models/**/*.sql\"]\n",
+            Path::new("hatrack.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.input_for("Validation  Report.").unwrap().1,
+            &PathList::One("r.md".into())
+        );
+        assert!(cfg.input_for("extraction jobs").is_none());
+    }
+}

@@ -1,0 +1,430 @@
+//! Declared inputs: each item of a hat's **Reads** line is bound, before any model call,
+//! either to an earlier hat's artifacts (when it names that hat) or to workspace files
+//! through `hatrack.toml [inputs]`. Inputs are untrusted text: they are size-capped here and
+//! quoted as data by the prompts.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+use globset::{GlobBuilder, GlobSetBuilder};
+use sha2::{Digest, Sha256};
+
+use crate::config::{normalise_item, ConfigFile, LimitsSection, CONFIG_FILE};
+use crate::definition::Stage;
+
+/// One file quoted into a prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputFile {
+    /// Relative to the workspace, with `/` separators.
+    pub path: String,
+    /// What the prompt quotes: the text, cut at the cap with a visible marker.
+    pub content: String,
+    /// The whole file's text (grounding checks quotes against what the model was shown).
+    pub bytes: u64,
+    pub sha256: String,
+    pub truncated: bool,
+}
+
+/// What a Reads item is bound to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Binding {
+    /// The artifacts of an earlier hat of the sequence.
+    Hat(String),
+    /// Workspace files, through the `[inputs]` key that matched.
+    Workspace { key: String, files: Vec<InputFile> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundItem {
+    /// The item as written in the Reads line.
+    pub item: String,
+    pub binding: Binding,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HatInputs {
+    pub hat: String,
+    pub items: Vec<BoundItem>,
+}
+
+/// Every hat's bound inputs, in sequence order, and what was cut or skipped on the way.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bindings {
+    pub hats: Vec<HatInputs>,
+    pub warnings: Vec<String>,
+}
+
+impl Bindings {
+    pub fn for_hat(&self, hat: &str) -> Option<&HatInputs> {
+        self.hats.iter().find(|h| h.hat == hat)
+    }
+
+    /// Every workspace file bound anywhere, each once, in first-seen order: what review
+    /// agents and the completion judge see beside the artifacts.
+    pub fn all_files(&self) -> Vec<&InputFile> {
+        let mut seen = BTreeSet::new();
+        let mut files = Vec::new();
+        for hat in &self.hats {
+            for item in &hat.items {
+                if let Binding::Workspace { files: fs, .. } = &item.binding {
+                    for f in fs {
+                        if seen.insert(f.path.as_str()) {
+                            files.push(f);
+                        }
+                    }
+                }
+            }
+        }
+        files
+    }
+}
+
+/// One reason the inputs cannot be bound. Every variant names the hat and the item.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InputError {
+    #[error("hat {hat}: Reads item {item:?} is not bound to any file.\n  add to {config}:\n    [inputs]\n    \"{key}\" = \"path/to/file\"   # or a list of globs: [\"dir/**/*.sql\"]")]
+    Unbound {
+        hat: String,
+        item: String,
+        key: String,
+        config: String,
+    },
+    #[error("hat {hat}: Reads item {item:?}: {pattern:?} matches no file in the workspace {workspace}; fix the path in hatrack.toml [inputs]")]
+    NoMatch {
+        hat: String,
+        item: String,
+        pattern: String,
+        workspace: String,
+    },
+    #[error("hat {hat}: Reads item {item:?}: {pattern:?} points outside the workspace; inputs must be relative paths inside it")]
+    Escapes {
+        hat: String,
+        item: String,
+        pattern: String,
+    },
+    #[error("hat {hat}: Reads item {item:?}: {pattern:?} is not a valid glob: {message}")]
+    BadGlob {
+        hat: String,
+        item: String,
+        pattern: String,
+        message: String,
+    },
+    #[error("hat {hat}: Reads item {item:?} names hat {other}, which runs later (or is this hat); a hat can only read earlier hats' artifacts")]
+    LaterHat {
+        hat: String,
+        item: String,
+        other: String,
+    },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+}
+
+/// All the problems found, so a user fixes them in one go.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("inputs are not bound; no model was called:\n{}", .0.iter().map(|e| format!("- {e}")).collect::<Vec<_>>().join("\n"))]
+pub struct InputErrors(pub Vec<InputError>);
+
+/// Splits a Reads line into items: commas and semicolons, a leading "and", the final period.
+pub fn split_reads(reads: &str) -> Vec<String> {
+    reads
+        .split([',', ';'])
+        .map(|s| s.trim())
+        .map(|s| s.strip_prefix("and ").unwrap_or(s))
+        .map(|s| s.trim_end_matches('.').trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The hat an item names, if any: "Pipeline engineer's deployment" → `pipeline-engineer`.
+fn named_hat<'a>(item: &str, hats: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let item = normalise_item(item).replace('’', "'");
+    hats.into_iter().find(|hat| {
+        let spoken = hat.replace(['-', '_'], " ");
+        item == spoken
+            || item.starts_with(&format!("{spoken}'s"))
+            || item.starts_with(&format!("{spoken} "))
+    })
+}
+
+/// Binds every Reads item of every hat. Reads all bound files (capped); touches no network.
+pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bindings, InputErrors> {
+    let mut bindings = Bindings::default();
+    let mut errors = Vec::new();
+    let hat_names: Vec<&str> = stage.hats.iter().map(|h| h.name.as_str()).collect();
+    let files = WorkspaceFiles::scan(workspace).map_err(|e| InputErrors(vec![e]))?;
+
+    for (index, hat) in stage.hats.iter().enumerate() {
+        let mut items = Vec::new();
+        let mut budget = config.limits.max_input_bytes;
+        for item in split_reads(hat.reads.as_deref().unwrap_or("")) {
+            if let Some(other) = named_hat(&item, hat_names.iter().copied()) {
+                if hat_names[..index].contains(&other) {
+                    items.push(BoundItem {
+                        item,
+                        binding: Binding::Hat(other.to_string()),
+                    });
+                } else {
+                    errors.push(InputError::LaterHat {
+                        hat: hat.name.clone(),
+                        item,
+                        other: other.to_string(),
+                    });
+                }
+                continue;
+            }
+            let Some((key, list)) = config.input_for(&item) else {
+                errors.push(InputError::Unbound {
+                    hat: hat.name.clone(),
+                    key: normalise_item(&item),
+                    item,
+                    config: workspace.join(CONFIG_FILE).display().to_string(),
+                });
+                continue;
+            };
+            match files.resolve(&hat.name, &item, list.patterns()) {
+                Ok(paths) => {
+                    let mut quoted = Vec::new();
+                    for path in paths {
+                        match read_input(workspace, &path, &config.limits, &mut budget) {
+                            Ok(Some(file)) => {
+                                if file.truncated {
+                                    bindings.warnings.push(format!(
+                                        "hat {}: input {} was cut to fit the prompt ({} bytes in all; raise [limits] in hatrack.toml)",
+                                        hat.name, file.path, file.bytes
+                                    ));
+                                }
+                                quoted.push(file);
+                            }
+                            Ok(None) => bindings.warnings.push(format!(
+                                "hat {}: input {path} is binary or not UTF-8 and was skipped",
+                                hat.name
+                            )),
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                    items.push(BoundItem {
+                        item,
+                        binding: Binding::Workspace {
+                            key: key.to_string(),
+                            files: quoted,
+                        },
+                    });
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        bindings.hats.push(HatInputs {
+            hat: hat.name.clone(),
+            items,
+        });
+    }
+    if errors.is_empty() {
+        Ok(bindings)
+    } else {
+        Err(InputErrors(errors))
+    }
+}
+
+/// The workspace's files, relative and sorted, walked once.
+struct WorkspaceFiles {
+    root: PathBuf,
+    files: Vec<String>,
+}
+
+impl WorkspaceFiles {
+    fn scan(root: &Path) -> Result<WorkspaceFiles, InputError> {
+        let root = root.canonicalize().map_err(|e| InputError::Io {
+            path: root.display().to_string(),
+            message: format!("cannot open the workspace: {e}"),
+        })?;
+        let mut files = Vec::new();
+        let walker = walkdir::WalkDir::new(&root)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                !matches!(
+                    e.file_name().to_str(),
+                    Some(".git" | "target" | "node_modules" | ".venv")
+                )
+            });
+        for entry in walker.flatten() {
+            if entry.file_type().is_file() {
+                if let Ok(rel) = entry.path().strip_prefix(&root) {
+                    files.push(rel_to_slash(rel));
+                }
+            }
+        }
+        Ok(WorkspaceFiles { root, files })
+    }
+
+    /// Paths (relative, sorted, deduplicated) matching any of the patterns. A pattern without
+    /// glob characters may also name a directory: every file under it.
+    fn resolve(
+        &self,
+        hat: &str,
+        item: &str,
+        patterns: Vec<&str>,
+    ) -> Result<Vec<String>, Vec<InputError>> {
+        let mut errors = Vec::new();
+        let mut matched = BTreeSet::new();
+        for pattern in patterns {
+            let p = Path::new(pattern);
+            if p.is_absolute()
+                || p.components()
+                    .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
+            {
+                errors.push(InputError::Escapes {
+                    hat: hat.into(),
+                    item: item.into(),
+                    pattern: pattern.into(),
+                });
+                continue;
+            }
+            let clean = pattern.trim_start_matches("./").trim_end_matches('/');
+            let glob = match GlobBuilder::new(clean).literal_separator(true).build() {
+                Ok(g) => g,
+                Err(e) => {
+                    errors.push(InputError::BadGlob {
+                        hat: hat.into(),
+                        item: item.into(),
+                        pattern: pattern.into(),
+                        message: e.kind().to_string(),
+                    });
+                    continue;
+                }
+            };
+            let set = GlobSetBuilder::new()
+                .add(glob)
+                .build()
+                .expect("one valid glob builds a set");
+            let dir_prefix = format!("{clean}/");
+            let before = matched.len();
+            let errors_before = errors.len();
+            for f in &self.files {
+                if set.is_match(f) || f.starts_with(&dir_prefix) {
+                    // A symlink inside the workspace may still point outside it.
+                    match self.root.join(f).canonicalize() {
+                        Ok(real) if real.starts_with(&self.root) => {
+                            matched.insert(f.clone());
+                        }
+                        _ => errors.push(InputError::Escapes {
+                            hat: hat.into(),
+                            item: item.into(),
+                            pattern: f.clone(),
+                        }),
+                    }
+                }
+            }
+            if matched.len() == before && errors.len() == errors_before {
+                errors.push(InputError::NoMatch {
+                    hat: hat.into(),
+                    item: item.into(),
+                    pattern: pattern.into(),
+                    workspace: self.root.display().to_string(),
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(matched.into_iter().collect())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn rel_to_slash(rel: &Path) -> String {
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Reads one input: `None` for a binary or non-UTF-8 file; capped at the per-file limit and
+/// at what is left of the step's budget.
+fn read_input(
+    workspace: &Path,
+    path: &str,
+    limits: &LimitsSection,
+    budget: &mut usize,
+) -> Result<Option<InputFile>, InputError> {
+    let full = workspace.join(path);
+    let bytes = std::fs::read(&full).map_err(|e| InputError::Io {
+        path: full.display().to_string(),
+        message: e.to_string(),
+    })?;
+    if bytes.contains(&0) {
+        return Ok(None);
+    }
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Ok(None);
+    };
+    let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+    let cap = limits.max_file_bytes.min(*budget);
+    let (content, truncated) = truncate(&text, cap);
+    *budget = budget.saturating_sub(content.len());
+    Ok(Some(InputFile {
+        path: path.to_string(),
+        content,
+        bytes: text.len() as u64,
+        sha256,
+        truncated,
+    }))
+}
+
+/// Cuts `text` to at most `cap` bytes on a character boundary, with a visible marker.
+pub fn truncate(text: &str, cap: usize) -> (String, bool) {
+    if text.len() <= cap {
+        return (text.to_string(), false);
+    }
+    let mut end = cap;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (
+        format!(
+            "{}\n[truncated by hatrack: showing {end} of {} bytes]",
+            &text[..end],
+            text.len()
+        ),
+        true,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_lines_split_into_items() {
+        assert_eq!(
+            split_reads("Validation report, transformation code, extraction jobs, infrastructure requirements from the intent."),
+            vec!["Validation report", "transformation code", "extraction jobs", "infrastructure requirements from the intent"]
+        );
+        assert_eq!(split_reads("A; B, and C."), vec!["A", "B", "C"]);
+    }
+
+    #[test]
+    fn an_item_naming_a_hat_binds_to_it() {
+        let hats = ["pipeline-engineer", "sre"];
+        assert_eq!(
+            named_hat("Pipeline engineer's deployment", hats.iter().copied()),
+            Some("pipeline-engineer")
+        );
+        assert_eq!(
+            named_hat("Pipeline engineer’s deployment", hats.iter().copied()),
+            Some("pipeline-engineer")
+        );
+        assert_eq!(named_hat("validation report", hats.iter().copied()), None);
+    }
+
+    #[test]
+    fn truncation_is_visible_and_respects_characters() {
+        let (cut, truncated) = truncate("ab—cd", 3);
+        assert!(truncated);
+        assert!(
+            cut.starts_with("ab\n[truncated by hatrack: showing 2 of 7 bytes]"),
+            "{cut}"
+        );
+        assert_eq!(truncate("abc", 3), ("abc".to_string(), false));
+    }
+}

@@ -1,0 +1,172 @@
+//! What each kind of step answers, as JSON Schemas (sent as `response_format`, strict) and as
+//! the Rust types the validated answer is read into.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// One quote offered as evidence, and where it was copied from.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Evidence {
+    pub source: String,
+    pub quote: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ArtifactAnswer {
+    pub path: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConstraintVerdict {
+    pub id: String,
+    /// `pass`, `fail`, `unknown`.
+    pub verdict: String,
+    pub explanation: String,
+    pub evidence: Vec<Evidence>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HatAnswer {
+    pub summary: String,
+    pub artifacts: Vec<ArtifactAnswer>,
+    pub verdicts: Vec<ConstraintVerdict>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckVerdict {
+    pub id: String,
+    /// `pass`, `fail`, `unknown`.
+    pub verdict: String,
+    /// `high`, `medium`, `low`.
+    pub severity: String,
+    pub finding: String,
+    pub evidence: Vec<Evidence>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReviewAnswer {
+    pub summary: String,
+    pub checks: Vec<CheckVerdict>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SignalVerdict {
+    pub id: String,
+    /// `met`, `unmet`, `unknown`.
+    pub verdict: String,
+    pub finding: String,
+    pub evidence: Vec<Evidence>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SignalAnswer {
+    pub summary: String,
+    pub requirements: Vec<SignalVerdict>,
+}
+
+fn evidence_schema() -> Value {
+    json!({
+        "type": "array",
+        "items": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["source", "quote"],
+            "properties": {
+                "source": {"type": "string"},
+                "quote": {"type": "string"}
+            }
+        }
+    })
+}
+
+/// A list with exactly one entry per id (ids as an enum, so the model cannot invent one).
+fn verdict_list(ids: &[String], verdicts: &[&str], extra: &[(&str, Value)]) -> Value {
+    let mut properties = serde_json::Map::new();
+    properties.insert("id".into(), json!({"type": "string", "enum": ids}));
+    properties.insert(
+        "verdict".into(),
+        json!({"type": "string", "enum": verdicts}),
+    );
+    let mut required = vec!["id".to_string(), "verdict".to_string()];
+    for (name, schema) in extra {
+        properties.insert((*name).into(), schema.clone());
+        required.push((*name).into());
+    }
+    properties.insert("evidence".into(), evidence_schema());
+    required.push("evidence".into());
+    json!({
+        "type": "array",
+        "minItems": ids.len(),
+        "maxItems": ids.len(),
+        "items": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": required,
+            "properties": properties
+        }
+    })
+}
+
+pub fn hat_schema(constraint_ids: &[String]) -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["summary", "artifacts", "verdicts"],
+        "properties": {
+            "summary": {"type": "string"},
+            "artifacts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["path", "content"],
+                    "properties": {
+                        "path": {"type": "string"},
+                        "content": {"type": "string"}
+                    }
+                }
+            },
+            "verdicts": verdict_list(
+                constraint_ids,
+                &["pass", "fail", "unknown"],
+                &[("explanation", json!({"type": "string"}))]
+            )
+        }
+    })
+}
+
+pub fn review_schema(check_ids: &[String]) -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["summary", "checks"],
+        "properties": {
+            "summary": {"type": "string"},
+            "checks": verdict_list(
+                check_ids,
+                &["pass", "fail", "unknown"],
+                &[
+                    ("severity", json!({"type": "string", "enum": ["high", "medium", "low"]})),
+                    ("finding", json!({"type": "string"}))
+                ]
+            )
+        }
+    })
+}
+
+pub fn signal_schema(requirement_ids: &[String]) -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["summary", "requirements"],
+        "properties": {
+            "summary": {"type": "string"},
+            "requirements": verdict_list(
+                requirement_ids,
+                &["met", "unmet", "unknown"],
+                &[("finding", json!({"type": "string"}))]
+            )
+        }
+    })
+}

@@ -1,0 +1,545 @@
+//! The stage run: hats in order, then review agents, then the completion judge; verdicts
+//! grounded in evidence; the gate; the report. Model calls go through the [`ChatModel`]
+//! trait only, so live, replayed and recorded runs take the same path.
+
+pub mod answer;
+pub mod artifacts;
+pub mod context;
+pub mod gate;
+pub mod grounding;
+pub mod progress;
+pub mod rundir;
+pub mod samples;
+
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+
+use crate::config::LimitsSection;
+use crate::definition::{AgentOrigin, Requirement, Stage};
+use crate::inputs::{Binding, Bindings};
+use crate::model::request::{ChatMessage, JsonSchemaSpec};
+use crate::model::settings::ModelSettings;
+use crate::model::structured::{ask_structured, StructuredOutcome};
+use crate::model::{ChatModel, ReplySource};
+use crate::prompt::Prompts;
+use crate::report::{
+    EvidenceReport, InputFileReport, InputReport, Report, RequirementKind, RequirementReport,
+    RunInfo, StageInfo, StepKind, StepReport, StepStatus, TokenUsage, Verdict,
+};
+use crate::secrets::Scrubber;
+use crate::Error;
+use artifacts::Artifact;
+use context::{display_name, PriorVerdict, StepMessages};
+use gate::GatePolicy;
+use progress::Progress;
+use samples::SampledVerdict;
+
+/// Everything a run needs, resolved before the first model call.
+pub struct RunPlan {
+    pub stage: Stage,
+    pub definition_digest: String,
+    pub bindings: Bindings,
+    pub prompts: Prompts,
+    pub settings: ModelSettings,
+    pub limits: LimitsSection,
+    /// Where artifacts are written (the run directory).
+    pub run_dir: PathBuf,
+    pub run_id: String,
+    pub started_at: String,
+    /// The mode the run was recorded with (from run.json, so replays report the same).
+    pub record_mode: String,
+    /// How many times each judging step is asked (1 = once).
+    pub samples: u32,
+    pub policy: GatePolicy,
+    /// Agreement below this share marks a sampled verdict unstable.
+    pub stability_threshold: f64,
+    pub scrubber: Scrubber,
+}
+
+/// The step id of a hat, a review agent, or the completion judge.
+pub fn hat_step(hat: &str) -> String {
+    format!("hat/{hat}")
+}
+pub fn review_step(agent: &str) -> String {
+    format!("review/{agent}")
+}
+pub const SIGNAL_STEP: &str = "signal";
+
+/// What one model step came back with.
+struct Asked<T> {
+    answer: Option<T>,
+    outcome: StructuredOutcome,
+}
+
+/// Asks one structured question and reads the answer into `T`.
+async fn ask<T: DeserializeOwned>(
+    model: &dyn ChatModel,
+    step: &str,
+    settings: &ModelSettings,
+    messages: &[ChatMessage],
+    schema_name: &str,
+    schema: serde_json::Value,
+    progress: &Progress,
+) -> Result<Asked<T>, Error> {
+    let line = progress.start(step);
+    let spec = JsonSchemaSpec {
+        name: schema_name.to_string(),
+        schema,
+    };
+    let mut outcome = ask_structured(model, step, settings, messages, &spec).await?;
+    let answer = match outcome.value.clone().map(serde_json::from_value::<T>) {
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => {
+            outcome.errors.push(format!(
+                "the answer does not fit hatrack's reading of the schema: {e}"
+            ));
+            None
+        }
+        None => None,
+    };
+    line.finish(format!(
+        "{} · {} tok · {:.1}s · {}",
+        if answer.is_some() {
+            "answered"
+        } else {
+            "unparseable"
+        },
+        outcome.usage.total(),
+        outcome.duration_ms as f64 / 1000.0,
+        source_label(&outcome.sources)
+    ));
+    Ok(Asked { answer, outcome })
+}
+
+fn source_label(sources: &[ReplySource]) -> &'static str {
+    let replayed = sources
+        .iter()
+        .filter(|s| **s == ReplySource::Replayed)
+        .count();
+    match replayed {
+        0 => "live",
+        n if n == sources.len() => "replayed",
+        _ => "mixed",
+    }
+}
+
+fn step_report(
+    id: &str,
+    kind: StepKind,
+    name: &str,
+    outcomes: &[&StructuredOutcome],
+    answered: bool,
+) -> StepReport {
+    let mut usage = TokenUsage::default();
+    let mut origins = Vec::new();
+    let mut errors = Vec::new();
+    let mut attempts = 0;
+    let mut duration_ms = 0;
+    for o in outcomes {
+        usage.prompt_tokens += o.usage.prompt_tokens;
+        usage.completion_tokens += o.usage.completion_tokens;
+        usage.cached_tokens += o.usage.cached_tokens;
+        origins.extend(o.origins.iter().copied());
+        errors.extend(o.errors.iter().cloned());
+        attempts += o.attempts;
+        duration_ms += o.duration_ms;
+    }
+    StepReport {
+        id: id.to_string(),
+        kind,
+        name: name.to_string(),
+        status: if answered {
+            StepStatus::Answered
+        } else {
+            StepStatus::Unparseable
+        },
+        attempts,
+        usage,
+        duration_ms,
+        // Where the answers were first obtained, so a replay reports what the recorded run did.
+        source: source_label(&origins).to_string(),
+        summary: None,
+        artifacts: Vec::new(),
+        errors,
+    }
+}
+
+fn parse_verdict(word: &str) -> Verdict {
+    match word {
+        "pass" | "met" => Verdict::Met,
+        "fail" | "unmet" => Verdict::Unmet,
+        _ => Verdict::Unknown,
+    }
+}
+
+/// `deployment/hats/sre.md:14`: relative to the stage directory's parent, so the report reads
+/// the same wherever the stage was loaded from.
+fn source_label_of(r: &Requirement, stage: &Stage) -> String {
+    let base = stage.dir.parent().unwrap_or(&stage.dir);
+    let file = r.source.file.strip_prefix(base).unwrap_or(&r.source.file);
+    let file = file
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/");
+    format!("{file}:{}", r.source.line)
+}
+
+fn requirement_report(
+    r: &Requirement,
+    stage: &Stage,
+    kind: RequirementKind,
+    judged_by: &str,
+) -> RequirementReport {
+    RequirementReport {
+        id: r.id.clone(),
+        kind,
+        level: r.level.as_str().to_string(),
+        mandatory: r.level.is_mandatory(),
+        text: r.plain_text(),
+        source: source_label_of(r, stage),
+        judged_by: judged_by.to_string(),
+        verdict: Verdict::Unknown,
+        claimed: Verdict::Unknown,
+        severity: None,
+        finding: String::new(),
+        evidence: Vec::new(),
+        note: None,
+        agreement: None,
+    }
+}
+
+/// One judge's word on one requirement, before the samples are combined.
+fn judged(
+    sources: &grounding::Sources,
+    verdict: &str,
+    finding: &str,
+    severity: Option<&str>,
+    evidence: &[answer::Evidence],
+) -> SampledVerdict {
+    let claimed = parse_verdict(verdict);
+    let (verdict, evidence, note) = sources.settle(claimed, evidence);
+    SampledVerdict {
+        claimed,
+        verdict,
+        finding: finding.to_string(),
+        severity: severity.map(str::to_string),
+        evidence,
+        note,
+    }
+}
+
+fn no_answer(step: &str) -> SampledVerdict {
+    SampledVerdict {
+        claimed: Verdict::Unknown,
+        verdict: Verdict::Unknown,
+        finding: String::new(),
+        severity: None,
+        evidence: Vec::<EvidenceReport>::new(),
+        note: Some(format!("{step} gave no usable answer for this requirement")),
+    }
+}
+
+/// Runs the whole stage and returns the report (not yet written).
+pub async fn execute(
+    plan: &RunPlan,
+    model: &dyn ChatModel,
+    progress: &Progress,
+) -> Result<Report, Error> {
+    let stage = &plan.stage;
+    let cap = plan.limits.max_artifact_bytes;
+    let scrub = |s: &str| plan.scrubber.scrub(s);
+    let mut warnings = plan.bindings.warnings.clone();
+    let mut steps = Vec::new();
+    let mut requirements = Vec::new();
+    let mut produced: Vec<(String, Vec<Artifact>)> = Vec::new();
+
+    // 1. Hats, in order; each reads the artifacts of those before it.
+    for hat in &stage.hats {
+        let step = hat_step(&hat.name);
+        let StepMessages {
+            messages,
+            mut sources,
+        } = context::hat_messages(&plan.prompts, stage, hat, &plan.bindings, &produced, cap)?;
+        let ids: Vec<String> = hat.constraints().map(|c| c.id.clone()).collect();
+        let asked: Asked<answer::HatAnswer> = ask(
+            model,
+            &step,
+            &plan.settings,
+            &messages,
+            "hat_answer",
+            answer::hat_schema(&ids),
+            progress,
+        )
+        .await?;
+        let mut report = step_report(
+            &step,
+            StepKind::Hat,
+            &hat.name,
+            &[&asked.outcome],
+            asked.answer.is_some(),
+        );
+        let mut accepted = Vec::new();
+        if let Some(a) = &asked.answer {
+            let proposed: Vec<(String, String)> = a
+                .artifacts
+                .iter()
+                .map(|x| (x.path.clone(), x.content.clone()))
+                .collect();
+            let (ok, refused) = artifacts::accept(&hat.name, &proposed);
+            warnings.extend(refused);
+            report.artifacts = artifacts::write(&plan.run_dir, &ok, &scrub).map_err(|e| {
+                Error::io(
+                    format!(
+                        "writing artifacts of {step} under {}",
+                        plan.run_dir.display()
+                    ),
+                    e,
+                )
+            })?;
+            report.summary = Some(a.summary.clone());
+            // A hat cites its own artifacts by the path it gave them.
+            let own_prefix = format!("artifacts/{}/", hat.name);
+            for art in &ok {
+                sources.add(&art.name, &art.content);
+                sources.add(art.name.trim_start_matches(&own_prefix), &art.content);
+            }
+            accepted = ok;
+        }
+        for c in hat.constraints() {
+            let mut r = requirement_report(c, stage, RequirementKind::HatConstraint, &step);
+            let sample = match asked
+                .answer
+                .as_ref()
+                .and_then(|a| a.verdicts.iter().find(|v| v.id == c.id))
+            {
+                Some(v) => judged(&sources, &v.verdict, &v.explanation, None, &v.evidence),
+                None => no_answer(&step),
+            };
+            samples::apply(&mut r, &[sample], plan.stability_threshold);
+            requirements.push(r);
+        }
+        steps.push(report);
+        produced.push((hat.name.clone(), accepted));
+    }
+    let all_artifacts: Vec<Artifact> = produced
+        .iter()
+        .flat_map(|(_, a)| a.iter().cloned())
+        .collect();
+
+    // 2. Review agents judge every check (each asked `samples` times).
+    for agent in &stage.review_agents {
+        let step = review_step(&agent.name);
+        let StepMessages { messages, sources } = context::review_messages(
+            &plan.prompts,
+            stage,
+            agent,
+            &plan.bindings,
+            &all_artifacts,
+            cap,
+            plan.limits.max_input_bytes,
+        )?;
+        let ids: Vec<String> = agent.checks.iter().map(|c| c.id.clone()).collect();
+        let mut asked_all = Vec::new();
+        for k in 0..plan.samples {
+            let settings = samples::settings_for(&plan.settings, k);
+            let asked: Asked<answer::ReviewAnswer> = ask(
+                model,
+                &step,
+                &settings,
+                &messages,
+                "review_answer",
+                answer::review_schema(&ids),
+                progress,
+            )
+            .await?;
+            asked_all.push(asked);
+        }
+        let outcomes: Vec<&StructuredOutcome> = asked_all.iter().map(|a| &a.outcome).collect();
+        let mut report = step_report(
+            &step,
+            StepKind::Review,
+            &agent_label(agent),
+            &outcomes,
+            asked_all.iter().any(|a| a.answer.is_some()),
+        );
+        report.summary = asked_all
+            .iter()
+            .find_map(|a| a.answer.as_ref().map(|x| x.summary.clone()));
+        for c in &agent.checks {
+            let mut r = requirement_report(c, stage, RequirementKind::ReviewCheck, &step);
+            let sampled: Vec<SampledVerdict> = asked_all
+                .iter()
+                .map(|a| {
+                    match a
+                        .answer
+                        .as_ref()
+                        .and_then(|x| x.checks.iter().find(|v| v.id == c.id))
+                    {
+                        Some(v) => judged(
+                            &sources,
+                            &v.verdict,
+                            &v.finding,
+                            Some(&v.severity),
+                            &v.evidence,
+                        ),
+                        None => no_answer(&step),
+                    }
+                })
+                .collect();
+            samples::apply(&mut r, &sampled, plan.stability_threshold);
+            requirements.push(r);
+        }
+        steps.push(report);
+    }
+
+    // 3. The completion judge rules on each completion-signal requirement.
+    let prior: Vec<PriorVerdict> = requirements
+        .iter()
+        .map(|r| PriorVerdict {
+            id: r.id.clone(),
+            verdict: r.verdict.as_str().to_string(),
+            finding: r.finding.clone(),
+        })
+        .collect();
+    let StepMessages { messages, sources } =
+        context::signal_messages(&plan.prompts, stage, &prior, &all_artifacts, cap)?;
+    let ids: Vec<String> = stage
+        .completion_signal
+        .iter()
+        .map(|r| r.id.clone())
+        .collect();
+    let mut asked_all = Vec::new();
+    for k in 0..plan.samples {
+        let settings = samples::settings_for(&plan.settings, k);
+        let asked: Asked<answer::SignalAnswer> = ask(
+            model,
+            SIGNAL_STEP,
+            &settings,
+            &messages,
+            "signal_answer",
+            answer::signal_schema(&ids),
+            progress,
+        )
+        .await?;
+        asked_all.push(asked);
+    }
+    let outcomes: Vec<&StructuredOutcome> = asked_all.iter().map(|a| &a.outcome).collect();
+    let mut report = step_report(
+        SIGNAL_STEP,
+        StepKind::Signal,
+        "completion judge",
+        &outcomes,
+        asked_all.iter().any(|a| a.answer.is_some()),
+    );
+    report.summary = asked_all
+        .iter()
+        .find_map(|a| a.answer.as_ref().map(|x| x.summary.clone()));
+    for s in &stage.completion_signal {
+        let mut r = requirement_report(s, stage, RequirementKind::Signal, SIGNAL_STEP);
+        let sampled: Vec<SampledVerdict> = asked_all
+            .iter()
+            .map(|a| {
+                match a
+                    .answer
+                    .as_ref()
+                    .and_then(|x| x.requirements.iter().find(|v| v.id == s.id))
+                {
+                    Some(v) => judged(&sources, &v.verdict, &v.finding, None, &v.evidence),
+                    None => no_answer(SIGNAL_STEP),
+                }
+            })
+            .collect();
+        samples::apply(&mut r, &sampled, plan.stability_threshold);
+        requirements.push(r);
+    }
+    steps.push(report);
+
+    for s in steps.iter().filter(|s| s.status == StepStatus::Unparseable) {
+        warnings.push(format!(
+            "{} gave no schema-valid answer after {} attempt(s); its verdicts are unknown",
+            s.id, s.attempts
+        ));
+    }
+
+    // 4. The gate and the report.
+    let gates: Vec<String> = stage.gates.iter().map(|g| g.as_str().to_string()).collect();
+    let outcome = gate::decide(&requirements, &steps, &gates, plan.policy);
+    let mut usage = TokenUsage::default();
+    for s in &steps {
+        usage.prompt_tokens += s.usage.prompt_tokens;
+        usage.completion_tokens += s.usage.completion_tokens;
+        usage.cached_tokens += s.usage.cached_tokens;
+    }
+    Ok(Report {
+        schema_version: crate::report::SCHEMA_VERSION,
+        hatrack_version: env!("CARGO_PKG_VERSION").to_string(),
+        stage: StageInfo {
+            name: stage.name.clone(),
+            studio: stage.studio.clone(),
+            title: if stage.title.is_empty() {
+                display_name(&stage.name)
+            } else {
+                stage.title.clone()
+            },
+            description: stage.description.clone(),
+            gates,
+            definition_digest: plan.definition_digest.clone(),
+            hats: stage.hats.iter().map(|h| h.name.clone()).collect(),
+            review_agents: stage.review_agents.iter().map(agent_label).collect(),
+        },
+        run: RunInfo {
+            id: plan.run_id.clone(),
+            model: plan.settings.model.clone(),
+            record_mode: plan.record_mode.clone(),
+            started_at: plan.started_at.clone(),
+            prompt_digest: plan.prompts.digest().to_string(),
+            samples: plan.samples,
+            usage,
+            duration_ms: steps.iter().map(|s| s.duration_ms).sum(),
+        },
+        outcome,
+        steps,
+        requirements,
+        inputs: input_reports(&plan.bindings),
+        warnings,
+    })
+}
+
+fn agent_label(agent: &crate::definition::ReviewAgent) -> String {
+    match &agent.origin {
+        AgentOrigin::Own => agent.name.clone(),
+        AgentOrigin::Included { stage } => format!("{} (from {stage})", agent.name),
+    }
+}
+
+fn input_reports(bindings: &Bindings) -> Vec<InputReport> {
+    let mut out = Vec::new();
+    for hat in &bindings.hats {
+        for item in &hat.items {
+            let (bound_to, files) = match &item.binding {
+                Binding::Hat(other) => (format!("hat:{other}"), Vec::new()),
+                Binding::Workspace { files, .. } => (
+                    "workspace".to_string(),
+                    files
+                        .iter()
+                        .map(|f| InputFileReport {
+                            path: f.path.clone(),
+                            bytes: f.bytes,
+                            sha256: f.sha256.clone(),
+                            truncated: f.truncated,
+                        })
+                        .collect(),
+                ),
+            };
+            out.push(InputReport {
+                hat: hat.hat.clone(),
+                item: item.item.clone(),
+                bound_to,
+                files,
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,80 @@
+//! Verdict stability: a judging step asked N times (different seeds) gives N verdicts per
+//! requirement; the majority is the verdict, and agreement below a threshold is unstable.
+
+use crate::model::settings::ModelSettings;
+use crate::report::{Agreement, EvidenceReport, RequirementReport, Verdict};
+
+/// One sample's verdict on one requirement, after grounding.
+#[derive(Debug, Clone)]
+pub struct SampledVerdict {
+    pub claimed: Verdict,
+    pub verdict: Verdict,
+    pub finding: String,
+    pub severity: Option<String>,
+    pub evidence: Vec<EvidenceReport>,
+    pub note: Option<String>,
+}
+
+/// Sample k uses seed + k, so every sample is a distinct, replayable request.
+pub fn settings_for(base: &ModelSettings, k: u32) -> ModelSettings {
+    let mut s = base.clone();
+    if k > 0 {
+        s.seed = Some(base.seed.unwrap_or(0) + i64::from(k));
+    }
+    s
+}
+
+/// The majority verdict and how many samples agree with it. A tie between the most frequent
+/// verdicts is `unknown`: the judges did not settle it.
+pub fn majority(verdicts: &[Verdict]) -> (Verdict, u32) {
+    let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count() as u32;
+    let mut tally = [
+        (Verdict::Met, count(Verdict::Met)),
+        (Verdict::Unmet, count(Verdict::Unmet)),
+        (Verdict::Unknown, count(Verdict::Unknown)),
+    ];
+    tally.sort_by_key(|t| std::cmp::Reverse(t.1));
+    if tally[0].1 == tally[1].1 {
+        return (Verdict::Unknown, count(Verdict::Unknown));
+    }
+    tally[0]
+}
+
+/// Fills a requirement's verdict, finding and evidence from its samples. With one sample
+/// there is no agreement to report.
+pub fn apply(r: &mut RequirementReport, samples: &[SampledVerdict], threshold: f64) {
+    let Some(first) = samples.first() else { return };
+    let verdicts: Vec<Verdict> = samples.iter().map(|s| s.verdict).collect();
+    let (verdict, agree) = majority(&verdicts);
+    let chosen = samples
+        .iter()
+        .find(|s| s.verdict == verdict)
+        .unwrap_or(first);
+    r.verdict = verdict;
+    r.claimed = chosen.claimed;
+    r.finding = chosen.finding.clone();
+    r.severity = chosen.severity.clone();
+    r.evidence = chosen.evidence.clone();
+    r.note = chosen.note.clone();
+    if samples.len() > 1 {
+        let n = samples.len() as u32;
+        r.agreement = Some(Agreement {
+            agree,
+            samples: n,
+            unstable: f64::from(agree) / f64::from(n) < threshold,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Verdict::*;
+
+    #[test]
+    fn majority_counts_agreement_and_ties_are_unknown() {
+        assert_eq!(majority(&[Met, Met, Unmet, Met, Unmet]), (Met, 3));
+        assert_eq!(majority(&[Met, Unmet]), (Unknown, 0));
+        assert_eq!(majority(&[Unknown, Unknown, Met]), (Unknown, 2));
+    }
+}

@@ -1,0 +1,130 @@
+//! A scripted stand-in for a model that answers a whole stage — a test fixture, not a model.
+//! It reads the answer schema of each request (requirement ids are an enum there), answers
+//! every id with a verdict (default: the passing one) and cites evidence copied from the
+//! artifact it "produced", so grounding holds unless a test asks for an invented quote.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{json, Value};
+
+use super::fake_openai::{Reply, SeenRequest};
+
+/// The text every hat's artifact holds, and the quote cited from it.
+pub const ARTIFACT_LINE: &str = "Retries: 3 with exponential backoff; rollback plan reviewed.";
+
+#[derive(Debug, Clone, Default)]
+pub struct FakeReviewer {
+    /// Requirement id → verdict word (`pass`, `fail`, `unknown`, `met`, `unmet`).
+    pub verdicts: HashMap<String, String>,
+    /// Requirement ids whose evidence quote is invented.
+    pub fabricate: HashSet<String>,
+}
+
+impl FakeReviewer {
+    pub fn new() -> FakeReviewer {
+        FakeReviewer::default()
+    }
+
+    pub fn verdict(mut self, id: &str, verdict: &str) -> FakeReviewer {
+        self.verdicts.insert(id.into(), verdict.into());
+        self
+    }
+
+    pub fn fabricate(mut self, id: &str) -> FakeReviewer {
+        self.fabricate.insert(id.into());
+        self
+    }
+
+    /// The answer to one request, as a chat completion.
+    pub fn answer(&self, request: &SeenRequest) -> Reply {
+        Reply::chat_with(&self.content(request).to_string(), "stop", 100, 50)
+    }
+
+    fn content(&self, request: &SeenRequest) -> Value {
+        let format = &request.body["response_format"]["json_schema"];
+        let schema = &format["schema"]["properties"];
+        match format["name"].as_str() {
+            Some("hat_answer") => {
+                let ids = ids(&schema["verdicts"]);
+                let hat = ids
+                    .first()
+                    .and_then(|id| id.split('/').next())
+                    .unwrap_or("hat")
+                    .to_string();
+                let verdicts: Vec<Value> = ids
+                    .iter()
+                    .map(|id| {
+                        json!({
+                            "id": id,
+                            "verdict": self.word(id, "pass"),
+                            "explanation": format!("{id} checked by the fake reviewer"),
+                            "evidence": [self.evidence(id, "plan.md")],
+                        })
+                    })
+                    .collect();
+                json!({
+                    "summary": format!("{hat} (fake) wrote its plan."),
+                    "artifacts": [{"path": "plan.md", "content": format!("# Plan of {hat}\n{ARTIFACT_LINE}\n")}],
+                    "verdicts": verdicts,
+                })
+            }
+            Some("review_answer") => {
+                let checks: Vec<Value> = ids(&schema["checks"])
+                    .iter()
+                    .map(|id| {
+                        json!({
+                            "id": id,
+                            "verdict": self.word(id, "pass"),
+                            "severity": "high",
+                            "finding": format!("{id}: fake finding"),
+                            "evidence": [self.evidence(id, "artifacts/pipeline-engineer/plan.md")],
+                        })
+                    })
+                    .collect();
+                json!({"summary": "fake review", "checks": checks})
+            }
+            Some("signal_answer") => {
+                let reqs: Vec<Value> = ids(&schema["requirements"])
+                    .iter()
+                    .map(|id| {
+                        json!({
+                            "id": id,
+                            "verdict": self.word(id, "met"),
+                            "finding": format!("{id}: fake ruling"),
+                            "evidence": [self.evidence(id, "artifacts/sre/plan.md")],
+                        })
+                    })
+                    .collect();
+                json!({"summary": "fake judge", "requirements": reqs})
+            }
+            other => panic!("the fake reviewer does not know the schema {other:?}"),
+        }
+    }
+
+    fn word(&self, id: &str, default: &str) -> String {
+        self.verdicts
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    fn evidence(&self, id: &str, source: &str) -> Value {
+        if self.fabricate.contains(id) {
+            json!({"source": source, "quote": "Retries: 9 with a dead-letter queue in every region."})
+        } else {
+            json!({"source": source, "quote": ARTIFACT_LINE})
+        }
+    }
+}
+
+/// The enum of ids in an answer list's schema.
+fn ids(list_schema: &Value) -> Vec<String> {
+    list_schema["items"]["properties"]["id"]["enum"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
