@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::fake_openai::{FakeOpenAi, Reply, SeenRequest};
+use support::fake_openai::{FakeOpenAi, SeenRequest};
 use support::fake_reviewer::FakeReviewer;
 use support::{repo_root, Test};
 
