@@ -309,3 +309,21 @@ fn a_missing_included_agent_is_a_warning_not_a_crash() {
         .stderr_has("stage/STAGE.md:5: warning: included review agent `nobody` from stage `first` not found")
         .run();
 }
+
+#[test]
+fn a_hat_listed_twice_is_an_error_and_a_renamed_stage_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_stage(tmp.path());
+    fs::write(
+        dir.join("STAGE.md"),
+        "---\nname: other\nhats: [builder, builder]\n---\n\n# Stage\n",
+    )
+    .unwrap();
+    Test::new()
+        .arg("check")
+        .arg(&dir)
+        .status(2)
+        .stderr_has("STAGE.md:3: error: hat `builder` is listed twice in `hats:`")
+        .stderr_has("STAGE.md:2: warning: front-matter `name: other` differs from the directory name `stage`")
+        .run();
+}

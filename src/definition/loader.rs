@@ -154,6 +154,11 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
     let fm = &doc.front_matter;
     let mut source_files = vec![stage_file.to_path_buf()];
     let name = dir_name(dir);
+    if let Some(fm_name) = fm.get("name").and_then(|v| v.as_str()) {
+        if fm_name != name {
+            diags.warn(stage_file, doc.key_line("name"), format!("front-matter `name: {fm_name}` differs from the directory name `{name}`; hatrack (like H·AI·K·U) identifies the stage by its directory"));
+        }
+    }
 
     // hats: required, in order, each with a file.
     let hats_line = doc.key_line("hats");
@@ -187,7 +192,11 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
         },
     };
     let mut hats = Vec::new();
-    for hat_name in &hat_names {
+    for (i, hat_name) in hat_names.iter().enumerate() {
+        if hat_names[..i].contains(hat_name) {
+            diags.error(stage_file, hats_line, format!("hat `{hat_name}` is listed twice in `hats:`; its requirement ids would collide — list each hat once"));
+            continue;
+        }
         if !is_plain_name(hat_name) {
             diags.error(stage_file, hats_line, format!("hat name {hat_name:?} in `hats:` is not a plain file name; use the stem of a file in hats/"));
             continue;
