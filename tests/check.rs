@@ -309,3 +309,44 @@ fn a_missing_included_agent_is_a_warning_not_a_crash() {
         .stderr_has("stage/STAGE.md:5: warning: included review agent `nobody` from stage `first` not found")
         .run();
 }
+
+#[test]
+fn a_hat_listed_twice_is_an_error_and_a_renamed_stage_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_stage(tmp.path());
+    fs::write(
+        dir.join("STAGE.md"),
+        "---\nname: other\nhats: [builder, builder]\n---\n\n# Stage\n",
+    )
+    .unwrap();
+    Test::new()
+        .arg("check")
+        .arg(&dir)
+        .status(2)
+        .stderr_has("STAGE.md:3: error: hat `builder` is listed twice in `hats:`")
+        .stderr_has("STAGE.md:2: warning: front-matter `name: other` differs from the directory name `stage`")
+        .run();
+}
+
+#[test]
+fn an_unknown_gate_kind_is_a_warning_and_a_file_path_says_to_pass_its_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_stage(tmp.path());
+    fs::write(
+        dir.join("STAGE.md"),
+        "---\nname: stage\nhats: [builder]\nreview: [extrenal, ask]\n---\n\n# Stage\n\n## Completion Signal\n\nDone.\n",
+    )
+    .unwrap();
+    Test::new()
+        .arg("check")
+        .arg(&dir)
+        .status(0)
+        .stderr_has("STAGE.md:4: warning: unknown gate kind `extrenal` in `review:`")
+        .run();
+    Test::new()
+        .arg("check")
+        .arg(dir.join("STAGE.md"))
+        .status(2)
+        .stderr_has("STAGE.md: error: is a file; pass the directory that holds STAGE.md")
+        .run();
+}

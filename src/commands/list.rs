@@ -238,21 +238,23 @@ pub fn list(args: &ListArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let dir = resolve_stage_dir(args.stage.stage.as_deref(), args.stage.studio.as_deref())?;
     let loaded = load_stage(&dir)?;
     let view = ListView::of(&loaded.stage, &loaded.warnings);
-    let io = |e| Error::io("writing the stage listing", e);
-    match args.format {
-        ListFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, &view)
-                .map_err(|e| Error::io("writing the stage listing", e.into()))?;
-            writeln!(out).map_err(io)?;
-        }
+    let written = match args.format {
+        ListFormat::Json => serde_json::to_writer_pretty(&mut *out, &view)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out)),
         ListFormat::Text => {
             for w in &loaded.warnings {
                 eprintln!("{w}");
             }
-            write_text(&view, out).map_err(io)?;
+            write_text(&view, out)
         }
+    };
+    match written {
+        // `hatrack list | head` is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(Error::io("writing the stage listing", e)),
+        Ok(()) => Ok(0),
     }
-    Ok(0)
 }
 
 fn plain(text: &str) -> String {

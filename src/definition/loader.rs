@@ -154,6 +154,11 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
     let fm = &doc.front_matter;
     let mut source_files = vec![stage_file.to_path_buf()];
     let name = dir_name(dir);
+    if let Some(fm_name) = fm.get("name").and_then(|v| v.as_str()) {
+        if fm_name != name {
+            diags.warn(stage_file, doc.key_line("name"), format!("front-matter `name: {fm_name}` differs from the directory name `{name}`; hatrack (like H·AI·K·U) identifies the stage by its directory"));
+        }
+    }
 
     // hats: required, in order, each with a file.
     let hats_line = doc.key_line("hats");
@@ -187,7 +192,11 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
         },
     };
     let mut hats = Vec::new();
-    for hat_name in &hat_names {
+    for (i, hat_name) in hat_names.iter().enumerate() {
+        if hat_names[..i].contains(hat_name) {
+            diags.error(stage_file, hats_line, format!("hat `{hat_name}` is listed twice in `hats:`; its requirement ids would collide — list each hat once"));
+            continue;
+        }
         if !is_plain_name(hat_name) {
             diags.error(stage_file, hats_line, format!("hat name {hat_name:?} in `hats:` is not a plain file name; use the stem of a file in hats/"));
             continue;
@@ -338,6 +347,16 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
 
 /// `review:` as a scalar or a list; absent means `auto` (the reference runtime's default).
 fn parse_gates(file: &Path, doc: &Document, diags: &mut Diags) -> Vec<GateKind> {
+    let gates = gate_kinds(file, doc, diags);
+    for gate in &gates {
+        if let GateKind::Other(kind) = gate {
+            diags.warn(file, doc.key_line("review"), format!("unknown gate kind `{kind}` in `review:`; it is reported as is, but H·AI·K·U knows only auto, ask, external and await"));
+        }
+    }
+    gates
+}
+
+fn gate_kinds(file: &Path, doc: &Document, diags: &mut Diags) -> Vec<GateKind> {
     match doc.front_matter.get("review") {
         None => vec![GateKind::Auto],
         Some(serde_json::Value::String(s)) => vec![GateKind::parse(s)],
@@ -537,11 +556,23 @@ pub fn load_tree(path: &Path) -> LoadedTree {
         }
         tree.diagnostics.extend(diags.0);
     } else {
+        let message = if path.is_file() {
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            format!(
+                "is a file; pass the directory that holds STAGE.md or STUDIO.md (e.g. {})",
+                parent.display()
+            )
+        } else {
+            "no such directory; pass a stage directory (such as hats/deployment), a studio directory, or a directory of studios".into()
+        };
         tree.diagnostics.push(Diagnostic {
             severity: Severity::Error,
             file: path.to_path_buf(),
             line: None,
-            message: "no such directory; pass a stage directory (such as hats/deployment), a studio directory, or a directory of studios".into(),
+            message,
         });
     }
     tree
