@@ -361,7 +361,7 @@ pub struct TranscriptModel {
     mode: RecordMode,
     replay: ReplayIndex,
     has_recorded: bool,
-    record_to: Option<Recorder>,
+    record_to: Option<Arc<Recorder>>,
     live: Option<Arc<dyn ChatModel>>,
     /// Append replayed hits to `record_to` (it is a different file from the replay source).
     copy_hits: bool,
@@ -401,7 +401,7 @@ impl TranscriptModel {
             mode,
             has_recorded: !exchanges.is_empty(),
             replay: ReplayIndex::new(exchanges),
-            record_to,
+            record_to: record_to.map(Arc::new),
             live,
             copy_hits,
         }
@@ -430,7 +430,7 @@ impl TranscriptModel {
                 if let Some(reply) = hit.replay_reply() {
                     if self.copy_hits {
                         if let Some(rec) = &self.record_to {
-                            rec.record(hit)?;
+                            record_off_thread(rec, hit.clone()).await?;
                         }
                     }
                     return Ok(reply);
@@ -480,10 +480,20 @@ impl TranscriptModel {
                 // Nothing was exchanged (budget, configuration): nothing to record.
                 Err(_) => return result,
             }
-            rec.record(&exchange)?;
+            record_off_thread(rec, exchange).await?;
         }
         result
     }
+}
+
+/// Writes on the blocking pool: the fsync takes milliseconds on a real disk and must not
+/// stall the other requests in flight on this runtime thread.
+async fn record_off_thread(recorder: &Arc<Recorder>, exchange: Exchange) -> Result<(), ModelError> {
+    let recorder = recorder.clone();
+    let path = recorder.path().to_path_buf();
+    tokio::task::spawn_blocking(move || recorder.record(&exchange))
+        .await
+        .unwrap_or_else(|e| Err(transcript_error(&path, format!("writer task failed: {e}"))))
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
