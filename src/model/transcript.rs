@@ -407,6 +407,50 @@ impl TranscriptModel {
         }
     }
 
+    /// The usual construction for a run: replay from the transcript at `replay_from` (if
+    /// any), record into `record_to` (if any), and build a [`LiveModel`] from `settings`
+    /// only when `mode` may call the model — so `none`, and `once` over a recorded
+    /// transcript, never construct a client and cannot open a socket.
+    ///
+    /// Recording: `all` starts `record_to` afresh; every other mode appends. Nothing is
+    /// written when `record_to` is the replay source itself and the mode cannot call.
+    pub fn open(
+        mode: RecordMode,
+        replay_from: Option<&Path>,
+        record_to: Option<&Path>,
+        settings: &super::ModelSettings,
+        scrubber: Scrubber,
+    ) -> Result<TranscriptModel, ModelError> {
+        let exchanges = match replay_from {
+            Some(path) if mode != RecordMode::All => read_exchanges(path)?,
+            _ => Vec::new(),
+        };
+        let live: Option<Arc<dyn ChatModel>> = if mode.needs_live(&exchanges) {
+            Some(Arc::new(super::LiveModel::new(settings)?))
+        } else {
+            None
+        };
+        let recorder = match record_to {
+            None => None,
+            Some(path) if mode == RecordMode::All => Some(Recorder::create(path, scrubber)?),
+            Some(path) if live.is_none() && replay_from.is_some_and(|src| same_file(src, path)) => {
+                None
+            }
+            Some(path) => Some(Recorder::append(path, scrubber)?),
+        };
+        Ok(TranscriptModel::new(
+            mode,
+            replay_from.map(|p| (p.to_path_buf(), exchanges)),
+            recorder,
+            live,
+        ))
+    }
+
+    /// The record mode this model was built with.
+    pub fn mode(&self) -> RecordMode {
+        self.mode
+    }
+
     fn replays(&self) -> bool {
         match self.mode {
             RecordMode::None | RecordMode::NewEpisodes => true,
