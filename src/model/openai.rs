@@ -4,7 +4,7 @@
 //!
 //! There is exactly one retry layer, this one. async-openai's default executor retries by
 //! itself (and loses the status of a 429 with a text body); we replace it through the
-//! `middleware` hook with [`StatusAwareService`], a plain reqwest transport that turns every
+//! `middleware` hook with `StatusAwareService`, a plain reqwest transport that turns every
 //! non-2xx response into a typed [`HttpStatusError`] carrying status, `Retry-After` and the
 //! start of the body. The retry loop in [`LiveModel::complete`] then decides.
 

@@ -408,7 +408,7 @@ impl TranscriptModel {
     }
 
     /// The usual construction for a run: replay from the transcript at `replay_from` (if
-    /// any), record into `record_to` (if any), and build a [`LiveModel`] from `settings`
+    /// any), record into `record_to` (if any), and build a [`LiveModel`](super::LiveModel) from `settings`
     /// only when `mode` may call the model — so `none`, and `once` over a recorded
     /// transcript, never construct a client and cannot open a socket.
     ///
