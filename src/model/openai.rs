@@ -346,6 +346,27 @@ mod tests {
     }
 
     #[test]
+    fn usage_includes_cached_tokens_and_tolerates_missing_fields() {
+        let body = serde_json::json!({
+            "choices": [{"message": {"content": "x"}, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 2,
+                      "prompt_tokens_details": {"cached_tokens": 5}}
+        });
+        let reply = ModelReply::from_body(body, 3, ReplySource::Live);
+        assert_eq!(
+            (
+                reply.usage.prompt_tokens,
+                reply.usage.completion_tokens,
+                reply.usage.cached_tokens
+            ),
+            (7, 2, 5)
+        );
+        assert_eq!(reply.finish_reason.as_deref(), Some("length"));
+        let bare = ModelReply::from_body(serde_json::json!({}), 0, ReplySource::Live);
+        assert_eq!((bare.content, bare.usage.total()), (None, 0));
+    }
+
+    #[test]
     fn bad_base_url_is_a_config_error() {
         crate::install_crypto_provider();
         let s = ModelSettings::new("m", "127.0.0.1:8437/v1");
