@@ -435,3 +435,85 @@ fn a_garbage_line_in_the_middle_names_file_and_line() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn open_in_none_mode_builds_no_client_even_with_a_dead_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exchanges.jsonl");
+    let fake = FakeOpenAi::with_handler(echo).await;
+    record_two(&fake, &path).await;
+    drop(fake);
+    let before = std::fs::read(&path).unwrap();
+    // A base URL nothing listens on, and one no client could even be built for: `none`
+    // must not care, because it never constructs a client.
+    for base_url in ["http://127.0.0.1:1/v1", "not a url"] {
+        let s = ModelSettings::new("test-model", base_url);
+        let model = TranscriptModel::open(
+            RecordMode::None,
+            Some(&path),
+            Some(&path),
+            &s,
+            Scrubber::default(),
+        )
+        .unwrap();
+        let hit = model.complete(&request("hat/a", "first")).await.unwrap();
+        assert_eq!(hit.content.as_deref(), Some("answer to: first"));
+        let miss = model.complete(&request("hat/a", "new")).await.unwrap_err();
+        assert!(matches!(miss, ModelError::ReplayMiss { .. }), "{miss:?}");
+    }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "replay wrote nothing"
+    );
+
+    // `new_episodes` does need a client, and says so for an unusable base URL.
+    let bad = ModelSettings::new("test-model", "not a url");
+    let err = TranscriptModel::open(
+        RecordMode::NewEpisodes,
+        Some(&path),
+        Some(&path),
+        &bad,
+        Scrubber::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ModelError::Config(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn open_once_records_then_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run/exchanges.jsonl");
+    let fake = FakeOpenAi::with_handler(echo).await;
+    let s = settings(&fake.url());
+    let first = TranscriptModel::open(
+        RecordMode::Once,
+        Some(&path),
+        Some(&path),
+        &s,
+        Scrubber::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        first.complete(&request("hat/a", "q")).await.unwrap().source,
+        ReplySource::Live
+    );
+    let second = TranscriptModel::open(
+        RecordMode::Once,
+        Some(&path),
+        Some(&path),
+        &s,
+        Scrubber::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        second
+            .complete(&request("hat/a", "q"))
+            .await
+            .unwrap()
+            .source,
+        ReplySource::Replayed
+    );
+    assert_eq!(fake.count(), 1);
+    assert_eq!(read_exchanges(&path).unwrap().len(), 1);
+}

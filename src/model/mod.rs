@@ -1,6 +1,22 @@
 //! The model layer: one trait for "ask the model for step S with request R", and the
 //! implementations that compose — live HTTP, replay from a transcript, a recorder around live.
 //! It knows nothing of hats: a step is an opaque id like `hat/sre` and a request is JSON.
+//!
+//! How a run puts it together:
+//! ```ignore
+//! let body = build_body(&settings, &messages, Some(&schema));      // what `render` prints
+//! let model = TranscriptModel::open(mode, Some(&old), Some(&new), &settings, scrubber)?;
+//! let model: Arc<dyn ChatModel> = match settings.budget {
+//!     Some(tokens) => Arc::new(Budget::new(Arc::new(model), tokens)),
+//!     None => Arc::new(model),
+//! };
+//! let outcome = ask_structured(model.as_ref(), "hat/sre", &settings, &messages, &schema).await?;
+//! ```
+//! - [`LiveModel`] (openai.rs): async-openai, timeouts, the one retry layer, `jobs` in flight.
+//! - [`TranscriptModel`] (transcript.rs): replay by step + request hash, VCR record modes,
+//!   `exchanges.jsonl` writing ([`Recorder`]) and reading ([`read_exchanges`]).
+//! - [`Budget`]: refuses a request before it could exceed the token budget.
+//! - [`ask_structured`]: JSON Schema answers with bounded re-asks.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -4,7 +4,7 @@
 //!
 //! There is exactly one retry layer, this one. async-openai's default executor retries by
 //! itself (and loses the status of a 429 with a text body); we replace it through the
-//! `middleware` hook with [`StatusAwareService`], a plain reqwest transport that turns every
+//! `middleware` hook with `StatusAwareService`, a plain reqwest transport that turns every
 //! non-2xx response into a typed [`HttpStatusError`] carrying status, `Retry-After` and the
 //! start of the body. The retry loop in [`LiveModel::complete`] then decides.
 
@@ -343,6 +343,27 @@ mod tests {
             m.delay(1, Some(Duration::from_secs(3600))),
             Duration::from_secs(5)
         );
+    }
+
+    #[test]
+    fn usage_includes_cached_tokens_and_tolerates_missing_fields() {
+        let body = serde_json::json!({
+            "choices": [{"message": {"content": "x"}, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 2,
+                      "prompt_tokens_details": {"cached_tokens": 5}}
+        });
+        let reply = ModelReply::from_body(body, 3, ReplySource::Live);
+        assert_eq!(
+            (
+                reply.usage.prompt_tokens,
+                reply.usage.completion_tokens,
+                reply.usage.cached_tokens
+            ),
+            (7, 2, 5)
+        );
+        assert_eq!(reply.finish_reason.as_deref(), Some("length"));
+        let bare = ModelReply::from_body(serde_json::json!({}), 0, ReplySource::Live);
+        assert_eq!((bare.content, bare.usage.total()), (None, 0));
     }
 
     #[test]

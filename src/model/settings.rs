@@ -71,8 +71,8 @@ pub struct ModelSettings {
     /// Upper bound of the computed backoff.
     #[serde(with = "humantime_serde_compat")]
     pub backoff_max: Duration,
-    /// Upper bound of a server's `Retry-After`: a provider asking for an hour should fail
-    /// the run (exit 3) rather than hang it.
+    /// Upper bound of a server's `Retry-After`: a provider asking for an hour gets this
+    /// long, and the run fails (exit 3) after `max_retries` instead of hanging.
     #[serde(with = "humantime_serde_compat")]
     pub retry_after_max: Duration,
 }

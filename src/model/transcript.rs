@@ -369,7 +369,7 @@ pub struct TranscriptModel {
     mode: RecordMode,
     replay: ReplayIndex,
     has_recorded: bool,
-    record_to: Option<Recorder>,
+    record_to: Option<Arc<Recorder>>,
     live: Option<Arc<dyn ChatModel>>,
     /// Append replayed hits to `record_to` (it is a different file from the replay source).
     copy_hits: bool,
@@ -409,10 +409,54 @@ impl TranscriptModel {
             mode,
             has_recorded: !exchanges.is_empty(),
             replay: ReplayIndex::new(exchanges),
-            record_to,
+            record_to: record_to.map(Arc::new),
             live,
             copy_hits,
         }
+    }
+
+    /// The usual construction for a run: replay from the transcript at `replay_from` (if
+    /// any), record into `record_to` (if any), and build a [`LiveModel`](super::LiveModel) from `settings`
+    /// only when `mode` may call the model — so `none`, and `once` over a recorded
+    /// transcript, never construct a client and cannot open a socket.
+    ///
+    /// Recording: `all` starts `record_to` afresh; every other mode appends. Nothing is
+    /// written when `record_to` is the replay source itself and the mode cannot call.
+    pub fn open(
+        mode: RecordMode,
+        replay_from: Option<&Path>,
+        record_to: Option<&Path>,
+        settings: &super::ModelSettings,
+        scrubber: Scrubber,
+    ) -> Result<TranscriptModel, ModelError> {
+        let exchanges = match replay_from {
+            Some(path) if mode != RecordMode::All => read_exchanges(path)?,
+            _ => Vec::new(),
+        };
+        let live: Option<Arc<dyn ChatModel>> = if mode.needs_live(&exchanges) {
+            Some(Arc::new(super::LiveModel::new(settings)?))
+        } else {
+            None
+        };
+        let recorder = match record_to {
+            None => None,
+            Some(path) if mode == RecordMode::All => Some(Recorder::create(path, scrubber)?),
+            Some(path) if live.is_none() && replay_from.is_some_and(|src| same_file(src, path)) => {
+                None
+            }
+            Some(path) => Some(Recorder::append(path, scrubber)?),
+        };
+        Ok(TranscriptModel::new(
+            mode,
+            replay_from.map(|p| (p.to_path_buf(), exchanges)),
+            recorder,
+            live,
+        ))
+    }
+
+    /// The record mode this model was built with.
+    pub fn mode(&self) -> RecordMode {
+        self.mode
     }
 
     fn replays(&self) -> bool {
@@ -440,10 +484,11 @@ impl TranscriptModel {
                         // Carried over from another run: this run did not obtain it live.
                         reply.origin = ReplySource::Replayed;
                         if let Some(rec) = &self.record_to {
-                            rec.record(&Exchange {
+                            let copy = Exchange {
                                 replayed: true,
                                 ..hit.clone()
-                            })?;
+                            };
+                            record_off_thread(rec, copy).await?;
                         }
                     }
                     return Ok(reply);
@@ -494,10 +539,20 @@ impl TranscriptModel {
                 // Nothing was exchanged (budget, configuration): nothing to record.
                 Err(_) => return result,
             }
-            rec.record(&exchange)?;
+            record_off_thread(rec, exchange).await?;
         }
         result
     }
+}
+
+/// Writes on the blocking pool: the fsync takes milliseconds on a real disk and must not
+/// stall the other requests in flight on this runtime thread.
+async fn record_off_thread(recorder: &Arc<Recorder>, exchange: Exchange) -> Result<(), ModelError> {
+    let recorder = recorder.clone();
+    let path = recorder.path().to_path_buf();
+    tokio::task::spawn_blocking(move || recorder.record(&exchange))
+        .await
+        .unwrap_or_else(|e| Err(transcript_error(&path, format!("writer task failed: {e}"))))
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
