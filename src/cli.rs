@@ -116,7 +116,7 @@ pub struct RunArgs {
     pub stage: StageArgs,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Run directory (the transcript). Default: transcripts/<workspace>-<time>.
+    /// Run directory (the transcript). Default: `transcripts/WORKSPACE-TIME`.
     #[arg(long, value_name = "DIR")]
     pub transcript: Option<PathBuf>,
     #[arg(long, value_enum, value_name = "MODE")]

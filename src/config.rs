@@ -50,6 +50,9 @@ pub struct ModelSection {
     pub max_reasks: Option<u32>,
     pub jobs: Option<usize>,
     pub budget: Option<u64>,
+    /// Further request-body fields, sent as they are (e.g. `frequency_penalty = 1.0`).
+    #[serde(default)]
+    pub request: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

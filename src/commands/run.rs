@@ -375,6 +375,7 @@ fn new_record(
             seed: settings.seed,
             max_tokens: settings.max_tokens,
             max_reasks: settings.max_reasks,
+            request: settings.extra_body.clone(),
         },
         samples: samples.max(1),
         inputs,

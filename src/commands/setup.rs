@@ -89,6 +89,7 @@ pub fn model_settings(args: &ModelArgs, config: &ConfigFile) -> Result<ModelSett
         s.seed = Some(seed);
     }
     s.max_tokens = m.max_tokens.or(s.max_tokens);
+    s.extra_body = m.request.clone();
     if let Some(secs) = args.timeout.or(m.timeout_secs) {
         s.timeout = std::time::Duration::from_secs(secs.max(1));
     }
@@ -106,6 +107,7 @@ pub fn apply_record(settings: &mut ModelSettings, record: &ModelRecord) {
     settings.seed = record.seed;
     settings.max_tokens = record.max_tokens;
     settings.max_reasks = record.max_reasks;
+    settings.extra_body = record.request.clone();
 }
 
 /// The scrubber for everything written: the API key's value and hatrack.toml's patterns.

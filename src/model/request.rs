@@ -70,6 +70,11 @@ pub fn build_body(
     if let Some(max_tokens) = settings.max_tokens {
         body.insert("max_tokens".into(), json!(max_tokens));
     }
+    for (key, value) in &settings.extra_body {
+        if !body.contains_key(key) && key != "response_format" {
+            body.insert(key.clone(), value.clone());
+        }
+    }
     if let Some(spec) = schema {
         body.insert(
             "response_format".into(),

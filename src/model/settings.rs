@@ -54,6 +54,9 @@ pub struct ModelSettings {
     /// Fixed by default for the same reason (sent as `seed`; not every server honours it).
     pub seed: Option<i64>,
     pub max_tokens: Option<u32>,
+    /// Further body fields sent as they are (`frequency_penalty`, `top_p`, a server's own
+    /// sampling knobs). They cannot replace the fields above, the messages or the schema.
+    pub extra_body: serde_json::Map<String, serde_json::Value>,
     /// Per HTTP request (each retry gets the full timeout again).
     #[serde(with = "humantime_serde_compat")]
     pub timeout: Duration,
@@ -93,6 +96,7 @@ impl Default for ModelSettings {
             max_reasks: 2,
             jobs: 2,
             budget: None,
+            extra_body: serde_json::Map::new(),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             retry_after_max: Duration::from_secs(60),

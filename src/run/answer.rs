@@ -65,6 +65,10 @@ pub struct SignalAnswer {
     pub requirements: Vec<SignalVerdict>,
 }
 
+/// Artifacts one hat may produce in one answer (a bound that also stops a small model from
+/// repeating one file until it runs out of tokens).
+pub const MAX_ARTIFACTS: usize = 10;
+
 fn evidence_schema() -> Value {
     json!({
         "type": "array",
@@ -117,6 +121,7 @@ pub fn hat_schema(constraint_ids: &[String]) -> Value {
             "summary": {"type": "string"},
             "artifacts": {
                 "type": "array",
+                "maxItems": MAX_ARTIFACTS,
                 "items": {
                     "type": "object",
                     "additionalProperties": false,

@@ -50,6 +50,9 @@ pub struct ModelRecord {
     pub seed: Option<i64>,
     pub max_tokens: Option<u32>,
     pub max_reasks: u32,
+    /// `[model.request]`: further body fields.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub request: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
