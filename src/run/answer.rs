@@ -175,3 +175,69 @@ pub fn signal_schema(requirement_ids: &[String]) -> Value {
         }
     })
 }
+
+/// One judge's word on one requirement, whatever kind of step gave it.
+pub struct VerdictView<'a> {
+    pub verdict: &'a str,
+    pub finding: &'a str,
+    pub severity: Option<&'a str>,
+    pub evidence: &'a [Evidence],
+}
+
+/// An answer that rules on requirements by id: read the same way for hats, review agents
+/// and the completion judge.
+pub trait Verdicts {
+    fn summary(&self) -> &str;
+    fn verdict_for(&self, id: &str) -> Option<VerdictView<'_>>;
+}
+
+impl Verdicts for HatAnswer {
+    fn summary(&self) -> &str {
+        &self.summary
+    }
+    fn verdict_for(&self, id: &str) -> Option<VerdictView<'_>> {
+        self.verdicts
+            .iter()
+            .find(|v| v.id == id)
+            .map(|v| VerdictView {
+                verdict: &v.verdict,
+                finding: &v.explanation,
+                severity: None,
+                evidence: &v.evidence,
+            })
+    }
+}
+
+impl Verdicts for ReviewAnswer {
+    fn summary(&self) -> &str {
+        &self.summary
+    }
+    fn verdict_for(&self, id: &str) -> Option<VerdictView<'_>> {
+        self.checks
+            .iter()
+            .find(|v| v.id == id)
+            .map(|v| VerdictView {
+                verdict: &v.verdict,
+                finding: &v.finding,
+                severity: Some(&v.severity),
+                evidence: &v.evidence,
+            })
+    }
+}
+
+impl Verdicts for SignalAnswer {
+    fn summary(&self) -> &str {
+        &self.summary
+    }
+    fn verdict_for(&self, id: &str) -> Option<VerdictView<'_>> {
+        self.requirements
+            .iter()
+            .find(|v| v.id == id)
+            .map(|v| VerdictView {
+                verdict: &v.verdict,
+                finding: &v.finding,
+                severity: None,
+                evidence: &v.evidence,
+            })
+    }
+}

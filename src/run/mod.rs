@@ -29,6 +29,7 @@ use crate::report::{
 };
 use crate::secrets::Scrubber;
 use crate::Error;
+use answer::Verdicts;
 use artifacts::Artifact;
 use context::{display_name, PriorVerdict, StepMessages};
 use gate::GatePolicy;
@@ -210,21 +211,24 @@ fn requirement_report(
     }
 }
 
-/// One judge's word on one requirement, before the samples are combined.
-fn judged(
+/// One judge's word on one requirement, grounded; `unknown` with a note when the answer
+/// (or the whole step) gave none.
+fn sample_verdict<T: Verdicts>(
+    answer: Option<&T>,
+    id: &str,
     sources: &grounding::Sources,
-    verdict: &str,
-    finding: &str,
-    severity: Option<&str>,
-    evidence: &[answer::Evidence],
+    step: &str,
 ) -> SampledVerdict {
-    let claimed = parse_verdict(verdict);
-    let (verdict, evidence, note) = sources.settle(claimed, evidence);
+    let Some(v) = answer.and_then(|a| a.verdict_for(id)) else {
+        return no_answer(step);
+    };
+    let claimed = parse_verdict(v.verdict);
+    let (verdict, evidence, note) = sources.settle(claimed, v.evidence);
     SampledVerdict {
         claimed,
         verdict,
-        finding: finding.to_string(),
-        severity: severity.map(str::to_string),
+        finding: v.finding.to_string(),
+        severity: v.severity.map(str::to_string),
         evidence,
         note,
     }
@@ -309,14 +313,7 @@ pub async fn execute(
         }
         for c in hat.constraints() {
             let mut r = requirement_report(c, stage, RequirementKind::HatConstraint, &step);
-            let sample = match asked
-                .answer
-                .as_ref()
-                .and_then(|a| a.verdicts.iter().find(|v| v.id == c.id))
-            {
-                Some(v) => judged(&sources, &v.verdict, &v.explanation, None, &v.evidence),
-                None => no_answer(&step),
-            };
+            let sample = sample_verdict(asked.answer.as_ref(), &c.id, &sources, &step);
             samples::apply(&mut r, &[sample], plan.stability_threshold);
             requirements.push(r);
         }
@@ -331,7 +328,7 @@ pub async fn execute(
     // 2. Review agents judge every check (each asked `samples` times).
     for agent in &stage.review_agents {
         let step = review_step(&agent.name);
-        let StepMessages { messages, sources } = context::review_messages(
+        let messages = context::review_messages(
             &plan.prompts,
             stage,
             agent,
@@ -341,56 +338,18 @@ pub async fn execute(
             plan.limits.max_input_bytes,
         )?;
         let ids: Vec<String> = agent.checks.iter().map(|c| c.id.clone()).collect();
-        let mut asked_all = Vec::new();
-        for k in 0..plan.samples {
-            let settings = samples::settings_for(&plan.settings, k);
-            let asked: Asked<answer::ReviewAnswer> = ask(
-                model,
-                &step,
-                &settings,
-                &messages,
-                "review_answer",
-                answer::review_schema(&ids),
-                progress,
-            )
-            .await?;
-            asked_all.push(asked);
-        }
-        let outcomes: Vec<&StructuredOutcome> = asked_all.iter().map(|a| &a.outcome).collect();
-        let mut report = step_report(
-            &step,
-            StepKind::Review,
-            &agent_label(agent),
-            &outcomes,
-            asked_all.iter().any(|a| a.answer.is_some()),
-        );
-        report.summary = asked_all
-            .iter()
-            .find_map(|a| a.answer.as_ref().map(|x| x.summary.clone()));
-        for c in &agent.checks {
-            let mut r = requirement_report(c, stage, RequirementKind::ReviewCheck, &step);
-            let sampled: Vec<SampledVerdict> = asked_all
-                .iter()
-                .map(|a| {
-                    match a
-                        .answer
-                        .as_ref()
-                        .and_then(|x| x.checks.iter().find(|v| v.id == c.id))
-                    {
-                        Some(v) => judged(
-                            &sources,
-                            &v.verdict,
-                            &v.finding,
-                            Some(&v.severity),
-                            &v.evidence,
-                        ),
-                        None => no_answer(&step),
-                    }
-                })
-                .collect();
-            samples::apply(&mut r, &sampled, plan.stability_threshold);
-            requirements.push(r);
-        }
+        let judge = Judge {
+            step: &step,
+            kind: StepKind::Review,
+            name: agent_label(agent),
+            requirement_kind: RequirementKind::ReviewCheck,
+            requirements: &agent.checks,
+            schema_name: "review_answer",
+            schema: answer::review_schema(&ids),
+        };
+        let (report, judged) =
+            judge_samples::<answer::ReviewAnswer>(plan, model, progress, &judge, messages).await?;
+        requirements.extend(judged);
         steps.push(report);
     }
 
@@ -403,57 +362,24 @@ pub async fn execute(
             finding: r.finding.clone(),
         })
         .collect();
-    let StepMessages { messages, sources } =
-        context::signal_messages(&plan.prompts, stage, &prior, &all_artifacts, cap)?;
+    let messages = context::signal_messages(&plan.prompts, stage, &prior, &all_artifacts, cap)?;
     let ids: Vec<String> = stage
         .completion_signal
         .iter()
         .map(|r| r.id.clone())
         .collect();
-    let mut asked_all = Vec::new();
-    for k in 0..plan.samples {
-        let settings = samples::settings_for(&plan.settings, k);
-        let asked: Asked<answer::SignalAnswer> = ask(
-            model,
-            SIGNAL_STEP,
-            &settings,
-            &messages,
-            "signal_answer",
-            answer::signal_schema(&ids),
-            progress,
-        )
-        .await?;
-        asked_all.push(asked);
-    }
-    let outcomes: Vec<&StructuredOutcome> = asked_all.iter().map(|a| &a.outcome).collect();
-    let mut report = step_report(
-        SIGNAL_STEP,
-        StepKind::Signal,
-        "completion judge",
-        &outcomes,
-        asked_all.iter().any(|a| a.answer.is_some()),
-    );
-    report.summary = asked_all
-        .iter()
-        .find_map(|a| a.answer.as_ref().map(|x| x.summary.clone()));
-    for s in &stage.completion_signal {
-        let mut r = requirement_report(s, stage, RequirementKind::Signal, SIGNAL_STEP);
-        let sampled: Vec<SampledVerdict> = asked_all
-            .iter()
-            .map(|a| {
-                match a
-                    .answer
-                    .as_ref()
-                    .and_then(|x| x.requirements.iter().find(|v| v.id == s.id))
-                {
-                    Some(v) => judged(&sources, &v.verdict, &v.finding, None, &v.evidence),
-                    None => no_answer(SIGNAL_STEP),
-                }
-            })
-            .collect();
-        samples::apply(&mut r, &sampled, plan.stability_threshold);
-        requirements.push(r);
-    }
+    let judge = Judge {
+        step: SIGNAL_STEP,
+        kind: StepKind::Signal,
+        name: "completion judge".to_string(),
+        requirement_kind: RequirementKind::Signal,
+        requirements: &stage.completion_signal,
+        schema_name: "signal_answer",
+        schema: answer::signal_schema(&ids),
+    };
+    let (report, judged) =
+        judge_samples::<answer::SignalAnswer>(plan, model, progress, &judge, messages).await?;
+    requirements.extend(judged);
     steps.push(report);
 
     for s in steps.iter().filter(|s| s.status == StepStatus::Unparseable) {
@@ -505,6 +431,61 @@ pub async fn execute(
         inputs: input_reports(&plan.bindings),
         warnings,
     })
+}
+
+/// A judging step: which requirements it rules on, and the answer schema it is asked for.
+struct Judge<'a> {
+    step: &'a str,
+    kind: StepKind,
+    name: String,
+    requirement_kind: RequirementKind,
+    requirements: &'a [Requirement],
+    schema_name: &'static str,
+    schema: serde_json::Value,
+}
+
+/// Asks a judging step `plan.samples` times (seed + k each) and combines the samples into
+/// one verdict per requirement.
+async fn judge_samples<T: DeserializeOwned + Verdicts>(
+    plan: &RunPlan,
+    model: &dyn ChatModel,
+    progress: &Progress,
+    judge: &Judge<'_>,
+    StepMessages { messages, sources }: StepMessages,
+) -> Result<(StepReport, Vec<RequirementReport>), Error> {
+    let mut asked_all: Vec<Asked<T>> = Vec::new();
+    for k in 0..plan.samples {
+        let settings = samples::settings_for(&plan.settings, k);
+        asked_all.push(
+            ask(
+                model,
+                judge.step,
+                &settings,
+                &messages,
+                judge.schema_name,
+                judge.schema.clone(),
+                progress,
+            )
+            .await?,
+        );
+    }
+    let outcomes: Vec<&StructuredOutcome> = asked_all.iter().map(|a| &a.outcome).collect();
+    let answered = asked_all.iter().any(|a| a.answer.is_some());
+    let mut report = step_report(judge.step, judge.kind, &judge.name, &outcomes, answered);
+    report.summary = asked_all
+        .iter()
+        .find_map(|a| a.answer.as_ref().map(|x| x.summary().to_string()));
+    let mut judged = Vec::new();
+    for req in judge.requirements {
+        let mut r = requirement_report(req, &plan.stage, judge.requirement_kind, judge.step);
+        let sampled: Vec<SampledVerdict> = asked_all
+            .iter()
+            .map(|a| sample_verdict(a.answer.as_ref(), &req.id, &sources, judge.step))
+            .collect();
+        samples::apply(&mut r, &sampled, plan.stability_threshold);
+        judged.push(r);
+    }
+    Ok((report, judged))
 }
 
 fn agent_label(agent: &crate::definition::ReviewAgent) -> String {
