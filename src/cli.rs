@@ -102,6 +102,7 @@ pub enum RecordModeArg {
     #[default]
     Once,
     /// Replay matches, call the model for the rest and append them.
+    #[value(name = "new_episodes")]
     NewEpisodes,
     /// Always call the model and re-record.
     All,

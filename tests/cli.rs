@@ -26,3 +26,27 @@ fn an_unknown_verb_is_a_usage_error() {
         .stderr_has("unrecognized subcommand")
         .run();
 }
+
+#[test]
+fn record_modes_are_spelled_as_in_vcr_tools() {
+    let out = Test::new()
+        .args(["run", "--record-mode", "sometimes"])
+        .status(2)
+        .run();
+    for mode in ["none", "once", "new_episodes", "all"] {
+        assert!(
+            out.stderr.contains(mode),
+            "{mode} missing from:\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn a_missing_workspace_says_what_to_pass() {
+    Test::new()
+        .args(["run", "no/such/dir"])
+        .status(2)
+        .stderr_has("workspace no/such/dir is not a directory")
+        .run();
+}
