@@ -57,6 +57,26 @@ fn report_error(err: &Error) {
         let _ = writeln!(stderr, "  caused by: {cause}");
         source = cause.source();
     }
+    if let Some(hint) = hint(err) {
+        let _ = writeln!(stderr, "hint: {hint}");
+    }
+}
+
+/// What to do next, for the failures a user can act on.
+fn hint(err: &Error) -> Option<&'static str> {
+    use hatrack::model::ModelError;
+    match err {
+        Error::Model(ModelError::Provider { .. }) => Some(
+            "check --base-url / OPENAI_BASE_URL, OPENAI_API_KEY and --model; every exchange made so far is in the run's exchanges.jsonl, and `hatrack run --resume DIR` continues the run",
+        ),
+        Error::Model(ModelError::ReplayMiss { .. }) => Some(
+            "the definitions, prompts, workspace or model settings changed since the run was recorded; `hatrack render STEP --against DIR` shows the change, and `hatrack run --from-transcript DIR --transcript NEW` records only what changed",
+        ),
+        Error::Model(ModelError::BudgetExceeded { .. }) => {
+            Some("raise --budget (or [model] budget in hatrack.toml), or cut inputs with [limits]")
+        }
+        _ => None,
+    }
 }
 
 fn init_logging(cli: &Cli) {

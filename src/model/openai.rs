@@ -280,9 +280,9 @@ impl LiveModel {
                             step = %request.step,
                             attempt = request.attempt,
                             try_ = tries,
-                            "model request failed ({}); retrying in {}",
+                            "model request failed ({}); retrying in {:.1}s",
                             failure.message,
-                            humantime::format_duration(wait)
+                            wait.as_secs_f64()
                         );
                         tokio::time::sleep(wait).await;
                         continue;

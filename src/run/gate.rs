@@ -41,9 +41,12 @@ pub fn decide(
         let short = short_text(&r.text);
         match r.verdict {
             Verdict::Unmet => reasons.push(format!("{} ({}) is unmet: {short}", r.id, r.level)),
-            Verdict::Unknown if !policy.allow_unknown => {
-                reasons.push(format!("{} ({}) is unknown: {short}", r.id, r.level))
-            }
+            Verdict::Unknown if !policy.allow_unknown => reasons.push(format!(
+                "{} ({}) is unknown ({}): {short}",
+                r.id,
+                r.level,
+                unknown_cause(r)
+            )),
             _ => {}
         }
         if let Some(a) = r.agreement {
@@ -87,6 +90,16 @@ pub fn decide(
         counts,
         reasons,
         human_approval_required: !needs_human.is_empty(),
+    }
+}
+
+/// Why a requirement ended up `unknown`, in a few words.
+fn unknown_cause(r: &RequirementReport) -> &'static str {
+    match r.note.as_deref() {
+        Some(n) if n.contains("ungrounded") => "ungrounded evidence",
+        Some(n) if n.contains("no evidence") => "no evidence cited",
+        Some(n) if n.contains("no usable answer") => "no answer",
+        _ => "the judge could not tell",
     }
 }
 
@@ -182,7 +195,9 @@ mod tests {
         let o = decide(&reqs, &[hat_step(1)], &[], GatePolicy::default());
         assert!(!o.signal_met);
         assert_eq!(o.reasons.len(), 1);
-        assert!(o.reasons[0].starts_with("signal/1 (implicit) is unknown"));
+        assert!(
+            o.reasons[0].starts_with("signal/1 (implicit) is unknown (the judge could not tell)")
+        );
         let o = decide(
             &reqs,
             &[hat_step(1)],
