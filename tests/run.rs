@@ -296,3 +296,67 @@ async fn render_prints_exactly_what_the_run_sent() {
             .run();
     }
 }
+
+/// The corpus's own deployment stage includes two review agents from earlier stages
+/// (`review-agents-include`): all three judge, together, within `--jobs`.
+#[tokio::test(flavor = "multi_thread")]
+async fn included_review_agents_judge_too_and_run_together_within_jobs() {
+    let Some(corpus) = support::corpus_dir() else {
+        return;
+    };
+    let reviewer = FakeReviewer::new();
+    let server = FakeOpenAi::with_handler(move |req| {
+        let answer = reviewer.answer(req);
+        if req.body["response_format"]["json_schema"]["name"] == "review_answer" {
+            answer.delayed(std::time::Duration::from_millis(300))
+        } else {
+            answer
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    run_in(&server, &run_dir)
+        .arg("--studio")
+        .arg(corpus.join("data-pipeline"))
+        .args(["--stage", "deployment", "--jobs", "2"])
+        .any_status()
+        .run();
+    let r = report(&run_dir);
+    let agents: Vec<&str> = r["stage"]["review_agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        agents,
+        [
+            "reliability",
+            "data-quality (from transformation)",
+            "coverage (from validation)"
+        ]
+    );
+    let steps: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "hat/pipeline-engineer",
+            "hat/sre",
+            "review/reliability",
+            "review/data-quality",
+            "review/coverage",
+            "signal"
+        ]
+    );
+    assert_eq!(
+        server.max_in_flight(),
+        2,
+        "review agents run together, at most --jobs at a time"
+    );
+}

@@ -325,9 +325,16 @@ pub async fn execute(
         .flat_map(|(_, a)| a.iter().cloned())
         .collect();
 
-    // 2. Review agents judge every check (each asked `samples` times).
-    for agent in &stage.review_agents {
-        let step = review_step(&agent.name);
+    // 2. Review agents judge every check (each asked `samples` times). They are independent,
+    //    so they run together; the model layer bounds the requests in flight (`--jobs`), and
+    //    results keep the agents' order.
+    let step_ids: Vec<String> = stage
+        .review_agents
+        .iter()
+        .map(|a| review_step(&a.name))
+        .collect();
+    let mut reviews = Vec::new();
+    for (agent, step) in stage.review_agents.iter().zip(&step_ids) {
         let messages = context::review_messages(
             &plan.prompts,
             stage,
@@ -339,7 +346,7 @@ pub async fn execute(
         )?;
         let ids: Vec<String> = agent.checks.iter().map(|c| c.id.clone()).collect();
         let judge = Judge {
-            step: &step,
+            step,
             kind: StepKind::Review,
             name: agent_label(agent),
             requirement_kind: RequirementKind::ReviewCheck,
@@ -347,8 +354,14 @@ pub async fn execute(
             schema_name: "review_answer",
             schema: answer::review_schema(&ids),
         };
-        let (report, judged) =
-            judge_samples::<answer::ReviewAnswer>(plan, model, progress, &judge, messages).await?;
+        reviews.push((judge, messages));
+    }
+    let judged =
+        futures::future::try_join_all(reviews.into_iter().map(|(judge, messages)| async move {
+            judge_samples::<answer::ReviewAnswer>(plan, model, progress, &judge, messages).await
+        }))
+        .await?;
+    for (report, judged) in judged {
         requirements.extend(judged);
         steps.push(report);
     }
@@ -453,22 +466,24 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
     judge: &Judge<'_>,
     StepMessages { messages, sources }: StepMessages,
 ) -> Result<(StepReport, Vec<RequirementReport>), Error> {
-    let mut asked_all: Vec<Asked<T>> = Vec::new();
-    for k in 0..plan.samples {
+    // Samples differ only in their seed; they run together (bounded by the model layer).
+    let asked_all: Vec<Asked<T>> = futures::future::try_join_all((0..plan.samples).map(|k| {
         let settings = samples::settings_for(&plan.settings, k);
-        asked_all.push(
+        let messages = &messages;
+        async move {
             ask(
                 model,
                 judge.step,
                 &settings,
-                &messages,
+                messages,
                 judge.schema_name,
                 judge.schema.clone(),
                 progress,
             )
-            .await?,
-        );
-    }
+            .await
+        }
+    }))
+    .await?;
     let outcomes: Vec<&StructuredOutcome> = asked_all.iter().map(|a| &a.outcome).collect();
     let answered = asked_all.iter().any(|a| a.answer.is_some());
     let mut report = step_report(judge.step, judge.kind, &judge.name, &outcomes, answered);
