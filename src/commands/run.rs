@@ -326,6 +326,13 @@ async fn execute(
     let written = report::write_all(&report, &out_dir, &|s| scrubber.scrub(s))?;
     if !global.quiet {
         let _ = write!(out, "{}", scrubber.scrub(&report::summary_table(&report)));
+        if transcript.mode == RecordMode::None {
+            let _ = writeln!(
+                out,
+                "replayed offline from {}: no model was called (`source` is how each answer was obtained when it was recorded)",
+                run_dir.display()
+            );
+        }
         for path in written {
             let _ = writeln!(out, "wrote {}", path.display());
         }
