@@ -145,7 +145,7 @@ fn write_summary(path: &Path, tree: &LoadedTree, out: &mut dyn Write) -> std::io
     if c.other_hat_requirements > 0 {
         writeln!(
             out,
-            "also {} outside hat anti-pattern lists (Focus, Produces, prose…): shown to the model, not judged as constraints",
+            "also {} outside hat anti-pattern lists (Focus, Produces, prose…): kept as context, not judged as constraints",
             plural(
                 c.other_hat_requirements,
                 "keyword sentence",
