@@ -54,10 +54,14 @@ fn a_missing_workspace_says_what_to_pass() {
 #[test]
 fn the_readme_hatrack_toml_example_is_a_valid_config() {
     let readme = std::fs::read_to_string(support::repo_root().join("README.md")).unwrap();
-    let start = readme.find("```toml\n").expect("the README shows a hatrack.toml") + "```toml\n".len();
+    let start = readme
+        .find("```toml\n")
+        .expect("the README shows a hatrack.toml")
+        + "```toml\n".len();
     let end = start + readme[start..].find("```").unwrap();
-    let config = hatrack::config::ConfigFile::parse(&readme[start..end], std::path::Path::new("README.md"))
-        .unwrap_or_else(|e| panic!("the README's hatrack.toml does not parse: {e}"));
+    let config =
+        hatrack::config::ConfigFile::parse(&readme[start..end], std::path::Path::new("README.md"))
+            .unwrap_or_else(|e| panic!("the README's hatrack.toml does not parse: {e}"));
     assert!(config.input_for("validation report").is_some());
     assert_eq!(config.limits.max_file_bytes, 12000);
 }

@@ -365,7 +365,10 @@ async fn included_review_agents_judge_too_and_run_together_within_jobs() {
 fn both_example_workspaces_bind_every_input_of_the_shipped_stage() {
     for ws in ["examples/orders-pipeline", "examples/orders-pipeline-gaps"] {
         for step in ["pipeline-engineer", "sre", "review/reliability", "signal"] {
-            Test::new().args(["render", step, ws]).stdout_has("──── user ────").run();
+            Test::new()
+                .args(["render", step, ws])
+                .stdout_has("──── user ────")
+                .run();
         }
     }
 }
