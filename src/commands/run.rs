@@ -4,19 +4,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::cli::{GlobalArgs, RecordModeArg, ReplayArgs, ReportArgs, RunArgs};
 use crate::commands::setup;
 use crate::config::ConfigFile;
 use crate::definition::Stage;
 use crate::inputs::{self, Bindings};
-use crate::model::budget::Budget;
-use crate::model::openai::LiveModel;
 use crate::model::settings::ModelSettings;
-use crate::model::transcript::{
-    now_rfc3339, read_exchanges, RecordMode, Recorder, TranscriptModel,
-};
+use crate::model::transcript::{now_rfc3339, RecordMode, TranscriptModel};
 use crate::model::ChatModel;
 use crate::prompt::Prompts;
 use crate::report;
@@ -389,48 +384,20 @@ fn new_record(
     }
 }
 
-/// Transcript around an optional live model (only built when the mode may call it, so a
-/// replay opens no socket), with the budget around the live model.
+/// The transcript around an optional live model (only built when the mode may call it, so
+/// a replay opens no socket), with the budget around the live model.
 fn build_model(
     t: &TranscriptPlan,
     settings: &ModelSettings,
     scrubber: &Scrubber,
 ) -> Result<Box<dyn ChatModel>, Error> {
-    let replay_from = match &t.replay_from {
-        Some(dir) => {
-            let path = dir.join(EXCHANGES_FILE);
-            let exchanges = read_exchanges(&path)?;
-            Some((path, exchanges))
-        }
-        None => None,
-    };
-    let recorded: &[_] = replay_from
-        .as_ref()
-        .map(|(_, e)| e.as_slice())
-        .unwrap_or(&[]);
-    let live: Option<Arc<dyn ChatModel>> = if t.mode.needs_live(recorded) {
-        let live: Arc<dyn ChatModel> = Arc::new(LiveModel::new(settings)?);
-        Some(match settings.budget {
-            Some(b) => Arc::new(Budget::new(live, b)),
-            None => live,
-        })
-    } else {
-        None
-    };
-    let record_to = if t.record {
-        let path = t.run_dir.join(EXCHANGES_FILE);
-        Some(if t.mode == RecordMode::All {
-            Recorder::create(path, scrubber.clone())?
-        } else {
-            Recorder::append(path, scrubber.clone())?
-        })
-    } else {
-        None
-    };
-    Ok(Box::new(TranscriptModel::new(
+    let replay_from = t.replay_from.as_ref().map(|dir| dir.join(EXCHANGES_FILE));
+    let record_to = t.record.then(|| t.run_dir.join(EXCHANGES_FILE));
+    Ok(Box::new(TranscriptModel::open(
         t.mode,
-        replay_from,
-        record_to,
-        live,
-    )))
+        replay_from.as_deref(),
+        record_to.as_deref(),
+        settings,
+        scrubber.clone(),
+    )?))
 }

@@ -418,7 +418,9 @@ impl TranscriptModel {
     /// The usual construction for a run: replay from the transcript at `replay_from` (if
     /// any), record into `record_to` (if any), and build a [`LiveModel`](super::LiveModel) from `settings`
     /// only when `mode` may call the model — so `none`, and `once` over a recorded
-    /// transcript, never construct a client and cannot open a socket.
+    /// transcript, never construct a client and cannot open a socket. With
+    /// `settings.budget`, the live model sits behind a [`Budget`](super::Budget): the budget
+    /// counts what this run spends, replayed exchanges are free.
     ///
     /// Recording: `all` starts `record_to` afresh; every other mode appends. Nothing is
     /// written when `record_to` is the replay source itself and the mode cannot call.
@@ -434,7 +436,11 @@ impl TranscriptModel {
             _ => Vec::new(),
         };
         let live: Option<Arc<dyn ChatModel>> = if mode.needs_live(&exchanges) {
-            Some(Arc::new(super::LiveModel::new(settings)?))
+            let client: Arc<dyn ChatModel> = Arc::new(super::LiveModel::new(settings)?);
+            Some(match settings.budget {
+                Some(tokens) => Arc::new(super::Budget::new(client, tokens)),
+                None => client,
+            })
         } else {
             None
         };

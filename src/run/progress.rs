@@ -21,10 +21,6 @@ impl Progress {
         Progress { multi }
     }
 
-    pub fn hidden() -> Progress {
-        Progress { multi: None }
-    }
-
     pub fn start(&self, step: &str) -> StepLine {
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new_spinner());
