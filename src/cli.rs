@@ -77,6 +77,13 @@ pub struct ModelArgs {
     /// OpenAI-compatible base URL, including /v1 [env: OPENAI_BASE_URL]
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
+    /// Model for every judging step (constraint judges, review agents, completion judge);
+    /// hats keep --model [env: HATRACK_JUDGE_MODEL]
+    #[arg(long, value_name = "J")]
+    pub judge_model: Option<String>,
+    /// Base URL of the judge model, when it lives at another endpoint.
+    #[arg(long, value_name = "URL")]
+    pub judge_base_url: Option<String>,
     /// Seconds before one request times out.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
@@ -190,17 +197,20 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// A hat name, `review/<agent>`, or `signal`.
-    #[arg(value_name = "HAT")]
+    /// A hat name, `judge/<hat>`, `review/<agent>`, or `signal`.
+    #[arg(value_name = "STEP")]
     pub hat: String,
     /// The repository under review (default: the current directory).
     #[arg(value_name = "WORKSPACE")]
     pub workspace: Option<PathBuf>,
     #[command(flatten)]
     pub stage: StageArgs,
-    /// Model name to render into the request.
+    /// Model name to render into a hat's request.
     #[arg(long, value_name = "M")]
     pub model: Option<String>,
+    /// Model name to render into a judging step's request.
+    #[arg(long, value_name = "J")]
+    pub judge_model: Option<String>,
     #[arg(long, value_name = "DIR")]
     pub prompts: Option<PathBuf>,
     /// Show the difference between what would be sent now and what that run sent.

@@ -26,6 +26,21 @@ pub struct ConfigFile {
     pub limits: LimitsSection,
     #[serde(default)]
     pub secrets: SecretsSection,
+    #[serde(default)]
+    pub judge: JudgeSection,
+    /// How long a quote must be to ground a verdict.
+    #[serde(default)]
+    pub grounding: crate::verdict::grounding::GroundingRules,
+}
+
+/// `[judge]`: the model every judging step asks (constraint judges, review agents, the
+/// completion judge). The producing hats keep `[model]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeSection {
+    pub model: Option<String>,
+    /// When the judge model lives at another endpoint (same API key variable).
+    pub base_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

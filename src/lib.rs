@@ -2,7 +2,7 @@
 //! produced, and write a completion-signal report a person or a CI job can act on.
 //!
 //! Data flows one way: [`definition`] → preflight ([`inputs`], [`prompt`]) → [`model`]
-//! exchanges → verdicts ([`run`]) → [`report`]. The CLI ([`cli`], [`commands`]) only parses,
+//! exchanges ([`run`]) → [`verdict`]s and the gate → [`report`]. The CLI ([`cli`], [`commands`]) only parses,
 //! dispatches and maps errors to exit codes.
 
 pub mod cli;
@@ -16,6 +16,7 @@ pub mod prompt;
 pub mod report;
 pub mod run;
 pub mod secrets;
+pub mod verdict;
 
 pub use error::Error;
 

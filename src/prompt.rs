@@ -8,9 +8,10 @@ use minijinja::{Environment, UndefinedBehavior};
 use sha2::{Digest, Sha256};
 
 /// The templates hatrack renders, with the shipped text of each.
-pub const TEMPLATES: [(&str, &str); 4] = [
+pub const TEMPLATES: [(&str, &str); 5] = [
     ("system.j2", include_str!("../prompts/system.j2")),
     ("hat.j2", include_str!("../prompts/hat.j2")),
+    ("judge.j2", include_str!("../prompts/judge.j2")),
     ("review.j2", include_str!("../prompts/review.j2")),
     ("signal.j2", include_str!("../prompts/signal.j2")),
 ];
@@ -132,7 +133,7 @@ mod tests {
         let custom = Prompts::load(Some(dir.path())).unwrap();
         assert_ne!(shipped.digest(), custom.digest());
         assert_eq!(
-            custom.origins[3].1,
+            custom.origins[4].1,
             dir.path().join("signal.j2").display().to_string()
         );
     }

@@ -453,6 +453,7 @@ async fn open_in_none_mode_builds_no_client_even_with_a_dead_endpoint() {
             Some(&path),
             Some(&path),
             &s,
+            None,
             Scrubber::default(),
         )
         .unwrap();
@@ -474,6 +475,7 @@ async fn open_in_none_mode_builds_no_client_even_with_a_dead_endpoint() {
         Some(&path),
         Some(&path),
         &bad,
+        None,
         Scrubber::default(),
     )
     .unwrap_err();
@@ -491,6 +493,7 @@ async fn open_once_records_then_replays() {
         Some(&path),
         Some(&path),
         &s,
+        None,
         Scrubber::default(),
     )
     .unwrap();
@@ -503,6 +506,7 @@ async fn open_once_records_then_replays() {
         Some(&path),
         Some(&path),
         &s,
+        None,
         Scrubber::default(),
     )
     .unwrap();

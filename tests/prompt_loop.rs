@@ -53,6 +53,10 @@ fn step_of(req: &SeenRequest) -> String {
     match name {
         "signal_answer" => "signal".into(),
         "review_answer" => "review/reliability".into(),
+        "constraint_answer" if text.contains("constraint judge for the Pipeline Engineer") => {
+            "judge/pipeline-engineer".into()
+        }
+        "constraint_answer" => "judge/sre".into(),
         _ if text.contains("You are the Pipeline Engineer") => "hat/pipeline-engineer".into(),
         _ => "hat/sre".into(),
     }
@@ -94,7 +98,7 @@ async fn editing_the_sre_hat_re_runs_only_the_steps_whose_requests_changed() {
         .arg("--transcript")
         .arg(&old)
         .run();
-    assert_eq!(first.count(), 4);
+    assert_eq!(first.count(), 6);
     let old_exchanges = std::fs::read(old.join("exchanges.jsonl")).unwrap();
 
     // One line of sre.md changes, and this time the SRE fails a constraint.
@@ -102,8 +106,8 @@ async fn editing_the_sre_hat_re_runs_only_the_steps_whose_requests_changed() {
     std::fs::write(
         stage.join("hats/sre.md"),
         sre.replace(
-            "without the original builder",
-            "without its original builder",
+            "covers only success cases, not failure",
+            "covers only the success cases, not failure",
         ),
     )
     .unwrap();
@@ -122,13 +126,19 @@ async fn editing_the_sre_hat_re_runs_only_the_steps_whose_requests_changed() {
         .arg(&new)
         .status(1)
         .run();
-    // The SRE's request changed; its new verdict changes what the completion judge is shown.
-    // The Pipeline Engineer and the Reliability review (same artifacts, same inputs) replay.
+    // The SRE's and its constraint judge's requests changed (they quote the edited
+    // constraint); the judge's new verdict changes what the completion judge is shown. The
+    // Pipeline Engineer, its judge and the Reliability review (same artifacts, same inputs)
+    // replay.
     assert_eq!(
         steps_requested(&second),
-        BTreeSet::from(["hat/sre".to_string(), "signal".to_string()])
+        BTreeSet::from([
+            "hat/sre".to_string(),
+            "judge/sre".to_string(),
+            "signal".to_string()
+        ])
     );
-    assert_eq!(second.count(), 2);
+    assert_eq!(second.count(), 3);
     assert_eq!(
         std::fs::read(old.join("exchanges.jsonl")).unwrap(),
         old_exchanges,
@@ -160,7 +170,7 @@ async fn editing_the_sre_hat_re_runs_only_the_steps_whose_requests_changed() {
     let diff = Test::new().arg("diff").arg(&old).arg(&new).status(1).run();
     assert!(diff.stdout.contains("hat/sre (changed)"), "{}", diff.stdout);
     assert!(
-        diff.stdout.contains("its original builder"),
+        diff.stdout.contains("covers only the success cases"),
         "{}",
         diff.stdout
     );
@@ -246,7 +256,7 @@ async fn a_run_killed_after_its_first_exchange_resumes_without_asking_again() {
         !steps_requested(&resumed).contains("hat/pipeline-engineer"),
         "the first step was asked again"
     );
-    assert_eq!(resumed.count(), 3);
+    assert_eq!(resumed.count(), 5);
     let text = std::fs::read_to_string(&exchanges).unwrap();
     let mut seen_steps = Vec::new();
     for line in text.lines() {
@@ -259,7 +269,7 @@ async fn a_run_killed_after_its_first_exchange_resumes_without_asking_again() {
         seen_steps.len(),
         "a step was recorded twice: {seen_steps:?}"
     );
-    assert_eq!(seen_steps.len(), 4, "{seen_steps:?}");
+    assert_eq!(seen_steps.len(), 6, "{seen_steps:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -338,8 +348,9 @@ async fn five_samples_that_disagree_show_agreement_and_mark_the_check_unstable()
         .arg(&run_dir)
         .status(1)
         .run();
-    // 2 hats once each, the review agent and the completion judge 5 times each.
-    assert_eq!(server.count(), 2 + 5 + 5);
+    // 2 hats once each; 2 constraint judges, the review agent and the completion judge
+    // 5 times each.
+    assert_eq!(server.count(), 2 + 2 * 5 + 5 + 5);
     let report = json(&run_dir.join("report.json"));
     let check = report["requirements"]
         .as_array()
@@ -352,9 +363,16 @@ async fn five_samples_that_disagree_show_agreement_and_mark_the_check_unstable()
         check["agreement"],
         serde_json::json!({"agree": 3, "samples": 5, "unstable": true})
     );
-    assert!(report["outcome"]["reasons"]
-        .to_string()
-        .contains("reliability/check/1 is unstable: 3/5"));
+    let reasons = report["outcome"]["reasons"].as_array().unwrap();
+    let reason = reasons
+        .iter()
+        .find(|r| r["subject"] == "reliability/check/1")
+        .expect("the unstable check is a reason");
+    assert_eq!(reason["kind"], "unstable");
+    assert_eq!(
+        (reason["agree"].as_u64(), reason["samples"].as_u64()),
+        (Some(3), Some(5))
+    );
     for f in ["report.md", "report.html"] {
         let text = std::fs::read_to_string(run_dir.join(f)).unwrap();
         // The HTML escapes `/` as `&#x2f;` (it reads as 3/5 in a browser).

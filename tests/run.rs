@@ -52,8 +52,8 @@ async fn exit_0_when_every_requirement_is_met_with_grounded_evidence() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     run_in(&server, &run_dir).status(0).run();
-    // pipeline-engineer, sre, reliability, completion judge.
-    assert_eq!(server.count(), 4);
+    // pipeline-engineer, sre, their two constraint judges, reliability, completion judge.
+    assert_eq!(server.count(), 6);
     for f in [
         "run.json",
         "exchanges.jsonl",
@@ -348,6 +348,8 @@ async fn included_review_agents_judge_too_and_run_together_within_jobs() {
         [
             "hat/pipeline-engineer",
             "hat/sre",
+            "judge/pipeline-engineer",
+            "judge/sre",
             "review/reliability",
             "review/data-quality",
             "review/coverage",
@@ -364,7 +366,14 @@ async fn included_review_agents_judge_too_and_run_together_within_jobs() {
 #[test]
 fn both_example_workspaces_bind_every_input_of_the_shipped_stage() {
     for ws in ["examples/orders-pipeline", "examples/orders-pipeline-gaps"] {
-        for step in ["pipeline-engineer", "sre", "review/reliability", "signal"] {
+        for step in [
+            "pipeline-engineer",
+            "sre",
+            "judge/pipeline-engineer",
+            "judge/sre",
+            "review/reliability",
+            "signal",
+        ] {
             Test::new()
                 .args(["render", step, ws])
                 .stdout_has("──── user ────")

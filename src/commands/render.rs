@@ -10,14 +10,14 @@ use crate::commands::setup;
 use crate::config::ConfigFile;
 use crate::definition::Stage;
 use crate::inputs;
-use crate::model::request::{build_body, JsonSchemaSpec};
+use crate::model::request::build_body;
 use crate::model::transcript::read_exchanges;
 use crate::prompt::Prompts;
 use crate::report::Report;
 use crate::run::artifacts::Artifact;
 use crate::run::context::{self, PriorVerdict, StepMessages};
 use crate::run::rundir::{self, RunRecord, EXCHANGES_FILE};
-use crate::run::{answer, hat_step, review_step, SIGNAL_STEP};
+use crate::run::steps::{self, Step, Target};
 use crate::Error;
 
 pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
@@ -40,13 +40,13 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
         _ => setup::stage_dir(&args.stage, &config, &workspace)?,
     };
     let stage = setup::load_stage(&stage_dir)?.stage;
-    let mut settings = setup::model_settings(
-        &crate::cli::ModelArgs {
-            model: args.model.clone(),
-            ..Default::default()
-        },
-        &config,
-    )?;
+    let model_args = crate::cli::ModelArgs {
+        model: args.model.clone(),
+        judge_model: args.judge_model.clone(),
+        ..Default::default()
+    };
+    let mut settings = setup::model_settings(&model_args, &config)?;
+    let mut judge = setup::judge_settings(&model_args, &config, &settings)?;
     let prompts_dir = args.prompts.clone().or_else(|| {
         against.as_ref().and_then(|(dir, rec)| {
             rec.prompts
@@ -56,26 +56,37 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
         })
     });
     if let Some((_, rec)) = &against {
-        setup::apply_record(&mut settings, &rec.model);
+        judge = setup::apply_record(&mut settings, &rec.model);
         if let Some(m) = &args.model {
             settings.model = m.clone();
+        }
+        if let Some(j) = &args.judge_model {
+            judge.model = j.clone();
         }
     }
     let prompts = Prompts::load(prompts_dir.as_deref())?;
     let bindings = inputs::bind(&stage, &workspace, &config)?;
     let run_dir = against.as_ref().map(|(d, _)| d.as_path());
-    let cap = config.limits.max_artifact_bytes;
 
-    let (step, StepMessages { messages, .. }, spec) = step_messages(
-        &args.hat,
-        &stage,
-        &prompts,
-        &bindings,
-        run_dir,
-        cap,
-        config.limits.max_input_bytes,
-    )?;
-    let body = build_body(&settings, &messages, Some(&spec));
+    let step = steps::find(&stage, &args.hat).map_err(Error::usage)?;
+    let (produced, prior) = match run_dir {
+        Some(dir) => (produced_before(dir, &stage, &step), prior_verdicts(dir)?),
+        None => (Vec::new(), Vec::new()),
+    };
+    let shown = context::Shown {
+        prompts: &prompts,
+        stage: &stage,
+        bindings: &bindings,
+        limits: &config.limits,
+        rules: config.grounding,
+        produced: &produced,
+        prior: &prior,
+    };
+    let StepMessages { messages, .. } = context::messages(&step, &shown)?;
+    let spec = step.schema(&stage);
+    let settings = if step.is_judge() { &judge } else { &settings };
+    let step = step.id;
+    let body = build_body(settings, &messages, Some(&spec));
 
     let Some(dir) = run_dir else {
         if args.json {
@@ -129,110 +140,23 @@ fn pretty(body: &serde_json::Value) -> String {
         .replace("\\n", "\\n\n")
 }
 
-/// Which step HAT names, its messages and its answer schema.
-fn step_messages(
-    name: &str,
-    stage: &Stage,
-    prompts: &Prompts,
-    bindings: &inputs::Bindings,
-    run_dir: Option<&Path>,
-    cap: usize,
-    input_budget: usize,
-) -> Result<(String, StepMessages, JsonSchemaSpec), Error> {
-    let name = name.strip_prefix("hat/").unwrap_or(name);
-    if name == SIGNAL_STEP {
-        let artifacts = run_dir.map(|d| all_artifacts(d, stage)).unwrap_or_default();
-        let prior = run_dir.map(prior_verdicts).unwrap_or_default();
-        let ids = stage
-            .completion_signal
-            .iter()
-            .map(|r| r.id.clone())
-            .collect::<Vec<_>>();
-        let m = context::signal_messages(prompts, stage, &prior, &artifacts, cap)?;
-        return Ok((
-            SIGNAL_STEP.into(),
-            m,
-            JsonSchemaSpec {
-                name: "signal_answer".into(),
-                schema: answer::signal_schema(&ids),
-            },
-        ));
-    }
-    if let Some(agent_name) = name.strip_prefix("review/") {
-        let agent = stage
-            .review_agents
-            .iter()
-            .find(|a| a.name == agent_name)
-            .ok_or_else(|| {
-                Error::usage(format!(
-                    "no review agent {agent_name:?} in stage {}; agents: {}",
-                    stage.name,
-                    stage
-                        .review_agents
-                        .iter()
-                        .map(|a| a.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
-        let artifacts = run_dir.map(|d| all_artifacts(d, stage)).unwrap_or_default();
-        let ids = agent
-            .checks
-            .iter()
-            .map(|c| c.id.clone())
-            .collect::<Vec<_>>();
-        let m = context::review_messages(
-            prompts,
-            stage,
-            agent,
-            bindings,
-            &artifacts,
-            cap,
-            input_budget,
-        )?;
-        return Ok((
-            review_step(&agent.name),
-            m,
-            JsonSchemaSpec {
-                name: "review_answer".into(),
-                schema: answer::review_schema(&ids),
-            },
-        ));
-    }
-    let Some(index) = stage.hats.iter().position(|h| h.name == name) else {
-        return Err(Error::usage(format!(
-            "no hat {name:?} in stage {}; try one of: {}, review/<agent>, signal",
-            stage.name,
-            stage
+/// The artifacts a step would have been shown in that run: a hat sees those of the hats
+/// before it, every judge sees all of them.
+fn produced_before(run_dir: &Path, stage: &Stage, step: &Step<'_>) -> Vec<(String, Vec<Artifact>)> {
+    let hats = match step.target {
+        Target::Hat(hat) => {
+            let index = stage
                 .hats
                 .iter()
-                .map(|h| h.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+                .position(|h| h.name == hat.name)
+                .unwrap_or(0);
+            &stage.hats[..index]
+        }
+        _ => &stage.hats[..],
     };
-    let hat = &stage.hats[index];
-    let upstream: Vec<(String, Vec<Artifact>)> = stage.hats[..index]
-        .iter()
-        .map(|h| {
-            (
-                h.name.clone(),
-                run_dir
-                    .map(|d| hat_artifacts(d, &h.name))
-                    .unwrap_or_default(),
-            )
-        })
-        .collect();
-    let ids = hat.constraints().map(|c| c.id.clone()).collect::<Vec<_>>();
-    let m = context::hat_messages(prompts, stage, hat, bindings, &upstream, cap)?;
-    Ok((
-        hat_step(&hat.name),
-        m,
-        JsonSchemaSpec {
-            name: "hat_answer".into(),
-            schema: answer::hat_schema(&ids),
-        },
-    ))
+    hats.iter()
+        .map(|h| (h.name.clone(), hat_artifacts(run_dir, &h.name)))
+        .collect()
 }
 
 /// A hat's artifacts as a run wrote them, in name order (the order a run quotes them in).
@@ -260,23 +184,23 @@ fn hat_artifacts(run_dir: &Path, hat: &str) -> Vec<Artifact> {
     out
 }
 
-fn all_artifacts(run_dir: &Path, stage: &Stage) -> Vec<Artifact> {
-    stage
-        .hats
-        .iter()
-        .flat_map(|h| hat_artifacts(run_dir, &h.name))
-        .collect()
-}
-
 /// The verdicts a run showed its completion judge, from its report.json.
-fn prior_verdicts(run_dir: &Path) -> Vec<PriorVerdict> {
-    let Ok(text) = std::fs::read_to_string(run_dir.join("report.json")) else {
-        return Vec::new();
-    };
-    let Ok(report) = serde_json::from_str::<Report>(&text) else {
-        return Vec::new();
-    };
-    report
+fn prior_verdicts(run_dir: &Path) -> Result<Vec<PriorVerdict>, Error> {
+    let path = run_dir.join("report.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::usage(format!(
+            "{}: {e}; `render --against` needs the run's report (replay the run to write it)",
+            path.display()
+        ))
+    })?;
+    let report = serde_json::from_str::<Report>(&text).map_err(|e| {
+        Error::usage(format!(
+            "{}:{}: not a report this hatrack can read ({e}); replay the run to rewrite it",
+            path.display(),
+            e.line()
+        ))
+    })?;
+    Ok(report
         .requirements
         .iter()
         .filter(|r| r.kind != crate::report::RequirementKind::Signal)
@@ -285,5 +209,5 @@ fn prior_verdicts(run_dir: &Path) -> Vec<PriorVerdict> {
             verdict: r.verdict.as_str().into(),
             finding: r.finding.clone(),
         })
-        .collect()
+        .collect())
 }

@@ -15,13 +15,14 @@ use crate::model::transcript::{now_rfc3339, RecordMode, TranscriptModel};
 use crate::model::ChatModel;
 use crate::prompt::Prompts;
 use crate::report;
-use crate::run::gate::GatePolicy;
 use crate::run::progress::Progress;
 use crate::run::rundir::{
-    self, InputDigest, ModelRecord, PromptsRecord, RunRecord, StageRecord, EXCHANGES_FILE, RUN_FILE,
+    self, InputDigest, JudgeRecord, ModelRecord, PromptsRecord, RunRecord, StageRecord,
+    EXCHANGES_FILE, RUN_FILE,
 };
 use crate::run::{self, RunPlan};
 use crate::secrets::Scrubber;
+use crate::verdict::gate::GatePolicy;
 use crate::Error;
 
 /// Share of samples that must agree for a verdict to count as stable.
@@ -61,26 +62,24 @@ fn prepare(
     })
 }
 
-/// Renders every step's prompt with what is known before the run, so a template error
-/// stops the run before any request is made.
+/// Renders every step of the table with representative upstream artifacts and verdicts, so
+/// a template error — even inside a loop over artifacts or verdicts — stops the run before
+/// any request is made.
 fn preflight_render(p: &Prepared) -> Result<(), Error> {
-    use crate::run::context;
-    let cap = p.config.limits.max_artifact_bytes;
-    for hat in &p.stage.hats {
-        context::hat_messages(&p.prompts, &p.stage, hat, &p.bindings, &[], cap)?;
+    use crate::run::{context, steps};
+    let (produced, prior) = context::representative(&p.stage);
+    let shown = context::Shown {
+        prompts: &p.prompts,
+        stage: &p.stage,
+        bindings: &p.bindings,
+        limits: &p.config.limits,
+        rules: p.config.grounding,
+        produced: &produced,
+        prior: &prior,
+    };
+    for step in steps::table(&p.stage) {
+        context::messages(&step, &shown)?;
     }
-    for agent in &p.stage.review_agents {
-        context::review_messages(
-            &p.prompts,
-            &p.stage,
-            agent,
-            &p.bindings,
-            &[],
-            cap,
-            p.config.limits.max_input_bytes,
-        )?;
-    }
-    context::signal_messages(&p.prompts, &p.stage, &[], &[], cap)?;
     Ok(())
 }
 
@@ -115,8 +114,9 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
         _ => setup::stage_dir(&args.stage, &config, &workspace)?,
     };
     let mut settings = setup::model_settings(&args.model, &config)?;
+    let mut judge = setup::judge_settings(&args.model, &config, &settings)?;
     if let Some(rec) = &resumed {
-        setup::apply_record(&mut settings, &rec.model);
+        judge = setup::apply_record(&mut settings, &rec.model);
     }
     let prompts_dir = args.report.prompts.clone();
     let prepared = prepare(stage_dir, workspace, config, prompts_dir)?;
@@ -178,7 +178,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     };
     execute(
         prepared,
-        settings,
+        (settings, judge),
         transcript,
         &args.report,
         args.samples.unwrap_or(1),
@@ -205,7 +205,7 @@ pub async fn replay(
         .clone()
         .unwrap_or_else(|| rundir::resolve_recorded(dir, &record.stage.path));
     let mut settings = setup::model_settings(&Default::default(), &config)?;
-    setup::apply_record(&mut settings, &record.model);
+    let judge = setup::apply_record(&mut settings, &record.model);
     let prompts_dir = args.report.prompts.clone().or_else(|| {
         record
             .prompts
@@ -222,7 +222,7 @@ pub async fn replay(
     };
     execute(
         prepared,
-        settings,
+        (settings, judge),
         transcript,
         &args.report,
         record.samples.max(1),
@@ -256,7 +256,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 
 async fn execute(
     prepared: Prepared,
-    settings: ModelSettings,
+    (settings, judge): (ModelSettings, ModelSettings),
     transcript: TranscriptPlan,
     report_args: &ReportArgs,
     samples: u32,
@@ -283,19 +283,27 @@ async fn execute(
                     run_dir.display()
                 )));
             }
-            let record = new_record(&prepared, &settings, run_dir, samples, transcript.mode);
+            let record = new_record(
+                &prepared,
+                (&settings, &judge),
+                run_dir,
+                samples,
+                transcript.mode,
+            );
             record.write(run_dir, &|s| scrubber.scrub(s))?;
             record
         }
     };
 
-    let model = build_model(&transcript, &settings, &scrubber)?;
+    let model = build_model(&transcript, &settings, &judge, &scrubber)?;
     let plan = RunPlan {
         definition_digest: prepared.definition_digest.clone(),
         bindings: prepared.bindings,
         prompts: prepared.prompts,
         settings,
+        judge_settings: judge,
         limits: prepared.config.limits.clone(),
+        grounding: prepared.config.grounding,
         run_dir: run_dir.clone(),
         run_id: run_dir
             .file_name()
@@ -337,7 +345,7 @@ async fn execute(
 
 fn new_record(
     p: &Prepared,
-    settings: &ModelSettings,
+    (settings, judge): (&ModelSettings, &ModelSettings),
     run_dir: &Path,
     samples: u32,
     mode: RecordMode,
@@ -378,6 +386,10 @@ fn new_record(
             max_tokens: settings.max_tokens,
             max_reasks: settings.max_reasks,
             request: settings.extra_body.clone(),
+            judge: Some(JudgeRecord {
+                name: judge.model.clone(),
+                base_url: rundir::sanitise_url(&judge.base_url),
+            }),
         },
         samples: samples.max(1),
         inputs,
@@ -389,6 +401,7 @@ fn new_record(
 fn build_model(
     t: &TranscriptPlan,
     settings: &ModelSettings,
+    judge: &ModelSettings,
     scrubber: &Scrubber,
 ) -> Result<Box<dyn ChatModel>, Error> {
     let replay_from = t.replay_from.as_ref().map(|dir| dir.join(EXCHANGES_FILE));
@@ -398,6 +411,7 @@ fn build_model(
         replay_from.as_deref(),
         record_to.as_deref(),
         settings,
+        Some(judge),
         scrubber.clone(),
     )?))
 }

@@ -100,14 +100,63 @@ pub fn model_settings(args: &ModelArgs, config: &ConfigFile) -> Result<ModelSett
     Ok(s)
 }
 
-/// Puts a recorded run's request-shaping settings back, so re-rendered requests match.
-pub fn apply_record(settings: &mut ModelSettings, record: &ModelRecord) {
+/// The judging steps' settings: the producing settings with the judge's model and base URL
+/// (flags > `HATRACK_JUDGE_MODEL` > `[judge]` > the producing model).
+pub fn judge_settings(
+    args: &ModelArgs,
+    config: &ConfigFile,
+    producer: &ModelSettings,
+) -> Result<ModelSettings, Error> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let mut s = producer.clone();
+    if let Some(name) = args
+        .judge_model
+        .clone()
+        .or_else(|| env("HATRACK_JUDGE_MODEL"))
+        .or_else(|| config.judge.model.clone())
+    {
+        s.model = name;
+    }
+    if let Some(url) = args
+        .judge_base_url
+        .clone()
+        .or_else(|| config.judge.base_url.clone())
+    {
+        s.base_url = url.trim_end_matches('/').to_string();
+    }
+    check_judge(producer, &s)?;
+    Ok(s)
+}
+
+/// Requests are routed to an endpoint by model name, so a judge at another endpoint needs a
+/// name of its own.
+fn check_judge(producer: &ModelSettings, judge: &ModelSettings) -> Result<(), Error> {
+    if judge.base_url != producer.base_url && judge.model == producer.model {
+        return Err(Error::usage(format!(
+            "the judge model {:?} is the producing model's name at another base URL ({}); name the judge model with --judge-model (or [judge] model) so requests can be routed",
+            judge.model, judge.base_url
+        )));
+    }
+    Ok(())
+}
+
+/// Puts a recorded run's request-shaping settings back, so re-rendered requests match;
+/// returns the judge's settings as recorded (the producing ones for older run.json files).
+pub fn apply_record(settings: &mut ModelSettings, record: &ModelRecord) -> ModelSettings {
     settings.model = record.name.clone();
     settings.temperature = record.temperature;
     settings.seed = record.seed;
     settings.max_tokens = record.max_tokens;
     settings.max_reasks = record.max_reasks;
     settings.extra_body = record.request.clone();
+    let mut judge = settings.clone();
+    if let Some(j) = &record.judge {
+        judge.model = j.name.clone();
+        if j.base_url != record.base_url {
+            judge.base_url = j.base_url.clone();
+        }
+    }
+    judge
 }
 
 /// The scrubber for everything written: the API key's value and hatrack.toml's patterns.

@@ -5,7 +5,7 @@
 //! How a run puts it together:
 //! ```ignore
 //! let body = build_body(&settings, &messages, Some(&schema));      // what `render` prints
-//! let model = TranscriptModel::open(mode, Some(&old), Some(&new), &settings, scrubber)?;
+//! let model = TranscriptModel::open(mode, Some(&old), Some(&new), &settings, None, scrubber)?;
 //! let model: Arc<dyn ChatModel> = match settings.budget {
 //!     Some(tokens) => Arc::new(Budget::new(Arc::new(model), tokens)),
 //!     None => Arc::new(model),
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub mod budget;
 pub mod openai;
 pub mod request;
+pub mod router;
 pub mod settings;
 pub mod structured;
 pub mod transcript;

@@ -418,7 +418,8 @@ impl TranscriptModel {
     /// The usual construction for a run: replay from the transcript at `replay_from` (if
     /// any), record into `record_to` (if any), and build a [`LiveModel`](super::LiveModel) from `settings`
     /// only when `mode` may call the model — so `none`, and `once` over a recorded
-    /// transcript, never construct a client and cannot open a socket. With
+    /// transcript, never construct a client and cannot open a socket. `judge`: the judging
+    /// steps' settings, when they name another endpoint (requests are routed by model). With
     /// `settings.budget`, the live model sits behind a [`Budget`](super::Budget): the budget
     /// counts what this run spends, replayed exchanges are free.
     ///
@@ -429,6 +430,7 @@ impl TranscriptModel {
         replay_from: Option<&Path>,
         record_to: Option<&Path>,
         settings: &super::ModelSettings,
+        judge: Option<&super::ModelSettings>,
         scrubber: Scrubber,
     ) -> Result<TranscriptModel, ModelError> {
         let exchanges = match replay_from {
@@ -437,6 +439,16 @@ impl TranscriptModel {
         };
         let live: Option<Arc<dyn ChatModel>> = if mode.needs_live(&exchanges) {
             let client: Arc<dyn ChatModel> = Arc::new(super::LiveModel::new(settings)?);
+            // A judge model at another endpoint gets its own client; one budget covers both.
+            let client: Arc<dyn ChatModel> = match judge {
+                Some(j) if j.base_url != settings.base_url => {
+                    Arc::new(super::router::Router::new(vec![
+                        (settings.model.clone(), client),
+                        (j.model.clone(), Arc::new(super::LiveModel::new(j)?)),
+                    ]))
+                }
+                _ => client,
+            };
             Some(match settings.budget {
                 Some(tokens) => Arc::new(super::Budget::new(client, tokens)),
                 None => client,

@@ -164,6 +164,7 @@ impl<'a> Page<'a> {
                     step: s,
                     kind: match s.kind {
                         StepKind::Hat => "hat",
+                        StepKind::ConstraintJudge => "constraint judge",
                         StepKind::Review => "review agent",
                         StepKind::Signal => "completion judge",
                     },

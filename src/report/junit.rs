@@ -1,16 +1,18 @@
-//! `junit.xml`: for CI test-report views. One test suite per judge (`hat/pipeline-engineer`,
-//! `review/reliability`, `signal`), one test case per requirement it ruled on.
+//! `junit.xml`: for CI test-report views. One test suite per judge (`judge/pipeline-engineer`,
+//! `review/reliability`, `signal`), one test case per requirement it ruled on, and a `hats`
+//! suite with one case per hat ("produced an artifact").
 //!
-//! met → success; unmet → failure (message = finding, text = evidence); unknown → failure,
-//! or skipped with the reason when the run allowed unknowns (`--allow-unknown`). Suite times
-//! are the judging step's recorded duration. No timestamps or UUIDs are written, so a
-//! replayed run gives the same file.
+//! A case fails exactly when the gate lists it among its reasons (so the failures equal the
+//! gate's count): unmet, unknown or unstable where that blocks. Met is success; a verdict
+//! that does not block (an advisory SHOULD, an unknown allowed by `--allow-unknown`) is
+//! skipped with the reason. Suite times are the step's recorded duration. No timestamps or
+//! UUIDs are written, so a replayed run gives the same file.
 
 use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 
-use super::model::{Report, RequirementReport, StepStatus, Verdict};
+use super::model::{Blocker, Reason, Report, RequirementReport, StepStatus, Verdict};
 use super::{text, Exporter, ReportError};
 
 pub struct JunitExporter;
@@ -23,6 +25,7 @@ impl Exporter for JunitExporter {
     fn render(&self, report: &Report) -> Result<String, ReportError> {
         let mut junit = quick_junit::Report::new(format!("hatrack {}", report.stage.name));
         junit.set_time(Duration::from_millis(report.run.duration_ms));
+        junit.add_test_suite(hats_suite(report));
         for judge in text::judges(report) {
             junit.add_test_suite(suite(report, &judge));
         }
@@ -70,35 +73,68 @@ fn suite(report: &Report, judge: &str) -> TestSuite {
     suite
 }
 
+/// One case per hat: did it produce an artifact?
+fn hats_suite(report: &Report) -> TestSuite {
+    let mut suite = TestSuite::new("hats");
+    for step in report.steps.iter().filter(|s| !s.kind.is_judge()) {
+        let status = match blocker_of(report, &step.id) {
+            Some(reason) => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_type("no-artifact")
+                    .set_message(reason.message.clone());
+                s
+            }
+            None => TestCaseStatus::success(),
+        };
+        let mut case = TestCase::new(format!("{} produced an artifact", step.id), status);
+        case.set_classname(report.stage.name.as_str());
+        suite.add_test_case(case);
+    }
+    suite
+}
+
+/// The gate's reason for this requirement or hat, if it blocks.
+fn blocker_of<'a>(report: &'a Report, subject: &str) -> Option<&'a Reason> {
+    report.outcome.reasons.iter().find(|r| r.subject == subject)
+}
+
 fn case(report: &Report, r: &RequirementReport) -> TestCase {
     let name = format!("{} {}", r.id, text::short(&r.text, 80));
-    let status = match r.verdict {
-        Verdict::Met => TestCaseStatus::success(),
-        Verdict::Unmet => {
+    let status = match (blocker_of(report, &r.id), r.verdict) {
+        (Some(reason), _) => {
+            let kind = match reason.blocker {
+                Blocker::Unmet { .. } => "unmet",
+                Blocker::Unknown { .. } => "unknown",
+                Blocker::Unstable { .. } => "unstable",
+                Blocker::NoArtifact => "no-artifact",
+            };
+            let detail = match r.verdict {
+                Verdict::Unmet => r.finding.clone(),
+                _ => reason_for_unknown(r),
+            };
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            s.set_type(if r.mandatory {
-                "unmet"
-            } else {
-                "unmet (advisory)"
-            })
-            .set_message(message(r, &r.finding, "not met"))
-            .set_description(evidence_text(r));
-            s
-        }
-        Verdict::Unknown if report.outcome.allow_unknown => {
-            let mut s = TestCaseStatus::skipped();
-            s.set_type("unknown")
-                .set_message(format!(
-                    "unknown, allowed by --allow-unknown: {}",
-                    reason_for_unknown(r)
-                ))
+            s.set_type(kind)
+                .set_message(message(r, &detail, &reason.message))
                 .set_description(evidence_text(r));
             s
         }
-        Verdict::Unknown => {
-            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            s.set_type("unknown")
-                .set_message(message(r, &reason_for_unknown(r), "unknown"))
+        (None, Verdict::Met) => TestCaseStatus::success(),
+        (None, verdict) => {
+            let why = match verdict {
+                Verdict::Unknown if report.outcome.allow_unknown => format!(
+                    "unknown, allowed by --allow-unknown: {}",
+                    reason_for_unknown(r)
+                ),
+                _ if !r.mandatory => format!(
+                    "{} but advisory ({}): does not block the signal",
+                    verdict.as_str(),
+                    r.level
+                ),
+                _ => format!("{}, allowed by --allow-unstable", verdict.as_str()),
+            };
+            let mut s = TestCaseStatus::skipped();
+            s.set_type(verdict.as_str())
+                .set_message(why)
                 .set_description(evidence_text(r));
             s
         }
@@ -139,6 +175,7 @@ fn evidence_text(r: &RequirementReport) -> String {
     if let Some(sev) = &r.severity {
         s.push_str(&format!("severity: {sev}\n"));
     }
+    s.push_str(&format!("judged by: {} (model {})\n", r.judged_by, r.model));
     if r.claimed != r.verdict {
         s.push_str(&format!(
             "claimed: {} (hatrack ruled {})\n",
@@ -156,12 +193,11 @@ fn evidence_text(r: &RequirementReport) -> String {
         s.push_str(&format!("note: {}\n", note.trim()));
     }
     for e in &r.evidence {
-        let mark = if e.grounded {
-            "grounded"
-        } else {
-            "UNGROUNDED: not found in the source"
-        };
-        s.push_str(&format!("evidence [{mark}] {}:\n", e.source));
+        let mark = if e.grounded { "grounded" } else { "UNGROUNDED" };
+        s.push_str(&format!(
+            "evidence [{mark}] {} — {}:\n",
+            e.source, e.provenance
+        ));
         for line in e.quote.lines() {
             s.push_str(&format!("  > {line}\n"));
         }

@@ -90,14 +90,14 @@ fn head(report: &Report, md: &mut Budget) {
         for reason in &report.outcome.reasons {
             s.push_str(&format!(
                 "- {}\n",
-                esc(&text::cap(&text::one_line(reason), 400))
+                esc(&text::cap(&text::one_line(&reason.message), 400))
             ));
         }
         s.push('\n');
     }
     let c = report.outcome.counts;
     s.push_str(&format!(
-        "{} met · {} unmet · {} unknown{} · run {} · model {} · record mode {}\n\n",
+        "{} met · {} unmet · {} unknown{} · {} · run {} · hats {} · judges {} · record mode {}\n\n",
         c.met,
         c.unmet,
         c.unknown,
@@ -106,8 +106,10 @@ fn head(report: &Report, md: &mut Budget) {
         } else {
             ""
         },
+        text::blocking(report),
         code(&report.run.id),
         code(&report.run.model),
+        code(&report.run.judge_model),
         code(&report.run.record_mode),
     ));
     if !md.try_push(&s) {
@@ -218,7 +220,14 @@ fn details(report: &Report, md: &mut Budget) {
     }
     md.try_push("### Details\n\n");
     let mut omitted = 0usize;
+    // Every step (a hat's failed attempts matter too), then judges named only by requirements.
+    let mut ids: Vec<String> = report.steps.iter().map(|s| s.id.clone()).collect();
     for judge in text::judges(report) {
+        if !ids.contains(&judge) {
+            ids.push(judge);
+        }
+    }
+    for judge in ids {
         let reqs: Vec<&RequirementReport> = report
             .requirements
             .iter()
@@ -316,6 +325,11 @@ fn requirement_block(r: &RequirementReport) -> String {
     if let Some(a) = &r.agreement {
         facts.push(format!("agreement {}", text::agreement(a)));
     }
+    facts.push(format!(
+        "judged by {} ({})",
+        code(&r.judged_by),
+        code(&r.model)
+    ));
     facts.push(format!("source {}", code(&r.source)));
     s.push_str(&format!("<sub>{}</sub>\n\n", facts.join(" · ")));
     if !r.finding.trim().is_empty() {
@@ -332,9 +346,9 @@ fn requirement_block(r: &RequirementReport) -> String {
     }
     for e in &r.evidence {
         let mark = if e.grounded {
-            "✓ grounded".to_string()
+            format!("✓ {}", esc(&e.provenance))
         } else {
-            "⚠️ **ungrounded**: the quote does not occur in this source".to_string()
+            format!("⚠️ **{}**", esc(&e.provenance))
         };
         s.push_str(&format!(
             "Evidence from {} — {mark}\n\n{}\n\n",

@@ -3,8 +3,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::verdict::gate::GateDecision;
+pub use crate::verdict::gate::{Blocker, Reason, VerdictCounts};
+pub use crate::verdict::{Agreement, Cause, RequirementKind, SourceKind, Verdict};
+use crate::verdict::{Evidence, Judged};
+
 /// Bumped whenever a field of `report.json` changes meaning or disappears.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: constraint judges (no self-assessment), typed gate reasons and causes, evidence
+/// provenance, the model of each step.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -41,7 +48,10 @@ pub struct StageInfo {
 pub struct RunInfo {
     /// The run directory's name.
     pub id: String,
+    /// The model of the producing hats.
     pub model: String,
+    /// The model of every judging step (constraint judges, review agents, completion judge).
+    pub judge_model: String,
     pub record_mode: String,
     /// RFC 3339, from the transcript.
     pub started_at: String,
@@ -59,6 +69,17 @@ pub struct TokenUsage {
     pub cached_tokens: u64,
 }
 
+impl TokenUsage {
+    /// Adds another count; sums saturate (a provider's numbers are outside input).
+    pub fn add(&mut self, other: &TokenUsage) {
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     /// The stage's completion signal is met.
@@ -68,26 +89,49 @@ pub struct Outcome {
     /// One sentence a person reads first.
     pub summary: String,
     pub allow_unknown: bool,
+    pub allow_unstable: bool,
+    /// Every requirement, counted once by its final verdict.
     pub counts: VerdictCounts,
-    /// Why the signal is not met, one line each (empty when met).
-    pub reasons: Vec<String>,
+    /// Requirements, checks and hats that can block the signal.
+    pub blocking_total: u32,
+    /// Why the signal is not met: one entry per blocking requirement or hat (empty when met).
+    pub reasons: Vec<Reason>,
     /// The gate (`external`, `await`, `ask`) still needs a person after hatrack is done.
     pub human_approval_required: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VerdictCounts {
-    pub met: u32,
-    pub unmet: u32,
-    pub unknown: u32,
+impl From<&GateDecision> for Outcome {
+    fn from(d: &GateDecision) -> Outcome {
+        Outcome {
+            signal_met: d.signal_met,
+            exit_code: d.exit_code(),
+            summary: d.summary(),
+            allow_unknown: d.policy.allow_unknown,
+            allow_unstable: d.policy.allow_unstable,
+            counts: d.counts,
+            blocking_total: d.blocking_total,
+            reasons: d.reasons.clone(),
+            human_approval_required: !d.needs_human.is_empty(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepKind {
+    /// A producing hat: writes artifacts, judges nothing.
     Hat,
+    /// Judges one hat's constraints (never the hat itself).
+    ConstraintJudge,
     Review,
     Signal,
+}
+
+impl StepKind {
+    /// Hats produce, every other step judges.
+    pub fn is_judge(self) -> bool {
+        self != StepKind::Hat
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,11 +145,13 @@ pub enum StepStatus {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepReport {
-    /// `hat/pipeline-engineer`, `review/reliability`, `signal`.
+    /// `hat/pipeline-engineer`, `judge/pipeline-engineer`, `review/reliability`, `signal`.
     pub id: String,
     pub kind: StepKind,
     /// Hat or agent name; `completion judge` for the signal step.
     pub name: String,
+    /// The model this step asked.
+    pub model: String,
     pub status: StepStatus,
     /// Model requests made for this step (re-asks and samples included).
     pub attempts: u32,
@@ -128,35 +174,6 @@ pub struct ArtifactReport {
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    Met,
-    Unmet,
-    Unknown,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Met => "met",
-            Verdict::Unmet => "unmet",
-            Verdict::Unknown => "unknown",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RequirementKind {
-    /// An anti-pattern of a hat, self-assessed by that hat.
-    HatConstraint,
-    /// A review agent's check.
-    ReviewCheck,
-    /// A completion-signal sentence, ruled on by the completion judge.
-    Signal,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequirementReport {
     /// `sre/anti-pattern/2`, `reliability/check/4`, `signal/3`.
@@ -170,8 +187,10 @@ pub struct RequirementReport {
     pub text: String,
     /// `file:line` of the definition.
     pub source: String,
-    /// The step that judged it.
+    /// The step that judged it (`judge/<hat>`, `review/<agent>`, `signal`).
     pub judged_by: String,
+    /// The model that judged it.
+    pub model: String,
     /// Final verdict after grounding (and majority, with samples).
     pub verdict: Verdict,
     /// What the judge answered before grounding (differs when evidence was ungrounded).
@@ -180,27 +199,64 @@ pub struct RequirementReport {
     pub severity: Option<String>,
     pub finding: String,
     pub evidence: Vec<EvidenceReport>,
-    /// Why the verdict is what it is when hatrack changed it (ungrounded evidence, unparseable step…).
+    /// Why the verdict is what it is when hatrack changed it, or why it is unknown.
+    pub cause: Option<Cause>,
+    /// `cause` as a sentence.
     pub note: Option<String>,
     /// With `--samples N`: how many samples agreed with the verdict.
     pub agreement: Option<Agreement>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Agreement {
-    pub agree: u32,
-    pub samples: u32,
-    /// Below the stability threshold.
-    pub unstable: bool,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceReport {
-    /// An artifact path (`artifacts/<hat>/<path>`) or an input name (`input:validation report`).
+    /// The source exactly as the judge named it: an input path or `artifacts/<hat>/<path>`.
     pub source: String,
     pub quote: String,
-    /// The quote occurs in the named source (whitespace-normalised).
+    /// The quote is meaningful and occurs in the named source.
     pub grounded: bool,
+    /// What the quote was found in (repository input or a hat's artifact).
+    pub found_in: Option<SourceKind>,
+    /// "quoted from the repository", "quoted from the sre's artifact", or why it grounds nothing.
+    pub provenance: String,
+}
+
+impl From<&Evidence> for EvidenceReport {
+    fn from(e: &Evidence) -> EvidenceReport {
+        EvidenceReport {
+            source: e.source.clone(),
+            quote: e.quote.clone(),
+            grounded: e.grounded(),
+            found_in: e.found_in.clone(),
+            provenance: match (&e.found_in, &e.problem) {
+                (Some(kind), _) => kind.provenance(),
+                (None, Some(p)) => format!("ungrounded: {}", p.describe(&e.source)),
+                (None, None) => "ungrounded".to_string(),
+            },
+        }
+    }
+}
+
+impl From<&Judged> for RequirementReport {
+    fn from(j: &Judged) -> RequirementReport {
+        RequirementReport {
+            id: j.id.clone(),
+            kind: j.kind,
+            level: j.level.clone(),
+            mandatory: j.mandatory,
+            text: j.text.clone(),
+            source: j.source.clone(),
+            judged_by: j.judged_by.clone(),
+            model: j.model.clone(),
+            verdict: j.verdict,
+            claimed: j.claimed,
+            severity: j.severity.clone(),
+            finding: j.finding.clone(),
+            evidence: j.evidence.iter().map(EvidenceReport::from).collect(),
+            cause: j.cause.clone(),
+            note: j.note(),
+            agreement: j.agreement,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

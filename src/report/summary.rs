@@ -1,7 +1,7 @@
 //! The short plain-text table printed on stdout after a run. No colour codes: the caller
 //! decides whether to colour anything.
 
-use super::model::{Report, Verdict};
+use super::model::Report;
 use super::text;
 
 /// Lines of "why" shown before pointing at the full reports.
@@ -53,8 +53,7 @@ pub fn summary_table(report: &Report) -> String {
         report
             .steps
             .iter()
-            .map(|s| s.attempts)
-            .sum::<u32>()
+            .fold(0u32, |t, s| t.saturating_add(s.attempts))
             .to_string(),
         format!(
             "{} / {}",
@@ -108,32 +107,17 @@ pub fn summary_table(report: &Report) -> String {
 
     let c = report.outcome.counts;
     out.push_str(&format!(
-        "verdicts: {} met, {} unmet, {} unknown\n",
-        c.met, c.unmet, c.unknown
+        "verdicts: {} met, {} unmet, {} unknown · {} · {}\n",
+        c.met,
+        c.unmet,
+        c.unknown,
+        text::blocking(report),
+        text::models(report)
     ));
-    if !report.outcome.signal_met {
-        if report.outcome.reasons.is_empty() {
-            let not_met: Vec<_> = report
-                .requirements
-                .iter()
-                .filter(|r| r.verdict != Verdict::Met && r.mandatory)
-                .collect();
-            for r in not_met.iter().take(MAX_LINES) {
-                out.push_str(&format!(
-                    "  {:<7}  {}  {}\n",
-                    r.verdict.as_str(),
-                    r.id,
-                    text::short(&r.text, 70)
-                ));
-            }
-            more(&mut out, not_met.len());
-        } else {
-            for reason in report.outcome.reasons.iter().take(MAX_LINES) {
-                out.push_str(&format!("  why: {}\n", text::short(reason, 110)));
-            }
-            more(&mut out, report.outcome.reasons.len());
-        }
+    for reason in report.outcome.reasons.iter().take(MAX_LINES) {
+        out.push_str(&format!("  why: {}\n", text::short(&reason.message, 110)));
     }
+    more(&mut out, report.outcome.reasons.len());
     out.push('\n');
     out.push_str(&text::outcome_line(report));
     out.push('\n');

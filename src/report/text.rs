@@ -34,6 +34,27 @@ pub fn outcome_line(report: &Report) -> String {
     }
 }
 
+/// `2 of 14 blocking fail`: the gate's count, the same words in every format.
+pub fn blocking(report: &Report) -> String {
+    format!(
+        "{} of {} blocking fail",
+        report.outcome.reasons.len(),
+        report.outcome.blocking_total
+    )
+}
+
+/// `hats: m · judges: j`, or one name when both are the same model.
+pub fn models(report: &Report) -> String {
+    if report.run.model == report.run.judge_model {
+        format!("model {}", report.run.model)
+    } else {
+        format!(
+            "hats: {} · judges: {}",
+            report.run.model, report.run.judge_model
+        )
+    }
+}
+
 /// What the stage's `review:` gate still asks of people once hatrack is done, e.g.
 /// `gate external: a human approval is still required`.
 pub fn gate_note(report: &Report) -> String {
@@ -117,7 +138,7 @@ pub fn step_status(s: StepStatus) -> &'static str {
 
 pub fn kind_label(k: RequirementKind) -> &'static str {
     match k {
-        RequirementKind::HatConstraint => "Hat constraints",
+        RequirementKind::HatConstraint => "Hat constraints (judged by constraint judges)",
         RequirementKind::ReviewCheck => "Review checks",
         RequirementKind::Signal => "Completion signal",
     }
@@ -132,10 +153,15 @@ pub fn agreement(a: &super::model::Agreement) -> String {
     }
 }
 
-/// The judges in the order they ran (step ids), then any judge named by a requirement but
-/// missing from the steps, in order of first mention.
+/// The judging steps in the order they ran (hats produce and judge nothing), then any judge
+/// named by a requirement but missing from the steps, in order of first mention.
 pub fn judges(report: &Report) -> Vec<String> {
-    let mut out: Vec<String> = report.steps.iter().map(|s| s.id.clone()).collect();
+    let mut out: Vec<String> = report
+        .steps
+        .iter()
+        .filter(|s| s.kind.is_judge())
+        .map(|s| s.id.clone())
+        .collect();
     for r in &report.requirements {
         if !out.contains(&r.judged_by) {
             out.push(r.judged_by.clone());

@@ -17,20 +17,28 @@ pub struct ArtifactAnswer {
     pub content: String,
 }
 
+/// A hat's answer: what it produced. Hats produce; their constraints are judged by a
+/// separate constraint judge, so a hat is never asked to grade its own work.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HatAnswer {
+    pub summary: String,
+    pub artifacts: Vec<ArtifactAnswer>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ConstraintVerdict {
     pub id: String,
     /// `pass`, `fail`, `unknown`.
     pub verdict: String,
-    pub explanation: String,
+    pub finding: String,
     pub evidence: Vec<Evidence>,
 }
 
+/// A constraint judge's answer on one hat's constraints.
 #[derive(Debug, Clone, Deserialize)]
-pub struct HatAnswer {
+pub struct ConstraintAnswer {
     pub summary: String,
-    pub artifacts: Vec<ArtifactAnswer>,
-    pub verdicts: Vec<ConstraintVerdict>,
+    pub constraints: Vec<ConstraintVerdict>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,11 +120,11 @@ fn verdict_list(ids: &[String], verdicts: &[&str], extra: &[(&str, Value)]) -> V
     })
 }
 
-pub fn hat_schema(constraint_ids: &[String]) -> Value {
+pub fn hat_schema() -> Value {
     json!({
         "type": "object",
         "additionalProperties": false,
-        "required": ["summary", "artifacts", "verdicts"],
+        "required": ["summary", "artifacts"],
         "properties": {
             "summary": {"type": "string"},
             "artifacts": {
@@ -131,11 +139,22 @@ pub fn hat_schema(constraint_ids: &[String]) -> Value {
                         "content": {"type": "string"}
                     }
                 }
-            },
-            "verdicts": verdict_list(
+            }
+        }
+    })
+}
+
+pub fn constraint_schema(constraint_ids: &[String]) -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["summary", "constraints"],
+        "properties": {
+            "summary": {"type": "string"},
+            "constraints": verdict_list(
                 constraint_ids,
                 &["pass", "fail", "unknown"],
-                &[("explanation", json!({"type": "string"}))]
+                &[("finding", json!({"type": "string"}))]
             )
         }
     })
@@ -184,24 +203,24 @@ pub struct VerdictView<'a> {
     pub evidence: &'a [Evidence],
 }
 
-/// An answer that rules on requirements by id: read the same way for hats, review agents
-/// and the completion judge.
+/// An answer that rules on requirements by id: read the same way for constraint judges,
+/// review agents and the completion judge.
 pub trait Verdicts {
     fn summary(&self) -> &str;
     fn verdict_for(&self, id: &str) -> Option<VerdictView<'_>>;
 }
 
-impl Verdicts for HatAnswer {
+impl Verdicts for ConstraintAnswer {
     fn summary(&self) -> &str {
         &self.summary
     }
     fn verdict_for(&self, id: &str) -> Option<VerdictView<'_>> {
-        self.verdicts
+        self.constraints
             .iter()
             .find(|v| v.id == id)
             .map(|v| VerdictView {
                 verdict: &v.verdict,
-                finding: &v.explanation,
+                finding: &v.finding,
                 severity: None,
                 evidence: &v.evidence,
             })

@@ -1,21 +1,48 @@
-//! The template contexts for each kind of step, and the sources each step is shown (so
-//! grounding checks quotes against exactly what the model saw). `hatrack render` and the run
-//! itself both build messages here, so what render prints is what a run sends.
+//! The template contexts for each step of the table, and the sources each step is shown (so
+//! grounding checks quotes against exactly what the model saw, under exactly the names its
+//! BEGIN markers gave). `hatrack render`, preflight and the run itself all build messages
+//! here, so what render prints is what a run sends.
 
 use serde_json::{json, Value};
 
+use crate::config::LimitsSection;
 use crate::definition::{AgentOrigin, Hat, ReviewAgent, Stage};
 use crate::inputs::{truncate, Binding, Bindings};
 use crate::model::request::ChatMessage;
 use crate::prompt::{PromptError, Prompts};
 use crate::run::artifacts::Artifact;
-use crate::run::grounding::Sources;
+use crate::run::steps::{Step, Target};
+use crate::verdict::grounding::{GroundingRules, Sources};
+use crate::verdict::SourceKind;
 
 /// Messages for one step and the named texts they quote.
 #[derive(Debug, Clone)]
 pub struct StepMessages {
     pub messages: Vec<ChatMessage>,
     pub sources: Sources,
+}
+
+/// Everything a step's messages are made of, besides the step itself.
+pub struct Shown<'a> {
+    pub prompts: &'a Prompts,
+    pub stage: &'a Stage,
+    pub bindings: &'a Bindings,
+    pub limits: &'a LimitsSection,
+    pub rules: GroundingRules,
+    /// The artifacts of the hats that have run, by hat, in stage order.
+    pub produced: &'a [(String, Vec<Artifact>)],
+    /// The verdicts shown to the completion judge.
+    pub prior: &'a [PriorVerdict],
+}
+
+/// The messages a step sends.
+pub fn messages(step: &Step<'_>, shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
+    match step.target {
+        Target::Hat(hat) => hat_messages(shown, hat),
+        Target::ConstraintJudge(hat) => constraint_judge_messages(shown, hat),
+        Target::Review(agent) => review_messages(shown, agent),
+        Target::Signal => signal_messages(shown),
+    }
 }
 
 /// "pipeline-engineer" → "Pipeline Engineer", "sre" → "SRE".
@@ -44,6 +71,18 @@ fn stage_context(stage: &Stage) -> Value {
     })
 }
 
+/// The stage's criteria guidance (good and bad examples), shown to every judge so each is
+/// calibrated the same way; `null` when the stage has none.
+fn criteria_context(stage: &Stage) -> Value {
+    match &stage.criteria {
+        Some(c) if !c.good.is_empty() || !c.bad.is_empty() => json!({
+            "good": c.good,
+            "bad": c.bad,
+        }),
+        _ => Value::Null,
+    }
+}
+
 fn system_message(
     prompts: &Prompts,
     stage: &Stage,
@@ -56,103 +95,155 @@ fn system_message(
     Ok(ChatMessage::system(text))
 }
 
-/// Artifacts as the prompts quote them, each capped.
-fn artifact_values(artifacts: &[Artifact], cap: usize, sources: &mut Sources) -> Vec<Value> {
+/// A hat's artifacts as the prompts quote them, each capped, each added to `sources`.
+fn artifact_values(
+    hat: &str,
+    artifacts: &[Artifact],
+    cap: usize,
+    sources: &mut Sources,
+) -> Vec<Value> {
     artifacts
         .iter()
         .map(|a| {
             let (content, _) = truncate(&a.content, cap);
-            sources.add(&a.name, &content);
+            let kind = SourceKind::Artifact {
+                hat: hat.to_string(),
+            };
+            sources.add(&a.name, kind, &content);
             json!({"path": a.name, "content": content})
         })
         .collect()
 }
 
-/// A hat's messages. `upstream` holds the artifacts of the hats before it (empty lists for
-/// `hatrack render` without a transcript).
-pub fn hat_messages(
-    prompts: &Prompts,
-    stage: &Stage,
-    hat: &Hat,
-    bindings: &Bindings,
-    upstream: &[(String, Vec<Artifact>)],
-    artifact_cap: usize,
-) -> Result<StepMessages, PromptError> {
-    let mut sources = Sources::default();
+/// Every artifact produced so far, in stage order.
+fn all_artifact_values(shown: &Shown<'_>, sources: &mut Sources) -> Vec<Value> {
+    let cap = shown.limits.max_artifact_bytes;
+    shown
+        .produced
+        .iter()
+        .flat_map(|(hat, artifacts)| artifact_values(hat, artifacts, cap, sources))
+        .collect()
+}
+
+fn produced_by<'a>(shown: &Shown<'a>, hat: &str) -> &'a [Artifact] {
+    shown
+        .produced
+        .iter()
+        .find(|(h, _)| h == hat)
+        .map(|(_, a)| a.as_slice())
+        .unwrap_or_default()
+}
+
+/// A hat's bound Reads items: workspace files, and the artifacts of the earlier hats it
+/// names. Returns (workspace inputs, upstream items).
+fn hat_reads(shown: &Shown<'_>, hat: &Hat, sources: &mut Sources) -> (Vec<Value>, Vec<Value>) {
     let mut inputs = Vec::new();
-    let mut upstream_items = Vec::new();
-    for item in bindings
+    let mut upstream = Vec::new();
+    let items = shown
+        .bindings
         .for_hat(&hat.name)
         .map(|h| h.items.as_slice())
-        .unwrap_or_default()
-    {
+        .unwrap_or_default();
+    for item in items {
         match &item.binding {
             Binding::Workspace { files, .. } => {
                 let files: Vec<Value> = files
                     .iter()
                     .map(|f| {
-                        sources.add(&f.path, &f.content);
+                        sources.add(&f.path, SourceKind::Input, &f.content);
                         json!({"path": f.path, "content": f.content})
                     })
                     .collect();
                 inputs.push(json!({"item": item.item, "files": files}));
             }
             Binding::Hat(other) => {
-                let artifacts = upstream
-                    .iter()
-                    .find(|(h, _)| h == other)
-                    .map(|(_, a)| a.as_slice())
-                    .unwrap_or_default();
-                upstream_items.push(json!({
+                let artifacts = produced_by(shown, other);
+                upstream.push(json!({
                     "item": item.item,
                     "hat": display_name(other),
-                    "artifacts": artifact_values(artifacts, artifact_cap, &mut sources),
+                    "artifacts": artifact_values(other, artifacts, shown.limits.max_artifact_bytes, sources),
                 }));
             }
         }
     }
-    let constraints: Vec<Value> = hat
-        .constraints()
+    (inputs, upstream)
+}
+
+fn hat_context(hat: &Hat) -> Value {
+    json!({
+        "name": hat.name,
+        "title": display_name(&hat.name),
+        "focus": hat.focus.clone().unwrap_or_default(),
+        "produces": hat.produces.clone().or_else(|| hat.responsibilities.clone()).unwrap_or_default(),
+        "reads": hat.reads.clone().unwrap_or_default(),
+    })
+}
+
+fn constraint_values(hat: &Hat) -> Vec<Value> {
+    hat.constraints()
         .map(|c| json!({"id": c.id, "level": c.level.as_str(), "text": c.plain_text()}))
-        .collect();
+        .collect()
+}
+
+/// A hat's messages: its role, constraints (to honour, not to grade), and what it reads.
+fn hat_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessages, PromptError> {
+    let mut sources = Sources::new(shown.rules);
+    let (inputs, upstream) = hat_reads(shown, hat, &mut sources);
     let context = json!({
-        "stage": stage_context(stage),
-        "hat": {
-            "name": hat.name,
-            "title": display_name(&hat.name),
-            "focus": hat.focus.clone().unwrap_or_default(),
-            "produces": hat.produces.clone().or_else(|| hat.responsibilities.clone()).unwrap_or_default(),
-            "reads": hat.reads.clone().unwrap_or_default(),
-        },
-        "constraints": constraints,
+        "stage": stage_context(shown.stage),
+        "hat": hat_context(hat),
+        "constraints": constraint_values(hat),
         "inputs": inputs,
-        "upstream": upstream_items,
+        "upstream": upstream,
     });
     let role = display_name(&hat.name);
     Ok(StepMessages {
         messages: vec![
-            system_message(prompts, stage, &role)?,
-            ChatMessage::user(prompts.render("hat.j2", &context)?),
+            system_message(shown.prompts, shown.stage, &role)?,
+            ChatMessage::user(shown.prompts.render("hat.j2", &context)?),
+        ],
+        sources,
+    })
+}
+
+/// A constraint judge's messages: the hat's constraints, what the hat was given, and what
+/// it produced.
+fn constraint_judge_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessages, PromptError> {
+    let mut sources = Sources::new(shown.rules);
+    let (inputs, upstream) = hat_reads(shown, hat, &mut sources);
+    let produced = artifact_values(
+        &hat.name,
+        produced_by(shown, &hat.name),
+        shown.limits.max_artifact_bytes,
+        &mut sources,
+    );
+    let context = json!({
+        "stage": stage_context(shown.stage),
+        "criteria": criteria_context(shown.stage),
+        "hat": hat_context(hat),
+        "constraints": constraint_values(hat),
+        "inputs": inputs,
+        "upstream": upstream,
+        "artifacts": produced,
+    });
+    let role = format!("constraint judge for the {}", display_name(&hat.name));
+    Ok(StepMessages {
+        messages: vec![
+            system_message(shown.prompts, shown.stage, &role)?,
+            ChatMessage::user(shown.prompts.render("judge.j2", &context)?),
         ],
         sources,
     })
 }
 
 /// A review agent's messages: its mandate and checks, every hat's artifacts, and the bound
-/// inputs (each once, together at most `input_budget` bytes).
-pub fn review_messages(
-    prompts: &Prompts,
-    stage: &Stage,
-    agent: &ReviewAgent,
-    bindings: &Bindings,
-    artifacts: &[Artifact],
-    artifact_cap: usize,
-    input_budget: usize,
-) -> Result<StepMessages, PromptError> {
-    let mut sources = Sources::default();
-    let artifacts = artifact_values(artifacts, artifact_cap, &mut sources);
-    let mut left = input_budget;
-    let inputs: Vec<Value> = bindings
+/// inputs (each once, together at most `max_input_bytes`).
+fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessages, PromptError> {
+    let mut sources = Sources::new(shown.rules);
+    let artifacts = all_artifact_values(shown, &mut sources);
+    let mut left = shown.limits.max_input_bytes;
+    let inputs: Vec<Value> = shown
+        .bindings
         .all_files()
         .into_iter()
         .map(|f| {
@@ -162,7 +253,7 @@ pub fn review_messages(
                 truncate(&f.content, left)
             };
             left = left.saturating_sub(content.len());
-            sources.add(&f.path, &content);
+            sources.add(&f.path, SourceKind::Input, &content);
             json!({"path": f.path, "content": content})
         })
         .collect();
@@ -176,7 +267,8 @@ pub fn review_messages(
         AgentOrigin::Included { stage } => json!(stage),
     };
     let context = json!({
-        "stage": stage_context(stage),
+        "stage": stage_context(shown.stage),
+        "criteria": criteria_context(shown.stage),
         "agent": {
             "name": agent.name,
             "title": display_name(&agent.name),
@@ -190,8 +282,8 @@ pub fn review_messages(
     let role = format!("{} review agent", display_name(&agent.name));
     Ok(StepMessages {
         messages: vec![
-            system_message(prompts, stage, &role)?,
-            ChatMessage::user(prompts.render("review.j2", &context)?),
+            system_message(shown.prompts, shown.stage, &role)?,
+            ChatMessage::user(shown.prompts.render("review.j2", &context)?),
         ],
         sources,
     })
@@ -207,37 +299,64 @@ pub struct PriorVerdict {
 
 /// The completion judge's messages: the signal's requirements, the verdicts so far, and the
 /// artifacts.
-pub fn signal_messages(
-    prompts: &Prompts,
-    stage: &Stage,
-    verdicts: &[PriorVerdict],
-    artifacts: &[Artifact],
-    artifact_cap: usize,
-) -> Result<StepMessages, PromptError> {
-    let mut sources = Sources::default();
-    let artifacts = artifact_values(artifacts, artifact_cap, &mut sources);
-    let requirements: Vec<Value> = stage
+fn signal_messages(shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
+    let mut sources = Sources::new(shown.rules);
+    let artifacts = all_artifact_values(shown, &mut sources);
+    let requirements: Vec<Value> = shown
+        .stage
         .completion_signal
         .iter()
         .map(|r| json!({"id": r.id, "level": r.level.as_str(), "text": r.plain_text()}))
         .collect();
-    let verdicts: Vec<Value> = verdicts
+    let verdicts: Vec<Value> = shown
+        .prior
         .iter()
         .map(|v| json!({"id": v.id, "verdict": v.verdict, "finding": v.finding}))
         .collect();
     let context = json!({
-        "stage": stage_context(stage),
+        "stage": stage_context(shown.stage),
+        "criteria": criteria_context(shown.stage),
         "requirements": requirements,
         "verdicts": verdicts,
         "artifacts": artifacts,
     });
     Ok(StepMessages {
         messages: vec![
-            system_message(prompts, stage, "completion judge")?,
-            ChatMessage::user(prompts.render("signal.j2", &context)?),
+            system_message(shown.prompts, shown.stage, "completion judge")?,
+            ChatMessage::user(shown.prompts.render("signal.j2", &context)?),
         ],
         sources,
     })
+}
+
+/// Stand-ins for what a run produces, so preflight can render every template's loops
+/// (artifacts, verdicts) before any request is made.
+pub fn representative(stage: &Stage) -> (Vec<(String, Vec<Artifact>)>, Vec<PriorVerdict>) {
+    let produced = stage
+        .hats
+        .iter()
+        .map(|h| {
+            (
+                h.name.clone(),
+                vec![Artifact {
+                    name: format!("artifacts/{}/example.md", h.name),
+                    content: "(a representative artifact, for preflight)".to_string(),
+                }],
+            )
+        })
+        .collect();
+    let prior = stage
+        .hats
+        .iter()
+        .flat_map(|h| h.constraints())
+        .chain(stage.review_agents.iter().flat_map(|a| a.checks.iter()))
+        .map(|r| PriorVerdict {
+            id: r.id.clone(),
+            verdict: "unknown".to_string(),
+            finding: "(a representative finding, for preflight)".to_string(),
+        })
+        .collect();
+    (produced, prior)
 }
 
 #[cfg(test)]

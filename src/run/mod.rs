@@ -1,40 +1,45 @@
-//! The stage run: hats in order, then review agents, then the completion judge; verdicts
-//! grounded in evidence; the gate; the report. Model calls go through the [`ChatModel`]
-//! trait only, so live, replayed and recorded runs take the same path.
+//! The stage run: hats in order, then the constraint judges and review agents, then the
+//! completion judge; verdicts grounded in evidence; the gate; the report. Model calls go
+//! through the [`ChatModel`] trait only, so live, replayed and recorded runs take the same
+//! path. Hats produce, judges judge: no step ever rules on its own work.
 
 pub mod answer;
 pub mod artifacts;
 pub mod context;
-pub mod gate;
-pub mod grounding;
 pub mod progress;
 pub mod rundir;
 pub mod samples;
+pub mod steps;
 
 use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
+pub use steps::{hat_step, judge_step, review_step, SIGNAL_STEP};
+
 use crate::config::LimitsSection;
-use crate::definition::{AgentOrigin, Requirement, Stage};
+use crate::definition::{Requirement, Stage};
 use crate::inputs::{Binding, Bindings};
-use crate::model::request::{ChatMessage, JsonSchemaSpec};
+use crate::model::request::ChatMessage;
 use crate::model::settings::ModelSettings;
 use crate::model::structured::{ask_structured, StructuredOutcome};
 use crate::model::{ChatModel, ReplySource};
 use crate::prompt::Prompts;
 use crate::report::{
-    EvidenceReport, InputFileReport, InputReport, Report, RequirementKind, RequirementReport,
-    RunInfo, StageInfo, StepKind, StepReport, StepStatus, TokenUsage, Verdict,
+    InputFileReport, InputReport, Outcome, Report, RequirementReport, RunInfo, StageInfo, StepKind,
+    StepReport, StepStatus, TokenUsage,
 };
 use crate::secrets::Scrubber;
+use crate::verdict::gate::{self, GatePolicy, HatOutput};
+use crate::verdict::grounding::{GroundingRules, Sources};
+use crate::verdict::{Cause, Judged, Verdict};
 use crate::Error;
 use answer::Verdicts;
 use artifacts::Artifact;
-use context::{display_name, PriorVerdict, StepMessages};
-use gate::GatePolicy;
+use context::{display_name, PriorVerdict, Shown, StepMessages};
 use progress::Progress;
 use samples::SampledVerdict;
+use steps::{Step, Target};
 
 /// Everything a run needs, resolved before the first model call.
 pub struct RunPlan {
@@ -42,8 +47,12 @@ pub struct RunPlan {
     pub definition_digest: String,
     pub bindings: Bindings,
     pub prompts: Prompts,
+    /// The producing hats' model.
     pub settings: ModelSettings,
+    /// Every judging step's model (the producing model unless `--judge-model`).
+    pub judge_settings: ModelSettings,
     pub limits: LimitsSection,
+    pub grounding: GroundingRules,
     /// Where artifacts are written (the run directory).
     pub run_dir: PathBuf,
     pub run_id: String,
@@ -58,14 +67,32 @@ pub struct RunPlan {
     pub scrubber: Scrubber,
 }
 
-/// The step id of a hat, a review agent, or the completion judge.
-pub fn hat_step(hat: &str) -> String {
-    format!("hat/{hat}")
+impl RunPlan {
+    /// The settings a step is asked with: the judge model for judging steps.
+    pub fn settings_for(&self, step: &Step<'_>) -> &ModelSettings {
+        if step.is_judge() {
+            &self.judge_settings
+        } else {
+            &self.settings
+        }
+    }
+
+    fn shown<'a>(
+        &'a self,
+        produced: &'a [(String, Vec<Artifact>)],
+        prior: &'a [PriorVerdict],
+    ) -> Shown<'a> {
+        Shown {
+            prompts: &self.prompts,
+            stage: &self.stage,
+            bindings: &self.bindings,
+            limits: &self.limits,
+            rules: self.grounding,
+            produced,
+            prior,
+        }
+    }
 }
-pub fn review_step(agent: &str) -> String {
-    format!("review/{agent}")
-}
-pub const SIGNAL_STEP: &str = "signal";
 
 /// What one model step came back with.
 struct Asked<T> {
@@ -79,16 +106,11 @@ async fn ask<T: DeserializeOwned>(
     step: &str,
     settings: &ModelSettings,
     messages: &[ChatMessage],
-    schema_name: &str,
-    schema: serde_json::Value,
+    spec: &crate::model::JsonSchemaSpec,
     progress: &Progress,
 ) -> Result<Asked<T>, Error> {
     let line = progress.start(step);
-    let spec = JsonSchemaSpec {
-        name: schema_name.to_string(),
-        schema,
-    };
-    let mut outcome = ask_structured(model, step, settings, messages, &spec).await?;
+    let mut outcome = ask_structured(model, step, settings, messages, spec).await?;
     let answer = match outcome.value.clone().map(serde_json::from_value::<T>) {
         Some(Ok(a)) => Some(a),
         Some(Err(e)) => {
@@ -126,9 +148,8 @@ fn source_label(sources: &[ReplySource]) -> &'static str {
 }
 
 fn step_report(
-    id: &str,
-    kind: StepKind,
-    name: &str,
+    step: &Step<'_>,
+    model: &str,
     outcomes: &[&StructuredOutcome],
     answered: bool,
 ) -> StepReport {
@@ -138,18 +159,21 @@ fn step_report(
     let mut attempts = 0;
     let mut duration_ms = 0;
     for o in outcomes {
-        usage.prompt_tokens += o.usage.prompt_tokens;
-        usage.completion_tokens += o.usage.completion_tokens;
-        usage.cached_tokens += o.usage.cached_tokens;
+        usage.add(&TokenUsage {
+            prompt_tokens: o.usage.prompt_tokens,
+            completion_tokens: o.usage.completion_tokens,
+            cached_tokens: o.usage.cached_tokens,
+        });
         origins.extend(o.origins.iter().copied());
         errors.extend(o.errors.iter().cloned());
-        attempts += o.attempts;
-        duration_ms += o.duration_ms;
+        attempts = u32::saturating_add(attempts, o.attempts);
+        duration_ms = u64::saturating_add(duration_ms, o.duration_ms);
     }
     StepReport {
-        id: id.to_string(),
-        kind,
-        name: name.to_string(),
+        id: step.id.clone(),
+        kind: step.kind(),
+        name: step.name(),
+        model: model.to_string(),
         status: if answered {
             StepStatus::Answered
         } else {
@@ -166,14 +190,6 @@ fn step_report(
     }
 }
 
-fn parse_verdict(word: &str) -> Verdict {
-    match word {
-        "pass" | "met" => Verdict::Met,
-        "fail" | "unmet" => Verdict::Unmet,
-        _ => Verdict::Unknown,
-    }
-}
-
 /// `deployment/hats/sre.md:14`: relative to the stage directory's parent, so the report reads
 /// the same wherever the stage was loaded from.
 fn source_label_of(r: &Requirement, stage: &Stage) -> String {
@@ -187,62 +203,73 @@ fn source_label_of(r: &Requirement, stage: &Stage) -> String {
     format!("{file}:{}", r.source.line)
 }
 
-fn requirement_report(
-    r: &Requirement,
-    stage: &Stage,
-    kind: RequirementKind,
-    judged_by: &str,
-) -> RequirementReport {
-    RequirementReport {
+/// A requirement before any ruling: `unknown`, with no answer as the cause.
+fn unjudged(r: &Requirement, plan: &RunPlan, step: &Step<'_>) -> Judged {
+    Judged {
         id: r.id.clone(),
-        kind,
+        kind: step.requirement_kind(),
         level: r.level.as_str().to_string(),
         mandatory: r.level.is_mandatory(),
         text: r.plain_text(),
-        source: source_label_of(r, stage),
-        judged_by: judged_by.to_string(),
+        source: source_label_of(r, &plan.stage),
+        judged_by: step.id.clone(),
+        model: plan.settings_for(step).model.clone(),
         verdict: Verdict::Unknown,
         claimed: Verdict::Unknown,
-        severity: None,
+        cause: Some(Cause::NoAnswer {
+            step: step.id.clone(),
+        }),
         finding: String::new(),
+        severity: None,
         evidence: Vec::new(),
-        note: None,
         agreement: None,
     }
 }
 
-/// One judge's word on one requirement, grounded; `unknown` with a note when the answer
+/// One judge's word on one requirement, grounded; `unknown` with its cause when the answer
 /// (or the whole step) gave none.
 fn sample_verdict<T: Verdicts>(
     answer: Option<&T>,
     id: &str,
-    sources: &grounding::Sources,
+    sources: &Sources,
     step: &str,
 ) -> SampledVerdict {
     let Some(v) = answer.and_then(|a| a.verdict_for(id)) else {
-        return no_answer(step);
+        return SampledVerdict {
+            claimed: Verdict::Unknown,
+            verdict: Verdict::Unknown,
+            cause: Some(Cause::NoAnswer {
+                step: step.to_string(),
+            }),
+            finding: String::new(),
+            severity: None,
+            evidence: Vec::new(),
+        };
     };
-    let claimed = parse_verdict(v.verdict);
-    let (verdict, evidence, note) = sources.settle(claimed, v.evidence);
+    let claimed = Verdict::from_word(v.verdict);
+    let quotes: Vec<(String, String)> = v
+        .evidence
+        .iter()
+        .map(|e| (e.source.clone(), e.quote.clone()))
+        .collect();
+    let (verdict, evidence, cause) = sources.settle(claimed, &quotes);
     SampledVerdict {
         claimed,
         verdict,
+        cause,
         finding: v.finding.to_string(),
         severity: v.severity.map(str::to_string),
         evidence,
-        note,
     }
 }
 
-fn no_answer(step: &str) -> SampledVerdict {
-    SampledVerdict {
-        claimed: Verdict::Unknown,
-        verdict: Verdict::Unknown,
-        finding: String::new(),
-        severity: None,
-        evidence: Vec::<EvidenceReport>::new(),
-        note: Some(format!("{step} gave no usable answer for this requirement")),
-    }
+/// What the run has so far: step reports, rulings, artifacts by hat, warnings.
+#[derive(Default)]
+struct Progressed {
+    steps: Vec<StepReport>,
+    judged: Vec<Judged>,
+    produced: Vec<(String, Vec<Artifact>)>,
+    warnings: Vec<String>,
 }
 
 /// Runs the whole stage and returns the report (not yet written).
@@ -251,123 +278,37 @@ pub async fn execute(
     model: &dyn ChatModel,
     progress: &Progress,
 ) -> Result<Report, Error> {
-    let stage = &plan.stage;
-    let cap = plan.limits.max_artifact_bytes;
-    let scrub = |s: &str| plan.scrubber.scrub(s);
-    let mut warnings = plan.bindings.warnings.clone();
-    let mut steps = Vec::new();
-    let mut requirements = Vec::new();
-    let mut produced: Vec<(String, Vec<Artifact>)> = Vec::new();
+    let table = steps::table(&plan.stage);
+    let mut run = Progressed {
+        warnings: plan.bindings.warnings.clone(),
+        ..Progressed::default()
+    };
 
     // 1. Hats, in order; each reads the artifacts of those before it.
-    for hat in &stage.hats {
-        let step = hat_step(&hat.name);
-        let StepMessages {
-            messages,
-            mut sources,
-        } = context::hat_messages(&plan.prompts, stage, hat, &plan.bindings, &produced, cap)?;
-        let ids: Vec<String> = hat.constraints().map(|c| c.id.clone()).collect();
-        let asked: Asked<answer::HatAnswer> = ask(
-            model,
-            &step,
-            &plan.settings,
-            &messages,
-            "hat_answer",
-            answer::hat_schema(&ids),
-            progress,
-        )
-        .await?;
-        let mut report = step_report(
-            &step,
-            StepKind::Hat,
-            &hat.name,
-            &[&asked.outcome],
-            asked.answer.is_some(),
-        );
-        let mut accepted = Vec::new();
-        if let Some(a) = &asked.answer {
-            let proposed: Vec<(String, String)> = a
-                .artifacts
-                .iter()
-                .map(|x| (x.path.clone(), x.content.clone()))
-                .collect();
-            let (ok, refused) = artifacts::accept(&hat.name, &proposed);
-            warnings.extend(refused);
-            report.artifacts = artifacts::write(&plan.run_dir, &ok, &scrub).map_err(|e| {
-                Error::io(
-                    format!(
-                        "writing artifacts of {step} under {}",
-                        plan.run_dir.display()
-                    ),
-                    e,
-                )
-            })?;
-            report.summary = Some(a.summary.clone());
-            // A hat cites its own artifacts by the path it gave them.
-            let own_prefix = format!("artifacts/{}/", hat.name);
-            for art in &ok {
-                sources.add(&art.name, &art.content);
-                sources.add(art.name.trim_start_matches(&own_prefix), &art.content);
-            }
-            accepted = ok;
-        }
-        for c in hat.constraints() {
-            let mut r = requirement_report(c, stage, RequirementKind::HatConstraint, &step);
-            let sample = sample_verdict(asked.answer.as_ref(), &c.id, &sources, &step);
-            samples::apply(&mut r, &[sample], plan.stability_threshold);
-            requirements.push(r);
-        }
-        steps.push(report);
-        produced.push((hat.name.clone(), accepted));
+    for step in table.iter().filter(|s| s.kind() == StepKind::Hat) {
+        run_hat(plan, model, progress, step, &mut run).await?;
     }
-    let all_artifacts: Vec<Artifact> = produced
-        .iter()
-        .flat_map(|(_, a)| a.iter().cloned())
-        .collect();
 
-    // 2. Review agents judge every check (each asked `samples` times). They are independent,
-    //    so they run together; the model layer bounds the requests in flight (`--jobs`), and
-    //    results keep the agents' order.
-    let step_ids: Vec<String> = stage
-        .review_agents
+    // 2. Constraint judges and review agents rule on what the hats produced. They are
+    //    independent, so they run together; the model layer bounds the requests in flight
+    //    (`--jobs`), and results keep the table's order.
+    let judges: Vec<&Step<'_>> = table
         .iter()
-        .map(|a| review_step(&a.name))
+        .filter(|s| matches!(s.kind(), StepKind::ConstraintJudge | StepKind::Review))
         .collect();
-    let mut reviews = Vec::new();
-    for (agent, step) in stage.review_agents.iter().zip(&step_ids) {
-        let messages = context::review_messages(
-            &plan.prompts,
-            stage,
-            agent,
-            &plan.bindings,
-            &all_artifacts,
-            cap,
-            plan.limits.max_input_bytes,
-        )?;
-        let ids: Vec<String> = agent.checks.iter().map(|c| c.id.clone()).collect();
-        let judge = Judge {
-            step,
-            kind: StepKind::Review,
-            name: agent_label(agent),
-            requirement_kind: RequirementKind::ReviewCheck,
-            requirements: &agent.checks,
-            schema_name: "review_answer",
-            schema: answer::review_schema(&ids),
-        };
-        reviews.push((judge, messages));
+    let mut asks = Vec::new();
+    for step in judges {
+        let messages = context::messages(step, &plan.shown(&run.produced, &[]))?;
+        asks.push(judge(plan, model, progress, step, messages));
     }
-    let judged =
-        futures::future::try_join_all(reviews.into_iter().map(|(judge, messages)| async move {
-            judge_samples::<answer::ReviewAnswer>(plan, model, progress, &judge, messages).await
-        }))
-        .await?;
-    for (report, judged) in judged {
-        requirements.extend(judged);
-        steps.push(report);
+    for (report, judged) in futures::future::try_join_all(asks).await? {
+        run.steps.push(report);
+        run.judged.extend(judged);
     }
 
     // 3. The completion judge rules on each completion-signal requirement.
-    let prior: Vec<PriorVerdict> = requirements
+    let prior: Vec<PriorVerdict> = run
+        .judged
         .iter()
         .map(|r| PriorVerdict {
             id: r.id.clone(),
@@ -375,43 +316,156 @@ pub async fn execute(
             finding: r.finding.clone(),
         })
         .collect();
-    let messages = context::signal_messages(&plan.prompts, stage, &prior, &all_artifacts, cap)?;
-    let ids: Vec<String> = stage
-        .completion_signal
+    let signal = table
         .iter()
-        .map(|r| r.id.clone())
-        .collect();
-    let judge = Judge {
-        step: SIGNAL_STEP,
-        kind: StepKind::Signal,
-        name: "completion judge".to_string(),
-        requirement_kind: RequirementKind::Signal,
-        requirements: &stage.completion_signal,
-        schema_name: "signal_answer",
-        schema: answer::signal_schema(&ids),
-    };
-    let (report, judged) =
-        judge_samples::<answer::SignalAnswer>(plan, model, progress, &judge, messages).await?;
-    requirements.extend(judged);
-    steps.push(report);
+        .find(|s| s.kind() == StepKind::Signal)
+        .expect("the step table ends with the completion judge");
+    let messages = context::messages(signal, &plan.shown(&run.produced, &prior))?;
+    let (report, judged) = judge(plan, model, progress, signal, messages).await?;
+    run.steps.push(report);
+    run.judged.extend(judged);
 
-    for s in steps.iter().filter(|s| s.status == StepStatus::Unparseable) {
-        warnings.push(format!(
+    for s in run
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Unparseable)
+    {
+        run.warnings.push(format!(
             "{} gave no schema-valid answer after {} attempt(s); its verdicts are unknown",
             s.id, s.attempts
         ));
     }
+    Ok(assemble(plan, run))
+}
 
-    // 4. The gate and the report.
-    let gates: Vec<String> = stage.gates.iter().map(|g| g.as_str().to_string()).collect();
-    let outcome = gate::decide(&requirements, &steps, &gates, plan.policy);
-    let mut usage = TokenUsage::default();
-    for s in &steps {
-        usage.prompt_tokens += s.usage.prompt_tokens;
-        usage.completion_tokens += s.usage.completion_tokens;
-        usage.cached_tokens += s.usage.cached_tokens;
+/// Asks one hat for its artifacts and writes the accepted ones.
+async fn run_hat(
+    plan: &RunPlan,
+    model: &dyn ChatModel,
+    progress: &Progress,
+    step: &Step<'_>,
+    run: &mut Progressed,
+) -> Result<(), Error> {
+    let Target::Hat(hat) = step.target else {
+        unreachable!("run_hat is called for hat steps only")
+    };
+    let StepMessages { messages, .. } = context::messages(step, &plan.shown(&run.produced, &[]))?;
+    let settings = plan.settings_for(step);
+    let spec = step.schema(&plan.stage);
+    let asked: Asked<answer::HatAnswer> =
+        ask(model, &step.id, settings, &messages, &spec, progress).await?;
+    let mut report = step_report(
+        step,
+        &settings.model,
+        &[&asked.outcome],
+        asked.answer.is_some(),
+    );
+    let mut accepted = Vec::new();
+    if let Some(a) = &asked.answer {
+        let proposed: Vec<(String, String)> = a
+            .artifacts
+            .iter()
+            .map(|x| (x.path.clone(), x.content.clone()))
+            .collect();
+        let (ok, refused) = artifacts::accept(&hat.name, &proposed);
+        run.warnings.extend(refused);
+        let scrub = |s: &str| plan.scrubber.scrub(s);
+        report.artifacts = artifacts::write(&plan.run_dir, &ok, &scrub).map_err(|e| {
+            Error::io(
+                format!(
+                    "writing artifacts of {} under {}",
+                    step.id,
+                    plan.run_dir.display()
+                ),
+                e,
+            )
+        })?;
+        report.summary = Some(a.summary.clone());
+        accepted = ok;
     }
-    Ok(Report {
+    run.steps.push(report);
+    run.produced.push((hat.name.clone(), accepted));
+    Ok(())
+}
+
+/// Asks a judging step with the answer type its kind uses.
+async fn judge(
+    plan: &RunPlan,
+    model: &dyn ChatModel,
+    progress: &Progress,
+    step: &Step<'_>,
+    messages: StepMessages,
+) -> Result<(StepReport, Vec<Judged>), Error> {
+    match step.target {
+        Target::ConstraintJudge(_) => {
+            judge_samples::<answer::ConstraintAnswer>(plan, model, progress, step, messages).await
+        }
+        Target::Review(_) => {
+            judge_samples::<answer::ReviewAnswer>(plan, model, progress, step, messages).await
+        }
+        Target::Signal => {
+            judge_samples::<answer::SignalAnswer>(plan, model, progress, step, messages).await
+        }
+        Target::Hat(_) => unreachable!("hats produce; they are never asked to judge"),
+    }
+}
+
+/// Asks a judging step `plan.samples` times (seed + k each) and combines the samples into
+/// one verdict per requirement.
+async fn judge_samples<T: DeserializeOwned + Verdicts>(
+    plan: &RunPlan,
+    model: &dyn ChatModel,
+    progress: &Progress,
+    step: &Step<'_>,
+    StepMessages { messages, sources }: StepMessages,
+) -> Result<(StepReport, Vec<Judged>), Error> {
+    let base = plan.settings_for(step);
+    let spec = step.schema(&plan.stage);
+    // Samples differ only in their seed; they run together (bounded by the model layer).
+    let asked_all: Vec<Asked<T>> = futures::future::try_join_all((0..plan.samples).map(|k| {
+        let settings = samples::settings_for(base, k);
+        let (messages, spec) = (&messages, &spec);
+        async move { ask(model, &step.id, &settings, messages, spec, progress).await }
+    }))
+    .await?;
+    let outcomes: Vec<&StructuredOutcome> = asked_all.iter().map(|a| &a.outcome).collect();
+    let answered = asked_all.iter().any(|a| a.answer.is_some());
+    let mut report = step_report(step, &base.model, &outcomes, answered);
+    report.summary = asked_all
+        .iter()
+        .find_map(|a| a.answer.as_ref().map(|x| x.summary().to_string()));
+    let mut judged = Vec::new();
+    for req in step.requirements(&plan.stage) {
+        let mut r = unjudged(req, plan, step);
+        let sampled: Vec<SampledVerdict> = asked_all
+            .iter()
+            .map(|a| sample_verdict(a.answer.as_ref(), &req.id, &sources, &step.id))
+            .collect();
+        samples::apply(&mut r, &sampled, plan.stability_threshold);
+        judged.push(r);
+    }
+    Ok((report, judged))
+}
+
+/// The gate over the rulings, and the report: output structs built once, at the end.
+fn assemble(plan: &RunPlan, run: Progressed) -> Report {
+    let stage = &plan.stage;
+    let gates: Vec<String> = stage.gates.iter().map(|g| g.as_str().to_string()).collect();
+    let hats: Vec<HatOutput<'_>> = run
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Hat)
+        .map(|s| HatOutput {
+            step: &s.id,
+            artifacts: s.artifacts.len(),
+        })
+        .collect();
+    let decision = gate::decide(&run.judged, &hats, &gates, plan.policy);
+    let mut usage = TokenUsage::default();
+    for s in &run.steps {
+        usage.add(&s.usage);
+    }
+    Report {
         schema_version: crate::report::SCHEMA_VERSION,
         hatrack_version: env!("CARGO_PKG_VERSION").to_string(),
         stage: StageInfo {
@@ -426,87 +480,27 @@ pub async fn execute(
             gates,
             definition_digest: plan.definition_digest.clone(),
             hats: stage.hats.iter().map(|h| h.name.clone()).collect(),
-            review_agents: stage.review_agents.iter().map(agent_label).collect(),
+            review_agents: stage.review_agents.iter().map(steps::agent_label).collect(),
         },
         run: RunInfo {
             id: plan.run_id.clone(),
             model: plan.settings.model.clone(),
+            judge_model: plan.judge_settings.model.clone(),
             record_mode: plan.record_mode.clone(),
             started_at: plan.started_at.clone(),
             prompt_digest: plan.prompts.digest().to_string(),
             samples: plan.samples,
             usage,
-            duration_ms: steps.iter().map(|s| s.duration_ms).sum(),
+            duration_ms: run
+                .steps
+                .iter()
+                .fold(0u64, |t, s| t.saturating_add(s.duration_ms)),
         },
-        outcome,
-        steps,
-        requirements,
+        outcome: Outcome::from(&decision),
+        steps: run.steps,
+        requirements: run.judged.iter().map(RequirementReport::from).collect(),
         inputs: input_reports(&plan.bindings),
-        warnings,
-    })
-}
-
-/// A judging step: which requirements it rules on, and the answer schema it is asked for.
-struct Judge<'a> {
-    step: &'a str,
-    kind: StepKind,
-    name: String,
-    requirement_kind: RequirementKind,
-    requirements: &'a [Requirement],
-    schema_name: &'static str,
-    schema: serde_json::Value,
-}
-
-/// Asks a judging step `plan.samples` times (seed + k each) and combines the samples into
-/// one verdict per requirement.
-async fn judge_samples<T: DeserializeOwned + Verdicts>(
-    plan: &RunPlan,
-    model: &dyn ChatModel,
-    progress: &Progress,
-    judge: &Judge<'_>,
-    StepMessages { messages, sources }: StepMessages,
-) -> Result<(StepReport, Vec<RequirementReport>), Error> {
-    // Samples differ only in their seed; they run together (bounded by the model layer).
-    let asked_all: Vec<Asked<T>> = futures::future::try_join_all((0..plan.samples).map(|k| {
-        let settings = samples::settings_for(&plan.settings, k);
-        let messages = &messages;
-        async move {
-            ask(
-                model,
-                judge.step,
-                &settings,
-                messages,
-                judge.schema_name,
-                judge.schema.clone(),
-                progress,
-            )
-            .await
-        }
-    }))
-    .await?;
-    let outcomes: Vec<&StructuredOutcome> = asked_all.iter().map(|a| &a.outcome).collect();
-    let answered = asked_all.iter().any(|a| a.answer.is_some());
-    let mut report = step_report(judge.step, judge.kind, &judge.name, &outcomes, answered);
-    report.summary = asked_all
-        .iter()
-        .find_map(|a| a.answer.as_ref().map(|x| x.summary().to_string()));
-    let mut judged = Vec::new();
-    for req in judge.requirements {
-        let mut r = requirement_report(req, &plan.stage, judge.requirement_kind, judge.step);
-        let sampled: Vec<SampledVerdict> = asked_all
-            .iter()
-            .map(|a| sample_verdict(a.answer.as_ref(), &req.id, &sources, judge.step))
-            .collect();
-        samples::apply(&mut r, &sampled, plan.stability_threshold);
-        judged.push(r);
-    }
-    Ok((report, judged))
-}
-
-fn agent_label(agent: &crate::definition::ReviewAgent) -> String {
-    match &agent.origin {
-        AgentOrigin::Own => agent.name.clone(),
-        AgentOrigin::Included { stage } => format!("{} (from {stage})", agent.name),
+        warnings: run.warnings,
     }
 }
 

@@ -53,6 +53,16 @@ pub struct ModelRecord {
     /// `[model.request]`: further body fields.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub request: serde_json::Map<String, serde_json::Value>,
+    /// The judging steps' model (absent in runs recorded before judges had their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeRecord>,
+}
+
+/// The model every judging step asked, and where (credentials removed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeRecord {
+    pub name: String,
+    pub base_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,31 +2,31 @@
 //! requirement; the majority is the verdict, and agreement below a threshold is unstable.
 
 use crate::model::settings::ModelSettings;
-use crate::report::{Agreement, EvidenceReport, RequirementReport, Verdict};
+use crate::verdict::{Agreement, Cause, Evidence, Judged, Verdict};
 
 /// One sample's verdict on one requirement, after grounding.
 #[derive(Debug, Clone)]
 pub struct SampledVerdict {
     pub claimed: Verdict,
     pub verdict: Verdict,
+    pub cause: Option<Cause>,
     pub finding: String,
     pub severity: Option<String>,
-    pub evidence: Vec<EvidenceReport>,
-    pub note: Option<String>,
+    pub evidence: Vec<Evidence>,
 }
 
 /// Sample k uses seed + k, so every sample is a distinct, replayable request.
 pub fn settings_for(base: &ModelSettings, k: u32) -> ModelSettings {
     let mut s = base.clone();
     if k > 0 {
-        s.seed = Some(base.seed.unwrap_or(0) + i64::from(k));
+        s.seed = Some(base.seed.unwrap_or(0).wrapping_add(i64::from(k)));
     }
     s
 }
 
 /// The majority verdict and how many samples agree with it. A tie between the most frequent
 /// verdicts is `unknown`: the judges did not settle it.
-pub fn majority(verdicts: &[Verdict]) -> (Verdict, u32) {
+pub fn majority(verdicts: &[Verdict]) -> (Verdict, u32, bool) {
     let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count() as u32;
     let mut tally = [
         (Verdict::Met, count(Verdict::Met)),
@@ -35,17 +35,17 @@ pub fn majority(verdicts: &[Verdict]) -> (Verdict, u32) {
     ];
     tally.sort_by_key(|t| std::cmp::Reverse(t.1));
     if tally[0].1 == tally[1].1 {
-        return (Verdict::Unknown, count(Verdict::Unknown));
+        return (Verdict::Unknown, count(Verdict::Unknown), true);
     }
-    tally[0]
+    (tally[0].0, tally[0].1, false)
 }
 
 /// Fills a requirement's verdict, finding and evidence from its samples. With one sample
 /// there is no agreement to report.
-pub fn apply(r: &mut RequirementReport, samples: &[SampledVerdict], threshold: f64) {
+pub fn apply(r: &mut Judged, samples: &[SampledVerdict], threshold: f64) {
     let Some(first) = samples.first() else { return };
     let verdicts: Vec<Verdict> = samples.iter().map(|s| s.verdict).collect();
-    let (verdict, agree) = majority(&verdicts);
+    let (verdict, agree, tied) = majority(&verdicts);
     let chosen = samples
         .iter()
         .find(|s| s.verdict == verdict)
@@ -55,7 +55,10 @@ pub fn apply(r: &mut RequirementReport, samples: &[SampledVerdict], threshold: f
     r.finding = chosen.finding.clone();
     r.severity = chosen.severity.clone();
     r.evidence = chosen.evidence.clone();
-    r.note = chosen.note.clone();
+    r.cause = match (tied, chosen.verdict == verdict) {
+        (true, false) => Some(Cause::SamplesTied),
+        _ => chosen.cause.clone(),
+    };
     if samples.len() > 1 {
         let n = samples.len() as u32;
         r.agreement = Some(Agreement {
@@ -73,8 +76,8 @@ mod tests {
 
     #[test]
     fn majority_counts_agreement_and_ties_are_unknown() {
-        assert_eq!(majority(&[Met, Met, Unmet, Met, Unmet]), (Met, 3));
-        assert_eq!(majority(&[Met, Unmet]), (Unknown, 0));
-        assert_eq!(majority(&[Unknown, Unknown, Met]), (Unknown, 2));
+        assert_eq!(majority(&[Met, Met, Unmet, Met, Unmet]), (Met, 3, false));
+        assert_eq!(majority(&[Met, Unmet]), (Unknown, 0, true));
+        assert_eq!(majority(&[Unknown, Unknown, Met]), (Unknown, 2, false));
     }
 }

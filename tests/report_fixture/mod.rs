@@ -33,6 +33,11 @@ fn step(
         id: id.into(),
         kind,
         name: name.into(),
+        model: if kind == StepKind::Hat {
+            "SmolLM2-135M-Instruct".into()
+        } else {
+            "judge-model-7b".into()
+        },
         status,
         attempts,
         usage: usage(tokens.0, tokens.1),
@@ -67,11 +72,13 @@ fn req(
             12
         ),
         judged_by: judged_by.into(),
+        model: "judge-model-7b".into(),
         verdict,
         claimed,
         severity: None,
         finding: finding.into(),
         evidence: vec![],
+        cause: None,
         note: None,
         agreement: None,
     }
@@ -82,6 +89,33 @@ fn evidence(source: &str, quote: &str, grounded: bool) -> EvidenceReport {
         source: source.into(),
         quote: quote.into(),
         grounded,
+        found_in: grounded.then(|| {
+            if source.starts_with("artifacts/") {
+                SourceKind::Artifact {
+                    hat: source.split('/').nth(1).unwrap_or_default().into(),
+                }
+            } else {
+                SourceKind::Input
+            }
+        }),
+        provenance: if !grounded {
+            format!("ungrounded: the quote does not occur in {source}")
+        } else if source.starts_with("artifacts/") {
+            format!(
+                "quoted from the {}'s artifact",
+                source.split('/').nth(1).unwrap_or_default()
+            )
+        } else {
+            "quoted from the repository".into()
+        },
+    }
+}
+
+fn reason(subject: &str, blocker: Blocker, message: &str) -> Reason {
+    Reason {
+        subject: subject.into(),
+        blocker,
+        message: message.into(),
     }
 }
 
@@ -121,6 +155,26 @@ pub fn sample_report() -> Report {
         bytes: 1_024,
         sha256: "b".repeat(64),
     }];
+    let judge_pe = step(
+        "judge/pipeline-engineer",
+        StepKind::ConstraintJudge,
+        "pipeline-engineer constraint judge",
+        StepStatus::Answered,
+        "live",
+        1,
+        (3_100, 640),
+        4_200,
+    );
+    let judge_sre = step(
+        "judge/sre",
+        StepKind::ConstraintJudge,
+        "sre constraint judge",
+        StepStatus::Answered,
+        "live",
+        1,
+        (3_300, 700),
+        4_600,
+    );
     let mut review = step(
         "review/reliability",
         StepKind::Review,
@@ -151,7 +205,7 @@ pub fn sample_report() -> Report {
         "pipeline-engineer/anti-pattern/1",
         HatConstraint,
         "MUST NOT",
-        "hat/pipeline-engineer",
+        "judge/pipeline-engineer",
         Met,
         Met,
         "Deploying without checking the validation report",
@@ -167,7 +221,7 @@ pub fn sample_report() -> Report {
         "pipeline-engineer/anti-pattern/2",
         HatConstraint,
         "MUST NOT",
-        "hat/pipeline-engineer",
+        "judge/pipeline-engineer",
         Unmet,
         Unmet,
         "Hardcoding credentials or connection strings in pipeline code",
@@ -183,7 +237,7 @@ pub fn sample_report() -> Report {
         "sre/anti-pattern/1",
         HatConstraint,
         "MUST NOT",
-        "hat/sre",
+        "judge/sre",
         Unknown,
         Met,
         "Deploying without monitoring and alerting on pipeline freshness",
@@ -285,6 +339,7 @@ pub fn sample_report() -> Report {
         run: RunInfo {
             id: "2026-11-27T13-00-00Z".into(),
             model: "SmolLM2-135M-Instruct".into(),
+            judge_model: "judge-model-7b".into(),
             record_mode: "once".into(),
             started_at: "2026-11-27T13:00:00Z".into(),
             prompt_digest: format!("sha256:{}", "d".repeat(64)),
@@ -298,20 +353,50 @@ pub fn sample_report() -> Report {
             summary: "2 mandatory requirements are unmet and 2 are unknown; the deployment is not ready."
                 .into(),
             allow_unknown: false,
+            allow_unstable: false,
             counts: VerdictCounts {
                 met: 2,
                 unmet: 2,
                 unknown: 3,
             },
+            blocking_total: 8,
             reasons: vec![
-                "pipeline-engineer/anti-pattern/2 (MUST NOT) is unmet".into(),
-                "signal/2 (MUST) is unmet".into(),
-                "sre/anti-pattern/1 (MUST NOT) is unknown: ungrounded evidence".into(),
-                "reliability/check/1 (MUST) is unknown: review/reliability is unparseable".into(),
+                reason(
+                    "pipeline-engineer/anti-pattern/2",
+                    Blocker::Unmet {
+                        level: "MUST NOT".into(),
+                    },
+                    "pipeline-engineer/anti-pattern/2 (MUST NOT) is unmet",
+                ),
+                reason(
+                    "signal/2",
+                    Blocker::Unmet {
+                        level: "MUST".into(),
+                    },
+                    "signal/2 (MUST) is unmet",
+                ),
+                reason(
+                    "sre/anti-pattern/1",
+                    Blocker::Unknown {
+                        level: "MUST NOT".into(),
+                        cause: Some(Cause::Ungrounded { claimed: Met }),
+                    },
+                    "sre/anti-pattern/1 (MUST NOT) is unknown (ungrounded evidence)",
+                ),
+                reason(
+                    "reliability/check/1",
+                    Blocker::Unknown {
+                        level: "MUST".into(),
+                        cause: Some(Cause::NoAnswer {
+                            step: "review/reliability".into(),
+                        }),
+                    },
+                    "reliability/check/1 (MUST) is unknown (no answer)",
+                ),
             ],
             human_approval_required: true,
         },
-        steps: vec![pe, sre, review, signal],
+        steps: vec![pe, sre, judge_pe, judge_sre, review, signal],
         requirements: vec![r1, r2, r3, r4, r5, r6, r7],
         inputs: vec![
             InputReport {
@@ -384,6 +469,8 @@ pub fn met_report() -> Report {
         exit_code: 0,
         summary: "Every requirement is met.".into(),
         allow_unknown: false,
+        allow_unstable: false,
+        blocking_total: 8,
         counts: VerdictCounts {
             met: 7,
             unmet: 0,

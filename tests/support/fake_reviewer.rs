@@ -18,6 +18,11 @@ pub struct FakeReviewer {
     pub verdicts: HashMap<String, String>,
     /// Requirement ids whose evidence quote is invented.
     pub fabricate: HashSet<String>,
+    /// Answer schema name (`constraint_answer`, `review_answer`, `signal_answer`) → the
+    /// evidence every verdict of that kind cites instead of the artifact line.
+    pub cite: HashMap<String, (String, String)>,
+    /// The path each hat gives its artifact (default `plan.md`).
+    pub artifact_path: Option<String>,
 }
 
 impl FakeReviewer {
@@ -27,6 +32,19 @@ impl FakeReviewer {
 
     pub fn verdict(mut self, id: &str, verdict: &str) -> FakeReviewer {
         self.verdicts.insert(id.into(), verdict.into());
+        self
+    }
+
+    /// Every verdict of one answer kind cites `quote` from `source`.
+    pub fn cite(mut self, schema: &str, source: &str, quote: &str) -> FakeReviewer {
+        self.cite
+            .insert(schema.into(), (source.into(), quote.into()));
+        self
+    }
+
+    /// Every hat names its artifact `path`.
+    pub fn artifact_path(mut self, path: &str) -> FakeReviewer {
+        self.artifact_path = Some(path.into());
         self
     }
 
@@ -45,28 +63,44 @@ impl FakeReviewer {
         let schema = &format["schema"]["properties"];
         match format["name"].as_str() {
             Some("hat_answer") => {
-                let ids = ids(&schema["verdicts"]);
+                // The hat's title, from the first line of its prompt ("# Your role: SRE").
+                let hat = request.body["messages"][1]["content"]
+                    .as_str()
+                    .and_then(|t| t.lines().next())
+                    .and_then(|l| l.strip_prefix("# Your role: "))
+                    .unwrap_or("hat")
+                    .to_string();
+                json!({
+                    "summary": format!("{hat} (fake) wrote its plan."),
+                    "artifacts": [{
+                        "path": self.artifact_path.as_deref().unwrap_or("plan.md"),
+                        "content": format!("# Plan of {hat}\n{ARTIFACT_LINE}\n"),
+                    }],
+                })
+            }
+            Some("constraint_answer") => {
+                let ids = ids(&schema["constraints"]);
                 let hat = ids
                     .first()
                     .and_then(|id| id.split('/').next())
                     .unwrap_or("hat")
                     .to_string();
+                let source = format!(
+                    "artifacts/{hat}/{}",
+                    self.artifact_path.as_deref().unwrap_or("plan.md")
+                );
                 let verdicts: Vec<Value> = ids
                     .iter()
                     .map(|id| {
                         json!({
                             "id": id,
                             "verdict": self.word(id, "pass"),
-                            "explanation": format!("{id} checked by the fake reviewer"),
-                            "evidence": [self.evidence(id, "plan.md")],
+                            "finding": format!("{id} checked by the fake judge"),
+                            "evidence": [self.cited("constraint_answer", id, &source)],
                         })
                     })
                     .collect();
-                json!({
-                    "summary": format!("{hat} (fake) wrote its plan."),
-                    "artifacts": [{"path": "plan.md", "content": format!("# Plan of {hat}\n{ARTIFACT_LINE}\n")}],
-                    "verdicts": verdicts,
-                })
+                json!({"summary": format!("fake constraint judge of {hat}"), "constraints": verdicts})
             }
             Some("review_answer") => {
                 let checks: Vec<Value> = ids(&schema["checks"])
@@ -77,7 +111,7 @@ impl FakeReviewer {
                             "verdict": self.word(id, "pass"),
                             "severity": "high",
                             "finding": format!("{id}: fake finding"),
-                            "evidence": [self.evidence(id, "artifacts/pipeline-engineer/plan.md")],
+                            "evidence": [self.cited("review_answer", id, &self.artifact("pipeline-engineer"))],
                         })
                     })
                     .collect();
@@ -91,7 +125,7 @@ impl FakeReviewer {
                             "id": id,
                             "verdict": self.word(id, "met"),
                             "finding": format!("{id}: fake ruling"),
-                            "evidence": [self.evidence(id, "artifacts/sre/plan.md")],
+                            "evidence": [self.cited("signal_answer", id, &self.artifact("sre"))],
                         })
                     })
                     .collect();
@@ -106,6 +140,21 @@ impl FakeReviewer {
             .get(id)
             .cloned()
             .unwrap_or_else(|| default.to_string())
+    }
+
+    /// Where a hat's artifact is, as the prompts name it.
+    fn artifact(&self, hat: &str) -> String {
+        format!(
+            "artifacts/{hat}/{}",
+            self.artifact_path.as_deref().unwrap_or("plan.md")
+        )
+    }
+
+    fn cited(&self, schema: &str, id: &str, source: &str) -> Value {
+        match self.cite.get(schema) {
+            Some((source, quote)) => json!({"source": source, "quote": quote}),
+            None => self.evidence(id, source),
+        }
     }
 
     fn evidence(&self, id: &str, source: &str) -> Value {

@@ -1,0 +1,161 @@
+//! The one table of steps a stage runs: each hat, then a constraint judge per hat, each
+//! review agent, and the completion judge. `run`, `render` and preflight all read it, so
+//! the id, role, schema and requirements of a step are decided once.
+
+use crate::definition::{AgentOrigin, Hat, Requirement, ReviewAgent, Stage};
+use crate::model::request::JsonSchemaSpec;
+use crate::report::StepKind;
+use crate::run::answer;
+use crate::verdict::RequirementKind;
+
+pub const SIGNAL_STEP: &str = "signal";
+
+/// The step id of a hat, its constraint judge, or a review agent.
+pub fn hat_step(hat: &str) -> String {
+    format!("hat/{hat}")
+}
+pub fn judge_step(hat: &str) -> String {
+    format!("judge/{hat}")
+}
+pub fn review_step(agent: &str) -> String {
+    format!("review/{agent}")
+}
+
+/// What a step works on.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'s> {
+    /// A hat produces artifacts.
+    Hat(&'s Hat),
+    /// Judges a hat's constraints; never the hat itself.
+    ConstraintJudge(&'s Hat),
+    Review(&'s ReviewAgent),
+    Signal,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step<'s> {
+    pub id: String,
+    pub target: Target<'s>,
+}
+
+impl<'s> Step<'s> {
+    pub fn kind(&self) -> StepKind {
+        match self.target {
+            Target::Hat(_) => StepKind::Hat,
+            Target::ConstraintJudge(_) => StepKind::ConstraintJudge,
+            Target::Review(_) => StepKind::Review,
+            Target::Signal => StepKind::Signal,
+        }
+    }
+
+    /// Judging steps ask the judge model; hats ask the producing model.
+    pub fn is_judge(&self) -> bool {
+        self.kind().is_judge()
+    }
+
+    /// How reports name the step.
+    pub fn name(&self) -> String {
+        match self.target {
+            Target::Hat(h) => h.name.clone(),
+            Target::ConstraintJudge(h) => format!("{} constraint judge", h.name),
+            Target::Review(a) => agent_label(a),
+            Target::Signal => "completion judge".to_string(),
+        }
+    }
+
+    /// The requirements this step rules on (none for a hat).
+    pub fn requirements(&self, stage: &'s Stage) -> Vec<&'s Requirement> {
+        match self.target {
+            Target::Hat(_) => Vec::new(),
+            Target::ConstraintJudge(h) => h.constraints().collect(),
+            Target::Review(a) => a.checks.iter().collect(),
+            Target::Signal => stage.completion_signal.iter().collect(),
+        }
+    }
+
+    pub fn requirement_kind(&self) -> RequirementKind {
+        match self.target {
+            Target::Hat(_) | Target::ConstraintJudge(_) => RequirementKind::HatConstraint,
+            Target::Review(_) => RequirementKind::ReviewCheck,
+            Target::Signal => RequirementKind::Signal,
+        }
+    }
+
+    /// The answer schema, sent as `response_format` (strict).
+    pub fn schema(&self, stage: &Stage) -> JsonSchemaSpec {
+        let ids: Vec<String> = self
+            .requirements(stage)
+            .iter()
+            .map(|r| r.id.clone())
+            .collect();
+        let (name, schema) = match self.target {
+            Target::Hat(_) => ("hat_answer", answer::hat_schema()),
+            Target::ConstraintJudge(_) => ("constraint_answer", answer::constraint_schema(&ids)),
+            Target::Review(_) => ("review_answer", answer::review_schema(&ids)),
+            Target::Signal => ("signal_answer", answer::signal_schema(&ids)),
+        };
+        JsonSchemaSpec {
+            name: name.to_string(),
+            schema,
+        }
+    }
+}
+
+/// Every step of the stage, in the order the report lists them: hats, constraint judges
+/// (hats without constraints have none), review agents, the completion judge.
+pub fn table(stage: &Stage) -> Vec<Step<'_>> {
+    let mut steps: Vec<Step<'_>> = stage
+        .hats
+        .iter()
+        .map(|h| Step {
+            id: hat_step(&h.name),
+            target: Target::Hat(h),
+        })
+        .collect();
+    steps.extend(
+        stage
+            .hats
+            .iter()
+            .filter(|h| h.constraints().next().is_some())
+            .map(|h| Step {
+                id: judge_step(&h.name),
+                target: Target::ConstraintJudge(h),
+            }),
+    );
+    steps.extend(stage.review_agents.iter().map(|a| Step {
+        id: review_step(&a.name),
+        target: Target::Review(a),
+    }));
+    steps.push(Step {
+        id: SIGNAL_STEP.to_string(),
+        target: Target::Signal,
+    });
+    steps
+}
+
+/// The step a user named: `pipeline-engineer` or `hat/pipeline-engineer`,
+/// `judge/pipeline-engineer`, `review/reliability`, `signal`.
+pub fn find<'s>(stage: &'s Stage, name: &str) -> Result<Step<'s>, String> {
+    let wanted = if name.contains('/') || name == SIGNAL_STEP {
+        name.to_string()
+    } else {
+        hat_step(name)
+    };
+    let steps = table(stage);
+    if let Some(step) = steps.iter().find(|s| s.id == wanted) {
+        return Ok(step.clone());
+    }
+    let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+    Err(format!(
+        "no step {name:?} in stage {}; steps: {}",
+        stage.name,
+        ids.join(", ")
+    ))
+}
+
+pub fn agent_label(agent: &ReviewAgent) -> String {
+    match &agent.origin {
+        AgentOrigin::Own => agent.name.clone(),
+        AgentOrigin::Included { stage } => format!("{} (from {stage})", agent.name),
+    }
+}

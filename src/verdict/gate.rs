@@ -1,0 +1,332 @@
+//! The completion gate, in one place. The rule (design.md): every mandatory completion-signal
+//! requirement met, no MUST-level review check failing, no hat constraint failing, every hat
+//! produced at least one artifact. `unknown` counts as not met unless allowed; so does an
+//! unstable majority (with `--samples`) unless allowed.
+//!
+//! Each blocking requirement or hat yields at most one [`Reason`], typed; its `message` is
+//! rendered here once, from the data, and never parsed back.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Cause, Judged, Verdict};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatePolicy {
+    pub allow_unknown: bool,
+    pub allow_unstable: bool,
+}
+
+/// Why one requirement (or hat) keeps the signal from being met.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Blocker {
+    /// The judge ruled it not met (with grounded evidence, or none for an absence).
+    Unmet { level: String },
+    /// No grounded ruling; `cause` says why.
+    Unknown { level: String, cause: Option<Cause> },
+    /// The sampled judges disagreed too much to trust the majority.
+    Unstable {
+        level: String,
+        agree: u32,
+        samples: u32,
+    },
+    /// A hat produced no artifact.
+    NoArtifact,
+}
+
+/// One line of "why the signal is not met".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// The requirement id, or the hat's step id for [`Blocker::NoArtifact`].
+    pub subject: String,
+    #[serde(flatten)]
+    pub blocker: Blocker,
+    /// The sentence every report shows.
+    pub message: String,
+}
+
+/// How many requirements ended in each verdict (each counted once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictCounts {
+    pub met: u32,
+    pub unmet: u32,
+    pub unknown: u32,
+}
+
+/// The gate's decision and everything the reports say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateDecision {
+    pub signal_met: bool,
+    pub counts: VerdictCounts,
+    /// Requirements and hats that can block the signal.
+    pub blocking_total: u32,
+    /// One per blocking requirement or hat that is not satisfied.
+    pub reasons: Vec<Reason>,
+    /// Gate kinds (`external`, `await`, `ask`) that still need a person.
+    pub needs_human: Vec<String>,
+    pub policy: GatePolicy,
+}
+
+impl GateDecision {
+    pub fn exit_code(&self) -> i32 {
+        if self.signal_met {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// The one sentence a person reads first.
+    pub fn summary(&self) -> String {
+        match (self.signal_met, self.needs_human.is_empty()) {
+            (true, true) => "The completion signal is met.".to_string(),
+            (true, false) => format!(
+                "The completion signal is met; the stage's `{}` gate still requires a human approval.",
+                self.needs_human.join(", ")
+            ),
+            (false, _) => format!(
+                "The completion signal is not met: {} of {} blocking requirement(s), check(s) or hat(s) fail.",
+                self.reasons.len(),
+                self.blocking_total
+            ),
+        }
+    }
+}
+
+/// A hat and whether it produced any artifact.
+pub struct HatOutput<'a> {
+    pub step: &'a str,
+    pub artifacts: usize,
+}
+
+pub fn decide(
+    judged: &[Judged],
+    hats: &[HatOutput<'_>],
+    gates: &[String],
+    policy: GatePolicy,
+) -> GateDecision {
+    let mut counts = VerdictCounts::default();
+    let mut reasons = Vec::new();
+    let mut blocking_total = 0u32;
+    for r in judged {
+        match r.verdict {
+            Verdict::Met => counts.met = counts.met.saturating_add(1),
+            Verdict::Unmet => counts.unmet = counts.unmet.saturating_add(1),
+            Verdict::Unknown => counts.unknown = counts.unknown.saturating_add(1),
+        }
+        if !r.blocks() {
+            continue;
+        }
+        blocking_total = blocking_total.saturating_add(1);
+        if let Some(blocker) = blocker(r, policy) {
+            let message = message(r, &blocker);
+            reasons.push(Reason {
+                subject: r.id.clone(),
+                blocker,
+                message,
+            });
+        }
+    }
+    for hat in hats {
+        blocking_total = blocking_total.saturating_add(1);
+        if hat.artifacts == 0 {
+            reasons.push(Reason {
+                subject: hat.step.to_string(),
+                blocker: Blocker::NoArtifact,
+                message: format!("{} produced no artifact", hat.step),
+            });
+        }
+    }
+    let needs_human = gates
+        .iter()
+        .filter(|g| matches!(g.as_str(), "external" | "await" | "ask"))
+        .cloned()
+        .collect();
+    GateDecision {
+        signal_met: reasons.is_empty(),
+        counts,
+        blocking_total,
+        reasons,
+        needs_human,
+        policy,
+    }
+}
+
+/// The one blocker of a blocking requirement, if any: unmet, else unknown, else unstable.
+fn blocker(r: &Judged, policy: GatePolicy) -> Option<Blocker> {
+    let level = r.level.clone();
+    match r.verdict {
+        Verdict::Unmet => return Some(Blocker::Unmet { level }),
+        Verdict::Unknown if !policy.allow_unknown => {
+            return Some(Blocker::Unknown {
+                level,
+                cause: r.cause.clone(),
+            })
+        }
+        _ => {}
+    }
+    match r.agreement {
+        Some(a) if a.unstable && !policy.allow_unstable => Some(Blocker::Unstable {
+            level,
+            agree: a.agree,
+            samples: a.samples,
+        }),
+        _ => None,
+    }
+}
+
+fn message(r: &Judged, blocker: &Blocker) -> String {
+    let short = short_text(&r.text);
+    match blocker {
+        Blocker::Unmet { level } => format!("{} ({level}) is unmet: {short}", r.id),
+        Blocker::Unknown { level, cause } => {
+            let why = cause.as_ref().map_or("no ruling", Cause::short);
+            let unstable = match r.agreement {
+                Some(a) if a.unstable => {
+                    format!("; unstable: {}/{} samples agree", a.agree, a.samples)
+                }
+                _ => String::new(),
+            };
+            format!("{} ({level}) is unknown ({why}{unstable}): {short}", r.id)
+        }
+        Blocker::Unstable {
+            level,
+            agree,
+            samples,
+        } => format!(
+            "{} ({level}) is unstable: {agree}/{samples} samples agree: {short}",
+            r.id
+        ),
+        Blocker::NoArtifact => format!("{} produced no artifact", r.id),
+    }
+}
+
+fn short_text(text: &str) -> String {
+    let mut t: String = text.chars().take(100).collect();
+    if t.len() < text.len() {
+        t.push('…');
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::{Agreement, RequirementKind};
+
+    fn req(id: &str, kind: RequirementKind, level: &str, verdict: Verdict) -> Judged {
+        Judged {
+            id: id.into(),
+            kind,
+            level: level.into(),
+            mandatory: matches!(level, "MUST" | "MUST NOT" | "implicit"),
+            text: "text".into(),
+            source: "f:1".into(),
+            judged_by: "signal".into(),
+            model: "m".into(),
+            verdict,
+            claimed: verdict,
+            cause: (verdict == Verdict::Unknown).then_some(Cause::JudgeUndecided),
+            finding: String::new(),
+            severity: None,
+            evidence: vec![],
+            agreement: None,
+        }
+    }
+
+    fn hat(artifacts: usize) -> HatOutput<'static> {
+        HatOutput {
+            step: "hat/sre",
+            artifacts,
+        }
+    }
+
+    #[test]
+    fn all_met_with_an_external_gate_says_a_human_must_approve() {
+        let d = decide(
+            &[req(
+                "signal/1",
+                RequirementKind::Signal,
+                "MUST",
+                Verdict::Met,
+            )],
+            &[hat(1)],
+            &["external".into()],
+            GatePolicy::default(),
+        );
+        assert!(d.signal_met);
+        assert_eq!(d.exit_code(), 0);
+        assert!(d.summary().contains("human approval"));
+    }
+
+    #[test]
+    fn unknown_blocks_unless_allowed_and_should_level_checks_do_not_block() {
+        let reqs = [
+            req(
+                "signal/1",
+                RequirementKind::Signal,
+                "implicit",
+                Verdict::Unknown,
+            ),
+            req(
+                "x/check/1",
+                RequirementKind::ReviewCheck,
+                "SHOULD",
+                Verdict::Unmet,
+            ),
+        ];
+        let d = decide(&reqs, &[hat(1)], &[], GatePolicy::default());
+        assert!(!d.signal_met);
+        assert_eq!(d.reasons.len(), 1);
+        assert_eq!(
+            d.reasons[0].blocker,
+            Blocker::Unknown {
+                level: "implicit".into(),
+                cause: Some(Cause::JudgeUndecided)
+            }
+        );
+        assert_eq!(d.blocking_total, 2);
+        let allowed = GatePolicy {
+            allow_unknown: true,
+            allow_unstable: false,
+        };
+        assert!(decide(&reqs, &[hat(1)], &[], allowed).signal_met);
+    }
+
+    #[test]
+    fn an_unknown_and_unstable_requirement_is_counted_once() {
+        let mut r = req(
+            "signal/2",
+            RequirementKind::Signal,
+            "MUST",
+            Verdict::Unknown,
+        );
+        r.agreement = Some(Agreement {
+            agree: 2,
+            samples: 5,
+            unstable: true,
+        });
+        let d = decide(&[r], &[hat(1)], &[], GatePolicy::default());
+        assert_eq!(d.reasons.len(), 1);
+        assert!(d.reasons[0].message.contains("unstable: 2/5"));
+        assert!(d.summary().contains("1 of 2"));
+    }
+
+    #[test]
+    fn a_failing_constraint_or_a_hat_without_artifacts_blocks() {
+        let d = decide(
+            &[req(
+                "sre/anti-pattern/1",
+                RequirementKind::HatConstraint,
+                "SHOULD",
+                Verdict::Unmet,
+            )],
+            &[hat(0)],
+            &[],
+            GatePolicy::default(),
+        );
+        assert_eq!(d.reasons.len(), 2);
+        assert_eq!(d.reasons[1].blocker, Blocker::NoArtifact);
+        assert_eq!(d.exit_code(), 1);
+    }
+}

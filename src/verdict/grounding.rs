@@ -1,0 +1,377 @@
+//! Evidence grounding: a quote counts only if it means something (enough words and
+//! characters, not just punctuation) and occurs — whitespace folded, at word boundaries — in
+//! the source named **exactly** as the step was shown it. This is how hatrack refuses to
+//! trust a judge that invents evidence, cites `"e"`, or borrows a name it was not shown.
+
+use serde::Deserialize;
+
+use super::{Cause, Evidence, SourceKind, Ungrounded, Verdict};
+
+/// How long a quote must be to ground a verdict (`[grounding]` in hatrack.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroundingRules {
+    /// Words (runs of non-space characters holding a letter or digit).
+    #[serde(default = "default_min_words")]
+    pub min_words: usize,
+    /// Non-space characters.
+    #[serde(default = "default_min_chars")]
+    pub min_chars: usize,
+}
+
+fn default_min_words() -> usize {
+    3
+}
+fn default_min_chars() -> usize {
+    15
+}
+
+impl Default for GroundingRules {
+    fn default() -> Self {
+        GroundingRules {
+            min_words: default_min_words(),
+            min_chars: default_min_chars(),
+        }
+    }
+}
+
+/// One text a step was shown, under the name its BEGIN marker gave it.
+#[derive(Debug, Clone)]
+struct Source {
+    name: String,
+    kind: SourceKind,
+    /// Whitespace-folded; hatrack's own marker lines replaced by a break no quote can span.
+    text: String,
+}
+
+/// The texts shown to a step.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    sources: Vec<Source>,
+    rules: GroundingRules,
+}
+
+/// A character no quote can contain (quotes are folded the same way and never hold it):
+/// stands where hatrack's own markers were, so no quote spans or cites them.
+const BREAK: char = '\u{0}';
+
+impl Sources {
+    pub fn new(rules: GroundingRules) -> Sources {
+        Sources {
+            sources: Vec::new(),
+            rules,
+        }
+    }
+
+    /// Adds a text as shown to the step (truncation markers included: they are removed here).
+    /// The same file shown twice (bound to two Reads items) is one source.
+    pub fn add(&mut self, name: &str, kind: SourceKind, shown: &str) {
+        let source = Source {
+            name: name.to_string(),
+            kind,
+            text: fold(&strip_markers(shown)),
+        };
+        let known = self
+            .sources
+            .iter()
+            .any(|s| s.name == source.name && s.kind == source.kind && s.text == source.text);
+        if !known {
+            self.sources.push(source);
+        }
+    }
+
+    /// The source with exactly this name (`./` and surrounding space aside).
+    fn find(&self, name: &str) -> Result<&Source, Ungrounded> {
+        let name = name.trim();
+        let name = name.strip_prefix("./").unwrap_or(name);
+        let mut hits = self.sources.iter().filter(|s| s.name == name);
+        match (hits.next(), hits.next()) {
+            (Some(s), None) => Ok(s),
+            (Some(_), Some(_)) => Err(Ungrounded::AmbiguousSource),
+            (None, _) => Err(Ungrounded::UnknownSource),
+        }
+    }
+
+    /// Checks one quote.
+    pub fn ground(&self, source: &str, quote: &str) -> Evidence {
+        let folded = fold(strip_wrapping_quotes(quote)).replace(BREAK, " ");
+        let result = self.meaningful(&folded).and_then(|()| {
+            let s = self.find(source)?;
+            if occurs_at_word_boundaries(&s.text, &folded) {
+                Ok(s.kind.clone())
+            } else {
+                Err(Ungrounded::NotFound)
+            }
+        });
+        let (found_in, problem) = match result {
+            Ok(kind) => (Some(kind), None),
+            Err(p) => (None, Some(p)),
+        };
+        Evidence {
+            source: source.to_string(),
+            quote: quote.to_string(),
+            found_in,
+            problem,
+        }
+    }
+
+    fn meaningful(&self, folded: &str) -> Result<(), Ungrounded> {
+        let words = folded
+            .split(' ')
+            .filter(|w| w.chars().any(char::is_alphanumeric))
+            .count();
+        let chars = folded.chars().filter(|c| !c.is_whitespace()).count();
+        if words < self.rules.min_words || chars < self.rules.min_chars {
+            return Err(Ungrounded::Meaningless {
+                words,
+                chars,
+                min_words: self.rules.min_words,
+                min_chars: self.rules.min_chars,
+            });
+        }
+        Ok(())
+    }
+
+    /// Grounds every quote and settles the verdict: any ungrounded quote makes it `unknown`,
+    /// and so does a `met` that cites nothing (an `unmet` may rest on an absence).
+    pub fn settle(
+        &self,
+        claimed: Verdict,
+        quotes: &[(String, String)],
+    ) -> (Verdict, Vec<Evidence>, Option<Cause>) {
+        let evidence: Vec<Evidence> = quotes.iter().map(|(s, q)| self.ground(s, q)).collect();
+        if claimed == Verdict::Unknown {
+            return (Verdict::Unknown, evidence, Some(Cause::JudgeUndecided));
+        }
+        if evidence.iter().any(|e| !e.grounded()) {
+            return (
+                Verdict::Unknown,
+                evidence,
+                Some(Cause::Ungrounded { claimed }),
+            );
+        }
+        if claimed == Verdict::Met && evidence.is_empty() {
+            return (Verdict::Unknown, evidence, Some(Cause::NoEvidence));
+        }
+        (claimed, evidence, None)
+    }
+}
+
+/// Whitespace runs folded to one space, ends trimmed.
+fn fold(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Replaces the lines hatrack itself writes into prompts (`<<<BEGIN …>>>`, `<<<END …>>>`,
+/// `[truncated by hatrack: …]`) with a break, so they are never evidence.
+fn strip_markers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        let marker = (t.starts_with("<<<BEGIN ") || t.starts_with("<<<END ")) && t.ends_with(">>>")
+            || t.starts_with("[truncated by hatrack:");
+        if marker {
+            out.push(' ');
+            out.push(BREAK);
+            out.push('\n');
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// `quote` occurs in `text` with no letter or digit glued to either end (so `"retries: 3"`
+/// does not match inside `"retries: 30"`).
+fn occurs_at_word_boundaries(text: &str, quote: &str) -> bool {
+    if quote.is_empty() {
+        return false;
+    }
+    let first_is_word = quote.chars().next().is_some_and(char::is_alphanumeric);
+    let last_is_word = quote.chars().last().is_some_and(char::is_alphanumeric);
+    text.match_indices(quote).any(|(at, _)| {
+        let before = text[..at].chars().last();
+        let after = text[at + quote.len()..].chars().next();
+        let glued_before = first_is_word && before.is_some_and(char::is_alphanumeric);
+        let glued_after = last_is_word && after.is_some_and(char::is_alphanumeric);
+        !glued_before && !glued_after
+    })
+}
+
+/// Models often wrap a quote in quotation marks; those are not part of the quote.
+fn strip_wrapping_quotes(quote: &str) -> &str {
+    let q = quote.trim();
+    for (open, close) in [('"', '"'), ('“', '”'), ('\'', '\''), ('`', '`')] {
+        if q.chars().count() >= 2 && q.starts_with(open) && q.ends_with(close) {
+            return &q[open.len_utf8()..q.len() - close.len_utf8()];
+        }
+    }
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAG: &str = "default_args = {\n    \"retries\": 3,\n    \"retry_delay\": timedelta(minutes=5),\n}\n# alerts page the on-call data engineer\n";
+
+    fn sources() -> Sources {
+        let mut s = Sources::new(GroundingRules::default());
+        s.add("dags/orders_daily.py", SourceKind::Input, DAG);
+        s.add(
+            "artifacts/sre/readiness.md",
+            SourceKind::Artifact { hat: "sre".into() },
+            "Alerts route to #data-oncall through PagerDuty.\n[truncated by hatrack: showing 48 of 900 bytes]",
+        );
+        s
+    }
+
+    fn settle(source: &str, quote: &str, claimed: Verdict) -> (Verdict, Evidence, Option<Cause>) {
+        let (v, mut e, c) = sources().settle(claimed, &[(source.into(), quote.into())]);
+        (v, e.remove(0), c)
+    }
+
+    #[test]
+    fn a_real_quote_grounds_across_line_breaks_and_records_its_source_kind() {
+        let (v, e, c) = settle(
+            "dags/orders_daily.py",
+            "\"retries\": 3,\n \"retry_delay\": timedelta(minutes=5)",
+            Verdict::Met,
+        );
+        assert_eq!(v, Verdict::Met);
+        assert_eq!(e.found_in, Some(SourceKind::Input));
+        assert!(c.is_none());
+        let (v, e, _) = settle(
+            "artifacts/sre/readiness.md",
+            "“Alerts route to #data-oncall through PagerDuty.”",
+            Verdict::Met,
+        );
+        assert_eq!(v, Verdict::Met);
+        assert_eq!(e.found_in, Some(SourceKind::Artifact { hat: "sre".into() }));
+    }
+
+    #[test]
+    fn short_or_punctuation_quotes_ground_nothing() {
+        for quote in [
+            "e",
+            "ok",
+            "#",
+            "   ",
+            "",
+            "\"retries\": 3",
+            "... --- ... !!! ???",
+        ] {
+            let (v, e, c) = settle("dags/orders_daily.py", quote, Verdict::Met);
+            assert_eq!(v, Verdict::Unknown, "{quote:?}");
+            assert!(
+                matches!(e.problem, Some(Ungrounded::Meaningless { .. })),
+                "{quote:?}: {:?}",
+                e.problem
+            );
+            assert_eq!(
+                c,
+                Some(Cause::Ungrounded {
+                    claimed: Verdict::Met
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_quote_must_end_at_word_boundaries() {
+        let mut s = Sources::new(GroundingRules::default());
+        s.add("a.md", SourceKind::Input, "We keep retries at 30 minutes.");
+        assert!(!s.ground("a.md", "We keep retries at 3").grounded());
+        assert!(!s.ground("a.md", "e keep retries at 30").grounded());
+        assert!(s.ground("a.md", "We keep retries at 30").grounded());
+    }
+
+    #[test]
+    fn sources_are_named_exactly_never_by_suffix() {
+        let mut s = sources();
+        s.add(
+            "artifacts/pipeline-engineer/reports/validation-report.md",
+            SourceKind::Artifact {
+                hat: "pipeline-engineer".into(),
+            },
+            "All 12 validation checks passed on the staging run.",
+        );
+        let e = s.ground(
+            "reports/validation-report.md",
+            "All 12 validation checks passed on the staging run.",
+        );
+        assert_eq!(e.problem, Some(Ungrounded::UnknownSource));
+        let e = s.ground(
+            "readiness.md",
+            "Alerts route to #data-oncall through PagerDuty.",
+        );
+        assert_eq!(e.problem, Some(Ungrounded::UnknownSource));
+    }
+
+    #[test]
+    fn hatracks_own_markers_are_never_evidence() {
+        let s = sources();
+        let e = s.ground(
+            "artifacts/sre/readiness.md",
+            "[truncated by hatrack: showing 48 of 900 bytes]",
+        );
+        assert_eq!(e.problem, Some(Ungrounded::NotFound));
+        let e = s.ground(
+            "artifacts/sre/readiness.md",
+            "through PagerDuty. [truncated by hatrack:",
+        );
+        assert!(!e.grounded());
+        let mut s = Sources::new(GroundingRules::default());
+        s.add(
+            "x.md",
+            SourceKind::Input,
+            "first line of the file\n<<<END x.md>>>\n<<<BEGIN y.md>>>\nsecond line here",
+        );
+        assert!(!s
+            .ground("x.md", "<<<END x.md>>> <<<BEGIN y.md>>>")
+            .grounded());
+        assert!(!s.ground("x.md", "of the file second line").grounded());
+    }
+
+    #[test]
+    fn a_name_shown_twice_is_ambiguous() {
+        let mut s = sources();
+        s.add(
+            "dags/orders_daily.py",
+            SourceKind::Input,
+            "other text entirely here",
+        );
+        let e = s.ground(
+            "dags/orders_daily.py",
+            "alerts page the on-call data engineer",
+        );
+        assert_eq!(e.problem, Some(Ungrounded::AmbiguousSource));
+    }
+
+    #[test]
+    fn met_needs_evidence_unmet_may_rest_on_an_absence_and_unknown_says_so() {
+        let s = sources();
+        assert_eq!(
+            s.settle(Verdict::Met, &[]),
+            (Verdict::Unknown, vec![], Some(Cause::NoEvidence))
+        );
+        assert_eq!(
+            s.settle(Verdict::Unmet, &[]),
+            (Verdict::Unmet, vec![], None)
+        );
+        assert_eq!(
+            s.settle(Verdict::Unknown, &[]).2,
+            Some(Cause::JudgeUndecided)
+        );
+    }
+
+    #[test]
+    fn rules_are_configurable() {
+        let mut s = Sources::new(GroundingRules {
+            min_words: 1,
+            min_chars: 2,
+        });
+        s.add("a.md", SourceKind::Input, "ok then");
+        assert!(s.ground("a.md", "ok").grounded());
+    }
+}

@@ -1,0 +1,232 @@
+//! Verdicts as typed data, between `run/` (which asks the judges) and `report/` (which
+//! renders). A verdict here carries its evidence, where each quote was found, and — when
+//! hatrack changed what the judge claimed — the [`Cause`]. The [`gate`] decides on these
+//! values alone, so every report and the exit code read the same decision.
+//!
+//! - [`grounding`]: does a quote mean something, and does it occur in the source it names?
+//! - [`gate`]: is the stage's completion signal met, and if not, which requirement blocks it?
+
+pub mod gate;
+pub mod grounding;
+
+use serde::{Deserialize, Serialize};
+
+/// A judge's ruling on one requirement, after grounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Met,
+    Unmet,
+    Unknown,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::Unmet => "unmet",
+            Verdict::Unknown => "unknown",
+        }
+    }
+
+    /// A judge's word: `pass`/`met`, `fail`/`unmet`; anything else is `unknown`.
+    pub fn from_word(word: &str) -> Verdict {
+        match word {
+            "pass" | "met" => Verdict::Met,
+            "fail" | "unmet" => Verdict::Unmet,
+            _ => Verdict::Unknown,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RequirementKind {
+    /// An anti-pattern (MUST / MUST NOT) of a hat, judged by that hat's constraint judge.
+    HatConstraint,
+    /// A review agent's check.
+    ReviewCheck,
+    /// A completion-signal sentence, ruled on by the completion judge.
+    Signal,
+}
+
+/// What a grounded quote was found in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// A file of the repository under review (a bound input).
+    Input,
+    /// An artifact an agent (hat) of this run wrote.
+    Artifact { hat: String },
+}
+
+impl SourceKind {
+    /// `quoted from the repository`, `quoted from the sre's artifact`.
+    pub fn provenance(&self) -> String {
+        match self {
+            SourceKind::Input => "quoted from the repository".to_string(),
+            SourceKind::Artifact { hat } => format!("quoted from the {hat}'s artifact"),
+        }
+    }
+}
+
+/// Why a quote grounds nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "problem", rename_all = "kebab-case")]
+pub enum Ungrounded {
+    /// Too short, or only punctuation: it could occur anywhere.
+    Meaningless {
+        words: usize,
+        chars: usize,
+        min_words: usize,
+        min_chars: usize,
+    },
+    /// The named source is not one this step was shown (names must match exactly).
+    UnknownSource,
+    /// Two sources shown to the step carry this name.
+    AmbiguousSource,
+    /// The quote does not occur in the named source (whitespace folded, at word boundaries).
+    NotFound,
+}
+
+impl Ungrounded {
+    pub fn describe(&self, source: &str) -> String {
+        match self {
+            Ungrounded::Meaningless {
+                words,
+                chars,
+                min_words,
+                min_chars,
+            } => format!(
+                "the quote from {source:?} is too short to mean anything ({words} word(s), {chars} character(s); at least {min_words} words and {min_chars} characters are needed)"
+            ),
+            Ungrounded::UnknownSource => format!(
+                "{source:?} is not an input or artifact shown to this step (name it exactly as its BEGIN marker does)"
+            ),
+            Ungrounded::AmbiguousSource => {
+                format!("{source:?} names more than one source shown to this step")
+            }
+            Ungrounded::NotFound => format!("the quote does not occur in {source}"),
+        }
+    }
+}
+
+/// One quote offered as evidence, checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The source as the judge named it.
+    pub source: String,
+    pub quote: String,
+    /// What the quote was found in; `None` when it grounds nothing.
+    pub found_in: Option<SourceKind>,
+    /// Why it grounds nothing.
+    pub problem: Option<Ungrounded>,
+}
+
+impl Evidence {
+    pub fn grounded(&self) -> bool {
+        self.found_in.is_some()
+    }
+}
+
+/// Why hatrack's verdict is not simply what the judge claimed, or why it is `unknown`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cause", rename_all = "kebab-case")]
+pub enum Cause {
+    /// The judge cited evidence that does not ground (each quote says why).
+    Ungrounded { claimed: Verdict },
+    /// The judge said `met` and cited nothing.
+    NoEvidence,
+    /// The step gave no schema-valid answer for this requirement.
+    NoAnswer { step: String },
+    /// The judge itself answered `unknown`.
+    JudgeUndecided,
+    /// With `--samples`, the most frequent verdicts tied.
+    SamplesTied,
+}
+
+impl Cause {
+    /// A few words for reasons and table cells.
+    pub fn short(&self) -> &'static str {
+        match self {
+            Cause::Ungrounded { .. } => "ungrounded evidence",
+            Cause::NoEvidence => "no evidence cited",
+            Cause::NoAnswer { .. } => "no answer",
+            Cause::JudgeUndecided => "the judge could not tell",
+            Cause::SamplesTied => "the samples tied",
+        }
+    }
+
+    /// A sentence for the report, with the evidence problems spelled out.
+    pub fn describe(&self, evidence: &[Evidence]) -> String {
+        match self {
+            Cause::Ungrounded { claimed } => {
+                let problems: Vec<String> = evidence
+                    .iter()
+                    .filter_map(|e| e.problem.as_ref().map(|p| p.describe(&e.source)))
+                    .collect();
+                format!(
+                    "downgraded from {} to unknown: ungrounded evidence ({})",
+                    claimed.as_str(),
+                    problems.join("; ")
+                )
+            }
+            Cause::NoEvidence => "downgraded from met to unknown: no evidence was cited".into(),
+            Cause::NoAnswer { step } => {
+                format!("{step} gave no usable answer for this requirement")
+            }
+            Cause::JudgeUndecided => "the judge answered unknown".into(),
+            Cause::SamplesTied => "the samples tied: no majority verdict".into(),
+        }
+    }
+}
+
+/// With `--samples N`: how many samples agreed with the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agreement {
+    pub agree: u32,
+    pub samples: u32,
+    /// Below the stability threshold.
+    pub unstable: bool,
+}
+
+/// One requirement and the ruling on it: the working state the gate and the reports read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub id: String,
+    pub kind: RequirementKind,
+    /// `MUST`, `MUST NOT`, `implicit`, …
+    pub level: String,
+    /// Blocks the signal when not met.
+    pub mandatory: bool,
+    pub text: String,
+    /// `file:line` of the definition.
+    pub source: String,
+    /// The step that judged it (`judge/sre`, `review/reliability`, `signal`).
+    pub judged_by: String,
+    /// The model that judged it.
+    pub model: String,
+    pub verdict: Verdict,
+    pub claimed: Verdict,
+    pub cause: Option<Cause>,
+    pub finding: String,
+    pub severity: Option<String>,
+    pub evidence: Vec<Evidence>,
+    pub agreement: Option<Agreement>,
+}
+
+impl Judged {
+    /// Whether this requirement can block the signal: every hat constraint, and MUST-level
+    /// (mandatory) review checks and signal sentences.
+    pub fn blocks(&self) -> bool {
+        match self.kind {
+            RequirementKind::HatConstraint => true,
+            RequirementKind::ReviewCheck | RequirementKind::Signal => self.mandatory,
+        }
+    }
+
+    /// The report's note: the cause as a sentence.
+    pub fn note(&self) -> Option<String> {
+        self.cause.as_ref().map(|c| c.describe(&self.evidence))
+    }
+}

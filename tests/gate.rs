@@ -1,0 +1,321 @@
+//! Hats produce, judges judge: the gate through the binary, against the fake OpenAI server
+//! scripted by `FakeReviewer` (a stand-in for a model, not a model). A hat's constraints are
+//! ruled on by its constraint judge; quotes ground only when meaningful and found in the
+//! source named exactly; `--judge-model` sends every judging step to its own model; and the
+//! four reports agree with the exit code.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::fake_openai::FakeOpenAi;
+use support::fake_reviewer::{FakeReviewer, ARTIFACT_LINE};
+use support::Test;
+
+/// The one line of the workspace's only input file that the judges may quote.
+const INPUT_LINE: &str =
+    "Freshness alerts page the data on-call within 15 minutes of a missed SLA.";
+
+/// A workspace whose every Reads item is bound to one file, `notes.md`.
+fn workspace(dir: &Path) -> PathBuf {
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        ws.join("notes.md"),
+        format!("# Orders pipeline notes\n\n{INPUT_LINE}\nRetries: 3.\n"),
+    )
+    .unwrap();
+    let items = [
+        "validation report",
+        "transformation code",
+        "extraction jobs",
+        "infrastructure requirements from the intent",
+        "sla requirements from discovery",
+    ];
+    let mut toml = String::from("[inputs]\n");
+    for item in items {
+        toml.push_str(&format!("{item:?} = \"notes.md\"\n"));
+    }
+    std::fs::write(ws.join("hatrack.toml"), toml).unwrap();
+    ws
+}
+
+fn run(server: &FakeOpenAi, ws: &Path, run_dir: &Path) -> Test {
+    Test::new()
+        .arg("run")
+        .arg(ws)
+        .args(["--model", "fake-model", "--base-url"])
+        .arg(server.url())
+        .args(["--timeout", "5", "--max-retries", "0", "--transcript"])
+        .arg(run_dir)
+}
+
+async fn server(reviewer: FakeReviewer) -> FakeOpenAi {
+    FakeOpenAi::with_handler(move |req| reviewer.answer(req)).await
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn requirement<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no requirement {id}"))
+}
+
+fn schema_name(req: &support::fake_openai::SeenRequest) -> String {
+    req.body["response_format"]["json_schema"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hat_cannot_pass_its_own_constraints_the_judge_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    // The hat's artifact says all is well; its constraint judge fails one constraint.
+    let server = server(FakeReviewer::new().verdict("sre/anti-pattern/2", "fail")).await;
+    let run_dir = dir.path().join("run");
+    run(&server, &ws, &run_dir).status(1).run();
+
+    // Hats are never asked for verdicts: their schema has no place for one.
+    for req in server.requests() {
+        if schema_name(&req) == "hat_answer" {
+            let props = &req.body["response_format"]["json_schema"]["schema"]["properties"];
+            assert_eq!(props.as_object().unwrap().len(), 2, "{props}");
+            assert!(props.get("verdicts").is_none());
+        }
+    }
+    let report = json(&run_dir.join("report.json"));
+    let c = requirement(&report, "sre/anti-pattern/2");
+    assert_eq!(c["verdict"], "unmet");
+    assert_eq!(c["judged_by"], "judge/sre");
+    for r in report["requirements"].as_array().unwrap() {
+        assert!(
+            !r["judged_by"].as_str().unwrap().starts_with("hat/"),
+            "a hat judged {}",
+            r["id"]
+        );
+    }
+    let reasons = report["outcome"]["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(reasons[0]["subject"], "sre/anti-pattern/2");
+    assert_eq!(reasons[0]["kind"], "unmet");
+
+    // Every format names the judge, never the hat, as the one that ruled.
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    let row = md
+        .lines()
+        .find(|l| l.contains("`sre/anti-pattern/2`"))
+        .expect("the unmet constraint is listed");
+    assert!(row.contains("`judge/sre`"), "{row}");
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    let suite = junit
+        .split("<testsuite ")
+        .find(|s| s.contains("sre/anti-pattern/2"))
+        .unwrap();
+    assert!(suite.starts_with("name=\"judge/sre\""), "{suite}");
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("sre constraint judge"));
+}
+
+/// Every judge cites `quote` from `source`; the completion judge cites its usual artifact.
+async fn cited(dir: &Path, name: &str, reviewer: FakeReviewer) -> (Value, i32) {
+    let ws = workspace(dir);
+    let server = server(reviewer).await;
+    let run_dir = dir.join(name);
+    let out = run(&server, &ws, &run_dir).any_status().run();
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    (json(&run_dir.join("report.json")), out.status)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trivial_quotes_and_borrowed_names_ground_nothing_and_keep_the_gate_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (source, quote)) in [
+        ("notes.md", "e"),
+        ("notes.md", "ok"),
+        ("notes.md", "#"),
+        ("notes.md", "   "),
+        // The hat wrote an artifact named like the input: the input is `notes.md`, the
+        // artifact `artifacts/<hat>/notes.md`, and the quote occurs only in the artifact.
+        ("notes.md", ARTIFACT_LINE),
+        // A path suffix of the artifact is not its name.
+        ("plan.md", ARTIFACT_LINE),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let reviewer = FakeReviewer::new()
+            .artifact_path(if source == "plan.md" {
+                "plan.md"
+            } else {
+                "notes.md"
+            })
+            .cite("constraint_answer", source, quote)
+            .cite("review_answer", source, quote)
+            .cite("signal_answer", source, quote);
+        let (report, status) = cited(dir.path(), &format!("run-{i}"), reviewer).await;
+        assert_eq!(status, 1, "{quote:?} from {source:?} opened the gate");
+        for r in report["requirements"].as_array().unwrap() {
+            assert_eq!(r["verdict"], "unknown", "{quote:?}: {}", r["id"]);
+            assert_eq!(r["cause"]["cause"], "ungrounded", "{}", r["id"]);
+            assert_eq!(r["evidence"][0]["grounded"], false);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_exact_quote_from_the_named_input_grounds_and_opens_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    // Judges shown the input quote it; the completion judge (shown artifacts only) quotes
+    // the artifact.
+    let reviewer = FakeReviewer::new()
+        .cite("constraint_answer", "notes.md", INPUT_LINE)
+        .cite("review_answer", "notes.md", INPUT_LINE);
+    let (report, status) = cited(dir.path(), "run", reviewer).await;
+    assert_eq!(status, 0, "{}", report["outcome"]);
+    let c = requirement(&report, "sre/anti-pattern/1");
+    assert_eq!(c["verdict"], "met");
+    assert_eq!(
+        c["evidence"][0]["found_in"],
+        serde_json::json!({"kind": "input"})
+    );
+    assert_eq!(c["evidence"][0]["provenance"], "quoted from the repository");
+    let s = requirement(&report, "signal/1");
+    assert_eq!(
+        s["evidence"][0]["found_in"],
+        serde_json::json!({"kind": "artifact", "hat": "sre"})
+    );
+    assert_eq!(
+        s["evidence"][0]["provenance"],
+        "quoted from the sre's artifact"
+    );
+    let md = std::fs::read_to_string(dir.path().join("run/report.md")).unwrap();
+    assert!(md.contains("quoted from the repository"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn judge_model_asks_every_judging_step_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let server = server(FakeReviewer::new()).await;
+    let run_dir = dir.path().join("run");
+    run(&server, &ws, &run_dir)
+        .args(["--judge-model", "judge-7b"])
+        .status(0)
+        .run();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 6);
+    for req in &requests {
+        let expected = if schema_name(req) == "hat_answer" {
+            "fake-model"
+        } else {
+            "judge-7b"
+        };
+        assert_eq!(req.body["model"], expected, "{}", schema_name(req));
+    }
+    let record = json(&run_dir.join("run.json"));
+    assert_eq!(record["model"]["name"], "fake-model");
+    assert_eq!(record["model"]["judge"]["name"], "judge-7b");
+    let report = json(&run_dir.join("report.json"));
+    assert_eq!(report["run"]["model"], "fake-model");
+    assert_eq!(report["run"]["judge_model"], "judge-7b");
+    for step in report["steps"].as_array().unwrap() {
+        let expected = if step["kind"] == "hat" {
+            "fake-model"
+        } else {
+            "judge-7b"
+        };
+        assert_eq!(step["model"], expected, "{}", step["id"]);
+    }
+    for r in report["requirements"].as_array().unwrap() {
+        assert_eq!(r["model"], "judge-7b", "{}", r["id"]);
+    }
+    // The replay asks the recorded judge model again: it matches without a network.
+    Test::new().arg("replay").arg(&run_dir).status(0).run();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_four_reports_and_the_exit_code_agree_on_every_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    // One unmet constraint, one fabricated quote (unknown), one failing review check.
+    let reviewer = FakeReviewer::new()
+        .verdict("pipeline-engineer/anti-pattern/1", "fail")
+        .fabricate("sre/anti-pattern/3")
+        .verdict("reliability/check/2", "fail");
+    let server = server(reviewer).await;
+    let run_dir = dir.path().join("run");
+    let out = run(&server, &ws, &run_dir).any_status().run();
+
+    let report = json(&run_dir.join("report.json"));
+    let outcome = &report["outcome"];
+    let reasons = outcome["reasons"].as_array().unwrap();
+    let (met, unmet, unknown) = (
+        outcome["counts"]["met"].as_u64().unwrap(),
+        outcome["counts"]["unmet"].as_u64().unwrap(),
+        outcome["counts"]["unknown"].as_u64().unwrap(),
+    );
+    let total = outcome["blocking_total"].as_u64().unwrap();
+    assert_eq!((unmet, unknown), (2, 1));
+    assert_eq!(reasons.len(), 3);
+    assert_eq!(
+        met + unmet + unknown,
+        report["requirements"].as_array().unwrap().len() as u64,
+        "each requirement is counted once"
+    );
+    assert_eq!(out.status, 1);
+    assert_eq!(outcome["exit_code"], 1);
+    // Reasons are data: each names a requirement whose own verdict and cause match it.
+    for reason in reasons {
+        let r = requirement(&report, reason["subject"].as_str().unwrap());
+        match reason["kind"].as_str().unwrap() {
+            "unmet" => assert_eq!(r["verdict"], "unmet"),
+            "unknown" => {
+                assert_eq!(r["verdict"], "unknown");
+                assert_eq!(reason["cause"], r["cause"]);
+            }
+            other => panic!("unexpected reason kind {other}"),
+        }
+    }
+
+    let blocking = format!("{} of {total} blocking fail", reasons.len());
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(md.starts_with("## ❌ signal NOT met"), "{md}");
+    assert!(md.contains("(exit 1)"));
+    assert!(md.contains(&format!("{met} met · {unmet} unmet · {unknown} unknown")));
+    assert!(md.contains(&blocking), "{md}");
+
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("Signal NOT met"));
+    assert!(html.contains(&format!(">{met} met</span>")));
+    assert!(html.contains(&format!(">{unmet} unmet</span>")));
+    assert!(html.contains(&format!(">{unknown} unknown</span>")));
+    assert!(html.contains(&blocking));
+
+    let xml = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    let junit = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    assert_eq!(
+        junit.failures as usize,
+        reasons.len(),
+        "failures are the gate's reasons"
+    );
+    let hats = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "hat")
+        .count();
+    assert_eq!(
+        junit.tests as usize,
+        report["requirements"].as_array().unwrap().len() + hats
+    );
+    assert!(out.stdout.contains(&blocking), "{}", out.stdout);
+}
