@@ -31,6 +31,47 @@ pub struct ConfigFile {
     /// How long a quote must be to ground a verdict.
     #[serde(default)]
     pub grounding: crate::verdict::grounding::GroundingRules,
+    #[serde(default)]
+    pub agent: AgentSection,
+    #[serde(default)]
+    pub tools: ToolsSection,
+}
+
+/// `[agent]`: steps as agents with read-only workspace tools.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Offer `list_files`, `read_file` and `search` to every step (default true).
+    #[serde(default = "default_tools")]
+    pub tools: bool,
+    /// Model turns per step at most: tool turns, the answer and its re-asks (1..=64).
+    #[serde(default = "default_max_turns")]
+    pub max_turns: u32,
+}
+
+fn default_tools() -> bool {
+    true
+}
+fn default_max_turns() -> u32 {
+    8
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        AgentSection {
+            tools: default_tools(),
+            max_turns: default_max_turns(),
+        }
+    }
+}
+
+/// `[tools]`: what the workspace tools may not read, besides the built-in deny list
+/// (`.git/`, `.env*`, `*.pem`, `*id_rsa*`, `*.key`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsSection {
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// `[judge]`: the model every judging step asks (constraint judges, review agents, the

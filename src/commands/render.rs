@@ -10,7 +10,7 @@ use crate::commands::setup;
 use crate::config::ConfigFile;
 use crate::definition::Stage;
 use crate::inputs;
-use crate::model::request::build_body;
+use crate::model::request::build_body_with_tools;
 use crate::model::transcript::read_exchanges;
 use crate::prompt::Prompts;
 use crate::report::Report;
@@ -86,7 +86,12 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let spec = step.schema(&stage);
     let settings = if step.is_judge() { &judge } else { &settings };
     let step = step.id;
-    let body = build_body(settings, &messages, Some(&spec));
+    // The first turn's request: with the tool definitions when steps are agents.
+    let tools = config
+        .agent
+        .tools
+        .then(crate::tools::Workspace::definitions);
+    let body = build_body_with_tools(settings, &messages, Some(&spec), tools.as_ref());
 
     let Some(dir) = run_dir else {
         if args.json {
@@ -98,6 +103,25 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
         } else {
             for m in &messages {
                 let _ = writeln!(out, "──── {} ────\n{}\n", m.role, m.content);
+            }
+            if let Some(tools) = &tools {
+                let _ = writeln!(out, "──── tools ────");
+                for t in tools.as_array().into_iter().flatten() {
+                    let f = &t["function"];
+                    let params: Vec<&str> = f["parameters"]["required"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|p| p.as_str())
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "{}({}) — {}",
+                        f["name"].as_str().unwrap_or_default(),
+                        params.join(", "),
+                        f["description"].as_str().unwrap_or_default()
+                    );
+                }
             }
         }
         return Ok(0);

@@ -318,6 +318,7 @@ async fn execute(
         },
         stability_threshold: STABILITY_THRESHOLD,
         scrubber: scrubber.clone(),
+        agent: setup::agent(&prepared.config, &prepared.workspace, &scrubber)?,
         stage: prepared.stage,
     };
     let progress = Progress::new(global.quiet);

@@ -173,3 +173,29 @@ pub fn scrubber(settings: &ModelSettings, config: &ConfigFile) -> Result<Scrubbe
     }
     Ok(Scrubber::new(secrets, patterns))
 }
+
+/// The workspace tools every step is offered, unless `[agent] tools = false`.
+pub fn agent(
+    config: &ConfigFile,
+    workspace: &Path,
+    scrubber: &Scrubber,
+) -> Result<Option<crate::run::agent::Agent>, Error> {
+    let a = &config.agent;
+    if !a.tools {
+        return Ok(None);
+    }
+    if !(1..=64).contains(&a.max_turns) {
+        return Err(Error::usage(format!(
+            "hatrack.toml [agent] max_turns = {}: use 1 to 64",
+            a.max_turns
+        )));
+    }
+    let workspace =
+        crate::tools::Workspace::new(workspace, &config.tools.deny, crate::tools::Caps::default())
+            .map_err(|e| Error::usage(format!("hatrack.toml [tools]: {e}")))?;
+    Ok(Some(crate::run::agent::Agent {
+        workspace,
+        max_turns: a.max_turns,
+        scrubber: scrubber.clone(),
+    }))
+}

@@ -33,7 +33,7 @@ pub mod transcript;
 
 pub use budget::Budget;
 pub use openai::LiveModel;
-pub use request::{build_body, request_hash, ChatMessage, JsonSchemaSpec};
+pub use request::{build_body, build_body_with_tools, request_hash, ChatMessage, JsonSchemaSpec};
 pub use settings::{ModelSettings, Secret};
 pub use structured::{ask_structured, StructuredOutcome};
 pub use transcript::{read_exchanges, Exchange, RecordMode, Recorder, TranscriptModel};
@@ -85,6 +85,8 @@ pub struct ModelReply {
     /// `choices[0].message.content`.
     pub content: Option<String>,
     pub finish_reason: Option<String>,
+    /// `choices[0].message.tool_calls` (empty when the model asked for none).
+    pub tool_calls: Vec<serde_json::Value>,
     pub usage: Usage,
     /// Wall time of the exchange as it happened (recorded, so replays report the same).
     pub duration_ms: u64,
@@ -111,11 +113,18 @@ impl ModelReply {
             .and_then(|c| c.get("finish_reason"))
             .and_then(|f| f.as_str())
             .map(str::to_string);
+        let tool_calls = choice
+            .and_then(|c| c.get("message"))
+            .and_then(|m| m.get("tool_calls"))
+            .and_then(|t| t.as_array())
+            .cloned()
+            .unwrap_or_default();
         ModelReply {
             usage: Usage::from_body(&body),
             body,
             content,
             finish_reason,
+            tool_calls,
             duration_ms,
             source,
             origin: source,

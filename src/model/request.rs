@@ -8,30 +8,62 @@ use sha2::{Digest, Sha256};
 
 use super::settings::ModelSettings;
 
-/// One chat message (`system`, `user` or `assistant`).
+/// One chat message (`system`, `user`, `assistant`, or `tool` with a tool call's result).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// An assistant turn's `tool_calls`, as the provider sent them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Value>,
+    /// A `tool` message answers this call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
-    pub fn system(content: impl Into<String>) -> ChatMessage {
+    fn plain(role: &str, content: String) -> ChatMessage {
         ChatMessage {
-            role: "system".into(),
-            content: content.into(),
+            role: role.into(),
+            content,
+            tool_calls: None,
+            tool_call_id: None,
         }
+    }
+    pub fn system(content: impl Into<String>) -> ChatMessage {
+        ChatMessage::plain("system", content.into())
     }
     pub fn user(content: impl Into<String>) -> ChatMessage {
-        ChatMessage {
-            role: "user".into(),
-            content: content.into(),
-        }
+        ChatMessage::plain("user", content.into())
     }
     pub fn assistant(content: impl Into<String>) -> ChatMessage {
+        ChatMessage::plain("assistant", content.into())
+    }
+    /// An assistant turn that asked for tool calls.
+    pub fn assistant_tool_calls(content: impl Into<String>, calls: Value) -> ChatMessage {
         ChatMessage {
-            role: "assistant".into(),
-            content: content.into(),
+            tool_calls: Some(calls),
+            ..ChatMessage::plain("assistant", content.into())
+        }
+    }
+    /// The result of one tool call.
+    pub fn tool(call_id: impl Into<String>, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            tool_call_id: Some(call_id.into()),
+            ..ChatMessage::plain("tool", content.into())
+        }
+    }
+
+    /// The message as the request body carries it (plain messages exactly as before tools).
+    fn to_json(&self) -> Value {
+        match (&self.tool_calls, &self.tool_call_id) {
+            (Some(calls), _) => {
+                json!({"role": self.role, "content": self.content, "tool_calls": calls})
+            }
+            (None, Some(id)) => {
+                json!({"role": self.role, "tool_call_id": id, "content": self.content})
+            }
+            (None, None) => json!({"role": self.role, "content": self.content}),
         }
     }
 }
@@ -52,16 +84,21 @@ pub fn build_body(
     messages: &[ChatMessage],
     schema: Option<&JsonSchemaSpec>,
 ) -> Value {
+    build_body_with_tools(settings, messages, schema, None)
+}
+
+/// [`build_body`] with `tools` (function definitions) offered to the model.
+pub fn build_body_with_tools(
+    settings: &ModelSettings,
+    messages: &[ChatMessage],
+    schema: Option<&JsonSchemaSpec>,
+    tools: Option<&Value>,
+) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), Value::String(settings.model.clone()));
     body.insert(
         "messages".into(),
-        Value::Array(
-            messages
-                .iter()
-                .map(|m| json!({"role": m.role, "content": m.content}))
-                .collect(),
-        ),
+        Value::Array(messages.iter().map(ChatMessage::to_json).collect()),
     );
     body.insert("temperature".into(), json!(settings.temperature));
     if let Some(seed) = settings.seed {
@@ -74,6 +111,9 @@ pub fn build_body(
         if !body.contains_key(key) && key != "response_format" {
             body.insert(key.clone(), value.clone());
         }
+    }
+    if let Some(tools) = tools {
+        body.insert("tools".into(), tools.clone());
     }
     if let Some(spec) = schema {
         body.insert(

@@ -147,6 +147,24 @@ fn check_answer(
     Some(text)
 }
 
+/// Checks one reply against the answer schema: the answer, or why it is not acceptable.
+/// The agent loop uses this for its final turn, so a step with tools validates the same way.
+pub fn validate_reply(
+    reply: &super::ModelReply,
+    validator: &jsonschema::Validator,
+) -> Result<Value, String> {
+    let content = reply.content.clone().unwrap_or_default();
+    match check_answer(reply, &content, validator) {
+        None => parse_json_answer(&content).map_err(|e| e.to_string()),
+        Some(problem) => Err(problem),
+    }
+}
+
+/// The message that asks again after a rejected answer.
+pub fn reask(problem: &str) -> ChatMessage {
+    ChatMessage::user(reask_message(problem))
+}
+
 /// Parses the answer as JSON. A single surrounding Markdown code fence (```json … ```),
 /// which small models add even when asked for JSON, is tolerated; nothing else is repaired.
 fn parse_json_answer(content: &str) -> Result<Value, serde_json::Error> {

@@ -63,6 +63,15 @@ pub struct ExchangeError {
 
 impl Exchange {
     /// The reply this exchange replays as, if it succeeded.
+    /// The recorded error when it was the provider refusing the request itself (a 4xx other
+    /// than 408 and 429), which asking again cannot change.
+    pub fn permanent_error(&self) -> Option<&ExchangeError> {
+        self.error.as_ref().filter(|e| {
+            e.status
+                .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429)
+        })
+    }
+
     pub fn replay_reply(&self) -> Option<ModelReply> {
         let body = self.response.clone()?;
         let mut reply = ModelReply::from_body(body, self.duration_ms, ReplySource::Replayed);
@@ -281,7 +290,7 @@ impl ReplayIndex {
     fn new(exchanges: Vec<Exchange>) -> ReplayIndex {
         let mut by_key: HashMap<(String, String), Vec<usize>> = HashMap::new();
         for (i, e) in exchanges.iter().enumerate() {
-            if e.response.is_some() {
+            if e.response.is_some() || e.permanent_error().is_some() {
                 by_key
                     .entry((e.step.clone(), e.request_hash.clone()))
                     .or_default()
@@ -510,6 +519,17 @@ impl TranscriptModel {
                         }
                     }
                     return Ok(reply);
+                }
+                // A recorded client error (the provider refused this very request) replays
+                // as that error: the same request would be refused again. Transient failures
+                // (timeouts, 408, 429, 5xx) are not replayed; they are asked again.
+                if let Some(e) = hit.permanent_error() {
+                    return Err(ModelError::Provider {
+                        step: request.step.clone(),
+                        attempts: 1,
+                        last: e.message.clone(),
+                        status: e.status,
+                    });
                 }
             }
         }

@@ -18,6 +18,8 @@ const FINDING_IN_TABLE: usize = 240;
 const FINDING_IN_DETAILS: usize = 2_000;
 const QUOTE_MAX: usize = 1_000;
 const WARNING_MAX: usize = 400;
+/// Tool calls listed per step.
+const TRAIL_MAX: usize = 30;
 
 pub struct MarkdownExporter;
 
@@ -234,7 +236,8 @@ fn details(report: &Report, md: &mut Budget) {
             .filter(|r| r.judged_by == judge)
             .collect();
         let step = report.steps.iter().find(|s| s.id == judge);
-        if reqs.is_empty() && step.is_none_or(|s| s.errors.is_empty()) {
+        let quiet = |s: &StepReport| s.errors.is_empty() && s.trail.is_empty() && s.tools.is_none();
+        if reqs.is_empty() && step.is_none_or(quiet) {
             continue;
         }
         if omitted > 0 {
@@ -296,6 +299,29 @@ fn step_notes(step: &StepReport) -> String {
         ));
     }
     if !step.errors.is_empty() {
+        s.push('\n');
+    }
+    if let Some(note) = &step.tools {
+        s.push_str(&format!("_Tools:_ {}\n\n", esc(note)));
+    }
+    if !step.trail.is_empty() {
+        s.push_str("_Agent trail:_\n");
+        for t in step.trail.iter().take(TRAIL_MAX) {
+            s.push_str(&format!(
+                "- {} {} — {}, {} B{}\n",
+                code(&t.tool),
+                code(&text::cap(&t.target, 200)),
+                esc(&t.detail),
+                t.bytes,
+                if t.refused { " (refused)" } else { "" }
+            ));
+        }
+        if step.trail.len() > TRAIL_MAX {
+            s.push_str(&format!(
+                "- … {} more in report.json\n",
+                step.trail.len() - TRAIL_MAX
+            ));
+        }
         s.push('\n');
     }
     s

@@ -164,6 +164,10 @@ pub struct StepReport {
     pub artifacts: Vec<ArtifactReport>,
     /// Validation errors of attempts that broke the schema.
     pub errors: Vec<String>,
+    /// The agent's tool calls, in order (empty without tools).
+    pub trail: Vec<crate::tools::Trail>,
+    /// How tools were used when not as an agent: refused by the provider, unused by the model.
+    pub tools: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

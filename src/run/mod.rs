@@ -3,6 +3,7 @@
 //! through the [`ChatModel`] trait only, so live, replayed and recorded runs take the same
 //! path. Hats produce, judges judge: no step ever rules on its own work.
 
+pub mod agent;
 pub mod answer;
 pub mod artifacts;
 pub mod context;
@@ -22,7 +23,7 @@ use crate::definition::{Requirement, Stage};
 use crate::inputs::{Binding, Bindings};
 use crate::model::request::ChatMessage;
 use crate::model::settings::ModelSettings;
-use crate::model::structured::{ask_structured, StructuredOutcome};
+use crate::model::structured::StructuredOutcome;
 use crate::model::{ChatModel, ReplySource};
 use crate::prompt::Prompts;
 use crate::report::{
@@ -65,6 +66,8 @@ pub struct RunPlan {
     /// Agreement below this share marks a sampled verdict unstable.
     pub stability_threshold: f64,
     pub scrubber: Scrubber,
+    /// Workspace tools for every step; `None` with `[agent] tools = false`.
+    pub agent: Option<agent::Agent>,
 }
 
 impl RunPlan {
@@ -98,6 +101,10 @@ impl RunPlan {
 struct Asked<T> {
     answer: Option<T>,
     outcome: StructuredOutcome,
+    /// Tool calls, files read, and how tools were (not) used.
+    trail: Vec<crate::tools::Trail>,
+    read: Vec<(String, String)>,
+    tool_note: Option<String>,
 }
 
 /// Asks one structured question and reads the answer into `T`.
@@ -107,10 +114,16 @@ async fn ask<T: DeserializeOwned>(
     settings: &ModelSettings,
     messages: &[ChatMessage],
     spec: &crate::model::JsonSchemaSpec,
+    agent: Option<&agent::Agent>,
     progress: &Progress,
 ) -> Result<Asked<T>, Error> {
     let line = progress.start(step);
-    let mut outcome = ask_structured(model, step, settings, messages, spec).await?;
+    let agent::AgentOutcome {
+        structured: mut outcome,
+        trail,
+        read,
+        note: tool_note,
+    } = agent::ask(model, step, settings, messages, spec, agent).await?;
     let answer = match outcome.value.clone().map(serde_json::from_value::<T>) {
         Some(Ok(a)) => Some(a),
         Some(Err(e)) => {
@@ -132,7 +145,13 @@ async fn ask<T: DeserializeOwned>(
         outcome.duration_ms as f64 / 1000.0,
         source_label(&outcome.sources)
     ));
-    Ok(Asked { answer, outcome })
+    Ok(Asked {
+        answer,
+        outcome,
+        trail,
+        read,
+        tool_note,
+    })
 }
 
 fn source_label(sources: &[ReplySource]) -> &'static str {
@@ -187,6 +206,8 @@ fn step_report(
         summary: None,
         artifacts: Vec::new(),
         errors,
+        trail: Vec::new(),
+        tools: None,
     }
 }
 
@@ -352,14 +373,24 @@ async fn run_hat(
     let StepMessages { messages, .. } = context::messages(step, &plan.shown(&run.produced, &[]))?;
     let settings = plan.settings_for(step);
     let spec = step.schema(&plan.stage);
-    let asked: Asked<answer::HatAnswer> =
-        ask(model, &step.id, settings, &messages, &spec, progress).await?;
+    let asked: Asked<answer::HatAnswer> = ask(
+        model,
+        &step.id,
+        settings,
+        &messages,
+        &spec,
+        plan.agent.as_ref(),
+        progress,
+    )
+    .await?;
     let mut report = step_report(
         step,
         &settings.model,
         &[&asked.outcome],
         asked.answer.is_some(),
     );
+    report.trail = asked.trail.clone();
+    report.tools = asked.tool_note.clone();
     let mut accepted = Vec::new();
     if let Some(a) = &asked.answer {
         let proposed: Vec<(String, String)> = a
@@ -425,12 +456,36 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
     let asked_all: Vec<Asked<T>> = futures::future::try_join_all((0..plan.samples).map(|k| {
         let settings = samples::settings_for(base, k);
         let (messages, spec) = (&messages, &spec);
-        async move { ask(model, &step.id, &settings, messages, spec, progress).await }
+        async move {
+            ask(
+                model,
+                &step.id,
+                &settings,
+                messages,
+                spec,
+                plan.agent.as_ref(),
+                progress,
+            )
+            .await
+        }
     }))
     .await?;
     let outcomes: Vec<&StructuredOutcome> = asked_all.iter().map(|a| &a.outcome).collect();
     let answered = asked_all.iter().any(|a| a.answer.is_some());
     let mut report = step_report(step, &base.model, &outcomes, answered);
+    report.trail = asked_all.iter().flat_map(|a| a.trail.clone()).collect();
+    report.tools = asked_all.iter().find_map(|a| a.tool_note.clone());
+    // Each sample is grounded in what it was shown: the prompt's sources and the files it read.
+    let sample_sources: Vec<Sources> = asked_all
+        .iter()
+        .map(|a| {
+            let mut s = sources.clone();
+            for (path, text) in &a.read {
+                s.add(path, crate::verdict::SourceKind::Input, text);
+            }
+            s
+        })
+        .collect();
     report.summary = asked_all
         .iter()
         .find_map(|a| a.answer.as_ref().map(|x| x.summary().to_string()));
@@ -439,7 +494,8 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
         let mut r = unjudged(req, plan, step);
         let sampled: Vec<SampledVerdict> = asked_all
             .iter()
-            .map(|a| sample_verdict(a.answer.as_ref(), &req.id, &sources, &step.id))
+            .zip(&sample_sources)
+            .map(|(a, s)| sample_verdict(a.answer.as_ref(), &req.id, s, &step.id))
             .collect();
         samples::apply(&mut r, &sampled, plan.stability_threshold);
         judged.push(r);

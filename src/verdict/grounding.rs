@@ -64,19 +64,27 @@ impl Sources {
     }
 
     /// Adds a text as shown to the step (truncation markers included: they are removed here).
-    /// The same file shown twice (bound to two Reads items) is one source.
     pub fn add(&mut self, name: &str, kind: SourceKind, shown: &str) {
         let source = Source {
             name: name.to_string(),
             kind,
             text: fold(&strip_markers(shown)),
         };
-        let known = self
+        // The same name and kind twice (a file bound to two items, or read again through a
+        // tool) is one source holding every text shown under that name.
+        match self
             .sources
-            .iter()
-            .any(|s| s.name == source.name && s.kind == source.kind && s.text == source.text);
-        if !known {
-            self.sources.push(source);
+            .iter_mut()
+            .find(|s| s.name == source.name && s.kind == source.kind)
+        {
+            Some(s) if s.text == source.text => {}
+            Some(s) => {
+                s.text.push(' ');
+                s.text.push(BREAK);
+                s.text.push(' ');
+                s.text.push_str(&source.text);
+            }
+            None => self.sources.push(source),
         }
     }
 
@@ -334,11 +342,20 @@ mod tests {
     }
 
     #[test]
-    fn a_name_shown_twice_is_ambiguous() {
+    fn a_name_shown_twice_is_one_source_unless_the_kinds_differ() {
         let mut s = sources();
         s.add(
             "dags/orders_daily.py",
             SourceKind::Input,
+            "the rest of the file, read later",
+        );
+        let ground = |s: &Sources, q: &str| s.ground("dags/orders_daily.py", q).grounded();
+        assert!(ground(&s, "alerts page the on-call data engineer"));
+        assert!(ground(&s, "the rest of the file"));
+        assert!(!ground(&s, "data engineer the rest of"));
+        s.add(
+            "dags/orders_daily.py",
+            SourceKind::Artifact { hat: "sre".into() },
             "other text entirely here",
         );
         let e = s.ground(

@@ -46,6 +46,8 @@ fn step(
         summary: None,
         artifacts: vec![],
         errors: vec![],
+        trail: vec![],
+        tools: None,
     }
 }
 

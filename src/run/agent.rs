@@ -1,0 +1,202 @@
+//! The agent loop: a step is offered the read-only workspace [`tools`](crate::tools) and
+//! answers in turns — tool calls, their results, and finally an answer through the step's
+//! JSON Schema. Every turn is one model exchange (recorded, and replayed turn by turn: the
+//! tools are deterministic, so the same workspace gives the same next request).
+//!
+//! A provider that refuses `tools` (HTTP 400 on the first turn) gets the single request over
+//! the bound inputs instead, and the report says so; so does a model that answers without
+//! calling any tool.
+
+use serde_json::Value;
+
+use crate::model::request::{build_body_with_tools, ChatMessage, JsonSchemaSpec};
+use crate::model::settings::ModelSettings;
+use crate::model::structured::{ask_structured, reask, validate_reply, StructuredOutcome};
+use crate::model::{ChatModel, ModelError, ModelRequest, Usage};
+use crate::secrets::Scrubber;
+use crate::tools::{Trail, Workspace};
+
+/// Tool calls honoured per turn; more are refused (the model reads why).
+pub const MAX_CALLS_PER_TURN: usize = 16;
+/// Bytes of tool results one step may receive in all; later calls are refused.
+pub const MAX_TOOL_BYTES_PER_STEP: usize = 256 * 1024;
+
+/// How steps use tools (`[agent]` in hatrack.toml).
+pub struct Agent {
+    pub workspace: Workspace,
+    /// Model turns per step at most (tool turns, the answer and its re-asks).
+    pub max_turns: u32,
+    pub scrubber: Scrubber,
+}
+
+/// What a step's exchange produced, with what the agent did on the way.
+pub struct AgentOutcome {
+    pub structured: StructuredOutcome,
+    /// Every tool call, in order.
+    pub trail: Vec<Trail>,
+    /// Files the agent read (workspace-relative name, the text it was shown).
+    pub read: Vec<(String, String)>,
+    /// How tools were used when not as an agent: off, refused by the provider, or unused.
+    pub note: Option<String>,
+}
+
+impl AgentOutcome {
+    fn plain(structured: StructuredOutcome, note: Option<String>) -> AgentOutcome {
+        AgentOutcome {
+            structured,
+            trail: Vec::new(),
+            read: Vec::new(),
+            note,
+        }
+    }
+}
+
+/// Asks one step: with tools when `agent` is given, else one structured request.
+pub async fn ask(
+    model: &dyn ChatModel,
+    step: &str,
+    settings: &ModelSettings,
+    messages: &[ChatMessage],
+    spec: &JsonSchemaSpec,
+    agent: Option<&Agent>,
+) -> Result<AgentOutcome, ModelError> {
+    let Some(agent) = agent else {
+        let plain = ask_structured(model, step, settings, messages, spec).await?;
+        return Ok(AgentOutcome::plain(plain, None));
+    };
+    let validator = jsonschema::validator_for(&spec.schema).map_err(|e| {
+        ModelError::Config(format!(
+            "step {step}: the answer schema {} is not a valid JSON Schema: {e}",
+            spec.name
+        ))
+    })?;
+    let tools = Workspace::definitions();
+    let mut conversation = messages.to_vec();
+    let mut out = AgentOutcome::plain(empty_outcome(), None);
+    let mut reasks_left = settings.max_reasks;
+    let mut tool_bytes = 0usize;
+    let max_turns = agent.max_turns.max(1);
+    for turn in 1..=max_turns {
+        let request = ModelRequest {
+            step: step.to_string(),
+            attempt: turn,
+            body: build_body_with_tools(settings, &conversation, Some(spec), Some(&tools)),
+        };
+        let reply = match model.complete(&request).await {
+            Ok(reply) => reply,
+            Err(ModelError::Provider {
+                status: Some(400), ..
+            }) if turn == 1 => {
+                let plain = ask_structured(model, step, settings, messages, spec).await?;
+                let note = "the provider refused `tools` (HTTP 400): answered in one request over the bound inputs";
+                return Ok(AgentOutcome::plain(plain, Some(note.into())));
+            }
+            Err(e) => return Err(e),
+        };
+        let o = &mut out.structured;
+        o.attempts = turn;
+        o.usage.add(&reply.usage);
+        o.duration_ms = o.duration_ms.saturating_add(reply.duration_ms);
+        o.sources.push(reply.source);
+        o.origins.push(reply.origin);
+        let content = reply.content.clone().unwrap_or_default();
+        if !reply.tool_calls.is_empty() {
+            conversation.push(ChatMessage::assistant_tool_calls(
+                content,
+                Value::Array(reply.tool_calls.clone()),
+            ));
+            for (i, call) in reply.tool_calls.iter().enumerate() {
+                let (id, result) = run_call(agent, call, i, &mut tool_bytes, &mut out);
+                conversation.push(ChatMessage::tool(id, result));
+            }
+            continue;
+        }
+        if out.trail.is_empty() && turn == 1 {
+            out.note =
+                Some("the model made no tool calls: it answered from the bound inputs".into());
+        }
+        match validate_reply(&reply, &validator) {
+            Ok(value) => {
+                out.structured.value = Some(value);
+                return Ok(out);
+            }
+            Err(problem) => {
+                tracing::warn!(step, turn, "invalid structured answer: {problem}");
+                out.structured
+                    .errors
+                    .push(format!("turn {turn}: {problem}"));
+                if reasks_left == 0 {
+                    return Ok(out);
+                }
+                reasks_left -= 1;
+                conversation.push(ChatMessage::assistant(content));
+                conversation.push(reask(&problem));
+            }
+        }
+    }
+    out.structured.errors.push(format!(
+        "the agent used all {max_turns} turns ([agent] max_turns) without a final answer"
+    ));
+    Ok(out)
+}
+
+/// Runs one tool call; returns the call id and the (scrubbed) result for the model.
+fn run_call(
+    agent: &Agent,
+    call: &Value,
+    index: usize,
+    tool_bytes: &mut usize,
+    out: &mut AgentOutcome,
+) -> (String, String) {
+    let id = call
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let function = call.get("function");
+    let name = function
+        .and_then(|f| f.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let arguments = function
+        .and_then(|f| f.get("arguments"))
+        .and_then(Value::as_str)
+        .unwrap_or("{}");
+    let result = if index >= MAX_CALLS_PER_TURN {
+        Workspace::refuse(
+            name,
+            "",
+            &format!("at most {MAX_CALLS_PER_TURN} tool calls are answered per turn"),
+        )
+    } else if *tool_bytes >= MAX_TOOL_BYTES_PER_STEP {
+        Workspace::refuse(
+            name,
+            "",
+            "this step has read as much as it may; answer now with what you have",
+        )
+    } else {
+        match Workspace::parse(name, arguments) {
+            Ok(call) => agent.workspace.call(&call),
+            Err(why) => Workspace::refuse(name, "", &why),
+        }
+    };
+    let text = agent.scrubber.scrub(&result.text);
+    *tool_bytes = tool_bytes.saturating_add(text.len());
+    if let Some((path, shown)) = result.read {
+        out.read.push((path, agent.scrubber.scrub(&shown)));
+    }
+    out.trail.push(result.trail);
+    (id, text)
+}
+
+fn empty_outcome() -> StructuredOutcome {
+    StructuredOutcome {
+        value: None,
+        attempts: 0,
+        errors: Vec::new(),
+        usage: Usage::default(),
+        duration_ms: 0,
+        sources: Vec::new(),
+        origins: Vec::new(),
+    }
+}

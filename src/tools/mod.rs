@@ -1,0 +1,661 @@
+//! Read-only workspace tools for agents: `list_files`, `read_file`, `search`. Confinement
+//! lives here and only here: every path is resolved (symlinks too) and must stay inside the
+//! workspace; a deny list keeps secrets and VCS internals out; binaries are refused; every
+//! call is capped. A refusal is a result the model reads, never a failed run. Output is
+//! deterministic (lexicographic order, never mtime or directory order), so identical
+//! workspaces give identical results and replays match byte for byte.
+//!
+//! This module knows nothing of models: the agent loop in `run/` turns a model's tool call
+//! into a [`Call`] and the [`Outcome`] back into a tool message.
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Paths an agent may never read, whatever `hatrack.toml` says (more via `[tools] deny`).
+pub const DEFAULT_DENY: &[&str] = &[
+    ".git",
+    ".git/**",
+    "**/.git",
+    "**/.git/**",
+    "**/.env*",
+    "**/*.pem",
+    "**/*id_rsa*",
+    "**/*.key",
+];
+
+/// Per-call limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub max_lines: usize,
+    pub max_bytes: usize,
+    pub max_line_bytes: usize,
+    pub max_hits: usize,
+    pub max_entries: usize,
+    pub max_depth: usize,
+    /// Files larger than this are not searched or read (checked before reading).
+    pub max_file_bytes: u64,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            max_lines: 2000,
+            max_bytes: 50 * 1024,
+            max_line_bytes: 500,
+            max_hits: 100,
+            max_entries: 500,
+            max_depth: 6,
+            max_file_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolsError {
+    #[error("workspace {}: {source}", .path.display())]
+    Workspace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("[tools] deny pattern {pattern:?}: {message}")]
+    Deny { pattern: String, message: String },
+}
+
+/// One call a model asked for, as parsed from its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    ListFiles {
+        path: String,
+        depth: usize,
+    },
+    ReadFile {
+        path: String,
+        start_line: usize,
+        max_lines: usize,
+    },
+    Search {
+        pattern: String,
+        path_glob: String,
+    },
+}
+
+/// What a call returned, and the line a report shows for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The text sent back to the model as the tool message.
+    pub text: String,
+    /// Why the call was refused (the text says so too).
+    pub refused: Option<String>,
+    /// For `read_file`: the file read (workspace-relative) and its text, a grounding source.
+    pub read: Option<(String, String)>,
+    pub trail: Trail,
+}
+
+/// One line of an agent's trail: which tool, on what, how much came back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Trail {
+    pub tool: String,
+    pub target: String,
+    /// `12-80` for a read, hits for a search, entries for a listing.
+    pub detail: String,
+    pub bytes: u64,
+    pub refused: bool,
+}
+
+/// The workspace as agents see it.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    root: PathBuf,
+    deny: GlobSet,
+    caps: Caps,
+}
+
+impl Workspace {
+    pub fn new(root: &Path, extra_deny: &[String], caps: Caps) -> Result<Workspace, ToolsError> {
+        let root = root
+            .canonicalize()
+            .map_err(|source| ToolsError::Workspace {
+                path: root.to_path_buf(),
+                source,
+            })?;
+        let mut builder = GlobSetBuilder::new();
+        for pattern in DEFAULT_DENY
+            .iter()
+            .map(|p| p.to_string())
+            .chain(extra_deny.iter().cloned())
+        {
+            let glob = Glob::new(&pattern).map_err(|e| ToolsError::Deny {
+                pattern: pattern.clone(),
+                message: e.to_string(),
+            })?;
+            builder.add(glob);
+        }
+        let deny = builder.build().map_err(|e| ToolsError::Deny {
+            pattern: String::new(),
+            message: e.to_string(),
+        })?;
+        Ok(Workspace { root, deny, caps })
+    }
+
+    /// The tool definitions sent as the request's `tools`.
+    pub fn definitions() -> Value {
+        json!([
+            {"type": "function", "function": {
+                "name": "list_files",
+                "description": "List files and directories under a workspace path, sorted by name.",
+                "parameters": {"type": "object", "additionalProperties": false,
+                    "required": ["path", "depth"],
+                    "properties": {
+                        "path": {"type": "string", "description": "relative to the workspace root; \".\" for the root"},
+                        "depth": {"type": "integer", "minimum": 1, "maximum": 6}
+                    }}
+            }},
+            {"type": "function", "function": {
+                "name": "read_file",
+                "description": "Read lines of a text file in the workspace.",
+                "parameters": {"type": "object", "additionalProperties": false,
+                    "required": ["path", "start_line", "max_lines"],
+                    "properties": {
+                        "path": {"type": "string"},
+                        "start_line": {"type": "integer", "minimum": 1},
+                        "max_lines": {"type": "integer", "minimum": 1, "maximum": 2000}
+                    }}
+            }},
+            {"type": "function", "function": {
+                "name": "search",
+                "description": "Search workspace files for a regular expression; returns path:line: text.",
+                "parameters": {"type": "object", "additionalProperties": false,
+                    "required": ["pattern", "path_glob"],
+                    "properties": {
+                        "pattern": {"type": "string"},
+                        "path_glob": {"type": "string", "description": "e.g. \"**/*.sql\"; \"**\" for every file"}
+                    }}
+            }}
+        ])
+    }
+
+    /// Parses a tool call's name and JSON arguments; a bad call is a refusal to show the model.
+    pub fn parse(name: &str, arguments: &str) -> Result<Call, String> {
+        let args: Value = serde_json::from_str(arguments)
+            .map_err(|e| format!("the arguments are not a JSON object: {e}"))?;
+        let text = |k: &str| -> Result<String, String> {
+            args.get(k)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| format!("`{k}` (a string) is required"))
+        };
+        let number = |k: &str, default: usize| -> usize {
+            args.get(k)
+                .and_then(Value::as_u64)
+                .map_or(default, |n| usize::try_from(n).unwrap_or(usize::MAX))
+        };
+        match name {
+            "list_files" => Ok(Call::ListFiles {
+                path: text("path").unwrap_or_else(|_| ".".into()),
+                depth: number("depth", 2),
+            }),
+            "read_file" => Ok(Call::ReadFile {
+                path: text("path")?,
+                start_line: number("start_line", 1),
+                max_lines: number("max_lines", 2000),
+            }),
+            "search" => Ok(Call::Search {
+                pattern: text("pattern")?,
+                path_glob: text("path_glob").unwrap_or_else(|_| "**".into()),
+            }),
+            other => Err(format!(
+                "there is no tool {other:?}; the tools are list_files, read_file, search"
+            )),
+        }
+    }
+
+    pub fn call(&self, call: &Call) -> Outcome {
+        match call {
+            Call::ListFiles { path, depth } => self.list_files(path, *depth),
+            Call::ReadFile {
+                path,
+                start_line,
+                max_lines,
+            } => self.read_file(path, *start_line, *max_lines),
+            Call::Search { pattern, path_glob } => self.search(pattern, path_glob),
+        }
+    }
+
+    /// A refusal: the model reads why; the run goes on.
+    pub fn refuse(tool: &str, target: &str, why: &str) -> Outcome {
+        Outcome {
+            text: format!("refused: {why}"),
+            refused: Some(why.to_string()),
+            read: None,
+            trail: Trail {
+                tool: tool.to_string(),
+                target: target.to_string(),
+                detail: "refused".into(),
+                bytes: 0,
+                refused: true,
+            },
+        }
+    }
+
+    /// Resolves a workspace-relative path: no absolute paths, no escape through `..` or a
+    /// symlink, nothing on the deny list (checked on the path asked for and the real one).
+    /// Returns the real path and its workspace-relative name.
+    fn resolve(&self, asked: &str) -> Result<(PathBuf, String), String> {
+        let asked = asked.trim();
+        let p = Path::new(if asked.is_empty() { "." } else { asked });
+        if p.is_absolute() || p.components().any(|c| matches!(c, Component::Prefix(_))) {
+            return Err(
+                "absolute paths are refused; give a path relative to the workspace root".into(),
+            );
+        }
+        if asked.contains('\0') {
+            return Err("the path contains a NUL byte".into());
+        }
+        if self.denied(p) {
+            return Err(format!("{asked} is on the deny list"));
+        }
+        let real = self
+            .root
+            .join(p)
+            .canonicalize()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => format!("{asked} does not exist"),
+                _ => format!("{asked} cannot be read"),
+            })?;
+        let rel = real
+            .strip_prefix(&self.root)
+            .map_err(|_| format!("{asked} is outside the workspace"))?
+            .to_path_buf();
+        if self.denied(&rel) {
+            return Err(format!("{asked} is on the deny list"));
+        }
+        Ok((real, slash(&rel)))
+    }
+
+    fn denied(&self, rel: &Path) -> bool {
+        let clean: PathBuf = rel
+            .components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .collect();
+        !clean.as_os_str().is_empty() && self.deny.is_match(&clean)
+    }
+
+    fn list_files(&self, asked: &str, depth: usize) -> Outcome {
+        let (real, rel) = match self.resolve(asked) {
+            Ok(r) => r,
+            Err(why) => return Workspace::refuse("list_files", asked, &why),
+        };
+        if !real.is_dir() {
+            return Workspace::refuse("list_files", asked, &format!("{asked} is not a directory"));
+        }
+        let depth = depth.clamp(1, self.caps.max_depth);
+        let mut lines = Vec::new();
+        let mut more = 0usize;
+        for entry in walkdir::WalkDir::new(&real)
+            .min_depth(1)
+            .max_depth(depth)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                e.path()
+                    .strip_prefix(&self.root)
+                    .map_or(true, |r| !self.denied(r))
+            })
+            .flatten()
+        {
+            if lines.len() >= self.caps.max_entries {
+                more += 1;
+                continue;
+            }
+            let Ok(r) = entry.path().strip_prefix(&self.root) else {
+                continue;
+            };
+            let name = slash(r);
+            let ft = entry.file_type();
+            lines.push(if ft.is_dir() {
+                format!("{name}/")
+            } else if ft.is_symlink() {
+                format!("{name} (link)")
+            } else {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                format!("{name} ({size} bytes)")
+            });
+        }
+        let mut text = lines.join("\n");
+        if more > 0 {
+            let _ = write!(
+                text,
+                "\n… {more} more entries not listed; list a subdirectory"
+            );
+        }
+        if text.is_empty() {
+            text = "(empty)".into();
+        }
+        let entries = lines.len();
+        outcome("list_files", &rel, format!("{entries} entries"), text, None)
+    }
+
+    fn read_file(&self, asked: &str, start_line: usize, max_lines: usize) -> Outcome {
+        let (real, rel) = match self.resolve(asked) {
+            Ok(r) => r,
+            Err(why) => return Workspace::refuse("read_file", asked, &why),
+        };
+        let content = match self.text_of(&real) {
+            Ok(c) => c,
+            Err(why) => return Workspace::refuse("read_file", asked, &format!("{asked}: {why}")),
+        };
+        let start = start_line.max(1);
+        let max_lines = max_lines.clamp(1, self.caps.max_lines);
+        let mut text = String::new();
+        let mut shown = String::new();
+        let mut last = start.saturating_sub(1);
+        let mut cut = false;
+        for (i, line) in content.lines().enumerate().skip(start - 1).take(max_lines) {
+            let line = cap_line(line, self.caps.max_line_bytes);
+            if text.len() + line.len() + 1 > self.caps.max_bytes {
+                cut = true;
+                break;
+            }
+            text.push_str(&line);
+            text.push('\n');
+            shown.push_str(&line);
+            shown.push('\n');
+            last = i + 1;
+        }
+        let total = content.lines().count();
+        if last < total {
+            cut = cut || last < total;
+            let _ = write!(
+                text,
+                "[hatrack: lines {start}-{last} of {total}; continue at line {}]",
+                last + 1
+            );
+        } else if text.is_empty() {
+            let _ = write!(text, "[hatrack: the file has {total} lines]");
+        }
+        let _ = cut;
+        let detail = format!("lines {start}-{last} of {total}");
+        outcome("read_file", &rel, detail, text, Some((rel.clone(), shown)))
+    }
+
+    fn search(&self, pattern: &str, path_glob: &str) -> Outcome {
+        let re = match regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+        {
+            Ok(re) => re,
+            Err(e) => return Workspace::refuse("search", pattern, &format!("bad pattern: {e}")),
+        };
+        let glob = match Glob::new(path_glob) {
+            Ok(g) => g.compile_matcher(),
+            Err(e) => return Workspace::refuse("search", path_glob, &format!("bad glob: {e}")),
+        };
+        let mut hits = Vec::new();
+        let mut more = 0usize;
+        for entry in walkdir::WalkDir::new(&self.root)
+            .min_depth(1)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                e.path()
+                    .strip_prefix(&self.root)
+                    .map_or(true, |r| !self.denied(r))
+            })
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+        {
+            let Ok(rel) = entry.path().strip_prefix(&self.root) else {
+                continue;
+            };
+            if !glob.is_match(rel) {
+                continue;
+            }
+            let Ok(content) = self.text_of(entry.path()) else {
+                continue;
+            };
+            for (i, line) in content.lines().enumerate() {
+                if re.is_match(line) {
+                    if hits.len() >= self.caps.max_hits {
+                        more += 1;
+                    } else {
+                        hits.push(format!(
+                            "{}:{}: {}",
+                            slash(rel),
+                            i + 1,
+                            cap_line(line, self.caps.max_line_bytes)
+                        ));
+                    }
+                }
+            }
+        }
+        let mut text = if hits.is_empty() {
+            "(no match)".to_string()
+        } else {
+            hits.join("\n")
+        };
+        if more > 0 {
+            let _ = write!(
+                text,
+                "\n… {more} more matches; narrow the pattern or the glob"
+            );
+        }
+        let detail = format!("{} hits", hits.len() + more);
+        outcome(
+            "search",
+            &format!("{pattern} in {path_glob}"),
+            detail,
+            text,
+            None,
+        )
+    }
+
+    /// A file's text: size checked before reading, binary and non-UTF-8 refused.
+    fn text_of(&self, path: &Path) -> Result<String, String> {
+        let meta = std::fs::metadata(path).map_err(|_| "cannot be read".to_string())?;
+        if !meta.is_file() {
+            return Err("is not a file".into());
+        }
+        if meta.len() > self.caps.max_file_bytes {
+            return Err(format!(
+                "is {} bytes, over the {}-byte limit for tools",
+                meta.len(),
+                self.caps.max_file_bytes
+            ));
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(self.caps.max_file_bytes + 1).read_to_end(&mut bytes))
+            .map_err(|_| "cannot be read".to_string())?;
+        if bytes.iter().take(8192).any(|b| *b == 0) {
+            return Err("is a binary file".into());
+        }
+        String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())
+    }
+}
+
+fn outcome(
+    tool: &str,
+    target: &str,
+    detail: String,
+    text: String,
+    read: Option<(String, String)>,
+) -> Outcome {
+    Outcome {
+        trail: Trail {
+            tool: tool.to_string(),
+            target: target.to_string(),
+            detail,
+            bytes: text.len() as u64,
+            refused: false,
+        },
+        text,
+        refused: None,
+        read,
+    }
+}
+
+/// A line cut at `max` bytes (on a character boundary) with a visible marker.
+fn cap_line(line: &str, max: usize) -> String {
+    if line.len() <= max {
+        return line.to_string();
+    }
+    let mut end = max;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} [hatrack: line cut at {max} bytes]", &line[..end])
+}
+
+fn slash(p: &Path) -> String {
+    let s = p
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/");
+    if s.is_empty() {
+        ".".into()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws() -> (tempfile::TempDir, tempfile::TempDir, Workspace) {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("dags")).unwrap();
+        std::fs::create_dir_all(root.join("models/marts")).unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::write(
+            root.join("dags/orders.py"),
+            "retries = 3\nschedule = '@daily'\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("models/marts/fct_orders.sql"),
+            "select 1\n-- retries\n",
+        )
+        .unwrap();
+        std::fs::write(root.join(".env"), "TOKEN=hunter2hunter2\n").unwrap();
+        std::fs::write(root.join(".git/config"), "[core]\n").unwrap();
+        std::fs::write(root.join("blob.bin"), [0u8, 1, 2, 3]).unwrap();
+        std::fs::write(outside.path().join("secret.txt"), "outside secret\n").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), root.join("link.txt"))
+            .unwrap();
+        std::os::unix::fs::symlink(root.join(".env"), root.join("innocent.txt")).unwrap();
+        let w = Workspace::new(root, &["**/*.bin".to_string()], Caps::default()).unwrap();
+        (dir, outside, w)
+    }
+
+    fn read(w: &Workspace, path: &str) -> Outcome {
+        w.call(&Call::ReadFile {
+            path: path.into(),
+            start_line: 1,
+            max_lines: 100,
+        })
+    }
+
+    #[test]
+    fn escapes_secrets_and_binaries_are_refused_as_results() {
+        let (_d, _o, w) = ws();
+        for path in [
+            "../../etc/passwd",
+            "/etc/passwd",
+            "link.txt",
+            ".env",
+            "innocent.txt",
+            ".git/config",
+            "blob.bin",
+            "dags/../../x",
+        ] {
+            let o = read(&w, path);
+            assert!(o.refused.is_some(), "{path}: {}", o.text);
+            assert!(o.text.starts_with("refused: "), "{path}");
+            assert!(!o.text.contains("outside secret") && !o.text.contains("hunter2"));
+            assert!(o.trail.refused);
+        }
+    }
+
+    #[test]
+    fn reads_are_capped_with_a_hint_where_to_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let body: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(dir.path().join("a.txt"), body).unwrap();
+        let caps = Caps {
+            max_lines: 10,
+            ..Caps::default()
+        };
+        let w = Workspace::new(dir.path(), &[], caps).unwrap();
+        let o = w.call(&Call::ReadFile {
+            path: "a.txt".into(),
+            start_line: 5,
+            max_lines: 50,
+        });
+        assert!(o.text.starts_with("line 5\n"));
+        assert!(o.text.contains("continue at line 15"), "{}", o.text);
+        assert_eq!(o.read.as_ref().unwrap().0, "a.txt");
+        assert!(!o.read.unwrap().1.contains("hatrack"));
+    }
+
+    #[test]
+    fn listings_and_searches_are_sorted_and_skip_denied_paths() {
+        let (_d, _o, w) = ws();
+        let o = w.call(&Call::ListFiles {
+            path: ".".into(),
+            depth: 3,
+        });
+        assert!(
+            !o.text.contains(".git") && !o.text.contains(".env"),
+            "{}",
+            o.text
+        );
+        let names: Vec<&str> = o.text.lines().collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert!(o.text.contains("dags/orders.py (32 bytes)"), "{}", o.text);
+        let s = w.call(&Call::Search {
+            pattern: "retries".into(),
+            path_glob: "**".into(),
+        });
+        assert_eq!(
+            s.text,
+            "dags/orders.py:1: retries = 3\nmodels/marts/fct_orders.sql:2: -- retries"
+        );
+        let s = w.call(&Call::Search {
+            pattern: "hunter2".into(),
+            path_glob: "**".into(),
+        });
+        assert_eq!(s.text, "(no match)");
+    }
+
+    #[test]
+    fn bad_calls_are_explained() {
+        assert!(Workspace::parse("rm", "{}")
+            .unwrap_err()
+            .contains("no tool"));
+        assert!(Workspace::parse("read_file", "not json").is_err());
+        assert!(Workspace::parse("read_file", "{}")
+            .unwrap_err()
+            .contains("path"));
+        assert_eq!(
+            Workspace::parse("read_file", r#"{"path":"a","start_line":3,"max_lines":9}"#),
+            Ok(Call::ReadFile {
+                path: "a".into(),
+                start_line: 3,
+                max_lines: 9
+            })
+        );
+    }
+}
