@@ -23,6 +23,8 @@ pub struct InputFile {
     pub bytes: u64,
     pub sha256: String,
     pub truncated: bool,
+    /// Bytes of the file the prompt quotes (all of them unless `truncated`).
+    pub shown_bytes: u64,
 }
 
 /// What a Reads item is bound to.
@@ -189,8 +191,8 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
                             Ok(Some(file)) => {
                                 if file.truncated {
                                     bindings.warnings.push(format!(
-                                        "hat {}: input {} was cut to fit the prompt ({} bytes in all; raise [limits] in hatrack.toml)",
-                                        hat.name, file.path, file.bytes
+                                        "hat {}: input {} was cut at {} of {} bytes to fit the prompt (raise [limits] in hatrack.toml, or let the agent read the rest with its tools)",
+                                        hat.name, file.path, file.shown_bytes, file.bytes
                                     ));
                                 }
                                 quoted.push(file);
@@ -362,12 +364,22 @@ fn read_input(
     let cap = limits.max_file_bytes.min(*budget);
     let (content, truncated) = truncate(&text, cap);
     *budget = budget.saturating_sub(content.len());
+    let shown_bytes = if truncated {
+        let mut end = cap.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        end as u64
+    } else {
+        text.len() as u64
+    };
     Ok(Some(InputFile {
         path: path.to_string(),
         content,
         bytes: text.len() as u64,
         sha256,
         truncated,
+        shown_bytes,
     }))
 }
 

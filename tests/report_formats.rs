@@ -475,7 +475,7 @@ fn html_lists_inputs_warnings_and_run_info_and_adapts_to_dark_mode_and_print() {
     let html = render(&HtmlExporter, &sample_report());
     assert!(html.contains(&in_html("reports/validation-report.md")));
     assert!(html.contains("402.3 KiB"));
-    assert_eq!(html.matches("⚠ truncated").count(), 1);
+    assert_eq!(html.matches("⚠ cut at 62.5 KiB of 402.3 KiB").count(), 1);
     assert!(html.contains("Warnings (2)"));
     assert!(html.contains("<h2>Artifacts</h2>"));
     assert!(html.contains(&in_html("artifacts/sre/runbook.md")));

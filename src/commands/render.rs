@@ -70,7 +70,14 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
 
     let step = steps::find(&stage, &args.hat).map_err(Error::usage)?;
     let (produced, prior) = match run_dir {
-        Some(dir) => (produced_before(dir, &stage, &step), prior_verdicts(dir)?),
+        Some(dir) => {
+            // Only the completion judge is shown earlier verdicts (from the run's report).
+            let prior = match step.target {
+                Target::Signal => prior_verdicts(dir)?,
+                _ => Vec::new(),
+            };
+            (produced_before(dir, &stage, &step), prior)
+        }
         None => (Vec::new(), Vec::new()),
     };
     let shown = context::Shown {
@@ -81,6 +88,7 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
         rules: config.grounding,
         produced: &produced,
         prior: &prior,
+        tools: config.agent.tools,
     };
     let StepMessages { messages, .. } = context::messages(&step, &shown)?;
     let spec = step.schema(&stage);

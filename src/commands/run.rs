@@ -76,6 +76,7 @@ fn preflight_render(p: &Prepared) -> Result<(), Error> {
         rules: p.config.grounding,
         produced: &produced,
         prior: &prior,
+        tools: p.config.agent.tools,
     };
     for step in steps::table(&p.stage) {
         context::messages(&step, &shown)?;

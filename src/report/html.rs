@@ -132,6 +132,7 @@ struct FileView<'a> {
     path: &'a str,
     size: String,
     truncated: bool,
+    shown: String,
 }
 
 impl<'a> Page<'a> {
@@ -219,6 +220,7 @@ impl<'a> Page<'a> {
                         path: &f.path,
                         size: bytes(f.bytes),
                         truncated: f.truncated,
+                        shown: bytes(f.shown_bytes),
                     })
                     .collect(),
             })

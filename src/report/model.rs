@@ -279,4 +279,6 @@ pub struct InputFileReport {
     pub bytes: u64,
     pub sha256: String,
     pub truncated: bool,
+    /// Bytes the hat's prompt quoted (`bytes` unless `truncated`).
+    pub shown_bytes: u64,
 }

@@ -20,6 +20,8 @@ use crate::verdict::SourceKind;
 pub struct StepMessages {
     pub messages: Vec<ChatMessage>,
     pub sources: Sources,
+    /// Inputs this step's prompt cut beyond their binding's cut, one sentence each.
+    pub cuts: Vec<String>,
 }
 
 /// Everything a step's messages are made of, besides the step itself.
@@ -33,6 +35,8 @@ pub struct Shown<'a> {
     pub produced: &'a [(String, Vec<Artifact>)],
     /// The verdicts shown to the completion judge.
     pub prior: &'a [PriorVerdict],
+    /// Steps may read the workspace with tools (the prompt says so).
+    pub tools: bool,
 }
 
 /// The messages a step sends.
@@ -83,14 +87,10 @@ fn criteria_context(stage: &Stage) -> Value {
     }
 }
 
-fn system_message(
-    prompts: &Prompts,
-    stage: &Stage,
-    role: &str,
-) -> Result<ChatMessage, PromptError> {
-    let text = prompts.render(
+fn system_message(shown: &Shown<'_>, role: &str) -> Result<ChatMessage, PromptError> {
+    let text = shown.prompts.render(
         "system.j2",
-        &json!({"role": role, "stage": stage_context(stage)}),
+        &json!({"role": role, "stage": stage_context(shown.stage), "tools": shown.tools}),
     )?;
     Ok(ChatMessage::system(text))
 }
@@ -199,10 +199,11 @@ fn hat_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessages, PromptErro
     let role = display_name(&hat.name);
     Ok(StepMessages {
         messages: vec![
-            system_message(shown.prompts, shown.stage, &role)?,
+            system_message(shown, &role)?,
             ChatMessage::user(shown.prompts.render("hat.j2", &context)?),
         ],
         sources,
+        cuts: Vec::new(),
     })
 }
 
@@ -229,10 +230,11 @@ fn constraint_judge_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessage
     let role = format!("constraint judge for the {}", display_name(&hat.name));
     Ok(StepMessages {
         messages: vec![
-            system_message(shown.prompts, shown.stage, &role)?,
+            system_message(shown, &role)?,
             ChatMessage::user(shown.prompts.render("judge.j2", &context)?),
         ],
         sources,
+        cuts: Vec::new(),
     })
 }
 
@@ -242,6 +244,7 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
     let mut sources = Sources::new(shown.rules);
     let artifacts = all_artifact_values(shown, &mut sources);
     let mut left = shown.limits.max_input_bytes;
+    let mut cuts = Vec::new();
     let inputs: Vec<Value> = shown
         .bindings
         .all_files()
@@ -250,6 +253,14 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
             let (content, _) = if f.content.len() <= left {
                 (f.content.clone(), false)
             } else {
+                cuts.push(format!(
+                    "review/{}: input {} was cut at {} of {} bytes to fit [limits] max_input_bytes = {}",
+                    agent.name,
+                    f.path,
+                    left.min(f.shown_bytes as usize),
+                    f.bytes,
+                    shown.limits.max_input_bytes
+                ));
                 truncate(&f.content, left)
             };
             left = left.saturating_sub(content.len());
@@ -282,10 +293,11 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
     let role = format!("{} review agent", display_name(&agent.name));
     Ok(StepMessages {
         messages: vec![
-            system_message(shown.prompts, shown.stage, &role)?,
+            system_message(shown, &role)?,
             ChatMessage::user(shown.prompts.render("review.j2", &context)?),
         ],
         sources,
+        cuts,
     })
 }
 
@@ -322,10 +334,11 @@ fn signal_messages(shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
     });
     Ok(StepMessages {
         messages: vec![
-            system_message(shown.prompts, shown.stage, "completion judge")?,
+            system_message(shown, "completion judge")?,
             ChatMessage::user(shown.prompts.render("signal.j2", &context)?),
         ],
         sources,
+        cuts: Vec::new(),
     })
 }
 

@@ -93,6 +93,7 @@ impl RunPlan {
             rules: self.grounding,
             produced,
             prior,
+            tools: self.agent.is_some(),
         }
     }
 }
@@ -320,6 +321,7 @@ pub async fn execute(
     let mut asks = Vec::new();
     for step in judges {
         let messages = context::messages(step, &plan.shown(&run.produced, &[]))?;
+        run.warnings.extend(messages.cuts.iter().cloned());
         asks.push(judge(plan, model, progress, step, messages));
     }
     for (report, judged) in futures::future::try_join_all(asks).await? {
@@ -448,7 +450,9 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
     model: &dyn ChatModel,
     progress: &Progress,
     step: &Step<'_>,
-    StepMessages { messages, sources }: StepMessages,
+    StepMessages {
+        messages, sources, ..
+    }: StepMessages,
 ) -> Result<(StepReport, Vec<Judged>), Error> {
     let base = plan.settings_for(step);
     let spec = step.schema(&plan.stage);
@@ -575,6 +579,7 @@ fn input_reports(bindings: &Bindings) -> Vec<InputReport> {
                             bytes: f.bytes,
                             sha256: f.sha256.clone(),
                             truncated: f.truncated,
+                            shown_bytes: f.shown_bytes,
                         })
                         .collect(),
                 ),
