@@ -57,14 +57,51 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Prompt + completion, saturating (a provider's numbers are outside input).
     pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 
+    /// Adds `other`, saturating: a sum of usages never wraps (a wrapped total would slip
+    /// under the budget).
     pub fn add(&mut self, other: &Usage) {
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-        self.cached_tokens += other.cached_tokens;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
+    }
+
+    /// The largest value one usage field of one exchange is taken at. No model has a context
+    /// anywhere near this (2^40 ≈ 1.1 trillion tokens); a larger number is a broken or
+    /// hostile provider (or a tampered transcript), and is clamped so that plain sums over
+    /// many exchanges cannot overflow either. The live client refuses such a response (exit 3)
+    /// before it gets here.
+    pub const MAX_PER_EXCHANGE: u64 = 1 << 40;
+
+    /// The first usage field above [`Usage::MAX_PER_EXCHANGE`] in a response body, as
+    /// (field, value as written), for the live client's error message.
+    pub fn implausible(body: &serde_json::Value) -> Option<(&'static str, String)> {
+        let usage = body.get("usage")?;
+        let fields: [(&'static str, Option<&serde_json::Value>); 3] = [
+            ("usage.prompt_tokens", usage.get("prompt_tokens")),
+            ("usage.completion_tokens", usage.get("completion_tokens")),
+            (
+                "usage.prompt_tokens_details.cached_tokens",
+                usage
+                    .get("prompt_tokens_details")
+                    .and_then(|d| d.get("cached_tokens")),
+            ),
+        ];
+        fields.into_iter().find_map(|(name, v)| {
+            let v = v?;
+            let too_big = match v.as_u64() {
+                Some(n) => n > Usage::MAX_PER_EXCHANGE,
+                // A negative, fractional or huge float count: not a token count.
+                None => v.is_number(),
+            };
+            too_big.then(|| (name, v.to_string()))
+        })
     }
 }
 
@@ -124,10 +161,15 @@ impl ModelReply {
 
 impl Usage {
     /// `usage.prompt_tokens`, `usage.completion_tokens` and
-    /// `usage.prompt_tokens_details.cached_tokens` of a response body (0 when absent).
+    /// `usage.prompt_tokens_details.cached_tokens` of a response body (0 when absent or not a
+    /// count, clamped at [`Usage::MAX_PER_EXCHANGE`]).
     pub fn from_body(body: &serde_json::Value) -> Usage {
         let usage = body.get("usage");
-        let n = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_u64()).unwrap_or(0);
+        let n = |v: Option<&serde_json::Value>| {
+            v.and_then(|v| v.as_u64())
+                .unwrap_or(0)
+                .min(Usage::MAX_PER_EXCHANGE)
+        };
         Usage {
             prompt_tokens: n(usage.and_then(|u| u.get("prompt_tokens"))),
             completion_tokens: n(usage.and_then(|u| u.get("completion_tokens"))),
@@ -148,13 +190,85 @@ pub trait ChatModel: Send + Sync {
     ) -> BoxFuture<'a, Result<ModelReply, ModelError>>;
 }
 
+/// Why a provider request failed, as far as the response tells. Each kind has its own
+/// message and its own advice (`main`'s hint); only some are worth retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderErrorKind {
+    /// The request (prompt + max_tokens) does not fit the model's context window
+    /// (OpenAI `context_length_exceeded`, llama.cpp `exceed_context_size_error`, vLLM's
+    /// "maximum context length"). Retrying the same request cannot succeed.
+    ContextExceeded,
+    /// 401/403, or `invalid_api_key`: the key is missing, wrong or not allowed.
+    Auth,
+    /// `insufficient_quota` (a 429 that is not a rate limit) or 402: billing, not waiting.
+    Quota,
+    /// 404 or `model_not_found`: wrong base URL or model name.
+    NotFound,
+    /// 429: too many requests; retried, honouring `Retry-After`.
+    RateLimited,
+    /// 5xx (and 409): the provider's trouble; retried.
+    Server,
+    /// No complete response within the timeout (or a 408); retried.
+    Timeout,
+    /// The connection could not be made or broke; retried.
+    Connection,
+    /// Any other 4xx: the provider rejected the request as malformed.
+    BadRequest,
+    /// A 2xx whose body is not a usable answer (not JSON, cut off, impossible numbers).
+    BadResponse,
+    /// The response body is larger than the configured cap.
+    TooLarge,
+}
+
+impl ProviderErrorKind {
+    /// Whether the same request can succeed when sent again.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ProviderErrorKind::RateLimited
+                | ProviderErrorKind::Server
+                | ProviderErrorKind::Timeout
+                | ProviderErrorKind::Connection
+                | ProviderErrorKind::BadResponse
+        )
+    }
+
+    /// A few words for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ProviderErrorKind::ContextExceeded => {
+                "the request does not fit the model's context window"
+            }
+            ProviderErrorKind::Auth => "the provider refused the API key",
+            ProviderErrorKind::Quota => "the provider account has no quota or credit left",
+            ProviderErrorKind::NotFound => "the provider does not know this URL or model",
+            ProviderErrorKind::RateLimited => "the provider kept rate-limiting the requests",
+            ProviderErrorKind::Server => "the provider had a server error",
+            ProviderErrorKind::Timeout => "the provider did not answer in time",
+            ProviderErrorKind::Connection => "the provider could not be reached",
+            ProviderErrorKind::BadRequest => "the provider rejected the request",
+            ProviderErrorKind::BadResponse => "the provider's response is not a usable answer",
+            ProviderErrorKind::TooLarge => "the provider's response is larger than allowed",
+        }
+    }
+}
+
+impl std::fmt::Display for ProviderErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
 /// A model failure that ends the run. Each variant maps to one exit code in `main`.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// Exit 3: the provider failed after every retry.
-    #[error("step {step}: the model provider failed after {attempts} attempt(s): {last}")]
+    /// Exit 3: the provider failed (after every retry, when retrying could help).
+    #[error("step {step}: {kind} ({attempts} attempt(s)): {last}")]
     Provider {
         step: String,
+        /// What kind of failure; decides whether it was retried and what to advise.
+        kind: ProviderErrorKind,
         attempts: u32,
         last: String,
         /// The HTTP status of the last try, when there was a response.

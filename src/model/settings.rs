@@ -78,9 +78,15 @@ pub struct ModelSettings {
     /// long, and the run fails (exit 3) after `max_retries` instead of hanging.
     #[serde(with = "humantime_serde_compat")]
     pub retry_after_max: Duration,
+    /// Bytes of one response body read at most; a longer answer fails the request (exit 3)
+    /// instead of filling memory and being quoted back in re-asks.
+    pub max_response_bytes: usize,
 }
 
 pub const DEFAULT_SEED: i64 = 42;
+
+/// 8 MiB: far more than any chat answer (a 128k-token completion is ~0.5 MB of JSON).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 impl Default for ModelSettings {
     fn default() -> Self {
@@ -100,6 +106,7 @@ impl Default for ModelSettings {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             retry_after_max: Duration::from_secs(60),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
