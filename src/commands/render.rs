@@ -22,7 +22,11 @@ use crate::Error;
 
 pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let against = match &args.against {
-        Some(dir) => Some((dir.clone(), RunRecord::read(dir)?)),
+        Some(dir) => {
+            let rec = RunRecord::read(dir)?;
+            setup::check_record(dir, &rec)?;
+            Some((dir.clone(), rec))
+        }
         None => None,
     };
     let workspace = match (&args.workspace, &against) {

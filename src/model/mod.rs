@@ -79,6 +79,16 @@ impl Usage {
     /// before it gets here.
     pub const MAX_PER_EXCHANGE: u64 = 1 << 40;
 
+    /// Each field at most [`Usage::MAX_PER_EXCHANGE`] (for usage read back from a
+    /// transcript, which may have been edited).
+    pub fn clamped(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens.min(Usage::MAX_PER_EXCHANGE),
+            completion_tokens: self.completion_tokens.min(Usage::MAX_PER_EXCHANGE),
+            cached_tokens: self.cached_tokens.min(Usage::MAX_PER_EXCHANGE),
+        }
+    }
+
     /// The first usage field above [`Usage::MAX_PER_EXCHANGE`] in a response body, as
     /// (field, value as written), for the live client's error message.
     pub fn implausible(body: &serde_json::Value) -> Option<(&'static str, String)> {

@@ -122,6 +122,62 @@ impl ModelSettings {
     }
 }
 
+/// The range every number that shapes a run must be in, whatever its source (a flag,
+/// `hatrack.toml`, a recorded `run.json`). One table, so the flag, the file and the record
+/// cannot disagree; each is checked where it is read, with a message naming it.
+pub mod bounds {
+    use std::ops::RangeInclusive;
+
+    /// `--samples`: asks per judging step.
+    pub const SAMPLES: RangeInclusive<u64> = 1..=32;
+    /// `--jobs`: requests in flight.
+    pub const JOBS: RangeInclusive<u64> = 1..=64;
+    /// `--max-reasks`: re-asks after an invalid answer.
+    pub const MAX_REASKS: RangeInclusive<u64> = 0..=10;
+    /// `--max-retries`: HTTP retries of one request.
+    pub const MAX_RETRIES: RangeInclusive<u64> = 0..=20;
+    /// `--timeout`: seconds per request (an hour at most).
+    pub const TIMEOUT_SECS: RangeInclusive<u64> = 1..=3600;
+    /// `--budget`: tokens for the whole run (a trillion at most).
+    pub const BUDGET: RangeInclusive<u64> = 1..=1_000_000_000_000;
+    /// `max_tokens` of each request.
+    pub const MAX_TOKENS: RangeInclusive<u64> = 1..=1_048_576;
+    /// `[model] max_response_bytes`: 1 KiB to 256 MiB.
+    pub const MAX_RESPONSE_BYTES: RangeInclusive<u64> = 1024..=256 * 1024 * 1024;
+    /// `[limits]` byte caps of what is quoted into one prompt: 1 byte to 64 MiB.
+    pub const LIMIT_BYTES: RangeInclusive<u64> = 1..=64 * 1024 * 1024;
+    /// `temperature` (the OpenAI range).
+    pub const TEMPERATURE: RangeInclusive<f64> = 0.0..=2.0;
+
+    /// `Ok(value)` when it is in `range`, else a message naming `what` and the range.
+    pub fn check<T>(what: &str, value: T, range: &RangeInclusive<u64>) -> Result<T, String>
+    where
+        T: TryInto<u64> + Copy + std::fmt::Display,
+    {
+        match value.try_into() {
+            Ok(v) if range.contains(&v) => Ok(value),
+            _ => Err(format!(
+                "{what} = {value} is out of range: it must be between {} and {}",
+                range.start(),
+                range.end()
+            )),
+        }
+    }
+
+    /// The same for a float: finite and in `range`.
+    pub fn check_f64(what: &str, value: f64, range: &RangeInclusive<f64>) -> Result<f64, String> {
+        if value.is_finite() && range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(format!(
+                "{what} = {value} is out of range: it must be between {} and {}",
+                range.start(),
+                range.end()
+            ))
+        }
+    }
+}
+
 /// Durations serialize as humantime strings ("2m", "500ms") in `run.json`.
 mod humantime_serde_compat {
     use std::time::Duration;

@@ -19,6 +19,9 @@ const MAX_ERROR_CHARS: usize = 240;
 /// long or cut-off answer cannot make the next request outgrow the context window.
 pub const REASK_EXCERPT_BYTES: usize = 2048;
 
+/// The longest an exchange is counted as taking (2^40 ms ≈ 35 years).
+const MAX_EXCHANGE_MS: u64 = 1 << 40;
+
 /// What one step's structured exchange produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StructuredOutcome {
@@ -76,8 +79,21 @@ pub async fn ask_structured(
         };
         let reply = model.complete(&request).await?;
         outcome.attempts = attempt;
-        outcome.usage.add(&reply.usage);
-        outcome.duration_ms = outcome.duration_ms.saturating_add(reply.duration_ms);
+        // Clamped per exchange (a replayed transcript may carry edited numbers), so that the
+        // plain sums callers make over steps cannot overflow either.
+        if reply.usage.clamped() != reply.usage || reply.duration_ms > MAX_EXCHANGE_MS {
+            tracing::warn!(
+                step,
+                attempt,
+                "the exchange reports impossible usage or duration ({:?}, {} ms); counted at the maximum",
+                reply.usage,
+                reply.duration_ms
+            );
+        }
+        outcome.usage.add(&reply.usage.clamped());
+        outcome.duration_ms = outcome
+            .duration_ms
+            .saturating_add(reply.duration_ms.min(MAX_EXCHANGE_MS));
         outcome.sources.push(reply.source);
         outcome.origins.push(reply.origin);
 

@@ -15,11 +15,12 @@ pub struct SampledVerdict {
     pub note: Option<String>,
 }
 
-/// Sample k uses seed + k, so every sample is a distinct, replayable request.
+/// Sample k uses seed + k (wrapping at the ends of i64, so a seed near i64::MAX cannot
+/// overflow), so every sample is a distinct, replayable request.
 pub fn settings_for(base: &ModelSettings, k: u32) -> ModelSettings {
     let mut s = base.clone();
     if k > 0 {
-        s.seed = Some(base.seed.unwrap_or(0) + i64::from(k));
+        s.seed = Some(base.seed.unwrap_or(0).wrapping_add(i64::from(k)));
     }
     s
 }
@@ -70,6 +71,19 @@ pub fn apply(r: &mut RequirementReport, samples: &[SampledVerdict], threshold: f
 mod tests {
     use super::*;
     use Verdict::*;
+
+    #[test]
+    fn seeds_wrap_instead_of_overflowing() {
+        let mut base = ModelSettings::default();
+        base.seed = Some(i64::MAX);
+        assert_eq!(settings_for(&base, 1).seed, Some(i64::MIN));
+        assert_eq!(settings_for(&base, 0).seed, Some(i64::MAX));
+        base.seed = Some(41);
+        assert_eq!(
+            settings_for(&base, u32::MAX).seed,
+            Some(41 + i64::from(u32::MAX))
+        );
+    }
 
     #[test]
     fn majority_counts_agreement_and_ties_are_unknown() {
