@@ -146,7 +146,10 @@ fn step_messages(
     let name = name.strip_prefix("hat/").unwrap_or(name);
     if name == SIGNAL_STEP {
         let artifacts = run_dir.map(|d| all_artifacts(d, stage)).unwrap_or_default();
-        let prior = run_dir.map(prior_verdicts).unwrap_or_default();
+        let prior = match run_dir {
+            Some(dir) => prior_verdicts(dir)?,
+            None => Vec::new(),
+        };
         let ids = stage
             .completion_signal
             .iter()
@@ -272,15 +275,27 @@ fn all_artifacts(run_dir: &Path, stage: &Stage) -> Vec<Artifact> {
         .collect()
 }
 
-/// The verdicts a run showed its completion judge, from its report.json.
-fn prior_verdicts(run_dir: &Path) -> Vec<PriorVerdict> {
-    let Ok(text) = std::fs::read_to_string(run_dir.join("report.json")) else {
-        return Vec::new();
-    };
-    let Ok(report) = serde_json::from_str::<Report>(&text) else {
-        return Vec::new();
-    };
-    report
+/// The verdicts a run showed its completion judge, from its report.json. A missing or
+/// unreadable report is an error naming the file: rendering without those verdicts would
+/// show a request that differs from the recorded one for a reason that is not a change.
+fn prior_verdicts(run_dir: &Path) -> Result<Vec<PriorVerdict>, Error> {
+    let path = run_dir.join("report.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::usage(format!(
+            "{}: {e}; `render signal --against` needs the verdicts that run showed its completion judge (a run that stopped early has none: `hatrack run --resume {}` finishes it)",
+            path.display(),
+            run_dir.display()
+        ))
+    })?;
+    let report = serde_json::from_str::<Report>(&text).map_err(|e| {
+        Error::usage(format!(
+            "{}:{}: not a report this hatrack can read: {e}; re-create it with `hatrack replay {}`",
+            path.display(),
+            e.line(),
+            run_dir.display()
+        ))
+    })?;
+    Ok(report
         .requirements
         .iter()
         .filter(|r| r.kind != crate::report::RequirementKind::Signal)
@@ -289,5 +304,5 @@ fn prior_verdicts(run_dir: &Path) -> Vec<PriorVerdict> {
             verdict: r.verdict.as_str().into(),
             finding: r.finding.clone(),
         })
-        .collect()
+        .collect())
 }
