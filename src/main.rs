@@ -99,6 +99,12 @@ fn hint(err: &Error) -> Option<&'static str> {
         Error::Model(ModelError::ReplayMiss { .. }) => Some(
             "the definitions, prompts, workspace or model settings changed since the run was recorded; `hatrack render STEP --against DIR` shows the change, and `hatrack run --from-transcript DIR --transcript NEW` records only what changed",
         ),
+        Error::Io { .. } | Error::Report(hatrack::report::ReportError::Write { .. }) => Some(
+            "this is the machine, not the command line: check free disk space and permissions of the directory named above, then run again (`hatrack run --resume DIR` continues a run)",
+        ),
+        Error::Model(ModelError::Transcript { .. }) => Some(
+            "the run directory's transcript could not be read or written: check disk space and permissions; a damaged exchanges.jsonl line is named above — restore the file, or record a new run with `hatrack run --transcript NEW_DIR`",
+        ),
         Error::Model(ModelError::BudgetExceeded { .. }) => {
             Some("raise --budget (or [model] budget in hatrack.toml), or cut inputs with [limits]")
         }
