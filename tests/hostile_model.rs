@@ -736,7 +736,7 @@ mod properties {
                         let _ = reply.usage.total();
                     }
                     Err(ModelError::Provider { kind, attempts, .. }) => {
-                        prop_assert!(attempts >= 1 && attempts <= 2);
+                        prop_assert!((1..=2).contains(&attempts));
                         if !kind.retryable() {
                             prop_assert_eq!(attempts, 1, "{:?} was retried", kind);
                         }

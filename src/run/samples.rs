@@ -74,8 +74,10 @@ mod tests {
 
     #[test]
     fn seeds_wrap_instead_of_overflowing() {
-        let mut base = ModelSettings::default();
-        base.seed = Some(i64::MAX);
+        let mut base = ModelSettings {
+            seed: Some(i64::MAX),
+            ..ModelSettings::default()
+        };
         assert_eq!(settings_for(&base, 1).seed, Some(i64::MIN));
         assert_eq!(settings_for(&base, 0).seed, Some(i64::MAX));
         base.seed = Some(41);

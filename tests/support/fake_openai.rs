@@ -148,7 +148,7 @@ impl Reply {
     /// A 200 with a JSON body of about `bytes` bytes (a chat answer whose content is that
     /// long) and an honest Content-Length.
     pub fn huge(bytes: usize) -> Reply {
-        Reply::chat(&"x".repeat(bytes))
+        Reply::chat("x".repeat(bytes))
     }
 
     /// A 200 whose body never ends (chunked, no Content-Length): only a size cap stops it.
