@@ -405,7 +405,9 @@ impl LiveModel {
             .with_api_key(key)
             .with_org_id("")
             .with_project_id("");
-        let client = Client::with_config(config).with_http_service(StatusAwareService {
+        // `Client::build` with our client: `Client::with_config` would build a default reqwest
+        // client of its own, loading the system's root certificates even for http.
+        let client = Client::build(http.clone(), config).with_http_service(StatusAwareService {
             client: http,
             max_body: settings.max_response_bytes,
             retry_after_max: settings.retry_after_max,
