@@ -13,8 +13,8 @@ use crate::model::settings::bounds;
     about = "Run a stage of AI review agents (hats) against a pipeline repository and gate on its completion signal",
     long_about = "Run a stage of AI review agents (hats) against a pipeline repository and gate on its completion signal.\n\n\
 Every model exchange is recorded in a transcript, so a run can be replayed offline, byte for byte.\n\n\
-Exit codes: 0 signal met · 1 signal not met · 2 usage, definition or input error · \
-3 model/provider failure after retries · 4 replay miss · 5 token budget exceeded."
+Exit codes: 0 signal met · 1 signal not met · 2 usage, definition, input or I/O error · \
+3 model/provider failure (after retries, when retrying could help) · 4 replay miss · 5 token budget exceeded."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -127,7 +127,8 @@ pub struct RunArgs {
     /// Replay every step whose request is unchanged from this run; call the model for the rest.
     #[arg(long, value_name = "OLD", conflicts_with = "resume")]
     pub from_transcript: Option<PathBuf>,
-    /// Continue a run that stopped part-way, from its transcript.
+    /// Continue a run that stopped part-way, from its transcript, with the settings its
+    /// run.json recorded (a flag that would change one of them is refused).
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     #[command(flatten)]
