@@ -105,13 +105,27 @@ impl Usage {
         ];
         fields.into_iter().find_map(|(name, v)| {
             let v = v?;
-            let too_big = match v.as_u64() {
-                Some(n) => n > Usage::MAX_PER_EXCHANGE,
-                // A negative, fractional or huge float count: not a token count.
-                None => v.is_number(),
+            let impossible = match (v.as_u64(), v.as_f64()) {
+                (Some(n), _) => n > Usage::MAX_PER_EXCHANGE,
+                // A float count (some servers write `12.0`) is fine when it is in range.
+                (None, Some(f)) => !(0.0..=Usage::MAX_PER_EXCHANGE as f64).contains(&f),
+                // Not a number (null, a string): ignored, counted as 0.
+                (None, None) => false,
             };
-            too_big.then(|| (name, v.to_string()))
+            impossible.then(|| (name, v.to_string()))
         })
+    }
+
+    /// One usage field as a count: a whole number, or a float in range (truncated);
+    /// anything else is 0. Clamped at [`Usage::MAX_PER_EXCHANGE`].
+    fn count(v: &serde_json::Value) -> u64 {
+        match (v.as_u64(), v.as_f64()) {
+            (Some(n), _) => n.min(Usage::MAX_PER_EXCHANGE),
+            (None, Some(f)) if f.is_finite() && f >= 0.0 => {
+                f.min(Usage::MAX_PER_EXCHANGE as f64) as u64
+            }
+            _ => 0,
+        }
     }
 }
 
@@ -175,11 +189,7 @@ impl Usage {
     /// count, clamped at [`Usage::MAX_PER_EXCHANGE`]).
     pub fn from_body(body: &serde_json::Value) -> Usage {
         let usage = body.get("usage");
-        let n = |v: Option<&serde_json::Value>| {
-            v.and_then(|v| v.as_u64())
-                .unwrap_or(0)
-                .min(Usage::MAX_PER_EXCHANGE)
-        };
+        let n = |v: Option<&serde_json::Value>| v.map_or(0, Usage::count);
         Usage {
             prompt_tokens: n(usage.and_then(|u| u.get("prompt_tokens"))),
             completion_tokens: n(usage.and_then(|u| u.get("completion_tokens"))),
@@ -300,4 +310,42 @@ pub enum ModelError {
     /// Exit 2: bad model configuration (base URL, key, …).
     #[error("model configuration: {0}")]
     Config(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usage_counts_are_tolerant_but_bounded() {
+        let body =
+            |p: serde_json::Value| json!({"usage": {"prompt_tokens": p, "completion_tokens": 2}});
+        assert_eq!(Usage::from_body(&body(json!(12.0))).prompt_tokens, 12);
+        assert_eq!(Usage::from_body(&body(json!("12"))).prompt_tokens, 0);
+        assert_eq!(Usage::from_body(&body(json!(-3))).prompt_tokens, 0);
+        assert_eq!(
+            Usage::from_body(&body(json!(u64::MAX))).prompt_tokens,
+            Usage::MAX_PER_EXCHANGE
+        );
+        assert!(Usage::implausible(&body(json!(12.0))).is_none());
+        assert!(Usage::implausible(&body(json!(null))).is_none());
+        for bad in [json!(-3), json!(1e300), json!(u64::MAX)] {
+            assert_eq!(
+                Usage::implausible(&body(bad)).map(|(f, _)| f),
+                Some("usage.prompt_tokens")
+            );
+        }
+        let mut sum = Usage {
+            prompt_tokens: u64::MAX - 1,
+            ..Usage::default()
+        };
+        sum.add(&Usage {
+            prompt_tokens: 5,
+            completion_tokens: 1,
+            cached_tokens: 0,
+        });
+        assert_eq!(sum.prompt_tokens, u64::MAX);
+        assert_eq!(sum.total(), u64::MAX);
+    }
 }
