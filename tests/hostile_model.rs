@@ -270,6 +270,29 @@ fn render_against_a_run_without_a_readable_report_names_the_file() {
     no_panic(&render(2, "not a report this hatrack can read"));
 }
 
+// ── I/O ──────────────────────────────────────────────────────────────────────────────
+
+#[test]
+fn an_unwritable_run_directory_is_an_io_error_not_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = Test::new()
+        .args([
+            "run",
+            WORKSPACE,
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--transcript",
+        ])
+        .arg(file.join("run"))
+        .status(2)
+        .stderr_has("error: I/O: creating the run directory")
+        .stderr_has("hint: this is the machine, not the command line")
+        .run();
+    no_panic(&out);
+}
+
 // ── provider errors: classified, hinted, retried only when it can help ───────────────
 
 struct ProviderCase {

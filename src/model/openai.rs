@@ -137,7 +137,8 @@ async fn read_capped(
     response: &mut reqwest::Response,
     cap: usize,
 ) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let mut bytes = Vec::new();
+    let expected = response.content_length().unwrap_or(0).min(cap as u64);
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(cap));
     while let Some(chunk) = response.chunk().await? {
         if bytes.len().saturating_add(chunk.len()) > cap {
             let room = cap - bytes.len();
