@@ -795,6 +795,65 @@ mod properties {
         }
     }
 
+    fn number_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|n| n.to_string()),
+            Just("18446744073709551616".to_string()),
+            Just("nan".to_string()),
+            Just("inf".to_string()),
+            Just("-0".to_string()),
+            "[0-9]{0,25}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any number for any numeric flag: parsed in range or refused, never a panic.
+        #[test]
+        fn numeric_flags_are_in_range_or_refused(
+            flag in prop::sample::select(vec!["--samples", "--jobs", "--max-reasks", "--max-retries", "--timeout", "--budget"]),
+            value in number_text(),
+        ) {
+            use clap::Parser;
+            let parsed = hatrack::cli::Cli::try_parse_from(["hatrack", "run", flag, &value]);
+            if let Ok(cli) = parsed {
+                let hatrack::cli::Command::Run(run) = cli.command else { panic!("not run") };
+                let m = &run.model;
+                prop_assert!(run.samples.is_none_or(|n| (1..=32).contains(&n)));
+                prop_assert!(m.jobs.is_none_or(|n| (1..=64).contains(&n)));
+                prop_assert!(m.max_reasks.is_none_or(|n| n <= 10));
+                prop_assert!(m.max_retries.is_none_or(|n| n <= 20));
+                prop_assert!(m.timeout.is_none_or(|n| (1..=3600).contains(&n)));
+                prop_assert!(m.budget.is_none_or(|n| n >= 1));
+            }
+        }
+
+        /// Any number for any numeric key of hatrack.toml: a config in range or an error
+        /// naming the file, never a panic.
+        #[test]
+        fn numeric_config_keys_are_in_range_or_refused(
+            key in prop::sample::select(vec![
+                "[model]\njobs", "[model]\nmax_reasks", "[model]\nmax_retries", "[model]\ntimeout_secs",
+                "[model]\nbudget", "[model]\nmax_tokens", "[model]\ntemperature", "[model]\nseed",
+                "[model]\nmax_response_bytes", "[limits]\nmax_file_bytes", "[limits]\nmax_input_bytes",
+            ]),
+            value in number_text(),
+        ) {
+            let text = format!("{key} = {value}\n");
+            match hatrack::config::ConfigFile::parse(&text, Path::new("ws/hatrack.toml")) {
+                Ok(c) => {
+                    prop_assert!(c.model.jobs.is_none_or(|n| (1..=64).contains(&n)));
+                    prop_assert!(c.model.temperature.is_none_or(|t| (0.0..=2.0).contains(&t)));
+                    prop_assert!(c.limits.max_file_bytes >= 1);
+                }
+                Err(e) => prop_assert!(e.to_string().contains("ws/hatrack.toml"), "{}", e),
+            }
+        }
+    }
+
     #[test]
     fn kinds_are_distinct_and_described() {
         use ProviderErrorKind::*;
