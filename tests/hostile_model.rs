@@ -200,6 +200,39 @@ fn resume_refuses_flags_that_conflict_with_the_recorded_settings() {
         .stderr_has("--from-transcript")
         .run();
     no_panic(&out);
+
+    // Paths conflict when the recorded one exists here; a moved run dir may name new ones.
+    edit_run_json(&run, |v| {
+        v["workspace"] = json!(repo_root().join(WORKSPACE));
+        v["stage"]["path"] = json!(repo_root().join("hats/deployment"));
+    });
+    let out = Test::new()
+        .args(["run", "examples/orders-pipeline-gaps", "--resume"])
+        .arg(&run)
+        .args(["--base-url", "http://127.0.0.1:9/v1"])
+        .status(2)
+        .stderr_has("WORKSPACE examples/orders-pipeline-gaps (recorded: ")
+        .run();
+    no_panic(&out);
+    let out = Test::new()
+        .args(["run", WORKSPACE, "--resume"])
+        .arg(&run)
+        .args(["--stage", "hats/deployment", "--samples", "1"])
+        .args([
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--max-retries",
+            "0",
+            "--quiet",
+        ])
+        .any_status()
+        .run();
+    no_panic(&out);
+    assert!(
+        !out.stderr.contains("conflict"),
+        "flags equal to the recorded values are accepted:\n{}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -236,11 +236,14 @@ fn check_resume_flags(args: &RunArgs, rec: &RunRecord, dir: &Path) -> Result<(),
             dir.display()
         ));
     }
+    // A path flag conflicts only when the recorded path still exists here: a run directory
+    // moved to another machine needs WORKSPACE / --stage / --prompts to say where they are now.
+    let differs = |given: &Path, recorded: &Path| recorded.exists() && !same_dir(given, recorded);
     let recorded_workspace = rundir::resolve_recorded(dir, &rec.workspace);
     if let Some(w) = args
         .workspace
         .as_ref()
-        .filter(|w| !same_dir(w, &recorded_workspace))
+        .filter(|w| differs(w, &recorded_workspace))
     {
         conflicts.push(format!(
             "WORKSPACE {} (recorded: {})",
@@ -254,7 +257,7 @@ fn check_resume_flags(args: &RunArgs, rec: &RunRecord, dir: &Path) -> Result<(),
             args.stage.stage.as_deref(),
             args.stage.studio.as_deref(),
         )?;
-        if !same_dir(&wanted, &recorded_stage) {
+        if differs(&wanted, &recorded_stage) {
             conflicts.push(format!(
                 "--stage {} (recorded: {})",
                 wanted.display(),
@@ -268,7 +271,11 @@ fn check_resume_flags(args: &RunArgs, rec: &RunRecord, dir: &Path) -> Result<(),
             .dir
             .as_ref()
             .map(|d| rundir::resolve_recorded(dir, d));
-        if !recorded.as_ref().is_some_and(|r| same_dir(p, r)) {
+        let conflicts_with_record = match &recorded {
+            Some(r) => differs(p, r),
+            None => true,
+        };
+        if conflicts_with_record {
             conflicts.push(format!(
                 "--prompts {} (recorded: {})",
                 p.display(),
