@@ -6,7 +6,13 @@
 //! itself (and loses the status of a 429 with a text body); we replace it through the
 //! `middleware` hook with `StatusAwareService`, a plain reqwest transport that turns every
 //! non-2xx response into a typed [`HttpStatusError`] carrying status, `Retry-After` and the
-//! start of the body. The retry loop in [`LiveModel::complete`] then decides.
+//! start of the body, and reads every body incrementally under a size cap
+//! (`max_response_bytes`). [`classify_status`] names what went wrong
+//! ([`ProviderErrorKind`]: context exceeded, auth, quota, not found, rate limit, server, …)
+//! from the status and the error shapes of OpenAI, llama.cpp and vLLM; the retry loop in
+//! [`LiveModel::complete`] retries only the kinds that can succeed when sent again.
+//!
+//! The reqwest client loads the system's root certificates only for an `https` base URL.
 
 use std::future::Future;
 use std::pin::Pin;
