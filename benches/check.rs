@@ -1,7 +1,8 @@
 //! How long `hatrack check` takes to load the whole H·AI·K·U corpus (24 studios, 120
 //! stages, ~900 files) through `definition::load_tree`. Target: well under 100 ms.
 //!
-//! Run with `cargo bench --bench check`. Skips, with a message, when the corpus is absent.
+//! Run with `cargo bench --bench check`. Skips, with a message, when the corpus is absent —
+//! except under `CI=true`, where that is a failure (exit 1).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,10 +12,15 @@ const ITERATIONS: usize = 20;
 fn main() {
     let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/haiku-studios");
     if !corpus.is_dir() {
-        println!(
-            "skipped: {} is not present in this checkout",
+        let message = format!(
+            "{} is not present: the bench needs ../shared beside the repository",
             corpus.display()
         );
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            eprintln!("CI=true: {message}");
+            std::process::exit(1);
+        }
+        println!("skipped: {message}");
         return;
     }
     // One warm-up load fills the OS file cache; it also sanity-checks what is timed.

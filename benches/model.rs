@@ -68,8 +68,35 @@ async fn time_exchanges(model: &dyn ChatModel) -> Vec<Duration> {
     samples
 }
 
+/// Building the client, which a run does once: for an `https` base URL it loads the
+/// system's root certificates; for `http` it loads none. For comparison, a default
+/// `reqwest::Client::new()` (one load of the system's roots): until 2026-11-28 every run
+/// built two of those (async-openai's own default client, then ours), even for http.
+fn time_client_builds() {
+    let samples: Vec<Duration> = (0..30)
+        .map(|_| {
+            let started = Instant::now();
+            let _ = reqwest::Client::new();
+            started.elapsed()
+        })
+        .collect();
+    stats("reqwest::Client::new() (loads the CA store)", samples);
+    for url in ["http://127.0.0.1:9/v1", "https://127.0.0.1:9/v1"] {
+        let settings = ModelSettings::new("bench", url);
+        let samples: Vec<Duration> = (0..30)
+            .map(|_| {
+                let started = Instant::now();
+                LiveModel::new(&settings).expect("client");
+                started.elapsed()
+            })
+            .collect();
+        stats(&format!("build the client for {url}"), samples);
+    }
+}
+
 fn main() {
     hatrack::install_crypto_provider();
+    time_client_builds();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

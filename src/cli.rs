@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::settings::bounds;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hatrack",
@@ -11,8 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Run a stage of AI review agents (hats) against a pipeline repository and gate on its completion signal",
     long_about = "Run a stage of AI review agents (hats) against a pipeline repository and gate on its completion signal.\n\n\
 Every model exchange is recorded in a transcript, so a run can be replayed offline, byte for byte.\n\n\
-Exit codes: 0 signal met · 1 signal not met · 2 usage, definition or input error · \
-3 model/provider failure after retries · 4 replay miss · 5 token budget exceeded."
+Exit codes: 0 signal met · 1 signal not met · 2 usage, definition, input or I/O error · \
+3 model/provider failure (after retries, when retrying could help) · 4 replay miss · 5 token budget exceeded."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -84,20 +86,20 @@ pub struct ModelArgs {
     /// Base URL of the judge model, when it lives at another endpoint.
     #[arg(long, value_name = "URL")]
     pub judge_base_url: Option<String>,
-    /// Seconds before one request times out.
-    #[arg(long, value_name = "SECS")]
+    /// Seconds before one request times out (1–3600).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     pub timeout: Option<u64>,
-    /// Retries on 429, 5xx, connection errors and timeouts.
-    #[arg(long, value_name = "N")]
+    /// Retries on 429, 5xx, connection errors and timeouts (0–20).
+    #[arg(long, value_name = "N", value_parser = parse_max_retries)]
     pub max_retries: Option<u32>,
-    /// Re-asks after an answer that breaks the schema.
-    #[arg(long, value_name = "N")]
+    /// Re-asks after an answer that breaks the schema (0–10).
+    #[arg(long, value_name = "N", value_parser = parse_max_reasks)]
     pub max_reasks: Option<u32>,
-    /// Requests in flight at most.
-    #[arg(long, value_name = "N")]
+    /// Requests in flight at most (1–64).
+    #[arg(long, value_name = "N", value_parser = parse_jobs)]
     pub jobs: Option<usize>,
-    /// Stop (exit 5) before the run would use more than this many tokens.
-    #[arg(long, value_name = "TOKENS")]
+    /// Stop (exit 5) before the run would use more than this many tokens (1–10^12).
+    #[arg(long, value_name = "TOKENS", value_parser = parse_budget)]
     pub budget: Option<u64>,
 }
 
@@ -132,13 +134,14 @@ pub struct RunArgs {
     /// Replay every step whose request is unchanged from this run; call the model for the rest.
     #[arg(long, value_name = "OLD", conflicts_with = "resume")]
     pub from_transcript: Option<PathBuf>,
-    /// Continue a run that stopped part-way, from its transcript.
+    /// Continue a run that stopped part-way, from its transcript, with the settings its
+    /// run.json recorded (a flag that would change one of them is refused).
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub report: ReportArgs,
-    /// Ask each judging step N times with different seeds; the verdict is the majority.
-    #[arg(long, value_name = "N")]
+    /// Ask each judging step N times (1–32) with different seeds; the verdict is the majority.
+    #[arg(long, value_name = "N", value_parser = parse_samples)]
     pub samples: Option<u32>,
 }
 
@@ -237,10 +240,87 @@ pub struct DiffArgs {
     pub run_b: PathBuf,
     #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
     pub format: DiffFormat,
-    /// Price of a million prompt tokens (any currency), to show cost and its delta.
-    #[arg(long, value_name = "PRICE")]
+    /// Price of a million prompt tokens (any currency, 0–1000000), to show cost and its delta.
+    #[arg(long, value_name = "PRICE", value_parser = parse_price)]
     pub prompt_price: Option<f64>,
-    /// Price of a million completion tokens.
-    #[arg(long, value_name = "PRICE")]
+    /// Price of a million completion tokens (0–1000000).
+    #[arg(long, value_name = "PRICE", value_parser = parse_price)]
     pub completion_price: Option<f64>,
+}
+
+/// A whole number in `range`; the message says the range (clap prefixes the flag).
+fn number<T>(text: &str, range: &std::ops::RangeInclusive<u64>) -> Result<T, String>
+where
+    T: std::str::FromStr + TryInto<u64> + Copy + std::fmt::Display,
+{
+    let wrong = || {
+        format!(
+            "must be a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )
+    };
+    let value: T = text.trim().parse().map_err(|_| wrong())?;
+    bounds::check("", value, range).map_err(|_| wrong())
+}
+
+fn parse_samples(s: &str) -> Result<u32, String> {
+    number(s, &bounds::SAMPLES)
+}
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    number(s, &bounds::JOBS)
+}
+fn parse_max_reasks(s: &str) -> Result<u32, String> {
+    number(s, &bounds::MAX_REASKS)
+}
+fn parse_max_retries(s: &str) -> Result<u32, String> {
+    number(s, &bounds::MAX_RETRIES)
+}
+fn parse_timeout(s: &str) -> Result<u64, String> {
+    number(s, &bounds::TIMEOUT_SECS)
+}
+fn parse_budget(s: &str) -> Result<u64, String> {
+    number(s, &bounds::BUDGET)
+}
+
+/// The most a price per million tokens can be.
+pub const MAX_PRICE: f64 = 1_000_000.0;
+
+fn parse_price(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|p| p.is_finite() && (0.0..=MAX_PRICE).contains(p))
+        .ok_or_else(|| format!("must be a number from 0 to {MAX_PRICE}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_out_of_range_are_refused_with_the_range() {
+        assert_eq!(parse_samples("5"), Ok(5));
+        for bad in [
+            "0",
+            "33",
+            "4294967295",
+            "99999999999999999999",
+            "-1",
+            "1e3",
+            "",
+        ] {
+            let err = parse_samples(bad).unwrap_err();
+            assert!(err.contains("from 1 to 32"), "{bad}: {err}");
+        }
+        assert_eq!(parse_max_reasks("0"), Ok(0));
+        assert!(parse_max_reasks("4294967295").is_err());
+        assert!(parse_jobs("0").is_err() && parse_jobs("65").is_err());
+        assert!(parse_timeout("0").is_err() && parse_timeout("18446744073709551615").is_err());
+        assert!(parse_budget("0").is_err());
+        for bad in ["NaN", "inf", "-1", "1e300"] {
+            assert!(parse_price(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_price("0.15"), Ok(0.15));
+    }
 }

@@ -106,6 +106,8 @@ pub struct ModelSection {
     pub max_reasks: Option<u32>,
     pub jobs: Option<usize>,
     pub budget: Option<u64>,
+    /// Bytes of one response body read at most (default 8 MiB).
+    pub max_response_bytes: Option<u64>,
     /// Further request-body fields, sent as they are (e.g. `frequency_penalty = 1.0`).
     #[serde(default)]
     pub request: serde_json::Map<String, serde_json::Value>,
@@ -183,7 +185,7 @@ impl ConfigFile {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, Error> {
-        toml::from_str(text).map_err(|e| {
+        let config: ConfigFile = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
@@ -193,7 +195,74 @@ impl ConfigFile {
                 path.display(),
                 e.message().trim_end()
             ))
-        })
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Every number of the file in its range (the same table as the flags':
+    /// [`crate::model::settings::bounds`]), so a typo'd `jobs = 100000` is an error naming
+    /// the file and key, not a hang.
+    pub fn validate(&self, path: &Path) -> Result<(), Error> {
+        use crate::model::settings::bounds::{self, check, check_f64};
+        let m = &self.model;
+        let l = &self.limits;
+        let mut problems: Vec<String> = Vec::new();
+        let mut put = |r: Result<(), String>| {
+            if let Err(e) = r {
+                problems.push(e);
+            }
+        };
+        let opt = |what: &str, v: Option<u64>, range| match v {
+            Some(v) => check(what, v, range).map(drop),
+            None => Ok(()),
+        };
+        put(opt(
+            "[model] max_tokens",
+            m.max_tokens.map(u64::from),
+            &bounds::MAX_TOKENS,
+        ));
+        put(opt(
+            "[model] timeout_secs",
+            m.timeout_secs,
+            &bounds::TIMEOUT_SECS,
+        ));
+        put(opt(
+            "[model] max_retries",
+            m.max_retries.map(u64::from),
+            &bounds::MAX_RETRIES,
+        ));
+        put(opt(
+            "[model] max_reasks",
+            m.max_reasks.map(u64::from),
+            &bounds::MAX_REASKS,
+        ));
+        put(opt("[model] jobs", m.jobs.map(|j| j as u64), &bounds::JOBS));
+        put(opt("[model] budget", m.budget, &bounds::BUDGET));
+        put(opt(
+            "[model] max_response_bytes",
+            m.max_response_bytes,
+            &bounds::MAX_RESPONSE_BYTES,
+        ));
+        if let Some(t) = m.temperature {
+            put(check_f64("[model] temperature", f64::from(t), &bounds::TEMPERATURE).map(drop));
+        }
+        for (what, v) in [
+            ("[limits] max_file_bytes", l.max_file_bytes),
+            ("[limits] max_input_bytes", l.max_input_bytes),
+            ("[limits] max_artifact_bytes", l.max_artifact_bytes),
+        ] {
+            put(check(what, v as u64, &bounds::LIMIT_BYTES).map(drop));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::usage(format!(
+                "{}: {}",
+                path.display(),
+                problems.join("; ")
+            )))
+        }
     }
 
     /// The `[inputs]` entry for a Reads item, matched case-insensitively with whitespace folded.
@@ -229,6 +298,25 @@ mod tests {
         .to_string();
         assert!(err.starts_with("ws/hatrack.toml:3:"), "{err}");
         assert!(err.contains("modle"), "{err}");
+    }
+
+    #[test]
+    fn numbers_out_of_range_name_the_file_and_key() {
+        let err = ConfigFile::parse(
+            "[model]\njobs = 100000\nmax_reasks = 4294967295\ntemperature = nan\n[limits]\nmax_file_bytes = 0\n",
+            Path::new("ws/hatrack.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "ws/hatrack.toml",
+            "[model] jobs = 100000",
+            "[model] max_reasks = 4294967295",
+            "[model] temperature = NaN",
+            "[limits] max_file_bytes = 0",
+        ] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
     }
 
     #[test]

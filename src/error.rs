@@ -22,7 +22,10 @@ pub enum Error {
     /// Bad command line, config or workspace input; the message says what to do.
     #[error("{0}")]
     Usage(String),
-    #[error("{context}: {source}")]
+    /// The machine, not the command: a disk that is full, a directory that cannot be
+    /// written. Exit 2 like the other errors a person must fix (the exit-code contract is
+    /// 0–5), told apart by its `I/O:` prefix.
+    #[error("I/O: {context}: {source}")]
     Io {
         context: String,
         #[source]
@@ -31,7 +34,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// 2 usage/definition/input · 3 provider · 4 replay miss · 5 budget.
+    /// 2 usage/definition/input/I/O · 3 provider · 4 replay miss · 5 budget.
+    ///
+    /// I/O failures (disk full, permissions) and damaged run directories exit 2 too: the
+    /// codes 0–5 are the contract CI scripts are written against, and each of those errors
+    /// is one a person must fix before running again (none is worth an automatic retry, as 3
+    /// can be). Their messages start with `I/O:` or `transcript …`, and `main` prints a
+    /// hint saying it is not the command line.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Model(ModelError::Provider { .. }) => 3,

@@ -62,15 +62,48 @@ fn report_error(err: &Error) {
     }
 }
 
-/// What to do next, for the failures a user can act on.
+/// What to do next, for the failures a user can act on. A provider failure gets the advice
+/// for its kind: a context overflow is not fixed by checking the base URL.
 fn hint(err: &Error) -> Option<&'static str> {
-    use hatrack::model::ModelError;
+    use hatrack::model::{ModelError, ProviderErrorKind as K};
     match err {
-        Error::Model(ModelError::Provider { .. }) => Some(
-            "check --base-url / OPENAI_BASE_URL, OPENAI_API_KEY and --model; every exchange made so far is in the run's exchanges.jsonl, and `hatrack run --resume DIR` continues the run",
-        ),
+        Error::Model(ModelError::Provider { kind, .. }) => Some(match kind {
+            K::ContextExceeded => {
+                "the prompt plus max_tokens is larger than the model's context window: quote less of the inputs (lower [limits] max_file_bytes / max_input_bytes / max_artifact_bytes in hatrack.toml), set [model] max_tokens so that prompt + answer fit, or choose a model with a longer context (for llama.cpp, start the server with a larger --ctx-size)"
+            }
+            K::Auth => {
+                "the provider refused the key: set OPENAI_API_KEY (or the variable [model] api_key_env names) to a valid key for this --base-url"
+            }
+            K::Quota => {
+                "the provider account is out of quota or credit: check its billing; retrying will not help"
+            }
+            K::NotFound => {
+                "check --base-url / OPENAI_BASE_URL (it must end in /v1, e.g. http://127.0.0.1:8437/v1) and --model (the provider's exact model name)"
+            }
+            K::RateLimited => {
+                "the provider kept rate-limiting: lower --jobs, raise --max-retries, or try later; `hatrack run --resume DIR` continues the run"
+            }
+            K::Server | K::Timeout | K::Connection => {
+                "the provider is down, slow or unreachable: check --base-url / OPENAI_BASE_URL, raise --timeout or --max-retries, then `hatrack run --resume DIR` continues the run (every exchange so far is in its exchanges.jsonl)"
+            }
+            K::BadRequest => {
+                "the provider rejected the request body: check --model and [model.request] in hatrack.toml (fields this provider may not accept); `hatrack render STEP --json` shows the exact body"
+            }
+            K::BadResponse => {
+                "the provider's answer was unusable (not JSON, cut off, or impossible numbers): check that --base-url points at an OpenAI-compatible /v1 endpoint, or retry with `hatrack run --resume DIR`"
+            }
+            K::TooLarge => {
+                "the answer was larger than [model] max_response_bytes: set [model] max_tokens to bound answers, or raise max_response_bytes in hatrack.toml"
+            }
+        }),
         Error::Model(ModelError::ReplayMiss { .. }) => Some(
             "the definitions, prompts, workspace or model settings changed since the run was recorded; `hatrack render STEP --against DIR` shows the change, and `hatrack run --from-transcript DIR --transcript NEW` records only what changed",
+        ),
+        Error::Io { .. } | Error::Report(hatrack::report::ReportError::Write { .. }) => Some(
+            "this is the machine, not the command line: check free disk space and permissions of the directory named above, then run again (`hatrack run --resume DIR` continues a run)",
+        ),
+        Error::Model(ModelError::Transcript { .. }) => Some(
+            "the run directory's transcript could not be read or written: check disk space and permissions; a damaged exchanges.jsonl line is named above — restore the file, or record a new run with `hatrack run --transcript NEW_DIR`",
         ),
         Error::Model(ModelError::BudgetExceeded { .. }) => {
             Some("raise --budget (or [model] budget in hatrack.toml), or cut inputs with [limits]")

@@ -40,6 +40,7 @@ fn provider_error(
             attempts,
             last,
             status,
+            ..
         }) => (step, attempts, last, status),
         other => panic!("expected a provider error, got {other:?}"),
     }

@@ -271,20 +271,29 @@ pub fn compare(args: &DiffArgs) -> Result<RunDiff, Error> {
         let c = StepCost {
             step: id.clone(),
             tokens_a: sa
-                .map(|s| s.usage.prompt_tokens + s.usage.completion_tokens)
+                .map(|s| {
+                    s.usage
+                        .prompt_tokens
+                        .saturating_add(s.usage.completion_tokens)
+                })
                 .unwrap_or(0),
             tokens_b: sb
-                .map(|s| s.usage.prompt_tokens + s.usage.completion_tokens)
+                .map(|s| {
+                    s.usage
+                        .prompt_tokens
+                        .saturating_add(s.usage.completion_tokens)
+                })
                 .unwrap_or(0),
             ms_a: sa.map(|s| s.duration_ms).unwrap_or(0),
             ms_b: sb.map(|s| s.duration_ms).unwrap_or(0),
             cost_a: sa.and_then(|s| cost(&s.usage, args)),
             cost_b: sb.and_then(|s| cost(&s.usage, args)),
         };
-        total.tokens_a += c.tokens_a;
-        total.tokens_b += c.tokens_b;
-        total.ms_a += c.ms_a;
-        total.ms_b += c.ms_b;
+        // Saturating: report.json is outside input (it may have been edited).
+        total.tokens_a = total.tokens_a.saturating_add(c.tokens_a);
+        total.tokens_b = total.tokens_b.saturating_add(c.tokens_b);
+        total.ms_a = total.ms_a.saturating_add(c.ms_a);
+        total.ms_b = total.ms_b.saturating_add(c.ms_b);
         total.cost_a = cost(&a.run.usage, args);
         total.cost_b = cost(&b.run.usage, args);
         costs.push(c);
@@ -305,7 +314,8 @@ pub fn compare(args: &DiffArgs) -> Result<RunDiff, Error> {
 }
 
 fn delta(a: u64, b: u64) -> String {
-    let d = b as i64 - a as i64;
+    // In i128: u64 values (up to 2^64 - 1) never overflow it, and never wrap negative.
+    let d = i128::from(b) - i128::from(a);
     if d > 0 {
         format!("+{d}")
     } else {

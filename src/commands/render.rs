@@ -22,7 +22,11 @@ use crate::Error;
 
 pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let against = match &args.against {
-        Some(dir) => Some((dir.clone(), RunRecord::read(dir)?)),
+        Some(dir) => {
+            let rec = RunRecord::read(dir)?;
+            setup::check_record(dir, &rec)?;
+            Some((dir.clone(), rec))
+        }
         None => None,
     };
     let workspace = match (&args.workspace, &against) {
@@ -216,20 +220,24 @@ fn hat_artifacts(run_dir: &Path, hat: &str) -> Vec<Artifact> {
     out
 }
 
-/// The verdicts a run showed its completion judge, from its report.json.
+/// The verdicts a run showed its completion judge, from its report.json. A missing or
+/// unreadable report is an error naming the file: rendering without those verdicts would
+/// show a request that differs from the recorded one for a reason that is not a change.
 fn prior_verdicts(run_dir: &Path) -> Result<Vec<PriorVerdict>, Error> {
     let path = run_dir.join("report.json");
     let text = std::fs::read_to_string(&path).map_err(|e| {
         Error::usage(format!(
-            "{}: {e}; `render --against` needs the run's report (replay the run to write it)",
-            path.display()
+            "{}: {e}; `render signal --against` needs the verdicts that run showed its completion judge (a run that stopped early has none: `hatrack run --resume {}` finishes it)",
+            path.display(),
+            run_dir.display()
         ))
     })?;
     let report = serde_json::from_str::<Report>(&text).map_err(|e| {
         Error::usage(format!(
-            "{}:{}: not a report this hatrack can read ({e}); replay the run to rewrite it",
+            "{}:{}: not a report this hatrack can read: {e}; re-create it with `hatrack replay {}`",
             path.display(),
-            e.line()
+            e.line(),
+            run_dir.display()
         ))
     })?;
     Ok(report

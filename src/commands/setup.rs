@@ -7,7 +7,7 @@ use crate::cli::{ModelArgs, StageArgs};
 use crate::config::ConfigFile;
 use crate::definition::{self, LoadedStage};
 use crate::model::settings::{ModelSettings, Secret};
-use crate::run::rundir::ModelRecord;
+use crate::run::rundir::{ModelRecord, RunRecord, RUN_FILE};
 use crate::secrets::Scrubber;
 use crate::Error;
 
@@ -97,6 +97,9 @@ pub fn model_settings(args: &ModelArgs, config: &ConfigFile) -> Result<ModelSett
     s.max_reasks = args.max_reasks.or(m.max_reasks).unwrap_or(s.max_reasks);
     s.jobs = args.jobs.or(m.jobs).unwrap_or(s.jobs).max(1);
     s.budget = args.budget.or(m.budget);
+    if let Some(bytes) = m.max_response_bytes {
+        s.max_response_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
     Ok(s)
 }
 
@@ -138,6 +141,34 @@ fn check_judge(producer: &ModelSettings, judge: &ModelSettings) -> Result<(), Er
         )));
     }
     Ok(())
+}
+
+/// The numbers of a recorded `run.json` that a replay or a resume uses, each in the range a
+/// flag would be (a tampered or corrupt record must not hang the run or fill memory).
+/// Call right after reading a record, before using it.
+pub fn check_record(run_dir: &Path, record: &RunRecord) -> Result<(), Error> {
+    use crate::model::settings::bounds::{self, check, check_f64};
+    let m = &record.model;
+    let mut problems = Vec::new();
+    let mut put = |r: Result<(), String>| {
+        if let Err(e) = r {
+            problems.push(e);
+        }
+    };
+    put(check("samples", record.samples, &bounds::SAMPLES).map(drop));
+    put(check("model.max_reasks", m.max_reasks, &bounds::MAX_REASKS).map(drop));
+    if let Some(t) = m.max_tokens {
+        put(check("model.max_tokens", t, &bounds::MAX_TOKENS).map(drop));
+    }
+    put(check_f64("model.temperature", m.temperature, &bounds::TEMPERATURE).map(drop));
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "{}: {}; the run directory is damaged or was edited by hand — re-record it with `hatrack run --transcript NEW_DIR`",
+        run_dir.join(RUN_FILE).display(),
+        problems.join("; ")
+    )))
 }
 
 /// Puts a recorded run's request-shaping settings back, so re-rendered requests match;

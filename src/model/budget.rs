@@ -58,7 +58,7 @@ impl Budget {
             .get("max_tokens")
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(DEFAULT_COMPLETION_ESTIMATE);
-        prompt + completion
+        prompt.saturating_add(completion)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState> {
@@ -69,20 +69,27 @@ impl Budget {
         let estimate = Budget::estimate(&request.body);
         {
             let mut state = self.lock();
-            if state.used + state.reserved + estimate > self.budget {
+            // Saturating: a provider reporting absurd usage must stop the run, not wrap the
+            // total back under the budget.
+            if state
+                .used
+                .saturating_add(state.reserved)
+                .saturating_add(estimate)
+                > self.budget
+            {
                 return Err(ModelError::BudgetExceeded {
                     step: request.step.clone(),
                     budget: self.budget,
                     used: state.used,
                 });
             }
-            state.reserved += estimate;
+            state.reserved = state.reserved.saturating_add(estimate);
         }
         let result = self.inner.complete(request).await;
         let mut state = self.lock();
-        state.reserved -= estimate;
+        state.reserved = state.reserved.saturating_sub(estimate);
         if let Ok(reply) = &result {
-            state.used += reply.usage.total();
+            state.used = state.used.saturating_add(reply.usage.total());
         }
         result
     }

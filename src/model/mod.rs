@@ -58,14 +58,75 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Prompt + completion, saturating (a provider's numbers are outside input).
     pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 
+    /// Adds `other`, saturating: a sum of usages never wraps (a wrapped total would slip
+    /// under the budget).
     pub fn add(&mut self, other: &Usage) {
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-        self.cached_tokens += other.cached_tokens;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
+    }
+
+    /// The largest value one usage field of one exchange is taken at. No model has a context
+    /// anywhere near this (2^40 ≈ 1.1 trillion tokens); a larger number is a broken or
+    /// hostile provider (or a tampered transcript), and is clamped so that plain sums over
+    /// many exchanges cannot overflow either. The live client refuses such a response (exit 3)
+    /// before it gets here.
+    pub const MAX_PER_EXCHANGE: u64 = 1 << 40;
+
+    /// Each field at most [`Usage::MAX_PER_EXCHANGE`] (for usage read back from a
+    /// transcript, which may have been edited).
+    pub fn clamped(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens.min(Usage::MAX_PER_EXCHANGE),
+            completion_tokens: self.completion_tokens.min(Usage::MAX_PER_EXCHANGE),
+            cached_tokens: self.cached_tokens.min(Usage::MAX_PER_EXCHANGE),
+        }
+    }
+
+    /// The first usage field above [`Usage::MAX_PER_EXCHANGE`] in a response body, as
+    /// (field, value as written), for the live client's error message.
+    pub fn implausible(body: &serde_json::Value) -> Option<(&'static str, String)> {
+        let usage = body.get("usage")?;
+        let fields: [(&'static str, Option<&serde_json::Value>); 3] = [
+            ("usage.prompt_tokens", usage.get("prompt_tokens")),
+            ("usage.completion_tokens", usage.get("completion_tokens")),
+            (
+                "usage.prompt_tokens_details.cached_tokens",
+                usage
+                    .get("prompt_tokens_details")
+                    .and_then(|d| d.get("cached_tokens")),
+            ),
+        ];
+        fields.into_iter().find_map(|(name, v)| {
+            let v = v?;
+            let impossible = match (v.as_u64(), v.as_f64()) {
+                (Some(n), _) => n > Usage::MAX_PER_EXCHANGE,
+                // A float count (some servers write `12.0`) is fine when it is in range.
+                (None, Some(f)) => !(0.0..=Usage::MAX_PER_EXCHANGE as f64).contains(&f),
+                // Not a number (null, a string): ignored, counted as 0.
+                (None, None) => false,
+            };
+            impossible.then(|| (name, v.to_string()))
+        })
+    }
+
+    /// One usage field as a count: a whole number, or a float in range (truncated);
+    /// anything else is 0. Clamped at [`Usage::MAX_PER_EXCHANGE`].
+    fn count(v: &serde_json::Value) -> u64 {
+        match (v.as_u64(), v.as_f64()) {
+            (Some(n), _) => n.min(Usage::MAX_PER_EXCHANGE),
+            (None, Some(f)) if f.is_finite() && f >= 0.0 => {
+                f.min(Usage::MAX_PER_EXCHANGE as f64) as u64
+            }
+            _ => 0,
+        }
     }
 }
 
@@ -134,10 +195,11 @@ impl ModelReply {
 
 impl Usage {
     /// `usage.prompt_tokens`, `usage.completion_tokens` and
-    /// `usage.prompt_tokens_details.cached_tokens` of a response body (0 when absent).
+    /// `usage.prompt_tokens_details.cached_tokens` of a response body (0 when absent or not a
+    /// count, clamped at [`Usage::MAX_PER_EXCHANGE`]).
     pub fn from_body(body: &serde_json::Value) -> Usage {
         let usage = body.get("usage");
-        let n = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_u64()).unwrap_or(0);
+        let n = |v: Option<&serde_json::Value>| v.map_or(0, Usage::count);
         Usage {
             prompt_tokens: n(usage.and_then(|u| u.get("prompt_tokens"))),
             completion_tokens: n(usage.and_then(|u| u.get("completion_tokens"))),
@@ -158,13 +220,85 @@ pub trait ChatModel: Send + Sync {
     ) -> BoxFuture<'a, Result<ModelReply, ModelError>>;
 }
 
+/// Why a provider request failed, as far as the response tells. Each kind has its own
+/// message and its own advice (`main`'s hint); only some are worth retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderErrorKind {
+    /// The request (prompt + max_tokens) does not fit the model's context window
+    /// (OpenAI `context_length_exceeded`, llama.cpp `exceed_context_size_error`, vLLM's
+    /// "maximum context length"). Retrying the same request cannot succeed.
+    ContextExceeded,
+    /// 401/403, or `invalid_api_key`: the key is missing, wrong or not allowed.
+    Auth,
+    /// `insufficient_quota` (a 429 that is not a rate limit) or 402: billing, not waiting.
+    Quota,
+    /// 404 or `model_not_found`: wrong base URL or model name.
+    NotFound,
+    /// 429: too many requests; retried, honouring `Retry-After`.
+    RateLimited,
+    /// 5xx (and 409): the provider's trouble; retried.
+    Server,
+    /// No complete response within the timeout (or a 408); retried.
+    Timeout,
+    /// The connection could not be made or broke; retried.
+    Connection,
+    /// Any other 4xx: the provider rejected the request as malformed.
+    BadRequest,
+    /// A 2xx whose body is not a usable answer (not JSON, cut off, impossible numbers).
+    BadResponse,
+    /// The response body is larger than the configured cap.
+    TooLarge,
+}
+
+impl ProviderErrorKind {
+    /// Whether the same request can succeed when sent again.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ProviderErrorKind::RateLimited
+                | ProviderErrorKind::Server
+                | ProviderErrorKind::Timeout
+                | ProviderErrorKind::Connection
+                | ProviderErrorKind::BadResponse
+        )
+    }
+
+    /// A few words for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ProviderErrorKind::ContextExceeded => {
+                "the request does not fit the model's context window"
+            }
+            ProviderErrorKind::Auth => "the provider refused the API key",
+            ProviderErrorKind::Quota => "the provider account has no quota or credit left",
+            ProviderErrorKind::NotFound => "the provider does not know this URL or model",
+            ProviderErrorKind::RateLimited => "the provider kept rate-limiting the requests",
+            ProviderErrorKind::Server => "the provider had a server error",
+            ProviderErrorKind::Timeout => "the provider did not answer in time",
+            ProviderErrorKind::Connection => "the provider could not be reached",
+            ProviderErrorKind::BadRequest => "the provider rejected the request",
+            ProviderErrorKind::BadResponse => "the provider's response is not a usable answer",
+            ProviderErrorKind::TooLarge => "the provider's response is larger than allowed",
+        }
+    }
+}
+
+impl std::fmt::Display for ProviderErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
 /// A model failure that ends the run. Each variant maps to one exit code in `main`.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// Exit 3: the provider failed after every retry.
-    #[error("step {step}: the model provider failed after {attempts} attempt(s): {last}")]
+    /// Exit 3: the provider failed (after every retry, when retrying could help).
+    #[error("step {step}: {kind} ({attempts} attempt(s)): {last}")]
     Provider {
         step: String,
+        /// What kind of failure; decides whether it was retried and what to advise.
+        kind: ProviderErrorKind,
         attempts: u32,
         last: String,
         /// The HTTP status of the last try, when there was a response.
@@ -186,4 +320,42 @@ pub enum ModelError {
     /// Exit 2: bad model configuration (base URL, key, …).
     #[error("model configuration: {0}")]
     Config(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usage_counts_are_tolerant_but_bounded() {
+        let body =
+            |p: serde_json::Value| json!({"usage": {"prompt_tokens": p, "completion_tokens": 2}});
+        assert_eq!(Usage::from_body(&body(json!(12.0))).prompt_tokens, 12);
+        assert_eq!(Usage::from_body(&body(json!("12"))).prompt_tokens, 0);
+        assert_eq!(Usage::from_body(&body(json!(-3))).prompt_tokens, 0);
+        assert_eq!(
+            Usage::from_body(&body(json!(u64::MAX))).prompt_tokens,
+            Usage::MAX_PER_EXCHANGE
+        );
+        assert!(Usage::implausible(&body(json!(12.0))).is_none());
+        assert!(Usage::implausible(&body(json!(null))).is_none());
+        for bad in [json!(-3), json!(1e300), json!(u64::MAX)] {
+            assert_eq!(
+                Usage::implausible(&body(bad)).map(|(f, _)| f),
+                Some("usage.prompt_tokens")
+            );
+        }
+        let mut sum = Usage {
+            prompt_tokens: u64::MAX - 1,
+            ..Usage::default()
+        };
+        sum.add(&Usage {
+            prompt_tokens: 5,
+            completion_tokens: 1,
+            cached_tokens: 0,
+        });
+        assert_eq!(sum.prompt_tokens, u64::MAX);
+        assert_eq!(sum.total(), u64::MAX);
+    }
 }

@@ -6,7 +6,13 @@
 //! itself (and loses the status of a 429 with a text body); we replace it through the
 //! `middleware` hook with `StatusAwareService`, a plain reqwest transport that turns every
 //! non-2xx response into a typed [`HttpStatusError`] carrying status, `Retry-After` and the
-//! start of the body. The retry loop in [`LiveModel::complete`] then decides.
+//! start of the body, and reads every body incrementally under a size cap
+//! (`max_response_bytes`). [`classify_status`] names what went wrong
+//! ([`ProviderErrorKind`]: context exceeded, auth, quota, not found, rate limit, server, …)
+//! from the status and the error shapes of OpenAI, llama.cpp and vLLM; the retry loop in
+//! [`LiveModel::complete`] retries only the kinds that can succeed when sent again.
+//!
+//! The reqwest client loads the system's root certificates only for an `https` base URL.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,10 +26,16 @@ use async_openai::Client;
 use tokio::sync::Semaphore;
 
 use super::settings::ModelSettings;
-use super::{BoxFuture, ChatModel, ModelError, ModelReply, ModelRequest, ReplySource};
+use super::{
+    BoxFuture, ChatModel, ModelError, ModelReply, ModelRequest, ProviderErrorKind, ReplySource,
+    Usage,
+};
 
 /// How much of an error body is kept in messages.
 const ERROR_BODY_SNIPPET: usize = 300;
+
+/// How much of a non-2xx body is read at most (an error page has no reason to be larger).
+const ERROR_BODY_READ_MAX: usize = 64 * 1024;
 
 /// A non-2xx HTTP response, as seen by our transport.
 #[derive(Debug, thiserror::Error)]
@@ -35,11 +47,25 @@ pub struct HttpStatusError {
     pub body: String,
 }
 
+/// A 2xx response whose body is larger than the cap: reading stopped there.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the response body is larger than the cap of {cap} bytes{}; reading stopped there (raise [model] max_response_bytes in hatrack.toml if such answers are expected)",
+    declared.map(|d| format!(" (Content-Length: {d})")).unwrap_or_default()
+)]
+pub struct BodyTooLarge {
+    pub cap: usize,
+    pub declared: Option<u64>,
+}
+
 /// A reqwest transport for async-openai that reports non-2xx responses as
-/// [`HttpStatusError`] (async-openai's own error path loses the status of text-bodied 4xx).
+/// [`HttpStatusError`] (async-openai's own error path loses the status of text-bodied 4xx)
+/// and reads every body incrementally, stopping past `max_body` bytes ([`BodyTooLarge`]).
 #[derive(Clone, Debug)]
 struct StatusAwareService {
     client: reqwest::Client,
+    max_body: usize,
+    retry_after_max: Duration,
 }
 
 type HttpFuture =
@@ -59,38 +85,92 @@ impl tower::Service<HttpRequestFactory> for StatusAwareService {
 
     fn call(&mut self, factory: HttpRequestFactory) -> Self::Future {
         let client = self.client.clone();
+        let max_body = self.max_body;
+        let retry_after_max = self.retry_after_max;
         Box::pin(async move {
             let request = factory.build().await?;
-            let response = client
+            let mut response = client
                 .execute(request)
                 .await
                 .map_err(OpenAIError::Reqwest)?;
             let status = response.status();
-            if status.is_success() {
-                return Ok(response);
+            if !status.is_success() {
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, retry_after_max));
+                // An error body is only quoted: read its start, whatever its size.
+                let (bytes, _) = read_capped(&mut response, ERROR_BODY_READ_MAX)
+                    .await
+                    .unwrap_or_default();
+                let body = String::from_utf8_lossy(&bytes);
+                return Err(OpenAIError::Boxed(Box::new(HttpStatusError {
+                    status: status.as_u16(),
+                    retry_after,
+                    body: snippet(body.trim()),
+                })));
             }
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let body = response.text().await.unwrap_or_default();
-            Err(OpenAIError::Boxed(Box::new(HttpStatusError {
-                status: status.as_u16(),
-                retry_after,
-                body: snippet(body.trim()),
-            })))
+            let declared = response.content_length();
+            if declared.is_some_and(|d| d > max_body as u64) {
+                return Err(OpenAIError::Boxed(Box::new(BodyTooLarge {
+                    cap: max_body,
+                    declared,
+                })));
+            }
+            let (bytes, complete) = read_capped(&mut response, max_body)
+                .await
+                .map_err(OpenAIError::Reqwest)?;
+            if !complete {
+                return Err(OpenAIError::Boxed(Box::new(BodyTooLarge {
+                    cap: max_body,
+                    declared,
+                })));
+            }
+            // Hand async-openai the same response with the body already read.
+            let http: http::Response<reqwest::Body> = response.into();
+            let (parts, _) = http.into_parts();
+            Ok(reqwest::Response::from(http::Response::from_parts(
+                parts, bytes,
+            )))
         })
     }
 }
 
-/// `Retry-After` in (possibly fractional) seconds. The HTTP-date form is not supported and
-/// falls back to the computed backoff.
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+/// Reads a body chunk by chunk, keeping at most `cap` bytes. Returns the bytes and whether
+/// the body ended within the cap (false: it is longer, and reading stopped).
+async fn read_capped(
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let expected = response.content_length().unwrap_or(0).min(cap as u64);
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(cap));
+    while let Some(chunk) = response.chunk().await? {
+        if bytes.len().saturating_add(chunk.len()) > cap {
+            let room = cap - bytes.len();
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok((bytes, false));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((bytes, true))
 }
 
+/// `Retry-After` in (possibly fractional) seconds, at most `max`: a huge or infinite value
+/// (`1e20`, `inf`) is the cap, never a panic. Negative, NaN and the HTTP-date form are
+/// ignored (the computed backoff applies).
+pub fn parse_retry_after(value: &str, max: Duration) -> Option<Duration> {
+    let secs: f64 = value.trim().parse().ok()?;
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    if secs >= max.as_secs_f64() {
+        return Some(max);
+    }
+    Duration::try_from_secs_f64(secs).ok().map(|d| d.min(max))
+}
+
+/// At most [`ERROR_BODY_SNIPPET`] characters of `text`, with `…` when cut.
 fn snippet(text: &str) -> String {
     if text.chars().count() <= ERROR_BODY_SNIPPET {
         text.to_string()
@@ -103,63 +183,166 @@ fn snippet(text: &str) -> String {
 /// One failed try, classified.
 #[derive(Debug)]
 struct Failure {
+    kind: ProviderErrorKind,
     retryable: bool,
     status: Option<u16>,
     retry_after: Option<Duration>,
     message: String,
 }
 
+/// What an HTTP status and error body say went wrong. Recognises the shapes OpenAI
+/// (`{"error":{"code":"context_length_exceeded"|"insufficient_quota"|"model_not_found"|
+/// "invalid_api_key"}}`), llama.cpp (`{"error":{"type":"exceed_context_size_error"}}`),
+/// vLLM ("This model's maximum context length is …") and Ollama use; the status decides
+/// the rest.
+pub fn classify_status(status: u16, body: &str) -> ProviderErrorKind {
+    let text = body.to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    if (400..500).contains(&status)
+        && has(&[
+            "context_length_exceeded",
+            "exceed_context_size",
+            "context_window_exceeded",
+            "maximum context length",
+            "context length",
+            "context window",
+            "context size",
+            "too many tokens",
+        ])
+    {
+        return ProviderErrorKind::ContextExceeded;
+    }
+    if status == 402 || has(&["insufficient_quota", "billing_hard_limit", "quota exceeded"]) {
+        return ProviderErrorKind::Quota;
+    }
+    match status {
+        401 | 403 => ProviderErrorKind::Auth,
+        404 => ProviderErrorKind::NotFound,
+        408 => ProviderErrorKind::Timeout,
+        429 => ProviderErrorKind::RateLimited,
+        409 | 500..=599 => ProviderErrorKind::Server,
+        _ if has(&["invalid_api_key", "incorrect api key", "authentication"]) => {
+            ProviderErrorKind::Auth
+        }
+        _ if has(&["model_not_found", "does not exist", "not found"]) => {
+            ProviderErrorKind::NotFound
+        }
+        400..=499 => ProviderErrorKind::BadRequest,
+        // 1xx/3xx that reached us as a failure.
+        _ => ProviderErrorKind::BadResponse,
+    }
+}
+
 fn classify(error: OpenAIError, timeout: Duration) -> Failure {
-    let plain = |retryable: bool, message: String| Failure {
-        retryable,
+    let plain = |kind: ProviderErrorKind, message: String| Failure {
+        kind,
+        retryable: kind.retryable(),
         status: None,
         retry_after: None,
         message,
     };
     match error {
-        OpenAIError::Boxed(boxed) => match boxed.downcast::<HttpStatusError>() {
-            Ok(http) => {
-                // A 429 for an exhausted quota will not succeed on retry.
-                let quota = http.status == 429 && http.body.contains("insufficient_quota");
-                Failure {
-                    retryable: !quota && matches!(http.status, 408 | 409 | 429 | 500..=599),
-                    status: Some(http.status),
-                    retry_after: http.retry_after,
-                    message: http.to_string(),
+        OpenAIError::Boxed(boxed) => {
+            let boxed = match boxed.downcast::<HttpStatusError>() {
+                Ok(http) => {
+                    let kind = classify_status(http.status, &http.body);
+                    return Failure {
+                        kind,
+                        retryable: kind.retryable(),
+                        status: Some(http.status),
+                        retry_after: http.retry_after,
+                        message: http.to_string(),
+                    };
                 }
+                Err(other) => other,
+            };
+            match boxed.downcast::<BodyTooLarge>() {
+                Ok(big) => plain(ProviderErrorKind::TooLarge, big.to_string()),
+                Err(other) => plain(ProviderErrorKind::BadResponse, other.to_string()),
             }
-            Err(other) => plain(false, other.to_string()),
-        },
+        }
         OpenAIError::Reqwest(e) => {
-            let message = if e.is_timeout() {
-                format!(
-                    "no complete response within the timeout of {}",
-                    humantime::format_duration(timeout)
+            let (kind, message) = if e.is_timeout() {
+                (
+                    ProviderErrorKind::Timeout,
+                    format!(
+                        "no complete response within the timeout of {}",
+                        humantime::format_duration(timeout)
+                    ),
                 )
             } else if e.is_connect() {
-                format!("connection failed: {}", error_chain(&e))
+                (
+                    ProviderErrorKind::Connection,
+                    format!("connection failed: {}", error_chain(&e)),
+                )
             } else if e.is_body() || e.is_decode() {
-                format!("response body cut off: {}", error_chain(&e))
+                (
+                    ProviderErrorKind::BadResponse,
+                    format!("response body cut off: {}", error_chain(&e)),
+                )
             } else {
-                format!("HTTP error: {}", error_chain(&e))
+                (
+                    ProviderErrorKind::Connection,
+                    format!("HTTP error: {}", error_chain(&e)),
+                )
             };
-            plain(!e.is_builder(), message)
-        }
-        // A 2xx whose body is not JSON (a proxy's error page, a truncated body).
-        OpenAIError::JSONDeserialize(e, _) => {
-            plain(true, format!("response body is not valid JSON: {e}"))
-        }
-        OpenAIError::ApiError(api) => {
-            let status = api.status_code.as_u16();
             Failure {
-                retryable: matches!(status, 408 | 409 | 429 | 500..=599),
-                status: Some(status),
-                retry_after: None,
-                message: format!("HTTP {status}: {}", api.api_error.message),
+                retryable: kind.retryable() && !e.is_builder(),
+                ..plain(kind, message)
             }
         }
-        other => plain(false, other.to_string()),
+        // A 2xx whose body is not JSON (a proxy's error page, a truncated body).
+        OpenAIError::JSONDeserialize(e, _) => plain(
+            ProviderErrorKind::BadResponse,
+            format!("response body is not valid JSON: {e}"),
+        ),
+        OpenAIError::ApiError(api) => {
+            let status = api.status_code.as_u16();
+            let message = format!("HTTP {status}: {}", api.api_error.message);
+            let kind = classify_status(status, &message);
+            Failure {
+                status: Some(status),
+                ..plain(kind, snippet(&message))
+            }
+        }
+        other => plain(ProviderErrorKind::BadRequest, other.to_string()),
     }
+}
+
+/// A 2xx body that is not an answer: an `error` object instead of `choices` (some
+/// compatible servers do that), or a usage count no exchange can have.
+fn check_body(body: &serde_json::Value) -> Option<Failure> {
+    if body.get("choices").is_none() {
+        if let Some(error) = body.get("error").filter(|e| !e.is_null()) {
+            let text = error.to_string();
+            let kind = match classify_status(400, &text) {
+                ProviderErrorKind::BadRequest => ProviderErrorKind::BadResponse,
+                kind => kind,
+            };
+            return Some(Failure {
+                kind,
+                retryable: false,
+                status: None,
+                retry_after: None,
+                message: format!(
+                    "HTTP 200 with an error instead of an answer: {}",
+                    snippet(&text)
+                ),
+            });
+        }
+    }
+    let (field, value) = Usage::implausible(body)?;
+    Some(Failure {
+        kind: ProviderErrorKind::BadResponse,
+        retryable: false,
+        status: None,
+        retry_after: None,
+        message: format!(
+            "the response reports {field} = {}, which no single exchange can use (at most {}); its numbers cannot be trusted",
+            snippet(&value),
+            Usage::MAX_PER_EXCHANGE
+        ),
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -210,9 +393,16 @@ impl LiveModel {
                 "the API key contains characters that cannot be sent in an HTTP header; check OPENAI_API_KEY".into(),
             ));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
+            .connect_timeout(settings.timeout.min(Duration::from_secs(30)));
+        if base.starts_with("http://") {
+            // Plain HTTP (a local model, a proxy on localhost): no TLS is ever used, so the
+            // system's root certificates are not loaded (~11 ms per run). Redirects to https
+            // would fail the TLS handshake instead of silently going elsewhere.
+            builder = builder.tls_certs_only(std::iter::empty());
+        }
+        let http = builder
             .build()
             .map_err(|e| ModelError::Config(format!("HTTP client: {}", error_chain(&e))))?;
         // Org and project headers are set empty explicitly: OpenAIConfig would otherwise read
@@ -222,8 +412,13 @@ impl LiveModel {
             .with_api_key(key)
             .with_org_id("")
             .with_project_id("");
-        let client =
-            Client::with_config(config).with_http_service(StatusAwareService { client: http });
+        // `Client::build` with our client: `Client::with_config` would build a default reqwest
+        // client of its own, loading the system's root certificates even for http.
+        let client = Client::build(http.clone(), config).with_http_service(StatusAwareService {
+            client: http,
+            max_body: settings.max_response_bytes,
+            retry_after_max: settings.retry_after_max,
+        });
         Ok(LiveModel {
             client,
             permits: Arc::new(Semaphore::new(settings.jobs.max(1))),
@@ -265,10 +460,20 @@ impl LiveModel {
         let started = Instant::now();
         let mut tries = 0u32;
         loop {
-            tries += 1;
+            tries = tries.saturating_add(1);
             match self.send_once(&request.body).await {
                 Ok(body) => {
-                    let duration_ms = started.elapsed().as_millis() as u64;
+                    if let Some(failure) = check_body(&body) {
+                        return Err(ModelError::Provider {
+                            step: request.step.clone(),
+                            kind: failure.kind,
+                            attempts: tries,
+                            last: failure.message,
+                            status: failure.status,
+                        });
+                    }
+                    let duration_ms =
+                        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                     return Ok(ModelReply::from_body(body, duration_ms, ReplySource::Live));
                 }
                 Err(error) => {
@@ -289,6 +494,7 @@ impl LiveModel {
                     }
                     return Err(ModelError::Provider {
                         step: request.step.clone(),
+                        kind: failure.kind,
                         attempts: tries,
                         last: failure.message,
                         status: failure.status,
@@ -314,10 +520,71 @@ mod tests {
 
     #[test]
     fn retry_after_parses_seconds() {
-        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after("-1"), None);
+        let max = Duration::from_secs(60);
+        assert_eq!(parse_retry_after("2", max), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after(" 0.5 ", max),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", max),
+            None
+        );
+        assert_eq!(parse_retry_after("-1", max), None);
+        assert_eq!(parse_retry_after("NaN", max), None);
+        for huge in ["1e20", "inf", "+Infinity", "18446744073709551616", "1e308"] {
+            assert_eq!(parse_retry_after(huge, max), Some(max), "{huge}");
+        }
+    }
+
+    #[test]
+    fn provider_errors_are_classified_from_status_and_body() {
+        use ProviderErrorKind::*;
+        let cases = [
+            (
+                400,
+                r#"{"error":{"code":"context_length_exceeded","message":"This model's maximum context length is 8192 tokens"}}"#,
+                ContextExceeded,
+            ),
+            (
+                400,
+                r#"{"error":{"code":400,"message":"the request exceeds the available context size (8244 tokens > 8192)","type":"exceed_context_size_error"}}"#,
+                ContextExceeded,
+            ),
+            (
+                400,
+                r#"{"object":"error","message":"This model's maximum context length is 2048 tokens. However, you requested 2100 tokens","type":"BadRequestError"}"#,
+                ContextExceeded,
+            ),
+            (
+                401,
+                r#"{"error":{"code":"invalid_api_key","message":"Incorrect API key provided"}}"#,
+                Auth,
+            ),
+            (403, "forbidden", Auth),
+            (
+                429,
+                r#"{"error":{"code":"insufficient_quota","type":"insufficient_quota"}}"#,
+                Quota,
+            ),
+            (429, "Too Many Requests", RateLimited),
+            (
+                404,
+                r#"{"error":{"code":"model_not_found","message":"The model `x` does not exist"}}"#,
+                NotFound,
+            ),
+            (404, "", NotFound),
+            (400, r#"{"error":{"code":"model_not_found"}}"#, NotFound),
+            (500, "oops", Server),
+            (503, "", Server),
+            (408, "", Timeout),
+            (422, r#"{"error":"invalid temperature"}"#, BadRequest),
+        ];
+        for (status, body, kind) in cases {
+            assert_eq!(classify_status(status, body), kind, "{status} {body}");
+        }
+        assert!(!ContextExceeded.retryable() && !Auth.retryable() && !Quota.retryable());
+        assert!(RateLimited.retryable() && Server.retryable() && Timeout.retryable());
     }
 
     #[test]

@@ -78,9 +78,15 @@ pub struct ModelSettings {
     /// long, and the run fails (exit 3) after `max_retries` instead of hanging.
     #[serde(with = "humantime_serde_compat")]
     pub retry_after_max: Duration,
+    /// Bytes of one response body read at most; a longer answer fails the request (exit 3)
+    /// instead of filling memory and being quoted back in re-asks.
+    pub max_response_bytes: usize,
 }
 
 pub const DEFAULT_SEED: i64 = 42;
+
+/// 8 MiB: far more than any chat answer (a 128k-token completion is ~0.5 MB of JSON).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 impl Default for ModelSettings {
     fn default() -> Self {
@@ -100,6 +106,7 @@ impl Default for ModelSettings {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             retry_after_max: Duration::from_secs(60),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -111,6 +118,62 @@ impl ModelSettings {
             model: model.into(),
             base_url: base_url.into(),
             ..ModelSettings::default()
+        }
+    }
+}
+
+/// The range every number that shapes a run must be in, whatever its source (a flag,
+/// `hatrack.toml`, a recorded `run.json`). One table, so the flag, the file and the record
+/// cannot disagree; each is checked where it is read, with a message naming it.
+pub mod bounds {
+    use std::ops::RangeInclusive;
+
+    /// `--samples`: asks per judging step.
+    pub const SAMPLES: RangeInclusive<u64> = 1..=32;
+    /// `--jobs`: requests in flight.
+    pub const JOBS: RangeInclusive<u64> = 1..=64;
+    /// `--max-reasks`: re-asks after an invalid answer.
+    pub const MAX_REASKS: RangeInclusive<u64> = 0..=10;
+    /// `--max-retries`: HTTP retries of one request.
+    pub const MAX_RETRIES: RangeInclusive<u64> = 0..=20;
+    /// `--timeout`: seconds per request (an hour at most).
+    pub const TIMEOUT_SECS: RangeInclusive<u64> = 1..=3600;
+    /// `--budget`: tokens for the whole run (a trillion at most).
+    pub const BUDGET: RangeInclusive<u64> = 1..=1_000_000_000_000;
+    /// `max_tokens` of each request.
+    pub const MAX_TOKENS: RangeInclusive<u64> = 1..=1_048_576;
+    /// `[model] max_response_bytes`: 1 KiB to 256 MiB.
+    pub const MAX_RESPONSE_BYTES: RangeInclusive<u64> = 1024..=256 * 1024 * 1024;
+    /// `[limits]` byte caps of what is quoted into one prompt: 1 byte to 64 MiB.
+    pub const LIMIT_BYTES: RangeInclusive<u64> = 1..=64 * 1024 * 1024;
+    /// `temperature` (the OpenAI range).
+    pub const TEMPERATURE: RangeInclusive<f64> = 0.0..=2.0;
+
+    /// `Ok(value)` when it is in `range`, else a message naming `what` and the range.
+    pub fn check<T>(what: &str, value: T, range: &RangeInclusive<u64>) -> Result<T, String>
+    where
+        T: TryInto<u64> + Copy + std::fmt::Display,
+    {
+        match value.try_into() {
+            Ok(v) if range.contains(&v) => Ok(value),
+            _ => Err(format!(
+                "{what} = {value} is out of range: it must be between {} and {}",
+                range.start(),
+                range.end()
+            )),
+        }
+    }
+
+    /// The same for a float: finite and in `range`.
+    pub fn check_f64(what: &str, value: f64, range: &RangeInclusive<f64>) -> Result<f64, String> {
+        if value.is_finite() && range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(format!(
+                "{what} = {value} is out of range: it must be between {} and {}",
+                range.start(),
+                range.end()
+            ))
         }
     }
 }

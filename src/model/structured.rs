@@ -10,6 +10,18 @@ use super::{ChatModel, ModelError, ModelRequest, ReplySource, Usage};
 /// Validation errors listed per re-ask at most (a broken answer can have hundreds).
 const MAX_LISTED_ERRORS: usize = 8;
 
+/// Characters of one validation error kept (an error quotes the offending value, which a
+/// hostile answer can make megabytes long).
+const MAX_ERROR_CHARS: usize = 240;
+
+/// Bytes of a rejected answer quoted back to the model in a re-ask (and of a rejection
+/// reason): the re-ask carries the reason and an excerpt, never the whole answer, so a
+/// long or cut-off answer cannot make the next request outgrow the context window.
+pub const REASK_EXCERPT_BYTES: usize = 2048;
+
+/// The longest an exchange is counted as taking (2^40 ms ≈ 35 years).
+pub const MAX_EXCHANGE_MS: u64 = 1 << 40;
+
 /// What one step's structured exchange produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StructuredOutcome {
@@ -56,7 +68,9 @@ pub async fn ask_structured(
         sources: Vec::new(),
         origins: Vec::new(),
     };
-    let max_attempts = 1 + settings.max_reasks;
+    // Saturating: `max_reasks` is range-checked where it is read, but u32::MAX must not wrap
+    // to zero attempts here either.
+    let max_attempts = settings.max_reasks.saturating_add(1);
     for attempt in 1..=max_attempts {
         let request = ModelRequest {
             step: step.to_string(),
@@ -65,8 +79,21 @@ pub async fn ask_structured(
         };
         let reply = model.complete(&request).await?;
         outcome.attempts = attempt;
-        outcome.usage.add(&reply.usage);
-        outcome.duration_ms += reply.duration_ms;
+        // Clamped per exchange (a replayed transcript may carry edited numbers), so that the
+        // plain sums callers make over steps cannot overflow either.
+        if reply.usage.clamped() != reply.usage || reply.duration_ms > MAX_EXCHANGE_MS {
+            tracing::warn!(
+                step,
+                attempt,
+                "the exchange reports impossible usage or duration ({:?}, {} ms); counted at the maximum",
+                reply.usage,
+                reply.duration_ms
+            );
+        }
+        outcome.usage.add(&reply.usage.clamped());
+        outcome.duration_ms = outcome
+            .duration_ms
+            .saturating_add(reply.duration_ms.min(MAX_EXCHANGE_MS));
         outcome.sources.push(reply.source);
         outcome.origins.push(reply.origin);
 
@@ -79,10 +106,16 @@ pub async fn ask_structured(
                 return Ok(outcome);
             }
             Some(problem) => {
+                let problem = excerpt(&problem, REASK_EXCERPT_BYTES);
                 tracing::warn!(step, attempt, "invalid structured answer: {problem}");
                 outcome.errors.push(format!("attempt {attempt}: {problem}"));
-                conversation.push(ChatMessage::assistant(content));
-                conversation.push(ChatMessage::user(reask_message(&problem)));
+                if attempt < max_attempts {
+                    conversation.push(ChatMessage::assistant(excerpt(
+                        &content,
+                        REASK_EXCERPT_BYTES,
+                    )));
+                    conversation.push(ChatMessage::user(reask_message(&problem)));
+                }
             }
         }
     }
@@ -116,8 +149,10 @@ fn check_answer(
         Ok(v) => v,
         Err(e) => return Some(format!("the answer is not valid JSON: {e}")),
     };
-    let errors: Vec<String> = validator
-        .iter_errors(&value)
+    let mut errors = validator.iter_errors(&value);
+    let listed: Vec<String> = errors
+        .by_ref()
+        .take(MAX_LISTED_ERRORS)
         .map(|e| {
             let path = e.instance_path().to_string();
             let at = if path.is_empty() {
@@ -125,23 +160,18 @@ fn check_answer(
             } else {
                 path
             };
-            format!("at {at}: {e}")
+            excerpt(&format!("at {at}: {e}"), MAX_ERROR_CHARS)
         })
         .collect();
-    if errors.is_empty() {
+    if listed.is_empty() {
         return None;
     }
+    let total = listed.len() + errors.count();
     let mut text = format!(
-        "the answer does not match the schema ({} error(s)): {}",
-        errors.len(),
-        errors
-            .iter()
-            .take(MAX_LISTED_ERRORS)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("; ")
+        "the answer does not match the schema ({total} error(s)): {}",
+        listed.join("; ")
     );
-    if errors.len() > MAX_LISTED_ERRORS {
+    if total > MAX_LISTED_ERRORS {
         text.push_str("; …");
     }
     Some(text)
@@ -163,6 +193,35 @@ pub fn validate_reply(
 /// The message that asks again after a rejected answer.
 pub fn reask(problem: &str) -> ChatMessage {
     ChatMessage::user(reask_message(problem))
+}
+
+/// `text` when it is at most `max` bytes; else its start and its end (cut at character
+/// boundaries) around a marker saying how much was left out. Never longer than
+/// `max` + the marker.
+pub fn excerpt(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let floor = |mut i: usize| {
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let ceil = |mut i: usize| {
+        while !text.is_char_boundary(i) {
+            i += 1;
+        }
+        i
+    };
+    let head = floor(max * 3 / 4);
+    let tail = ceil(text.len() - max / 4).max(head);
+    format!(
+        "{}\n[… {} bytes left out …]\n{}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    )
 }
 
 /// Parses the answer as JSON. A single surrounding Markdown code fence (```json … ```),
@@ -195,5 +254,17 @@ mod tests {
             serde_json::json!({"a": 1})
         );
         assert!(parse_json_answer("Sure! {\"a\": 1}").is_err());
+    }
+
+    #[test]
+    fn excerpts_keep_short_text_and_bound_long_text() {
+        assert_eq!(excerpt("short", 10), "short");
+        let long = "é".repeat(10_000);
+        let cut = excerpt(&long, 2048);
+        assert!(cut.len() < 2048 + 64, "{}", cut.len());
+        assert!(cut.contains("bytes left out"));
+        for max in 0..12 {
+            let _ = excerpt("aé€😀bc", max);
+        }
     }
 }

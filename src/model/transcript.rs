@@ -63,12 +63,15 @@ pub struct ExchangeError {
 
 impl Exchange {
     /// The reply this exchange replays as, if it succeeded.
-    /// The recorded error when it was the provider refusing the request itself (a 4xx other
-    /// than 408 and 429), which asking again cannot change.
+    /// The recorded error when the provider refused the request itself as malformed (a plain
+    /// 400, e.g. `tools` it does not support), which asking again cannot change. Failures a
+    /// user can fix and then resume (a key, a model name, a quota) are asked again.
     pub fn permanent_error(&self) -> Option<&ExchangeError> {
         self.error.as_ref().filter(|e| {
-            e.status
-                .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429)
+            e.status.is_some_and(|s| {
+                super::openai::classify_status(s, &e.message)
+                    == super::ProviderErrorKind::BadRequest
+            })
         })
     }
 
@@ -524,11 +527,13 @@ impl TranscriptModel {
                 // as that error: the same request would be refused again. Transient failures
                 // (timeouts, 408, 429, 5xx) are not replayed; they are asked again.
                 if let Some(e) = hit.permanent_error() {
+                    let status = e.status.unwrap_or_default();
                     return Err(ModelError::Provider {
                         step: request.step.clone(),
                         attempts: 1,
                         last: e.message.clone(),
                         status: e.status,
+                        kind: super::openai::classify_status(status, &e.message),
                     });
                 }
             }

@@ -11,8 +11,11 @@ use serde_json::Value;
 
 use crate::model::request::{build_body_with_tools, ChatMessage, JsonSchemaSpec};
 use crate::model::settings::ModelSettings;
-use crate::model::structured::{ask_structured, reask, validate_reply, StructuredOutcome};
-use crate::model::{ChatModel, ModelError, ModelRequest, Usage};
+use crate::model::structured::{
+    ask_structured, excerpt, reask, validate_reply, StructuredOutcome, MAX_EXCHANGE_MS,
+    REASK_EXCERPT_BYTES,
+};
+use crate::model::{ChatModel, ModelError, ModelRequest, ProviderErrorKind, Usage};
 use crate::secrets::Scrubber;
 use crate::tools::{Trail, Workspace};
 
@@ -84,8 +87,12 @@ pub async fn ask(
         };
         let reply = match model.complete(&request).await {
             Ok(reply) => reply,
+            // A plain 400 on the first turn: the provider does not take `tools` (a context
+            // overflow is a 400 too, but another request would not fit either).
             Err(ModelError::Provider {
-                status: Some(400), ..
+                status: Some(400),
+                kind: ProviderErrorKind::BadRequest,
+                ..
             }) if turn == 1 => {
                 let plain = ask_structured(model, step, settings, messages, spec).await?;
                 let note = "the provider refused `tools` (HTTP 400): answered in one request over the bound inputs";
@@ -95,8 +102,12 @@ pub async fn ask(
         };
         let o = &mut out.structured;
         o.attempts = turn;
-        o.usage.add(&reply.usage);
-        o.duration_ms = o.duration_ms.saturating_add(reply.duration_ms);
+        // Clamped per exchange, as in `ask_structured`: a replayed transcript may carry
+        // edited numbers.
+        o.usage.add(&reply.usage.clamped());
+        o.duration_ms = o
+            .duration_ms
+            .saturating_add(reply.duration_ms.min(MAX_EXCHANGE_MS));
         o.sources.push(reply.source);
         o.origins.push(reply.origin);
         let content = reply.content.clone().unwrap_or_default();
@@ -121,6 +132,8 @@ pub async fn ask(
                 return Ok(out);
             }
             Err(problem) => {
+                // Excerpts only: a long or cut-off answer must not grow the next request.
+                let problem = excerpt(&problem, REASK_EXCERPT_BYTES);
                 tracing::warn!(step, turn, "invalid structured answer: {problem}");
                 out.structured
                     .errors
@@ -129,7 +142,8 @@ pub async fn ask(
                     return Ok(out);
                 }
                 reasks_left -= 1;
-                conversation.push(ChatMessage::assistant(content));
+                let shown = excerpt(&content, REASK_EXCERPT_BYTES);
+                conversation.push(ChatMessage::assistant(shown));
                 conversation.push(reask(&problem));
             }
         }

@@ -15,7 +15,8 @@ pub struct SampledVerdict {
     pub evidence: Vec<Evidence>,
 }
 
-/// Sample k uses seed + k, so every sample is a distinct, replayable request.
+/// Sample k uses seed + k (wrapping at the ends of i64, so a seed near i64::MAX cannot
+/// overflow), so every sample is a distinct, replayable request.
 pub fn settings_for(base: &ModelSettings, k: u32) -> ModelSettings {
     let mut s = base.clone();
     if k > 0 {
@@ -73,6 +74,21 @@ pub fn apply(r: &mut Judged, samples: &[SampledVerdict], threshold: f64) {
 mod tests {
     use super::*;
     use Verdict::*;
+
+    #[test]
+    fn seeds_wrap_instead_of_overflowing() {
+        let mut base = ModelSettings {
+            seed: Some(i64::MAX),
+            ..ModelSettings::default()
+        };
+        assert_eq!(settings_for(&base, 1).seed, Some(i64::MIN));
+        assert_eq!(settings_for(&base, 0).seed, Some(i64::MAX));
+        base.seed = Some(41);
+        assert_eq!(
+            settings_for(&base, u32::MAX).seed,
+            Some(41 + i64::from(u32::MAX))
+        );
+    }
 
     #[test]
     fn majority_counts_agreement_and_ties_are_unknown() {

@@ -81,6 +81,9 @@ pub enum Reply {
     CutOff(String),
     /// Wait, then answer with the inner reply (to hold requests in flight).
     Delayed(Duration, Box<Reply>),
+    /// A 200 with `Transfer-Encoding: chunked` and no Content-Length, sending `chunk` over and
+    /// over — `times` times, or until the client hangs up when `None` (an endless body).
+    Chunked { chunk: String, times: Option<usize> },
 }
 
 impl Reply {
@@ -140,6 +143,39 @@ impl Reply {
     /// This reply after a pause.
     pub fn delayed(self, pause: Duration) -> Reply {
         Reply::Delayed(pause, Box::new(self))
+    }
+
+    /// A 200 with a JSON body of about `bytes` bytes (a chat answer whose content is that
+    /// long) and an honest Content-Length.
+    pub fn huge(bytes: usize) -> Reply {
+        Reply::chat("x".repeat(bytes))
+    }
+
+    /// A 200 whose body never ends (chunked, no Content-Length): only a size cap stops it.
+    pub fn endless() -> Reply {
+        Reply::Chunked {
+            chunk: "x".repeat(64 * 1024),
+            times: None,
+        }
+    }
+
+    /// A chat answer reporting these (absurd) token counts.
+    pub fn usage(prompt: u64, completion: u64) -> Reply {
+        let mut body = chat_body("{}", "stop", 0, 0);
+        body["usage"] = json!({"prompt_tokens": prompt, "completion_tokens": completion});
+        Reply::json(200, body)
+    }
+
+    /// Any status with a raw body and extra headers (no content-type added).
+    pub fn raw(status: u16, headers: &[(&str, &str)], body: &str) -> Reply {
+        Reply::Http {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.into(),
+        }
     }
 
     /// A normal answer whose body is cut off half-way.
@@ -347,6 +383,21 @@ async fn answer(stream: &mut TcpStream, shared: &Shared, request: &SeenRequest) 
             let _ = stream.shutdown().await;
             false
         }
+        Reply::Chunked { chunk, times } => {
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return false;
+            }
+            let framed = format!("{:x}\r\n{chunk}\r\n", chunk.len());
+            let mut sent = 0usize;
+            while times.is_none_or(|t| sent < t) {
+                if stream.write_all(framed.as_bytes()).await.is_err() {
+                    return false;
+                }
+                sent += 1;
+            }
+            stream.write_all(b"0\r\n\r\n").await.is_ok()
+        }
         Reply::Delayed(..) => unreachable!("unwrapped above"),
     }
 }
@@ -409,6 +460,8 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
         404 => "Not Found",
         429 => "Too Many Requests",
         500 => "Internal Server Error",

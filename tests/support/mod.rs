@@ -19,15 +19,23 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// `../shared/corpus/haiku-studios`, when this checkout has it (CI always does; a user's
-/// clone does not). Tests that need it call this and return early, printing why.
+/// clone does not). Tests that need it call this and return early, printing why — except
+/// under `CI=true`, where a missing corpus fails the test instead of skipping it silently
+/// (as the live tests do with a missing model).
 pub fn corpus_dir() -> Option<PathBuf> {
     let dir = repo_root().join("../shared/corpus/haiku-studios");
     if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: ../shared/corpus/haiku-studios is not present in this checkout");
-        None
+        return Some(dir);
     }
+    let message = format!(
+        "{} is not present: the corpus tests need ../shared beside the repository (CI checks it out there)",
+        dir.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true: {message}");
+    }
+    eprintln!("skipped: {message}");
+    None
 }
 
 /// What a finished `hatrack` run printed.
