@@ -95,6 +95,35 @@ pub struct SecretsSection {
     /// Regular expressions whose matches are replaced by `[REDACTED]` in every file written.
     #[serde(default)]
     pub scrub_patterns: Vec<String>,
+    /// Redact bound inputs *before* they are sent to the model: `true` applies
+    /// `scrub_patterns`, a list applies its own patterns. Deterministic, so replay matches.
+    #[serde(default)]
+    pub redact_inputs: RedactInputs,
+}
+
+/// `[secrets] redact_inputs`: `false` (default), `true`, or a list of patterns.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RedactInputs {
+    Enabled(bool),
+    Patterns(Vec<String>),
+}
+
+impl Default for RedactInputs {
+    fn default() -> Self {
+        RedactInputs::Enabled(false)
+    }
+}
+
+impl SecretsSection {
+    /// The patterns applied to bound inputs before they are sent (empty: none).
+    pub fn redact_patterns(&self) -> &[String] {
+        match &self.redact_inputs {
+            RedactInputs::Enabled(true) => &self.scrub_patterns,
+            RedactInputs::Enabled(false) => &[],
+            RedactInputs::Patterns(p) => p,
+        }
+    }
 }
 
 /// One path or glob, or several.
@@ -126,7 +155,25 @@ impl ConfigFile {
         Self::parse(&text, &path)
     }
 
+    /// Parses hatrack.toml and checks what can be checked before any model call (the
+    /// `[secrets]` patterns compile and cannot match the empty string).
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, Error> {
+        let config = Self::parse_toml(text, path)?;
+        let secrets = &config.secrets;
+        for (patterns, key) in [
+            (&secrets.scrub_patterns[..], "scrub_patterns"),
+            (secrets.redact_patterns(), "redact_inputs"),
+        ] {
+            crate::secrets::compile_patterns(
+                patterns,
+                &format!("{} [secrets] {key}", path.display()),
+            )
+            .map_err(|e| Error::usage(e.to_string()))?;
+        }
+        Ok(config)
+    }
+
+    fn parse_toml(text: &str, path: &Path) -> Result<ConfigFile, Error> {
         toml::from_str(text).map_err(|e| {
             let line = e
                 .span()

@@ -18,7 +18,8 @@ use crate::report;
 use crate::run::gate::GatePolicy;
 use crate::run::progress::Progress;
 use crate::run::rundir::{
-    self, InputDigest, ModelRecord, PromptsRecord, RunRecord, StageRecord, EXCHANGES_FILE, RUN_FILE,
+    self, InputDigest, ModelRecord, PromptsRecord, RunDir, RunRecord, StageRecord, EXCHANGES_FILE,
+    RUN_FILE,
 };
 use crate::run::{self, RunPlan};
 use crate::secrets::Scrubber;
@@ -265,12 +266,8 @@ async fn execute(
 ) -> Result<i32, Error> {
     let scrubber = setup::scrubber(&settings, &prepared.config)?;
     let run_dir = &transcript.run_dir;
-    std::fs::create_dir_all(run_dir).map_err(|e| {
-        Error::io(
-            format!("creating the run directory {}", run_dir.display()),
-            e,
-        )
-    })?;
+    // Held until the reports are written: a second writer fails at once (exit 2).
+    let locked = RunDir::open_locked(run_dir)?;
 
     // run.json: written for a new run (or a full re-record), kept otherwise, so a replay
     // reports the original start time and leaves the transcript byte for byte as it was.
@@ -284,7 +281,7 @@ async fn execute(
                 )));
             }
             let record = new_record(&prepared, &settings, run_dir, samples, transcript.mode);
-            record.write(run_dir, &|s| scrubber.scrub(s))?;
+            record.write(&locked, &scrubber)?;
             record
         }
     };

@@ -112,12 +112,11 @@ pub fn apply_record(settings: &mut ModelSettings, record: &ModelRecord) {
 
 /// The scrubber for everything written: the API key's value and hatrack.toml's patterns.
 pub fn scrubber(settings: &ModelSettings, config: &ConfigFile) -> Result<Scrubber, Error> {
-    let mut patterns = Vec::new();
-    for p in &config.secrets.scrub_patterns {
-        patterns.push(regex::Regex::new(p).map_err(|e| {
-            Error::usage(format!("hatrack.toml [secrets] scrub_patterns: {p:?} is not a valid regular expression: {e}"))
-        })?);
-    }
+    let patterns = crate::secrets::compile_patterns(
+        &config.secrets.scrub_patterns,
+        "hatrack.toml [secrets] scrub_patterns",
+    )
+    .map_err(|e| Error::usage(e.to_string()))?;
     let mut secrets = Vec::new();
     if !settings.api_key.is_empty() {
         secrets.push(settings.api_key.expose().to_string());
