@@ -238,7 +238,7 @@ mod tests {
         });
         s.scrub_values(&mut v);
         assert_eq!(v["step"], "hat/password=x");
-        assert_eq!(v["request"]["messages"][0]["content"], "db [REDACTED]");
+        assert_eq!(v["request"]["messages"][0]["content"], "db [REDACTED] \"role");
         let mut body = v["request"].take();
         s.scrub_json(&mut body);
         assert!(body.get("[REDACTED]").is_some(), "{body}");
