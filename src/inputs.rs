@@ -161,7 +161,10 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
     let files = WorkspaceFiles::scan(workspace).map_err(|e| InputErrors(vec![e]))?;
     let redact = crate::secrets::compile_patterns(
         config.secrets.redact_patterns(),
-        &format!("{} [secrets] redact_inputs", workspace.join(CONFIG_FILE).display()),
+        &format!(
+            "{} [secrets] redact_inputs",
+            workspace.join(CONFIG_FILE).display()
+        ),
     )
     .map_err(|e| {
         InputErrors(vec![InputError::Io {

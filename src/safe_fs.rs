@@ -149,7 +149,12 @@ pub fn open_read_no_follow(path: &Path) -> std::io::Result<File> {
 /// Writes `bytes` to `root/rel` through a temporary file and a rename. With `sync`, the
 /// temporary file is fsync'd before the rename (reports: complete or absent after a power
 /// loss).
-pub fn write_file(root: &Path, rel: &str, bytes: &[u8], sync: bool) -> Result<PathBuf, SafeFsError> {
+pub fn write_file(
+    root: &Path,
+    rel: &str,
+    bytes: &[u8],
+    sync: bool,
+) -> Result<PathBuf, SafeFsError> {
     let path = prepare(root, rel)?;
     let name = path
         .file_name()
@@ -165,8 +170,7 @@ pub fn write_file(root: &Path, rel: &str, bytes: &[u8], sync: bool) -> Result<Pa
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         tmp = path.with_file_name(format!(".{short}.{}-{n}.tmp", std::process::id()));
         result = (|| {
-            let mut file =
-                no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
+            let mut file = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
             file.write_all(bytes)?;
             if sync {
                 file.sync_all()?;

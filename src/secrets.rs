@@ -43,7 +43,10 @@ pub enum PatternError {
 /// Compiles configured patterns, refusing invalid ones and any that can match the empty
 /// string (`a*`, `^`, `\b`, `(?:)`…). `source_name` names where they came from
 /// (`hatrack.toml [secrets] scrub_patterns`) for the error message.
-pub fn compile_patterns(patterns: &[String], source_name: &str) -> Result<Vec<Regex>, PatternError> {
+pub fn compile_patterns(
+    patterns: &[String],
+    source_name: &str,
+) -> Result<Vec<Regex>, PatternError> {
     let mut out = Vec::new();
     for p in patterns {
         let invalid = |message: String| PatternError::Invalid {
@@ -212,7 +215,10 @@ mod tests {
     fn patterns_that_match_empty_are_refused() {
         for p in ["", "a*", "^", "\\b", "(?:)", "x?"] {
             let err = compile_patterns(&[p.to_string()], "hatrack.toml").unwrap_err();
-            assert!(matches!(err, PatternError::MatchesEmpty { .. }), "{p}: {err}");
+            assert!(
+                matches!(err, PatternError::MatchesEmpty { .. }),
+                "{p}: {err}"
+            );
         }
         assert!(matches!(
             compile_patterns(&["(".into()], "f").unwrap_err(),
@@ -238,7 +244,10 @@ mod tests {
         });
         s.scrub_values(&mut v);
         assert_eq!(v["step"], "hat/password=x");
-        assert_eq!(v["request"]["messages"][0]["content"], "db [REDACTED] \"role");
+        assert_eq!(
+            v["request"]["messages"][0]["content"],
+            "db [REDACTED] \"role"
+        );
         let mut body = v["request"].take();
         s.scrub_json(&mut body);
         assert!(body.get("[REDACTED]").is_some(), "{body}");

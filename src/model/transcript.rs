@@ -410,7 +410,8 @@ fn repair_tail(path: &Path, file: &File) -> Result<(), ModelError> {
     'scan: while end > 0 {
         let from = end.saturating_sub(chunk.len() as u64);
         let n = (end - from) as usize;
-        file.read_exact_at(&mut chunk[..n], from).map_err(read_err)?;
+        file.read_exact_at(&mut chunk[..n], from)
+            .map_err(read_err)?;
         if let Some(i) = chunk[..n].iter().rposition(|&b| b == b'\n') {
             start = from + i as u64 + 1;
             break 'scan;

@@ -44,7 +44,12 @@ fn is_format_char(c: char) -> bool {
 /// Names Windows reserves whatever the extension (a run directory is portable: it may be
 /// checked out there).
 fn is_reserved_device(part: &str) -> bool {
-    let stem = part.split('.').next().unwrap_or(part).trim_end().to_ascii_uppercase();
+    let stem = part
+        .split('.')
+        .next()
+        .unwrap_or(part)
+        .trim_end()
+        .to_ascii_uppercase();
     matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
         || ((stem.starts_with("COM") || stem.starts_with("LPT"))
             && stem.len() == 4
@@ -90,7 +95,10 @@ pub fn check_path(path: &str) -> Result<PathBuf, String> {
     if trimmed.contains('\0') || trimmed.contains('\\') {
         return Err("the path contains a NUL or a backslash".into());
     }
-    if let Some(c) = trimmed.chars().find(|&c| c.is_control() || is_format_char(c)) {
+    if let Some(c) = trimmed
+        .chars()
+        .find(|&c| c.is_control() || is_format_char(c))
+    {
         return Err(format!(
             "the path contains the control or invisible character U+{:04X}",
             c as u32
@@ -110,8 +118,7 @@ pub fn check_path(path: &str) -> Result<PathBuf, String> {
                 }
                 if part.ends_with('.') || part.ends_with(' ') || part.starts_with(' ') {
                     return Err(
-                        "a path component begins with a space or ends with a dot or a space"
-                            .into(),
+                        "a path component begins with a space or ends with a dot or a space".into(),
                     );
                 }
                 if is_reserved_device(part) {
@@ -222,9 +229,9 @@ pub fn accept(hat: &str, proposed: &[(String, String)]) -> (Vec<Artifact>, Vec<S
 }
 
 /// Writes accepted artifacts under `run_dir` (their names already start with `artifacts/`),
-/// passing each through `scrub`, and reports them. Every write is confined to the run
-/// directory ([`crate::safe_fs::write_file`]): a symlink on the way is an error, never
-/// followed.
+/// passing each content and each file name (below `artifacts/<hat>/`) through `scrub`, and
+/// reports them. Every write is confined to the run directory
+/// ([`crate::safe_fs::write_file`]): a symlink on the way is an error, never followed.
 pub fn write(
     run_dir: &Path,
     artifacts: &[Artifact],
@@ -233,12 +240,26 @@ pub fn write(
     let mut reports = Vec::new();
     for a in artifacts {
         let text = scrub(&a.content);
-        crate::safe_fs::write_file(run_dir, &a.name, text.as_bytes(), false).map_err(|e| match e {
-            crate::safe_fs::SafeFsError::Io { source, .. } => source,
-            other => std::io::Error::other(other.to_string()),
-        })?;
+        // `artifacts/<hat>/` stays as it is; the model-chosen rest may carry a secret.
+        let name = match a.name.splitn(3, '/').collect::<Vec<_>>()[..] {
+            [top, hat, rest] => {
+                let scrubbed = scrub(rest);
+                if scrubbed == rest || check_path(&scrubbed).is_err() {
+                    a.name.clone()
+                } else {
+                    format!("{top}/{hat}/{scrubbed}")
+                }
+            }
+            _ => a.name.clone(),
+        };
+        crate::safe_fs::write_file(run_dir, &name, text.as_bytes(), false).map_err(
+            |e| match e {
+                crate::safe_fs::SafeFsError::Io { source, .. } => source,
+                other => std::io::Error::other(other.to_string()),
+            },
+        )?;
         reports.push(ArtifactReport {
-            path: a.name.clone(),
+            path: name,
             bytes: text.len() as u64,
             sha256: hex::encode(Sha256::digest(text.as_bytes())),
         });
@@ -261,6 +282,86 @@ mod tests {
         assert!(check_path("a/../../b").is_err());
         assert!(check_path("").is_err());
         assert!(check_path("C:\\x").is_err());
+    }
+
+    #[test]
+    fn names_that_break_file_systems_or_lie_are_refused() {
+        let long = "a".repeat(MAX_COMPONENT_BYTES + 1);
+        assert!(check_path(&long).unwrap_err().contains("255"));
+        assert!(check_path(&"a".repeat(MAX_COMPONENT_BYTES)).is_ok());
+        let deep = vec!["abcdefgh"; 200].join("/");
+        assert!(check_path(&deep).unwrap_err().contains("1024"));
+        for bad in [
+            "a\nb.md",
+            "a\u{1b}[31m.md",
+            "report\u{202e}dm.exe",
+            "zero\u{200b}width.md",
+            "bom\u{feff}.md",
+            "tab\there.md",
+            "line\u{2028}sep.md",
+        ] {
+            assert!(check_path(bad).unwrap_err().contains("U+"), "{bad:?}");
+        }
+        for bad in [
+            "dir./x.md",
+            "x.md.",
+            "a /b",
+            "CON",
+            "nul.txt",
+            "dir/com1.md",
+            ".",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "<path>",
+            "notes/ok.md",
+            "console.md",
+            "a.b/c",
+            "ünïcode/ファイル.md",
+        ] {
+            assert!(check_path(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn collisions_are_refused_first_one_wins() {
+        let p = |v: &[&str]| -> Vec<(String, String)> {
+            v.iter().map(|s| (s.to_string(), "x".to_string())).collect()
+        };
+        // A file and a directory of the same name, in either order.
+        let (ok, w) = accept("h", &p(&["dir", "dir/inner.md"]));
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].name, "artifacts/h/dir");
+        assert!(w[0].contains("would be inside"), "{w:?}");
+        let (ok, w) = accept("h", &p(&["dir/inner.md", "dir"]));
+        assert_eq!(ok[0].name, "artifacts/h/dir/inner.md");
+        assert!(w[0].contains("directory"), "{w:?}");
+        // Letter case, also through directories.
+        let (ok, w) = accept("h", &p(&["README.md", "readme.md", "Docs/a", "docs"]));
+        assert_eq!(ok.len(), 2, "{ok:?}");
+        assert_eq!(w.len(), 2, "{w:?}");
+        let (ok, _) = accept("h", &p(&["Docs/a", "docs/b"]));
+        assert_eq!(ok.len(), 2);
+    }
+
+    #[test]
+    fn refusal_warnings_are_bounded_and_quote_an_excerpt() {
+        let proposed: Vec<(String, String)> = (0..10_000)
+            .map(|i| (format!("../{}{i}", "x".repeat(300)), String::new()))
+            .collect();
+        let (ok, w) = accept("h", &proposed);
+        assert!(ok.is_empty());
+        assert_eq!(w.len(), MAX_LISTED_REFUSALS + 1);
+        assert!(w.last().unwrap().contains("and 9980 more"), "{w:?}");
+        assert!(w.iter().all(|m| m.len() < 300), "{}", w[0]);
+        assert_eq!(excerpt("a\u{202e}b\n"), "\"a\\u{202e}b\\u{a}\"");
+        let many: Vec<(String, String)> = (0..MAX_ARTIFACTS_PER_HAT + 5)
+            .map(|i| (format!("f{i}.md"), String::new()))
+            .collect();
+        let (ok, w) = accept("h", &many);
+        assert_eq!(ok.len(), MAX_ARTIFACTS_PER_HAT);
+        assert_eq!(w.len(), 5);
     }
 
     #[test]

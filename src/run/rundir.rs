@@ -88,7 +88,10 @@ impl RunDir {
     pub fn open_locked(root: &Path) -> Result<RunDir, Error> {
         safe_fs::create_root(root)?;
         let lock = lock_handle(root).map_err(|e| {
-            Error::io(format!("opening the run directory {} to lock it", root.display()), e)
+            Error::io(
+                format!("opening the run directory {} to lock it", root.display()),
+                e,
+            )
         })?;
         match lock.try_lock() {
             Ok(()) => Ok(RunDir {
