@@ -392,14 +392,19 @@ impl Drop for Recorder {
 /// exchange, cut off when it is half-written. Reads only the last line (at most
 /// [`MAX_LINE_BYTES`] of it), not the whole file.
 fn repair_tail(path: &Path, file: &File) -> Result<(), ModelError> {
-    use std::os::unix::fs::FileExt;
+    use std::io::{Seek, SeekFrom};
+    let read_at = |buf: &mut [u8], at: u64| -> std::io::Result<()> {
+        let mut f = file;
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(buf)
+    };
     let read_err = |e: std::io::Error| transcript_error(path, format!("cannot read: {e}"));
     let len = file.metadata().map_err(read_err)?.len();
     if len == 0 {
         return Ok(());
     }
     let mut last = [0u8; 1];
-    file.read_exact_at(&mut last, len - 1).map_err(read_err)?;
+    read_at(&mut last, len - 1).map_err(read_err)?;
     if last[0] == b'\n' {
         return Ok(());
     }
@@ -410,8 +415,7 @@ fn repair_tail(path: &Path, file: &File) -> Result<(), ModelError> {
     'scan: while end > 0 {
         let from = end.saturating_sub(chunk.len() as u64);
         let n = (end - from) as usize;
-        file.read_exact_at(&mut chunk[..n], from)
-            .map_err(read_err)?;
+        read_at(&mut chunk[..n], from).map_err(read_err)?;
         if let Some(i) = chunk[..n].iter().rposition(|&b| b == b'\n') {
             start = from + i as u64 + 1;
             break 'scan;
@@ -421,7 +425,7 @@ fn repair_tail(path: &Path, file: &File) -> Result<(), ModelError> {
     let tail_len = len - start;
     if tail_len <= MAX_LINE_BYTES as u64 {
         let mut tail = vec![0u8; tail_len as usize];
-        file.read_exact_at(&mut tail, start).map_err(read_err)?;
+        read_at(&mut tail, start).map_err(read_err)?;
         if serde_json::from_slice::<Exchange>(&tail).is_ok() {
             // A complete exchange that only lacks its newline: keep it.
             return (&*file)
@@ -670,7 +674,7 @@ impl TranscriptModel {
                                 replayed: true,
                                 ..hit.clone()
                             };
-                            record_off_thread(rec, copy).await?;
+                            record_now(rec, copy).await?;
                         }
                     }
                     return Ok(reply);
@@ -721,15 +725,15 @@ impl TranscriptModel {
                 // Nothing was exchanged (budget, configuration): nothing to record.
                 Err(_) => return result,
             }
-            record_off_thread(rec, exchange).await?;
+            record_now(rec, exchange).await?;
         }
         result
     }
 }
 
-/// Records in place: one `write` of a line the OS buffers (microseconds); the occasional
+/// Records in place (no hop to the blocking pool): one `write` of a line the OS buffers (microseconds); the occasional
 /// fdatasync ([`SYNC_INTERVAL`]) is the only wait on the disk.
-async fn record_off_thread(recorder: &Arc<Recorder>, exchange: Exchange) -> Result<(), ModelError> {
+async fn record_now(recorder: &Arc<Recorder>, exchange: Exchange) -> Result<(), ModelError> {
     recorder.record(&exchange)
 }
 
