@@ -141,9 +141,19 @@ fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
     options
 }
 
-/// Opens `path` for reading without following a link at its last component.
+/// Opens `path` for reading without following a link at its last component; anything but a
+/// regular file (a FIFO would block the reader for ever, a device never ends) is refused.
 pub fn open_read_no_follow(path: &Path) -> std::io::Result<File> {
-    no_follow(OpenOptions::new().read(true)).open(path)
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if !meta.is_file() && !meta.file_type().is_symlink() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+    }
+    let file = no_follow(OpenOptions::new().read(true)).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
 }
 
 /// Writes `bytes` to `root/rel` through a temporary file and a rename. With `sync`, the
@@ -200,11 +210,19 @@ pub fn write_file(
 /// refusing a link or anything but a regular file.
 pub fn open_append(root: &Path, rel: &str, truncate: bool) -> Result<File, SafeFsError> {
     let path = prepare(root, rel)?;
-    if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(SafeFsError::Symlink {
-            path,
-            what: "the file itself is a link".into(),
-        });
+    if let Ok(meta) = fs::symlink_metadata(&path) {
+        if meta.file_type().is_symlink() {
+            return Err(SafeFsError::Symlink {
+                path,
+                what: "the file itself is a link".into(),
+            });
+        }
+        if !meta.is_file() {
+            return Err(SafeFsError::NotWritable {
+                path,
+                what: "is not a regular file".into(),
+            });
+        }
     }
     let mut options = OpenOptions::new();
     options.create(true).read(true);
@@ -230,6 +248,21 @@ pub fn open_append(root: &Path, rel: &str, truncate: bool) -> Result<File, SafeF
             path,
             what: "is not a regular file".into(),
         });
+    }
+    // A hard link shares its contents with another name, possibly outside the directory:
+    // appending would write there too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() > 1 {
+            return Err(SafeFsError::NotWritable {
+                path,
+                what: format!(
+                    "has {} hard links, so appending would also change another file",
+                    meta.nlink()
+                ),
+            });
+        }
     }
     Ok(file)
 }

@@ -252,6 +252,74 @@ async fn a_linked_transcript_is_neither_read_nor_appended_to() {
 
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
+async fn a_hard_linked_or_special_transcript_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ws, run_dir) = recorded(dir.path()).await;
+    let transcript = run_dir.join("exchanges.jsonl");
+    // A hard link: appending would change the outside file too.
+    let outside = dir.path().join("outside.jsonl");
+    std::fs::hard_link(&transcript, &outside).unwrap();
+    let before = std::fs::read(&outside).unwrap();
+    let server = reviewer().await;
+    let out = run(&server, &ws, &run_dir)
+        .args(["--record-mode", "new_episodes"])
+        .status(2)
+        .stderr_has("hard links")
+        .run();
+    no_panic(&out);
+    assert_eq!(std::fs::read(&outside).unwrap(), before);
+    // A FIFO where the transcript should be: refused at once, never read (it would block).
+    std::fs::remove_file(&transcript).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&transcript)
+        .status();
+    if made.is_ok_and(|s| s.success()) {
+        let out = replay(&run_dir)
+            .status(2)
+            .stderr_has("not a regular file")
+            .run();
+        no_panic(&out);
+    }
+    assert_eq!(server.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_loop_counts_in_run_json_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, run_dir) = recorded(dir.path()).await;
+    let path = run_dir.join("run.json");
+    let original = std::fs::read_to_string(&path).unwrap();
+    for (from, to, field) in [
+        ("\"samples\": 1", "\"samples\": 4294967295", "samples"),
+        (
+            "\"max_reasks\": 2",
+            "\"max_reasks\": 4294967295",
+            "max_reasks",
+        ),
+    ] {
+        assert!(original.contains(from), "{original}");
+        std::fs::write(&path, original.replace(from, to)).unwrap();
+        let out = replay(&run_dir)
+            .status(2)
+            .stderr_has(field)
+            .stderr_has("run.json")
+            .run();
+        no_panic(&out);
+    }
+    // An oversized run.json is refused without being read whole.
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let out = replay(&run_dir)
+        .status(2)
+        .stderr_has("larger than 4 MiB")
+        .run();
+    no_panic(&out);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_new_run_replaces_a_linked_run_json_instead_of_writing_through_it() {
     let dir = tempfile::tempdir().unwrap();
     let server = reviewer().await;

@@ -66,6 +66,9 @@ pub struct InputDigest {
     pub bytes: u64,
 }
 
+/// The largest `samples` or `max_reasks` accepted from a run.json.
+pub const MAX_RECORDED_COUNT: u32 = 1000;
+
 /// The largest run.json read (a real one is a few KiB).
 pub const MAX_RUN_FILE_BYTES: u64 = 4 << 20;
 
@@ -163,9 +166,25 @@ impl RunRecord {
             .map_err(|e| Error::usage(format!("{}:{e}; {}", path.display(), hint())))
     }
 
-    /// Parses run.json's bytes; the error starts with the line number.
+    /// Parses run.json's bytes; the error starts with the line number. A run directory may
+    /// come from anyone, so counts that drive loops are bounded here: a tampered
+    /// `"samples": 4294967295` must not make a replay spin for ever.
     pub fn parse(bytes: &[u8]) -> Result<RunRecord, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("{}: {e}", e.line()))
+        let record: RunRecord =
+            serde_json::from_slice(bytes).map_err(|e| format!("{}: {e}", e.line()))?;
+        if record.samples > MAX_RECORDED_COUNT {
+            return Err(format!(
+                "1: \"samples\" is {}, more than the {MAX_RECORDED_COUNT} hatrack accepts from a run directory",
+                record.samples
+            ));
+        }
+        if record.model.max_reasks > MAX_RECORDED_COUNT {
+            return Err(format!(
+                "1: \"model.max_reasks\" is {}, more than the {MAX_RECORDED_COUNT} hatrack accepts from a run directory",
+                record.model.max_reasks
+            ));
+        }
+        Ok(record)
     }
 
     /// Writes run.json (pretty, trailing newline) into the run directory, scrubbing string
