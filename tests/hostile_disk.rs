@@ -467,6 +467,13 @@ async fn a_transcript_line_beyond_the_limit_is_an_error_naming_file_and_line() {
         .stderr_has("exchanges.jsonl")
         .run();
     no_panic(&out);
+    // A whole transcript beyond any real run's size is refused before it is read.
+    file.set_len(600 << 20).unwrap();
+    let out = replay(&run_dir)
+        .status(2)
+        .stderr_has("larger than 512 MiB")
+        .run();
+    no_panic(&out);
 }
 
 #[tokio::test(flavor = "multi_thread")]

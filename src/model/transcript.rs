@@ -138,6 +138,10 @@ fn transcript_error(path: &Path, message: impl Into<String>) -> ModelError {
 /// and the line) without reading past this much of it, and the recorder never writes one.
 pub const MAX_LINE_BYTES: usize = 64 << 20;
 
+/// The largest transcript file: the reader refuses a larger one before reading it, and the
+/// recorder refuses to grow one past it. (A real run's transcript is a few MiB.)
+pub const MAX_TRANSCRIPT_BYTES: u64 = 512 << 20;
+
 /// How often, at most, the recorder asks the disk to make recorded lines durable (fdatasync);
 /// see [`Recorder`].
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -164,7 +168,23 @@ pub fn read_exchanges(path: &Path) -> Result<Vec<Exchange>, ModelError> {
     let Some(file) = open_transcript_for_reading(path)? else {
         return Ok(Vec::new());
     };
+    if file
+        .metadata()
+        .is_ok_and(|m| m.len() > MAX_TRANSCRIPT_BYTES)
+    {
+        return Err(too_big(path));
+    }
     read_exchanges_from(path, file)
+}
+
+fn too_big(path: &Path) -> ModelError {
+    transcript_error(
+        path,
+        format!(
+            "larger than {} MiB, the most a run's transcript may take; it is damaged or not hatrack's (restore it, or record the run again)",
+            MAX_TRANSCRIPT_BYTES >> 20
+        ),
+    )
 }
 
 /// [`read_exchanges`] over any reader; `path` only names the source in errors.
@@ -173,6 +193,7 @@ pub fn read_exchanges_from(path: &Path, source: impl Read) -> Result<Vec<Exchang
     let mut exchanges = Vec::new();
     let mut line = Vec::new();
     let mut number = 0usize;
+    let mut total = 0u64;
     loop {
         line.clear();
         let read = (&mut reader)
@@ -185,6 +206,10 @@ pub fn read_exchanges_from(path: &Path, source: impl Read) -> Result<Vec<Exchang
             break;
         }
         number += 1;
+        total += read as u64;
+        if total > MAX_TRANSCRIPT_BYTES {
+            return Err(too_big(path));
+        }
         let complete = line.ends_with(b"\n");
         if !complete && line.len() > MAX_LINE_BYTES {
             return Err(transcript_error(
@@ -252,6 +277,8 @@ pub struct Recorder {
 #[derive(Debug)]
 struct RecorderState {
     file: File,
+    /// The file's length (what was there at open + what was appended).
+    len: u64,
     last_sync: Instant,
     dirty: bool,
 }
@@ -279,10 +306,15 @@ impl Recorder {
         if !truncate {
             repair_tail(&path, &file)?;
         }
+        let len = file
+            .metadata()
+            .map_err(|e| transcript_error(&path, format!("cannot read: {e}")))?
+            .len();
         Ok(Recorder {
             path,
             state: Mutex::new(RecorderState {
                 file,
+                len,
                 last_sync: Instant::now(),
                 dirty: false,
             }),
@@ -344,10 +376,21 @@ impl Recorder {
             .state
             .lock()
             .map_err(|_| transcript_error(&self.path, "writer poisoned by an earlier panic"))?;
+        if state.len + line.len() as u64 > MAX_TRANSCRIPT_BYTES {
+            return Err(transcript_error(
+                &self.path,
+                format!(
+                    "recording step {} would grow the transcript past {} MiB, the most one run may take; the run stops here (lower max_tokens or the inputs' [limits])",
+                    exchange.step,
+                    MAX_TRANSCRIPT_BYTES >> 20
+                ),
+            ));
+        }
         state
             .file
             .write_all(line.as_bytes())
             .map_err(|e| transcript_error(&self.path, format!("cannot write: {e}")))?;
+        state.len += line.len() as u64;
         state.dirty = true;
         if state.last_sync.elapsed() >= SYNC_INTERVAL {
             state.sync(&self.path)?;
