@@ -452,7 +452,7 @@ async fn huge_refused_artifact_names_give_short_bounded_warnings() {
 async fn a_transcript_line_beyond_the_limit_is_an_error_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let (_, run_dir) = recorded(dir.path()).await;
-    // A sparse 65 MiB line after the recorded ones: no newline anywhere in it.
+    // A sparse 33 MiB line after the recorded ones: no newline anywhere in it.
     let path = run_dir.join("exchanges.jsonl");
     let lines = std::fs::read_to_string(&path).unwrap().lines().count();
     let file = std::fs::OpenOptions::new()
@@ -460,18 +460,18 @@ async fn a_transcript_line_beyond_the_limit_is_an_error_naming_file_and_line() {
         .open(&path)
         .unwrap();
     let len = file.metadata().unwrap().len();
-    file.set_len(len + (65 << 20)).unwrap();
+    file.set_len(len + (33 << 20)).unwrap();
     let out = replay(&run_dir)
         .status(2)
-        .stderr_has(format!("line {} is longer than 64 MiB", lines + 1))
+        .stderr_has(format!("line {} is longer than 32 MiB", lines + 1))
         .stderr_has("exchanges.jsonl")
         .run();
     no_panic(&out);
     // A whole transcript beyond any real run's size is refused before it is read.
-    file.set_len(600 << 20).unwrap();
+    file.set_len(300 << 20).unwrap();
     let out = replay(&run_dir)
         .status(2)
-        .stderr_has("larger than 512 MiB")
+        .stderr_has("larger than 256 MiB")
         .run();
     no_panic(&out);
 }

@@ -136,11 +136,11 @@ fn transcript_error(path: &Path, message: impl Into<String>) -> ModelError {
 
 /// The longest line a transcript may hold. The reader refuses a longer one (naming the file
 /// and the line) without reading past this much of it, and the recorder never writes one.
-pub const MAX_LINE_BYTES: usize = 64 << 20;
+pub const MAX_LINE_BYTES: usize = 32 << 20;
 
 /// The largest transcript file: the reader refuses a larger one before reading it, and the
 /// recorder refuses to grow one past it. (A real run's transcript is a few MiB.)
-pub const MAX_TRANSCRIPT_BYTES: u64 = 512 << 20;
+pub const MAX_TRANSCRIPT_BYTES: u64 = 256 << 20;
 
 /// How often, at most, the recorder asks the disk to make recorded lines durable (fdatasync);
 /// see [`Recorder`].
@@ -793,5 +793,59 @@ impl ChatModel for TranscriptModel {
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ModelReply, ModelError>> {
         Box::pin(self.complete_inner(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(content: String) -> Exchange {
+        Exchange {
+            step: "hat/x".into(),
+            attempt: 1,
+            request_hash: "h".into(),
+            request: serde_json::json!({"messages": [{"role": "user", "content": content}]}),
+            response: Some(serde_json::json!({"choices": []})),
+            error: None,
+            usage: Usage::default(),
+            duration_ms: 1,
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            replayed: false,
+        }
+    }
+
+    #[test]
+    fn the_recorder_never_writes_a_line_the_reader_would_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(EXCHANGES_FILE);
+        let recorder = Recorder::create(&path, Scrubber::default()).unwrap();
+        recorder.record(&exchange("small".into())).unwrap();
+        let err = recorder
+            .record(&exchange("x".repeat(MAX_LINE_BYTES)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("more than a transcript line may hold"),
+            "{err}"
+        );
+        drop(recorder);
+        assert_eq!(read_exchanges(&path).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_valid_last_line_without_newline_is_kept_and_a_torn_one_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(EXCHANGES_FILE);
+        let line = serde_json::to_string(&exchange("a".into())).unwrap();
+        std::fs::write(&path, format!("{line}\n{line}")).unwrap();
+        drop(Recorder::append(&path, Scrubber::default()).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{line}\n{line}\n")
+        );
+        std::fs::write(&path, format!("{line}\n{}", &line[..line.len() / 2])).unwrap();
+        drop(Recorder::append(&path, Scrubber::default()).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{line}\n"));
     }
 }
