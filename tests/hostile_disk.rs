@@ -810,6 +810,35 @@ proptest! {
     }
 
     #[test]
+    fn accepted_artifact_paths_are_always_safe_to_write(
+        paths in prop::collection::vec("(\\PC|[\n\t\u{1b}\u{202e}\u{200b}/.\\\\ ]|\\.\\.|CON|[aA]){0,40}", 0..12)
+    ) {
+        let proposed: Vec<(String, String)> = paths.iter().map(|p| (p.clone(), String::new())).collect();
+        let (ok, warnings) = hatrack::run::artifacts::accept("h", &proposed);
+        prop_assert_eq!(ok.len() + warnings.len(), proposed.len());
+        let mut folded = std::collections::HashSet::new();
+        for a in &ok {
+            let rel = a.name.strip_prefix("artifacts/h/").unwrap();
+            prop_assert!(folded.insert(rel.to_lowercase()), "case twins: {}", rel);
+            for part in rel.split('/') {
+                prop_assert!(!part.is_empty() && part != "." && part != "..", "{:?}", rel);
+                prop_assert!(part.len() <= 255);
+                prop_assert!(!part.ends_with('.') && !part.ends_with(' '));
+                prop_assert!(part.chars().all(|c| !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{200b}'..='\u{200f}')), "{:?}", rel);
+            }
+        }
+        for a in &ok {
+            for b in &ok {
+                let (x, y) = (a.name.to_lowercase(), b.name.to_lowercase());
+                prop_assert!(!y.starts_with(&format!("{x}/")), "{} is a file and a directory", a.name);
+            }
+        }
+        for w in &warnings {
+            prop_assert!(w.len() < 400, "{}", w);
+        }
+    }
+
+    #[test]
     fn run_json_reader_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
         let _ = hatrack::run::rundir::RunRecord::parse(&bytes);
     }
