@@ -223,6 +223,8 @@ pub fn open_append(root: &Path, rel: &str, truncate: bool) -> Result<File, SafeF
                 what: "is not a regular file".into(),
             });
         }
+        // Checked before opening: `truncate` must not empty a file shared with another name.
+        check_links(&path, &meta)?;
     }
     let mut options = OpenOptions::new();
     options.create(true).read(true);
@@ -249,22 +251,29 @@ pub fn open_append(root: &Path, rel: &str, truncate: bool) -> Result<File, SafeF
             what: "is not a regular file".into(),
         });
     }
-    // A hard link shares its contents with another name, possibly outside the directory:
-    // appending would write there too.
+    check_links(&path, &meta)?;
+    Ok(file)
+}
+
+/// A hard link shares its contents with another name, possibly outside the directory:
+/// writing in place would change that file too.
+fn check_links(path: &Path, meta: &fs::Metadata) -> Result<(), SafeFsError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         if meta.nlink() > 1 {
             return Err(SafeFsError::NotWritable {
-                path,
+                path: path.to_path_buf(),
                 what: format!(
-                    "has {} hard links, so appending would also change another file",
+                    "has {} hard links, so writing it in place would also change another file",
                     meta.nlink()
                 ),
             });
         }
     }
-    Ok(file)
+    #[cfg(not(unix))]
+    let _ = (path, meta);
+    Ok(())
 }
 
 /// The root and the relative name of a path whose parent is the root (`DIR/exchanges.jsonl`).

@@ -268,6 +268,14 @@ async fn a_hard_linked_or_special_transcript_is_refused() {
         .run();
     no_panic(&out);
     assert_eq!(std::fs::read(&outside).unwrap(), before);
+    // Re-recording from scratch must not empty the outside file either.
+    let out = run(&server, &ws, &run_dir)
+        .args(["--record-mode", "all"])
+        .status(2)
+        .stderr_has("hard links")
+        .run();
+    no_panic(&out);
+    assert_eq!(std::fs::read(&outside).unwrap(), before);
     // A FIFO where the transcript should be: refused at once, never read (it would block).
     std::fs::remove_file(&transcript).unwrap();
     let made = std::process::Command::new("mkfifo")
