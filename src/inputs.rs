@@ -205,32 +205,45 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
                 Ok(paths) => {
                     let mut quoted = Vec::new();
                     let mut skipped = Vec::new();
+                    let mut notes = Vec::new();
                     for path in paths {
+                        let shown = crate::safe_fs::display_name(&path);
                         match read_input(workspace, &path, &config.limits, &mut budget, &redact) {
                             Ok(Ok((file, redacted))) => {
                                 if redacted > 0 {
-                                    bindings.warnings.push(format!(
-                                        "hat {}: input {}: {redacted} match(es) of [secrets] redact_inputs redacted before sending",
-                                        hat.name, file.path
+                                    notes.push(format!(
+                                        "hat {}: input {shown}: {redacted} match(es) of [secrets] redact_inputs redacted before sending",
+                                        hat.name
                                     ));
                                 }
                                 if file.truncated {
-                                    bindings.warnings.push(format!(
-                                        "hat {}: input {} was cut to fit the prompt ({} bytes in all; raise [limits] in hatrack.toml)",
-                                        hat.name, file.path, file.bytes
+                                    notes.push(format!(
+                                        "hat {}: input {shown} was cut to fit the prompt ({} bytes in all; raise [limits] in hatrack.toml)",
+                                        hat.name, file.bytes
                                     ));
                                 }
                                 quoted.push(file);
                             }
                             Ok(Err(why)) => {
-                                bindings.warnings.push(format!(
-                                    "hat {}: input {path} {why} and was skipped",
+                                notes.push(format!(
+                                    "hat {}: input {shown} {why} and was skipped",
                                     hat.name
                                 ));
-                                skipped.push(format!("{path}: {why}"));
+                                skipped.push(format!("{shown}: {why}"));
                             }
                             Err(e) => errors.push(e),
                         }
+                    }
+                    // Bounded: a glob over thousands of files must not flood the report.
+                    let listed = notes.len().min(MAX_LISTED_NOTES);
+                    bindings.warnings.extend(notes.drain(..listed));
+                    if !notes.is_empty() {
+                        bindings.warnings.push(format!(
+                            "hat {}: Reads item {:?}: and {} more inputs cut, skipped or redacted",
+                            hat.name,
+                            item,
+                            notes.len()
+                        ));
                     }
                     if quoted.is_empty() && !skipped.is_empty() {
                         let mut list: Vec<String> = skipped.iter().take(10).cloned().collect();
@@ -379,6 +392,9 @@ fn rel_to_slash(rel: &Path) -> String {
         .collect::<Vec<_>>()
         .join("/")
 }
+
+/// Warnings listed one by one per Reads item; the rest are counted.
+pub const MAX_LISTED_NOTES: usize = 20;
 
 /// The largest input file hatrack reads at all (checked on its size before reading): only
 /// `max_file_bytes` of a file is ever quoted, and the rest is only hashed.

@@ -21,6 +21,52 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// How much of an untrusted name a message quotes, in characters.
+pub const EXCERPT_CHARS: usize = 60;
+
+/// Characters that make a name lie about itself or break tools: bidi controls (U+202E turns
+/// `exe.md` into what reads as `dm.exe`), zero-width and other invisible format characters,
+/// line and paragraph separators. (C0/C1 controls are caught by `char::is_control`.)
+pub fn is_format_char(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x08E2 | 0x180E
+        | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB
+        | 0x110BD | 0x110CD | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
+/// A short, printable excerpt of an untrusted string for a warning: at most
+/// [`EXCERPT_CHARS`] characters, control and format characters shown as `\u{..}`.
+pub fn excerpt(text: &str) -> String {
+    let mut out = String::from("\"");
+    for (i, c) in text.chars().enumerate() {
+        if i == EXCERPT_CHARS {
+            out.push_str(&format!("…\" ({} bytes)", text.len()));
+            return out;
+        }
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() || is_format_char(c) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An untrusted name for a message: as it is when short and printable, else [`excerpt`].
+pub fn display_name(text: &str) -> String {
+    if text.chars().count() <= 200 && !text.chars().any(|c| c.is_control() || is_format_char(c)) {
+        text.to_string()
+    } else {
+        excerpt(text)
+    }
+}
+
 /// Why a confined write was refused or failed. Names the path and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SafeFsError {

@@ -522,6 +522,33 @@ async fn a_huge_sparse_input_is_skipped_by_its_size_and_alone_stops_preflight() 
     assert_eq!(server.count(), calls);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn input_warnings_are_bounded_and_hostile_file_names_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = reviewer().await;
+    let ws = workspace(dir.path(), "");
+    for i in 0..200 {
+        std::fs::write(ws.join(format!("ops/blob-{i:03}.bin")), b"\0\0binary").unwrap();
+    }
+    std::fs::write(ws.join("ops/a\u{202e}dm.exe\n.bin"), b"\0").unwrap();
+    let run_dir = dir.path().join("run");
+    let out = run(&server, &ws, &run_dir).status(0).run();
+    no_panic(&out);
+    let w = warnings(&run_dir);
+    assert!(w.len() < 40, "{} warnings", w.len());
+    assert!(
+        w.iter()
+            .any(|m| m.contains("more inputs cut, skipped or redacted")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .all(|m| !m.contains('\u{202e}') && !m.contains('\n')),
+        "{w:?}"
+    );
+    assert!(w.iter().any(|m| m.contains("\\u{202e}")), "{w:?}");
+}
+
 // ---------- 5. scrubbing keeps what it protects ----------
 
 #[tokio::test(flavor = "multi_thread")]

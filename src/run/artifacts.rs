@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::report::ArtifactReport;
+pub use crate::safe_fs::{excerpt, is_format_char};
 
 /// The longest name of one path component, in bytes (what common file systems allow).
 pub const MAX_COMPONENT_BYTES: usize = 255;
@@ -20,8 +21,6 @@ pub const MAX_PATH_BYTES: usize = 1024;
 pub const MAX_ARTIFACTS_PER_HAT: usize = 1000;
 /// Refusal warnings listed one by one per hat; the rest are counted.
 pub const MAX_LISTED_REFUSALS: usize = 20;
-/// How much of a refused path a warning quotes, in characters.
-const EXCERPT_CHARS: usize = 60;
 
 /// An artifact accepted for writing.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,16 +28,6 @@ pub struct Artifact {
     /// `artifacts/<hat>/<path>`: how reports and later prompts name it.
     pub name: String,
     pub content: String,
-}
-
-/// Characters that make a name lie about itself or break tools: bidi controls (U+202E turns
-/// `exe.md` into what reads as `dm.exe`), zero-width and other invisible format characters,
-/// line and paragraph separators. (C0/C1 controls are caught by `char::is_control`.)
-fn is_format_char(c: char) -> bool {
-    matches!(c as u32,
-        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x08E2 | 0x180E
-        | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB
-        | 0x110BD | 0x110CD | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 /// Names Windows reserves whatever the extension (a run directory is portable: it may be
@@ -54,30 +43,6 @@ fn is_reserved_device(part: &str) -> bool {
         || ((stem.starts_with("COM") || stem.starts_with("LPT"))
             && stem.len() == 4
             && stem.as_bytes()[3].is_ascii_digit())
-}
-
-/// A short, printable excerpt of an untrusted string for a warning: at most
-/// [`EXCERPT_CHARS`] characters, control and format characters shown as `\u{..}`.
-pub fn excerpt(text: &str) -> String {
-    let mut out = String::from("\"");
-    for (i, c) in text.chars().enumerate() {
-        if i == EXCERPT_CHARS {
-            out.push_str(&format!("…\" ({} bytes)", text.len()));
-            return out;
-        }
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() || is_format_char(c) => {
-                out.push_str(&format!("\\u{{{:x}}}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Why a proposed artifact path was refused; otherwise the clean relative path.
