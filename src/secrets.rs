@@ -112,6 +112,19 @@ impl Scrubber {
 
     /// `text` with every secret value and pattern match replaced by `[REDACTED]`.
     pub fn scrub(&self, text: &str) -> String {
+        let mut out = self.scrub_literals(text);
+        for pattern in &self.patterns {
+            if pattern.is_match(&out) {
+                out = replace_non_empty(pattern, &out);
+            }
+        }
+        out
+    }
+
+    /// `text` with the literal secret values (the API key, also JSON-escaped) replaced, but
+    /// no pattern applied: safe over rendered markup (XML, HTML), where a pattern could match
+    /// across the structure.
+    pub fn scrub_literals(&self, text: &str) -> String {
         let mut out = text.to_string();
         for secret in &self.secrets {
             if out.contains(secret.as_str()) {
@@ -124,11 +137,6 @@ impl Scrubber {
                 if escaped != secret && out.contains(escaped) {
                     out = out.replace(escaped, REDACTED);
                 }
-            }
-        }
-        for pattern in &self.patterns {
-            if pattern.is_match(&out) {
-                out = replace_non_empty(pattern, &out);
             }
         }
         out
@@ -151,7 +159,10 @@ impl Scrubber {
             Value::String(s) => {
                 let scrubbed = self.scrub(s);
                 if scrubbed != *s {
-                    *s = scrubbed;
+                    *s = match self.scrub_nested_json(s) {
+                        Some(json) => json,
+                        None => scrubbed,
+                    };
                 }
             }
             Value::Array(items) => items.iter_mut().for_each(|v| self.walk(v, keys)),
@@ -171,6 +182,21 @@ impl Scrubber {
             }
             _ => {}
         }
+    }
+}
+
+impl Scrubber {
+    /// A string that holds JSON itself (a structured answer in a response's `content`,
+    /// tool-call arguments) is scrubbed as JSON — its string values, not its keys or its
+    /// punctuation — so it still parses when replayed. `None` when it is not JSON.
+    fn scrub_nested_json(&self, text: &str) -> Option<String> {
+        let trimmed = text.trim_start();
+        if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
+            return None;
+        }
+        let mut value: Value = serde_json::from_str(text).ok()?;
+        self.walk(&mut value, false);
+        serde_json::to_string(&value).ok()
     }
 }
 
@@ -251,6 +277,23 @@ mod tests {
         let mut body = v["request"].take();
         s.scrub_json(&mut body);
         assert!(body.get("[REDACTED]").is_some(), "{body}");
+    }
+
+    #[test]
+    fn json_inside_a_string_stays_json() {
+        let s = Scrubber::new(
+            vec!["sk-secret-0123456789".into()],
+            compile_patterns(&[r#""[^"]*""#.into(), "tok_[0-9]+".into()], "f").unwrap(),
+        );
+        let answer = r#"{"summary": "uses tok_42 and sk-secret-0123456789", "verdicts": [{"id": "x/1", "verdict": "pass"}]}"#;
+        let mut body = serde_json::json!({"choices": [{"message": {"content": answer}}]});
+        s.scrub_json(&mut body);
+        let content = body["choices"][0]["message"]["content"].as_str().unwrap();
+        let parsed: Value = serde_json::from_str(content).expect("still JSON");
+        assert_eq!(parsed["summary"], "uses [REDACTED] and [REDACTED]");
+        assert_eq!(parsed["verdicts"][0]["verdict"], "pass");
+        // Plain text is scrubbed as text.
+        assert_eq!(s.scrub(r#"say "hi""#), "say [REDACTED]");
     }
 
     #[test]

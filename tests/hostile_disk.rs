@@ -582,7 +582,7 @@ async fn a_realistic_scrub_pattern_keeps_the_transcript_replayable() {
     let server = reviewer().await;
     let ws = workspace(
         dir.path(),
-        "[secrets]\nscrub_patterns = ['password\\s*=\\s*\\S+', 'step']\n",
+        "[secrets]\nscrub_patterns = ['password\\s*=\\s*\\S+', 'step', '<[^>]+>', '\"[^\"]*\"']\n",
     );
     let runbook = std::fs::read_to_string(ws.join("ops/runbook.md")).unwrap();
     std::fs::write(
@@ -619,6 +619,12 @@ async fn a_realistic_scrub_pattern_keeps_the_transcript_replayable() {
     }
     serde_json::from_str::<Value>(&std::fs::read_to_string(run_dir.join("run.json")).unwrap())
         .unwrap();
+    // Patterns that look like markup or quoted strings leave the reports' structure alone.
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("<testsuites") && junit.trim_end().ends_with("</testsuites>"));
+    assert_eq!(junit.matches("<testcase ").count(), 19, "{junit}");
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("<html") && html.contains("</html>"));
     let first = std::fs::read(run_dir.join("report.json")).unwrap();
     no_panic(&replay(&run_dir).status(0).run());
     assert_eq!(std::fs::read(run_dir.join("report.json")).unwrap(), first);

@@ -315,7 +315,7 @@ async fn execute(
     let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
-    let written = report::write_all(&report, &out_dir, &|s| scrubber.scrub(s))?;
+    let written = report::write_all_scrubbed(&report, &out_dir, &scrubber)?;
     if !global.quiet {
         let _ = write!(out, "{}", scrubber.scrub(&report::summary_table(&report)));
         if transcript.mode == RecordMode::None {

@@ -56,11 +56,12 @@ pub fn exporters() -> Vec<Box<dyn Exporter>> {
 /// `scrub` must replace a secret with plain text (e.g. `[REDACTED]`): its output goes into
 /// XML and HTML unescaped.
 ///
-/// `scrub` runs over every string of the report *before* rendering (a format may escape a
-/// secret into a form the scrubber would no longer recognise, e.g. `&` → `&amp;` or
-/// `_` → `\_`), and again over each rendered text except `report.json`: JSON is scrubbed as
-/// string values only, never as serialized bytes, so a pattern cannot eat its structure
-/// (its strings all come from the already scrubbed report).
+/// `scrub` runs over every free-text string of the report *before* rendering (a format may
+/// escape a secret into a form the scrubber would no longer recognise, e.g. `&` → `&amp;`
+/// or `_` → `\_`), and again over each rendered text except `report.json`: JSON is
+/// scrubbed as string values only, never as serialized bytes, so a pattern cannot eat its
+/// structure (its strings all come from the already scrubbed report). A run writes through
+/// [`write_all_scrubbed`], which applies only the literal secrets to the rendered markup.
 ///
 /// All formats are rendered before any file is touched, and each file goes through
 /// [`crate::safe_fs::write_file`]: a temporary file, fsync'd, renamed into place (never
@@ -71,14 +72,37 @@ pub fn write_all(
     dir: &Path,
     scrub: &dyn Fn(&str) -> String,
 ) -> Result<Vec<PathBuf>, ReportError> {
-    let scrubbed = scrub_report(report, scrub)?;
+    write_with(report, dir, scrub, scrub)
+}
+
+/// [`write_all`] with a [`Scrubber`](crate::secrets::Scrubber): every free-text string of
+/// the report is scrubbed (secrets and patterns) before rendering; the rendered Markdown,
+/// HTML and JUnit files are scrubbed again for the literal secrets only, since a pattern
+/// run over markup could match across its structure and break `junit.xml` for CI.
+pub fn write_all_scrubbed(
+    report: &Report,
+    dir: &Path,
+    scrubber: &crate::secrets::Scrubber,
+) -> Result<Vec<PathBuf>, ReportError> {
+    write_with(report, dir, &|s| scrubber.scrub(s), &|s| {
+        scrubber.scrub_literals(s)
+    })
+}
+
+fn write_with(
+    report: &Report,
+    dir: &Path,
+    scrub_strings: &dyn Fn(&str) -> String,
+    scrub_markup: &dyn Fn(&str) -> String,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let scrubbed = scrub_report(report, scrub_strings)?;
     let mut rendered = Vec::new();
     for exporter in exporters() {
         let text = exporter.render(&scrubbed)?;
         let text = if exporter.file_name().ends_with(".json") {
             text
         } else {
-            scrub(&text)
+            scrub_markup(&text)
         };
         rendered.push((exporter.file_name(), text));
     }
