@@ -143,10 +143,24 @@ impl PathList {
     }
 }
 
+/// The largest hatrack.toml read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 impl ConfigFile {
     /// Reads `WORKSPACE/hatrack.toml`; a missing file is an empty config.
     pub fn load(workspace: &Path) -> Result<ConfigFile, Error> {
         let path = workspace.join(CONFIG_FILE);
+        // The workspace may be hostile: never read a huge "config" into memory.
+        if let Ok(meta) = std::fs::metadata(&path) {
+            if meta.len() > MAX_CONFIG_BYTES {
+                return Err(Error::usage(format!(
+                    "{}: {} bytes; a hatrack.toml is at most {} KiB",
+                    path.display(),
+                    meta.len(),
+                    MAX_CONFIG_BYTES >> 10
+                )));
+            }
+        }
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
