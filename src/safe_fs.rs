@@ -12,9 +12,13 @@
 //!   directory and renamed over the target, so a reader sees the old file or the new one,
 //!   and a symlink sitting at the target's name is replaced, not written through;
 //! - a file opened for appending (the transcript) is opened with `O_NOFOLLOW` and must be a
-//!   regular file.
+//!   regular file with no other hard link (checked before it is opened, so truncating cannot
+//!   empty a file shared with another name); files are read the same way
+//!   ([`open_read_no_follow`]: no link, no FIFO or device).
 //!
-//! The root itself is the user's choice (`--transcript DIR`) and may be a symlink.
+//! The root itself is the user's choice (`--transcript DIR`) and may be a symlink. Names from
+//! untrusted sources are shown in messages through [`display_name`] / [`excerpt`]: short,
+//! with control and bidi characters escaped.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
