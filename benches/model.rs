@@ -1,7 +1,10 @@
 //! Model-layer overhead, printed as figures (no pass/fail):
 //! - per-exchange cost of hatrack's client (async-openai + our transport) against the fake
 //!   OpenAI server answering with zero latency, without and with the transcript recorder
-//!   (which flushes and fsyncs each line);
+//!   (one `write` per line, fdatasync at most once per second), and the difference: the
+//!   overhead the recorder adds per exchange (target: under 0.3 ms);
+//! - the recorder alone, per exchange, with today's policy and with an fdatasync after every
+//!   line (the policy before: what durability per line would cost on this disk);
 //! - replay lookups per second in a 1000-exchange transcript (hashing + index lookup), and
 //!   the time to read that transcript.
 //!
@@ -15,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use fake_openai::{FakeOpenAi, Reply};
 use hatrack::model::{
-    read_exchanges, ChatModel, LiveModel, ModelRequest, ModelSettings, RecordMode, Recorder,
-    TranscriptModel,
+    read_exchanges, ChatModel, Exchange, LiveModel, ModelRequest, ModelSettings, RecordMode,
+    Recorder, TranscriptModel,
 };
 use hatrack::secrets::Scrubber;
 use serde_json::json;
@@ -40,7 +43,17 @@ fn request(i: usize) -> ModelRequest {
     }
 }
 
-fn stats(label: &str, mut samples: Vec<Duration>) {
+fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2]
+}
+
+fn mean(samples: &[Duration]) -> Duration {
+    samples.iter().sum::<Duration>() / samples.len() as u32
+}
+
+fn stats(label: &str, mut samples: Vec<Duration>) -> Vec<Duration> {
     samples.sort();
     let n = samples.len();
     let mean = samples.iter().sum::<Duration>() / n as u32;
@@ -52,6 +65,39 @@ fn stats(label: &str, mut samples: Vec<Duration>) {
         median.as_secs_f64() * 1e6,
         p95.as_secs_f64() * 1e6
     );
+    samples
+}
+
+fn exchange(i: usize) -> Exchange {
+    let r = request(i);
+    Exchange {
+        step: r.step,
+        attempt: 1,
+        request_hash: format!("{i:064x}"),
+        request: r.body,
+        response: Some(
+            json!({"choices": [{"message": {"role": "assistant", "content": "{\"verdict\": \"pass\"}"}}]}),
+        ),
+        error: None,
+        usage: Default::default(),
+        duration_ms: 1,
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        replayed: false,
+    }
+}
+
+fn time_recorder(recorder: &Recorder, sync_each: bool) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(EXCHANGES);
+    for i in 0..EXCHANGES {
+        let e = exchange(i);
+        let started = Instant::now();
+        recorder.record(&e).expect("record");
+        if sync_each {
+            recorder.sync().expect("sync");
+        }
+        samples.push(started.elapsed());
+    }
+    samples
 }
 
 async fn time_exchanges(model: &dyn ChatModel) -> Vec<Duration> {
@@ -108,9 +154,10 @@ fn main() {
         let live: Arc<dyn ChatModel> = Arc::new(LiveModel::new(&settings).expect("client"));
 
         println!("model layer against the fake server (zero latency), {EXCHANGES} exchanges each");
-        stats("live client only", time_exchanges(live.as_ref()).await);
+        let bare = stats("live client only", time_exchanges(live.as_ref()).await);
 
-        let dir = tempfile::tempdir().expect("temp dir");
+        // On the project's disk, not a tmpfs: fdatasync must cost what it costs.
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
         let path = dir.path().join("exchanges.jsonl");
         let recording = TranscriptModel::new(
             RecordMode::All,
@@ -118,9 +165,16 @@ fn main() {
             Some(Recorder::create(&path, Scrubber::default()).expect("recorder")),
             Some(live.clone()),
         );
-        stats(
-            "live client + recorder (flush + fsync per line)",
+        let recorded = stats(
+            "live client + recorder (write per line)",
             time_exchanges(&recording).await,
+        );
+        // Medians: the means swing with whatever else the machine is doing.
+        let added = median(&recorded).as_secs_f64() - median(&bare).as_secs_f64();
+        println!(
+            "=> the recorder adds {:.1} µs per exchange (median; mean {:+.1} µs; target < 300 µs)",
+            added * 1e6,
+            (mean(&recorded).as_secs_f64() - mean(&bare).as_secs_f64()) * 1e6
         );
         let key = "sk-bench-key-0123456789abcdef".to_string();
         let scrubbing = TranscriptModel::new(
@@ -138,6 +192,16 @@ fn main() {
         stats(
             "live client + recorder + scrubber",
             time_exchanges(&scrubbing).await,
+        );
+
+        let alone = Recorder::create(dir.path().join("alone.jsonl"), Scrubber::default())
+            .expect("recorder");
+        stats("recorder alone: record()", time_recorder(&alone, false));
+        let synced = Recorder::create(dir.path().join("synced.jsonl"), Scrubber::default())
+            .expect("recorder");
+        stats(
+            "recorder alone: record() + fdatasync (old policy)",
+            time_recorder(&synced, true),
         );
 
         // A 1000-exchange transcript, then replay lookups against it.

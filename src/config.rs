@@ -153,6 +153,35 @@ pub struct SecretsSection {
     /// Regular expressions whose matches are replaced by `[REDACTED]` in every file written.
     #[serde(default)]
     pub scrub_patterns: Vec<String>,
+    /// Redact bound inputs *before* they are sent to the model: `true` applies
+    /// `scrub_patterns`, a list applies its own patterns. Deterministic, so replay matches.
+    #[serde(default)]
+    pub redact_inputs: RedactInputs,
+}
+
+/// `[secrets] redact_inputs`: `false` (default), `true`, or a list of patterns.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RedactInputs {
+    Enabled(bool),
+    Patterns(Vec<String>),
+}
+
+impl Default for RedactInputs {
+    fn default() -> Self {
+        RedactInputs::Enabled(false)
+    }
+}
+
+impl SecretsSection {
+    /// The patterns applied to bound inputs before they are sent (empty: none).
+    pub fn redact_patterns(&self) -> &[String] {
+        match &self.redact_inputs {
+            RedactInputs::Enabled(true) => &self.scrub_patterns,
+            RedactInputs::Enabled(false) => &[],
+            RedactInputs::Patterns(p) => p,
+        }
+    }
 }
 
 /// One path or glob, or several.
@@ -172,10 +201,24 @@ impl PathList {
     }
 }
 
+/// The largest hatrack.toml read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 impl ConfigFile {
     /// Reads `WORKSPACE/hatrack.toml`; a missing file is an empty config.
     pub fn load(workspace: &Path) -> Result<ConfigFile, Error> {
         let path = workspace.join(CONFIG_FILE);
+        // The workspace may be hostile: never read a huge "config" into memory.
+        if let Ok(meta) = std::fs::metadata(&path) {
+            if meta.len() > MAX_CONFIG_BYTES {
+                return Err(Error::usage(format!(
+                    "{}: {} bytes; a hatrack.toml is at most {} KiB",
+                    path.display(),
+                    meta.len(),
+                    MAX_CONFIG_BYTES >> 10
+                )));
+            }
+        }
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
@@ -184,8 +227,27 @@ impl ConfigFile {
         Self::parse(&text, &path)
     }
 
+    /// Parses hatrack.toml and checks what can be checked before any model call (the
+    /// `[secrets]` patterns compile and cannot match the empty string).
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, Error> {
-        let config: ConfigFile = toml::from_str(text).map_err(|e| {
+        let config = Self::parse_toml(text, path)?;
+        config.validate(path)?;
+        let secrets = &config.secrets;
+        for (patterns, key) in [
+            (&secrets.scrub_patterns[..], "scrub_patterns"),
+            (secrets.redact_patterns(), "redact_inputs"),
+        ] {
+            crate::secrets::compile_patterns(
+                patterns,
+                &format!("{} [secrets] {key}", path.display()),
+            )
+            .map_err(|e| Error::usage(e.to_string()))?;
+        }
+        Ok(config)
+    }
+
+    fn parse_toml(text: &str, path: &Path) -> Result<ConfigFile, Error> {
+        toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
@@ -195,9 +257,7 @@ impl ConfigFile {
                 path.display(),
                 e.message().trim_end()
             ))
-        })?;
-        config.validate(path)?;
-        Ok(config)
+        })
     }
 
     /// Every number of the file in its range (the same table as the flags':

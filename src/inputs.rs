@@ -117,6 +117,13 @@ pub enum InputError {
         item: String,
         other: String,
     },
+    #[error("hat {hat}: Reads item {item:?} yields nothing: every file bound to it was skipped ({skipped}); a reviewer that saw nothing must not pass — bind text files to it in hatrack.toml [inputs], or convert these to text")]
+    NothingReadable {
+        hat: String,
+        item: String,
+        /// The skipped files and why (a bounded list).
+        skipped: String,
+    },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
 }
@@ -154,6 +161,19 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
     let mut errors = Vec::new();
     let hat_names: Vec<&str> = stage.hats.iter().map(|h| h.name.as_str()).collect();
     let files = WorkspaceFiles::scan(workspace).map_err(|e| InputErrors(vec![e]))?;
+    let redact = crate::secrets::compile_patterns(
+        config.secrets.redact_patterns(),
+        &format!(
+            "{} [secrets] redact_inputs",
+            workspace.join(CONFIG_FILE).display()
+        ),
+    )
+    .map_err(|e| {
+        InputErrors(vec![InputError::Io {
+            path: workspace.join(CONFIG_FILE).display().to_string(),
+            message: e.to_string(),
+        }])
+    })?;
 
     for (index, hat) in stage.hats.iter().enumerate() {
         let mut items = Vec::new();
@@ -186,23 +206,57 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
             match files.resolve(&hat.name, &item, list.patterns()) {
                 Ok(paths) => {
                     let mut quoted = Vec::new();
+                    let mut skipped = Vec::new();
+                    let mut notes = Vec::new();
                     for path in paths {
-                        match read_input(workspace, &path, &config.limits, &mut budget) {
-                            Ok(Some(file)) => {
+                        let shown = crate::safe_fs::display_name(&path);
+                        match read_input(workspace, &path, &config.limits, &mut budget, &redact) {
+                            Ok(Ok((file, redacted))) => {
+                                if redacted > 0 {
+                                    notes.push(format!(
+                                        "hat {}: input {shown}: {redacted} match(es) of [secrets] redact_inputs redacted before sending",
+                                        hat.name
+                                    ));
+                                }
                                 if file.truncated {
-                                    bindings.warnings.push(format!(
-                                        "hat {}: input {} was cut at {} of {} bytes to fit the prompt (raise [limits] in hatrack.toml, or let the agent read the rest with its tools)",
-                                        hat.name, file.path, file.shown_bytes, file.bytes
+                                    notes.push(format!(
+                                        "hat {}: input {shown} was cut at {} of {} bytes to fit the prompt (raise [limits] in hatrack.toml, or let the agent read the rest with its tools)",
+                                        hat.name, file.shown_bytes, file.bytes
                                     ));
                                 }
                                 quoted.push(file);
                             }
-                            Ok(None) => bindings.warnings.push(format!(
-                                "hat {}: input {path} is binary or not UTF-8 and was skipped",
-                                hat.name
-                            )),
+                            Ok(Err(why)) => {
+                                notes.push(format!(
+                                    "hat {}: input {shown} {why} and was skipped",
+                                    hat.name
+                                ));
+                                skipped.push(format!("{shown}: {why}"));
+                            }
                             Err(e) => errors.push(e),
                         }
+                    }
+                    // Bounded: a glob over thousands of files must not flood the report.
+                    let listed = notes.len().min(MAX_LISTED_NOTES);
+                    bindings.warnings.extend(notes.drain(..listed));
+                    if !notes.is_empty() {
+                        bindings.warnings.push(format!(
+                            "hat {}: Reads item {:?}: and {} more inputs cut, skipped or redacted",
+                            hat.name,
+                            item,
+                            notes.len()
+                        ));
+                    }
+                    if quoted.is_empty() && !skipped.is_empty() {
+                        let mut list: Vec<String> = skipped.iter().take(10).cloned().collect();
+                        if skipped.len() > 10 {
+                            list.push(format!("and {} more", skipped.len() - 10));
+                        }
+                        errors.push(InputError::NothingReadable {
+                            hat: hat.name.clone(),
+                            item: item.clone(),
+                            skipped: list.join("; "),
+                        });
                     }
                     items.push(BoundItem {
                         item,
@@ -341,28 +395,108 @@ fn rel_to_slash(rel: &Path) -> String {
         .join("/")
 }
 
-/// Reads one input: `None` for a binary or non-UTF-8 file; capped at the per-file limit and
-/// at what is left of the step's budget.
+/// Warnings listed one by one per Reads item; the rest are counted.
+pub const MAX_LISTED_NOTES: usize = 20;
+
+/// The largest input file hatrack reads at all (checked on its size before reading): only
+/// `max_file_bytes` of a file is ever quoted, and the rest is only hashed.
+pub const MAX_INPUT_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads one input: `Ok(Err(why))` when it is skipped (binary, not UTF-8, too large);
+/// otherwise the file and how many redactions were made. Memory stays bounded whatever the
+/// file's size: at most `max_file_bytes` (+ one character) is kept, the rest is streamed
+/// through the hash and the UTF-8 check. Quoted text is capped at the per-file limit and at
+/// what is left of the step's budget; `redact` patterns are applied before it is quoted.
 fn read_input(
     workspace: &Path,
     path: &str,
     limits: &LimitsSection,
     budget: &mut usize,
-) -> Result<Option<InputFile>, InputError> {
+    redact: &[regex::Regex],
+) -> Result<Result<(InputFile, usize), String>, InputError> {
+    use std::io::Read;
     let full = workspace.join(path);
-    let bytes = std::fs::read(&full).map_err(|e| InputError::Io {
+    let io = |e: std::io::Error| InputError::Io {
         path: full.display().to_string(),
         message: e.to_string(),
-    })?;
-    if bytes.contains(&0) {
-        return Ok(None);
-    }
-    let Ok(text) = String::from_utf8(bytes) else {
-        return Ok(None);
     };
-    let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+    let size = std::fs::metadata(&full).map_err(io)?.len();
+    if size > MAX_INPUT_FILE_BYTES {
+        return Ok(Err(format!(
+            "is {size} bytes, larger than the {} MiB hatrack reads",
+            MAX_INPUT_FILE_BYTES >> 20
+        )));
+    }
+    let mut file = std::fs::File::open(&full).map_err(io)?;
+    let keep = limits.max_file_bytes.saturating_add(4);
+    let mut kept: Vec<u8> = Vec::with_capacity(keep.min(size as usize));
+    let mut hasher = Sha256::new();
+    let mut total: u64 = 0;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        let data = &chunk[..n];
+        if data.contains(&0) {
+            return Ok(Err("is binary".into()));
+        }
+        total += n as u64;
+        if total > MAX_INPUT_FILE_BYTES {
+            return Ok(Err(format!(
+                "grew beyond the {} MiB hatrack reads",
+                MAX_INPUT_FILE_BYTES >> 20
+            )));
+        }
+        hasher.update(data);
+        // UTF-8 check across chunk boundaries: an incomplete character is carried over.
+        carry.extend_from_slice(data);
+        match std::str::from_utf8(&carry) {
+            Ok(_) => carry.clear(),
+            Err(e) if e.error_len().is_none() => {
+                carry.drain(..e.valid_up_to());
+            }
+            Err(_) => return Ok(Err("is not UTF-8".into())),
+        }
+        if kept.len() < keep {
+            let take = (keep - kept.len()).min(n);
+            kept.extend_from_slice(&data[..take]);
+        }
+    }
+    if !carry.is_empty() {
+        return Ok(Err("is not UTF-8".into()));
+    }
+    // The kept prefix may end inside a character when the file is longer.
+    let text = match String::from_utf8(kept) {
+        Ok(t) => t,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let mut bytes = e.into_bytes();
+            bytes.truncate(valid);
+            String::from_utf8(bytes).unwrap_or_default()
+        }
+    };
+    let sha256 = hex::encode(hasher.finalize());
+    let file_bytes = total;
+    let mut redacted = 0;
+    let mut text = text;
+    for pattern in redact {
+        let matches = pattern.find_iter(&text).filter(|m| !m.is_empty()).count();
+        if matches > 0 {
+            redacted += matches;
+            text = pattern
+                .replace_all(&text, crate::secrets::REDACTED)
+                .into_owned();
+        }
+    }
+    let whole = file_bytes as usize <= limits.max_file_bytes;
+    let total = if whole { text.len() } else { total as usize };
     let cap = limits.max_file_bytes.min(*budget);
-    let (content, truncated) = truncate(&text, cap);
+    let (content, truncated) = truncate_of(&text, total, cap);
     *budget = budget.saturating_sub(content.len());
     let shown_bytes = if truncated {
         let mut end = cap.min(text.len());
@@ -371,32 +505,39 @@ fn read_input(
         }
         end as u64
     } else {
-        text.len() as u64
+        file_bytes
     };
-    Ok(Some(InputFile {
-        path: path.to_string(),
-        content,
-        bytes: text.len() as u64,
-        sha256,
-        truncated,
-        shown_bytes,
-    }))
+    Ok(Ok((
+        InputFile {
+            path: path.to_string(),
+            content,
+            bytes: file_bytes,
+            sha256,
+            truncated,
+            shown_bytes,
+        },
+        redacted,
+    )))
 }
 
 /// Cuts `text` to at most `cap` bytes on a character boundary, with a visible marker.
 pub fn truncate(text: &str, cap: usize) -> (String, bool) {
-    if text.len() <= cap {
+    truncate_of(text, text.len(), cap)
+}
+
+/// [`truncate`] for `text` that is the start of something `total` bytes long.
+fn truncate_of(text: &str, total: usize, cap: usize) -> (String, bool) {
+    if text.len() <= cap && total <= cap {
         return (text.to_string(), false);
     }
-    let mut end = cap;
+    let mut end = cap.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;
     }
     (
         format!(
-            "{}\n[truncated by hatrack: showing {end} of {} bytes]",
-            &text[..end],
-            text.len()
+            "{}\n[truncated by hatrack: showing {end} of {total} bytes]",
+            &text[..end]
         ),
         true,
     )

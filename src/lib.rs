@@ -15,6 +15,7 @@ pub mod model;
 pub mod prompt;
 pub mod report;
 pub mod run;
+pub mod safe_fs;
 pub mod secrets;
 pub mod tools;
 pub mod verdict;

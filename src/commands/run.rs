@@ -17,7 +17,7 @@ use crate::prompt::Prompts;
 use crate::report;
 use crate::run::progress::Progress;
 use crate::run::rundir::{
-    self, InputDigest, JudgeRecord, ModelRecord, PromptsRecord, RunRecord, StageRecord,
+    self, InputDigest, JudgeRecord, ModelRecord, PromptsRecord, RunDir, RunRecord, StageRecord,
     EXCHANGES_FILE, RUN_FILE,
 };
 use crate::run::{self, RunPlan};
@@ -99,7 +99,6 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     let resumed = match &args.resume {
         Some(dir) => {
             let rec = RunRecord::read(dir)?;
-            setup::check_record(dir, &rec)?;
             check_resume_flags(args, &rec, dir)?;
             Some(rec)
         }
@@ -317,7 +316,6 @@ pub async fn replay(
 ) -> Result<i32, Error> {
     let dir = &args.transcript;
     let record = RunRecord::read(dir)?;
-    setup::check_record(dir, &record)?;
     let workspace = match &args.workspace {
         Some(w) => setup::workspace_dir(Some(w))?,
         None => setup::workspace_dir(Some(&rundir::resolve_recorded(dir, &record.workspace)))?,
@@ -388,12 +386,8 @@ async fn execute(
 ) -> Result<i32, Error> {
     let scrubber = setup::scrubber(&settings, &prepared.config)?;
     let run_dir = &transcript.run_dir;
-    std::fs::create_dir_all(run_dir).map_err(|e| {
-        Error::io(
-            format!("creating the run directory {}", run_dir.display()),
-            e,
-        )
-    })?;
+    // Held until the reports are written: a second writer fails at once (exit 2).
+    let locked = RunDir::open_locked(run_dir)?;
 
     // run.json: written for a new run (or a full re-record), kept otherwise, so a replay
     // reports the original start time and leaves the transcript byte for byte as it was.
@@ -413,7 +407,7 @@ async fn execute(
                 samples,
                 transcript.mode,
             );
-            record.write(run_dir, &|s| scrubber.scrub(s))?;
+            record.write(&locked, &scrubber)?;
             record
         }
     };
@@ -450,7 +444,7 @@ async fn execute(
     let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
-    let written = report::write_all(&report, &out_dir, &|s| scrubber.scrub(s))?;
+    let written = report::write_all_scrubbed(&report, &out_dir, &scrubber)?;
     if !global.quiet {
         let _ = write!(out, "{}", scrubber.scrub(&report::summary_table(&report)));
         if transcript.mode == RecordMode::None {

@@ -7,7 +7,7 @@ use crate::cli::{ModelArgs, StageArgs};
 use crate::config::ConfigFile;
 use crate::definition::{self, LoadedStage};
 use crate::model::settings::{ModelSettings, Secret};
-use crate::run::rundir::{ModelRecord, RunRecord, RUN_FILE};
+use crate::run::rundir::ModelRecord;
 use crate::secrets::Scrubber;
 use crate::Error;
 
@@ -143,34 +143,6 @@ fn check_judge(producer: &ModelSettings, judge: &ModelSettings) -> Result<(), Er
     Ok(())
 }
 
-/// The numbers of a recorded `run.json` that a replay or a resume uses, each in the range a
-/// flag would be (a tampered or corrupt record must not hang the run or fill memory).
-/// Call right after reading a record, before using it.
-pub fn check_record(run_dir: &Path, record: &RunRecord) -> Result<(), Error> {
-    use crate::model::settings::bounds::{self, check, check_f64};
-    let m = &record.model;
-    let mut problems = Vec::new();
-    let mut put = |r: Result<(), String>| {
-        if let Err(e) = r {
-            problems.push(e);
-        }
-    };
-    put(check("samples", record.samples, &bounds::SAMPLES).map(drop));
-    put(check("model.max_reasks", m.max_reasks, &bounds::MAX_REASKS).map(drop));
-    if let Some(t) = m.max_tokens {
-        put(check("model.max_tokens", t, &bounds::MAX_TOKENS).map(drop));
-    }
-    put(check_f64("model.temperature", m.temperature, &bounds::TEMPERATURE).map(drop));
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(Error::usage(format!(
-        "{}: {}; the run directory is damaged or was edited by hand — re-record it with `hatrack run --transcript NEW_DIR`",
-        run_dir.join(RUN_FILE).display(),
-        problems.join("; ")
-    )))
-}
-
 /// Puts a recorded run's request-shaping settings back, so re-rendered requests match;
 /// returns the judge's settings as recorded (the producing ones for older run.json files).
 pub fn apply_record(settings: &mut ModelSettings, record: &ModelRecord) -> ModelSettings {
@@ -192,12 +164,11 @@ pub fn apply_record(settings: &mut ModelSettings, record: &ModelRecord) -> Model
 
 /// The scrubber for everything written: the API key's value and hatrack.toml's patterns.
 pub fn scrubber(settings: &ModelSettings, config: &ConfigFile) -> Result<Scrubber, Error> {
-    let mut patterns = Vec::new();
-    for p in &config.secrets.scrub_patterns {
-        patterns.push(regex::Regex::new(p).map_err(|e| {
-            Error::usage(format!("hatrack.toml [secrets] scrub_patterns: {p:?} is not a valid regular expression: {e}"))
-        })?);
-    }
+    let patterns = crate::secrets::compile_patterns(
+        &config.secrets.scrub_patterns,
+        "hatrack.toml [secrets] scrub_patterns",
+    )
+    .map_err(|e| Error::usage(e.to_string()))?;
     let mut secrets = Vec::new();
     if !settings.api_key.is_empty() {
         secrets.push(settings.api_key.expose().to_string());

@@ -14,11 +14,11 @@
 //! When OLD and NEW are the same file, hits are not appended again (they are already there).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -146,30 +146,106 @@ fn transcript_error(path: &Path, message: impl Into<String>) -> ModelError {
     }
 }
 
+/// The longest line a transcript may hold. The reader refuses a longer one (naming the file
+/// and the line) without reading past this much of it, and the recorder never writes one.
+pub const MAX_LINE_BYTES: usize = 32 << 20;
+
+/// The largest transcript file: the reader refuses a larger one before reading it, and the
+/// recorder refuses to grow one past it. (A real run's transcript is a few MiB.)
+pub const MAX_TRANSCRIPT_BYTES: u64 = 256 << 20;
+
+/// How often, at most, the recorder asks the disk to make recorded lines durable (fdatasync);
+/// see [`Recorder`].
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+fn open_transcript_for_reading(path: &Path) -> Result<Option<File>, ModelError> {
+    match crate::safe_fs::open_read_no_follow(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(transcript_error(
+            path,
+            "is a symbolic link; hatrack does not follow links inside a run directory (replace it with the file itself)",
+        )),
+        Err(e) => Err(transcript_error(path, format!("cannot read: {e}"))),
+    }
+}
+
 /// Reads a transcript file. A missing or empty file is an empty transcript. A last line
-/// without its newline that does not parse (a crash mid-write) is dropped with a warning;
-/// any other unreadable line is an error naming the file and line.
+/// without its newline that does not parse (a crash mid-write) is dropped with a warning; one
+/// that parses is a complete exchange and is kept. Any other unreadable line, or one longer
+/// than [`MAX_LINE_BYTES`], is an error naming the file and line. Memory stays bounded by
+/// the longest line, whatever the file holds.
 pub fn read_exchanges(path: &Path) -> Result<Vec<Exchange>, ModelError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(transcript_error(path, format!("cannot read: {e}"))),
+    let Some(file) = open_transcript_for_reading(path)? else {
+        return Ok(Vec::new());
     };
-    let mut reader = BufReader::new(file);
+    if file
+        .metadata()
+        .is_ok_and(|m| m.len() > MAX_TRANSCRIPT_BYTES)
+    {
+        return Err(too_big(path));
+    }
+    read_exchanges_from(path, file)
+}
+
+fn too_big(path: &Path) -> ModelError {
+    transcript_error(
+        path,
+        format!(
+            "larger than {} MiB, the most a run's transcript may take; it is damaged or not hatrack's (restore it, or record the run again)",
+            MAX_TRANSCRIPT_BYTES >> 20
+        ),
+    )
+}
+
+/// [`read_exchanges`] over any reader; `path` only names the source in errors.
+pub fn read_exchanges_from(path: &Path, source: impl Read) -> Result<Vec<Exchange>, ModelError> {
+    let mut reader = BufReader::new(source);
     let mut exchanges = Vec::new();
-    let mut line = String::new();
+    let mut line = Vec::new();
     let mut number = 0usize;
+    let mut total = 0u64;
     loop {
         line.clear();
-        let read = reader.read_line(&mut line).map_err(|e| {
-            transcript_error(path, format!("line {}: cannot read: {e}", number + 1))
-        })?;
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| {
+                transcript_error(path, format!("line {}: cannot read: {e}", number + 1))
+            })?;
         if read == 0 {
             break;
         }
         number += 1;
-        let complete = line.ends_with('\n');
-        let text = line.trim();
+        total += read as u64;
+        if total > MAX_TRANSCRIPT_BYTES {
+            return Err(too_big(path));
+        }
+        let complete = line.ends_with(b"\n");
+        if !complete && line.len() > MAX_LINE_BYTES {
+            return Err(transcript_error(
+                path,
+                format!(
+                    "line {number} is longer than {} MiB, the most one exchange may take; the file is damaged or not a transcript (restore it, or record the run again)",
+                    MAX_LINE_BYTES >> 20
+                ),
+            ));
+        }
+        let Ok(text) = std::str::from_utf8(&line) else {
+            if !complete {
+                tracing::warn!(
+                    "{}: line {number} is incomplete (a run was interrupted while writing it); ignoring it",
+                    path.display()
+                );
+                continue;
+            }
+            return Err(transcript_error(
+                path,
+                format!("line {number}: not UTF-8 text, so not a valid exchange"),
+            ));
+        };
+        let text = text.trim();
         if text.is_empty() {
             continue;
         }
@@ -192,13 +268,31 @@ pub fn read_exchanges(path: &Path) -> Result<Vec<Exchange>, ModelError> {
     Ok(exchanges)
 }
 
-/// Appends exchanges to a transcript file, one scrubbed line each, flushed and fsync'd as
-/// each exchange ends, so a crash loses at most the exchange in flight.
+/// Appends exchanges to a transcript file, one scrubbed line each.
+///
+/// Durability policy: each line is handed to the operating system with one `write` as its
+/// exchange ends, so a process crash (panic, kill, OOM) loses nothing recorded — at most the
+/// exchange in flight. The disk is asked to make lines durable (fdatasync) at most once per
+/// [`SYNC_INTERVAL`], on [`Recorder::sync`], and when the recorder is dropped (end of run,
+/// error exit): a power loss or kernel crash can lose the exchanges of the last second before
+/// it. A torn last line is repaired when the transcript is next appended to.
+///
+/// The file is opened without following a symlink and must be a regular file; the run
+/// directory's lock (`run::rundir::RunDir`) keeps a second writer out.
 #[derive(Debug)]
 pub struct Recorder {
     path: PathBuf,
-    file: Mutex<File>,
+    state: Mutex<RecorderState>,
     scrubber: Scrubber,
+}
+
+#[derive(Debug)]
+struct RecorderState {
+    file: File,
+    /// The file's length (what was there at open + what was appended).
+    len: u64,
+    last_sync: Instant,
+    dirty: bool,
 }
 
 impl Recorder {
@@ -213,28 +307,29 @@ impl Recorder {
     }
 
     fn open(path: PathBuf, scrubber: Scrubber, truncate: bool) -> Result<Recorder, ModelError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| transcript_error(&path, format!("cannot create directory: {e}")))?;
-        }
-        let mut options = OpenOptions::new();
-        options.create(true);
-        if truncate {
-            options.write(true).truncate(true);
-        } else {
-            options.append(true);
-        }
-        let file = options
-            .open(&path)
-            .map_err(|e| transcript_error(&path, format!("cannot open for writing: {e}")))?;
-        // A previous crash may have left a half-written last line: cut it off, so that what
-        // we append stays readable (the reader would otherwise meet it mid-file).
+        let (root, name) = crate::safe_fs::split(&path);
+        crate::safe_fs::create_root(&root)
+            .map_err(|e| transcript_error(&path, format!("cannot create directory: {e}")))?;
+        let file = crate::safe_fs::open_append(&root, &name, truncate)
+            .map_err(|e| transcript_error(&path, e.to_string()))?;
+        // A previous crash may have left a last line without its newline: keep it when it is
+        // a complete exchange, cut it off when it is half-written, so what we append stays
+        // readable.
         if !truncate {
-            drop_incomplete_tail(&path, &file)?;
+            repair_tail(&path, &file)?;
         }
+        let len = file
+            .metadata()
+            .map_err(|e| transcript_error(&path, format!("cannot read: {e}")))?
+            .len();
         Ok(Recorder {
             path,
-            file: Mutex::new(file),
+            state: Mutex::new(RecorderState {
+                file,
+                len,
+                last_sync: Instant::now(),
+                dirty: false,
+            }),
             scrubber,
         })
     }
@@ -243,36 +338,164 @@ impl Recorder {
         &self.path
     }
 
-    /// Writes one exchange as a scrubbed line, then flushes and fsyncs.
-    pub fn record(&self, exchange: &Exchange) -> Result<(), ModelError> {
-        let json = serde_json::to_string(exchange)
-            .map_err(|e| transcript_error(&self.path, format!("cannot encode exchange: {e}")))?;
-        let mut line = self.scrubber.scrub(&json);
+    /// The exchange as one scrubbed JSON line (with its newline). Scrubbing works on string
+    /// values (request and response bodies: keys too), never on the serialized bytes, and
+    /// leaves hatrack's identifiers (step, hash, time) alone, so the line always replays.
+    fn line(&self, exchange: &Exchange) -> Result<String, ModelError> {
+        let encode = |e: serde_json::Error| {
+            transcript_error(&self.path, format!("cannot encode exchange: {e}"))
+        };
+        let mut line = if self.scrubber.is_empty() {
+            serde_json::to_string(exchange).map_err(encode)?
+        } else {
+            let mut value = serde_json::to_value(exchange).map_err(encode)?;
+            let mut bodies = Vec::new();
+            for key in ["request", "response"] {
+                if let Some(slot) = value.get_mut(key) {
+                    bodies.push((key, std::mem::take(slot)));
+                }
+            }
+            self.scrubber.scrub_values(&mut value);
+            for (key, mut body) in bodies {
+                self.scrubber.scrub_json(&mut body);
+                if let Some(slot) = value.get_mut(key) {
+                    *slot = body;
+                }
+            }
+            serde_json::to_string(&value).map_err(encode)?
+        };
+        if line.len() > MAX_LINE_BYTES {
+            return Err(transcript_error(
+                &self.path,
+                format!(
+                    "the exchange of step {} attempt {} takes {} bytes, more than a transcript line may hold ({} MiB); it was not recorded (lower max_tokens or the inputs' [limits])",
+                    exchange.step,
+                    exchange.attempt,
+                    line.len(),
+                    MAX_LINE_BYTES >> 20
+                ),
+            ));
+        }
         line.push('\n');
-        let mut file = self
-            .file
+        Ok(line)
+    }
+
+    /// Writes one exchange as a scrubbed line with a single `write` (the OS has it once this
+    /// returns); fdatasync only when [`SYNC_INTERVAL`] has passed since the last one.
+    pub fn record(&self, exchange: &Exchange) -> Result<(), ModelError> {
+        let line = self.line(exchange)?;
+        let mut state = self
+            .state
             .lock()
             .map_err(|_| transcript_error(&self.path, "writer poisoned by an earlier panic"))?;
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.flush())
-            .and_then(|()| file.sync_data())
-            .map_err(|e| transcript_error(&self.path, format!("cannot write: {e}")))
+        if state.len + line.len() as u64 > MAX_TRANSCRIPT_BYTES {
+            return Err(transcript_error(
+                &self.path,
+                format!(
+                    "recording step {} would grow the transcript past {} MiB, the most one run may take; the run stops here (lower max_tokens or the inputs' [limits])",
+                    exchange.step,
+                    MAX_TRANSCRIPT_BYTES >> 20
+                ),
+            ));
+        }
+        state
+            .file
+            .write_all(line.as_bytes())
+            .map_err(|e| transcript_error(&self.path, format!("cannot write: {e}")))?;
+        state.len += line.len() as u64;
+        state.dirty = true;
+        if state.last_sync.elapsed() >= SYNC_INTERVAL {
+            state.sync(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every recorded line durable (fdatasync), if any is not yet.
+    pub fn sync(&self) -> Result<(), ModelError> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| transcript_error(&self.path, "writer poisoned by an earlier panic"))?;
+        state.sync(&self.path)
     }
 }
 
-fn drop_incomplete_tail(path: &Path, file: &File) -> Result<(), ModelError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| transcript_error(path, format!("cannot read: {e}")))?;
-    if bytes.is_empty() || bytes.ends_with(b"\n") {
+impl RecorderState {
+    fn sync(&mut self, path: &Path) -> Result<(), ModelError> {
+        if self.dirty {
+            self.file
+                .sync_data()
+                .map_err(|e| transcript_error(path, format!("cannot sync to disk: {e}")))?;
+            self.dirty = false;
+        }
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Ok(state) = self.state.get_mut() {
+            if let Err(e) = state.sync(&self.path) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+/// A last line without its newline: kept (newline added) when it parses as a complete
+/// exchange, cut off when it is half-written. Reads only the last line (at most
+/// [`MAX_LINE_BYTES`] of it), not the whole file.
+fn repair_tail(path: &Path, file: &File) -> Result<(), ModelError> {
+    use std::io::{Seek, SeekFrom};
+    let read_at = |buf: &mut [u8], at: u64| -> std::io::Result<()> {
+        let mut f = file;
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(buf)
+    };
+    let read_err = |e: std::io::Error| transcript_error(path, format!("cannot read: {e}"));
+    let len = file.metadata().map_err(read_err)?.len();
+    if len == 0 {
         return Ok(());
     }
-    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut last = [0u8; 1];
+    read_at(&mut last, len - 1).map_err(read_err)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    // Find the start of the last line, reading backwards in chunks.
+    let mut start = 0u64;
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    'scan: while end > 0 {
+        let from = end.saturating_sub(chunk.len() as u64);
+        let n = (end - from) as usize;
+        read_at(&mut chunk[..n], from).map_err(read_err)?;
+        if let Some(i) = chunk[..n].iter().rposition(|&b| b == b'\n') {
+            start = from + i as u64 + 1;
+            break 'scan;
+        }
+        end = from;
+    }
+    let tail_len = len - start;
+    if tail_len <= MAX_LINE_BYTES as u64 {
+        let mut tail = vec![0u8; tail_len as usize];
+        read_at(&mut tail, start).map_err(read_err)?;
+        if serde_json::from_slice::<Exchange>(&tail).is_ok() {
+            // A complete exchange that only lacks its newline: keep it.
+            return (&*file)
+                .write_all(b"\n")
+                .map_err(|e| transcript_error(path, format!("cannot write: {e}")));
+        }
+    }
+    // Half-written: cut at the last newline before it.
+    let keep = start;
     tracing::warn!(
         "{}: dropping an incomplete last line ({} bytes) left by an interrupted run",
         path.display(),
-        bytes.len() - keep
+        len - keep
     );
-    file.set_len(keep as u64)
+    file.set_len(keep)
         .map_err(|e| transcript_error(path, format!("cannot repair the incomplete last line: {e}")))
 }
 
@@ -518,7 +741,7 @@ impl TranscriptModel {
                                 replayed: true,
                                 ..hit.clone()
                             };
-                            record_off_thread(rec, copy).await?;
+                            record_now(rec, copy).await?;
                         }
                     }
                     return Ok(reply);
@@ -582,20 +805,16 @@ impl TranscriptModel {
                 // Nothing was exchanged (budget, configuration): nothing to record.
                 Err(_) => return result,
             }
-            record_off_thread(rec, exchange).await?;
+            record_now(rec, exchange).await?;
         }
         result
     }
 }
 
-/// Writes on the blocking pool: the fsync takes milliseconds on a real disk and must not
-/// stall the other requests in flight on this runtime thread.
-async fn record_off_thread(recorder: &Arc<Recorder>, exchange: Exchange) -> Result<(), ModelError> {
-    let recorder = recorder.clone();
-    let path = recorder.path().to_path_buf();
-    tokio::task::spawn_blocking(move || recorder.record(&exchange))
-        .await
-        .unwrap_or_else(|e| Err(transcript_error(&path, format!("writer task failed: {e}"))))
+/// Records in place (no hop to the blocking pool): one `write` of a line the OS buffers (microseconds); the occasional
+/// fdatasync ([`SYNC_INTERVAL`]) is the only wait on the disk.
+async fn record_now(recorder: &Arc<Recorder>, exchange: Exchange) -> Result<(), ModelError> {
+    recorder.record(&exchange)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -611,5 +830,59 @@ impl ChatModel for TranscriptModel {
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ModelReply, ModelError>> {
         Box::pin(self.complete_inner(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(content: String) -> Exchange {
+        Exchange {
+            step: "hat/x".into(),
+            attempt: 1,
+            request_hash: "h".into(),
+            request: serde_json::json!({"messages": [{"role": "user", "content": content}]}),
+            response: Some(serde_json::json!({"choices": []})),
+            error: None,
+            usage: Usage::default(),
+            duration_ms: 1,
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            replayed: false,
+        }
+    }
+
+    #[test]
+    fn the_recorder_never_writes_a_line_the_reader_would_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(EXCHANGES_FILE);
+        let recorder = Recorder::create(&path, Scrubber::default()).unwrap();
+        recorder.record(&exchange("small".into())).unwrap();
+        let err = recorder
+            .record(&exchange("x".repeat(MAX_LINE_BYTES)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("more than a transcript line may hold"),
+            "{err}"
+        );
+        drop(recorder);
+        assert_eq!(read_exchanges(&path).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_valid_last_line_without_newline_is_kept_and_a_torn_one_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(EXCHANGES_FILE);
+        let line = serde_json::to_string(&exchange("a".into())).unwrap();
+        std::fs::write(&path, format!("{line}\n{line}")).unwrap();
+        drop(Recorder::append(&path, Scrubber::default()).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{line}\n{line}\n")
+        );
+        std::fs::write(&path, format!("{line}\n{}", &line[..line.len() / 2])).unwrap();
+        drop(Recorder::append(&path, Scrubber::default()).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{line}\n"));
     }
 }

@@ -16,10 +16,7 @@ pub mod text;
 pub use model::*;
 pub use summary::summary_table;
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One output format.
 pub trait Exporter {
@@ -59,45 +56,105 @@ pub fn exporters() -> Vec<Box<dyn Exporter>> {
 /// `scrub` must replace a secret with plain text (e.g. `[REDACTED]`): its output goes into
 /// XML and HTML unescaped.
 ///
-/// `scrub` runs twice: over every string of the report *before* rendering (a format may
+/// `scrub` runs over every free-text string of the report *before* rendering (a format may
 /// escape a secret into a form the scrubber would no longer recognise, e.g. `&` → `&amp;`
-/// or `_` → `\_`), and over each rendered text before it is written.
+/// or `_` → `\_`), and again over each rendered text except `report.json`: JSON is
+/// scrubbed as string values only, never as serialized bytes, so a pattern cannot eat its
+/// structure (its strings all come from the already scrubbed report). A run writes through
+/// [`write_all_scrubbed`], which applies only the literal secrets to the rendered markup.
 ///
-/// All formats are rendered before any file is touched, and each file is written to a
-/// temporary file in `dir` and renamed into place, so a failure or a crash never leaves a
-/// half-written report: each file is either the old one or the complete new one.
+/// All formats are rendered before any file is touched, and each file goes through
+/// [`crate::safe_fs::write_file`]: a temporary file, fsync'd, renamed into place (never
+/// written through a symlink), so a failure or a crash never leaves a half-written report:
+/// each file is either the old one or the complete new one.
 pub fn write_all(
     report: &Report,
     dir: &Path,
     scrub: &dyn Fn(&str) -> String,
 ) -> Result<Vec<PathBuf>, ReportError> {
-    let scrubbed = scrub_report(report, scrub)?;
+    write_with(report, dir, scrub, scrub)
+}
+
+/// [`write_all`] with a [`Scrubber`](crate::secrets::Scrubber): every free-text string of
+/// the report is scrubbed (secrets and patterns) before rendering; the rendered Markdown,
+/// HTML and JUnit files are scrubbed again for the literal secrets only, since a pattern
+/// run over markup could match across its structure and break `junit.xml` for CI.
+pub fn write_all_scrubbed(
+    report: &Report,
+    dir: &Path,
+    scrubber: &crate::secrets::Scrubber,
+) -> Result<Vec<PathBuf>, ReportError> {
+    write_with(report, dir, &|s| scrubber.scrub(s), &|s| {
+        scrubber.scrub_literals(s)
+    })
+}
+
+fn write_with(
+    report: &Report,
+    dir: &Path,
+    scrub_strings: &dyn Fn(&str) -> String,
+    scrub_markup: &dyn Fn(&str) -> String,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let scrubbed = scrub_report(report, scrub_strings)?;
     let mut rendered = Vec::new();
     for exporter in exporters() {
         let text = exporter.render(&scrubbed)?;
-        rendered.push((exporter.file_name(), scrub(&text)));
+        let text = if exporter.file_name().ends_with(".json") {
+            text
+        } else {
+            scrub_markup(&text)
+        };
+        rendered.push((exporter.file_name(), text));
     }
-    fs::create_dir_all(dir).map_err(|source| ReportError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    crate::safe_fs::create_root(dir).map_err(|e| write_error(dir, e))?;
     let mut written = Vec::new();
     for (name, text) in rendered {
-        let path = dir.join(name);
-        write_atomically(&path, text.as_bytes())?;
+        let path = crate::safe_fs::write_file(dir, name, text.as_bytes(), true)
+            .map_err(|e| write_error(&dir.join(name), e))?;
         written.push(path);
     }
     Ok(written)
 }
 
-/// Applies `scrub` to every string in the report (through its JSON form, so a field added
-/// to the model later is covered without touching this function).
+fn write_error(path: &Path, e: crate::safe_fs::SafeFsError) -> ReportError {
+    match e {
+        crate::safe_fs::SafeFsError::Io { path, source } => ReportError::Write { path, source },
+        other => ReportError::Write {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    }
+}
+
+/// Report fields that hold hatrack's own vocabulary (enum words, requirement ids, digests,
+/// times), never a secret: left unscrubbed so that a broad pattern (`met`, `check`,
+/// `[0-9a-f]{32,}`) cannot make the report unreadable or its ids unrecognisable.
+const STRUCTURAL_KEYS: &[&str] = &[
+    "kind",
+    "status",
+    "verdict",
+    "claimed",
+    "level",
+    "id",
+    "sha256",
+    "digest",
+    "definition_digest",
+    "started_at",
+    "hatrack_version",
+    "record_mode",
+];
+
+/// Applies `scrub` to every free-text string in the report (through its JSON form, so a
+/// field added to the model later is covered without touching this function).
 fn scrub_report(report: &Report, scrub: &dyn Fn(&str) -> String) -> Result<Report, ReportError> {
     fn walk(value: &mut serde_json::Value, scrub: &dyn Fn(&str) -> String) {
         match value {
             serde_json::Value::String(s) => *s = scrub(s),
             serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, scrub)),
-            serde_json::Value::Object(map) => map.values_mut().for_each(|v| walk(v, scrub)),
+            serde_json::Value::Object(map) => map
+                .iter_mut()
+                .filter(|(k, _)| !STRUCTURAL_KEYS.contains(&k.as_str()))
+                .for_each(|(_, v)| walk(v, scrub)),
             _ => {}
         }
     }
@@ -108,31 +165,4 @@ fn scrub_report(report: &Report, scrub: &dyn Fn(&str) -> String) -> Result<Repor
     let mut value = serde_json::to_value(report).map_err(render_err)?;
     walk(&mut value, scrub);
     serde_json::from_value(value).map_err(render_err)
-}
-
-/// Writes `bytes` to a temporary file next to `path`, flushes it to disk, then renames it
-/// over `path` (atomic on the same file system).
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Unique per process and per call, so two writers never share a temporary file.
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_file_name(format!(".{file_name}.{}-{n}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        ReportError::Write {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
 }

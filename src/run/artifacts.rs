@@ -1,11 +1,26 @@
-//! Writing what a hat produced. Paths come from a model, so they are untrusted: only
-//! relative paths without `..` are written, and only under `<run>/artifacts/<hat>/`.
+//! Writing what a hat produced. Paths come from a model, so they are untrusted. They are
+//! validated when the answer is accepted ([`accept`]), so a bad name is an answer defect —
+//! the artifact is dropped with a warning in the report — and never an I/O failure later:
+//! replay and `--resume` re-accept the recorded answer through the same checks and behave
+//! the same. Accepted artifacts are written only under `<run>/artifacts/<hat>/`, through
+//! [`crate::safe_fs`] (no symlink followed, temporary file + rename).
 
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::report::ArtifactReport;
+pub use crate::safe_fs::{excerpt, is_format_char};
+
+/// The longest name of one path component, in bytes (what common file systems allow).
+pub const MAX_COMPONENT_BYTES: usize = 255;
+/// The longest artifact path (relative, inside `artifacts/<hat>/`), in bytes.
+pub const MAX_PATH_BYTES: usize = 1024;
+/// The most artifacts one hat may produce; the rest are dropped with a warning.
+pub const MAX_ARTIFACTS_PER_HAT: usize = 1000;
+/// Refusal warnings listed one by one per hat; the rest are counted.
+pub const MAX_LISTED_REFUSALS: usize = 20;
 
 /// An artifact accepted for writing.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,20 +30,67 @@ pub struct Artifact {
     pub content: String,
 }
 
-/// Why a proposed artifact path was refused.
+/// Names Windows reserves whatever the extension (a run directory is portable: it may be
+/// checked out there).
+fn is_reserved_device(part: &str) -> bool {
+    let stem = part
+        .split('.')
+        .next()
+        .unwrap_or(part)
+        .trim_end()
+        .to_ascii_uppercase();
+    matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit())
+}
+
+/// Why a proposed artifact path was refused; otherwise the clean relative path.
 pub fn check_path(path: &str) -> Result<PathBuf, String> {
     let trimmed = path.trim();
     if trimmed.is_empty() {
         return Err("the path is empty".into());
     }
+    if trimmed.len() > MAX_PATH_BYTES {
+        return Err(format!(
+            "the path is {} bytes long; at most {MAX_PATH_BYTES} are allowed",
+            trimmed.len()
+        ));
+    }
     if trimmed.contains('\0') || trimmed.contains('\\') {
         return Err("the path contains a NUL or a backslash".into());
+    }
+    if let Some(c) = trimmed
+        .chars()
+        .find(|&c| c.is_control() || is_format_char(c))
+    {
+        return Err(format!(
+            "the path contains the control or invisible character U+{:04X}",
+            c as u32
+        ));
     }
     let p = Path::new(trimmed);
     let mut clean = PathBuf::new();
     for c in p.components() {
         match c {
-            Component::Normal(part) => clean.push(part),
+            Component::Normal(part) => {
+                let part = part.to_str().unwrap_or_default();
+                if part.len() > MAX_COMPONENT_BYTES {
+                    return Err(format!(
+                        "a path component is {} bytes long; at most {MAX_COMPONENT_BYTES} are allowed",
+                        part.len()
+                    ));
+                }
+                if part.ends_with('.') || part.ends_with(' ') || part.starts_with(' ') {
+                    return Err(
+                        "a path component begins with a space or ends with a dot or a space".into(),
+                    );
+                }
+                if is_reserved_device(part) {
+                    return Err(format!("{part:?} is a reserved device name"));
+                }
+                clean.push(part);
+            }
             Component::CurDir => {}
             Component::ParentDir => return Err("the path contains `..`".into()),
             Component::RootDir | Component::Prefix(_) => return Err("the path is absolute".into()),
@@ -40,34 +102,90 @@ pub fn check_path(path: &str) -> Result<PathBuf, String> {
     Ok(clean)
 }
 
-/// Validates a hat's proposed artifacts. Returns the accepted ones (first of duplicates wins,
-/// sorted by name)
-/// and one warning per refusal.
+/// Validates a hat's proposed artifacts. Returns the accepted ones (first of duplicates
+/// wins, sorted by name) and the warnings: one per refusal up to [`MAX_LISTED_REFUSALS`],
+/// then one counting the rest. Besides [`check_path`], refused are: a second artifact with
+/// the same name, or the same name but for letter case (they would overwrite each other on
+/// a case-insensitive file system); one whose path is a directory of another, or under
+/// another (`dir` and `dir/inner.md`: a file cannot also be a directory); and those beyond
+/// [`MAX_ARTIFACTS_PER_HAT`].
 pub fn accept(hat: &str, proposed: &[(String, String)]) -> (Vec<Artifact>, Vec<String>) {
     let mut accepted: Vec<Artifact> = Vec::new();
-    let mut warnings = Vec::new();
+    let mut refusals: Vec<String> = Vec::new();
+    // Lowercased relative paths taken as files, and as directories.
+    let mut files: HashSet<String> = HashSet::new();
+    let mut dirs: HashSet<String> = HashSet::new();
     for (path, content) in proposed {
-        match check_path(path) {
-            Ok(clean) => {
-                let rel = clean
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                let name = format!("artifacts/{hat}/{rel}");
-                if accepted.iter().any(|a| a.name == name) {
-                    warnings.push(format!(
-                        "hat {hat}: artifact {path:?} was given twice; the first one was kept"
-                    ));
-                } else {
-                    accepted.push(Artifact {
-                        name,
-                        content: content.clone(),
-                    });
-                }
+        let clean = match check_path(path) {
+            Ok(clean) => clean,
+            Err(why) => {
+                refusals.push(format!("artifact path {} refused: {why}", excerpt(path)));
+                continue;
             }
-            Err(why) => warnings.push(format!("hat {hat}: artifact path {path:?} refused: {why}")),
+        };
+        let parts: Vec<String> = clean
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let rel = parts.join("/");
+        let folded = rel.to_lowercase();
+        let name = format!("artifacts/{hat}/{rel}");
+        if accepted.iter().any(|a| a.name == name) {
+            refusals.push(format!(
+                "artifact {} was given twice; the first one was kept",
+                excerpt(path)
+            ));
+            continue;
         }
+        if files.contains(&folded) {
+            refusals.push(format!(
+                "artifact {} differs from another only in letter case; the first one was kept",
+                excerpt(path)
+            ));
+            continue;
+        }
+        if dirs.contains(&folded) {
+            refusals.push(format!(
+                "artifact {} names a directory that holds other artifacts; it was dropped",
+                excerpt(path)
+            ));
+            continue;
+        }
+        let prefixes: Vec<String> = (1..parts.len())
+            .map(|n| parts[..n].join("/").to_lowercase())
+            .collect();
+        if let Some(p) = prefixes.iter().find(|p| files.contains(*p)) {
+            refusals.push(format!(
+                "artifact {} would be inside {}, which is an artifact (a file); it was dropped",
+                excerpt(path),
+                excerpt(p)
+            ));
+            continue;
+        }
+        if accepted.len() >= MAX_ARTIFACTS_PER_HAT {
+            refusals.push(format!(
+                "artifact {} is beyond the {MAX_ARTIFACTS_PER_HAT} a hat may produce; it was dropped",
+                excerpt(path)
+            ));
+            continue;
+        }
+        files.insert(folded);
+        dirs.extend(prefixes);
+        accepted.push(Artifact {
+            name,
+            content: content.clone(),
+        });
+    }
+    let mut warnings: Vec<String> = refusals
+        .iter()
+        .take(MAX_LISTED_REFUSALS)
+        .map(|r| format!("hat {hat}: {r}"))
+        .collect();
+    if refusals.len() > MAX_LISTED_REFUSALS {
+        warnings.push(format!(
+            "hat {hat}: and {} more artifacts refused",
+            refusals.len() - MAX_LISTED_REFUSALS
+        ));
     }
     // Name order, not answer order: later prompts quote artifacts in this order, and
     // `hatrack render --against` rebuilds it from the files on disk.
@@ -76,7 +194,9 @@ pub fn accept(hat: &str, proposed: &[(String, String)]) -> (Vec<Artifact>, Vec<S
 }
 
 /// Writes accepted artifacts under `run_dir` (their names already start with `artifacts/`),
-/// passing each through `scrub`, and reports them.
+/// passing each content and each file name (below `artifacts/<hat>/`) through `scrub`, and
+/// reports them. Every write is confined to the run directory
+/// ([`crate::safe_fs::write_file`]): a symlink on the way is an error, never followed.
 pub fn write(
     run_dir: &Path,
     artifacts: &[Artifact],
@@ -84,14 +204,27 @@ pub fn write(
 ) -> std::io::Result<Vec<ArtifactReport>> {
     let mut reports = Vec::new();
     for a in artifacts {
-        let path = run_dir.join(&a.name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
         let text = scrub(&a.content);
-        std::fs::write(&path, text.as_bytes())?;
+        // `artifacts/<hat>/` stays as it is; the model-chosen rest may carry a secret.
+        let name = match a.name.splitn(3, '/').collect::<Vec<_>>()[..] {
+            [top, hat, rest] => {
+                let scrubbed = scrub(rest);
+                if scrubbed == rest || check_path(&scrubbed).is_err() {
+                    a.name.clone()
+                } else {
+                    format!("{top}/{hat}/{scrubbed}")
+                }
+            }
+            _ => a.name.clone(),
+        };
+        crate::safe_fs::write_file(run_dir, &name, text.as_bytes(), false).map_err(
+            |e| match e {
+                crate::safe_fs::SafeFsError::Io { source, .. } => source,
+                other => std::io::Error::other(other.to_string()),
+            },
+        )?;
         reports.push(ArtifactReport {
-            path: a.name.clone(),
+            path: name,
             bytes: text.len() as u64,
             sha256: hex::encode(Sha256::digest(text.as_bytes())),
         });
@@ -114,6 +247,86 @@ mod tests {
         assert!(check_path("a/../../b").is_err());
         assert!(check_path("").is_err());
         assert!(check_path("C:\\x").is_err());
+    }
+
+    #[test]
+    fn names_that_break_file_systems_or_lie_are_refused() {
+        let long = "a".repeat(MAX_COMPONENT_BYTES + 1);
+        assert!(check_path(&long).unwrap_err().contains("255"));
+        assert!(check_path(&"a".repeat(MAX_COMPONENT_BYTES)).is_ok());
+        let deep = vec!["abcdefgh"; 200].join("/");
+        assert!(check_path(&deep).unwrap_err().contains("1024"));
+        for bad in [
+            "a\nb.md",
+            "a\u{1b}[31m.md",
+            "report\u{202e}dm.exe",
+            "zero\u{200b}width.md",
+            "bom\u{feff}.md",
+            "tab\there.md",
+            "line\u{2028}sep.md",
+        ] {
+            assert!(check_path(bad).unwrap_err().contains("U+"), "{bad:?}");
+        }
+        for bad in [
+            "dir./x.md",
+            "x.md.",
+            "a /b",
+            "CON",
+            "nul.txt",
+            "dir/com1.md",
+            ".",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "<path>",
+            "notes/ok.md",
+            "console.md",
+            "a.b/c",
+            "ünïcode/ファイル.md",
+        ] {
+            assert!(check_path(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn collisions_are_refused_first_one_wins() {
+        let p = |v: &[&str]| -> Vec<(String, String)> {
+            v.iter().map(|s| (s.to_string(), "x".to_string())).collect()
+        };
+        // A file and a directory of the same name, in either order.
+        let (ok, w) = accept("h", &p(&["dir", "dir/inner.md"]));
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].name, "artifacts/h/dir");
+        assert!(w[0].contains("would be inside"), "{w:?}");
+        let (ok, w) = accept("h", &p(&["dir/inner.md", "dir"]));
+        assert_eq!(ok[0].name, "artifacts/h/dir/inner.md");
+        assert!(w[0].contains("directory"), "{w:?}");
+        // Letter case, also through directories.
+        let (ok, w) = accept("h", &p(&["README.md", "readme.md", "Docs/a", "docs"]));
+        assert_eq!(ok.len(), 2, "{ok:?}");
+        assert_eq!(w.len(), 2, "{w:?}");
+        let (ok, _) = accept("h", &p(&["Docs/a", "docs/b"]));
+        assert_eq!(ok.len(), 2);
+    }
+
+    #[test]
+    fn refusal_warnings_are_bounded_and_quote_an_excerpt() {
+        let proposed: Vec<(String, String)> = (0..10_000)
+            .map(|i| (format!("../{}{i}", "x".repeat(300)), String::new()))
+            .collect();
+        let (ok, w) = accept("h", &proposed);
+        assert!(ok.is_empty());
+        assert_eq!(w.len(), MAX_LISTED_REFUSALS + 1);
+        assert!(w.last().unwrap().contains("and 9980 more"), "{w:?}");
+        assert!(w.iter().all(|m| m.len() < 300), "{}", w[0]);
+        assert_eq!(excerpt("a\u{202e}b\n"), "\"a\\u{202e}b\\u{a}\"");
+        let many: Vec<(String, String)> = (0..MAX_ARTIFACTS_PER_HAT + 5)
+            .map(|i| (format!("f{i}.md"), String::new()))
+            .collect();
+        let (ok, w) = accept("h", &many);
+        assert_eq!(ok.len(), MAX_ARTIFACTS_PER_HAT);
+        assert_eq!(w.len(), 5);
     }
 
     #[test]

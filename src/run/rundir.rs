@@ -1,11 +1,15 @@
-//! `run.json`: what a run was made of — hatrack version, stage and workspace (relative to
+//! The run directory: [`RunDir`], the handle a writing process holds (locked, every write
+//! confined by [`crate::safe_fs`]), and `run.json`: what a run was made of — hatrack version, stage and workspace (relative to
 //! the run directory where possible), definition and prompt digests, model settings (never
 //! a key), input digests, start time. Replay reads it back to re-render the same requests.
 
+use std::fs::{File, TryLockError};
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::safe_fs;
+use crate::secrets::Scrubber;
 use crate::Error;
 
 pub const RUN_FILE: &str = "run.json";
@@ -72,27 +76,156 @@ pub struct InputDigest {
     pub bytes: u64,
 }
 
-impl RunRecord {
-    pub fn read(run_dir: &Path) -> Result<RunRecord, Error> {
-        let path = run_dir.join(RUN_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::usage(format!(
-                "{}: {e}; is {} a run directory made by `hatrack run`?",
-                path.display(),
-                run_dir.display()
-            ))
+/// The largest `samples` or `max_reasks` accepted from a run.json.
+
+/// The largest run.json read (a real one is a few KiB).
+pub const MAX_RUN_FILE_BYTES: u64 = 4 << 20;
+
+/// A run directory this process writes: created if missing and locked for as long as the
+/// handle lives, so a second writer (another `run --transcript` into it, a `--resume`, a
+/// `replay` rewriting its reports) fails at once instead of interleaving lines.
+///
+/// The lock is an exclusive `flock` on the directory itself (no lock file is left behind,
+/// so replaying a committed transcript leaves `git status` clean); the kernel releases it
+/// when the process ends, however it ends.
+#[derive(Debug)]
+pub struct RunDir {
+    root: PathBuf,
+    _lock: File,
+}
+
+impl RunDir {
+    /// Creates `root` if needed and takes its lock; exit 2 with a message naming the
+    /// directory when another process holds it.
+    pub fn open_locked(root: &Path) -> Result<RunDir, Error> {
+        safe_fs::create_root(root)?;
+        let lock = lock_handle(root).map_err(|e| {
+            Error::io(
+                format!("opening the run directory {} to lock it", root.display()),
+                e,
+            )
         })?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::usage(format!("{}:{}: {e}", path.display(), e.line())))
+        match lock.try_lock() {
+            Ok(()) => Ok(RunDir {
+                root: root.to_path_buf(),
+                _lock: lock,
+            }),
+            Err(TryLockError::WouldBlock) => Err(Error::usage(format!(
+                "{}: another hatrack process is writing this run directory (it is locked); wait for it to finish, or write to another --transcript DIR",
+                root.display()
+            ))),
+            Err(TryLockError::Error(e)) => Err(Error::io(
+                format!("locking the run directory {}", root.display()),
+                e,
+            )),
+        }
     }
 
-    /// Writes run.json (pretty, trailing newline), passing it through `scrub`.
-    pub fn write(&self, run_dir: &Path, scrub: &dyn Fn(&str) -> String) -> Result<(), Error> {
-        let mut text = serde_json::to_string_pretty(self).expect("run records serialise");
-        text.push('\n');
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Writes `rel` (a `/`-separated path inside the run directory) through a temporary file
+    /// and a rename, never through a symlink. `sync`: fsync before the rename.
+    pub fn write_file(&self, rel: &str, bytes: &[u8], sync: bool) -> Result<PathBuf, Error> {
+        Ok(safe_fs::write_file(&self.root, rel, bytes, sync)?)
+    }
+}
+
+#[cfg(unix)]
+fn lock_handle(root: &Path) -> std::io::Result<File> {
+    File::open(root)
+}
+
+#[cfg(not(unix))]
+fn lock_handle(root: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .open(root.join(".hatrack.lock"))
+}
+
+impl RunRecord {
+    /// Reads run.json (never through a symlink, at most [`MAX_RUN_FILE_BYTES`]); any
+    /// problem is a usage error naming the file.
+    pub fn read(run_dir: &Path) -> Result<RunRecord, Error> {
+        use std::io::Read;
         let path = run_dir.join(RUN_FILE);
-        std::fs::write(&path, scrub(&text))
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        let hint = || {
+            format!(
+                "is {} a run directory made by `hatrack run`?",
+                run_dir.display()
+            )
+        };
+        let file = safe_fs::open_read_no_follow(&path)
+            .map_err(|e| Error::usage(format!("{}: {e}; {}", path.display(), hint())))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_RUN_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::usage(format!("{}: {e}; {}", path.display(), hint())))?;
+        if bytes.len() as u64 > MAX_RUN_FILE_BYTES {
+            return Err(Error::usage(format!(
+                "{}: larger than {} MiB; {}",
+                path.display(),
+                MAX_RUN_FILE_BYTES >> 20,
+                hint()
+            )));
+        }
+        RunRecord::parse(&bytes)
+            .map_err(|e| Error::usage(format!("{}:{e}; {}", path.display(), hint())))
+    }
+
+    /// Parses run.json's bytes; the error starts with the line number. A run directory may
+    /// come from anyone, so every number a replay or a resume uses is checked against the
+    /// same ranges as the flags ([`crate::model::settings::bounds`]): a tampered
+    /// `"samples": 4294967295` must not make a replay spin for ever or fill memory.
+    pub fn parse(bytes: &[u8]) -> Result<RunRecord, String> {
+        use crate::model::settings::bounds::{self, check, check_f64};
+        let record: RunRecord =
+            serde_json::from_slice(bytes).map_err(|e| format!("{}: {e}", e.line()))?;
+        let m = &record.model;
+        let mut problems = Vec::new();
+        let mut put = |r: Result<(), String>| {
+            if let Err(e) = r {
+                problems.push(e);
+            }
+        };
+        put(check("samples", record.samples, &bounds::SAMPLES).map(drop));
+        put(check("model.max_reasks", m.max_reasks, &bounds::MAX_REASKS).map(drop));
+        if let Some(t) = m.max_tokens {
+            put(check("model.max_tokens", t, &bounds::MAX_TOKENS).map(drop));
+        }
+        put(check_f64("model.temperature", m.temperature, &bounds::TEMPERATURE).map(drop));
+        if problems.is_empty() {
+            return Ok(record);
+        }
+        Err(format!(
+            "1: {}; the run directory is damaged or was edited by hand — re-record it with `hatrack run --transcript NEW_DIR`",
+            problems.join("; ")
+        ))
+    }
+
+    /// Writes run.json (pretty, trailing newline) into the run directory, scrubbing string
+    /// values (never the JSON's structure or its own identifiers: version, times, digests).
+    pub fn write(&self, run_dir: &RunDir, scrubber: &Scrubber) -> Result<(), Error> {
+        let mut value = serde_json::to_value(self)
+            .map_err(|e| Error::usage(format!("encoding {RUN_FILE}: {e}")))?;
+        if !scrubber.is_empty() {
+            // `[model.request]` holds free-form body fields: keys are scrubbed too.
+            let request = value.pointer_mut("/model/request").map(std::mem::take);
+            scrubber.scrub_values(&mut value);
+            if let Some(mut request) = request {
+                scrubber.scrub_json(&mut request);
+                if let Some(slot) = value.pointer_mut("/model/request") {
+                    *slot = request;
+                }
+            }
+        }
+        let mut text = serde_json::to_string_pretty(&value)
+            .map_err(|e| Error::usage(format!("encoding {RUN_FILE}: {e}")))?;
+        text.push('\n');
+        run_dir.write_file(RUN_FILE, text.as_bytes(), true)?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,375 @@
+//! Confined writes: the one place where hatrack creates or replaces files inside a
+//! directory it owns (a run directory, a `--out` directory).
+//!
+//! A run directory is data that may come from anyone (a transcript committed in a pull
+//! request), so nothing under it is trusted to be what its name says:
+//! - every path is relative, made of plain components (no `..`, no root);
+//! - every existing component between the root and the file is checked with
+//!   `symlink_metadata`: a symlink (or a file where a directory is needed) is refused, never
+//!   followed;
+//! - directories are created one level at a time, and re-checked;
+//! - a file is written to a fresh temporary file (`create_new` + `O_NOFOLLOW`) in the same
+//!   directory and renamed over the target, so a reader sees the old file or the new one,
+//!   and a symlink sitting at the target's name is replaced, not written through;
+//! - a file opened for appending (the transcript) is opened with `O_NOFOLLOW` and must be a
+//!   regular file with no other hard link (checked before it is opened, so truncating cannot
+//!   empty a file shared with another name); files are read the same way
+//!   ([`open_read_no_follow`]: no link, no FIFO or device).
+//!
+//! The root itself is the user's choice (`--transcript DIR`) and may be a symlink. Names from
+//! untrusted sources are shown in messages through [`display_name`] / [`excerpt`]: short,
+//! with control and bidi characters escaped.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How much of an untrusted name a message quotes, in characters.
+pub const EXCERPT_CHARS: usize = 60;
+
+/// Characters that make a name lie about itself or break tools: bidi controls (U+202E turns
+/// `exe.md` into what reads as `dm.exe`), zero-width and other invisible format characters,
+/// line and paragraph separators. (C0/C1 controls are caught by `char::is_control`.)
+pub fn is_format_char(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x08E2 | 0x180E
+        | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB
+        | 0x110BD | 0x110CD | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
+/// A short, printable excerpt of an untrusted string for a warning: at most
+/// [`EXCERPT_CHARS`] characters, control and format characters shown as `\u{..}`.
+pub fn excerpt(text: &str) -> String {
+    let mut out = String::from("\"");
+    for (i, c) in text.chars().enumerate() {
+        if i == EXCERPT_CHARS {
+            out.push_str(&format!("…\" ({} bytes)", text.len()));
+            return out;
+        }
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() || is_format_char(c) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An untrusted name for a message: as it is when short and printable, else [`excerpt`].
+pub fn display_name(text: &str) -> String {
+    if text.chars().count() <= 200 && !text.chars().any(|c| c.is_control() || is_format_char(c)) {
+        text.to_string()
+    } else {
+        excerpt(text)
+    }
+}
+
+/// Why a confined write was refused or failed. Names the path and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SafeFsError {
+    #[error("{}: refusing to write through a symbolic link ({}); hatrack never follows links inside a run directory — remove the link (or use a fresh --transcript DIR)", .path.display(), .what)]
+    Symlink { path: PathBuf, what: String },
+    #[error("{}: {what}; remove it or use a fresh --transcript DIR", .path.display())]
+    NotWritable { path: PathBuf, what: String },
+    #[error("{rel:?} is not a relative path of plain names inside {}", .root.display())]
+    BadPath { root: PathBuf, rel: String },
+    #[error("writing {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<SafeFsError> for crate::Error {
+    fn from(e: SafeFsError) -> crate::Error {
+        match e {
+            SafeFsError::Io { path, source } => {
+                crate::Error::io(format!("writing {}", path.display()), source)
+            }
+            other => crate::Error::usage(other.to_string()),
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SafeFsError + '_ {
+    move |source| SafeFsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The plain components of `rel`, or an error.
+fn components<'a>(root: &Path, rel: &'a str) -> Result<Vec<&'a str>, SafeFsError> {
+    let bad = || SafeFsError::BadPath {
+        root: root.to_path_buf(),
+        rel: rel.to_string(),
+    };
+    let mut parts = Vec::new();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(part) => parts.push(part.to_str().ok_or_else(bad)?),
+            _ => return Err(bad()),
+        }
+    }
+    if parts.is_empty() {
+        return Err(bad());
+    }
+    Ok(parts)
+}
+
+/// Makes sure `dir` (below the root) is a real directory, creating it if missing.
+fn ensure_dir(dir: &Path) -> Result<(), SafeFsError> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(SafeFsError::Symlink {
+            path: dir.to_path_buf(),
+            what: "a directory component is a link".into(),
+        }),
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(SafeFsError::NotWritable {
+            path: dir.to_path_buf(),
+            what: "is a file where a directory is needed".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(dir)(e)),
+            }
+            // Re-check: something may have raced us into place.
+            match fs::symlink_metadata(dir) {
+                Ok(m) if m.is_dir() && !m.file_type().is_symlink() => Ok(()),
+                Ok(_) => Err(SafeFsError::Symlink {
+                    path: dir.to_path_buf(),
+                    what: "a directory component was replaced by a link".into(),
+                }),
+                Err(e) => Err(io_err(dir)(e)),
+            }
+        }
+        Err(e) => Err(io_err(dir)(e)),
+    }
+}
+
+/// Creates `root` (and its parents) if missing. The root is the user's choice and may be a
+/// link to a directory.
+pub fn create_root(root: &Path) -> Result<(), SafeFsError> {
+    fs::create_dir_all(root).map_err(io_err(root))
+}
+
+/// Checks every component of `rel` below `root` and creates the missing directories; returns
+/// the full path of the file (which is not created).
+pub fn prepare(root: &Path, rel: &str) -> Result<PathBuf, SafeFsError> {
+    let parts = components(root, rel)?;
+    let mut dir = root.to_path_buf();
+    for part in &parts[..parts.len() - 1] {
+        dir.push(part);
+        ensure_dir(&dir)?;
+    }
+    let path = dir.join(parts[parts.len() - 1]);
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_symlink() => Ok(path), // replaced by the rename, never followed
+        Ok(m) if m.is_dir() => Err(SafeFsError::NotWritable {
+            path,
+            what: "is a directory where a file is to be written".into(),
+        }),
+        _ => Ok(path),
+    }
+}
+
+fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    options
+}
+
+/// Opens `path` for reading without following a link at its last component; anything but a
+/// regular file (a FIFO would block the reader for ever, a device never ends) is refused.
+pub fn open_read_no_follow(path: &Path) -> std::io::Result<File> {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if !meta.is_file() && !meta.file_type().is_symlink() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+    }
+    let file = no_follow(OpenOptions::new().read(true)).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+/// Writes `bytes` to `root/rel` through a temporary file and a rename. With `sync`, the
+/// temporary file is fsync'd before the rename (reports: complete or absent after a power
+/// loss).
+pub fn write_file(
+    root: &Path,
+    rel: &str,
+    bytes: &[u8],
+    sync: bool,
+) -> Result<PathBuf, SafeFsError> {
+    let path = prepare(root, rel)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Unique per process and per call, so two writers never share a temporary file. Kept
+    // short: the target's name may already be near the 255-byte limit.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let short: String = name.chars().take(32).collect();
+    let mut tmp = PathBuf::new();
+    let mut result = Err(std::io::Error::other("no temporary name was free"));
+    for _ in 0..16 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        tmp = path.with_file_name(format!(".{short}.{}-{n}.tmp", std::process::id()));
+        result = (|| {
+            let mut file = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
+            file.write_all(bytes)?;
+            if sync {
+                file.sync_all()?;
+            }
+            drop(file);
+            fs::rename(&tmp, &path)
+        })();
+        // Something already has that name (a file a transcript brought along): another name.
+        match &result {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            _ => break,
+        }
+    }
+    result.map_err(|source| {
+        if source.kind() != std::io::ErrorKind::AlreadyExists {
+            let _ = fs::remove_file(&tmp);
+        }
+        SafeFsError::Io {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(path)
+}
+
+/// Opens `root/rel` for appending (created if missing; emptied first with `truncate`),
+/// refusing a link or anything but a regular file.
+pub fn open_append(root: &Path, rel: &str, truncate: bool) -> Result<File, SafeFsError> {
+    let path = prepare(root, rel)?;
+    if let Ok(meta) = fs::symlink_metadata(&path) {
+        if meta.file_type().is_symlink() {
+            return Err(SafeFsError::Symlink {
+                path,
+                what: "the file itself is a link".into(),
+            });
+        }
+        if !meta.is_file() {
+            return Err(SafeFsError::NotWritable {
+                path,
+                what: "is not a regular file".into(),
+            });
+        }
+        // Checked before opening: `truncate` must not empty a file shared with another name.
+        check_links(&path, &meta)?;
+    }
+    let mut options = OpenOptions::new();
+    options.create(true).read(true);
+    if truncate {
+        options.write(true).truncate(true);
+    } else {
+        options.append(true);
+    }
+    let file = no_follow(&mut options).open(&path).map_err(|e| {
+        // ELOOP: a link appeared at the name between the check and the open.
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return SafeFsError::Symlink {
+                path: path.clone(),
+                what: "the file itself is a link".into(),
+            };
+        }
+        io_err(&path)(e)
+    })?;
+    let meta = file.metadata().map_err(io_err(&path))?;
+    if !meta.is_file() {
+        return Err(SafeFsError::NotWritable {
+            path,
+            what: "is not a regular file".into(),
+        });
+    }
+    check_links(&path, &meta)?;
+    Ok(file)
+}
+
+/// A hard link shares its contents with another name, possibly outside the directory:
+/// writing in place would change that file too.
+fn check_links(path: &Path, meta: &fs::Metadata) -> Result<(), SafeFsError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() > 1 {
+            return Err(SafeFsError::NotWritable {
+                path: path.to_path_buf(),
+                what: format!(
+                    "has {} hard links, so writing it in place would also change another file",
+                    meta.nlink()
+                ),
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, meta);
+    Ok(())
+}
+
+/// The root and the relative name of a path whose parent is the root (`DIR/exchanges.jsonl`).
+pub fn split(path: &Path) -> (PathBuf, String) {
+    let root = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (root, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_never_follow_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        fs::create_dir(&root).unwrap();
+        let outside = dir.path().join("sentinel");
+        fs::write(&outside, "keep").unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(&outside, root.join("report.json")).unwrap();
+            std::os::unix::fs::symlink(dir.path(), root.join("artifacts")).unwrap();
+        }
+        // A link at the file's name is replaced, not written through.
+        write_file(&root, "report.json", b"new", false).unwrap();
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "keep");
+        assert_eq!(fs::read_to_string(root.join("report.json")).unwrap(), "new");
+        // A link as a directory component is refused.
+        let err = write_file(&root, "artifacts/sentinel", b"x", false).unwrap_err();
+        assert!(matches!(err, SafeFsError::Symlink { .. }), "{err}");
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "keep");
+        // Appending refuses a link.
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&outside, root.join("exchanges.jsonl")).unwrap();
+        let err = open_append(&root, "exchanges.jsonl", false).unwrap_err();
+        assert!(matches!(err, SafeFsError::Symlink { .. }), "{err}");
+        assert!(write_file(&root, "../x", b"x", false).is_err());
+        assert!(write_file(&root, "/x", b"x", false).is_err());
+    }
+}
