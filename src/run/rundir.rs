@@ -76,8 +76,6 @@ pub struct InputDigest {
     pub bytes: u64,
 }
 
-/// The largest `samples` or `max_reasks` accepted from a run.json.
-
 /// The largest run.json read (a real one is a few KiB).
 pub const MAX_RUN_FILE_BYTES: u64 = 4 << 20;
 
