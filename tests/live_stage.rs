@@ -66,6 +66,8 @@ fn the_deployment_stage_runs_on_the_local_model_and_its_transcript_replays_ident
         [
             "hat/pipeline-engineer",
             "hat/sre",
+            "judge/pipeline-engineer",
+            "judge/sre",
             "review/reliability",
             "signal"
         ]
