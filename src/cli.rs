@@ -59,8 +59,9 @@ pub enum Command {
 /// Where the stage definition comes from.
 #[derive(Debug, Clone, Args, Default)]
 pub struct StageArgs {
-    /// Stage directory (with STAGE.md), or a stage name when --studio is given.
-    /// Default: the stage named in hatrack.toml, else `hats/deployment`.
+    /// Stage directory (with STAGE.md), `embedded:NAME` for a stage compiled into hatrack,
+    /// or a stage name when --studio is given. Default: the stage named in hatrack.toml,
+    /// else the embedded deployment stage.
     #[arg(long, value_name = "DIR|NAME")]
     pub stage: Option<String>,
     /// Studio directory to look the stage up in (by directory, name, slug or alias).
@@ -175,7 +176,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// A stage directory, a studio directory, or a directory of studios (default: hats/).
+    /// A stage directory, a studio directory, or a directory of studios (default: the
+    /// stages compiled into hatrack, `embedded:`).
     #[arg(value_name = "PATH")]
     pub path: Option<PathBuf>,
 }
@@ -191,6 +193,10 @@ pub enum ListFormat {
 pub struct ListArgs {
     #[command(flatten)]
     pub stage: StageArgs,
+    /// The repository whose hatrack.toml `[stage] path` names the stage, when --stage does
+    /// not (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
 }

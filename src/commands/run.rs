@@ -202,7 +202,8 @@ pub async fn replay(
     let config = ConfigFile::load(&workspace)?;
     let stage_dir = args
         .stage
-        .clone()
+        .as_deref()
+        .map(|s| crate::definition::stage_path(&s.to_string_lossy()))
         .unwrap_or_else(|| rundir::resolve_recorded(dir, &record.stage.path));
     let mut settings = setup::model_settings(&Default::default(), &config)?;
     let judge = setup::apply_record(&mut settings, &record.model);

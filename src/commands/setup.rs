@@ -11,9 +11,6 @@ use crate::run::rundir::ModelRecord;
 use crate::secrets::Scrubber;
 use crate::Error;
 
-/// The shipped stage, used when nothing else names one.
-pub const DEFAULT_STAGE: &str = "hats/deployment";
-
 /// The workspace directory, checked.
 pub fn workspace_dir(arg: Option<&Path>) -> Result<PathBuf, Error> {
     let dir = arg
@@ -29,7 +26,7 @@ pub fn workspace_dir(arg: Option<&Path>) -> Result<PathBuf, Error> {
 }
 
 /// The stage directory: flags, then `[stage] path` of hatrack.toml (relative to the
-/// workspace), then the shipped `hats/deployment`.
+/// workspace, or `embedded:NAME`), then the deployment stage compiled into the binary.
 pub fn stage_dir(
     args: &StageArgs,
     config: &ConfigFile,
@@ -42,9 +39,12 @@ pub fn stage_dir(
         )?);
     }
     if let Some(p) = &config.stage.path {
-        return Ok(workspace.join(p));
+        return Ok(match definition::embedded::parse(&p.to_string_lossy()) {
+            Some(dir) => dir,
+            None => workspace.join(p),
+        });
     }
-    Ok(PathBuf::from(DEFAULT_STAGE))
+    Ok(definition::default_stage_dir())
 }
 
 /// Loads the stage and logs its warnings.
