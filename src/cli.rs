@@ -54,6 +54,9 @@ pub enum Command {
     Render(RenderArgs),
     /// Compare two runs: verdict flips, changed requests, artifacts, tokens and time.
     Diff(DiffArgs),
+    /// Write a commented hatrack.toml binding every Reads item of the stage to this
+    /// repository's files (TODO lines for what it could not find).
+    Init(InitArgs),
 }
 
 /// Where the stage definition comes from.
@@ -225,6 +228,18 @@ pub struct RenderArgs {
     /// Print the whole request body as JSON instead of the messages.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The repository to write hatrack.toml into (default: the current directory).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Replace an existing hatrack.toml.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

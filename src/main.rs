@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Run(args) => block_on(commands::run(args, &cli.global, &mut out)),
         Command::Replay(args) => block_on(commands::replay(args, &cli.global, &mut out)),
         Command::Diff(args) => commands::diff(args, &mut out),
+        Command::Init(args) => commands::init(args, &mut out),
     };
     let _ = out.flush();
     match result {
