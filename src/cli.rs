@@ -160,6 +160,10 @@ pub struct ReportArgs {
     /// Count unstable verdicts (with --samples) as they are.
     #[arg(long)]
     pub allow_unstable: bool,
+    /// GitHub Actions output: at most 10 `::error` and 10 `::warning` annotations on stdout,
+    /// and report.md appended to $GITHUB_STEP_SUMMARY. On by itself when GITHUB_ACTIONS=true.
+    #[arg(long)]
+    pub github: bool,
 }
 
 #[derive(Debug, Args)]

@@ -265,6 +265,7 @@ async fn execute(
     out: &mut dyn Write,
 ) -> Result<i32, Error> {
     let scrubber = setup::scrubber(&settings, &prepared.config)?;
+    let prepared_workspace = prepared.workspace.clone();
     let run_dir = &transcript.run_dir;
     std::fs::create_dir_all(run_dir).map_err(|e| {
         Error::io(
@@ -328,6 +329,9 @@ async fn execute(
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
     let written = report::write_all(&report, &out_dir, &|s| scrubber.scrub(s))?;
+    if github_enabled(report_args) {
+        github_output(&report, &prepared_workspace, &out_dir, &scrubber, out)?;
+    }
     if !global.quiet {
         let _ = write!(out, "{}", scrubber.scrub(&report::summary_table(&report)));
         if transcript.mode == RecordMode::None {
@@ -415,4 +419,72 @@ fn build_model(
         Some(judge),
         scrubber.clone(),
     )?))
+}
+
+/// GitHub Actions output is on with `--github` or when `GITHUB_ACTIONS=true` (as GitHub sets it).
+fn github_enabled(args: &ReportArgs) -> bool {
+    args.github || std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+}
+
+/// Annotations on stdout (always, even with --quiet: they are the point) and report.md
+/// appended to `$GITHUB_STEP_SUMMARY` when it is set. Both pass through the scrubber.
+fn github_output(
+    report: &report::Report,
+    workspace: &Path,
+    out_dir: &Path,
+    scrubber: &Scrubber,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    // Annotations name files relative to the repository root, which is the current
+    // directory on GitHub; a workspace elsewhere gets no `file=`.
+    let prefix = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            workspace
+                .canonicalize()
+                .ok()?
+                .strip_prefix(cwd.canonicalize().ok()?)
+                .ok()
+                .map(Path::to_path_buf)
+        })
+        .map(|rel| {
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            if rel.is_empty() {
+                rel
+            } else {
+                format!("{rel}/")
+            }
+        });
+    let lines = scrubber.scrub(&report::github::annotations(report, prefix.as_deref()));
+    let _ = write!(out, "{lines}");
+    let Some(summary_path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty())
+    else {
+        return Ok(());
+    };
+    let md_path = out_dir.join("report.md");
+    let markdown = std::fs::read_to_string(&md_path)
+        .map_err(|e| Error::io(format!("reading {}", md_path.display()), e))?;
+    let full = out_dir.join("report.html").display().to_string();
+    let text = report::github::step_summary(&markdown, &scrubber.scrub(&full));
+    let summary_path = PathBuf::from(summary_path);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&summary_path)
+        .map_err(|e| {
+            Error::io(
+                format!("opening $GITHUB_STEP_SUMMARY ({})", summary_path.display()),
+                e,
+            )
+        })?;
+    file.write_all(text.as_bytes()).map_err(|e| {
+        Error::io(
+            format!("writing $GITHUB_STEP_SUMMARY ({})", summary_path.display()),
+            e,
+        )
+    })
 }

@@ -216,6 +216,9 @@ pub struct EvidenceReport {
     pub grounded: bool,
     /// What the quote was found in (repository input or a hat's artifact).
     pub found_in: Option<SourceKind>,
+    /// The 1-based line of the source where the quote starts (absent when ungrounded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     /// "quoted from the repository", "quoted from the sre's artifact", or why it grounds nothing.
     pub provenance: String,
 }
@@ -227,6 +230,7 @@ impl From<&Evidence> for EvidenceReport {
             quote: e.quote.clone(),
             grounded: e.grounded(),
             found_in: e.found_in.clone(),
+            line: e.line,
             provenance: match (&e.found_in, &e.problem) {
                 (Some(kind), _) => kind.provenance(),
                 (None, Some(p)) => format!("ungrounded: {}", p.describe(&e.source)),

@@ -89,6 +89,7 @@ fn evidence(source: &str, quote: &str, grounded: bool) -> EvidenceReport {
         source: source.into(),
         quote: quote.into(),
         grounded,
+        line: None,
         found_in: grounded.then(|| {
             if source.starts_with("artifacts/") {
                 SourceKind::Artifact {

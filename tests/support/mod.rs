@@ -137,6 +137,8 @@ impl Test {
             "OPENAI_BASE_URL",
             "RUST_LOG",
             "HATRACK_MODEL",
+            "GITHUB_ACTIONS",
+            "GITHUB_STEP_SUMMARY",
         ] {
             cmd.env_remove(key);
         }
