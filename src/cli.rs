@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = "Run a stage of AI review agents (hats) against a pipeline repository and gate on its completion signal.\n\n\
 Every model exchange is recorded in a transcript, so a run can be replayed offline, byte for byte.\n\n\
 Exit codes: 0 signal met · 1 signal not met · 2 usage, definition or input error · \
-3 model/provider failure after retries · 4 replay miss · 5 token budget exceeded."
+3 model/provider failure after retries · 4 replay miss · 5 token or USD budget exceeded."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -43,7 +43,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the stage's hats, review agents and completion judge on a workspace.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Replay a recorded run offline (`run --record-mode none` on that transcript).
     Replay(ReplayArgs),
     /// Load and lint definitions: a stage, a studio, or a directory of studios.
@@ -103,6 +103,10 @@ pub struct ModelArgs {
     /// Stop (exit 5) before the run would use more than this many tokens.
     #[arg(long, value_name = "TOKENS")]
     pub budget: Option<u64>,
+    /// Stop (exit 5) before a request that could take the run's spending over this many
+    /// US dollars (needs --prices with a price for every model used).
+    #[arg(long, value_name = "USD")]
+    pub budget_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -160,6 +164,11 @@ pub struct ReportArgs {
     /// Count unstable verdicts (with --samples) as they are.
     #[arg(long)]
     pub allow_unstable: bool,
+    /// Model prices: LiteLLM's model-prices JSON, or TOML tables of USD per million tokens
+    /// (`["gpt-4o-mini"]` input = 0.15, output = 0.60). Adds cost per step and in total to
+    /// every report; a model the file does not price has an unknown cost.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
     /// GitHub Actions output: at most 10 `::error` and 10 `::warning` annotations on stdout,
     /// and report.md appended to $GITHUB_STEP_SUMMARY. On by itself when GITHUB_ACTIONS=true.
     #[arg(long)]

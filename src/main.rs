@@ -73,6 +73,9 @@ fn hint(err: &Error) -> Option<&'static str> {
         Error::Model(ModelError::ReplayMiss { .. }) => Some(
             "the definitions, prompts, workspace or model settings changed since the run was recorded; `hatrack render STEP --against DIR` shows the change, and `hatrack run --from-transcript DIR --transcript NEW` records only what changed",
         ),
+        Error::Model(ModelError::CostBudgetExceeded { .. }) => Some(
+            "raise --budget-usd, cut inputs with [limits], or lower max_tokens; every exchange made so far is recorded, and `hatrack run --resume DIR` continues without paying for them again",
+        ),
         Error::Model(ModelError::BudgetExceeded { .. }) => {
             Some("raise --budget (or [model] budget in hatrack.toml), or cut inputs with [limits]")
         }

@@ -264,6 +264,8 @@ async fn execute(
     global: &GlobalArgs,
     out: &mut dyn Write,
 ) -> Result<i32, Error> {
+    let (mut settings, mut judge) = (settings, judge);
+    let prices = setup::prices(report_args.prices.as_deref(), &mut settings, &mut judge)?;
     let scrubber = setup::scrubber(&settings, &prepared.config)?;
     let prepared_workspace = prepared.workspace.clone();
     let run_dir = &transcript.run_dir;
@@ -320,6 +322,7 @@ async fn execute(
         },
         stability_threshold: STABILITY_THRESHOLD,
         scrubber: scrubber.clone(),
+        prices,
         stage: prepared.stage,
     };
     let progress = Progress::new(global.quiet);

@@ -97,6 +97,7 @@ pub fn model_settings(args: &ModelArgs, config: &ConfigFile) -> Result<ModelSett
     s.max_reasks = args.max_reasks.or(m.max_reasks).unwrap_or(s.max_reasks);
     s.jobs = args.jobs.or(m.jobs).unwrap_or(s.jobs).max(1);
     s.budget = args.budget.or(m.budget);
+    s.budget_usd = args.budget_usd;
     Ok(s)
 }
 
@@ -172,4 +173,43 @@ pub fn scrubber(settings: &ModelSettings, config: &ConfigFile) -> Result<Scrubbe
         secrets.push(settings.api_key.expose().to_string());
     }
     Ok(Scrubber::new(secrets, patterns))
+}
+
+/// `--prices FILE` loaded, and `--budget-usd` checked against it: a spending cap needs a
+/// price for every model the run may call (an unknown price is never taken as 0).
+pub fn prices(
+    file: Option<&Path>,
+    settings: &mut ModelSettings,
+    judge: &mut ModelSettings,
+) -> Result<Option<std::sync::Arc<crate::model::prices::Prices>>, Error> {
+    let prices = match file {
+        Some(path) => Some(std::sync::Arc::new(crate::model::prices::Prices::load(
+            path,
+        )?)),
+        None => None,
+    };
+    if let Some(usd) = settings.budget_usd {
+        if !(usd.is_finite() && usd > 0.0) {
+            return Err(Error::usage(format!(
+                "--budget-usd {usd}: give a positive number of US dollars, e.g. --budget-usd 2.50"
+            )));
+        }
+        let Some(table) = &prices else {
+            return Err(Error::usage(
+                "--budget-usd needs --prices FILE (LiteLLM's model-prices JSON, or TOML of USD per million tokens) to know what tokens cost",
+            ));
+        };
+        for model in [&settings.model, &judge.model] {
+            if table.get(model).is_none() {
+                return Err(Error::usage(format!(
+                    "--budget-usd: {} has no price for model {model:?}; add it (input/output per token, or per million in TOML) or drop --budget-usd",
+                    table.source.display()
+                )));
+            }
+        }
+    }
+    judge.budget_usd = settings.budget_usd;
+    settings.prices = prices.clone();
+    judge.prices = prices.clone();
+    Ok(prices)
 }

@@ -420,8 +420,9 @@ impl TranscriptModel {
     /// only when `mode` may call the model — so `none`, and `once` over a recorded
     /// transcript, never construct a client and cannot open a socket. `judge`: the judging
     /// steps' settings, when they name another endpoint (requests are routed by model). With
-    /// `settings.budget`, the live model sits behind a [`Budget`](super::Budget): the budget
-    /// counts what this run spends, replayed exchanges are free.
+    /// `settings.budget`, the live model sits behind a [`Budget`](super::Budget) (and with
+    /// `settings.budget_usd`, a [`UsdBudget`](super::prices::UsdBudget)): a budget counts
+    /// what this run spends, replayed exchanges are free.
     ///
     /// Recording: `all` starts `record_to` afresh; every other mode appends. Nothing is
     /// written when `record_to` is the replay source itself and the mode cannot call.
@@ -449,9 +450,15 @@ impl TranscriptModel {
                 }
                 _ => client,
             };
-            Some(match settings.budget {
+            let client: Arc<dyn ChatModel> = match settings.budget {
                 Some(tokens) => Arc::new(super::Budget::new(client, tokens)),
                 None => client,
+            };
+            Some(match (settings.budget_usd, &settings.prices) {
+                (Some(usd), Some(prices)) => {
+                    Arc::new(super::prices::UsdBudget::new(client, usd, prices.clone()))
+                }
+                _ => client,
             })
         } else {
             None

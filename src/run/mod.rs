@@ -26,8 +26,8 @@ use crate::model::structured::{ask_structured, StructuredOutcome};
 use crate::model::{ChatModel, ReplySource};
 use crate::prompt::Prompts;
 use crate::report::{
-    InputFileReport, InputReport, Outcome, Report, RequirementReport, RunInfo, StageInfo, StepKind,
-    StepReport, StepStatus, TokenUsage,
+    Cost, InputFileReport, InputReport, Outcome, Report, RequirementReport, RunInfo, StageInfo,
+    StepKind, StepReport, StepStatus, TokenUsage,
 };
 use crate::secrets::Scrubber;
 use crate::verdict::gate::{self, GatePolicy, HatOutput};
@@ -65,6 +65,8 @@ pub struct RunPlan {
     /// Agreement below this share marks a sampled verdict unstable.
     pub stability_threshold: f64,
     pub scrubber: Scrubber,
+    /// `--prices`: cost per step and in total in the reports.
+    pub prices: Option<std::sync::Arc<crate::model::prices::Prices>>,
 }
 
 impl RunPlan {
@@ -182,6 +184,7 @@ fn step_report(
         attempts,
         usage,
         duration_ms,
+        cost: None,
         // Where the answers were first obtained, so a replay reports what the recorded run did.
         source: source_label(&origins).to_string(),
         summary: None,
@@ -448,7 +451,7 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
 }
 
 /// The gate over the rulings, and the report: output structs built once, at the end.
-fn assemble(plan: &RunPlan, run: Progressed) -> Report {
+fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
     let stage = &plan.stage;
     let gates: Vec<String> = stage.gates.iter().map(|g| g.as_str().to_string()).collect();
     let hats: Vec<HatOutput<'_>> = run
@@ -465,6 +468,10 @@ fn assemble(plan: &RunPlan, run: Progressed) -> Report {
     for s in &run.steps {
         usage.add(&s.usage);
     }
+    let cost = plan
+        .prices
+        .as_deref()
+        .map(|prices| price_steps(prices, &mut run.steps));
     Report {
         schema_version: crate::report::SCHEMA_VERSION,
         hatrack_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -495,12 +502,39 @@ fn assemble(plan: &RunPlan, run: Progressed) -> Report {
                 .steps
                 .iter()
                 .fold(0u64, |t, s| t.saturating_add(s.duration_ms)),
+            cost,
         },
         outcome: Outcome::from(&decision),
         steps: run.steps,
         requirements: run.judged.iter().map(RequirementReport::from).collect(),
         inputs: input_reports(&plan.bindings),
         warnings: run.warnings,
+    }
+}
+
+/// Prices each step's tokens at its model's rates and returns the run's total: unknown as
+/// soon as one step's model has no price (never counted as 0).
+fn price_steps(prices: &crate::model::prices::Prices, steps: &mut [StepReport]) -> Cost {
+    let mut total = Some(0.0);
+    let mut unpriced: Vec<String> = Vec::new();
+    for s in steps {
+        let usd = prices.cost(&s.model, s.usage.prompt_tokens, s.usage.completion_tokens);
+        if usd.is_none() && !unpriced.contains(&s.model) {
+            unpriced.push(s.model.clone());
+        }
+        total = total.zip(usd).map(|(t, c)| t + c);
+        s.cost = Some(Cost {
+            usd,
+            unpriced_models: if usd.is_none() {
+                vec![s.model.clone()]
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    Cost {
+        usd: total,
+        unpriced_models: unpriced,
     }
 }
 
