@@ -16,6 +16,7 @@ pub mod prompt;
 pub mod report;
 pub mod run;
 pub mod secrets;
+pub mod telemetry;
 pub mod verdict;
 
 pub use error::Error;

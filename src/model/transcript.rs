@@ -588,10 +588,48 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 impl ChatModel for TranscriptModel {
+    /// Each exchange is a `gen_ai.chat` span (OpenTelemetry GenAI conventions) carrying the
+    /// opaque step id, the attempt, whether it was replayed, and the tokens — never content.
     fn complete<'a>(
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ModelReply, ModelError>> {
-        Box::pin(self.complete_inner(request))
+        use tracing::field::Empty;
+        use tracing::Instrument;
+        let model = request
+            .body
+            .get("model")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "gen_ai.chat",
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = model,
+            hatrack.step = request.step.as_str(),
+            hatrack.attempt = request.attempt,
+            hatrack.source = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            error = Empty,
+        );
+        Box::pin(async move {
+            let result = self.complete_inner(request).instrument(span.clone()).await;
+            match &result {
+                Ok(reply) => {
+                    let source = match reply.source {
+                        ReplySource::Live => "live",
+                        ReplySource::Replayed => "replayed",
+                    };
+                    span.record("hatrack.source", source);
+                    span.record("gen_ai.usage.input_tokens", reply.usage.prompt_tokens);
+                    span.record("gen_ai.usage.output_tokens", reply.usage.completion_tokens);
+                }
+                Err(_) => {
+                    // Only that it failed: error texts may quote a provider echoing credentials.
+                    span.record("error", true);
+                }
+            }
+            result
+        })
     }
 }

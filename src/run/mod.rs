@@ -111,8 +111,25 @@ async fn ask<T: DeserializeOwned>(
     spec: &crate::model::JsonSchemaSpec,
     progress: &Progress,
 ) -> Result<Asked<T>, Error> {
+    use tracing::Instrument;
     let line = progress.start(step);
-    let mut outcome = ask_structured(model, step, settings, messages, spec).await?;
+    let span = tracing::info_span!(
+        "hatrack.step",
+        hatrack.step = step,
+        gen_ai.request.model = settings.model.as_str(),
+        hatrack.attempts = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+    );
+    let mut outcome = ask_structured(model, step, settings, messages, spec)
+        .instrument(span.clone())
+        .await?;
+    span.record("hatrack.attempts", outcome.attempts);
+    span.record("gen_ai.usage.input_tokens", outcome.usage.prompt_tokens);
+    span.record(
+        "gen_ai.usage.output_tokens",
+        outcome.usage.completion_tokens,
+    );
     let answer = match outcome.value.clone().map(serde_json::from_value::<T>) {
         Some(Ok(a)) => Some(a),
         Some(Err(e)) => {
@@ -277,6 +294,38 @@ struct Progressed {
 
 /// Runs the whole stage and returns the report (not yet written).
 pub async fn execute(
+    plan: &RunPlan,
+    model: &dyn ChatModel,
+    progress: &Progress,
+) -> Result<Report, Error> {
+    use tracing::field::Empty;
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "hatrack.run",
+        hatrack.stage = plan.stage.name.as_str(),
+        hatrack.run_id = plan.run_id.as_str(),
+        hatrack.record_mode = plan.record_mode.as_str(),
+        hatrack.signal_met = Empty,
+        hatrack.exit_code = Empty,
+        error = Empty,
+    );
+    let result = execute_steps(plan, model, progress)
+        .instrument(span.clone())
+        .await;
+    match &result {
+        Ok(report) => {
+            span.record("hatrack.signal_met", report.outcome.signal_met);
+            span.record("hatrack.exit_code", report.outcome.exit_code);
+        }
+        Err(_) => {
+            // Only that it failed: error texts may quote a provider echoing credentials.
+            span.record("error", true);
+        }
+    }
+    result
+}
+
+async fn execute_steps(
     plan: &RunPlan,
     model: &dyn ChatModel,
     progress: &Progress,

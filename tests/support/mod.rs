@@ -139,6 +139,8 @@ impl Test {
             "HATRACK_MODEL",
             "GITHUB_ACTIONS",
             "GITHUB_STEP_SUMMARY",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         ] {
             cmd.env_remove(key);
         }
