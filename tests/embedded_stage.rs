@@ -44,6 +44,21 @@ fn list_check_and_render_work_from_an_empty_directory() {
         .run();
     Test::new()
         .current_dir(empty.path())
+        .args(["check", "embedded:deployment"])
+        .stdout_has("0 errors, 0 warnings")
+        .run();
+    // The same definition digest as the files on disk: the embedded copy is those bytes.
+    let digest = |args: &[&str]| -> String {
+        let out = Test::new()
+            .args(["list", "--format", "json"])
+            .args(args)
+            .run();
+        let v: Value = serde_json::from_str(&out.stdout).unwrap();
+        v["stage"]["digest"].as_str().unwrap().to_string()
+    };
+    assert_eq!(digest(&[]), digest(&["--stage", "hats/deployment"]));
+    Test::new()
+        .current_dir(empty.path())
         .args(["render", "pipeline-engineer"])
         .arg(repo_root().join("examples/orders-pipeline"))
         .stdout_has("You are the Pipeline Engineer")

@@ -92,10 +92,11 @@ fn total(map: &BTreeMap<Level, usize>) -> usize {
 /// stderr (one `file:line: severity: message` per line). Exit 0 with warnings only, 2 with
 /// any error.
 pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    let path: PathBuf = args
-        .path
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(crate::definition::embedded::ROOT));
+    let path: PathBuf = match &args.path {
+        // `embedded:deployment`: one stage built into hatrack.
+        Some(p) => crate::definition::stage_path(&p.to_string_lossy()),
+        None => PathBuf::from(crate::definition::embedded::ROOT),
+    };
     let tree = load_tree(&path);
     let stderr = std::io::stderr();
     let mut err = stderr.lock();
