@@ -176,6 +176,16 @@ fn init_with_a_stage_on_disk_writes_its_path() {
         .run();
     let text = std::fs::read_to_string(repo.path().join("hatrack.toml")).unwrap();
     assert!(text.contains("[stage]\npath = \""), "{text}");
+    // Rewriting with --force keeps the stage the file names.
+    Test::new()
+        .arg("init")
+        .arg(repo.path())
+        .arg("--force")
+        .run();
+    assert_eq!(
+        std::fs::read_to_string(repo.path().join("hatrack.toml")).unwrap(),
+        text
+    );
     Test::new()
         .current_dir(repo.path())
         .arg("list")

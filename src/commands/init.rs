@@ -327,7 +327,9 @@ pub fn init(args: &InitArgs, out: &mut dyn Write) -> Result<i32, Error> {
             path.display()
         )));
     }
-    let stage_dir = setup::stage_dir(&args.stage, &ConfigFile::default(), &dir)?;
+    // With --force over an existing file, keep the stage it names (if it still loads).
+    let existing = ConfigFile::load(&dir).unwrap_or_default();
+    let stage_dir = setup::stage_dir(&args.stage, &existing, &dir)?;
     let stage = setup::load_stage(&stage_dir)?.stage;
     let (spelling, stage_line) = match embedded::spelling(&stage_dir) {
         Some(s) if stage_dir == definition::default_stage_dir() => (s, None),
