@@ -214,8 +214,18 @@ async fn github_output_caps_annotations_points_at_files_and_fills_the_step_summa
         .arg(&run_dir)
         .arg("--allow-unknown")
         .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_WORKSPACE", support::repo_root().join(WORKSPACE))
         .status(1)
         .run();
+    // Files are named from $GITHUB_WORKSPACE when it is set.
+    assert!(
+        out.stdout.contains(&format!(
+            "::error file={QUOTED_FILE},line={},",
+            quoted_line()
+        )),
+        "{}",
+        out.stdout
+    );
     assert_eq!(
         out.stdout
             .lines()

@@ -438,10 +438,12 @@ fn github_output(
     scrubber: &Scrubber,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    // Annotations name files relative to the repository root, which is the current
-    // directory on GitHub; a workspace elsewhere gets no `file=`.
-    let prefix = std::env::current_dir()
-        .ok()
+    // Annotations name files relative to the repository root: `$GITHUB_WORKSPACE` on
+    // GitHub, else the current directory; a workspace outside it gets no `file=`.
+    let prefix = std::env::var_os("GITHUB_WORKSPACE")
+        .filter(|w| !w.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
         .and_then(|cwd| {
             workspace
                 .canonicalize()

@@ -139,6 +139,7 @@ impl Test {
             "HATRACK_MODEL",
             "GITHUB_ACTIONS",
             "GITHUB_STEP_SUMMARY",
+            "GITHUB_WORKSPACE",
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         ] {
