@@ -42,7 +42,8 @@ fn answer(req: &SeenRequest) -> Reply {
         let items: Vec<Value> = ids
             .into_iter()
             .map(|id| {
-                let mut v = json!({"id": id, "verdict": "unknown", "finding": "bench", "evidence": []});
+                let mut v =
+                    json!({"id": id, "verdict": "unknown", "finding": "bench", "evidence": []});
                 if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
                     o.extend(e.clone());
                 }

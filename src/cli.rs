@@ -14,7 +14,7 @@ use crate::model::settings::bounds;
     long_about = "Run a stage of AI review agents (hats) against a pipeline repository and gate on its completion signal.\n\n\
 Every model exchange is recorded in a transcript, so a run can be replayed offline, byte for byte.\n\n\
 Exit codes: 0 signal met · 1 signal not met · 2 usage, definition, input or I/O error · \
-3 model/provider failure (after retries, when retrying could help) · 4 replay miss · 5 token budget exceeded."
+3 model/provider failure (after retries, when retrying could help) · 4 replay miss · 5 token or USD budget exceeded."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -45,7 +45,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the stage's hats, review agents and completion judge on a workspace.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Replay a recorded run offline (`run --record-mode none` on that transcript).
     Replay(ReplayArgs),
     /// Load and lint definitions: a stage, a studio, or a directory of studios.
@@ -56,13 +56,17 @@ pub enum Command {
     Render(RenderArgs),
     /// Compare two runs: verdict flips, changed requests, artifacts, tokens and time.
     Diff(DiffArgs),
+    /// Write a commented hatrack.toml binding every Reads item of the stage to this
+    /// repository's files (TODO lines for what it could not find).
+    Init(InitArgs),
 }
 
 /// Where the stage definition comes from.
 #[derive(Debug, Clone, Args, Default)]
 pub struct StageArgs {
-    /// Stage directory (with STAGE.md), or a stage name when --studio is given.
-    /// Default: the stage named in hatrack.toml, else `hats/deployment`.
+    /// Stage directory (with STAGE.md), `embedded:NAME` for a stage compiled into hatrack,
+    /// or a stage name when --studio is given. Default: the stage named in hatrack.toml,
+    /// else the embedded deployment stage.
     #[arg(long, value_name = "DIR|NAME")]
     pub stage: Option<String>,
     /// Studio directory to look the stage up in (by directory, name, slug or alias).
@@ -101,6 +105,10 @@ pub struct ModelArgs {
     /// Stop (exit 5) before the run would use more than this many tokens (1–10^12).
     #[arg(long, value_name = "TOKENS", value_parser = parse_budget)]
     pub budget: Option<u64>,
+    /// Stop (exit 5) before a request that could take the run's spending over this many
+    /// US dollars (needs --prices with a price for every model used).
+    #[arg(long, value_name = "USD")]
+    pub budget_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -159,6 +167,15 @@ pub struct ReportArgs {
     /// Count unstable verdicts (with --samples) as they are.
     #[arg(long)]
     pub allow_unstable: bool,
+    /// Model prices: LiteLLM's model-prices JSON, or TOML tables of USD per million tokens
+    /// (`["gpt-4o-mini"]` input = 0.15, output = 0.60). Adds cost per step and in total to
+    /// every report; a model the file does not price has an unknown cost.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+    /// GitHub Actions output: at most 10 `::error` and 10 `::warning` annotations on stdout,
+    /// and report.md appended to $GITHUB_STEP_SUMMARY. On by itself when GITHUB_ACTIONS=true.
+    #[arg(long)]
+    pub github: bool,
 }
 
 #[derive(Debug, Args)]
@@ -178,7 +195,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// A stage directory, a studio directory, or a directory of studios (default: hats/).
+    /// A stage directory, a studio directory, or a directory of studios (default: the
+    /// stages compiled into hatrack, `embedded:`).
     #[arg(value_name = "PATH")]
     pub path: Option<PathBuf>,
 }
@@ -194,6 +212,10 @@ pub enum ListFormat {
 pub struct ListArgs {
     #[command(flatten)]
     pub stage: StageArgs,
+    /// The repository whose hatrack.toml `[stage] path` names the stage, when --stage does
+    /// not (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
 }
@@ -222,6 +244,18 @@ pub struct RenderArgs {
     /// Print the whole request body as JSON instead of the messages.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The repository to write hatrack.toml into (default: the current directory).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Replace an existing hatrack.toml.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

@@ -19,6 +19,8 @@ pub enum Error {
     Inputs(#[from] InputErrors),
     #[error(transparent)]
     Prompt(#[from] PromptError),
+    #[error(transparent)]
+    Prices(#[from] crate::model::prices::PriceError),
     /// Bad command line, config or workspace input; the message says what to do.
     #[error("{0}")]
     Usage(String),
@@ -46,6 +48,7 @@ impl Error {
             Error::Model(ModelError::Provider { .. }) => 3,
             Error::Model(ModelError::ReplayMiss { .. }) => 4,
             Error::Model(ModelError::BudgetExceeded { .. }) => 5,
+            Error::Model(ModelError::CostBudgetExceeded { .. }) => 5,
             _ => 2,
         }
     }

@@ -145,7 +145,7 @@ pub fn split_reads(reads: &str) -> Vec<String> {
 }
 
 /// The hat an item names, if any: "Pipeline engineer's deployment" → `pipeline-engineer`.
-fn named_hat<'a>(item: &str, hats: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub fn named_hat<'a>(item: &str, hats: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let item = normalise_item(item).replace('’', "'");
     hats.into_iter().find(|hat| {
         let spoken = hat.replace(['-', '_'], " ");
@@ -279,6 +279,25 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
     } else {
         Err(InputErrors(errors))
     }
+}
+
+/// The workspace's files, relative (`/`-separated) and sorted, as binding sees them (`.git`,
+/// `target`, `node_modules` and `.venv` are skipped).
+pub fn workspace_files(root: &Path) -> Result<Vec<String>, InputError> {
+    Ok(WorkspaceFiles::scan(root)?.files)
+}
+
+/// Whether `file` (relative, `/`-separated) is one a `[inputs]` pattern binds: it matches
+/// the glob, or the pattern names a directory holding it. An invalid glob matches nothing.
+pub fn pattern_matches(pattern: &str, file: &str) -> bool {
+    let clean = pattern.trim_start_matches("./").trim_end_matches('/');
+    if file.starts_with(&format!("{clean}/")) {
+        return true;
+    }
+    GlobBuilder::new(clean)
+        .literal_separator(true)
+        .build()
+        .is_ok_and(|g| g.compile_matcher().is_match(file))
 }
 
 /// The workspace's files, relative and sorted, walked once.

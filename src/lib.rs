@@ -17,6 +17,7 @@ pub mod report;
 pub mod run;
 pub mod safe_fs;
 pub mod secrets;
+pub mod telemetry;
 pub mod tools;
 pub mod verdict;
 

@@ -9,7 +9,7 @@ use hatrack::{commands, Error};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli);
+    let telemetry = init_logging(&cli);
     hatrack::install_crypto_provider();
 
     let stdout = std::io::stdout();
@@ -21,8 +21,12 @@ fn main() -> ExitCode {
         Command::Run(args) => block_on(commands::run(args, &cli.global, &mut out)),
         Command::Replay(args) => block_on(commands::replay(args, &cli.global, &mut out)),
         Command::Diff(args) => commands::diff(args, &mut out),
+        Command::Init(args) => commands::init(args, &mut out),
     };
     let _ = out.flush();
+    if let Some(exporter) = &telemetry {
+        exporter.flush();
+    }
     match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(err) => {
@@ -105,6 +109,9 @@ fn hint(err: &Error) -> Option<&'static str> {
         Error::Model(ModelError::Transcript { .. }) => Some(
             "the run directory's transcript could not be read or written: check disk space and permissions; a damaged exchanges.jsonl line is named above — restore the file, or record a new run with `hatrack run --transcript NEW_DIR`",
         ),
+        Error::Model(ModelError::CostBudgetExceeded { .. }) => Some(
+            "raise --budget-usd, cut inputs with [limits], or lower max_tokens; every exchange made so far is recorded, and `hatrack run --resume DIR` continues without paying for them again",
+        ),
         Error::Model(ModelError::BudgetExceeded { .. }) => {
             Some("raise --budget (or [model] budget in hatrack.toml), or cut inputs with [limits]")
         }
@@ -112,21 +119,33 @@ fn hint(err: &Error) -> Option<&'static str> {
     }
 }
 
-fn init_logging(cli: &Cli) {
-    use tracing_subscriber::EnvFilter;
+/// Logs to stderr (filtered by -v / RUST_LOG) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+/// set, hatrack's spans to an OpenTelemetry collector (unfiltered by the log level).
+fn init_logging(cli: &Cli) -> Option<hatrack::telemetry::Exporter> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{filter, EnvFilter};
     let default = match cli.global.verbose {
         0 => "warn",
         1 => "hatrack=debug,warn",
         _ => "hatrack=trace,debug",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
-    match cli.global.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(color).init(),
-    }
+    let fmt = match cli.global.log_format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Text => fmt.with_ansi(color).boxed(),
+    };
+    let (otlp, exporter) = match hatrack::telemetry::from_env() {
+        Some((layer, exporter)) => (Some(layer), Some(exporter)),
+        None => (None, None),
+    };
+    let own_spans = filter::filter_fn(|m| m.is_span() && m.target().starts_with("hatrack"));
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(env_filter))
+        .with(otlp.map(|l| l.with_filter(own_spans)))
+        .init();
+    exporter
 }

@@ -80,7 +80,7 @@ fn one_studio_and_one_stage_of_the_corpus_can_be_checked_alone() {
 fn default_path_checks_the_shipped_stage() {
     Test::new()
         .arg("check")
-        .stdout_has("checked hats: 0 studios, 1 stage, 2 hats, 1 review agent, 1 output, 0 discovery")
+        .stdout_has("checked the stages built into hatrack: 0 studios, 1 stage, 2 hats, 1 review agent, 1 output, 0 discovery")
         .stdout_has("10 hat constraints (8 MUST NOT, 2 MUST), 4 review checks (4 MUST), 5 completion-signal requirements (2 MUST, 3 implicit)")
         .stdout_has("0 errors, 0 warnings")
         .run();

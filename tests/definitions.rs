@@ -407,7 +407,11 @@ fn included_agents_follow_own_ones_in_include_order() {
 fn resolve_stage_dir_by_studio_dir_name_slug_alias() {
     assert_eq!(
         resolve_stage_dir(None, None).unwrap(),
-        PathBuf::from("hats/deployment")
+        PathBuf::from("embedded:/deployment")
+    );
+    assert_eq!(
+        resolve_stage_dir(Some("embedded:deployment"), None).unwrap(),
+        PathBuf::from("embedded:/deployment")
     );
     assert_eq!(
         resolve_stage_dir(Some("some/dir"), None).unwrap(),

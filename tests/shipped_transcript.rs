@@ -27,7 +27,13 @@ fn the_shipped_transcript_replays_offline_to_the_committed_reports() {
         "no summary on stdout:\n{}",
         out.stdout
     );
-    for f in ["report.json", "report.md", "report.html", "junit.xml"] {
+    for f in [
+        "report.json",
+        "report.md",
+        "report.html",
+        "junit.xml",
+        "report.sarif",
+    ] {
         let committed = std::fs::read_to_string(repo_root().join(SHIPPED).join(f)).unwrap();
         let replayed = std::fs::read_to_string(dir.path().join(f)).unwrap();
         assert!(

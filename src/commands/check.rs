@@ -6,9 +6,6 @@ use crate::cli::CheckArgs;
 use crate::definition::{load_tree, Level, LoadedTree, Severity, Stage};
 use crate::Error;
 
-/// The default PATH: the project's shipped definitions.
-const DEFAULT_PATH: &str = "hats";
-
 /// What `hatrack check` counts, so a user sees at a glance that everything was found.
 #[derive(Debug, Default)]
 struct Counts {
@@ -95,10 +92,11 @@ fn total(map: &BTreeMap<Level, usize>) -> usize {
 /// stderr (one `file:line: severity: message` per line). Exit 0 with warnings only, 2 with
 /// any error.
 pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    let path: PathBuf = args
-        .path
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+    let path: PathBuf = match &args.path {
+        // `embedded:deployment`: one stage built into hatrack.
+        Some(p) => crate::definition::stage_path(&p.to_string_lossy()),
+        None => PathBuf::from(crate::definition::embedded::ROOT),
+    };
     let tree = load_tree(&path);
     let stderr = std::io::stderr();
     let mut err = stderr.lock();
@@ -124,7 +122,11 @@ fn write_summary(path: &Path, tree: &LoadedTree, out: &mut dyn Write) -> std::io
     writeln!(
         out,
         "checked {}: {}, {}, {}, {}{included}, {}, {} discovery",
-        path.display(),
+        if crate::definition::embedded::contains(path) {
+            "the stages built into hatrack".to_string()
+        } else {
+            path.display().to_string()
+        },
         plural(c.studios, "studio", "studios"),
         plural(c.stages, "stage", "stages"),
         plural(c.hats, "hat", "hats"),

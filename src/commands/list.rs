@@ -3,9 +3,11 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::cli::{ListArgs, ListFormat};
+use crate::commands::setup;
+use crate::config::ConfigFile;
 use crate::definition::{
-    definition_digest, load_stage, resolve_stage_dir, AgentOrigin, ArtifactDef, ArtifactKind,
-    Requirement, Stage,
+    definition_digest, embedded, load_stage, resolve_stage_dir, AgentOrigin, ArtifactDef,
+    ArtifactKind, Requirement, Stage,
 };
 use crate::Error;
 
@@ -153,7 +155,8 @@ impl ListView {
             stage: StageView {
                 name: stage.name.clone(),
                 studio: stage.studio.clone(),
-                dir: stage.dir.display().to_string(),
+                dir: embedded::spelling(&stage.dir)
+                    .unwrap_or_else(|| stage.dir.display().to_string()),
                 file: stage.file.display().to_string(),
                 title: stage.title.clone(),
                 description: stage.description.clone(),
@@ -235,7 +238,13 @@ impl ListView {
 /// read and produce and every constraint, review agents with their checks, criteria
 /// guidance, the completion-signal requirements and the gate.
 pub fn list(args: &ListArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    let dir = resolve_stage_dir(args.stage.stage.as_deref(), args.stage.studio.as_deref())?;
+    let dir = if args.stage.stage.is_some() || args.stage.studio.is_some() {
+        resolve_stage_dir(args.stage.stage.as_deref(), args.stage.studio.as_deref())?
+    } else {
+        let workspace = setup::workspace_dir(args.workspace.as_deref())?;
+        let config = ConfigFile::load(&workspace)?;
+        setup::stage_dir(&args.stage, &config, &workspace)?
+    };
     let loaded = load_stage(&dir)?;
     let view = ListView::of(&loaded.stage, &loaded.warnings);
     let written = match args.format {

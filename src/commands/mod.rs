@@ -3,6 +3,7 @@
 
 mod check;
 mod diff;
+mod init;
 mod list;
 mod render;
 mod run;
@@ -10,6 +11,7 @@ mod setup;
 
 pub use check::check;
 pub use diff::diff;
+pub use init::init;
 pub use list::list;
 pub use render::render;
 pub use run::{replay, run};

@@ -323,7 +323,8 @@ pub async fn replay(
     let config = ConfigFile::load(&workspace)?;
     let stage_dir = args
         .stage
-        .clone()
+        .as_deref()
+        .map(|s| crate::definition::stage_path(&s.to_string_lossy()))
         .unwrap_or_else(|| rundir::resolve_recorded(dir, &record.stage.path));
     let mut settings = setup::model_settings(&Default::default(), &config)?;
     let judge = setup::apply_record(&mut settings, &record.model);
@@ -384,7 +385,10 @@ async fn execute(
     global: &GlobalArgs,
     out: &mut dyn Write,
 ) -> Result<i32, Error> {
+    let (mut settings, mut judge) = (settings, judge);
+    let prices = setup::prices(report_args.prices.as_deref(), &mut settings, &mut judge)?;
     let scrubber = setup::scrubber(&settings, &prepared.config)?;
+    let prepared_workspace = prepared.workspace.clone();
     let run_dir = &transcript.run_dir;
     // Held until the reports are written: a second writer fails at once (exit 2).
     let locked = RunDir::open_locked(run_dir)?;
@@ -436,6 +440,7 @@ async fn execute(
         stability_threshold: STABILITY_THRESHOLD,
         scrubber: scrubber.clone(),
         agent: setup::agent(&prepared.config, &prepared.workspace, &scrubber)?,
+        prices,
         stage: prepared.stage,
     };
     let progress = Progress::new(global.quiet);
@@ -445,6 +450,9 @@ async fn execute(
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
     let written = report::write_all_scrubbed(&report, &out_dir, &scrubber)?;
+    if github_enabled(report_args) {
+        github_output(&report, &prepared_workspace, &out_dir, &scrubber, out)?;
+    }
     if !global.quiet {
         let _ = write!(out, "{}", scrubber.scrub(&report::summary_table(&report)));
         if transcript.mode == RecordMode::None {
@@ -532,4 +540,74 @@ fn build_model(
         Some(judge),
         scrubber.clone(),
     )?))
+}
+
+/// GitHub Actions output is on with `--github` or when `GITHUB_ACTIONS=true` (as GitHub sets it).
+fn github_enabled(args: &ReportArgs) -> bool {
+    args.github || std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+}
+
+/// Annotations on stdout (always, even with --quiet: they are the point) and report.md
+/// appended to `$GITHUB_STEP_SUMMARY` when it is set. Both pass through the scrubber.
+fn github_output(
+    report: &report::Report,
+    workspace: &Path,
+    out_dir: &Path,
+    scrubber: &Scrubber,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    // Annotations name files relative to the repository root: `$GITHUB_WORKSPACE` on
+    // GitHub, else the current directory; a workspace outside it gets no `file=`.
+    let prefix = std::env::var_os("GITHUB_WORKSPACE")
+        .filter(|w| !w.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .and_then(|cwd| {
+            workspace
+                .canonicalize()
+                .ok()?
+                .strip_prefix(cwd.canonicalize().ok()?)
+                .ok()
+                .map(Path::to_path_buf)
+        })
+        .map(|rel| {
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            if rel.is_empty() {
+                rel
+            } else {
+                format!("{rel}/")
+            }
+        });
+    let lines = scrubber.scrub(&report::github::annotations(report, prefix.as_deref()));
+    let _ = write!(out, "{lines}");
+    let Some(summary_path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty())
+    else {
+        return Ok(());
+    };
+    let md_path = out_dir.join("report.md");
+    let markdown = std::fs::read_to_string(&md_path)
+        .map_err(|e| Error::io(format!("reading {}", md_path.display()), e))?;
+    let full = out_dir.join("report.html").display().to_string();
+    let text = report::github::step_summary(&markdown, &scrubber.scrub(&full));
+    let summary_path = PathBuf::from(summary_path);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&summary_path)
+        .map_err(|e| {
+            Error::io(
+                format!("opening $GITHUB_STEP_SUMMARY ({})", summary_path.display()),
+                e,
+            )
+        })?;
+    file.write_all(text.as_bytes()).map_err(|e| {
+        Error::io(
+            format!("writing $GITHUB_STEP_SUMMARY ({})", summary_path.display()),
+            e,
+        )
+    })
 }

@@ -11,9 +11,6 @@ use crate::run::rundir::ModelRecord;
 use crate::secrets::Scrubber;
 use crate::Error;
 
-/// The shipped stage, used when nothing else names one.
-pub const DEFAULT_STAGE: &str = "hats/deployment";
-
 /// The workspace directory, checked.
 pub fn workspace_dir(arg: Option<&Path>) -> Result<PathBuf, Error> {
     let dir = arg
@@ -29,7 +26,7 @@ pub fn workspace_dir(arg: Option<&Path>) -> Result<PathBuf, Error> {
 }
 
 /// The stage directory: flags, then `[stage] path` of hatrack.toml (relative to the
-/// workspace), then the shipped `hats/deployment`.
+/// workspace, or `embedded:NAME`), then the deployment stage compiled into the binary.
 pub fn stage_dir(
     args: &StageArgs,
     config: &ConfigFile,
@@ -42,9 +39,12 @@ pub fn stage_dir(
         )?);
     }
     if let Some(p) = &config.stage.path {
-        return Ok(workspace.join(p));
+        return Ok(match definition::embedded::parse(&p.to_string_lossy()) {
+            Some(dir) => dir,
+            None => workspace.join(p),
+        });
     }
-    Ok(PathBuf::from(DEFAULT_STAGE))
+    Ok(definition::default_stage_dir())
 }
 
 /// Loads the stage and logs its warnings.
@@ -100,6 +100,7 @@ pub fn model_settings(args: &ModelArgs, config: &ConfigFile) -> Result<ModelSett
     if let Some(bytes) = m.max_response_bytes {
         s.max_response_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
     }
+    s.budget_usd = args.budget_usd;
     Ok(s)
 }
 
@@ -200,4 +201,43 @@ pub fn agent(
         max_turns: a.max_turns,
         scrubber: scrubber.clone(),
     }))
+}
+
+/// `--prices FILE` loaded, and `--budget-usd` checked against it: a spending cap needs a
+/// price for every model the run may call (an unknown price is never taken as 0).
+pub fn prices(
+    file: Option<&Path>,
+    settings: &mut ModelSettings,
+    judge: &mut ModelSettings,
+) -> Result<Option<std::sync::Arc<crate::model::prices::Prices>>, Error> {
+    let prices = match file {
+        Some(path) => Some(std::sync::Arc::new(crate::model::prices::Prices::load(
+            path,
+        )?)),
+        None => None,
+    };
+    if let Some(usd) = settings.budget_usd {
+        if !(usd.is_finite() && usd > 0.0) {
+            return Err(Error::usage(format!(
+                "--budget-usd {usd}: give a positive number of US dollars, e.g. --budget-usd 2.50"
+            )));
+        }
+        let Some(table) = &prices else {
+            return Err(Error::usage(
+                "--budget-usd needs --prices FILE (LiteLLM's model-prices JSON, or TOML of USD per million tokens) to know what tokens cost",
+            ));
+        };
+        for model in [&settings.model, &judge.model] {
+            if table.get(model).is_none() {
+                return Err(Error::usage(format!(
+                    "--budget-usd: {} has no price for model {model:?}; add it (input/output per token, or per million in TOML) or drop --budget-usd",
+                    table.source.display()
+                )));
+            }
+        }
+    }
+    judge.budget_usd = settings.budget_usd;
+    settings.prices = prices.clone();
+    judge.prices = prices.clone();
+    Ok(prices)
 }

@@ -2,7 +2,6 @@
 //! problem becomes a [`Diagnostic`] naming file and line; nothing here panics on user data.
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -10,14 +9,24 @@ use sha2::{Digest, Sha256};
 use super::document::{json_kind, parse_document, Document};
 use super::parse::{build_agent, build_artifact, build_hat, build_stage_body, Diags};
 use super::types::*;
+use super::{embedded, files};
 use super::{DefinitionError, LoadedStage, LoadedTree};
 
-/// The stage `hatrack list` and `hatrack run` use when none is given.
-pub const DEFAULT_STAGE_DIR: &str = "hats/deployment";
+/// The stage `hatrack list` and `hatrack run` use when none is given: the deployment stage
+/// compiled into the binary.
+pub fn default_stage_dir() -> PathBuf {
+    embedded::stage_dir(embedded::DEFAULT_STAGE)
+}
+
+/// A stage directory as a user or run.json spells it: `embedded:NAME` for a stage compiled
+/// into the binary, else a path.
+pub fn stage_path(spelling: &str) -> PathBuf {
+    embedded::parse(spelling).unwrap_or_else(|| PathBuf::from(spelling))
+}
 
 /// Reads a file as UTF-8 text, or records an error diagnostic saying what to do.
 fn read_text(file: &Path, diags: &mut Diags) -> Option<String> {
-    let bytes = match fs::read(file) {
+    let bytes = match files::read(file) {
         Ok(b) => b,
         Err(e) => {
             diags.error(file, None, format!("cannot read file: {e}"));
@@ -53,7 +62,7 @@ fn read_document(file: &Path, diags: &mut Diags) -> Option<Document> {
 
 /// `*.md` files of a directory, sorted by name; a missing directory is empty.
 fn md_files(dir: &Path, diags: &mut Diags) -> Vec<PathBuf> {
-    let entries = match fs::read_dir(dir) {
+    let entries = match files::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
@@ -61,13 +70,12 @@ fn md_files(dir: &Path, diags: &mut Diags) -> Vec<PathBuf> {
             return Vec::new();
         }
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md") && p.is_file())
+    let mut found: Vec<PathBuf> = entries
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "md") && files::is_file(p))
         .collect();
-    files.sort();
-    files
+    found.sort();
+    found
 }
 
 fn stem(path: &Path) -> String {
@@ -106,10 +114,7 @@ fn studio_of(stage_dir: &Path) -> Option<PathBuf> {
         return None;
     }
     let studio = parent.parent()?;
-    studio
-        .join("STUDIO.md")
-        .is_file()
-        .then(|| studio.to_path_buf())
+    files::is_file(&studio.join("STUDIO.md")).then(|| studio.to_path_buf())
 }
 
 fn string_list(value: &serde_json::Value) -> Option<Vec<String>> {
@@ -125,13 +130,21 @@ fn string_list(value: &serde_json::Value) -> Option<Vec<String>> {
 /// diagnostic, warnings included, in [`DefinitionError::Invalid`] when any is an error.
 pub fn load_stage(dir: &Path) -> Result<LoadedStage, DefinitionError> {
     let stage_file = dir.join("STAGE.md");
-    if !dir.is_dir() {
+    if !files::is_dir(dir) {
+        let message = if embedded::contains(dir) {
+            format!(
+                "no such stage in the binary; the embedded stages are: {} (or pass a stage directory with --stage DIR)",
+                embedded::stage_names().join(", ")
+            )
+        } else {
+            "no such directory; pass a stage directory such as hats/deployment".into()
+        };
         return Err(DefinitionError::Io {
             path: dir.to_path_buf(),
-            message: "no such directory; pass a stage directory such as hats/deployment".into(),
+            message,
         });
     }
-    if !stage_file.is_file() {
+    if !files::is_file(&stage_file) {
         return Err(DefinitionError::NotAStage {
             path: dir.to_path_buf(),
         });
@@ -202,7 +215,7 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
             continue;
         }
         let file = dir.join("hats").join(format!("{hat_name}.md"));
-        if !file.is_file() {
+        if !files::is_file(&file) {
             diags.error(
                 stage_file,
                 hats_line,
@@ -253,7 +266,7 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
                 .as_ref()
                 .map(|s| s.join("review-agents").join(format!("{agent}.md")));
             match file {
-                Some(file) if is_plain_name(agent) && is_plain_name(&include.stage) && file.is_file() => {
+                Some(file) if is_plain_name(agent) && is_plain_name(&include.stage) && files::is_file(&file) => {
                     source_files.push(file.clone());
                     if let Some(agent_doc) = read_document(&file, diags) {
                         let origin = AgentOrigin::Included { stage: include.stage.clone() };
@@ -481,7 +494,7 @@ fn check_inputs(dir: &Path, file: &Path, inputs: &[InputRef], diags: &mut Diags)
         };
         let line = Some(input.source.line);
         let sibling = parent.join(&input.stage);
-        if !is_plain_name(&input.stage) || !sibling.join("STAGE.md").is_file() {
+        if !is_plain_name(&input.stage) || !files::is_file(&sibling.join("STAGE.md")) {
             diags.warn(file, line, format!("input `{key}: {}` names stage `{}`, which is not next to this stage; it cannot be resolved — fix the stage name or remove the entry", input.name, input.stage));
             continue;
         }
@@ -490,7 +503,7 @@ fn check_inputs(dir: &Path, file: &Path, inputs: &[InputRef], diags: &mut Diags)
             md_files(&sibling.join(sub), &mut scratch)
                 .iter()
                 .filter_map(|f| {
-                    let text = fs::read_to_string(f).ok()?;
+                    let text = files::read_to_string(f).ok()?;
                     let doc = parse_document(f, &text).ok()?;
                     Some(build_artifact(ArtifactKind::Output, &stem(f), f, &doc).name)
                 })
@@ -523,19 +536,15 @@ fn check_inputs(dir: &Path, file: &Path, inputs: &[InputRef], diags: &mut Diags)
 /// Never fails: every problem is a diagnostic.
 pub fn load_tree(path: &Path) -> LoadedTree {
     let mut tree = LoadedTree::default();
-    if path.join("STAGE.md").is_file() {
+    if files::is_file(&path.join("STAGE.md")) {
         add_stage(&mut tree.stages, &mut tree.diagnostics, path);
-    } else if path.join("STUDIO.md").is_file() {
+    } else if files::is_file(&path.join("STUDIO.md")) {
         load_studio_into(&mut tree, path);
-    } else if path.is_dir() {
+    } else if files::is_dir(path) {
         let mut diags = Diags::default();
         let mut found = false;
-        let mut dirs: Vec<PathBuf> = match fs::read_dir(path) {
-            Ok(entries) => entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.is_dir())
-                .collect(),
+        let mut dirs: Vec<PathBuf> = match files::read_dir(path) {
+            Ok(entries) => entries.into_iter().filter(|p| files::is_dir(p)).collect(),
             Err(e) => {
                 diags.error(path, None, format!("cannot list directory: {e}"));
                 Vec::new()
@@ -543,10 +552,10 @@ pub fn load_tree(path: &Path) -> LoadedTree {
         };
         dirs.sort();
         for dir in dirs {
-            if dir.join("STUDIO.md").is_file() {
+            if files::is_file(&dir.join("STUDIO.md")) {
                 found = true;
                 load_studio_into(&mut tree, &dir);
-            } else if dir.join("STAGE.md").is_file() {
+            } else if files::is_file(&dir.join("STAGE.md")) {
                 found = true;
                 add_stage(&mut tree.stages, &mut tree.diagnostics, &dir);
             }
@@ -556,7 +565,7 @@ pub fn load_tree(path: &Path) -> LoadedTree {
         }
         tree.diagnostics.extend(diags.0);
     } else {
-        let message = if path.is_file() {
+        let message = if files::is_file(path) {
             let parent = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -636,18 +645,17 @@ fn load_studio_into(tree: &mut LoadedTree, dir: &Path) {
     let stages_dir = dir.join("stages");
     for name in &stage_names {
         let stage_dir = stages_dir.join(name);
-        if !is_plain_name(name) || !stage_dir.join("STAGE.md").is_file() {
+        if !is_plain_name(name) || !files::is_file(&stage_dir.join("STAGE.md")) {
             diags.error(&file, stages_line, format!("stage `{name}` is listed in `stages:` but {} has no STAGE.md; create it or remove the name", stage_dir.display()));
             continue;
         }
         add_stage(&mut studio.stages, &mut diags.0, &stage_dir);
     }
-    if let Ok(entries) = fs::read_dir(&stages_dir) {
+    if let Ok(entries) = files::read_dir(&stages_dir) {
         let listed: BTreeSet<&String> = stage_names.iter().collect();
         let mut extra: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.join("STAGE.md").is_file() && !listed.contains(&stem(p)))
+            .into_iter()
+            .filter(|p| files::is_file(&p.join("STAGE.md")) && !listed.contains(&stem(p)))
             .collect();
         extra.sort();
         for p in extra {
@@ -665,7 +673,7 @@ fn studio_matches(dir: &Path, query: &str) -> bool {
     if dir_name(dir).to_lowercase() == q {
         return true;
     }
-    let Ok(text) = fs::read_to_string(dir.join("STUDIO.md")) else {
+    let Ok(text) = files::read_to_string(&dir.join("STUDIO.md")) else {
         return false;
     };
     let Ok(doc) = parse_document(&dir.join("STUDIO.md"), &text) else {
@@ -683,15 +691,16 @@ fn studio_matches(dir: &Path, query: &str) -> bool {
 /// Turns `--stage` / `--studio` into a stage directory. With a studio, `stage` is a stage
 /// name inside it, and `studio` is a studio directory or `PARENT/NAME` where NAME is a
 /// studio's directory, name, slug or alias among PARENT's studios. Without a studio,
-/// `stage` is a directory (default `hats/deployment`). The directory is not loaded here.
+/// `stage` is a directory or `embedded:NAME` (default: the embedded deployment stage). The
+/// directory is not loaded here.
 pub fn resolve_stage_dir(
     stage: Option<&str>,
     studio: Option<&Path>,
 ) -> Result<PathBuf, DefinitionError> {
     let Some(studio) = studio else {
-        return Ok(PathBuf::from(stage.unwrap_or(DEFAULT_STAGE_DIR)));
+        return Ok(stage.map(stage_path).unwrap_or_else(default_stage_dir));
     };
-    let studio_dir = if studio.join("STUDIO.md").is_file() {
+    let studio_dir = if files::is_file(&studio.join("STUDIO.md")) {
         studio.to_path_buf()
     } else {
         let parent = studio
@@ -702,11 +711,10 @@ pub fn resolve_stage_dir(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut candidates: Vec<PathBuf> = fs::read_dir(parent)
+        let mut candidates: Vec<PathBuf> = files::read_dir(parent)
             .map(|e| {
-                e.filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.join("STUDIO.md").is_file())
+                e.into_iter()
+                    .filter(|p| files::is_file(&p.join("STUDIO.md")))
                     .collect()
             })
             .unwrap_or_default();
@@ -731,11 +739,10 @@ pub fn resolve_stage_dir(
         }
     };
     let known = || {
-        let mut names: Vec<String> = fs::read_dir(studio_dir.join("stages"))
+        let mut names: Vec<String> = files::read_dir(&studio_dir.join("stages"))
             .map(|e| {
-                e.filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.join("STAGE.md").is_file())
+                e.into_iter()
+                    .filter(|p| files::is_file(&p.join("STAGE.md")))
                     .map(|p| dir_name(&p))
                     .collect()
             })
@@ -750,7 +757,7 @@ pub fn resolve_stage_dir(
         });
     };
     let dir = studio_dir.join("stages").join(stage);
-    if is_plain_name(stage) && dir.join("STAGE.md").is_file() {
+    if is_plain_name(stage) && files::is_file(&dir.join("STAGE.md")) {
         Ok(dir)
     } else {
         Err(DefinitionError::UnknownStage {
@@ -777,7 +784,7 @@ pub fn definition_digest(stage: &Stage) -> String {
         let rel = rel.join("/");
         hasher.update((rel.len() as u64).to_le_bytes());
         hasher.update(rel.as_bytes());
-        let bytes = fs::read(file).unwrap_or_else(|e| format!("unreadable: {e}").into_bytes());
+        let bytes = files::read(file).unwrap_or_else(|e| format!("unreadable: {e}").into_bytes());
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(&bytes);
     }

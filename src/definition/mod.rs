@@ -6,12 +6,16 @@
 
 pub mod body;
 pub mod document;
+pub mod embedded;
+mod files;
 mod loader;
 mod parse;
 pub mod rfc2119;
 pub mod types;
 
-pub use loader::{definition_digest, load_stage, load_tree, resolve_stage_dir, DEFAULT_STAGE_DIR};
+pub use loader::{
+    default_stage_dir, definition_digest, load_stage, load_tree, resolve_stage_dir, stage_path,
+};
 pub use types::*;
 
 use std::path::PathBuf;

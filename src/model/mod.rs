@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod budget;
 pub mod openai;
+pub mod prices;
 pub mod request;
 pub mod router;
 pub mod settings;
@@ -313,6 +314,14 @@ pub enum ModelError {
         step: String,
         budget: u64,
         used: u64,
+    },
+    /// Exit 5: the next request could push the run's spending over `--budget-usd`.
+    #[error("step {step}: the next request (about ${estimate_usd:.4}) could exceed the budget of ${budget_usd} (${spent_usd:.4} spent so far)")]
+    CostBudgetExceeded {
+        step: String,
+        budget_usd: f64,
+        spent_usd: f64,
+        estimate_usd: f64,
     },
     /// Exit 2: the transcript on disk cannot be read or written.
     #[error("transcript {path}: {message}")]

@@ -655,8 +655,9 @@ impl TranscriptModel {
     /// only when `mode` may call the model — so `none`, and `once` over a recorded
     /// transcript, never construct a client and cannot open a socket. `judge`: the judging
     /// steps' settings, when they name another endpoint (requests are routed by model). With
-    /// `settings.budget`, the live model sits behind a [`Budget`](super::Budget): the budget
-    /// counts what this run spends, replayed exchanges are free.
+    /// `settings.budget`, the live model sits behind a [`Budget`](super::Budget) (and with
+    /// `settings.budget_usd`, a [`UsdBudget`](super::prices::UsdBudget)): a budget counts
+    /// what this run spends, replayed exchanges are free.
     ///
     /// Recording: `all` starts `record_to` afresh; every other mode appends. Nothing is
     /// written when `record_to` is the replay source itself and the mode cannot call.
@@ -684,9 +685,15 @@ impl TranscriptModel {
                 }
                 _ => client,
             };
-            Some(match settings.budget {
+            let client: Arc<dyn ChatModel> = match settings.budget {
                 Some(tokens) => Arc::new(super::Budget::new(client, tokens)),
                 None => client,
+            };
+            Some(match (settings.budget_usd, &settings.prices) {
+                (Some(usd), Some(prices)) => {
+                    Arc::new(super::prices::UsdBudget::new(client, usd, prices.clone()))
+                }
+                _ => client,
             })
         } else {
             None
@@ -825,11 +832,49 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 impl ChatModel for TranscriptModel {
+    /// Each exchange is a `gen_ai.chat` span (OpenTelemetry GenAI conventions) carrying the
+    /// opaque step id, the attempt, whether it was replayed, and the tokens — never content.
     fn complete<'a>(
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ModelReply, ModelError>> {
-        Box::pin(self.complete_inner(request))
+        use tracing::field::Empty;
+        use tracing::Instrument;
+        let model = request
+            .body
+            .get("model")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "gen_ai.chat",
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = model,
+            hatrack.step = request.step.as_str(),
+            hatrack.attempt = request.attempt,
+            hatrack.source = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            error = Empty,
+        );
+        Box::pin(async move {
+            let result = self.complete_inner(request).instrument(span.clone()).await;
+            match &result {
+                Ok(reply) => {
+                    let source = match reply.source {
+                        ReplySource::Live => "live",
+                        ReplySource::Replayed => "replayed",
+                    };
+                    span.record("hatrack.source", source);
+                    span.record("gen_ai.usage.input_tokens", reply.usage.prompt_tokens);
+                    span.record("gen_ai.usage.output_tokens", reply.usage.completion_tokens);
+                }
+                Err(_) => {
+                    // Only that it failed: error texts may quote a provider echoing credentials.
+                    span.record("error", true);
+                }
+            }
+            result
+        })
     }
 }
 

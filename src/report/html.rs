@@ -64,6 +64,10 @@ struct Page<'a> {
     total_tokens_out: String,
     total_cached: String,
     total_time: String,
+    /// With `--prices`: `$0.0123` or `unknown`.
+    total_cost: Option<String>,
+    /// Models the price table has no price for, comma-separated.
+    unpriced: String,
 }
 
 #[derive(Serialize)]
@@ -75,6 +79,7 @@ struct StepView<'a> {
     tokens_in: String,
     tokens_out: String,
     time: String,
+    cost: Option<String>,
     met: usize,
     unmet: usize,
     unknown: usize,
@@ -174,6 +179,7 @@ impl<'a> Page<'a> {
                     tokens_in: text::int(s.usage.prompt_tokens),
                     tokens_out: text::int(s.usage.completion_tokens),
                     time: text::duration(s.duration_ms),
+                    cost: s.cost.as_ref().map(|c| text::usd(Some(c))),
                     met: count(Verdict::Met),
                     unmet: count(Verdict::Unmet),
                     unknown: count(Verdict::Unknown),
@@ -247,6 +253,13 @@ impl<'a> Page<'a> {
             total_tokens_out: text::int(u.completion_tokens),
             total_cached: text::int(u.cached_tokens),
             total_time: text::duration(report.run.duration_ms),
+            total_cost: report.run.cost.as_ref().map(|c| text::usd(Some(c))),
+            unpriced: report
+                .run
+                .cost
+                .as_ref()
+                .map(|c| c.unpriced_models.join(", "))
+                .unwrap_or_default(),
         }
     }
 }

@@ -54,6 +54,12 @@ fn suite(report: &Report, judge: &str) -> TestSuite {
                 step.usage.completion_tokens.to_string(),
             ),
         ]);
+        if let Some(cost) = &step.cost {
+            suite.add_property(Property::new(
+                "cost_usd",
+                cost.usd.map_or("unknown".to_string(), |v| format!("{v}")),
+            ));
+        }
         if step.status == StepStatus::Unparseable || !step.errors.is_empty() {
             let mut err = format!(
                 "step {} is {} after {} attempt(s)\n",

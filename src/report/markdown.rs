@@ -182,15 +182,25 @@ fn steps_table(report: &Report, md: &mut Budget) {
     if report.steps.is_empty() {
         return;
     }
-    md.try_push("### Steps\n\n| Step | Status | Source | Attempts | Tokens (in / out) | Time |\n|---|---|---|---:|---:|---:|\n");
+    let priced = report.run.cost.is_some();
+    if priced {
+        md.try_push("### Steps\n\n| Step | Status | Source | Attempts | Tokens (in / out) | Time | Cost |\n|---|---|---|---:|---:|---:|---:|\n");
+    } else {
+        md.try_push("### Steps\n\n| Step | Status | Source | Attempts | Tokens (in / out) | Time |\n|---|---|---|---:|---:|---:|\n");
+    }
     let mut omitted = 0;
     for step in &report.steps {
         let status = match step.status {
             StepStatus::Answered => "answered".to_string(),
             StepStatus::Unparseable => "⚠️ unparseable".to_string(),
         };
+        let cost = if priced {
+            format!(" {} |", text::usd(step.cost.as_ref()))
+        } else {
+            String::new()
+        };
         let row = format!(
-            "| {} {} | {} | {} | {} | {} / {} | {} |\n",
+            "| {} {} | {} | {} | {} | {} / {} | {} |{cost}\n",
             code(&step.id),
             esc(&step.name),
             status,
@@ -208,8 +218,12 @@ fn steps_table(report: &Report, md: &mut Budget) {
         md.push_marker(&format!("\n… {omitted} more steps not shown.\n"));
     }
     let u = report.run.usage;
+    let cost = match &report.run.cost {
+        Some(c) => format!(", cost {}", text::usd(Some(c))),
+        None => String::new(),
+    };
     md.try_push(&format!(
-        "\nTotal: {} / {} tokens, {}.\n\n",
+        "\nTotal: {} / {} tokens, {}{cost}.\n\n",
         text::int(u.prompt_tokens),
         text::int(u.completion_tokens),
         text::duration(report.run.duration_ms)

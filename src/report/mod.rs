@@ -5,11 +5,14 @@
 //! by several formats (the gate note, the status words, number formatting) live in
 //! [`text`] so that the formats never disagree on wording.
 
+pub mod findings;
+pub mod github;
 pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
 pub mod model;
+pub mod sarif;
 pub mod summary;
 pub mod text;
 
@@ -40,13 +43,14 @@ pub enum ReportError {
 }
 
 /// The formats [`write_all`] writes, in this order: `report.json`, `report.md`,
-/// `report.html`, `junit.xml`.
+/// `report.html`, `junit.xml`, `report.sarif`.
 pub fn exporters() -> Vec<Box<dyn Exporter>> {
     vec![
         Box::new(json::JsonExporter),
         Box::new(markdown::MarkdownExporter),
         Box::new(html::HtmlExporter),
         Box::new(junit::JunitExporter),
+        Box::new(sarif::SarifExporter),
     ]
 }
 

@@ -60,6 +60,19 @@ pub struct RunInfo {
     pub usage: TokenUsage,
     /// Sum of the step durations (recorded), in milliseconds.
     pub duration_ms: u64,
+    /// With `--prices`: the run's cost (unknown when any step's model has no price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
+}
+
+/// What tokens cost, from the `--prices` table. `usd` is `null` when a model used has no
+/// price there: an unknown cost, never 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    pub usd: Option<f64>,
+    /// Models used that the table does not price.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpriced_models: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +170,9 @@ pub struct StepReport {
     pub attempts: u32,
     pub usage: TokenUsage,
     pub duration_ms: u64,
+    /// With `--prices`: this step's tokens priced at its model's rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
     /// `live`, `replayed`, or `mixed` when some attempts were replayed.
     pub source: String,
     /// The step's own short summary, as the model wrote it.
@@ -220,6 +236,9 @@ pub struct EvidenceReport {
     pub grounded: bool,
     /// What the quote was found in (repository input or a hat's artifact).
     pub found_in: Option<SourceKind>,
+    /// The 1-based line of the source where the quote starts (absent when ungrounded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     /// "quoted from the repository", "quoted from the sre's artifact", or why it grounds nothing.
     pub provenance: String,
 }
@@ -231,6 +250,7 @@ impl From<&Evidence> for EvidenceReport {
             quote: e.quote.clone(),
             grounded: e.grounded(),
             found_in: e.found_in.clone(),
+            line: e.line,
             provenance: match (&e.found_in, &e.problem) {
                 (Some(kind), _) => kind.provenance(),
                 (None, Some(p)) => format!("ungrounded: {}", p.describe(&e.source)),

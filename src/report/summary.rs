@@ -19,7 +19,8 @@ fn more(out: &mut String, total: usize) {
 /// One line per step (step, status, source, tokens, time), the verdict counts, the outcome
 /// line with the exit code, and the gate note. Ends with a newline.
 pub fn summary_table(report: &Report) -> String {
-    let header = [
+    let priced = report.run.cost.is_some();
+    let mut header = vec![
         "step",
         "status",
         "source",
@@ -27,11 +28,14 @@ pub fn summary_table(report: &Report) -> String {
         "tokens in/out",
         "time",
     ];
-    let mut rows: Vec<[String; 6]> = report
+    if priced {
+        header.push("cost");
+    }
+    let mut rows: Vec<Vec<String>> = report
         .steps
         .iter()
         .map(|s| {
-            [
+            let mut row = vec![
                 s.id.clone(),
                 text::step_status(s.status).to_string(),
                 s.source.clone(),
@@ -42,11 +46,15 @@ pub fn summary_table(report: &Report) -> String {
                     text::int(s.usage.completion_tokens)
                 ),
                 text::duration(s.duration_ms),
-            ]
+            ];
+            if priced {
+                row.push(text::usd(s.cost.as_ref()));
+            }
+            row
         })
         .collect();
     let u = report.run.usage;
-    rows.push([
+    let mut total = vec![
         "total".into(),
         String::new(),
         String::new(),
@@ -61,16 +69,20 @@ pub fn summary_table(report: &Report) -> String {
             text::int(u.completion_tokens)
         ),
         text::duration(report.run.duration_ms),
-    ]);
+    ];
+    if priced {
+        total.push(text::usd(report.run.cost.as_ref()));
+    }
+    rows.push(total);
 
-    let mut widths = header.map(|h| h.chars().count());
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     // Numbers right-aligned, words left-aligned.
-    let right = [false, false, false, true, true, true];
+    let right = [false, false, false, true, true, true, true];
     let line = |cells: &[String]| -> String {
         let mut s = String::new();
         for (i, cell) in cells.iter().enumerate() {
@@ -95,7 +107,9 @@ pub fn summary_table(report: &Report) -> String {
         "hatrack · stage {} · run {}\n\n",
         report.stage.name, report.run.id
     );
-    out.push_str(&line(&header.map(String::from)));
+    out.push_str(&line(
+        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    ));
     for row in &rows[..rows.len() - 1] {
         out.push_str(&line(row));
     }

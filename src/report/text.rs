@@ -109,6 +109,16 @@ pub fn duration(ms: u64) -> String {
 }
 
 /// `12,345`.
+/// A cost as people read it: `$0.0123` under a dollar, `$4.57` above; `unknown` when the
+/// model has no price (never `$0`).
+pub fn usd(cost: Option<&super::model::Cost>) -> String {
+    match cost.and_then(|c| c.usd) {
+        Some(v) if v < 1.0 => format!("${v:.4}"),
+        Some(v) => format!("${v:.2}"),
+        None => "unknown".to_string(),
+    }
+}
+
 pub fn int(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);

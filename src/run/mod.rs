@@ -27,8 +27,8 @@ use crate::model::structured::StructuredOutcome;
 use crate::model::{ChatModel, ReplySource};
 use crate::prompt::Prompts;
 use crate::report::{
-    InputFileReport, InputReport, Outcome, Report, RequirementReport, RunInfo, StageInfo, StepKind,
-    StepReport, StepStatus, TokenUsage,
+    Cost, InputFileReport, InputReport, Outcome, Report, RequirementReport, RunInfo, StageInfo,
+    StepKind, StepReport, StepStatus, TokenUsage,
 };
 use crate::secrets::Scrubber;
 use crate::verdict::gate::{self, GatePolicy, HatOutput};
@@ -68,6 +68,8 @@ pub struct RunPlan {
     pub scrubber: Scrubber,
     /// Workspace tools for every step; `None` with `[agent] tools = false`.
     pub agent: Option<agent::Agent>,
+    /// `--prices`: cost per step and in total in the reports.
+    pub prices: Option<std::sync::Arc<crate::model::prices::Prices>>,
 }
 
 impl RunPlan {
@@ -118,13 +120,30 @@ async fn ask<T: DeserializeOwned>(
     agent: Option<&agent::Agent>,
     progress: &Progress,
 ) -> Result<Asked<T>, Error> {
+    use tracing::Instrument;
     let line = progress.start(step);
+    let span = tracing::info_span!(
+        "hatrack.step",
+        hatrack.step = step,
+        gen_ai.request.model = settings.model.as_str(),
+        hatrack.attempts = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+    );
     let agent::AgentOutcome {
         structured: mut outcome,
         trail,
         read,
         note: tool_note,
-    } = agent::ask(model, step, settings, messages, spec, agent).await?;
+    } = agent::ask(model, step, settings, messages, spec, agent)
+        .instrument(span.clone())
+        .await?;
+    span.record("hatrack.attempts", outcome.attempts);
+    span.record("gen_ai.usage.input_tokens", outcome.usage.prompt_tokens);
+    span.record(
+        "gen_ai.usage.output_tokens",
+        outcome.usage.completion_tokens,
+    );
     let answer = match outcome.value.clone().map(serde_json::from_value::<T>) {
         Some(Ok(a)) => Some(a),
         Some(Err(e)) => {
@@ -202,6 +221,7 @@ fn step_report(
         attempts,
         usage,
         duration_ms,
+        cost: None,
         // Where the answers were first obtained, so a replay reports what the recorded run did.
         source: source_label(&origins).to_string(),
         summary: None,
@@ -296,6 +316,38 @@ struct Progressed {
 
 /// Runs the whole stage and returns the report (not yet written).
 pub async fn execute(
+    plan: &RunPlan,
+    model: &dyn ChatModel,
+    progress: &Progress,
+) -> Result<Report, Error> {
+    use tracing::field::Empty;
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "hatrack.run",
+        hatrack.stage = plan.stage.name.as_str(),
+        hatrack.run_id = plan.run_id.as_str(),
+        hatrack.record_mode = plan.record_mode.as_str(),
+        hatrack.signal_met = Empty,
+        hatrack.exit_code = Empty,
+        error = Empty,
+    );
+    let result = execute_steps(plan, model, progress)
+        .instrument(span.clone())
+        .await;
+    match &result {
+        Ok(report) => {
+            span.record("hatrack.signal_met", report.outcome.signal_met);
+            span.record("hatrack.exit_code", report.outcome.exit_code);
+        }
+        Err(_) => {
+            // Only that it failed: error texts may quote a provider echoing credentials.
+            span.record("error", true);
+        }
+    }
+    result
+}
+
+async fn execute_steps(
     plan: &RunPlan,
     model: &dyn ChatModel,
     progress: &Progress,
@@ -508,7 +560,7 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
 }
 
 /// The gate over the rulings, and the report: output structs built once, at the end.
-fn assemble(plan: &RunPlan, run: Progressed) -> Report {
+fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
     let stage = &plan.stage;
     let gates: Vec<String> = stage.gates.iter().map(|g| g.as_str().to_string()).collect();
     let hats: Vec<HatOutput<'_>> = run
@@ -525,6 +577,10 @@ fn assemble(plan: &RunPlan, run: Progressed) -> Report {
     for s in &run.steps {
         usage.add(&s.usage);
     }
+    let cost = plan
+        .prices
+        .as_deref()
+        .map(|prices| price_steps(prices, &mut run.steps));
     Report {
         schema_version: crate::report::SCHEMA_VERSION,
         hatrack_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -555,12 +611,39 @@ fn assemble(plan: &RunPlan, run: Progressed) -> Report {
                 .steps
                 .iter()
                 .fold(0u64, |t, s| t.saturating_add(s.duration_ms)),
+            cost,
         },
         outcome: Outcome::from(&decision),
         steps: run.steps,
         requirements: run.judged.iter().map(RequirementReport::from).collect(),
         inputs: input_reports(&plan.bindings),
         warnings: run.warnings,
+    }
+}
+
+/// Prices each step's tokens at its model's rates and returns the run's total: unknown as
+/// soon as one step's model has no price (never counted as 0).
+fn price_steps(prices: &crate::model::prices::Prices, steps: &mut [StepReport]) -> Cost {
+    let mut total = Some(0.0);
+    let mut unpriced: Vec<String> = Vec::new();
+    for s in steps {
+        let usd = prices.cost(&s.model, s.usage.prompt_tokens, s.usage.completion_tokens);
+        if usd.is_none() && !unpriced.contains(&s.model) {
+            unpriced.push(s.model.clone());
+        }
+        total = total.zip(usd).map(|(t, c)| t + c);
+        s.cost = Some(Cost {
+            usd,
+            unpriced_models: if usd.is_none() {
+                vec![s.model.clone()]
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    Cost {
+        usd: total,
+        unpriced_models: unpriced,
     }
 }
 

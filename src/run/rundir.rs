@@ -227,8 +227,12 @@ impl RunRecord {
     }
 }
 
-/// `path` relative to `base` when both resolve (`../../hats/deployment`), else absolute.
+/// `path` relative to `base` when both resolve (`../../hats/deployment`), else absolute;
+/// a stage compiled into the binary as `embedded:NAME`.
 pub fn relative_to(path: &Path, base: &Path) -> String {
+    if let Some(spelled) = crate::definition::embedded::spelling(path) {
+        return spelled;
+    }
     let (Ok(path), Ok(base)) = (path.canonicalize(), base.canonicalize()) else {
         return path.display().to_string();
     };
@@ -255,8 +259,12 @@ pub fn relative_to(path: &Path, base: &Path) -> String {
     }
 }
 
-/// A path recorded in run.json, resolved against the run directory.
+/// A path recorded in run.json, resolved against the run directory (`embedded:NAME`: the
+/// stage compiled into the binary).
 pub fn resolve_recorded(run_dir: &Path, recorded: &str) -> PathBuf {
+    if let Some(dir) = crate::definition::embedded::parse(recorded) {
+        return dir;
+    }
     let p = Path::new(recorded);
     if p.is_absolute() {
         p.to_path_buf()

@@ -42,6 +42,9 @@ struct Source {
     kind: SourceKind,
     /// Whitespace-folded; hatrack's own marker lines replaced by a break no quote can span.
     text: String,
+    /// Where each word of `text` starts (byte offset in `text`) and its 1-based line in the
+    /// text as shown, so a quote found in `text` can be placed on a line.
+    lines: Vec<(usize, usize)>,
 }
 
 /// The texts shown to a step.
@@ -65,10 +68,12 @@ impl Sources {
 
     /// Adds a text as shown to the step (truncation markers included: they are removed here).
     pub fn add(&mut self, name: &str, kind: SourceKind, shown: &str) {
+        let (text, lines) = fold_with_lines(&strip_markers(shown));
         let source = Source {
             name: name.to_string(),
             kind,
-            text: fold(&strip_markers(shown)),
+            text,
+            lines,
         };
         // The same name and kind twice (a file bound to two items, or read again through a
         // tool) is one source holding every text shown under that name.
@@ -105,20 +110,20 @@ impl Sources {
         let folded = fold(strip_wrapping_quotes(quote)).replace(BREAK, " ");
         let result = self.meaningful(&folded).and_then(|()| {
             let s = self.find(source)?;
-            if occurs_at_word_boundaries(&s.text, &folded) {
-                Ok(s.kind.clone())
-            } else {
-                Err(Ungrounded::NotFound)
+            match occurs_at_word_boundaries(&s.text, &folded) {
+                Some(at) => Ok((s.kind.clone(), s.line_at(at))),
+                None => Err(Ungrounded::NotFound),
             }
         });
-        let (found_in, problem) = match result {
-            Ok(kind) => (Some(kind), None),
-            Err(p) => (None, Some(p)),
+        let (found_in, line, problem) = match result {
+            Ok((kind, line)) => (Some(kind), line, None),
+            Err(p) => (None, None, Some(p)),
         };
         Evidence {
             source: source.to_string(),
             quote: quote.to_string(),
             found_in,
+            line,
             problem,
         }
     }
@@ -165,9 +170,33 @@ impl Sources {
     }
 }
 
+impl Source {
+    /// The line of the shown text on which the word holding byte `at` of `text` starts.
+    fn line_at(&self, at: usize) -> Option<usize> {
+        let i = self.lines.partition_point(|(start, _)| *start <= at);
+        i.checked_sub(1).map(|i| self.lines[i].1)
+    }
+}
+
 /// Whitespace runs folded to one space, ends trimmed.
 fn fold(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// [`fold`], and for each word of the result its offset there and its 1-based line in `text`.
+fn fold_with_lines(text: &str) -> (String, Vec<(usize, usize)>) {
+    let mut folded = String::with_capacity(text.len());
+    let mut lines = Vec::new();
+    for (index, line) in text.split('\n').enumerate() {
+        for word in line.split_whitespace() {
+            if !folded.is_empty() {
+                folded.push(' ');
+            }
+            lines.push((folded.len(), index + 1));
+            folded.push_str(word);
+        }
+    }
+    (folded, lines)
 }
 
 /// Replaces the lines hatrack itself writes into prompts (`<<<BEGIN …>>>`, `<<<END …>>>`,
@@ -189,21 +218,23 @@ fn strip_markers(text: &str) -> String {
     out
 }
 
-/// `quote` occurs in `text` with no letter or digit glued to either end (so `"retries: 3"`
-/// does not match inside `"retries: 30"`).
-fn occurs_at_word_boundaries(text: &str, quote: &str) -> bool {
+/// Where `quote` first occurs in `text` with no letter or digit glued to either end (so
+/// `"retries: 3"` does not match inside `"retries: 30"`).
+fn occurs_at_word_boundaries(text: &str, quote: &str) -> Option<usize> {
     if quote.is_empty() {
-        return false;
+        return None;
     }
     let first_is_word = quote.chars().next().is_some_and(char::is_alphanumeric);
     let last_is_word = quote.chars().last().is_some_and(char::is_alphanumeric);
-    text.match_indices(quote).any(|(at, _)| {
-        let before = text[..at].chars().last();
-        let after = text[at + quote.len()..].chars().next();
-        let glued_before = first_is_word && before.is_some_and(char::is_alphanumeric);
-        let glued_after = last_is_word && after.is_some_and(char::is_alphanumeric);
-        !glued_before && !glued_after
-    })
+    text.match_indices(quote)
+        .find(|(at, _)| {
+            let before = text[..*at].chars().last();
+            let after = text[at + quote.len()..].chars().next();
+            let glued_before = first_is_word && before.is_some_and(char::is_alphanumeric);
+            let glued_after = last_is_word && after.is_some_and(char::is_alphanumeric);
+            !glued_before && !glued_after
+        })
+        .map(|(at, _)| at)
 }
 
 /// Models often wrap a quote in quotation marks; those are not part of the quote.
@@ -256,6 +287,35 @@ mod tests {
         );
         assert_eq!(v, Verdict::Met);
         assert_eq!(e.found_in, Some(SourceKind::Artifact { hat: "sre".into() }));
+    }
+
+    #[test]
+    fn a_grounded_quote_records_the_line_it_starts_on() {
+        let (_, e, _) = settle(
+            "dags/orders_daily.py",
+            "\"retries\": 3,\n \"retry_delay\": timedelta(minutes=5)",
+            Verdict::Met,
+        );
+        assert_eq!(e.line, Some(2));
+        let (_, e, _) = settle(
+            "dags/orders_daily.py",
+            "alerts page the on-call data engineer",
+            Verdict::Met,
+        );
+        assert_eq!(e.line, Some(5));
+        // Starting mid-line and spanning lines: the line where it starts.
+        let (_, e, _) = settle(
+            "dags/orders_daily.py",
+            "timedelta(minutes=5), } # alerts page",
+            Verdict::Met,
+        );
+        assert_eq!(e.line, Some(3), "{e:?}");
+        let (_, e, _) = settle(
+            "dags/orders_daily.py",
+            "not in the file at all",
+            Verdict::Met,
+        );
+        assert_eq!(e.line, None);
     }
 
     #[test]

@@ -119,6 +119,9 @@ pub struct Evidence {
     pub quote: String,
     /// What the quote was found in; `None` when it grounds nothing.
     pub found_in: Option<SourceKind>,
+    /// The 1-based line of the source (as shown to the step) where the quote starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     /// Why it grounds nothing.
     pub problem: Option<Ungrounded>,
 }

@@ -42,6 +42,7 @@ fn step(
         attempts,
         usage: usage(tokens.0, tokens.1),
         duration_ms,
+        cost: None,
         source: source.into(),
         summary: None,
         artifacts: vec![],
@@ -91,6 +92,7 @@ fn evidence(source: &str, quote: &str, grounded: bool) -> EvidenceReport {
         source: source.into(),
         quote: quote.into(),
         grounded,
+        line: None,
         found_in: grounded.then(|| {
             if source.starts_with("artifacts/") {
                 SourceKind::Artifact {
@@ -348,6 +350,7 @@ pub fn sample_report() -> Report {
             samples: 5,
             usage: usage(29_630, 8_683),
             duration_ms: 60_617,
+            cost: None,
         },
         outcome: Outcome {
             signal_met: false,

@@ -145,6 +145,11 @@ impl Test {
             "OPENAI_BASE_URL",
             "RUST_LOG",
             "HATRACK_MODEL",
+            "GITHUB_ACTIONS",
+            "GITHUB_STEP_SUMMARY",
+            "GITHUB_WORKSPACE",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         ] {
             cmd.env_remove(key);
         }

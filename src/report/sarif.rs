@@ -1,0 +1,212 @@
+//! `report.sarif`: SARIF 2.1.0 for code scanning (GitHub's `upload-sarif`). One rule per
+//! requirement (and one per hat that produced no artifact, when that blocks the signal);
+//! one result per finding of [`super::findings`] — the gate's reasons as `error`, other
+//! requirements not met as `warning` (`note` for MAY). A result points at the repository
+//! file its evidence quotes (with the line), else at the workspace's `hatrack.toml`, with the
+//! quoted artifact, if any, as a related location. `partialFingerprints` hash the rule id,
+//! the quoted source and the normalised quote — never times or run ids — so the same
+//! finding keeps its identity from run to run.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::findings::{findings, Finding};
+use super::model::{Report, RequirementReport};
+use super::{Exporter, ReportError};
+
+pub const SARIF_VERSION: &str = "2.1.0";
+const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
+/// The key of hatrack's fingerprint in `partialFingerprints` (versioned: a change of recipe
+/// gets a new key rather than silently new values).
+pub const FINGERPRINT_KEY: &str = "hatrackFinding/v1";
+/// Where results with no repository location point: the workspace's configuration.
+const FALLBACK_FILE: &str = "hatrack.toml";
+/// The base the repository's files are relative to (GitHub's convention).
+const SRCROOT: &str = "%SRCROOT%";
+
+pub struct SarifExporter;
+
+impl Exporter for SarifExporter {
+    fn file_name(&self) -> &'static str {
+        "report.sarif"
+    }
+
+    fn render(&self, report: &Report) -> Result<String, ReportError> {
+        let mut text =
+            serde_json::to_string_pretty(&sarif(report)).map_err(|e| ReportError::Render {
+                format: "report.sarif",
+                message: e.to_string(),
+            })?;
+        text.push('\n');
+        Ok(text)
+    }
+}
+
+/// sha256 (hex) of the rule id, the quoted source and the quote (lowercased, whitespace
+/// folded), each on its own line.
+pub fn fingerprint(rule_id: &str, source: &str, quote: &str) -> String {
+    let quote = quote
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    let mut h = Sha256::new();
+    h.update(rule_id.as_bytes());
+    h.update(b"\n");
+    h.update(source.as_bytes());
+    h.update(b"\n");
+    h.update(quote.as_bytes());
+    hex::encode(h.finalize())
+}
+
+fn level_of(r: &RequirementReport) -> &'static str {
+    if r.mandatory {
+        "error"
+    } else if r.level == "MAY" {
+        "note"
+    } else {
+        "warning"
+    }
+}
+
+fn rule(r: &RequirementReport) -> Value {
+    let short: String = r.text.chars().take(120).collect();
+    let short = if short.len() < r.text.len() {
+        format!("{short}…")
+    } else {
+        short
+    };
+    json!({
+        "id": r.id,
+        "shortDescription": { "text": short },
+        "fullDescription": { "text": format!("{} ({}): {}", r.id, r.level, r.text) },
+        "help": {
+            "text": format!(
+                "{} requirement of the hatrack stage, defined at {} and judged by {}. It is met when the judge rules so with evidence quoted from the repository or a hat's artifact.",
+                r.level, r.source, r.judged_by
+            ),
+        },
+        "defaultConfiguration": { "level": level_of(r) },
+        "properties": {
+            "level": r.level,
+            "kind": r.kind,
+            "source": r.source,
+            "tags": ["hatrack"],
+        },
+    })
+}
+
+fn result(f: &Finding<'_>, rule_index: usize) -> Value {
+    let (source, quote) = f
+        .location
+        .as_ref()
+        .map(|l| (l.path.as_str(), l.quote.as_str()))
+        .unwrap_or(("", ""));
+    let mut physical = json!({
+        "artifactLocation": { "uri": FALLBACK_FILE, "uriBaseId": SRCROOT },
+    });
+    let mut related = Vec::new();
+    if let Some(loc) = &f.location {
+        let mut here = json!({ "artifactLocation": { "uri": loc.path } });
+        if let Some(line) = loc.line {
+            here["region"] = json!({ "startLine": line });
+        }
+        if loc.in_repository {
+            here["artifactLocation"]["uriBaseId"] = json!(SRCROOT);
+            physical = here;
+        } else {
+            here["artifactLocation"]["uriBaseId"] = json!("HATRACK_RUN_DIR");
+            related.push(json!({
+                "id": 0,
+                "physicalLocation": here,
+                "message": { "text": "quoted from this artifact of the run" },
+            }));
+        }
+    }
+    let mut value = json!({
+        "ruleId": f.rule_id,
+        "ruleIndex": rule_index,
+        "level": f.severity.as_str(),
+        "message": { "text": f.message },
+        "locations": [{ "physicalLocation": physical }],
+        "partialFingerprints": { FINGERPRINT_KEY: fingerprint(&f.rule_id, source, quote) },
+    });
+    if !related.is_empty() {
+        value["relatedLocations"] = json!(related);
+    }
+    if let Some(r) = f.requirement {
+        value["properties"] = json!({ "verdict": r.verdict, "judgedBy": r.judged_by });
+    }
+    value
+}
+
+fn sarif(report: &Report) -> Value {
+    let mut rules: Vec<Value> = report.requirements.iter().map(rule).collect();
+    let mut ids: Vec<String> = report.requirements.iter().map(|r| r.id.clone()).collect();
+    let found = findings(report);
+    for f in &found {
+        if !ids.contains(&f.rule_id) {
+            // A hat that produced no artifact: its step id is the rule.
+            rules.push(json!({
+                "id": f.rule_id,
+                "shortDescription": { "text": "every hat produces at least one artifact" },
+                "fullDescription": { "text": format!("{} must produce at least one artifact for the completion signal to be met", f.rule_id) },
+                "help": { "text": "The stage's completion signal needs an artifact from every hat; see the step's errors in report.md." },
+                "defaultConfiguration": { "level": "error" },
+                "properties": { "tags": ["hatrack"] },
+            }));
+            ids.push(f.rule_id.clone());
+        }
+    }
+    let results: Vec<Value> = found
+        .iter()
+        .map(|f| {
+            let index = ids.iter().position(|id| *id == f.rule_id).unwrap_or(0);
+            result(f, index)
+        })
+        .collect();
+    json!({
+        "$schema": SCHEMA,
+        "version": SARIF_VERSION,
+        "runs": [{
+            "tool": {
+                "driver": {
+                    "name": "hatrack",
+                    "version": report.hatrack_version,
+                    "semanticVersion": report.hatrack_version,
+                    "rules": rules,
+                },
+            },
+            "automationDetails": { "id": format!("hatrack/{}/", report.stage.name) },
+            "results": results,
+            "properties": {
+                "stage": report.stage.name,
+                "signalMet": report.outcome.signal_met,
+                "summary": report.outcome.summary,
+            },
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_ignore_case_and_spacing_of_the_quote_only() {
+        let a = fingerprint("sre/check/1", "ops/runbook.md", "Retries:  3\nwith backoff");
+        assert_eq!(
+            a,
+            fingerprint("sre/check/1", "ops/runbook.md", "retries: 3 with BACKOFF")
+        );
+        assert_ne!(
+            a,
+            fingerprint("sre/check/2", "ops/runbook.md", "retries: 3 with backoff")
+        );
+        assert_ne!(
+            a,
+            fingerprint("sre/check/1", "dags/a.py", "retries: 3 with backoff")
+        );
+        assert_eq!(a.len(), 64);
+    }
+}

@@ -1,0 +1,308 @@
+//! OpenTelemetry traces, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set: a `tracing` layer collects the spans hatrack
+//! opens — the run (`hatrack.run`), each step (`hatrack.step`) and each model exchange
+//! (`gen_ai.chat`, with the GenAI semantic-convention attributes) — and [`Exporter::flush`]
+//! sends them once, at exit, as OTLP/HTTP JSON (`POST …/v1/traces`). No OpenTelemetry SDK
+//! crates: the wire format is small and reqwest is already here.
+//!
+//! Honoured: `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended),
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), `OTEL_EXPORTER_OTLP_HEADERS` and
+//! `OTEL_EXPORTER_OTLP_TRACES_HEADERS` (`k=v,k=v`), `OTEL_SERVICE_NAME` (default `hatrack`).
+//! A failed export is a warning, never a failed run. Span attributes carry ids, model names
+//! and token counts — never prompts, answers or keys.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::Subscriber;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+/// One finished span.
+#[derive(Debug, Clone)]
+struct SpanData {
+    name: String,
+    span_id: u64,
+    parent: Option<u64>,
+    start_ns: u128,
+    end_ns: u128,
+    attributes: Vec<(String, Value)>,
+    error: bool,
+}
+
+#[derive(Default)]
+struct Collected {
+    spans: Vec<SpanData>,
+}
+
+/// The `tracing` layer: only spans whose target is hatrack's own.
+pub struct OtlpLayer {
+    collected: Arc<Mutex<Collected>>,
+}
+
+/// Sends what the layer collected.
+pub struct Exporter {
+    collected: Arc<Mutex<Collected>>,
+    endpoint: String,
+    headers: Vec<(String, String)>,
+    service: String,
+    trace_id: u128,
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `k=v,k=v` (values may be percent-encoded, as the spec allows).
+fn parse_headers(text: &str) -> Vec<(String, String)> {
+    text.split(',')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            let k = k.trim();
+            (!k.is_empty()).then(|| (k.to_string(), percent_decode(v.trim())))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The layer and its exporter, when the environment asks for OTLP export.
+pub fn from_env() -> Option<(OtlpLayer, Exporter)> {
+    let endpoint = match env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        Some(e) => e,
+        None => format!(
+            "{}/v1/traces",
+            env("OTEL_EXPORTER_OTLP_ENDPOINT")?.trim_end_matches('/')
+        ),
+    };
+    let mut headers = env("OTEL_EXPORTER_OTLP_HEADERS")
+        .map(|h| parse_headers(&h))
+        .unwrap_or_default();
+    headers.extend(
+        env("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+            .map(|h| parse_headers(&h))
+            .unwrap_or_default(),
+    );
+    let collected = Arc::new(Mutex::new(Collected::default()));
+    Some((
+        OtlpLayer {
+            collected: collected.clone(),
+        },
+        Exporter {
+            collected,
+            endpoint,
+            headers,
+            service: env("OTEL_SERVICE_NAME").unwrap_or_else(|| "hatrack".into()),
+            trace_id: fastrand::u128(1..),
+        },
+    ))
+}
+
+/// Span fields as OTLP attributes.
+struct Fields<'a>(&'a mut Vec<(String, Value)>, &'a mut bool);
+
+impl Fields<'_> {
+    fn set(&mut self, field: &Field, value: Value) {
+        let key = field.name().to_string();
+        if key == "error" {
+            *self.1 = true;
+        }
+        self.0.retain(|(k, _)| *k != key);
+        self.0.push((key, value));
+    }
+}
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.set(field, json!({ "stringValue": format!("{value:?}") }));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set(field, json!({ "stringValue": value }));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.set(field, json!({ "intValue": value.to_string() }));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.set(field, json!({ "intValue": value.to_string() }));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.set(field, json!({ "boolValue": value }));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.set(field, json!({ "doubleValue": value }));
+    }
+}
+
+impl<S> Layer<S> for OtlpLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let parent = span
+            .parent()
+            .and_then(|p| p.extensions().get::<SpanData>().map(|d| d.span_id));
+        let mut data = SpanData {
+            name: attrs.metadata().name().to_string(),
+            span_id: fastrand::u64(1..),
+            parent,
+            start_ns: now_ns(),
+            end_ns: 0,
+            attributes: Vec::new(),
+            error: false,
+        };
+        attrs.record(&mut Fields(&mut data.attributes, &mut data.error));
+        span.extensions_mut().insert(data);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(data) = ext.get_mut::<SpanData>() {
+            let SpanData {
+                attributes, error, ..
+            } = data;
+            values.record(&mut Fields(attributes, error));
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(mut data) = span.extensions_mut().remove::<SpanData>() else {
+            return;
+        };
+        data.end_ns = now_ns();
+        if let Ok(mut c) = self.collected.lock() {
+            c.spans.push(data);
+        }
+    }
+}
+
+impl Exporter {
+    /// The OTLP/JSON request body for everything collected so far.
+    fn body(&self, spans: &[SpanData]) -> Value {
+        let trace_id = format!("{:032x}", self.trace_id);
+        let spans: Vec<Value> = spans
+            .iter()
+            .map(|s| {
+                let mut v = json!({
+                    "traceId": trace_id,
+                    "spanId": format!("{:016x}", s.span_id),
+                    "name": s.name,
+                    "kind": if s.name == "gen_ai.chat" { 3 } else { 1 },
+                    "startTimeUnixNano": s.start_ns.to_string(),
+                    "endTimeUnixNano": s.end_ns.to_string(),
+                    "attributes": s.attributes.iter()
+                        .map(|(k, v)| json!({ "key": k, "value": v }))
+                        .collect::<Vec<_>>(),
+                    "status": { "code": if s.error { 2 } else { 1 } },
+                });
+                if let Some(p) = s.parent {
+                    v["parentSpanId"] = json!(format!("{p:016x}"));
+                }
+                v
+            })
+            .collect();
+        json!({
+            "resourceSpans": [{
+                "resource": { "attributes": [
+                    { "key": "service.name", "value": { "stringValue": self.service } },
+                    { "key": "service.version", "value": { "stringValue": env!("CARGO_PKG_VERSION") } },
+                ] },
+                "scopeSpans": [{
+                    "scope": { "name": "hatrack", "version": env!("CARGO_PKG_VERSION") },
+                    "spans": spans,
+                }],
+            }],
+        })
+    }
+
+    /// Sends the collected spans (once; a second call sends nothing). Blocks at most ~10 s;
+    /// failures are logged as warnings.
+    pub fn flush(&self) {
+        let spans = match self.collected.lock() {
+            Ok(mut c) => std::mem::take(&mut c.spans),
+            Err(_) => return,
+        };
+        if spans.is_empty() {
+            return;
+        }
+        let body = self.body(&spans);
+        let result = (|| -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let mut req = client
+                    .post(&self.endpoint)
+                    .header("content-type", "application/json")
+                    .body(body.to_string());
+                for (k, v) in &self.headers {
+                    req = req.header(k.as_str(), v.as_str());
+                }
+                let resp = req.send().await.map_err(|e| e.to_string())?;
+                if resp.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("the collector answered {}", resp.status()))
+                }
+            })
+        })();
+        if let Err(e) = result {
+            tracing::warn!(
+                "OpenTelemetry: sending {} span(s) to {} failed: {e}",
+                spans.len(),
+                self.endpoint
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_parse_and_decode() {
+        assert_eq!(
+            parse_headers("api-key=a%20b, x-tenant = 7,bad"),
+            vec![
+                ("api-key".to_string(), "a b".to_string()),
+                ("x-tenant".to_string(), "7".to_string())
+            ]
+        );
+    }
+}

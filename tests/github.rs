@@ -1,0 +1,262 @@
+//! CI output: `report.sarif` (SARIF 2.1.0, one rule per requirement, fingerprints stable
+//! across replays) and, with `--github` or `GITHUB_ACTIONS=true`, at most 10 `::error` and
+//! 10 `::warning` annotations on stdout plus the report in `$GITHUB_STEP_SUMMARY`.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::fake_openai::FakeOpenAi;
+use support::fake_reviewer::FakeReviewer;
+use support::Test;
+
+const WORKSPACE: &str = "examples/orders-pipeline";
+/// The repository file the review agent quotes, and the quote (the start of a line).
+const QUOTED_FILE: &str = "models/marts/fct_orders.sql";
+const QUOTE: &str = "so late cancellations and refunds update existing rows";
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn all_ids() -> Vec<String> {
+    let mut ids = Vec::new();
+    for hat in ["pipeline-engineer", "sre"] {
+        for i in 1..=5 {
+            ids.push(format!("{hat}/anti-pattern/{i}"));
+        }
+    }
+    for i in 1..=4 {
+        ids.push(format!("reliability/check/{i}"));
+    }
+    for i in 1..=5 {
+        ids.push(format!("signal/{i}"));
+    }
+    ids
+}
+
+/// Every hat constraint and review check fails (14 gate reasons); every completion-signal
+/// sentence cites an invented quote (5 unknowns, advisory with --allow-unknown). The review
+/// agent quotes a SQL model.
+async fn failing_run(run_dir: &Path, extra: &[&str], envs: &[(&str, &Path)]) -> String {
+    let mut reviewer = FakeReviewer::new().cite("review_answer", QUOTED_FILE, QUOTE);
+    for id in all_ids() {
+        reviewer = if id.starts_with("signal/") {
+            reviewer.fabricate(&id)
+        } else {
+            reviewer.verdict(&id, "fail")
+        };
+    }
+    let server = FakeOpenAi::with_handler(move |req| reviewer.answer(req)).await;
+    let mut t = Test::new()
+        .args([
+            "run",
+            WORKSPACE,
+            "--model",
+            "fake-model",
+            "--quiet",
+            "--allow-unknown",
+            "--base-url",
+        ])
+        .arg(server.url())
+        .arg("--transcript")
+        .arg(run_dir)
+        .args(extra)
+        .status(1);
+    for (k, v) in envs {
+        t = t.env(k, v);
+    }
+    let out = t.run();
+    server.stop();
+    out.stdout
+}
+
+fn quoted_line() -> usize {
+    let text =
+        std::fs::read_to_string(support::repo_root().join(WORKSPACE).join(QUOTED_FILE)).unwrap();
+    text.lines().position(|l| l.contains(QUOTE)).unwrap() + 1
+}
+
+fn fingerprints(sarif: &Value) -> Vec<(String, String)> {
+    sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["ruleId"].as_str().unwrap().to_string(),
+                r["partialFingerprints"]["hatrackFinding/v1"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn report_sarif_has_one_rule_per_requirement_and_fingerprints_stable_across_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let stdout = failing_run(&run_dir, &[], &[]).await;
+    assert!(
+        !stdout.contains("::error"),
+        "no --github, no annotations:\n{stdout}"
+    );
+    let sarif = json(&run_dir.join("report.sarif"));
+    assert_eq!(sarif["version"], "2.1.0");
+    let report = json(&run_dir.join("report.json"));
+    let req_ids: Vec<&str> = report["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap();
+    let rule_ids: Vec<&str> = rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(rule_ids, req_ids);
+    for rule in rules {
+        for field in ["shortDescription", "fullDescription", "help"] {
+            assert!(
+                rule[field]["text"].as_str().is_some_and(|t| !t.is_empty()),
+                "{rule}"
+            );
+        }
+    }
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let errors = results.iter().filter(|r| r["level"] == "error").count();
+    let warnings = results.iter().filter(|r| r["level"] == "warning").count();
+    assert_eq!((errors, warnings), (14, 5));
+    for r in results {
+        let index = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[index]["id"], r["ruleId"]);
+        assert!(!r["message"]["text"].as_str().unwrap().is_empty());
+        assert!(r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].is_string());
+    }
+    let check = results
+        .iter()
+        .find(|r| r["ruleId"] == "reliability/check/1")
+        .unwrap();
+    let physical = &check["locations"][0]["physicalLocation"];
+    assert_eq!(physical["artifactLocation"]["uri"], QUOTED_FILE);
+    assert_eq!(physical["region"]["startLine"], quoted_line());
+
+    let before = fingerprints(&sarif);
+    for _ in 0..2 {
+        let out = tempfile::tempdir().unwrap();
+        Test::new()
+            .arg("replay")
+            .arg(&run_dir)
+            .arg("--out")
+            .arg(out.path())
+            .args(["--allow-unknown"])
+            .status(1)
+            .run();
+        let again = json(&out.path().join("report.sarif"));
+        assert_eq!(fingerprints(&again), before);
+        assert_eq!(again, sarif);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn github_output_caps_annotations_points_at_files_and_fills_the_step_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let summary = dir.path().join("summary.md");
+    std::fs::write(&summary, "earlier step\n").unwrap();
+    let stdout = failing_run(
+        &run_dir,
+        &["--github"],
+        &[("GITHUB_STEP_SUMMARY", &summary)],
+    )
+    .await;
+    let errors: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("::error "))
+        .collect();
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("::warning "))
+        .collect();
+    assert_eq!(errors.len(), 10, "{stdout}");
+    assert_eq!(warnings.len(), 5, "{stdout}");
+    // Most severe first: every error line comes before every warning line.
+    let last_error = stdout.rfind("::error ").unwrap();
+    assert!(stdout.find("::warning ").unwrap() > last_error);
+    // Files are named from the repository root (the current directory), not the workspace.
+    let cited = format!(
+        "::error file={WORKSPACE}/{QUOTED_FILE},line={},title=hatrack%3A reliability/check/",
+        quoted_line()
+    );
+    assert!(stdout.contains(&cited), "{stdout}");
+    for line in errors.iter().chain(&warnings) {
+        let (props, message) = line.split_once("::").unwrap().1.split_once("::").unwrap();
+        assert!(!message.contains('\n') && !message.contains('\r'));
+        for prop in props.split(',') {
+            let (_, value) = prop.split_once('=').unwrap();
+            assert!(!value.contains(':') && !value.contains(','), "{prop}");
+        }
+    }
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        text.starts_with("earlier step\n"),
+        "the summary is appended to"
+    );
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(text.ends_with(&md), "the summary holds report.md");
+
+    // GITHUB_ACTIONS=true turns it on too, for a replay as for a run.
+    let out = Test::new()
+        .arg("replay")
+        .arg(&run_dir)
+        .arg("--allow-unknown")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_WORKSPACE", support::repo_root().join(WORKSPACE))
+        .status(1)
+        .run();
+    // Files are named from $GITHUB_WORKSPACE when it is set.
+    assert!(
+        out.stdout.contains(&format!(
+            "::error file={QUOTED_FILE},line={},",
+            quoted_line()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stdout
+            .lines()
+            .filter(|l| l.starts_with("::error "))
+            .count(),
+        10
+    );
+}
+
+/// The composite action and the README's example workflow are valid YAML that do what the
+/// README says.
+#[test]
+fn the_action_and_the_readme_workflow_parse() {
+    let root = support::repo_root();
+    let action: Value =
+        serde_norway::from_str(&std::fs::read_to_string(root.join("action.yml")).unwrap())
+            .expect("action.yml is YAML");
+    assert_eq!(action["runs"]["using"], "composite");
+    let steps = action["runs"]["steps"].as_array().unwrap();
+    assert!(steps.iter().any(|s| s["uses"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("github/codeql-action/upload-sarif@"))));
+    assert!(steps.iter().any(|s| s["run"]
+        .as_str()
+        .is_some_and(|r| r.contains("hatrack run") && r.contains("--github"))));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README has a yaml block");
+    let workflow: Value = serde_norway::from_str(block).expect("the README workflow is YAML");
+    assert_eq!(workflow["permissions"]["security-events"], "write");
+}
