@@ -23,7 +23,7 @@ pub const REASK_EXCERPT_BYTES: usize = 2048;
 pub const MAX_EXCHANGE_MS: u64 = 1 << 40;
 
 /// What one step's structured exchange produced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StructuredOutcome {
     /// The valid answer, or `None` when every attempt was invalid (the step is `unparseable`).
     pub value: Option<Value>,
@@ -59,15 +59,7 @@ pub async fn ask_structured(
         ))
     })?;
     let mut conversation = messages.to_vec();
-    let mut outcome = StructuredOutcome {
-        value: None,
-        attempts: 0,
-        errors: Vec::new(),
-        usage: Usage::default(),
-        duration_ms: 0,
-        sources: Vec::new(),
-        origins: Vec::new(),
-    };
+    let mut outcome = StructuredOutcome::default();
     // Saturating: `max_reasks` is range-checked where it is read, but u32::MAX must not wrap
     // to zero attempts here either.
     let max_attempts = settings.max_reasks.saturating_add(1);

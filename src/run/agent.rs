@@ -15,7 +15,7 @@ use crate::model::structured::{
     ask_structured, excerpt, reask, validate_reply, StructuredOutcome, MAX_EXCHANGE_MS,
     REASK_EXCERPT_BYTES,
 };
-use crate::model::{ChatModel, ModelError, ModelRequest, ProviderErrorKind, Usage};
+use crate::model::{ChatModel, ModelError, ModelRequest, ProviderErrorKind};
 use crate::secrets::Scrubber;
 use crate::tools::{Trail, Workspace};
 
@@ -75,7 +75,7 @@ pub async fn ask(
     })?;
     let tools = Workspace::definitions();
     let mut conversation = messages.to_vec();
-    let mut out = AgentOutcome::plain(empty_outcome(), None);
+    let mut out = AgentOutcome::plain(StructuredOutcome::default(), None);
     let mut reasks_left = settings.max_reasks;
     let mut tool_bytes = 0usize;
     let max_turns = agent.max_turns.max(1);
@@ -201,16 +201,4 @@ fn run_call(
     }
     out.trail.push(result.trail);
     (id, text)
-}
-
-fn empty_outcome() -> StructuredOutcome {
-    StructuredOutcome {
-        value: None,
-        attempts: 0,
-        errors: Vec::new(),
-        usage: Usage::default(),
-        duration_ms: 0,
-        sources: Vec::new(),
-        origins: Vec::new(),
-    }
 }

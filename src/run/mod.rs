@@ -532,14 +532,18 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
     report.trail = asked_all.iter().flat_map(|a| a.trail.clone()).collect();
     report.tools = asked_all.iter().find_map(|a| a.tool_note.clone());
     // Each sample is grounded in what it was shown: the prompt's sources and the files it read.
-    let sample_sources: Vec<Sources> = asked_all
+    // (cloned only for a sample that read files).
+    let sample_sources: Vec<std::borrow::Cow<'_, Sources>> = asked_all
         .iter()
         .map(|a| {
+            if a.read.is_empty() {
+                return std::borrow::Cow::Borrowed(&sources);
+            }
             let mut s = sources.clone();
             for (path, text) in &a.read {
                 s.add(path, crate::verdict::SourceKind::Input, text);
             }
-            s
+            std::borrow::Cow::Owned(s)
         })
         .collect();
     report.summary = asked_all

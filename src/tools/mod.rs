@@ -285,18 +285,14 @@ impl Workspace {
         !clean.as_os_str().is_empty() && self.deny.is_match(&clean)
     }
 
-    fn list_files(&self, asked: &str, depth: usize) -> Outcome {
-        let (real, rel) = match self.resolve(asked) {
-            Ok(r) => r,
-            Err(why) => return Workspace::refuse("list_files", asked, &why),
-        };
-        if !real.is_dir() {
-            return Workspace::refuse("list_files", asked, &format!("{asked} is not a directory"));
-        }
-        let depth = depth.clamp(1, self.caps.max_depth);
-        let mut lines = Vec::new();
-        let mut more = 0usize;
-        for entry in walkdir::WalkDir::new(&real)
+    /// Entries under `dir`, sorted by name, never following links, denied paths (and
+    /// everything under them) left out: the one walk `list_files` and `search` share.
+    fn walk<'a>(
+        &'a self,
+        dir: &Path,
+        depth: usize,
+    ) -> impl Iterator<Item = walkdir::DirEntry> + 'a {
+        walkdir::WalkDir::new(dir)
             .min_depth(1)
             .max_depth(depth)
             .follow_links(false)
@@ -308,7 +304,20 @@ impl Workspace {
                     .map_or(true, |r| !self.denied(r))
             })
             .flatten()
-        {
+    }
+
+    fn list_files(&self, asked: &str, depth: usize) -> Outcome {
+        let (real, rel) = match self.resolve(asked) {
+            Ok(r) => r,
+            Err(why) => return Workspace::refuse("list_files", asked, &why),
+        };
+        if !real.is_dir() {
+            return Workspace::refuse("list_files", asked, &format!("{asked} is not a directory"));
+        }
+        let depth = depth.clamp(1, self.caps.max_depth);
+        let mut lines = Vec::new();
+        let mut more = 0usize;
+        for entry in self.walk(&real, depth) {
             if lines.len() >= self.caps.max_entries {
                 more += 1;
                 continue;
@@ -355,11 +364,9 @@ impl Workspace {
         let mut text = String::new();
         let mut shown = String::new();
         let mut last = start.saturating_sub(1);
-        let mut cut = false;
         for (i, line) in content.lines().enumerate().skip(start - 1).take(max_lines) {
             let line = cap_line(line, self.caps.max_line_bytes);
             if text.len() + line.len() + 1 > self.caps.max_bytes {
-                cut = true;
                 break;
             }
             text.push_str(&line);
@@ -370,7 +377,6 @@ impl Workspace {
         }
         let total = content.lines().count();
         if last < total {
-            cut = cut || last < total;
             let _ = write!(
                 text,
                 "[hatrack: lines {start}-{last} of {total}; continue at line {}]",
@@ -379,7 +385,6 @@ impl Workspace {
         } else if text.is_empty() {
             let _ = write!(text, "[hatrack: the file has {total} lines]");
         }
-        let _ = cut;
         let detail = format!("lines {start}-{last} of {total}");
         outcome("read_file", &rel, detail, text, Some((rel.clone(), shown)))
     }
@@ -398,17 +403,8 @@ impl Workspace {
         };
         let mut hits = Vec::new();
         let mut more = 0usize;
-        for entry in walkdir::WalkDir::new(&self.root)
-            .min_depth(1)
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| {
-                e.path()
-                    .strip_prefix(&self.root)
-                    .map_or(true, |r| !self.denied(r))
-            })
-            .flatten()
+        for entry in self
+            .walk(&self.root, usize::MAX)
             .filter(|e| e.file_type().is_file())
         {
             let Ok(rel) = entry.path().strip_prefix(&self.root) else {
