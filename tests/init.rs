@@ -186,16 +186,17 @@ fn init_with_a_stage_on_disk_writes_its_path() {
         std::fs::read_to_string(repo.path().join("hatrack.toml")).unwrap(),
         text
     );
-    Test::new()
-        .current_dir(repo.path())
-        .arg("list")
-        .stdout_has(format!(
-            "definition: {}",
-            repo_root()
-                .join("hats/deployment")
-                .canonicalize()
-                .unwrap()
-                .display()
-        ))
-        .run();
+    // `list` names the stage init wrote, as [stage] path spells it: relative to the
+    // workspace when the stage lies next to it (both under /tmp, say), else absolute.
+    let out = Test::new().current_dir(repo.path()).arg("list").run();
+    let shown = out
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("definition: "))
+        .expect("list names the definition");
+    assert_eq!(
+        repo.path().join(shown).canonicalize().unwrap(),
+        repo_root().join("hats/deployment").canonicalize().unwrap(),
+        "{shown}"
+    );
 }
