@@ -20,6 +20,8 @@ struct Counts {
     other_hat_requirements: usize,
     checks: BTreeMap<Level, usize>,
     signal: BTreeMap<Level, usize>,
+    /// Stages with no completion-signal requirement (the v8 layout).
+    without_signal: usize,
 }
 
 impl Counts {
@@ -65,6 +67,9 @@ impl Counts {
         }
         for r in &stage.completion_signal {
             *self.signal.entry(r.level).or_default() += 1;
+        }
+        if stage.completion_signal.is_empty() {
+            self.without_signal += 1;
         }
     }
 }
@@ -153,6 +158,13 @@ fn write_summary(path: &Path, tree: &LoadedTree, out: &mut dyn Write) -> std::io
                 "keyword sentence",
                 "keyword sentences"
             )
+        )?;
+    }
+    if c.without_signal > 0 {
+        writeln!(
+            out,
+            "{} without a completion signal: gated on hat constraints and review checks",
+            plural(c.without_signal, "stage", "stages")
         )?;
     }
     let errors = tree

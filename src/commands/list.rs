@@ -16,19 +16,19 @@ use crate::Error;
 ///
 /// ```text
 /// { "stage": { name, studio, dir, file, title, description, gates: ["external"],
-///              needs_human, elaboration, digest },
+///              needs_human, elaboration, digest, fix_hats: [..], interpretation },
 ///   "inputs": [ { stage, kind: "discovery"|"output", name, source: "file:line" } ],
-///   "hats": [ { name, file, focus, produces, reads, responsibilities,
+///   "hats": [ { name, file, focus, produces, reads, responsibilities, process,
 ///               constraints: [Requirement], other_requirements: [Requirement] } ],
 ///   "review_agents": [ { name, file, origin: "own"|"included", from_stage, mandate,
-///                        checks: [Requirement] } ],
+///                        checks: [Requirement], failure_modes: [..] } ],
 ///   "criteria": { good: [..], bad: [..] } | null,
 ///   "completion_signal": { text, requirements: [Requirement] },
 ///   "outputs": [Artifact], "discovery": [Artifact],
 ///   "warnings": [ "file:line: warning: …" ] }
 /// Requirement = { id, level: "MUST NOT"|"MUST"|"implicit"|"SHOULD NOT"|"SHOULD"|"MAY",
 ///                 keywords: [..], text (verbatim, bold markers kept), section,
-///                 source: "file:line", malformed }
+///                 source: "file:line", malformed, lead_in }
 /// Artifact = { name, file, location, scope, format, required }
 /// ```
 #[derive(Debug, Serialize)]
@@ -58,6 +58,10 @@ pub struct StageView {
     pub elaboration: Option<String>,
     /// sha256 of the definition files (see `definition::definition_digest`).
     pub digest: String,
+    /// v8 `fix_hats:`: shown, never run (hatrack has no fix loop).
+    pub fix_hats: Vec<String>,
+    /// v8 `interpretation:` as written.
+    pub interpretation: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,6 +80,8 @@ pub struct HatView {
     pub produces: Option<String>,
     pub reads: Option<String>,
     pub responsibilities: Option<String>,
+    /// v8 `## Process`: guidance shown to the hat, not judged.
+    pub process: Option<String>,
     /// The anti-pattern requirements: what each hat is judged on.
     pub constraints: Vec<RequirementView>,
     /// Keyword sentences elsewhere in the hat (Focus, Produces, prose): context only.
@@ -91,6 +97,8 @@ pub struct AgentView {
     pub from_stage: Option<String>,
     pub mandate: String,
     pub checks: Vec<RequirementView>,
+    /// v8 "Common failure modes to look for": guidance for the judge, not checks.
+    pub failure_modes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -114,6 +122,8 @@ pub struct RequirementView {
     pub section: String,
     pub source: String,
     pub malformed: bool,
+    /// For a v8 check whose keyword is in the `## Check` lead-in: that sentence.
+    pub lead_in: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,6 +145,7 @@ fn requirement_view(r: &Requirement) -> RequirementView {
         section: r.section.clone(),
         source: r.source.to_string(),
         malformed: r.malformed,
+        lead_in: r.lead_in.clone(),
     }
 }
 
@@ -164,6 +175,8 @@ impl ListView {
                 needs_human: stage.gates.iter().any(|g| g.needs_human()),
                 elaboration: stage.elaboration.clone(),
                 digest: definition_digest(stage),
+                fix_hats: stage.fix_hats.clone(),
+                interpretation: stage.interpretation.clone(),
             },
             inputs: stage
                 .inputs
@@ -188,6 +201,7 @@ impl ListView {
                     produces: h.produces.clone(),
                     reads: h.reads.clone(),
                     responsibilities: h.responsibilities.clone(),
+                    process: h.process.clone(),
                     constraints: h.constraints().map(requirement_view).collect(),
                     other_requirements: h
                         .requirements
@@ -213,6 +227,7 @@ impl ListView {
                     },
                     mandate: a.mandate.clone(),
                     checks: a.checks.iter().map(requirement_view).collect(),
+                    failure_modes: a.failure_modes.clone(),
                 })
                 .collect(),
             criteria: stage.criteria.as_ref().map(|c| CriteriaView {
@@ -311,6 +326,16 @@ fn write_text(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(e) = &s.elaboration {
         writeln!(out, "  elaboration: {e}")?;
     }
+    if !s.fix_hats.is_empty() {
+        writeln!(
+            out,
+            "  fix hats: {} (not run by hatrack)",
+            s.fix_hats.join(", ")
+        )?;
+    }
+    if let Some(i) = &s.interpretation {
+        writeln!(out, "  interpretation: {i}")?;
+    }
     if v.inputs.is_empty() {
         writeln!(out, "  stage inputs: none")?;
     } else {
@@ -332,6 +357,7 @@ fn write_text(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
             ("Produces", &h.produces),
             ("Reads", &h.reads),
             ("Responsibilities", &h.responsibilities),
+            ("Process", &h.process),
         ] {
             if let Some(t) = text {
                 writeln!(out, "   {label}: {}", plain(t).replace('\n', "\n     "))?;
@@ -355,6 +381,15 @@ fn write_text(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "   Mandate: {}", plain(&a.mandate))?;
         writeln!(out, "   Checks ({}):", a.checks.len())?;
         write_requirements(out, "     ", &a.checks)?;
+        if !a.failure_modes.is_empty() {
+            writeln!(
+                out,
+                "   Common failure modes (guidance for the judge, not checks):"
+            )?;
+            for f in &a.failure_modes {
+                writeln!(out, "     - {}", plain(f))?;
+            }
+        }
     }
 
     if let Some(c) = &v.criteria {
@@ -369,12 +404,19 @@ fn write_text(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
         }
     }
 
-    writeln!(
-        out,
-        "\nCompletion signal ({} requirements):",
-        v.completion_signal.requirements.len()
-    )?;
-    write_requirements(out, "  ", &v.completion_signal.requirements)?;
+    if v.completion_signal.requirements.is_empty() {
+        writeln!(
+            out,
+            "\nCompletion signal: none — the run gates on hat constraints and review checks"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "\nCompletion signal ({} requirements):",
+            v.completion_signal.requirements.len()
+        )?;
+        write_requirements(out, "  ", &v.completion_signal.requirements)?;
+    }
 
     for (label, list) in [("Outputs", &v.outputs), ("Discovery", &v.discovery)] {
         if !list.is_empty() {

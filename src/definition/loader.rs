@@ -228,9 +228,10 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
             hats.push(build_hat(hat_name, &file, &hat_doc, diags));
         }
     }
+    let fix_hats = parse_fix_hats(dir, stage_file, &doc, diags);
     for file in md_files(&dir.join("hats"), diags) {
         let s = stem(&file);
-        if !hat_names.contains(&s) {
+        if !hat_names.contains(&s) && !fix_hats.contains(&s) {
             diags.warn(&file, None, format!("hat file is not listed in STAGE.md `hats:`, so `{s}` never runs; add it to the list or delete the file"));
         }
     }
@@ -321,9 +322,12 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
     let inputs = parse_inputs(stage_file, &doc, diags);
     check_inputs(dir, stage_file, &inputs, diags);
     let body = build_stage_body(stage_file, &doc);
-    if body.signal_line.is_none() {
-        diags.warn(stage_file, None, "stage has no `## Completion Signal` section; the run will have no completion-signal requirements to judge");
+    // v8 stages (they declare `fix_hats:`) have no Completion Signal by design; in a 1.x
+    // stage its absence is more likely a misspelt heading, so it is worth a warning.
+    if body.signal_line.is_none() && !fm.contains_key("fix_hats") {
+        diags.warn(stage_file, None, "stage has no `## Completion Signal` section; the run gates on its hats' constraints and review checks only");
     }
+    let interpretation = parse_interpretation(stage_file, &doc, diags);
 
     source_files.sort();
     source_files.dedup();
@@ -353,9 +357,58 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
         completion_signal_text: body.completion_signal_text,
         outputs,
         discovery,
+        fix_hats,
+        interpretation,
         source_files,
         front_matter: doc.front_matter.clone(),
     })
+}
+
+/// v8 `fix_hats:` (a list of hat names). hatrack has no fix loop, so these are only read
+/// and shown; a name without a `hats/<name>.md` is a warning, since H·AI·K·U would fail on
+/// it when a finding is filed.
+fn parse_fix_hats(dir: &Path, file: &Path, doc: &Document, diags: &mut Diags) -> Vec<String> {
+    let Some(value) = doc.front_matter.get("fix_hats") else {
+        return Vec::new();
+    };
+    let line = doc.key_line("fix_hats");
+    let Some(names) = string_list(value).or_else(|| value.is_null().then(Vec::new)) else {
+        diags.error(
+            file,
+            line,
+            format!("`fix_hats:` must be a list of hat names, found {}; write e.g. `fix_hats: [classifier, builder, feedback-assessor]`", json_kind(value)),
+        );
+        return Vec::new();
+    };
+    for name in &names {
+        let exists =
+            is_plain_name(name) && files::is_file(&dir.join("hats").join(format!("{name}.md")));
+        if !exists {
+            diags.warn(file, line, format!("fix hat `{name}` has no hats/{name}.md; hatrack does not run fix hats, but H·AI·K·U would fail to find it"));
+        }
+    }
+    names
+}
+
+/// v8 `interpretation:` (`lens` or `strict`); another value is kept and warned about.
+fn parse_interpretation(file: &Path, doc: &Document, diags: &mut Diags) -> Option<String> {
+    let value = doc.front_matter.get("interpretation")?;
+    let line = doc.key_line("interpretation");
+    let Some(text) = value.as_str() else {
+        diags.error(
+            file,
+            line,
+            format!(
+                "`interpretation:` must be `lens` or `strict`, found {}",
+                json_kind(value)
+            ),
+        );
+        return None;
+    };
+    if !matches!(text, "lens" | "strict") {
+        diags.warn(file, line, format!("`interpretation: {text}` is not one H·AI·K·U knows (lens, strict); it is shown as written"));
+    }
+    Some(text.to_string())
 }
 
 /// `review:` as a scalar or a list; absent means `auto` (the reference runtime's default).

@@ -101,6 +101,7 @@ fn requirement(
             line,
         },
         malformed: looks_malformed(text, kws),
+        lead_in: None,
     }
 }
 
@@ -162,7 +163,17 @@ pub fn build_hat(name: &str, file: &Path, doc: &Document, diags: &mut Diags) -> 
             }
         }
     }
-    if anti_sections == 0 {
+    let process = section_text(&sections, "process");
+    if anti_sections == 0 && process.is_some() {
+        // The v8 layout (`**Focus:**` + `## Process`) often states its limits as prose
+        // ("What you do NOT do") rather than an RFC 2119 list: the hat still runs, but
+        // the author is told that nothing of it will be judged.
+        diags.warn(
+            file,
+            Some(doc.body_line),
+            format!("hat `{name}` (v8 layout: `## Process`) has no `## Anti-patterns (RFC 2119)` section: it runs with no constraints to judge; add items such as `- The agent **MUST NOT** …` to have them judged"),
+        );
+    } else if anti_sections == 0 {
         diags.error(
             file,
             Some(doc.body_line),
@@ -187,13 +198,115 @@ pub fn build_hat(name: &str, file: &Path, doc: &Document, diags: &mut Diags) -> 
         produces: section_text(&sections, "produces"),
         reads: section_text(&sections, "reads"),
         responsibilities: section_text(&sections, "responsibilities"),
+        process,
         sections: to_sections(&sections),
         body: doc.body.trim().to_string(),
         requirements,
     }
 }
 
-/// Builds a review agent: `**Mandate:**` paragraph and `**Check:**` list (or `## Check`).
+/// Whether a label or lead-in names v8 judge guidance ("Common failure modes to look for").
+fn is_failure_modes(label: &str) -> bool {
+    let l = super::body::normalise_label(label);
+    l.starts_with("common failure modes") || l.starts_with("failure modes")
+}
+
+/// How a check section reads its keyword-less items, set by the paragraph before them.
+enum ItemMode {
+    /// 1.x: every item carries its own keyword; one without is warned about.
+    Plain,
+    /// v8: "The agent **MUST** verify, and file feedback for any violation:" — each item
+    /// after it is a check at the lead-in's level.
+    LeadIn {
+        text: String,
+        level: Level,
+        kws: Vec<super::rfc2119::Keyword>,
+    },
+    /// "Common failure modes to look for:" as a plain paragraph: items are guidance.
+    FailureModes,
+}
+
+impl ItemMode {
+    /// A paragraph of a check section: a lead-in when it carries a keyword and introduces
+    /// a list (ends with `:`), failure-mode guidance when it says so, else plain prose.
+    fn after(lines: &[(usize, String)]) -> ItemMode {
+        let text = super::body::join_paragraph(lines);
+        if is_failure_modes(&text) {
+            return ItemMode::FailureModes;
+        }
+        let kws = keywords(&text);
+        match primary_level(&kws) {
+            Some(level) if text.trim_end().ends_with(':') => ItemMode::LeadIn { text, level, kws },
+            _ => ItemMode::Plain,
+        }
+    }
+}
+
+/// Review-agent parts found while walking its check sections.
+#[derive(Default)]
+struct AgentParts {
+    checks: Vec<Requirement>,
+    failure_modes: Vec<String>,
+}
+
+/// One check section: items with their own keyword are checks (1.x), keyword-less items
+/// take the level of a lead-in paragraph above them (v8), or are failure-mode guidance.
+fn read_check_section(
+    name: &str,
+    file: &Path,
+    sec: &BodySection,
+    parts: &mut AgentParts,
+    diags: &mut Diags,
+) {
+    let mut mode = ItemMode::Plain;
+    for block in &sec.blocks {
+        let (text, line) = match block {
+            Block::Paragraph { lines } => {
+                mode = ItemMode::after(lines);
+                continue;
+            }
+            Block::Item { text, line } => (text, *line),
+        };
+        let id = format!("{name}/check/{}", parts.checks.len() + 1);
+        let kws = keywords(text);
+        if let Some(level) = primary_level(&kws) {
+            parts
+                .checks
+                .push(requirement(id, level, &kws, text, "check", file, line));
+            continue;
+        }
+        match &mode {
+            ItemMode::LeadIn { text: lead, level, kws } => {
+                let mut check = requirement(id, *level, kws, text, "check", file, line);
+                check.malformed = false; // the keyword is not in this text
+                check.lead_in = Some(lead.clone());
+                parts.checks.push(check);
+            }
+            ItemMode::FailureModes => parts.failure_modes.push(text.clone()),
+            ItemMode::Plain => diags.warn(
+                file,
+                Some(line),
+                "check item has no RFC 2119 keyword, so it is not judged; write e.g. `- The agent **MUST** verify that …`, or put a lead-in such as `The agent **MUST** verify:` above the list",
+            ),
+        }
+    }
+}
+
+/// A failure-mode section (heading or label): its items, or its prose when it has none.
+fn read_failure_modes(sec: &BodySection, out: &mut Vec<String>) {
+    let before = out.len();
+    for block in &sec.blocks {
+        if let Block::Item { text, .. } = block {
+            out.push(text.clone());
+        }
+    }
+    if out.len() == before && !sec.text.is_empty() {
+        out.push(sec.text.clone());
+    }
+}
+
+/// Builds a review agent: `**Mandate:**` paragraph and `**Check:**` list (or `## Check`,
+/// with a v8 lead-in sentence carrying the keyword), plus v8 failure-mode guidance.
 /// Like hats: no Check section is an error (nothing to judge), an empty one a warning.
 pub fn build_agent(
     name: &str,
@@ -211,35 +324,21 @@ pub fn build_agent(
             format!("review agent `{name}` has no `**Mandate:**`; add one sentence saying what it verifies"),
         );
     }
-    let mut checks = Vec::new();
-    let check_sections: Vec<_> = sections.iter().filter(|s| s.label == "check").collect();
-    for sec in &check_sections {
-        for block in &sec.blocks {
-            let Block::Item { .. } = block else { continue };
-            for unit in units(block) {
-                let kws = keywords(&unit.text);
-                let Some(level) = primary_level(&kws) else {
-                    diags.warn(
-                        file,
-                        Some(unit.line),
-                        "check item has no RFC 2119 keyword, so it is not judged; write e.g. `- The agent **MUST** verify that …`",
-                    );
-                    continue;
-                };
-                let id = format!("{name}/check/{}", checks.len() + 1);
-                checks.push(requirement(
-                    id, level, &kws, &unit.text, "check", file, unit.line,
-                ));
-            }
+    let mut parts = AgentParts::default();
+    for sec in &sections {
+        if sec.label == "check" {
+            read_check_section(name, file, sec, &mut parts, diags);
+        } else if is_failure_modes(&sec.label) {
+            read_failure_modes(sec, &mut parts.failure_modes);
         }
     }
-    match check_sections.first() {
+    match sections.iter().find(|s| s.label == "check") {
         None => diags.error(
             file,
             Some(doc.body_line),
             format!("review agent `{name}` has no `**Check:**` section, so it has nothing to judge; add the label followed by items such as `- The agent **MUST** verify that …`"),
         ),
-        Some(sec) if checks.is_empty() => diags.warn(
+        Some(sec) if parts.checks.is_empty() => diags.warn(
             file,
             Some(sec.line),
             format!("review agent `{name}` has an empty check list; add items such as `- The agent **MUST** verify that …`"),
@@ -252,7 +351,8 @@ pub fn build_agent(
         origin,
         front_matter: doc.front_matter.clone(),
         mandate,
-        checks,
+        checks: parts.checks,
+        failure_modes: parts.failure_modes,
         body: doc.body.trim().to_string(),
     }
 }

@@ -77,6 +77,11 @@ pub struct Requirement {
     pub source: SourceRef,
     /// The text looks damaged by the corpus's mechanical RFC rewrite (e.g. `**MUST** captur`).
     pub malformed: bool,
+    /// For a v8 check that takes its keyword from the `## Check` lead-in sentence ("The
+    /// agent **MUST** verify, and file feedback for any violation:"): that sentence, as
+    /// written. The item's own `text` holds no keyword, so a judge needs both to read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_in: Option<String>,
 }
 
 impl Requirement {
@@ -109,6 +114,9 @@ pub struct Hat {
     pub produces: Option<String>,
     pub reads: Option<String>,
     pub responsibilities: Option<String>,
+    /// v8 `## Process`: how the hat works, shown to the hat as guidance. Keyword sentences
+    /// in it are requirements of section `process` (context, like Focus), not constraints.
+    pub process: Option<String>,
     pub sections: Vec<Section>,
     /// Body without front matter, trimmed.
     pub body: String,
@@ -143,6 +151,9 @@ pub struct ReviewAgent {
     pub front_matter: FrontMatter,
     pub mandate: String,
     pub checks: Vec<Requirement>,
+    /// v8 "Common failure modes to look for": what to watch for, shown to the review judge
+    /// as guidance. Never judged one by one (they are not checks). Items verbatim.
+    pub failure_modes: Vec<String>,
     pub body: String,
 }
 
@@ -258,6 +269,11 @@ pub struct Stage {
     pub completion_signal_text: String,
     pub outputs: Vec<ArtifactDef>,
     pub discovery: Vec<ArtifactDef>,
+    /// v8 `fix_hats:`: the hats H·AI·K·U runs per review finding. Read and shown, never
+    /// run by hatrack (it has no fix loop); names need not appear in `hats:`.
+    pub fix_hats: Vec<String>,
+    /// v8 `interpretation:` (`lens` or `strict`, as written): shown, not acted on.
+    pub interpretation: Option<String>,
     /// Every file read to build this stage, sorted: the input to the definition digest.
     pub source_files: Vec<PathBuf>,
 }
