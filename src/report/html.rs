@@ -56,6 +56,10 @@ struct Page<'a> {
     /// … `a human approval is still required (external review)`.
     gate_text: String,
     outcome_line: String,
+    /// `no completion signal: …` for a stage without one.
+    signal_note: Option<&'static str>,
+    /// v8 declarations shown but not run (`fix hats: …`).
+    v8_note: Option<String>,
     steps: Vec<StepView<'a>>,
     judges: Vec<JudgeView>,
     groups: Vec<GroupView<'a>>,
@@ -245,6 +249,8 @@ impl<'a> Page<'a> {
             gate_label: gate_label.to_string(),
             gate_text: gate_text.to_string(),
             outcome_line: text::outcome_line(report),
+            signal_note: text::signal_note(report),
+            v8_note: text::v8_note(report),
             steps,
             judges,
             groups,

@@ -82,6 +82,11 @@ fn suite(report: &Report, judge: &str) -> TestSuite {
 /// One case per hat: did it produce an artifact?
 fn hats_suite(report: &Report) -> TestSuite {
     let mut suite = TestSuite::new("hats");
+    // A CI view has no header: the stage's lack of a completion signal rides on the suite
+    // every report has.
+    if let Some(note) = text::signal_note(report) {
+        suite.add_property(Property::new("completion_signal", note));
+    }
     for step in report.steps.iter().filter(|s| !s.kind.is_judge()) {
         let status = match blocker_of(report, &step.id) {
             Some(reason) => {

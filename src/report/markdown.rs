@@ -87,6 +87,12 @@ fn head(report: &Report, md: &mut Budget) {
     let note = text::gate_note(report);
     let (gate, rest) = note.split_once(": ").unwrap_or((&note, ""));
     s.push_str(&format!("> **{}:** {}\n\n", esc(gate), esc(rest)));
+    if let Some(note) = text::signal_note(report) {
+        s.push_str(&format!("> **{}**\n\n", esc(note)));
+    }
+    if let Some(note) = text::v8_note(report) {
+        s.push_str(&format!("> {}\n\n", esc(&note)));
+    }
     if !report.outcome.reasons.is_empty() {
         s.push_str("Why:\n");
         for reason in &report.outcome.reasons {

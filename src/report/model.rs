@@ -42,6 +42,12 @@ pub struct StageInfo {
     pub hats: Vec<String>,
     /// Review agents, `name` or `name (from stage)`.
     pub review_agents: Vec<String>,
+    /// v8 `fix_hats:` as declared (shown, not run). Omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fix_hats: Vec<String>,
+    /// v8 `interpretation:` as written (shown, not acted on). Omitted when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpretation: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +117,11 @@ pub struct Outcome {
     pub reasons: Vec<Reason>,
     /// The gate (`external`, `await`, `ask`) still needs a person after hatrack is done.
     pub human_approval_required: bool,
+    /// `true` when the stage has no completion signal (v8 layout) and was gated on its hats'
+    /// constraints and review checks only. Omitted when `false`, so reports of stages with
+    /// a signal keep their bytes (committed transcripts replay to identical files).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_completion_signal: bool,
 }
 
 impl From<&GateDecision> for Outcome {
@@ -125,6 +136,7 @@ impl From<&GateDecision> for Outcome {
             blocking_total: d.blocking_total,
             reasons: d.reasons.clone(),
             human_approval_required: !d.needs_human.is_empty(),
+            no_completion_signal: d.no_completion_signal,
         }
     }
 }

@@ -179,13 +179,23 @@ fn sarif(report: &Report) -> Value {
             },
             "automationDetails": { "id": format!("hatrack/{}/", report.stage.name) },
             "results": results,
-            "properties": {
-                "stage": report.stage.name,
-                "signalMet": report.outcome.signal_met,
-                "summary": report.outcome.summary,
-            },
+            "properties": run_properties(report),
         }],
     })
+}
+
+/// The run's properties; `completionSignal` appears only for a stage without one, so the
+/// SARIF of a stage with a signal keeps its bytes.
+fn run_properties(report: &Report) -> serde_json::Value {
+    let mut props = json!({
+        "stage": report.stage.name,
+        "signalMet": report.outcome.signal_met,
+        "summary": report.outcome.summary,
+    });
+    if let Some(note) = super::text::signal_note(report) {
+        props["completionSignal"] = json!(note);
+    }
+    props
 }
 
 #[cfg(test)]

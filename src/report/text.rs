@@ -15,6 +15,13 @@ pub fn status_words(report: &Report) -> &'static str {
 /// One line for stdout and logs: `signal NOT MET — 3 unmet, 2 unknown (exit 1)` or
 /// `signal met (exit 0)`.
 pub fn outcome_line(report: &Report) -> String {
+    match signal_note(report) {
+        Some(note) => format!("{} — {note}", counted_outcome(report)),
+        None => counted_outcome(report),
+    }
+}
+
+fn counted_outcome(report: &Report) -> String {
     let o = &report.outcome;
     let c = o.counts;
     if o.signal_met {
@@ -32,6 +39,32 @@ pub fn outcome_line(report: &Report) -> String {
             c.unmet, c.unknown, o.exit_code
         )
     }
+}
+
+/// For a stage without a completion signal, the note every format shows
+/// (`no completion signal: gated on hat constraints and review checks`).
+pub fn signal_note(report: &Report) -> Option<&'static str> {
+    report
+        .outcome
+        .no_completion_signal
+        .then_some(crate::verdict::gate::NO_SIGNAL_NOTE)
+}
+
+/// What a v8 stage declares that hatrack shows but does not run: `fix hats: a, b (not run
+/// by hatrack) · interpretation: lens`. `None` for a stage that declares neither.
+pub fn v8_note(report: &Report) -> Option<String> {
+    let s = &report.stage;
+    let mut parts = Vec::new();
+    if !s.fix_hats.is_empty() {
+        parts.push(format!(
+            "fix hats: {} (not run by hatrack)",
+            s.fix_hats.join(", ")
+        ));
+    }
+    if let Some(i) = &s.interpretation {
+        parts.push(format!("interpretation: {i}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 /// `2 of 14 blocking fail`: the gate's count, the same words in every format.

@@ -66,13 +66,60 @@ pub fn display_name(name: &str) -> String {
         .join(" ")
 }
 
+/// What the hat prompt says under "The stage is complete when" for a stage without a
+/// completion signal (the v8 layout): what the gate will actually check.
+pub const NO_SIGNAL_PROMPT: &str =
+    "every hat's constraints and every review check hold (this stage has no completion signal)";
+
 fn stage_context(stage: &Stage) -> Value {
+    let signal =
+        if stage.completion_signal.is_empty() && stage.completion_signal_text.trim().is_empty() {
+            NO_SIGNAL_PROMPT.to_string()
+        } else {
+            stage.completion_signal_text.replace("**", "")
+        };
     json!({
         "name": stage.name,
         "title": if stage.title.is_empty() { display_name(&stage.name) } else { stage.title.clone() },
         "description": stage.description,
-        "completion_signal": stage.completion_signal_text.replace("**", ""),
+        "completion_signal": signal,
     })
+}
+
+// The v8 guidance below is folded into values the templates already show, rather than into
+// new template blocks: the templates (and so the prompt digest of every run, and every 1.x
+// request body) stay byte-identical, and a 1.x definition adds nothing.
+
+/// The hat's Focus, followed by its v8 `## Process` (guidance, never judged) when it has one.
+fn focus_with_process(hat: &Hat) -> String {
+    let focus = hat.focus.clone().unwrap_or_default();
+    match hat
+        .process
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        Some(process) => format!("{focus}\n\nProcess (how you work; guidance):\n{process}"),
+        None => focus,
+    }
+}
+
+/// The agent's mandate, followed by its v8 failure modes (guidance for the judge, not checks
+/// to rule on) when it lists any.
+fn mandate_with_failure_modes(agent: &ReviewAgent) -> String {
+    let mandate = agent.mandate.replace("**", "");
+    if agent.failure_modes.is_empty() {
+        return mandate;
+    }
+    let modes: Vec<String> = agent
+        .failure_modes
+        .iter()
+        .map(|f| format!("- {}", f.replace("**", "")))
+        .collect();
+    format!(
+        "{mandate}\n\nCommon failure modes to look for (guidance for your review; rule only on the checks below):\n{}",
+        modes.join("\n")
+    )
 }
 
 /// The stage's criteria guidance (good and bad examples), shown to every judge so each is
@@ -173,7 +220,7 @@ fn hat_context(hat: &Hat) -> Value {
     json!({
         "name": hat.name,
         "title": display_name(&hat.name),
-        "focus": hat.focus.clone().unwrap_or_default(),
+        "focus": focus_with_process(hat),
         "produces": hat.produces.clone().or_else(|| hat.responsibilities.clone()).unwrap_or_default(),
         "reads": hat.reads.clone().unwrap_or_default(),
     })
@@ -271,7 +318,7 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
     let checks: Vec<Value> = agent
         .checks
         .iter()
-        .map(|c| json!({"id": c.id, "level": c.level.as_str(), "text": c.plain_text()}))
+        .map(|c| json!({"id": c.id, "level": c.level.as_str(), "text": check_text(c)}))
         .collect();
     let included_from = match &agent.origin {
         AgentOrigin::Own => Value::Null,
@@ -283,7 +330,7 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
         "agent": {
             "name": agent.name,
             "title": display_name(&agent.name),
-            "mandate": agent.mandate.replace("**", ""),
+            "mandate": mandate_with_failure_modes(agent),
             "included_from": included_from,
         },
         "checks": checks,
@@ -299,6 +346,16 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
         sources,
         cuts,
     })
+}
+
+/// A check as its judge reads it. A v8 check takes its keyword from the lead-in sentence
+/// above the list, so the judge is shown both ("The agent MUST verify…: Retries are
+/// bounded — …"); a 1.x check is its own text.
+fn check_text(check: &crate::definition::Requirement) -> String {
+    match &check.lead_in {
+        Some(lead) => format!("{} {}", lead.replace("**", ""), check.plain_text()),
+        None => check.plain_text(),
+    }
 }
 
 /// One verdict shown to the completion judge.

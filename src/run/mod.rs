@@ -576,7 +576,10 @@ fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
             artifacts: s.artifacts.len(),
         })
         .collect();
-    let decision = gate::decide(&run.judged, &hats, &gates, plan.policy);
+    let mut decision = gate::decide(&run.judged, &hats, &gates, plan.policy);
+    if stage.completion_signal.is_empty() {
+        decision = decision.without_completion_signal();
+    }
     let mut usage = TokenUsage::default();
     for s in &run.steps {
         usage.add(&s.usage);
@@ -601,6 +604,8 @@ fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
             definition_digest: plan.definition_digest.clone(),
             hats: stage.hats.iter().map(|h| h.name.clone()).collect(),
             review_agents: stage.review_agents.iter().map(steps::agent_label).collect(),
+            fix_hats: stage.fix_hats.clone(),
+            interpretation: stage.interpretation.clone(),
         },
         run: RunInfo {
             id: plan.run_id.clone(),

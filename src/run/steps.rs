@@ -102,7 +102,8 @@ impl<'s> Step<'s> {
 }
 
 /// Every step of the stage, in the order the report lists them: hats, constraint judges
-/// (hats without constraints have none), review agents, the completion judge.
+/// (hats without constraints have none), review agents, the completion judge (stages
+/// without a completion signal have none).
 pub fn table(stage: &Stage) -> Vec<Step<'_>> {
     let mut steps: Vec<Step<'_>> = stage
         .hats
@@ -126,10 +127,15 @@ pub fn table(stage: &Stage) -> Vec<Step<'_>> {
         id: review_step(&a.name),
         target: Target::Review(a),
     }));
-    steps.push(Step {
-        id: SIGNAL_STEP.to_string(),
-        target: Target::Signal,
-    });
+    // A stage without completion-signal requirements (the v8 layout has none) gates on
+    // its hats' constraints and review checks: asking a judge to rule on nothing would
+    // only spend a request and could fail the run on an empty answer.
+    if !stage.completion_signal.is_empty() {
+        steps.push(Step {
+            id: SIGNAL_STEP.to_string(),
+            target: Target::Signal,
+        });
+    }
     steps
 }
 

@@ -65,7 +65,13 @@ pub struct GateDecision {
     /// Gate kinds (`external`, `await`, `ask`) that still need a person.
     pub needs_human: Vec<String>,
     pub policy: GatePolicy,
+    /// The stage has no completion signal (the v8 layout): the gate ruled on the hats'
+    /// constraints, the review checks and the hats' artifacts only.
+    pub no_completion_signal: bool,
 }
+
+/// The words every report format uses for a stage without a completion signal.
+pub const NO_SIGNAL_NOTE: &str = "no completion signal: gated on hat constraints and review checks";
 
 impl GateDecision {
     pub fn exit_code(&self) -> i32 {
@@ -76,8 +82,17 @@ impl GateDecision {
         }
     }
 
+    /// Marks a decision taken for a stage without a completion signal.
+    pub fn without_completion_signal(mut self) -> GateDecision {
+        self.no_completion_signal = true;
+        self
+    }
+
     /// The one sentence a person reads first.
     pub fn summary(&self) -> String {
+        if self.no_completion_signal {
+            return self.summary_without_signal();
+        }
         match (self.signal_met, self.needs_human.is_empty()) {
             (true, true) => "The completion signal is met.".to_string(),
             (true, false) => format!(
@@ -89,6 +104,30 @@ impl GateDecision {
                 self.reasons.len(),
                 self.blocking_total
             ),
+        }
+    }
+}
+
+impl GateDecision {
+    /// [`GateDecision::summary`] for a stage without a completion signal: it says so first,
+    /// since "the signal is met" would claim something the stage never defined.
+    fn summary_without_signal(&self) -> String {
+        let mut first = NO_SIGNAL_NOTE.to_string();
+        first[..1].make_ascii_uppercase();
+        if !self.signal_met {
+            return format!(
+                "{first}; {} of {} blocking constraint(s), check(s) or hat(s) fail.",
+                self.reasons.len(),
+                self.blocking_total
+            );
+        }
+        if self.needs_human.is_empty() {
+            format!("{first}; all of them hold.")
+        } else {
+            format!(
+                "{first}; all of them hold, and the stage's `{}` gate still requires a human approval.",
+                self.needs_human.join(", ")
+            )
         }
     }
 }
@@ -149,6 +188,7 @@ pub fn decide(
         reasons,
         needs_human,
         policy,
+        no_completion_signal: false,
     }
 }
 

@@ -339,6 +339,8 @@ pub fn sample_report() -> Report {
             definition_digest: format!("sha256:{}", "c".repeat(64)),
             hats: vec!["pipeline-engineer".into(), "sre".into()],
             review_agents: vec!["reliability".into()],
+            fix_hats: Vec::new(),
+            interpretation: None,
         },
         run: RunInfo {
             id: "2026-11-27T13-00-00Z".into(),
@@ -400,6 +402,7 @@ pub fn sample_report() -> Report {
                 ),
             ],
             human_approval_required: true,
+            no_completion_signal: false,
         },
         steps: vec![pe, sre, judge_pe, judge_sre, review, signal],
         requirements: vec![r1, r2, r3, r4, r5, r6, r7],
@@ -487,6 +490,7 @@ pub fn met_report() -> Report {
         },
         reasons: vec![],
         human_approval_required: false,
+        no_completion_signal: false,
     };
     r
 }
