@@ -541,6 +541,68 @@ mod tests {
         assert_eq!(body.title, "T");
     }
 
+    fn agent(text: &str) -> (ReviewAgent, Diags) {
+        let mut diags = Diags::default();
+        let a = build_agent(
+            "a",
+            Path::new("a.md"),
+            AgentOrigin::Own,
+            &doc(text),
+            &mut diags,
+        );
+        (a, diags)
+    }
+
+    #[test]
+    fn a_check_lead_in_gives_its_level_to_keyword_less_items_only() {
+        let (a, diags) = agent("**Mandate:** m\n\n## Check\n\nThe agent **MUST NOT** allow:\n- **Open retries** — x\n- The agent **SHOULD** verify y\n\nCommon failure modes to look for:\n- **Silent alerts** — z\n");
+        assert!(diags.0.is_empty(), "{:?}", diags.0);
+        let got: Vec<_> = a.checks.iter().map(|c| (c.id.as_str(), c.level)).collect();
+        assert_eq!(
+            got,
+            [("a/check/1", Level::MustNot), ("a/check/2", Level::Should)]
+        );
+        assert_eq!(
+            a.checks[0].lead_in.as_deref(),
+            Some("The agent **MUST NOT** allow:")
+        );
+        assert_eq!(a.checks[1].lead_in, None);
+        assert_eq!(a.failure_modes, ["**Silent alerts** — z"]);
+    }
+
+    #[test]
+    fn a_keyword_sentence_that_introduces_no_list_is_not_a_lead_in() {
+        // 1.x behaviour: a keyword-less check item is warned about, not judged.
+        let (a, diags) =
+            agent("**Mandate:** m\n\n**Check:**\nThe agent **MUST** be strict.\n- plain item\n");
+        assert!(a.checks.is_empty());
+        assert_eq!(diags.0.len(), 2, "{:?}", diags.0); // the item, and the empty list
+        assert_eq!(diags.0[0].line, Some(5));
+    }
+
+    #[test]
+    fn a_failure_mode_heading_is_guidance_and_its_keywords_are_not_checks() {
+        let (a, _) = agent("**Mandate:** m\n\n## Check\n- The agent **MUST** verify x\n\n## Common failure modes to look for\n- The agent **MUST NOT** miss y\n");
+        assert_eq!(a.checks.len(), 1);
+        assert_eq!(a.failure_modes, ["The agent **MUST NOT** miss y"]);
+    }
+
+    #[test]
+    fn a_v8_hat_without_anti_patterns_is_a_warning_a_1x_hat_an_error() {
+        let mut diags = Diags::default();
+        let hat = build_hat(
+            "h",
+            Path::new("h.md"),
+            &doc("**Focus:** f\n\n## Process\n\n1. The agent **MUST** plan.\n"),
+            &mut diags,
+        );
+        assert!(!diags.has_errors(), "{:?}", diags.0);
+        assert_eq!(diags.0.len(), 1);
+        assert_eq!(hat.process.as_deref(), Some("1. The agent **MUST** plan."));
+        assert_eq!(hat.requirements[0].id, "h/process/1");
+        assert_eq!(hat.constraints().count(), 0);
+    }
+
     #[test]
     fn criteria_quotes_are_stripped() {
         assert_eq!(unquote("\"Pipeline is deployed\""), "Pipeline is deployed");

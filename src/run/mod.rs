@@ -381,24 +381,23 @@ async fn execute_steps(
         run.judged.extend(judged);
     }
 
-    // 3. The completion judge rules on each completion-signal requirement.
-    let prior: Vec<PriorVerdict> = run
-        .judged
-        .iter()
-        .map(|r| PriorVerdict {
-            id: r.id.clone(),
-            verdict: r.verdict.as_str().to_string(),
-            finding: r.finding.clone(),
-        })
-        .collect();
-    let signal = table
-        .iter()
-        .find(|s| s.kind() == StepKind::Signal)
-        .expect("the step table ends with the completion judge");
-    let messages = context::messages(signal, &plan.shown(&run.produced, &prior))?;
-    let (report, judged) = judge(plan, model, progress, signal, messages).await?;
-    run.steps.push(report);
-    run.judged.extend(judged);
+    // 3. The completion judge rules on each completion-signal requirement (a stage
+    //    without a completion signal has no such step: the gate rules on the rest).
+    if let Some(signal) = table.iter().find(|s| s.kind() == StepKind::Signal) {
+        let prior: Vec<PriorVerdict> = run
+            .judged
+            .iter()
+            .map(|r| PriorVerdict {
+                id: r.id.clone(),
+                verdict: r.verdict.as_str().to_string(),
+                finding: r.finding.clone(),
+            })
+            .collect();
+        let messages = context::messages(signal, &plan.shown(&run.produced, &prior))?;
+        let (report, judged) = judge(plan, model, progress, signal, messages).await?;
+        run.steps.push(report);
+        run.judged.extend(judged);
+    }
 
     for s in run
         .steps

@@ -369,4 +369,17 @@ mod tests {
         assert_eq!(d.reasons[1].blocker, Blocker::NoArtifact);
         assert_eq!(d.exit_code(), 1);
     }
+
+    #[test]
+    fn without_a_signal_the_summary_says_what_was_gated() {
+        let met = decide(&[], &[hat(1)], &["ask".into()], GatePolicy::default())
+            .without_completion_signal();
+        assert!(met.signal_met);
+        assert_eq!(met.summary(), "No completion signal: gated on hat constraints and review checks; all of them hold, and the stage's `ask` gate still requires a human approval.");
+        let unmet = decide(&[], &[hat(0)], &[], GatePolicy::default()).without_completion_signal();
+        assert_eq!(unmet.exit_code(), 1);
+        assert!(unmet
+            .summary()
+            .ends_with("; 1 of 1 blocking constraint(s), check(s) or hat(s) fail."));
+    }
 }
