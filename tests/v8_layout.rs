@@ -107,12 +107,15 @@ fn fix_hats_and_interpretation_are_shown_by_list_as_json_and_text() {
         serde_json::json!(["classifier", "builder", "feedback-assessor"])
     );
     assert_eq!(v["stage"]["interpretation"], "strict");
+    assert_eq!(v["review_agents"][0]["interpretation"], "lens");
+    assert!(v["hats"][0]["interpretation"].is_null());
     // Fix hats that are not in `hats:` do not run, and are not warned about as unlisted.
     assert_eq!(v["warnings"], serde_json::json!([]));
     Test::new()
         .args(["list", "--stage", BUILD])
         .stdout_has("fix hats: classifier, builder, feedback-assessor (not run by hatrack)")
         .stdout_has("interpretation: strict")
+        .stdout_has("Interpretation: lens")
         .stdout_has(
             "MUST      orchestration/check/1  Retries are bounded — every task sets retries",
         )

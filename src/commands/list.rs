@@ -18,9 +18,9 @@ use crate::Error;
 /// { "stage": { name, studio, dir, file, title, description, gates: ["external"],
 ///              needs_human, elaboration, digest, fix_hats: [..], interpretation },
 ///   "inputs": [ { stage, kind: "discovery"|"output", name, source: "file:line" } ],
-///   "hats": [ { name, file, focus, produces, reads, responsibilities, process,
+///   "hats": [ { name, file, focus, produces, reads, responsibilities, process, interpretation,
 ///               constraints: [Requirement], other_requirements: [Requirement] } ],
-///   "review_agents": [ { name, file, origin: "own"|"included", from_stage, mandate,
+///   "review_agents": [ { name, file, origin: "own"|"included", from_stage, interpretation, mandate,
 ///                        checks: [Requirement], failure_modes: [..] } ],
 ///   "criteria": { good: [..], bad: [..] } | null,
 ///   "completion_signal": { text, requirements: [Requirement] },
@@ -82,6 +82,8 @@ pub struct HatView {
     pub responsibilities: Option<String>,
     /// v8 `## Process`: guidance shown to the hat, not judged.
     pub process: Option<String>,
+    /// v8 front-matter `interpretation:` (`lens`/`strict`), shown as written.
+    pub interpretation: Option<String>,
     /// The anti-pattern requirements: what each hat is judged on.
     pub constraints: Vec<RequirementView>,
     /// Keyword sentences elsewhere in the hat (Focus, Produces, prose): context only.
@@ -95,6 +97,8 @@ pub struct AgentView {
     pub origin: &'static str,
     /// For included agents, the stage they come from.
     pub from_stage: Option<String>,
+    /// v8 front-matter `interpretation:` (`lens`/`strict`), shown as written.
+    pub interpretation: Option<String>,
     pub mandate: String,
     pub checks: Vec<RequirementView>,
     /// v8 "Common failure modes to look for": guidance for the judge, not checks.
@@ -147,6 +151,13 @@ fn requirement_view(r: &Requirement) -> RequirementView {
         malformed: r.malformed,
         lead_in: r.lead_in.clone(),
     }
+}
+
+/// A hat's or agent's v8 `interpretation:` (the spec puts it there; stages may have one too).
+fn fm_interpretation(fm: &crate::definition::FrontMatter) -> Option<String> {
+    fm.get("interpretation")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 fn artifact_view(a: &ArtifactDef) -> ArtifactView {
@@ -202,6 +213,7 @@ impl ListView {
                     reads: h.reads.clone(),
                     responsibilities: h.responsibilities.clone(),
                     process: h.process.clone(),
+                    interpretation: fm_interpretation(&h.front_matter),
                     constraints: h.constraints().map(requirement_view).collect(),
                     other_requirements: h
                         .requirements
@@ -225,6 +237,7 @@ impl ListView {
                         AgentOrigin::Own => None,
                         AgentOrigin::Included { stage } => Some(stage.clone()),
                     },
+                    interpretation: fm_interpretation(&a.front_matter),
                     mandate: a.mandate.clone(),
                     checks: a.checks.iter().map(requirement_view).collect(),
                     failure_modes: a.failure_modes.clone(),
@@ -378,6 +391,9 @@ fn write_text(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
             None => "own".into(),
         };
         writeln!(out, "- {} ({origin})  ({})", a.name, a.file)?;
+        if let Some(i) = &a.interpretation {
+            writeln!(out, "   Interpretation: {i}")?;
+        }
         writeln!(out, "   Mandate: {}", plain(&a.mandate))?;
         writeln!(out, "   Checks ({}):", a.checks.len())?;
         write_requirements(out, "     ", &a.checks)?;
