@@ -248,6 +248,7 @@ async fn a_stage_without_a_signal_passes_when_every_constraint_and_check_holds()
     let md = read(dir.path(), "report.md");
     assert!(md.contains("fix hats: classifier, builder, feedback-assessor (not run by hatrack)"));
     assert!(md.contains("interpretation: strict"));
+    assert!(md.contains("the stage advances on its hat constraints and review checks"));
     assert!(read(dir.path(), "report.html").contains("fix hats: classifier"));
 
     // A replay needs no completion judge either, and reproduces the report.

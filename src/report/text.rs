@@ -120,7 +120,11 @@ pub fn gate_note(report: &Report) -> String {
         if report.outcome.human_approval_required {
             parts.push("a human approval is still required".into());
         } else {
-            parts.push("no human approval needed: the stage advances on the signal".into());
+            parts.push(if report.outcome.no_completion_signal {
+                "no human approval needed: the stage advances on its hat constraints and review checks".into()
+            } else {
+                "no human approval needed: the stage advances on the signal".into()
+            });
         }
     } else if report.outcome.human_approval_required && !parts.iter().any(|p| p.contains("approv"))
     {
