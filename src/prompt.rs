@@ -31,6 +31,8 @@ pub struct Prompts {
     digest: String,
     /// Where each template came from (`shipped` or a path), for `hatrack list`/logs.
     pub origins: Vec<(String, String)>,
+    /// Each template's name and effective text (what a run's snapshot keeps).
+    texts: Vec<(String, String)>,
 }
 
 impl Prompts {
@@ -46,6 +48,7 @@ impl Prompts {
         );
         let mut hasher = Sha256::new();
         let mut origins = Vec::new();
+        let mut texts = Vec::new();
         for (name, shipped) in TEMPLATES {
             let (source, origin) = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
                 Some(path) => {
@@ -61,6 +64,7 @@ impl Prompts {
             hasher.update([0]);
             hasher.update(source.as_bytes());
             hasher.update([0]);
+            texts.push((name.to_string(), source.clone()));
             env.add_template_owned(name, source)
                 .map_err(|e| render_error(name, &e))?;
             origins.push((name.to_string(), origin));
@@ -69,7 +73,13 @@ impl Prompts {
             env,
             digest: hex::encode(hasher.finalize()),
             origins,
+            texts,
         })
+    }
+
+    /// Each template's name and effective text, in [`TEMPLATES`] order.
+    pub fn texts(&self) -> &[(String, String)] {
+        &self.texts
     }
 
     /// sha256 over the effective templates (recorded in run.json).

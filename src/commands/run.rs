@@ -16,10 +16,13 @@ use crate::model::ChatModel;
 use crate::prompt::Prompts;
 use crate::report;
 use crate::run::progress::Progress;
+use crate::run::replay_sources;
 use crate::run::rundir::{
     self, InputDigest, JudgeRecord, ModelRecord, PromptsRecord, RunDir, RunRecord, StageRecord,
     EXCHANGES_FILE, RUN_FILE,
 };
+use crate::run::snapshot::{self, Materialized};
+use crate::run::tool_answers::{ToolAnswers, ToolLog};
 use crate::run::{self, RunPlan};
 use crate::secrets::Scrubber;
 use crate::verdict::gate::GatePolicy;
@@ -38,6 +41,10 @@ struct Prepared {
     prompts: Prompts,
     prompts_dir: Option<PathBuf>,
     config: ConfigFile,
+    /// A replay from the run's snapshot: the materialised files (kept while the run lasts)
+    /// and the recorded tool results that stand in for the workspace.
+    snapshot: Option<Materialized>,
+    tool_log: Option<ToolLog>,
 }
 
 fn prepare(
@@ -59,6 +66,8 @@ fn prepare(
         prompts,
         prompts_dir,
         config,
+        snapshot: None,
+        tool_log: None,
     })
 }
 
@@ -316,26 +325,31 @@ pub async fn replay(
 ) -> Result<i32, Error> {
     let dir = &args.transcript;
     let record = RunRecord::read(dir)?;
-    let workspace = match &args.workspace {
-        Some(w) => setup::workspace_dir(Some(w))?,
-        None => setup::workspace_dir(Some(&rundir::resolve_recorded(dir, &record.workspace)))?,
-    };
+    let sources = replay_sources::resolve(
+        dir,
+        &record,
+        replay_sources::Overrides {
+            workspace: args.workspace.clone(),
+            stage: args
+                .stage
+                .as_deref()
+                .map(|s| crate::definition::stage_path(&s.to_string_lossy())),
+            prompts: args.report.prompts.clone(),
+        },
+    )?;
+    if !sources.from_snapshot.is_empty() {
+        tracing::info!(
+            "replaying {} from the run's snapshot",
+            sources.from_snapshot.join(", ")
+        );
+    }
+    let workspace = setup::workspace_dir(Some(&sources.workspace))?;
     let config = ConfigFile::load(&workspace)?;
-    let stage_dir = args
-        .stage
-        .as_deref()
-        .map(|s| crate::definition::stage_path(&s.to_string_lossy()))
-        .unwrap_or_else(|| rundir::resolve_recorded(dir, &record.stage.path));
     let mut settings = setup::model_settings(&Default::default(), &config)?;
     let judge = setup::apply_record(&mut settings, &record.model);
-    let prompts_dir = args.report.prompts.clone().or_else(|| {
-        record
-            .prompts
-            .dir
-            .as_ref()
-            .map(|p| rundir::resolve_recorded(dir, p))
-    });
-    let prepared = prepare(stage_dir, workspace, config, prompts_dir)?;
+    let mut prepared = prepare(sources.stage_dir, workspace, config, sources.prompts_dir)?;
+    prepared.snapshot = sources.snapshot;
+    prepared.tool_log = sources.tool_log;
     let transcript = TranscriptPlan {
         run_dir: dir.clone(),
         mode: RecordMode::None,
@@ -417,6 +431,22 @@ async fn execute(
     };
 
     let model = build_model(&transcript, &settings, &judge, &scrubber)?;
+    // What the snapshot copies is read now, before the run, from what this run used.
+    let collected = transcript.record.then(|| {
+        snapshot::collect(
+            &prepared.stage,
+            &prepared.workspace,
+            &prepared.config,
+            &prepared.prompts,
+        )
+    });
+    let mut agent = setup::agent(&prepared.config, &prepared.workspace, &scrubber)?;
+    if let (Some(agent), Some(log)) = (agent.as_mut(), prepared.tool_log) {
+        agent.tools = ToolAnswers::Recorded {
+            log,
+            scrubber: scrubber.clone(),
+        };
+    }
     let plan = RunPlan {
         definition_digest: prepared.definition_digest.clone(),
         bindings: prepared.bindings,
@@ -439,12 +469,29 @@ async fn execute(
         },
         stability_threshold: STABILITY_THRESHOLD,
         scrubber: scrubber.clone(),
-        agent: setup::agent(&prepared.config, &prepared.workspace, &scrubber)?,
+        agent,
         prices,
         stage: prepared.stage,
     };
     let progress = Progress::new(global.quiet);
-    let report = run::execute(&plan, model.as_ref(), &progress).await?;
+    let report = run::execute(&plan, model.as_ref(), &progress).await;
+    if let Some(collected) = &collected {
+        // Written even when the run failed part-way, so a `--resume` of it is portable too.
+        let tools = plan.agent.as_ref().map(|a| a.tools.recorded());
+        let written = snapshot::write(&locked, collected, &tools.unwrap_or_default(), &scrubber);
+        match written {
+            Ok(s) => tracing::info!(
+                "snapshot: {} files, {} tool results, {} objects, {} bytes",
+                s.files,
+                s.tool_results,
+                s.objects,
+                s.bytes
+            ),
+            Err(e) if report.is_ok() => return Err(e.into()),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    let report = report?;
 
     let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
     std::fs::create_dir_all(&out_dir)

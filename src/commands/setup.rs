@@ -197,7 +197,7 @@ pub fn agent(
         crate::tools::Workspace::new(workspace, &config.tools.deny, crate::tools::Caps::default())
             .map_err(|e| Error::usage(format!("hatrack.toml [tools]: {e}")))?;
     Ok(Some(crate::run::agent::Agent {
-        workspace,
+        tools: crate::run::tool_answers::ToolAnswers::live(workspace, scrubber.clone()),
         max_turns: a.max_turns,
         scrubber: scrubber.clone(),
     }))

@@ -18,6 +18,12 @@ pub use loader::{
 };
 pub use types::*;
 
+/// The bytes of one of a stage's `source_files`, from the disk or the binary (what a run's
+/// snapshot copies).
+pub fn read_source_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    files::read(path)
+}
+
 use std::path::PathBuf;
 
 /// A stage that loaded without errors, with the warnings found on the way.

@@ -16,6 +16,7 @@ use crate::model::structured::{
     REASK_EXCERPT_BYTES,
 };
 use crate::model::{ChatModel, ModelError, ModelRequest, ProviderErrorKind};
+use crate::run::tool_answers::ToolAnswers;
 use crate::secrets::Scrubber;
 use crate::tools::{Trail, Workspace};
 
@@ -26,7 +27,9 @@ pub const MAX_TOOL_BYTES_PER_STEP: usize = 256 * 1024;
 
 /// How steps use tools (`[agent]` in hatrack.toml).
 pub struct Agent {
-    pub workspace: Workspace,
+    /// Where tool results come from: the workspace (recorded for the snapshot as they are
+    /// made) or, on a replay without the workspace, the snapshot's recorded results.
+    pub tools: ToolAnswers,
     /// Model turns per step at most (tool turns, the answer and its re-asks).
     pub max_turns: u32,
     pub scrubber: Scrubber,
@@ -190,7 +193,7 @@ fn run_call(
         )
     } else {
         match Workspace::parse(name, arguments) {
-            Ok(call) => agent.workspace.call(&call),
+            Ok(call) => agent.tools.call(&call),
             Err(why) => Workspace::refuse(name, "", &why),
         }
     };

@@ -8,9 +8,12 @@ pub mod answer;
 pub mod artifacts;
 pub mod context;
 pub mod progress;
+pub mod replay_sources;
 pub mod rundir;
 pub mod samples;
+pub mod snapshot;
 pub mod steps;
+pub mod tool_answers;
 
 use std::path::PathBuf;
 

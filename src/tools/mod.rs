@@ -66,8 +66,11 @@ pub enum ToolsError {
     Deny { pattern: String, message: String },
 }
 
-/// One call a model asked for, as parsed from its arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One call a model asked for, as parsed from its arguments. Serialized (tagged by tool
+/// name, fields in declaration order) it is the call's canonical form: two spellings of the
+/// same arguments are one call, which is how a run's snapshot keys recorded results.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(tag = "tool", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Call {
     ListFiles {
         path: String,
@@ -85,7 +88,8 @@ pub enum Call {
 }
 
 /// What a call returned, and the line a report shows for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Outcome {
     /// The text sent back to the model as the tool message.
     pub text: String,

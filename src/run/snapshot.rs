@@ -1,0 +1,540 @@
+//! A run directory's portable snapshot: what a replay needs besides the transcript, so
+//! `hatrack replay DIR` works on a machine that has neither the workspace nor the stage.
+//!
+//! ```text
+//! snapshot/manifest.json         {"format": 1, "stage_dir": "deployment",
+//!                                  "files": {"stage/deployment/STAGE.md": {"sha256", "bytes"}, …},
+//!                                  "tools": [{"call": {"tool": "read_file", …}, "result": sha256}]}
+//! snapshot/objects/<sha256>      each distinct content once (files and tool results)
+//! ```
+//! Logical paths start with `stage/` (the stage's source files, relative to the stage
+//! directory's parent, so sibling stages' agents keep their place), `workspace/` (hatrack.toml
+//! and every file an `[inputs]` pattern matches) or `prompts/` (the effective templates).
+//! `tools` holds each workspace tool call the run made (canonical arguments) and its result.
+//!
+//! Secrets: contents, names and tool results pass through the run's [`Scrubber`] before
+//! they are hashed and written (a non-UTF-8 file the scrubber would change is left out).
+//! Writes go through [`RunDir::write_file`]; reads never follow a link, are size-capped and
+//! are checked against their sha256. A manifest may come from anyone: every path, hash and
+//! size in it is validated before anything is read, and a replay materialises the snapshot
+//! into a fresh private temporary directory (never the run directory, which a replay leaves
+//! untouched) through the same confined writer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{ConfigFile, CONFIG_FILE};
+use crate::definition::Stage;
+use crate::inputs::{self, MAX_INPUT_FILE_BYTES};
+use crate::prompt::Prompts;
+use crate::run::rundir::RunDir;
+use crate::run::tool_answers::{call_key, ToolLog};
+use crate::safe_fs::{self, SafeFsError};
+use crate::secrets::Scrubber;
+use crate::tools::{Call, Outcome};
+
+pub const SNAPSHOT_DIR: &str = "snapshot";
+pub const MANIFEST_FILE: &str = "snapshot/manifest.json";
+pub const OBJECTS_DIR: &str = "snapshot/objects";
+pub const FORMAT: u32 = 1;
+
+/// The largest manifest read (a real one is a few KiB).
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+/// The largest object (an input is at most this large; see [`MAX_INPUT_FILE_BYTES`]).
+pub const MAX_OBJECT_BYTES: u64 = MAX_INPUT_FILE_BYTES;
+/// All objects a manifest may name together, and how many entries it may have.
+pub const MAX_TOTAL_BYTES: u64 = 1 << 30;
+pub const MAX_ENTRIES: usize = 100_000;
+
+/// The three trees a snapshot holds.
+const STAGE: &str = "stage";
+const WORKSPACE: &str = "workspace";
+const PROMPTS: &str = "prompts";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    /// The stage directory's name: the stage is `stage/<stage_dir>/`.
+    pub stage_dir: String,
+    /// Logical path → content.
+    pub files: BTreeMap<String, Entry>,
+    #[serde(default)]
+    pub tools: Vec<ToolEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolEntry {
+    /// The call's canonical form ([`crate::tools::Call`] serialized).
+    pub call: serde_json::Value,
+    /// The object holding its result ([`crate::tools::Outcome`] as JSON).
+    pub result: Entry,
+}
+
+/// Why a snapshot cannot be written or used. Each names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{}: {message}; the run's snapshot is damaged or was edited by hand — replay with --workspace DIR and --stage DIR, or re-record the run", .path.display())]
+    Manifest { path: PathBuf, message: String },
+    #[error("{}: {message} (snapshot file {logical}); the run's snapshot is damaged or was edited by hand — replay with --workspace DIR and --stage DIR, or re-record the run", .path.display())]
+    Object {
+        path: PathBuf,
+        logical: String,
+        message: String,
+    },
+    #[error("{}: its content does not match the sha256 the snapshot manifest gives for {logical} (expected {expected}, found {actual}); the snapshot is damaged or was edited — re-record the run, or replay with --workspace DIR and --stage DIR", .path.display())]
+    HashMismatch {
+        path: PathBuf,
+        logical: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("creating a temporary directory for the run's snapshot: {0}")]
+    TempDir(std::io::Error),
+    #[error(transparent)]
+    Write(#[from] SafeFsError),
+}
+
+impl From<SnapshotError> for crate::Error {
+    fn from(e: SnapshotError) -> crate::Error {
+        match e {
+            SnapshotError::Write(w) => w.into(),
+            SnapshotError::TempDir(source) => crate::Error::io(
+                "creating a temporary directory for the run's snapshot",
+                source,
+            ),
+            other => crate::Error::usage(other.to_string()),
+        }
+    }
+}
+
+/// What a recording run copies into its snapshot, gathered before the first model call.
+pub struct Collected {
+    stage_dir: String,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+/// Reads the stage's source files, the effective templates, hatrack.toml and the files the
+/// `[inputs]` patterns match. A file that cannot be read is left out: binding has already
+/// reported what matters, and a replay without it misses honestly.
+pub fn collect(
+    stage: &Stage,
+    workspace: &Path,
+    config: &ConfigFile,
+    prompts: &Prompts,
+) -> Collected {
+    let mut files = Vec::new();
+    let base = stage.dir.parent().unwrap_or(&stage.dir);
+    for file in &stage.source_files {
+        let rel = slash(file.strip_prefix(base).unwrap_or(file));
+        if let Ok(bytes) = crate::definition::read_source_file(file) {
+            files.push((format!("{STAGE}/{rel}"), bytes));
+        }
+    }
+    for (name, text) in prompts.texts() {
+        files.push((format!("{PROMPTS}/{name}"), text.clone().into_bytes()));
+    }
+    let patterns: Vec<&str> = config.inputs.values().flat_map(|l| l.patterns()).collect();
+    let mut wanted: Vec<String> = inputs::workspace_files(workspace)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| patterns.iter().any(|p| inputs::pattern_matches(p, f)))
+        .collect();
+    if workspace.join(CONFIG_FILE).is_file() {
+        wanted.push(CONFIG_FILE.to_string());
+    }
+    for rel in wanted {
+        if let Ok(bytes) = read_capped(&workspace.join(&rel), MAX_OBJECT_BYTES) {
+            files.push((format!("{WORKSPACE}/{rel}"), bytes));
+        }
+    }
+    Collected {
+        stage_dir: stage
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        files,
+    }
+}
+
+/// How much a snapshot holds, for the run's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub files: usize,
+    pub tool_results: usize,
+    pub objects: usize,
+    pub bytes: u64,
+}
+
+/// Writes the snapshot (scrubbed) into the locked run directory through the confined
+/// writer (no link followed, temp file + rename), and removes objects it no longer
+/// names, so a re-recorded run carries exactly what it used.
+pub fn write(
+    run_dir: &RunDir,
+    collected: &Collected,
+    tools: &ToolLog,
+    scrubber: &Scrubber,
+) -> Result<Summary, SnapshotError> {
+    let mut objects: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut store = |bytes: Vec<u8>| {
+        let entry = Entry {
+            sha256: sha256(&bytes),
+            bytes: bytes.len() as u64,
+        };
+        objects.entry(entry.sha256.clone()).or_insert(bytes);
+        entry
+    };
+    let mut files = BTreeMap::new();
+    for (logical, bytes) in &collected.files {
+        if let Some(clean) = scrub_bytes(bytes, scrubber) {
+            files.insert(scrubber.scrub(logical), store(clean));
+        }
+    }
+    let mut tool_entries = Vec::new();
+    for (key, outcome) in tools {
+        let (Ok(call), Ok(mut result)) = (
+            serde_json::from_str::<serde_json::Value>(key),
+            serde_json::to_vec(outcome),
+        ) else {
+            continue;
+        };
+        result.push(b'\n');
+        tool_entries.push(ToolEntry {
+            call,
+            result: store(result),
+        });
+    }
+    let manifest = Manifest {
+        format: FORMAT,
+        stage_dir: scrubber.scrub(&collected.stage_dir),
+        files,
+        tools: tool_entries,
+    };
+    let summary = Summary {
+        files: manifest.files.len(),
+        tool_results: manifest.tools.len(),
+        objects: objects.len(),
+        bytes: objects.values().map(|b| b.len() as u64).sum(),
+    };
+    for (hash, bytes) in &objects {
+        safe_fs::write_file(
+            run_dir.path(),
+            &format!("{OBJECTS_DIR}/{hash}"),
+            bytes,
+            false,
+        )?;
+    }
+    let mut text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+    text.push('\n');
+    safe_fs::write_file(run_dir.path(), MANIFEST_FILE, text.as_bytes(), true)?;
+    prune(run_dir.path(), &objects.keys().cloned().collect());
+    Ok(summary)
+}
+
+/// Scrubbed content, or `None` for a non-UTF-8 file the scrubber would change (its bytes
+/// cannot be scrubbed as text without altering what is not a secret).
+fn scrub_bytes(bytes: &[u8], scrubber: &Scrubber) -> Option<Vec<u8>> {
+    if scrubber.is_empty() {
+        return Some(bytes.to_vec());
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Some(scrubber.scrub(text).into_bytes()),
+        Err(_) => {
+            let lossy = String::from_utf8_lossy(bytes);
+            (scrubber.scrub(&lossy) == lossy).then(|| bytes.to_vec())
+        }
+    }
+}
+
+/// Removes objects the manifest no longer names (best effort: a leftover is only unused).
+fn prune(root: &Path, keep: &BTreeSet<String>) {
+    let dir = root.join(OBJECTS_DIR);
+    if !is_real_dir(&root.join(SNAPSHOT_DIR)) || !is_real_dir(&dir) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| !t.is_dir());
+        if is_file && is_hash(&name) && !keep.contains(&name) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// A snapshot read from a run directory, its manifest validated.
+#[derive(Debug)]
+pub struct Snapshot {
+    root: PathBuf,
+    manifest: Manifest,
+}
+
+impl Snapshot {
+    /// `None` when the run directory carries no snapshot (it was recorded before run
+    /// directories did). Never follows a link; a bad manifest is an error naming it.
+    pub fn read(run_dir: &Path) -> Result<Option<Snapshot>, SnapshotError> {
+        let path = run_dir.join(MANIFEST_FILE);
+        let bad = |message: String| SnapshotError::Manifest {
+            path: path.clone(),
+            message,
+        };
+        match std::fs::symlink_metadata(run_dir.join(SNAPSHOT_DIR)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(bad(e.to_string())),
+            Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
+                return Err(bad(format!(
+                    "{SNAPSHOT_DIR}/ is not a directory (a link is never followed)"
+                )))
+            }
+            Ok(_) => {}
+        }
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        let bytes = read_capped(&path, MAX_MANIFEST_BYTES).map_err(bad)?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("line {}: {e}", e.line())))?;
+        validate(&manifest).map_err(bad)?;
+        Ok(Some(Snapshot {
+            root: run_dir.to_path_buf(),
+            manifest,
+        }))
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Whether the snapshot holds the prompt templates (it always holds a stage and a
+    /// workspace, even an empty one).
+    pub fn has_prompts(&self) -> bool {
+        self.manifest
+            .files
+            .keys()
+            .any(|k| k.starts_with(&format!("{PROMPTS}/")))
+    }
+
+    /// One object's bytes, checked against the manifest's size and sha256.
+    fn object(&self, logical: &str, entry: &Entry) -> Result<Vec<u8>, SnapshotError> {
+        let path = self.root.join(OBJECTS_DIR).join(&entry.sha256);
+        let fail = |message: String| SnapshotError::Object {
+            path: path.clone(),
+            logical: safe_fs::display_name(logical),
+            message,
+        };
+        if !is_real_dir(&self.root.join(OBJECTS_DIR)) {
+            return Err(fail(format!(
+                "{OBJECTS_DIR}/ is missing or not a directory (a link is never followed)"
+            )));
+        }
+        let bytes = read_capped(&path, entry.bytes).map_err(fail)?;
+        if bytes.len() as u64 != entry.bytes {
+            return Err(fail(format!(
+                "{} bytes, the manifest says {}",
+                bytes.len(),
+                entry.bytes
+            )));
+        }
+        let actual = sha256(&bytes);
+        if actual != entry.sha256 {
+            return Err(SnapshotError::HashMismatch {
+                path,
+                logical: safe_fs::display_name(logical),
+                expected: entry.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Writes the stage, workspace and prompts into a fresh private temporary directory
+    /// (removed when the returned value is dropped), every object verified first.
+    pub fn materialize(&self) -> Result<Materialized, SnapshotError> {
+        let dir = tempfile::Builder::new()
+            .prefix("hatrack-snapshot-")
+            .tempdir()
+            .map_err(SnapshotError::TempDir)?;
+        let root = dir.path().to_path_buf();
+        let stage_dir = root.join(STAGE).join(&self.manifest.stage_dir);
+        let workspace = root.join(WORKSPACE);
+        for made in [&stage_dir, &workspace] {
+            std::fs::create_dir_all(made).map_err(SnapshotError::TempDir)?;
+        }
+        for (logical, entry) in &self.manifest.files {
+            let bytes = self.object(logical, entry)?;
+            safe_fs::write_file(&root, logical, &bytes, false)?;
+        }
+        Ok(Materialized {
+            stage_dir,
+            workspace,
+            prompts: root.join(PROMPTS),
+            _dir: dir,
+        })
+    }
+
+    /// The recorded tool results, keyed like [`crate::run::tool_answers::call_key`].
+    pub fn tool_log(&self) -> Result<ToolLog, SnapshotError> {
+        let mut log = ToolLog::new();
+        for entry in &self.manifest.tools {
+            let logical = format!("tools: {}", entry.call);
+            let bad = |message: String| SnapshotError::Object {
+                path: self.root.join(OBJECTS_DIR).join(&entry.result.sha256),
+                logical: safe_fs::display_name(&logical),
+                message,
+            };
+            let call: Call = serde_json::from_value(entry.call.clone())
+                .map_err(|e| bad(format!("not a tool call: {e}")))?;
+            let bytes = self.object(&logical, &entry.result)?;
+            let outcome: Outcome = serde_json::from_slice(&bytes)
+                .map_err(|e| bad(format!("not a tool result: {e}")))?;
+            log.insert(call_key(&call, &Scrubber::default()), outcome);
+        }
+        Ok(log)
+    }
+}
+
+/// A snapshot written out for a replay; the directory goes when this is dropped.
+#[derive(Debug)]
+pub struct Materialized {
+    pub stage_dir: PathBuf,
+    pub workspace: PathBuf,
+    pub prompts: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Every path, hash and size checked before anything is read.
+fn validate(m: &Manifest) -> Result<(), String> {
+    if m.format != FORMAT {
+        return Err(format!(
+            "format {} (this hatrack reads format {FORMAT})",
+            m.format
+        ));
+    }
+    if m.files.len() + m.tools.len() > MAX_ENTRIES {
+        return Err(format!("more than {MAX_ENTRIES} entries"));
+    }
+    if !is_plain_name(&m.stage_dir) {
+        return Err(format!(
+            "stage_dir {} is not a plain directory name",
+            safe_fs::display_name(&m.stage_dir)
+        ));
+    }
+    let mut total: u64 = 0;
+    let entries = m
+        .files
+        .iter()
+        .map(|(k, e)| (k.as_str(), e))
+        .chain(m.tools.iter().map(|t| ("a tool result", &t.result)));
+    for (logical, entry) in entries {
+        let shown = safe_fs::display_name(logical);
+        if logical != "a tool result" && !is_logical_path(logical) {
+            return Err(format!(
+                "{shown}: not a relative path of plain names under stage/, workspace/ or prompts/"
+            ));
+        }
+        if !is_hash(&entry.sha256) {
+            return Err(format!(
+                "{shown}: sha256 {} is not 64 lowercase hex digits",
+                safe_fs::display_name(&entry.sha256)
+            ));
+        }
+        if entry.bytes > MAX_OBJECT_BYTES {
+            return Err(format!(
+                "{shown}: {} bytes, more than the {} MiB a snapshot file may have",
+                entry.bytes,
+                MAX_OBJECT_BYTES >> 20
+            ));
+        }
+        total = total.saturating_add(entry.bytes);
+    }
+    if total > MAX_TOTAL_BYTES {
+        return Err(format!(
+            "{total} bytes in all, more than {} MiB",
+            MAX_TOTAL_BYTES >> 20
+        ));
+    }
+    Ok(())
+}
+
+fn is_logical_path(p: &str) -> bool {
+    let mut parts = p.split('/');
+    matches!(parts.next(), Some(STAGE | WORKSPACE | PROMPTS))
+        && p.split('/').count() >= 2
+        && p.split('/').all(is_plain_name)
+}
+
+/// One path component that names a file or directory inside its parent and nothing else.
+fn is_plain_name(name: &str) -> bool {
+    let mut c = Path::new(name).components();
+    matches!((c.next(), c.next()), (Some(Component::Normal(n)), None) if n == name)
+        && !name.contains(['/', '\\', '\0'])
+        && !name.chars().any(|c| c.is_control())
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir() && !m.file_type().is_symlink())
+}
+
+/// A regular file's bytes (never through a link), at most `cap`.
+fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
+    let file = safe_fs::open_read_no_follow(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > cap {
+        return Err(format!("larger than {cap} bytes"));
+    }
+    Ok(bytes)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn slash(p: &Path) -> String {
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logical_paths_are_plain_and_rooted_in_a_tree() {
+        assert!(is_logical_path("stage/deployment/STAGE.md"));
+        assert!(is_logical_path("workspace/hatrack.toml"));
+        assert!(!is_logical_path("workspace"));
+        assert!(!is_logical_path("other/x"));
+        assert!(!is_logical_path("workspace/../x"));
+        assert!(!is_logical_path("workspace/./x"));
+        assert!(!is_logical_path("/etc/passwd"));
+        assert!(!is_logical_path("workspace//x"));
+        assert!(!is_plain_name(".."));
+        assert!(!is_plain_name(""));
+        assert!(is_hash(&sha256(b"x")));
+        assert!(!is_hash("../../etc/passwd"));
+    }
+}
