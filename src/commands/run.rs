@@ -416,6 +416,10 @@ async fn execute(
         }
     };
 
+    let progress = Progress::new(global.quiet);
+    // Tokens of streamed answers show on the step's line as they arrive.
+    settings.on_tokens = progress.token_observer();
+    judge.on_tokens = settings.on_tokens.clone();
     let model = build_model(&transcript, &settings, &judge, &scrubber)?;
     let plan = RunPlan {
         definition_digest: prepared.definition_digest.clone(),
@@ -443,7 +447,6 @@ async fn execute(
         prices,
         stage: prepared.stage,
     };
-    let progress = Progress::new(global.quiet);
     let report = run::execute(&plan, model.as_ref(), &progress).await?;
 
     let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
