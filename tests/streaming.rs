@@ -217,6 +217,20 @@ async fn error_events_and_invalid_chunks_are_named() {
 }
 
 #[tokio::test]
+async fn a_streamed_answer_over_the_size_cap_is_too_large() {
+    let fake = FakeOpenAi::scripted(vec![Reply::chat("x".repeat(20_000))]).await;
+    let mut s = settings(&fake.url());
+    s.max_response_bytes = 4096;
+    let (kind, attempts, last) = provider_error(
+        LiveModel::new(&s)
+            .unwrap()
+            .complete(&streamed_request("hat/a"))
+            .await,
+    );
+    assert_eq!((kind, attempts), (ProviderErrorKind::TooLarge, 1), "{last}");
+}
+
+#[tokio::test]
 async fn a_provider_that_ignores_stream_answers_plain_json() {
     let fake = FakeOpenAi::scripted(vec![Reply::chat_with("plain", "stop", 3, 1)]).await;
     fake.ignore_stream();

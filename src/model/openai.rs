@@ -199,6 +199,12 @@ fn is_event_stream(response: &reqwest::Response) -> bool {
         })
 }
 
+/// A streamed body is much larger on the wire than the answer it carries (OpenAI repeats
+/// ~150 bytes of chunk envelope around each token). Only the assembled answer is kept, so
+/// the cap applies to it; the wire bytes, which are read and dropped, get this many times the
+/// cap, so an endless stream of empty chunks still ends.
+const WIRE_FACTOR: usize = 64;
+
 /// Reads an SSE body into one `chat.completion` body, chunk by chunk.
 #[derive(Clone)]
 struct StreamReader {
@@ -209,8 +215,9 @@ struct StreamReader {
 
 impl StreamReader {
     /// Reads until the body ends. The idle timeout runs from the first chunk on (the wait
-    /// for it is prompt processing, bounded by the overall timeout of the reqwest client);
-    /// the body as a whole stays under `max_body` bytes, whatever its lines look like.
+    /// for it is prompt processing, bounded by the overall timeout of the reqwest client).
+    /// The assembled answer stays under `max_body` bytes (what is kept and recorded); the
+    /// bytes on the wire, which are not kept, under [`WIRE_FACTOR`] times that.
     async fn read(
         &self,
         response: &mut reqwest::Response,
@@ -238,15 +245,15 @@ impl StreamReader {
             };
             started = true;
             read = read.saturating_add(chunk.len());
-            if read > self.max_body {
+            let before = answer.deltas();
+            for line in lines.push(&chunk).map_err(broken)? {
+                answer.line(&line).map_err(broken)?;
+            }
+            if answer.size() > self.max_body || read > self.max_body.saturating_mul(WIRE_FACTOR) {
                 return Err(boxed(BodyTooLarge {
                     cap: self.max_body,
                     declared: None,
                 }));
-            }
-            let before = answer.deltas();
-            for line in lines.push(&chunk).map_err(broken)? {
-                answer.line(&line).map_err(broken)?;
             }
             if let (Some(hook), true) = (&self.on_tokens, answer.deltas() != before) {
                 hook.notify(step, answer.deltas());

@@ -97,6 +97,9 @@ pub struct StreamAssembler {
     role: Option<String>,
     content: String,
     saw_content: bool,
+    /// A chunk had a choice 0 (without any, the answer has `choices: []`, as a plain
+    /// answer with no choices would).
+    saw_choice: bool,
     tool_calls: Vec<ToolCallParts>,
     finish_reason: Option<String>,
     usage: Option<Value>,
@@ -140,6 +143,15 @@ impl StreamAssembler {
         self.deltas
     }
 
+    /// Bytes of answer assembled so far (content, tool names and arguments): what the
+    /// assembled body will hold, for the response size cap.
+    pub fn size(&self) -> usize {
+        self.tool_calls.iter().fold(self.content.len(), |n, c| {
+            n.saturating_add(c.name.len())
+                .saturating_add(c.arguments.len())
+        })
+    }
+
     /// Whether the stream said it is complete (`[DONE]` or a `finish_reason`).
     pub fn complete(&self) -> bool {
         self.done || self.finish_reason.is_some()
@@ -173,6 +185,7 @@ impl StreamAssembler {
         else {
             return Ok(());
         };
+        self.saw_choice = true;
         if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish_reason = Some(reason.to_string());
         }
@@ -273,10 +286,12 @@ impl StreamAssembler {
         }
         let mut body = self.head;
         body.insert("object".into(), json!("chat.completion"));
-        body.insert(
-            "choices".into(),
-            json!([{"index": 0, "message": message, "finish_reason": self.finish_reason}]),
-        );
+        let choices = if self.saw_choice {
+            json!([{"index": 0, "message": message, "finish_reason": self.finish_reason}])
+        } else {
+            json!([])
+        };
+        body.insert("choices".into(), choices);
         if let Some(usage) = self.usage {
             body.insert("usage".into(), usage);
         }
@@ -371,6 +386,14 @@ mod tests {
         let long = vec![b'x'; MAX_LINE_BYTES / 2 + 1];
         assert!(lines.push(&long).is_ok());
         assert_eq!(lines.push(&long), Err(StreamError::LineTooLong));
+    }
+
+    #[test]
+    fn a_stream_without_choices_assembles_to_no_choices() {
+        let body =
+            assemble("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\ndata: [DONE]\n\n")
+                .unwrap();
+        assert_eq!(body["choices"], json!([]));
     }
 
     #[test]

@@ -268,12 +268,17 @@ pub fn sse_events(body: &Value, pause: Duration) -> Vec<SseEvent> {
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
         })
     };
-    let mut chunks = vec![head(
-        json!({"role": "assistant", "content": ""}),
-        Value::Null,
-    )];
+    let mut chunks = Vec::new();
+    if choice.is_object() {
+        chunks.push(head(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        ));
+    }
     let content: Vec<char> = message["content"].as_str().unwrap_or("").chars().collect();
-    for piece in content.chunks(4) {
+    // A few characters per delta, as a model sends tokens; larger for a huge answer, so the
+    // fake stays quick.
+    for piece in content.chunks((content.len() / 256).max(4)) {
         let text: String = piece.iter().collect();
         chunks.push(head(json!({"content": text}), Value::Null));
     }
@@ -298,7 +303,9 @@ pub fn sse_events(body: &Value, pause: Duration) -> Vec<SseEvent> {
             Value::Null,
         ));
     }
-    chunks.push(head(json!({}), choice["finish_reason"].clone()));
+    if choice.is_object() {
+        chunks.push(head(json!({}), choice["finish_reason"].clone()));
+    }
     let mut events: Vec<SseEvent> = chunks
         .into_iter()
         .map(|c| SseEvent {
