@@ -83,6 +83,7 @@ fn exchange(i: usize) -> Exchange {
         duration_ms: 1,
         started_at: "2026-01-01T00:00:00.000Z".into(),
         replayed: false,
+        streamed: false,
     }
 }
 

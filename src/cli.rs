@@ -90,9 +90,17 @@ pub struct ModelArgs {
     /// Base URL of the judge model, when it lives at another endpoint.
     #[arg(long, value_name = "URL")]
     pub judge_base_url: Option<String>,
-    /// Seconds before one request times out (1–3600).
+    /// Seconds before one request times out, a streamed body included (1–3600).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     pub timeout: Option<u64>,
+    /// Seconds a streamed answer may go without a chunk before it counts as stalled, a
+    /// retried timeout (1–3600; default 60).
+    #[arg(long, value_name = "SECS", value_parser = parse_idle_timeout)]
+    pub idle_timeout: Option<u64>,
+    /// Ask for whole answers instead of streamed ones (for providers that mishandle
+    /// `"stream": true`); only --timeout then bounds a slow answer.
+    #[arg(long)]
+    pub no_stream: bool,
     /// Retries on 429, 5xx, connection errors and timeouts (0–20).
     #[arg(long, value_name = "N", value_parser = parse_max_retries)]
     pub max_retries: Option<u32>,
@@ -312,6 +320,9 @@ fn parse_max_retries(s: &str) -> Result<u32, String> {
 }
 fn parse_timeout(s: &str) -> Result<u64, String> {
     number(s, &bounds::TIMEOUT_SECS)
+}
+fn parse_idle_timeout(s: &str) -> Result<u64, String> {
+    number(s, &bounds::IDLE_TIMEOUT_SECS)
 }
 fn parse_budget(s: &str) -> Result<u64, String> {
     number(s, &bounds::BUDGET)

@@ -102,6 +102,11 @@ pub struct ModelSection {
     pub seed: Option<i64>,
     pub max_tokens: Option<u32>,
     pub timeout_secs: Option<u64>,
+    /// Seconds a streamed answer may go without a chunk (default 60).
+    #[serde(alias = "idle_timeout")]
+    pub idle_timeout_secs: Option<u64>,
+    /// `false` asks for whole answers instead of streamed ones (default `true`).
+    pub stream: Option<bool>,
     pub max_retries: Option<u32>,
     pub max_reasks: Option<u32>,
     pub jobs: Option<usize>,
@@ -286,6 +291,11 @@ impl ConfigFile {
             "[model] timeout_secs",
             m.timeout_secs,
             &bounds::TIMEOUT_SECS,
+        ));
+        put(opt(
+            "[model] idle_timeout_secs",
+            m.idle_timeout_secs,
+            &bounds::IDLE_TIMEOUT_SECS,
         ));
         put(opt(
             "[model] max_retries",

@@ -119,6 +119,50 @@ async fn the_local_model_answers_a_plain_question() {
         reply.finish_reason.as_deref(),
         Some("stop" | "length")
     ));
+    assert!(reply.streamed, "llama.cpp's server streams when asked");
+}
+
+/// With `response_format: json_schema`, the streamed answer assembles to what the same
+/// request answers in one piece (temperature 0), usage included.
+#[tokio::test]
+async fn a_streamed_schema_answer_equals_the_plain_one() {
+    let Some(url) = local_model_url() else { return };
+    let mut s = settings(&url);
+    let schema = JsonSchemaSpec {
+        name: "colour".into(),
+        schema: json!({"type": "object", "properties": {"colour": {"type": "string"}},
+            "required": ["colour"], "additionalProperties": false}),
+    };
+    let messages = [
+        ChatMessage::system("Answer with JSON only."),
+        ChatMessage::user("Name one colour of the rainbow."),
+    ];
+    let mut replies = Vec::new();
+    for stream in [true, false] {
+        s.stream = stream;
+        let body = hatrack::model::build_body(&s, &messages, Some(&schema));
+        let request = ModelRequest {
+            step: "local/stream".into(),
+            attempt: 1,
+            body,
+        };
+        let reply = LiveModel::new(&s)
+            .unwrap()
+            .complete(&request)
+            .await
+            .unwrap();
+        assert_eq!(reply.streamed, stream);
+        replies.push(reply);
+    }
+    assert_eq!(replies[0].content, replies[1].content);
+    assert_eq!(replies[0].finish_reason, replies[1].finish_reason);
+    assert_eq!(
+        replies[0].usage.completion_tokens,
+        replies[1].usage.completion_tokens
+    );
+    let value: serde_json::Value =
+        serde_json::from_str(replies[0].content.as_deref().unwrap_or("")).unwrap();
+    assert!(jsonschema::is_valid(&schema.schema, &value), "{value}");
 }
 
 #[tokio::test]

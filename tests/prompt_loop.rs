@@ -168,7 +168,11 @@ async fn editing_the_sre_hat_re_runs_only_the_steps_whose_requests_changed() {
     Test::new().arg("replay").arg(&new).status(1).run();
 
     let diff = Test::new().arg("diff").arg(&old).arg(&new).status(1).run();
-    assert!(diff.stdout.contains("hat/sre (changed)"), "{}", diff.stdout);
+    assert!(
+        diff.stdout.contains("hat/sre turn 1 (changed)"),
+        "{}",
+        diff.stdout
+    );
     assert!(
         diff.stdout.contains("covers only the success cases"),
         "{}",
@@ -180,7 +184,9 @@ async fn editing_the_sre_hat_re_runs_only_the_steps_whose_requests_changed() {
         diff.stdout
     );
     assert!(
-        !diff.stdout.contains("hat/pipeline-engineer (changed)"),
+        !diff
+            .stdout
+            .contains("hat/pipeline-engineer turn 1 (changed)"),
         "{}",
         diff.stdout
     );

@@ -40,9 +40,14 @@ pub struct VerdictChange {
     pub flipped: bool,
 }
 
+/// One turn of one step whose request differs between the runs. A step with tools has a
+/// request per turn (turn N of A is compared with turn N of B); a plain step's turns are its
+/// first ask and its re-asks.
 #[derive(Debug, Serialize)]
 pub struct StepChange {
     pub step: String,
+    /// The exchange's turn (`attempt` in exchanges.jsonl), from 1.
+    pub turn: u32,
     /// `changed`, `added` (only in B) or `removed` (only in A).
     pub change: String,
     pub diff: String,
@@ -84,16 +89,52 @@ fn read_report(dir: &Path) -> Result<Report, Error> {
     })
 }
 
-/// The first attempt of each step's requests (every sample), by step.
-fn first_requests(exchanges: &[Exchange]) -> BTreeMap<String, Vec<&Exchange>> {
-    let mut by_step: BTreeMap<String, Vec<&Exchange>> = BTreeMap::new();
-    for e in exchanges.iter().filter(|e| e.attempt == 1) {
-        let list = by_step.entry(e.step.clone()).or_default();
+/// Each step's requests by turn (every sample's; one per distinct request, so the retries
+/// of one request count once), in step order then turn order.
+fn requests_by_turn(exchanges: &[Exchange]) -> BTreeMap<(String, u32), Vec<&Exchange>> {
+    let mut by_turn: BTreeMap<(String, u32), Vec<&Exchange>> = BTreeMap::new();
+    for e in exchanges {
+        let list = by_turn.entry((e.step.clone(), e.attempt)).or_default();
         if !list.iter().any(|x| x.request_hash == e.request_hash) {
             list.push(e);
         }
     }
-    by_step
+    by_turn
+}
+
+/// The turns whose requests differ, and the turns only one run has.
+fn changed_turns(ex_a: &[Exchange], ex_b: &[Exchange]) -> Vec<StepChange> {
+    let (turns_a, turns_b) = (requests_by_turn(ex_a), requests_by_turn(ex_b));
+    let keys: BTreeSet<&(String, u32)> = turns_a.keys().chain(turns_b.keys()).collect();
+    let mut changes = Vec::new();
+    for key in keys {
+        let (change, diff) = match (turns_a.get(key), turns_b.get(key)) {
+            (Some(x), Some(y)) => {
+                let hashes_a: BTreeSet<&str> = x.iter().map(|e| e.request_hash.as_str()).collect();
+                let hashes_b: BTreeSet<&str> = y.iter().map(|e| e.request_hash.as_str()).collect();
+                if hashes_a == hashes_b {
+                    continue;
+                }
+                let diff = short_diff(
+                    &messages_text(&x[0].request),
+                    &messages_text(&y[0].request),
+                    "A",
+                    "B",
+                );
+                ("changed", diff)
+            }
+            (None, Some(_)) => ("added", String::new()),
+            (Some(_), None) => ("removed", String::new()),
+            (None, None) => continue,
+        };
+        changes.push(StepChange {
+            step: key.0.clone(),
+            turn: key.1,
+            change: change.into(),
+            diff,
+        });
+    }
+    changes
 }
 
 fn messages_text(request: &serde_json::Value) -> String {
@@ -181,40 +222,7 @@ pub fn compare(args: &DiffArgs) -> Result<RunDiff, Error> {
         .map(|r| r.id.clone())
         .collect();
 
-    let (first_a, first_b) = (first_requests(&ex_a), first_requests(&ex_b));
-    let steps: BTreeSet<&String> = first_a.keys().chain(first_b.keys()).collect();
-    let mut changed_steps = Vec::new();
-    for step in steps {
-        match (first_a.get(step), first_b.get(step)) {
-            (Some(x), Some(y)) => {
-                let hashes_a: BTreeSet<&str> = x.iter().map(|e| e.request_hash.as_str()).collect();
-                let hashes_b: BTreeSet<&str> = y.iter().map(|e| e.request_hash.as_str()).collect();
-                if hashes_a != hashes_b {
-                    changed_steps.push(StepChange {
-                        step: step.clone(),
-                        change: "changed".into(),
-                        diff: short_diff(
-                            &messages_text(&x[0].request),
-                            &messages_text(&y[0].request),
-                            "A",
-                            "B",
-                        ),
-                    });
-                }
-            }
-            (None, Some(_)) => changed_steps.push(StepChange {
-                step: step.clone(),
-                change: "added".into(),
-                diff: String::new(),
-            }),
-            (Some(_), None) => changed_steps.push(StepChange {
-                step: step.clone(),
-                change: "removed".into(),
-                diff: String::new(),
-            }),
-            (None, None) => {}
-        }
-    }
+    let changed_steps = changed_turns(&ex_a, &ex_b);
 
     let arts = |r: &Report| -> BTreeMap<String, String> {
         r.steps
@@ -365,9 +373,12 @@ fn render_text(d: &RunDiff, md: bool) -> String {
             }
         }
     }
-    o.push_str(&h(&format!("requests changed: {}", d.changed_steps.len())));
+    o.push_str(&h(&format!(
+        "requests changed (step turns): {}",
+        d.changed_steps.len()
+    )));
     for s in &d.changed_steps {
-        o.push_str(&format!("  {} ({})\n", s.step, s.change));
+        o.push_str(&format!("  {} turn {} ({})\n", s.step, s.turn, s.change));
         if !s.diff.is_empty() {
             o.push_str(&fenced(&s.diff, md));
         }
@@ -440,4 +451,62 @@ pub fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<i32, Error> {
     };
     let _ = out.write_all(text.as_bytes());
     Ok(if d.flipped > 0 { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn turn(step: &str, turn: u32, text: &str) -> Exchange {
+        let request = json!({"messages": [{"role": "user", "content": text}]});
+        Exchange {
+            step: step.into(),
+            attempt: turn,
+            request_hash: crate::model::request_hash(&request),
+            request,
+            response: None,
+            error: None,
+            usage: Default::default(),
+            duration_ms: 1,
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            replayed: false,
+            streamed: false,
+        }
+    }
+
+    #[test]
+    fn turns_are_compared_one_by_one_and_one_sided_turns_are_listed() {
+        let a = [
+            turn("hat/x", 1, "ask"),
+            turn("hat/x", 2, "read_file says v1"),
+            turn("hat/x", 2, "read_file says v1"), // a retry of the same request
+            turn("hat/x", 3, "answer"),
+            turn("signal", 1, "judge"),
+        ];
+        let b = [
+            turn("hat/x", 1, "ask"),
+            turn("hat/x", 2, "read_file says v2"),
+            turn("signal", 1, "judge"),
+            turn("signal", 2, "re-ask"),
+        ];
+        let changes: Vec<(String, u32, String)> = changed_turns(&a, &b)
+            .into_iter()
+            .map(|c| (c.step, c.turn, c.change))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                ("hat/x".to_string(), 2, "changed".to_string()),
+                ("hat/x".to_string(), 3, "removed".to_string()),
+                ("signal".to_string(), 2, "added".to_string()),
+            ]
+        );
+        let diff = &changed_turns(&a, &b)[0].diff;
+        assert!(
+            diff.contains("-read_file says v1") && diff.contains("+read_file says v2"),
+            "{diff}"
+        );
+        assert!(changed_turns(&a, &a).is_empty());
+    }
 }

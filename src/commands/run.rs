@@ -430,6 +430,10 @@ async fn execute(
         }
     };
 
+    let progress = Progress::new(global.quiet);
+    // Tokens of streamed answers show on the step's line as they arrive.
+    settings.on_tokens = progress.token_observer();
+    judge.on_tokens = settings.on_tokens.clone();
     let model = build_model(&transcript, &settings, &judge, &scrubber)?;
     // What the snapshot copies is read now, before the run, from what this run used.
     let collected = transcript.record.then(|| {
@@ -473,7 +477,6 @@ async fn execute(
         prices,
         stage: prepared.stage,
     };
-    let progress = Progress::new(global.quiet);
     let report = run::execute(&plan, model.as_ref(), &progress).await;
     if let Some(collected) = &collected {
         // Written even when the run failed part-way, so a `--resume` of it is portable too.

@@ -93,6 +93,10 @@ pub fn model_settings(args: &ModelArgs, config: &ConfigFile) -> Result<ModelSett
     if let Some(secs) = args.timeout.or(m.timeout_secs) {
         s.timeout = std::time::Duration::from_secs(secs.max(1));
     }
+    if let Some(secs) = args.idle_timeout.or(m.idle_timeout_secs) {
+        s.idle_timeout = std::time::Duration::from_secs(secs.max(1));
+    }
+    s.stream = !args.no_stream && m.stream.unwrap_or(s.stream);
     s.max_retries = args.max_retries.or(m.max_retries).unwrap_or(s.max_retries);
     s.max_reasks = args.max_reasks.or(m.max_reasks).unwrap_or(s.max_reasks);
     s.jobs = args.jobs.or(m.jobs).unwrap_or(s.jobs).max(1);

@@ -29,13 +29,14 @@ pub mod prices;
 pub mod request;
 pub mod router;
 pub mod settings;
+pub mod stream;
 pub mod structured;
 pub mod transcript;
 
 pub use budget::Budget;
 pub use openai::LiveModel;
 pub use request::{build_body, build_body_with_tools, request_hash, ChatMessage, JsonSchemaSpec};
-pub use settings::{ModelSettings, Secret};
+pub use settings::{ModelSettings, Secret, TokenObserver};
 pub use structured::{ask_structured, StructuredOutcome};
 pub use transcript::{read_exchanges, Exchange, RecordMode, Recorder, TranscriptModel};
 
@@ -158,6 +159,9 @@ pub struct ModelReply {
     /// it (even when that recording is replayed now), `Replayed` when it was carried over from
     /// an older transcript. Reports use this, so a replay reports what the recorded run did.
     pub origin: ReplySource,
+    /// The provider streamed it (SSE) and `body` is the assembled answer.
+    #[serde(default)]
+    pub streamed: bool,
 }
 
 impl ModelReply {
@@ -190,6 +194,7 @@ impl ModelReply {
             duration_ms,
             source,
             origin: source,
+            streamed: false,
         }
     }
 }

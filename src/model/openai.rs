@@ -16,6 +16,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,8 @@ use async_openai::middleware::HttpRequestFactory;
 use async_openai::Client;
 use tokio::sync::Semaphore;
 
-use super::settings::ModelSettings;
+use super::settings::{ModelSettings, TokenObserver};
+use super::stream::{LineSplitter, StreamAssembler, StreamError};
 use super::{
     BoxFuture, ChatModel, ModelError, ModelReply, ModelRequest, ProviderErrorKind, ReplySource,
     Usage,
@@ -58,6 +60,30 @@ pub struct BodyTooLarge {
     pub declared: Option<u64>,
 }
 
+/// A streamed response that could not become an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamFailure {
+    /// No chunk for `idle` after the body had started: the model stalled.
+    #[error("the streamed response stalled: no chunk for {} (the idle timeout) after {tokens} token(s); raise --idle-timeout / [model] idle_timeout if the model is just slow", humantime::format_duration(*idle))]
+    Stalled { idle: Duration, tokens: u64 },
+    /// The stream's content is not a complete answer.
+    #[error("{0}")]
+    Broken(#[from] StreamError),
+}
+
+/// What the transport needs to know of the request in flight, beyond its HTTP form: the
+/// opaque step id for the token hook, and a flag it sets when the answer came streamed.
+/// Passed as a task-local because async-openai's request factory carries only HTTP.
+#[derive(Debug)]
+struct CallContext {
+    step: String,
+    streamed: AtomicBool,
+}
+
+tokio::task_local! {
+    static CALL: Arc<CallContext>;
+}
+
 /// A reqwest transport for async-openai that reports non-2xx responses as
 /// [`HttpStatusError`] (async-openai's own error path loses the status of text-bodied 4xx)
 /// and reads every body incrementally, stopping past `max_body` bytes ([`BodyTooLarge`]).
@@ -66,6 +92,9 @@ struct StatusAwareService {
     client: reqwest::Client,
     max_body: usize,
     retry_after_max: Duration,
+    /// The longest silence between chunks of a streamed (SSE) body.
+    idle_timeout: Duration,
+    on_tokens: Option<TokenObserver>,
 }
 
 type HttpFuture =
@@ -87,6 +116,11 @@ impl tower::Service<HttpRequestFactory> for StatusAwareService {
         let client = self.client.clone();
         let max_body = self.max_body;
         let retry_after_max = self.retry_after_max;
+        let stream = StreamReader {
+            max_body,
+            idle: self.idle_timeout,
+            on_tokens: self.on_tokens.clone(),
+        };
         Box::pin(async move {
             let request = factory.build().await?;
             let mut response = client
@@ -111,6 +145,18 @@ impl tower::Service<HttpRequestFactory> for StatusAwareService {
                     body: snippet(body.trim()),
                 })));
             }
+            if is_event_stream(&response) {
+                let context = CALL.try_with(Arc::clone).ok();
+                let step = context.as_ref().map_or("", |c| c.step.as_str());
+                let body = stream.read(&mut response, step).await?;
+                if let Some(context) = &context {
+                    context.streamed.store(true, Ordering::Relaxed);
+                }
+                return Ok(with_body(
+                    response,
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                ));
+            }
             let declared = response.content_length();
             if declared.is_some_and(|d| d > max_body as u64) {
                 return Err(OpenAIError::Boxed(Box::new(BodyTooLarge {
@@ -127,14 +173,105 @@ impl tower::Service<HttpRequestFactory> for StatusAwareService {
                     declared,
                 })));
             }
-            // Hand async-openai the same response with the body already read.
-            let http: http::Response<reqwest::Body> = response.into();
-            let (parts, _) = http.into_parts();
-            Ok(reqwest::Response::from(http::Response::from_parts(
-                parts, bytes,
-            )))
+            Ok(with_body(response, bytes))
         })
     }
+}
+
+/// The same response (status, headers) with the body already read, for async-openai.
+fn with_body(response: reqwest::Response, bytes: Vec<u8>) -> reqwest::Response {
+    let http: http::Response<reqwest::Body> = response.into();
+    let (parts, _) = http.into_parts();
+    reqwest::Response::from(http::Response::from_parts(parts, bytes))
+}
+
+/// `Content-Type: text/event-stream`: the provider streams. Anything else (a provider that
+/// ignores `"stream": true` and answers `application/json`) is read as one body.
+fn is_event_stream(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
+}
+
+/// A streamed body is much larger on the wire than the answer it carries (OpenAI repeats
+/// ~150 bytes of chunk envelope around each token). Only the assembled answer is kept, so
+/// the cap applies to it; the wire bytes, which are read and dropped, get this many times the
+/// cap, so an endless stream of empty chunks still ends.
+const WIRE_FACTOR: usize = 64;
+
+/// Reads an SSE body into one `chat.completion` body, chunk by chunk.
+#[derive(Clone)]
+struct StreamReader {
+    max_body: usize,
+    idle: Duration,
+    on_tokens: Option<TokenObserver>,
+}
+
+impl StreamReader {
+    /// Reads until the body ends. The idle timeout runs from the first chunk on (the wait
+    /// for it is prompt processing, bounded by the overall timeout of the reqwest client).
+    /// The assembled answer stays under `max_body` bytes (what is kept and recorded); the
+    /// bytes on the wire, which are not kept, under [`WIRE_FACTOR`] times that.
+    async fn read(
+        &self,
+        response: &mut reqwest::Response,
+        step: &str,
+    ) -> Result<serde_json::Value, OpenAIError> {
+        let mut lines = LineSplitter::default();
+        let mut answer = StreamAssembler::default();
+        let mut read = 0usize;
+        let mut started = false;
+        loop {
+            let next = if started {
+                tokio::time::timeout(self.idle, response.chunk())
+                    .await
+                    .map_err(|_| {
+                        boxed(StreamFailure::Stalled {
+                            idle: self.idle,
+                            tokens: answer.deltas(),
+                        })
+                    })?
+            } else {
+                response.chunk().await
+            };
+            let Some(chunk) = next.map_err(OpenAIError::Reqwest)? else {
+                break;
+            };
+            started = true;
+            read = read.saturating_add(chunk.len());
+            let before = answer.deltas();
+            for line in lines.push(&chunk).map_err(broken)? {
+                answer.line(&line).map_err(broken)?;
+            }
+            if answer.size() > self.max_body || read > self.max_body.saturating_mul(WIRE_FACTOR) {
+                return Err(boxed(BodyTooLarge {
+                    cap: self.max_body,
+                    declared: None,
+                }));
+            }
+            if let (Some(hook), true) = (&self.on_tokens, answer.deltas() != before) {
+                hook.notify(step, answer.deltas());
+            }
+        }
+        if let Some(last) = lines.finish() {
+            answer.line(&last).map_err(broken)?;
+        }
+        answer.finish().map_err(broken)
+    }
+}
+
+fn boxed(e: impl std::error::Error + Send + Sync + 'static) -> OpenAIError {
+    OpenAIError::Boxed(Box::new(e))
+}
+
+fn broken(e: StreamError) -> OpenAIError {
+    boxed(StreamFailure::Broken(e))
 }
 
 /// Reads a body chunk by chunk, keeping at most `cap` bytes. Returns the bytes and whether
@@ -256,6 +393,10 @@ fn classify(error: OpenAIError, timeout: Duration) -> Failure {
                 }
                 Err(other) => other,
             };
+            let boxed = match boxed.downcast::<StreamFailure>() {
+                Ok(stream) => return classify_stream(*stream),
+                Err(other) => other,
+            };
             match boxed.downcast::<BodyTooLarge>() {
                 Ok(big) => plain(ProviderErrorKind::TooLarge, big.to_string()),
                 Err(other) => plain(ProviderErrorKind::BadResponse, other.to_string()),
@@ -306,6 +447,31 @@ fn classify(error: OpenAIError, timeout: Duration) -> Failure {
             }
         }
         other => plain(ProviderErrorKind::BadRequest, other.to_string()),
+    }
+}
+
+/// A stall is a timeout (retried, exit 3 after the retries, like a request timeout); an
+/// `error` event is what its text says (context, quota, auth) or else a server error; a
+/// broken or cut-off stream is a bad response (retried, like a cut-off body); an overlong
+/// line is a body over the cap.
+fn classify_stream(failure: StreamFailure) -> Failure {
+    let kind = match &failure {
+        StreamFailure::Stalled { .. } => ProviderErrorKind::Timeout,
+        StreamFailure::Broken(StreamError::Provider(text)) => match classify_status(400, text) {
+            kind @ (ProviderErrorKind::ContextExceeded
+            | ProviderErrorKind::Quota
+            | ProviderErrorKind::Auth) => kind,
+            _ => ProviderErrorKind::Server,
+        },
+        StreamFailure::Broken(StreamError::LineTooLong) => ProviderErrorKind::TooLarge,
+        StreamFailure::Broken(_) => ProviderErrorKind::BadResponse,
+    };
+    Failure {
+        kind,
+        retryable: kind.retryable(),
+        status: None,
+        retry_after: None,
+        message: failure.to_string(),
     }
 }
 
@@ -418,6 +584,8 @@ impl LiveModel {
             client: http,
             max_body: settings.max_response_bytes,
             retry_after_max: settings.retry_after_max,
+            idle_timeout: settings.idle_timeout,
+            on_tokens: settings.on_tokens.clone(),
         });
         Ok(LiveModel {
             client,
@@ -448,12 +616,19 @@ impl LiveModel {
         half + half.mul_f64(fastrand::f64())
     }
 
-    async fn send_once(&self, body: &serde_json::Value) -> Result<serde_json::Value, OpenAIError> {
+    /// One HTTP exchange; `context` tells the transport the step and learns whether the
+    /// answer came streamed.
+    async fn send_once(
+        &self,
+        body: &serde_json::Value,
+        context: Arc<CallContext>,
+    ) -> Result<serde_json::Value, OpenAIError> {
         let _permit = self.permits.acquire().await;
-        self.client
-            .chat()
-            .create_byot::<_, serde_json::Value>(body)
-            .await
+        CALL.scope(
+            context,
+            self.client.chat().create_byot::<_, serde_json::Value>(body),
+        )
+        .await
     }
 
     async fn complete_live(&self, request: &ModelRequest) -> Result<ModelReply, ModelError> {
@@ -461,7 +636,11 @@ impl LiveModel {
         let mut tries = 0u32;
         loop {
             tries = tries.saturating_add(1);
-            match self.send_once(&request.body).await {
+            let context = Arc::new(CallContext {
+                step: request.step.clone(),
+                streamed: AtomicBool::new(false),
+            });
+            match self.send_once(&request.body, context.clone()).await {
                 Ok(body) => {
                     if let Some(failure) = check_body(&body) {
                         return Err(ModelError::Provider {
@@ -474,7 +653,9 @@ impl LiveModel {
                     }
                     let duration_ms =
                         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    return Ok(ModelReply::from_body(body, duration_ms, ReplySource::Live));
+                    let mut reply = ModelReply::from_body(body, duration_ms, ReplySource::Live);
+                    reply.streamed = context.streamed.load(Ordering::Relaxed);
+                    return Ok(reply);
                 }
                 Err(error) => {
                     let failure = classify(error, self.timeout);

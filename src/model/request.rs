@@ -107,6 +107,12 @@ pub fn build_body_with_tools(
     if let Some(max_tokens) = settings.max_tokens {
         body.insert("max_tokens".into(), json!(max_tokens));
     }
+    if settings.stream {
+        // Before `extra_body`, which cannot replace it. `include_usage` makes the last
+        // chunk carry the token counts a plain answer would (budgets and reports need them).
+        body.insert("stream".into(), json!(true));
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
     for (key, value) in &settings.extra_body {
         if !body.contains_key(key) && key != "response_format" {
             body.insert(key.clone(), value.clone());
@@ -127,11 +133,26 @@ pub fn build_body_with_tools(
     Value::Object(body)
 }
 
-/// sha256 (hex) of the canonical form of `body`: object keys sorted recursively, no
-/// whitespace. Two bodies that differ only in key order hash the same.
+/// Top-level request fields that choose how the answer is delivered, not what it is. They
+/// are left out of [`request_hash`], so a streamed recording replays for a run with
+/// `--no-stream` and the other way round (the transcript stores the assembled answer either
+/// way), and transcripts recorded before streaming keep matching.
+pub const TRANSPORT_FIELDS: [&str; 2] = ["stream", "stream_options"];
+
+/// sha256 (hex) of the canonical form of `body` without [`TRANSPORT_FIELDS`]: object keys
+/// sorted recursively, no whitespace. Two bodies that differ only in key order hash the same.
 pub fn request_hash(body: &Value) -> String {
     let mut canonical = String::new();
-    write_canonical(body, &mut canonical);
+    match body {
+        Value::Object(map) if TRANSPORT_FIELDS.iter().any(|k| map.contains_key(*k)) => {
+            let mut content = map.clone();
+            for key in TRANSPORT_FIELDS {
+                content.remove(key);
+            }
+            write_canonical(&Value::Object(content), &mut canonical);
+        }
+        _ => write_canonical(body, &mut canonical),
+    }
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
@@ -194,6 +215,7 @@ mod tests {
     fn body_has_every_field_in_order() {
         let mut s = ModelSettings::new("m", "http://x/v1");
         s.max_tokens = Some(100);
+        s.stream = false;
         let spec = JsonSchemaSpec {
             name: "answer".into(),
             schema: json!({"type": "object"}),
@@ -214,5 +236,19 @@ mod tests {
         assert_ne!(request_hash(&a), request_hash(&c));
         assert_eq!(canonical_json(&a), r#"{"a":{"x":"s","y":[1,2]},"b":1}"#);
         assert_eq!(request_hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn streamed_body_asks_for_usage_and_hashes_as_plain() {
+        let mut s = ModelSettings::new("m", "http://x/v1");
+        s.extra_body.insert("stream".into(), json!(false));
+        let streamed = build_body(&s, &[ChatMessage::user("hi")], None);
+        assert_eq!(streamed["stream"], true);
+        assert_eq!(streamed["stream_options"]["include_usage"], true);
+        s.stream = false;
+        s.extra_body.clear();
+        let plain = build_body(&s, &[ChatMessage::user("hi")], None);
+        assert!(plain.get("stream").is_none());
+        assert_eq!(request_hash(&streamed), request_hash(&plain));
     }
 }

@@ -57,9 +57,24 @@ pub struct ModelSettings {
     /// Further body fields sent as they are (`frequency_penalty`, `top_p`, a server's own
     /// sampling knobs). They cannot replace the fields above, the messages or the schema.
     pub extra_body: serde_json::Map<String, serde_json::Value>,
-    /// Per HTTP request (each retry gets the full timeout again).
+    /// Per HTTP request, the overall cap including a streamed body (each retry gets the full
+    /// timeout again).
     #[serde(with = "humantime_serde_compat")]
     pub timeout: Duration,
+    /// Streaming (`"stream": true`): the longest silence between two chunks of a response
+    /// before the request counts as stalled (a retryable timeout). Counted from the first
+    /// chunk of the body on: the wait for it is prompt processing, which a slow local model
+    /// needs minutes for on a long prompt, and stays under `timeout` only.
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
+    /// Ask for a streamed response (`"stream": true` and `stream_options.include_usage`).
+    /// Off (`[model] stream = false`, `--no-stream`) for providers that mishandle it; a
+    /// provider that ignores it and answers plain JSON works either way.
+    pub stream: bool,
+    /// Told how many tokens (content and tool-call deltas) of a streamed answer arrived so
+    /// far, with the request's opaque step id; for progress displays. Not recorded.
+    #[serde(skip)]
+    pub on_tokens: Option<TokenObserver>,
     /// HTTP retries after the first try, on 429, 5xx, connection errors and timeouts.
     pub max_retries: u32,
     /// Structured-output re-asks after the first answer.
@@ -90,6 +105,34 @@ pub struct ModelSettings {
 
 pub const DEFAULT_SEED: i64 = 42;
 
+/// A streamed answer may pause this long between chunks (a CPU-bound local model emits
+/// several tokens a second; a minute of silence is a stall, not slowness).
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+
+/// A progress hook: `(step id, tokens of the answer in flight so far)`. Called for each
+/// chunk of a streamed answer, so it must be cheap. Opaque to the model layer.
+#[derive(Clone)]
+pub struct TokenObserver(std::sync::Arc<TokenFn>);
+
+/// The function behind a [`TokenObserver`].
+pub type TokenFn = dyn Fn(&str, u64) + Send + Sync;
+
+impl TokenObserver {
+    pub fn new(f: impl Fn(&str, u64) + Send + Sync + 'static) -> TokenObserver {
+        TokenObserver(std::sync::Arc::new(f))
+    }
+
+    pub fn notify(&self, step: &str, tokens: u64) {
+        (self.0)(step, tokens)
+    }
+}
+
+impl fmt::Debug for TokenObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenObserver")
+    }
+}
+
 /// 8 MiB: far more than any chat answer (a 128k-token completion is ~0.5 MB of JSON).
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -103,6 +146,9 @@ impl Default for ModelSettings {
             seed: Some(DEFAULT_SEED),
             max_tokens: None,
             timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+            stream: true,
+            on_tokens: None,
             max_retries: 4,
             max_reasks: 2,
             jobs: 2,
@@ -145,6 +191,8 @@ pub mod bounds {
     pub const MAX_RETRIES: RangeInclusive<u64> = 0..=20;
     /// `--timeout`: seconds per request (an hour at most).
     pub const TIMEOUT_SECS: RangeInclusive<u64> = 1..=3600;
+    /// `--idle-timeout`: seconds of silence allowed inside a streamed response.
+    pub const IDLE_TIMEOUT_SECS: RangeInclusive<u64> = 1..=3600;
     /// `--budget`: tokens for the whole run (a trillion at most).
     pub const BUDGET: RangeInclusive<u64> = 1..=1_000_000_000_000;
     /// `max_tokens` of each request.

@@ -51,6 +51,10 @@ pub struct Exchange {
     /// Carried over from an older transcript (`--from-transcript`), not answered in this run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// The provider streamed the answer; `response` is the body assembled from its chunks
+    /// (the same shape a plain answer has, so replay does not care).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub streamed: bool,
 }
 
 /// Why a recorded exchange failed.
@@ -796,12 +800,14 @@ impl TranscriptModel {
                 duration_ms: started.elapsed().as_millis() as u64,
                 started_at,
                 replayed: false,
+                streamed: false,
             };
             match &result {
                 Ok(reply) => {
                     exchange.response = Some(reply.body.clone());
                     exchange.usage = reply.usage;
                     exchange.duration_ms = reply.duration_ms;
+                    exchange.streamed = reply.streamed;
                 }
                 Err(ModelError::Provider { last, status, .. }) => {
                     exchange.error = Some(ExchangeError {
@@ -894,6 +900,7 @@ mod tests {
             duration_ms: 1,
             started_at: "2026-01-01T00:00:00.000Z".into(),
             replayed: false,
+            streamed: false,
         }
     }
 

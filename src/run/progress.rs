@@ -1,24 +1,50 @@
-//! Progress on a terminal: one line per step with elapsed time, then its tokens and source.
-//! Hidden when stderr is not a terminal or with `--quiet`, so logs and CI output stay clean.
+//! Progress on a terminal: one line per step with elapsed time, the tokens of a streamed
+//! answer as they arrive, then its tokens and source. Hidden when stderr is not a terminal or
+//! with `--quiet`, so logs and CI output stay clean.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::model::TokenObserver;
+
+/// The lines of the steps in flight, by step id (what the model layer's token hook names).
+type Lines = Arc<Mutex<HashMap<String, ProgressBar>>>;
+
 pub struct Progress {
     multi: Option<MultiProgress>,
+    lines: Lines,
 }
 
 pub struct StepLine {
     bar: Option<ProgressBar>,
+    step: String,
+    lines: Lines,
 }
 
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
         let visible = !quiet && std::io::stderr().is_terminal();
         let multi = visible.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Progress { multi }
+        Progress {
+            multi,
+            lines: Lines::default(),
+        }
+    }
+
+    /// The hook for the model layer: shows "N tokens…" on the line of the step the answer is
+    /// for. `None` when nothing is shown, so a hidden progress costs the client nothing.
+    pub fn token_observer(&self) -> Option<TokenObserver> {
+        self.multi.as_ref()?;
+        let lines = self.lines.clone();
+        Some(TokenObserver::new(move |step, tokens| {
+            if let Some(bar) = lines.lock().ok().and_then(|l| l.get(step).cloned()) {
+                bar.set_message(format!("receiving… {tokens} tok"));
+            }
+        }))
     }
 
     pub fn start(&self, step: &str) -> StepLine {
@@ -32,15 +58,25 @@ impl Progress {
             bar.set_prefix(step.to_string());
             bar.set_message("asking the model…");
             bar.enable_steady_tick(Duration::from_millis(120));
+            if let Ok(mut lines) = self.lines.lock() {
+                lines.insert(step.to_string(), bar.clone());
+            }
             bar
         });
-        StepLine { bar }
+        StepLine {
+            bar,
+            step: step.to_string(),
+            lines: self.lines.clone(),
+        }
     }
 }
 
 impl StepLine {
     pub fn finish(self, message: String) {
         if let Some(bar) = self.bar {
+            if let Ok(mut lines) = self.lines.lock() {
+                lines.remove(&self.step);
+            }
             bar.finish_with_message(message);
         }
     }

@@ -9,10 +9,16 @@
 //!
 //! Answers come from a script (one [`Reply`] per request, in order) or from a function of
 //! the request ([`FakeOpenAi::with_handler`]). Every request is logged.
+//!
+//! Streaming: a request with `"stream": true` gets a 200 chat answer as server-sent events
+//! (role, content in small deltas, tool-call deltas, finish_reason, a usage chunk, `[DONE]`),
+//! as OpenAI and llama.cpp send them, unless [`FakeOpenAi::ignore_stream`] makes it a
+//! provider that answers plain JSON regardless. [`Reply::Sse`] scripts a stream by hand:
+//! a pause before each event (slow but steady), a stall, a stream cut off before `[DONE]`.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,6 +90,25 @@ pub enum Reply {
     /// A 200 with `Transfer-Encoding: chunked` and no Content-Length, sending `chunk` over and
     /// over — `times` times, or until the client hangs up when `None` (an endless body).
     Chunked { chunk: String, times: Option<usize> },
+    /// A 200 `text/event-stream`: each event's text after its pause, one HTTP chunk each,
+    /// then `end`.
+    Sse { events: Vec<SseEvent>, end: SseEnd },
+}
+
+/// One server-sent event as written (`data: …\n\n`), after a pause.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub pause: Duration,
+    pub text: String,
+}
+
+/// How a scripted stream ends.
+#[derive(Debug, Clone)]
+pub enum SseEnd {
+    /// The HTTP body ends properly (whatever the events said).
+    Close,
+    /// Nothing more is sent for this long (the connection stays open), then it closes.
+    Stall(Duration),
 }
 
 impl Reply {
@@ -182,6 +207,125 @@ impl Reply {
     pub fn cut_off(content: &str) -> Reply {
         Reply::CutOff(chat_body(content, "stop", 10, 5).to_string())
     }
+
+    /// `body` (a chat completion) streamed as SSE events, each after `pause`.
+    pub fn stream_body(body: &Value, pause: Duration) -> Reply {
+        Reply::Sse {
+            events: sse_events(body, pause),
+            end: SseEnd::Close,
+        }
+    }
+
+    /// `content` streamed in small deltas, one every `pause` (usage 10 + 5).
+    pub fn stream(content: &str, pause: Duration) -> Reply {
+        Reply::stream_body(&chat_body(content, "stop", 10, 5), pause)
+    }
+
+    /// A scripted stream that sends its first `events` events, then goes silent for `hang`.
+    pub fn stall_after(self, events: usize, hang: Duration) -> Reply {
+        match self {
+            Reply::Sse {
+                events: mut all, ..
+            } => {
+                all.truncate(events);
+                Reply::Sse {
+                    events: all,
+                    end: SseEnd::Stall(hang),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// A scripted stream whose HTTP body ends properly after its first `events` events: no
+    /// finish_reason, no `[DONE]` (a server that gave up mid-answer).
+    pub fn truncated(self, events: usize) -> Reply {
+        match self {
+            Reply::Sse {
+                events: mut all, ..
+            } => {
+                all.truncate(events);
+                Reply::Sse {
+                    events: all,
+                    end: SseEnd::Close,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// The SSE events a streaming server sends for the chat completion `body`: a role chunk,
+/// the content in deltas of a few characters, each tool call in two argument halves, the
+/// finish_reason, a usage chunk (as with `stream_options.include_usage`), `[DONE]`.
+pub fn sse_events(body: &Value, pause: Duration) -> Vec<SseEvent> {
+    let choice = &body["choices"][0];
+    let message = &choice["message"];
+    let head = |delta: Value, finish: Value| {
+        json!({
+            "id": body["id"], "object": "chat.completion.chunk", "created": body["created"],
+            "model": body["model"],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+        })
+    };
+    let mut chunks = Vec::new();
+    if choice.is_object() {
+        chunks.push(head(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        ));
+    }
+    let content: Vec<char> = message["content"].as_str().unwrap_or("").chars().collect();
+    // A few characters per delta, as a model sends tokens; larger for a huge answer, so the
+    // fake stays quick.
+    for piece in content.chunks((content.len() / 256).max(4)) {
+        let text: String = piece.iter().collect();
+        chunks.push(head(json!({"content": text}), Value::Null));
+    }
+    for (i, call) in message["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let args = call["function"]["arguments"].as_str().unwrap_or("");
+        let mid = args
+            .char_indices()
+            .nth(args.chars().count() / 2)
+            .map_or(0, |(i, _)| i);
+        chunks.push(head(
+            json!({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": &args[..mid]}}]}),
+            Value::Null,
+        ));
+        chunks.push(head(
+            json!({"tool_calls": [{"index": i, "function": {"arguments": &args[mid..]}}]}),
+            Value::Null,
+        ));
+    }
+    if choice.is_object() {
+        chunks.push(head(json!({}), choice["finish_reason"].clone()));
+    }
+    let mut events: Vec<SseEvent> = chunks
+        .into_iter()
+        .map(|c| SseEvent {
+            pause,
+            text: format!("data: {c}\n\n"),
+        })
+        .collect();
+    if let Some(usage) = body.get("usage") {
+        let chunk = json!({"id": body["id"], "object": "chat.completion.chunk",
+            "model": body["model"], "choices": [], "usage": usage});
+        events.push(SseEvent {
+            pause,
+            text: format!("data: {chunk}\n\n"),
+        });
+    }
+    events.push(SseEvent {
+        pause,
+        text: "data: [DONE]\n\n".into(),
+    });
+    events
 }
 
 /// A chat-completion response body, as OpenAI sends it, labelled as the fake's.
@@ -214,6 +358,8 @@ struct Shared {
     count: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Answer `"stream": true` requests as SSE (false: plain JSON regardless).
+    stream_when_asked: AtomicBool,
 }
 
 /// The running fake server. Stops when dropped (or with [`FakeOpenAi::stop`]).
@@ -250,6 +396,7 @@ impl FakeOpenAi {
             count: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            stream_when_asked: AtomicBool::new(true),
         });
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = {
@@ -293,6 +440,12 @@ impl FakeOpenAi {
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<SeenRequest> {
         self.shared.log.lock().unwrap().clone()
+    }
+
+    /// Answers plain JSON even when a request asks for a stream (a provider that ignores
+    /// `"stream": true`).
+    pub fn ignore_stream(&self) {
+        self.shared.stream_when_asked.store(false, Ordering::SeqCst);
     }
 
     /// Appends replies to the script.
@@ -353,6 +506,9 @@ async fn answer(stream: &mut TcpStream, shared: &Shared, request: &SeenRequest) 
         tokio::time::sleep(pause).await;
         reply = *inner;
     }
+    if request.body["stream"] == true && shared.stream_when_asked.load(Ordering::SeqCst) {
+        reply = as_stream(reply);
+    }
     match reply {
         Reply::Http {
             status,
@@ -398,7 +554,52 @@ async fn answer(stream: &mut TcpStream, shared: &Shared, request: &SeenRequest) 
             }
             stream.write_all(b"0\r\n\r\n").await.is_ok()
         }
+        Reply::Sse { events, end } => write_sse(stream, events, end).await,
         Reply::Delayed(..) => unreachable!("unwrapped above"),
+    }
+}
+
+/// A 200 JSON chat answer becomes its SSE form; anything else (errors, faults, bodies without
+/// `choices`) is sent as scripted.
+fn as_stream(reply: Reply) -> Reply {
+    match &reply {
+        Reply::Http {
+            status: 200, body, ..
+        } => match serde_json::from_str::<Value>(body) {
+            Ok(v) if v.get("choices").is_some_and(Value::is_array) => {
+                Reply::stream_body(&v, Duration::ZERO)
+            }
+            _ => reply,
+        },
+        _ => reply,
+    }
+}
+
+/// Writes a scripted stream as a chunked `text/event-stream` body.
+async fn write_sse(stream: &mut TcpStream, events: Vec<SseEvent>, end: SseEnd) -> bool {
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
+    let mut pending = head.as_bytes().to_vec();
+    for event in events {
+        if !event.pause.is_zero() {
+            // Flush what is queued before pausing, so the client sees each event on time.
+            if stream.write_all(&pending).await.is_err() {
+                return false;
+            }
+            pending.clear();
+            tokio::time::sleep(event.pause).await;
+        }
+        pending
+            .extend_from_slice(format!("{:x}\r\n{}\r\n", event.text.len(), event.text).as_bytes());
+    }
+    if stream.write_all(&pending).await.is_err() {
+        return false;
+    }
+    match end {
+        SseEnd::Close => stream.write_all(b"0\r\n\r\n").await.is_ok(),
+        SseEnd::Stall(hang) => {
+            tokio::time::sleep(hang).await;
+            false
+        }
     }
 }
 

@@ -1,0 +1,409 @@
+//! Server-sent events (`"stream": true`) read back into one `chat.completion` body.
+//!
+//! Streaming exists so that a slow model is judged by how long it goes quiet (an idle
+//! timeout between chunks) rather than by one request timeout. Everything after the
+//! transport works on the assembled body, exactly as if the provider had answered in one
+//! piece: [`StreamAssembler::finish`] builds `{"choices":[{"message":{content, tool_calls},
+//! "finish_reason"}], "usage"}`, which [`super::ModelReply::from_body`] reads, the recorder
+//! stores, and replay returns. A recording therefore does not depend on whether it streamed.
+//!
+//! A provider's stream is hostile input: lines are capped ([`MAX_LINE_BYTES`]), the number of
+//! tool-call slots is capped ([`MAX_TOOL_CALLS`]), the transport caps the total bytes, and a
+//! stream that ends without `[DONE]` or a `finish_reason` is an error, never a partial answer.
+
+use serde_json::{json, Map, Value};
+
+/// The longest SSE line accepted. One chunk carries a few tokens; a megabyte is far beyond
+/// any honest server and keeps a newline-less body from growing a line buffer forever.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// The most tool-call slots (`delta.tool_calls[].index`) one answer may fill. An index is the
+/// provider's number; without a bound `index: 4000000000` would allocate that many slots.
+pub const MAX_TOOL_CALLS: usize = 128;
+
+/// Why a stream could not be assembled into an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// The provider sent an `error` event (or a chunk carrying `error`) instead of deltas.
+    #[error("the stream carried an error: {0}")]
+    Provider(String),
+    /// A `data:` line that is not JSON.
+    #[error("stream chunk {chunk} is not valid JSON: {message}")]
+    InvalidChunk { chunk: u64, message: String },
+    /// A line longer than [`MAX_LINE_BYTES`].
+    #[error("a stream line is longer than {MAX_LINE_BYTES} bytes")]
+    LineTooLong,
+    /// `delta.tool_calls[].index` out of range.
+    #[error("a stream chunk names tool call index {0} (at most {MAX_TOOL_CALLS} are accepted)")]
+    TooManyToolCalls(u64),
+    /// The body ended before `data: [DONE]` or a `finish_reason`.
+    #[error("the stream ended after {chunks} chunk(s) without [DONE] or a finish_reason: the answer is incomplete")]
+    CutOff { chunks: u64 },
+}
+
+/// Splits a byte stream into SSE lines (LF or CRLF), bounded by [`MAX_LINE_BYTES`].
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Appends `bytes` and returns every line they complete (without the line ending).
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, StreamError> {
+        let mut lines = Vec::new();
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            self.extend(&rest[..pos])?;
+            let mut line = std::mem::take(&mut self.pending);
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            lines.push(String::from_utf8_lossy(&line).into_owned());
+            rest = &rest[pos + 1..];
+        }
+        self.extend(rest)?;
+        Ok(lines)
+    }
+
+    /// What is left when the body ends (a last line with no newline).
+    pub fn finish(self) -> Option<String> {
+        (!self.pending.is_empty()).then(|| String::from_utf8_lossy(&self.pending).into_owned())
+    }
+
+    fn extend(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
+        if self.pending.len().saturating_add(bytes.len()) > MAX_LINE_BYTES {
+            return Err(StreamError::LineTooLong);
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// One tool call being assembled from its deltas.
+#[derive(Debug, Default, Clone)]
+struct ToolCallParts {
+    id: Option<String>,
+    kind: Option<String>,
+    name: String,
+    arguments: String,
+}
+
+/// Collects the deltas of one streamed answer (choice 0) and builds the body a
+/// non-streaming call would have returned.
+#[derive(Debug, Default)]
+pub struct StreamAssembler {
+    /// `id`, `created`, `model`, `system_fingerprint` of the first chunk that had them.
+    head: Map<String, Value>,
+    role: Option<String>,
+    content: String,
+    saw_content: bool,
+    /// A chunk had a choice 0 (without any, the answer has `choices: []`, as a plain
+    /// answer with no choices would).
+    saw_choice: bool,
+    tool_calls: Vec<ToolCallParts>,
+    finish_reason: Option<String>,
+    usage: Option<Value>,
+    done: bool,
+    /// Chunks read (data events), for messages.
+    chunks: u64,
+    /// Content and tool-call deltas: about one token each, for progress.
+    deltas: u64,
+    /// SSE `event:` name of the event being read (`error` makes its data an error).
+    event: Option<String>,
+}
+
+impl StreamAssembler {
+    /// Reads one SSE line. Comments, `id:`/`retry:` fields and blank lines are skipped;
+    /// `error:` lines (llama.cpp) and `event: error` are errors.
+    pub fn line(&mut self, line: &str) -> Result<(), StreamError> {
+        if line.is_empty() {
+            self.event = None;
+            return Ok(());
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "data" if self.event.as_deref() == Some("error") => {
+                Err(StreamError::Provider(snippet(value)))
+            }
+            "data" => self.data(value),
+            "event" => {
+                self.event = Some(value.to_string());
+                Ok(())
+            }
+            "error" => Err(StreamError::Provider(snippet(value))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Content and tool-call deltas seen so far (≈ tokens).
+    pub fn deltas(&self) -> u64 {
+        self.deltas
+    }
+
+    /// Bytes of answer assembled so far (content, tool names and arguments): what the
+    /// assembled body will hold, for the response size cap.
+    pub fn size(&self) -> usize {
+        self.tool_calls.iter().fold(self.content.len(), |n, c| {
+            n.saturating_add(c.name.len())
+                .saturating_add(c.arguments.len())
+        })
+    }
+
+    /// Whether the stream said it is complete (`[DONE]` or a `finish_reason`).
+    pub fn complete(&self) -> bool {
+        self.done || self.finish_reason.is_some()
+    }
+
+    fn data(&mut self, value: &str) -> Result<(), StreamError> {
+        if value.trim() == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        self.chunks += 1;
+        let chunk: Value = serde_json::from_str(value).map_err(|e| StreamError::InvalidChunk {
+            chunk: self.chunks,
+            message: e.to_string(),
+        })?;
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
+            return Err(StreamError::Provider(snippet(&error.to_string())));
+        }
+        for key in ["id", "created", "model", "system_fingerprint"] {
+            if let Some(v) = chunk.get(key).filter(|v| !v.is_null()) {
+                self.head.entry(key).or_insert_with(|| v.clone());
+            }
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(usage.clone());
+        }
+        let Some(choice) = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find(|c| c.get("index").is_none_or(|i| i == 0)))
+        else {
+            return Ok(());
+        };
+        self.saw_choice = true;
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish_reason = Some(reason.to_string());
+        }
+        match choice.get("delta") {
+            Some(delta) => self.delta(delta),
+            None => Ok(()),
+        }
+    }
+
+    fn delta(&mut self, delta: &Value) -> Result<(), StreamError> {
+        if let Some(role) = delta.get("role").and_then(Value::as_str) {
+            self.role.get_or_insert_with(|| role.to_string());
+        }
+        if let Some(text) = delta.get("content").and_then(Value::as_str) {
+            self.saw_content = true;
+            if !text.is_empty() {
+                self.content.push_str(text);
+                self.deltas += 1;
+            }
+        }
+        for call in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            self.tool_call(call)?;
+        }
+        Ok(())
+    }
+
+    /// Merges one `delta.tool_calls[]` entry into its slot: id, type and name are set once,
+    /// `function.arguments` fragments are concatenated in arrival order.
+    fn tool_call(&mut self, call: &Value) -> Result<(), StreamError> {
+        let index = call
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(self.tool_calls.len().saturating_sub(1) as u64);
+        let slot = usize::try_from(index)
+            .ok()
+            .filter(|&i| i < MAX_TOOL_CALLS)
+            .ok_or(StreamError::TooManyToolCalls(index))?;
+        if self.tool_calls.len() <= slot {
+            self.tool_calls.resize(slot + 1, ToolCallParts::default());
+        }
+        let parts = &mut self.tool_calls[slot];
+        if let Some(id) = call.get("id").and_then(Value::as_str) {
+            parts.id.get_or_insert_with(|| id.to_string());
+        }
+        if let Some(kind) = call.get("type").and_then(Value::as_str) {
+            parts.kind.get_or_insert_with(|| kind.to_string());
+        }
+        if let Some(function) = call.get("function") {
+            if let Some(name) = function.get("name").and_then(Value::as_str) {
+                parts.name.push_str(name);
+            }
+            if let Some(args) = function.get("arguments").and_then(Value::as_str) {
+                parts.arguments.push_str(args);
+            }
+        }
+        self.deltas += 1;
+        Ok(())
+    }
+
+    /// The assembled `chat.completion` body, or [`StreamError::CutOff`] when the stream did
+    /// not say it was complete.
+    pub fn finish(self) -> Result<Value, StreamError> {
+        if !self.complete() {
+            return Err(StreamError::CutOff {
+                chunks: self.chunks,
+            });
+        }
+        let mut message = Map::new();
+        message.insert(
+            "role".into(),
+            json!(self.role.as_deref().unwrap_or("assistant")),
+        );
+        let content = if self.content.is_empty() && !self.saw_content {
+            Value::Null
+        } else {
+            Value::String(self.content)
+        };
+        message.insert("content".into(), content);
+        if !self.tool_calls.is_empty() {
+            let calls = self
+                .tool_calls
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    json!({
+                        "id": c.id.unwrap_or_else(|| format!("call_{i}")),
+                        "type": c.kind.unwrap_or_else(|| "function".into()),
+                        "function": {"name": c.name, "arguments": c.arguments}
+                    })
+                })
+                .collect();
+            message.insert("tool_calls".into(), Value::Array(calls));
+        }
+        let mut body = self.head;
+        body.insert("object".into(), json!("chat.completion"));
+        let choices = if self.saw_choice {
+            json!([{"index": 0, "message": message, "finish_reason": self.finish_reason}])
+        } else {
+            json!([])
+        };
+        body.insert("choices".into(), choices);
+        if let Some(usage) = self.usage {
+            body.insert("usage".into(), usage);
+        }
+        Ok(Value::Object(body))
+    }
+}
+
+fn snippet(text: &str) -> String {
+    const MAX: usize = 300;
+    if text.chars().count() <= MAX {
+        text.trim().to_string()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assemble(text: &str) -> Result<Value, StreamError> {
+        let mut lines = LineSplitter::default();
+        let mut a = StreamAssembler::default();
+        for line in lines.push(text.as_bytes())? {
+            a.line(&line)?;
+        }
+        if let Some(last) = lines.finish() {
+            a.line(&last)?;
+        }
+        a.finish()
+    }
+
+    #[test]
+    fn content_and_usage_assemble() {
+        let body = assemble(concat!(
+            "data: {\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\r\n\r\n",
+            ": keep-alive\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"{\\\"a\\\"\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\":1}\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n",
+            "data: [DONE]\n\n"
+        ))
+        .unwrap();
+        assert_eq!(body["choices"][0]["message"]["content"], "{\"a\":1}");
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+        assert_eq!(body["usage"]["completion_tokens"], 2);
+        assert_eq!(body["id"], "c1");
+        assert_eq!(body["object"], "chat.completion");
+    }
+
+    #[test]
+    fn tool_call_arguments_concatenate_by_index() {
+        let body = assemble(concat!(
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\",\"type\":\"function\",\"function\":{\"name\":\"read_file\",\"arguments\":\"\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"b\",\"function\":{\"name\":\"list_files\",\"arguments\":\"{}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"path\\\":\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"x\\\"}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        ))
+        .unwrap();
+        let calls = body["choices"][0]["message"]["tool_calls"]
+            .as_array()
+            .unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0]["function"]["arguments"], "{\"path\":\"x\"}");
+        assert_eq!(calls[0]["id"], "a");
+        assert_eq!(calls[1]["function"]["name"], "list_files");
+        assert_eq!(body["choices"][0]["message"]["content"], Value::Null);
+    }
+
+    #[test]
+    fn hostile_streams_are_errors() {
+        let cut = "data: {\"choices\":[{\"delta\":{\"content\":\"hal\"}}]}\n\n";
+        assert_eq!(assemble(cut), Err(StreamError::CutOff { chunks: 1 }));
+        assert!(matches!(
+            assemble("data: {not json\n\n"),
+            Err(StreamError::InvalidChunk { chunk: 1, .. })
+        ));
+        assert!(matches!(
+            assemble("data: {\"error\":{\"message\":\"boom\"}}\n\n"),
+            Err(StreamError::Provider(m)) if m.contains("boom")
+        ));
+        assert!(matches!(
+            assemble("event: error\ndata: overloaded\n\n"),
+            Err(StreamError::Provider(m)) if m == "overloaded"
+        ));
+        let far = "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":4000000000}]}}]}\n";
+        assert_eq!(
+            assemble(far),
+            Err(StreamError::TooManyToolCalls(4_000_000_000))
+        );
+        let mut lines = LineSplitter::default();
+        let long = vec![b'x'; MAX_LINE_BYTES / 2 + 1];
+        assert!(lines.push(&long).is_ok());
+        assert_eq!(lines.push(&long), Err(StreamError::LineTooLong));
+    }
+
+    #[test]
+    fn a_stream_without_choices_assembles_to_no_choices() {
+        let body =
+            assemble("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\ndata: [DONE]\n\n")
+                .unwrap();
+        assert_eq!(body["choices"], json!([]));
+    }
+
+    #[test]
+    fn lines_split_across_chunks() {
+        let mut lines = LineSplitter::default();
+        assert!(lines.push(b"data: {\"a\"").unwrap().is_empty());
+        assert_eq!(
+            lines.push(b":1}\r\n\ndata").unwrap(),
+            vec!["data: {\"a\":1}".to_string(), String::new()]
+        );
+        assert_eq!(lines.finish().as_deref(), Some("data"));
+    }
+}
