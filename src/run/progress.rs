@@ -8,6 +8,13 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Progress {
     multi: Option<MultiProgress>,
+    /// Put before each step's name: the workspace, for the runs of a batch.
+    prefix: String,
+}
+
+/// A batch's line: how many workspaces are done.
+pub struct BatchLine {
+    bar: Option<ProgressBar>,
 }
 
 pub struct StepLine {
@@ -18,7 +25,32 @@ impl Progress {
     pub fn new(quiet: bool) -> Progress {
         let visible = !quiet && std::io::stderr().is_terminal();
         let multi = visible.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Progress { multi }
+        Progress {
+            multi,
+            prefix: String::new(),
+        }
+    }
+
+    /// The progress of one workspace of a batch: its steps on the same display, each named
+    /// `workspace · step`.
+    pub fn member(&self, workspace: &str) -> Progress {
+        Progress {
+            multi: self.multi.clone(),
+            prefix: format!("{workspace} · "),
+        }
+    }
+
+    /// The batch's counter line, `done/total workspaces`.
+    pub fn batch(&self, total: usize) -> BatchLine {
+        let bar = self.multi.as_ref().map(|m| {
+            let bar = m.add(ProgressBar::new(total as u64));
+            bar.set_style(
+                ProgressStyle::with_template("{bar:28} {pos}/{len} workspaces {elapsed:>4}")
+                    .expect("the template is valid"),
+            );
+            bar
+        });
+        BatchLine { bar }
     }
 
     pub fn start(&self, step: &str) -> StepLine {
@@ -29,7 +61,7 @@ impl Progress {
                     .expect("the template is valid")
                     .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✓"),
             );
-            bar.set_prefix(step.to_string());
+            bar.set_prefix(format!("{}{step}", self.prefix));
             bar.set_message("asking the model…");
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
@@ -42,6 +74,21 @@ impl StepLine {
     pub fn finish(self, message: String) {
         if let Some(bar) = self.bar {
             bar.finish_with_message(message);
+        }
+    }
+}
+
+impl BatchLine {
+    /// One more workspace is done.
+    pub fn done_one(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish();
         }
     }
 }
