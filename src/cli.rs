@@ -127,7 +127,7 @@ pub enum RecordModeArg {
     All,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The repository under review (default: the current directory). Several make a batch:
     /// one run per workspace in one process, under one --jobs limit.

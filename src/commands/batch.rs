@@ -43,24 +43,38 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     let permits = Arc::new(Semaphore::new(defaults.jobs.max(1)));
     let scrubber = setup::scrubber(&defaults, &ConfigFile::default())?;
     let progress = Progress::new(global.quiet);
-    let line = progress.batch(members.len());
-    let runs = members.iter().map(|m| {
+    let line = Arc::new(progress.batch(members.len()));
+    // Each member is its own task, so the runtime's worker threads share the CPU work
+    // (loading, rendering, grounding, reports) while others wait on the model.
+    let shared = Arc::new(args.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, m) in members.iter().enumerate() {
         let runner = Runner {
             quiet: true,
             permits: Some(permits.clone()),
             progress: progress.member(&m.name),
             github: false,
         };
+        let (args, m, line) = (shared.clone(), m.clone(), line.clone());
         let run_dir = dir.join(&m.name);
-        let line = &line;
-        async move {
-            let end = run_one(args, m, run_dir, &runner).await;
+        tasks.spawn(async move {
+            let end = run_one(&args, &m, run_dir, &runner).await;
             line.done_one();
-            end
-        }
-    });
-    let ends = futures::future::join_all(runs).await;
-    line.finish();
+            (i, end)
+        });
+    }
+    let mut ends: Vec<Option<MemberEnd>> = vec![None; members.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (i, end) = joined
+            .map_err(|e| Error::usage(format!("a workspace's run stopped unexpectedly: {e}")))?;
+        ends[i] = Some(end);
+    }
+    if let Ok(line) = Arc::try_unwrap(line) {
+        line.finish();
+    }
+    let ends = ends
+        .into_iter()
+        .map(|e| e.expect("every member's task ended"));
     for (m, end) in members.iter().zip(ends) {
         write_member_end(&dir, m, end, &scrubber)?;
     }

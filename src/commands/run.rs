@@ -234,12 +234,12 @@ fn recording_plan(args: &RunArgs, run_dir: PathBuf) -> TranscriptPlan {
 
 /// One workspace of a batch: a fresh run (or a re-run as `--record-mode` says) into
 /// `run_dir`, with the batch's shared limit and progress.
-pub(super) async fn run_member(
+pub(super) async fn run_member<W: Write + ?Sized>(
     args: &RunArgs,
     workspace: &Path,
     run_dir: PathBuf,
     runner: &Runner,
-    out: &mut dyn Write,
+    out: &mut W,
 ) -> Result<i32, Error> {
     let workspace = setup::workspace_dir(Some(workspace))?;
     let config = ConfigFile::load(&workspace)?;
@@ -437,14 +437,14 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-async fn execute(
+async fn execute<W: Write + ?Sized>(
     prepared: Prepared,
     (settings, judge): (ModelSettings, ModelSettings),
     transcript: TranscriptPlan,
     report_args: &ReportArgs,
     samples: u32,
     runner: &Runner,
-    out: &mut dyn Write,
+    out: &mut W,
 ) -> Result<i32, Error> {
     let (mut settings, mut judge) = (settings, judge);
     let prices = setup::prices(report_args.prices.as_deref(), &mut settings, &mut judge)?;
@@ -611,12 +611,12 @@ fn github_enabled(args: &ReportArgs) -> bool {
 
 /// Annotations on stdout (always, even with --quiet: they are the point) and report.md
 /// appended to `$GITHUB_STEP_SUMMARY` when it is set. Both pass through the scrubber.
-fn github_output(
+fn github_output<W: Write + ?Sized>(
     report: &report::Report,
     workspace: &Path,
     out_dir: &Path,
     scrubber: &Scrubber,
-    out: &mut dyn Write,
+    out: &mut W,
 ) -> Result<(), Error> {
     // Annotations name files relative to the repository root: `$GITHUB_WORKSPACE` on
     // GitHub, else the current directory; a workspace outside it gets no `file=`.
