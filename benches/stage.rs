@@ -9,6 +9,8 @@
 //!
 //! Run: `cargo bench --bench stage` (builds the release binary first).
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "../tests/support/fake_openai.rs"]
 mod fake_openai;
 
@@ -16,56 +18,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fake_openai::{FakeOpenAi, Reply, SeenRequest};
+use common::{answer, stats};
+use fake_openai::FakeOpenAi;
 use hatrack::tools::{Call, Caps, Workspace};
-use serde_json::{json, Value};
 
 const RUNS: usize = 20;
-
-/// A schema-valid answer for any step (a stand-in for a model, not a model): hats write one
-/// artifact, judges answer `unknown` for every id their schema lists.
-fn answer(req: &SeenRequest) -> Reply {
-    let format = &req.body["response_format"]["json_schema"];
-    let props = &format["schema"]["properties"];
-    let content = if format["name"] == "hat_answer" {
-        json!({"summary": "bench", "artifacts": [{"path": "plan.md", "content": "# Plan\nRetries: 3."}]})
-    } else {
-        let (key, extra) = match format["name"].as_str() {
-            Some("review_answer") => ("checks", json!({"severity": "low"})),
-            Some("signal_answer") => ("requirements", json!({})),
-            _ => ("constraints", json!({})),
-        };
-        let ids: Vec<Value> = props[key]["items"]["properties"]["id"]["enum"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let items: Vec<Value> = ids
-            .into_iter()
-            .map(|id| {
-                let mut v =
-                    json!({"id": id, "verdict": "unknown", "finding": "bench", "evidence": []});
-                if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-                    o.extend(e.clone());
-                }
-                v
-            })
-            .collect();
-        json!({"summary": "bench", key: items})
-    };
-    Reply::chat(content.to_string())
-}
-
-fn stats(label: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "  {label}: min {:.2} ms, median {:.2} ms, max {:.2} ms ({} runs)",
-        ms(samples[0]),
-        ms(samples[samples.len() / 2]),
-        ms(samples[samples.len() - 1]),
-        samples.len()
-    );
-}
 
 fn hatrack(args: &[&str], dir: &Path) -> Duration {
     let started = Instant::now();

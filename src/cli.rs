@@ -59,6 +59,8 @@ pub enum Command {
     /// Write a commented hatrack.toml binding every Reads item of the stage to this
     /// repository's files (TODO lines for what it could not find).
     Init(InitArgs),
+    /// Combine the batch directories of `run … --shard I/N` into one batch directory.
+    Merge(MergeArgs),
 }
 
 /// Where the stage definition comes from.
@@ -133,16 +135,28 @@ pub enum RecordModeArg {
     All,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// The repository under review (default: the current directory).
+    /// The repository under review (default: the current directory). Several make a batch:
+    /// one run per workspace in one process, under one --jobs limit.
     #[arg(value_name = "WORKSPACE")]
-    pub workspace: Option<PathBuf>,
+    pub workspaces: Vec<PathBuf>,
+    /// A file listing workspaces for a batch, one path per line (relative to the file;
+    /// blank lines and `#` comments ignored), after any given as arguments.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Run only shard I of N of the batch (1-based): a workspace's shard follows from its
+    /// run-dir name, so every machine given the same list picks the same subset whatever
+    /// its order. Combine the shards' directories with `hatrack merge`.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub stage: StageArgs,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Run directory (the transcript). Default: `transcripts/WORKSPACE-TIME`.
+    /// Run directory (the transcript). Default: `transcripts/WORKSPACE-TIME`. For a batch,
+    /// the batch directory: one run directory per workspace, and batch.json, batch.md,
+    /// batch.html and junit.xml over all of them (default: `transcripts/batch-TIME`).
     #[arg(long, value_name = "DIR")]
     pub transcript: Option<PathBuf>,
     #[arg(long, value_enum, value_name = "MODE")]
@@ -159,6 +173,53 @@ pub struct RunArgs {
     /// Ask each judging step N times (1–32) with different seeds; the verdict is the majority.
     #[arg(long, value_name = "N", value_parser = parse_samples)]
     pub samples: Option<u32>,
+}
+
+impl RunArgs {
+    /// A batch: several workspaces, a manifest, or a shard of either.
+    pub fn is_batch(&self) -> bool {
+        self.workspaces.len() > 1 || self.manifest.is_some() || self.shard.is_some()
+    }
+
+    /// The one workspace of a single run (none: the current directory).
+    pub fn workspace(&self) -> Option<&PathBuf> {
+        self.workspaces.first()
+    }
+}
+
+/// `--shard I/N`: this machine runs shard `index` (1-based) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    let bad = || format!("{s:?}: expected I/N with 1 <= I <= N <= 1000, e.g. 2/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let index: u32 = i.trim().parse().map_err(|_| bad())?;
+    let count: u32 = n.trim().parse().map_err(|_| bad())?;
+    if index == 0 || count == 0 || index > count || count > 1000 {
+        return Err(bad());
+    }
+    Ok(Shard { index, count })
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Batch directories written by `hatrack run … --shard I/N --transcript DIR`.
+    #[arg(value_name = "SHARD_DIR", required = true)]
+    pub shards: Vec<PathBuf>,
+    /// The batch directory to write: every shard's run directories and one batch index, as a
+    /// single-machine run of the whole batch would have written them.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Args, Default)]
@@ -361,6 +422,10 @@ mod tests {
         assert_eq!(parse_max_reasks("0"), Ok(0));
         assert!(parse_max_reasks("4294967295").is_err());
         assert!(parse_jobs("0").is_err() && parse_jobs("65").is_err());
+        assert_eq!(parse_shard("2/4"), Ok(Shard { index: 2, count: 4 }));
+        for bad in ["0/4", "5/4", "1/0", "x/2", "1", "1/1001", "-1/2"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
         assert!(parse_timeout("0").is_err() && parse_timeout("18446744073709551615").is_err());
         assert!(parse_budget("0").is_err());
         for bad in ["NaN", "inf", "-1", "1e300"] {

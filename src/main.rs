@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => block_on(commands::replay(args, &cli.global, &mut out)),
         Command::Diff(args) => commands::diff(args, &mut out),
         Command::Init(args) => commands::init(args, &mut out),
+        Command::Merge(args) => commands::merge(args, &mut out),
     };
     let _ = out.flush();
     if let Some(exporter) = &telemetry {

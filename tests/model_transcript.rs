@@ -455,6 +455,7 @@ async fn open_in_none_mode_builds_no_client_even_with_a_dead_endpoint() {
             &s,
             None,
             Scrubber::default(),
+            None,
         )
         .unwrap();
         let hit = model.complete(&request("hat/a", "first")).await.unwrap();
@@ -477,6 +478,7 @@ async fn open_in_none_mode_builds_no_client_even_with_a_dead_endpoint() {
         &bad,
         None,
         Scrubber::default(),
+        None,
     )
     .unwrap_err();
     assert!(matches!(err, ModelError::Config(_)), "{err:?}");
@@ -495,6 +497,7 @@ async fn open_once_records_then_replays() {
         &s,
         None,
         Scrubber::default(),
+        None,
     )
     .unwrap();
     assert_eq!(
@@ -508,6 +511,7 @@ async fn open_once_records_then_replays() {
         &s,
         None,
         Scrubber::default(),
+        None,
     )
     .unwrap();
     assert_eq!(

@@ -1,10 +1,12 @@
 //! One file per verb. Each takes its parsed arguments and returns the exit code for a
 //! normal outcome (0, or 1 when a run's completion signal is not met) or a typed error.
 
+mod batch;
 mod check;
 mod diff;
 mod init;
 mod list;
+mod merge;
 mod render;
 mod run;
 mod setup;
@@ -13,5 +15,6 @@ pub use check::check;
 pub use diff::diff;
 pub use init::init;
 pub use list::list;
+pub use merge::merge;
 pub use render::render;
 pub use run::{replay, run};

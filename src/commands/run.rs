@@ -4,6 +4,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 
 use crate::cli::{GlobalArgs, RecordModeArg, ReplayArgs, ReportArgs, RunArgs};
 use crate::commands::setup;
@@ -103,7 +106,32 @@ struct TranscriptPlan {
     record: bool,
 }
 
+/// How a run is carried out beyond its own arguments: shared by the runs of a batch.
+pub(super) struct Runner {
+    /// No summary on stdout, no progress.
+    pub quiet: bool,
+    /// The requests-in-flight limit shared by every run of a batch (`None`: the run's own).
+    pub permits: Option<Arc<Semaphore>>,
+    pub progress: Progress,
+    /// GitHub Actions annotations and step summary (off for the runs of a batch).
+    pub github: bool,
+}
+
+impl Runner {
+    fn single(global: &GlobalArgs, report: &ReportArgs) -> Runner {
+        Runner {
+            quiet: global.quiet,
+            permits: None,
+            progress: Progress::new(global.quiet),
+            github: github_enabled(report),
+        }
+    }
+}
+
 pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    if args.is_batch() {
+        return super::batch::run(args, global, out).await;
+    }
     // A resumed run takes its stage, workspace and request settings from its run.json.
     let resumed = match &args.resume {
         Some(dir) => {
@@ -113,7 +141,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
         }
         None => None,
     };
-    let workspace = match (&args.workspace, &resumed, &args.resume) {
+    let workspace = match (args.workspace(), &resumed, &args.resume) {
         (Some(w), _, _) => setup::workspace_dir(Some(w))?,
         (None, Some(rec), Some(dir)) => {
             setup::workspace_dir(Some(&rundir::resolve_recorded(dir, &rec.workspace)))?
@@ -177,31 +205,67 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
             .transcript
             .clone()
             .unwrap_or_else(|| default_run_dir(&prepared.workspace));
-        let mode = match args.record_mode.unwrap_or_default() {
-            RecordModeArg::None => RecordMode::None,
-            RecordModeArg::Once => RecordMode::Once,
-            RecordModeArg::NewEpisodes => RecordMode::NewEpisodes,
-            RecordModeArg::All => RecordMode::All,
-        };
-        TranscriptPlan {
-            replay_from: Some(run_dir.clone()),
-            run_dir,
-            mode,
-            record: mode != RecordMode::None,
-        }
+        recording_plan(args, run_dir)
     };
     // A resumed run asks as many samples as it recorded (flags that differ were refused).
     let samples = match &resumed {
         Some(rec) => rec.samples,
         None => args.samples.unwrap_or(1),
     };
+    let runner = Runner::single(global, &args.report);
     execute(
         prepared,
         (settings, judge),
         transcript,
         &args.report,
         samples,
-        global,
+        &runner,
+        out,
+    )
+    .await
+}
+
+/// A new run (or a re-run into the same directory) as `--record-mode` says.
+fn recording_plan(args: &RunArgs, run_dir: PathBuf) -> TranscriptPlan {
+    let mode = match args.record_mode.unwrap_or_default() {
+        RecordModeArg::None => RecordMode::None,
+        RecordModeArg::Once => RecordMode::Once,
+        RecordModeArg::NewEpisodes => RecordMode::NewEpisodes,
+        RecordModeArg::All => RecordMode::All,
+    };
+    TranscriptPlan {
+        replay_from: Some(run_dir.clone()),
+        run_dir,
+        mode,
+        record: mode != RecordMode::None,
+    }
+}
+
+/// One workspace of a batch: a fresh run (or a re-run as `--record-mode` says) into
+/// `run_dir`, with the batch's shared limit and progress.
+pub(super) async fn run_member<W: Write + ?Sized>(
+    args: &RunArgs,
+    workspace: &Path,
+    run_dir: PathBuf,
+    runner: &Runner,
+    out: &mut W,
+) -> Result<i32, Error> {
+    let workspace = setup::workspace_dir(Some(workspace))?;
+    let config = ConfigFile::load(&workspace)?;
+    let stage_dir = setup::stage_dir(&args.stage, &config, &workspace)?;
+    let settings = setup::model_settings(&args.model, &config)?;
+    let judge = setup::judge_settings(&args.model, &config, &settings)?;
+    let prepared = prepare(stage_dir, workspace, config, args.report.prompts.clone())?;
+    preflight_render(&prepared)?;
+    let transcript = recording_plan(args, run_dir);
+    let samples = args.samples.unwrap_or(1);
+    execute(
+        prepared,
+        (settings, judge),
+        transcript,
+        &args.report,
+        samples,
+        runner,
         out,
     )
     .await
@@ -262,11 +326,7 @@ fn check_resume_flags(args: &RunArgs, rec: &RunRecord, dir: &Path) -> Result<(),
     // moved to another machine needs WORKSPACE / --stage / --prompts to say where they are now.
     let differs = |given: &Path, recorded: &Path| recorded.exists() && !same_dir(given, recorded);
     let recorded_workspace = rundir::resolve_recorded(dir, &rec.workspace);
-    if let Some(w) = args
-        .workspace
-        .as_ref()
-        .filter(|w| differs(w, &recorded_workspace))
-    {
+    if let Some(w) = args.workspace().filter(|w| differs(w, &recorded_workspace)) {
         conflicts.push(format!(
             "WORKSPACE {} (recorded: {})",
             w.display(),
@@ -356,13 +416,14 @@ pub async fn replay(
         replay_from: Some(dir.clone()),
         record: false,
     };
+    let runner = Runner::single(global, &args.report);
     execute(
         prepared,
         (settings, judge),
         transcript,
         &args.report,
         record.samples,
-        global,
+        &runner,
         out,
     )
     .await
@@ -390,14 +451,14 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-async fn execute(
+async fn execute<W: Write + ?Sized>(
     prepared: Prepared,
     (settings, judge): (ModelSettings, ModelSettings),
     transcript: TranscriptPlan,
     report_args: &ReportArgs,
     samples: u32,
-    global: &GlobalArgs,
-    out: &mut dyn Write,
+    runner: &Runner,
+    out: &mut W,
 ) -> Result<i32, Error> {
     let (mut settings, mut judge) = (settings, judge);
     let prices = setup::prices(report_args.prices.as_deref(), &mut settings, &mut judge)?;
@@ -430,11 +491,10 @@ async fn execute(
         }
     };
 
-    let progress = Progress::new(global.quiet);
     // Tokens of streamed answers show on the step's line as they arrive.
-    settings.on_tokens = progress.token_observer();
+    settings.on_tokens = runner.progress.token_observer();
     judge.on_tokens = settings.on_tokens.clone();
-    let model = build_model(&transcript, &settings, &judge, &scrubber)?;
+    let model = build_model(&transcript, &settings, &judge, &scrubber, runner)?;
     // What the snapshot copies is read now, before the run, from what this run used.
     let collected = transcript.record.then(|| {
         snapshot::collect(
@@ -477,7 +537,7 @@ async fn execute(
         prices,
         stage: prepared.stage,
     };
-    let report = run::execute(&plan, model.as_ref(), &progress).await;
+    let report = run::execute(&plan, model.as_ref(), &runner.progress).await;
     if let Some(collected) = &collected {
         // Written even when the run failed part-way, so a `--resume` of it is portable too.
         let tools = plan.agent.as_ref().map(|a| a.tools.recorded());
@@ -500,10 +560,10 @@ async fn execute(
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
     let written = report::write_all_scrubbed(&report, &out_dir, &scrubber)?;
-    if github_enabled(report_args) {
+    if runner.github {
         github_output(&report, &prepared_workspace, &out_dir, &scrubber, out)?;
     }
-    if !global.quiet {
+    if !runner.quiet {
         let _ = write!(out, "{}", scrubber.scrub(&report::summary_table(&report)));
         if transcript.mode == RecordMode::None {
             let _ = writeln!(
@@ -579,6 +639,7 @@ fn build_model(
     settings: &ModelSettings,
     judge: &ModelSettings,
     scrubber: &Scrubber,
+    runner: &Runner,
 ) -> Result<Box<dyn ChatModel>, Error> {
     let replay_from = t.replay_from.as_ref().map(|dir| dir.join(EXCHANGES_FILE));
     let record_to = t.record.then(|| t.run_dir.join(EXCHANGES_FILE));
@@ -589,6 +650,7 @@ fn build_model(
         settings,
         Some(judge),
         scrubber.clone(),
+        runner.permits.clone(),
     )?))
 }
 
@@ -599,12 +661,12 @@ fn github_enabled(args: &ReportArgs) -> bool {
 
 /// Annotations on stdout (always, even with --quiet: they are the point) and report.md
 /// appended to `$GITHUB_STEP_SUMMARY` when it is set. Both pass through the scrubber.
-fn github_output(
+fn github_output<W: Write + ?Sized>(
     report: &report::Report,
     workspace: &Path,
     out_dir: &Path,
     scrubber: &Scrubber,
-    out: &mut dyn Write,
+    out: &mut W,
 ) -> Result<(), Error> {
     // Annotations name files relative to the repository root: `$GITHUB_WORKSPACE` on
     // GitHub, else the current directory; a workspace outside it gets no `file=`.

@@ -5,7 +5,7 @@
 //! How a run puts it together:
 //! ```ignore
 //! let body = build_body(&settings, &messages, Some(&schema));      // what `render` prints
-//! let model = TranscriptModel::open(mode, Some(&old), Some(&new), &settings, None, scrubber)?;
+//! let model = TranscriptModel::open(mode, Some(&old), Some(&new), &settings, None, scrubber, None)?;
 //! let model: Arc<dyn ChatModel> = match settings.budget {
 //!     Some(tokens) => Arc::new(Budget::new(Arc::new(model), tokens)),
 //!     None => Arc::new(model),

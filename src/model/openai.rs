@@ -598,6 +598,18 @@ impl LiveModel {
         })
     }
 
+    /// Like [`LiveModel::new`], with the requests-in-flight limit shared with other clients
+    /// (the runs of a batch share one `--jobs`).
+    pub fn with_permits(
+        settings: &ModelSettings,
+        permits: Arc<Semaphore>,
+    ) -> Result<LiveModel, ModelError> {
+        Ok(LiveModel {
+            permits,
+            ..LiveModel::new(settings)?
+        })
+    }
+
     /// Delay before retry number `retry` (1-based): the server's `Retry-After` when given
     /// (capped at `retry_after_max`), else `base·2^(retry-1)` capped at `backoff_max`, with
     /// "equal jitter" (between half and all of it) so parallel clients spread out.

@@ -663,6 +663,9 @@ impl TranscriptModel {
     /// `settings.budget_usd`, a [`UsdBudget`](super::prices::UsdBudget)): a budget counts
     /// what this run spends, replayed exchanges are free.
     ///
+    /// `permits`: a requests-in-flight limit shared with other runs (a batch); `None` gives
+    /// the client its own, of `settings.jobs`.
+    ///
     /// Recording: `all` starts `record_to` afresh; every other mode appends. Nothing is
     /// written when `record_to` is the replay source itself and the mode cannot call.
     pub fn open(
@@ -672,19 +675,24 @@ impl TranscriptModel {
         settings: &super::ModelSettings,
         judge: Option<&super::ModelSettings>,
         scrubber: Scrubber,
+        permits: Option<Arc<tokio::sync::Semaphore>>,
     ) -> Result<TranscriptModel, ModelError> {
         let exchanges = match replay_from {
             Some(path) if mode != RecordMode::All => read_exchanges(path)?,
             _ => Vec::new(),
         };
         let live: Option<Arc<dyn ChatModel>> = if mode.needs_live(&exchanges) {
-            let client: Arc<dyn ChatModel> = Arc::new(super::LiveModel::new(settings)?);
+            let live = |s: &super::ModelSettings| match &permits {
+                Some(p) => super::LiveModel::with_permits(s, p.clone()),
+                None => super::LiveModel::new(s),
+            };
+            let client: Arc<dyn ChatModel> = Arc::new(live(settings)?);
             // A judge model at another endpoint gets its own client; one budget covers both.
             let client: Arc<dyn ChatModel> = match judge {
                 Some(j) if j.base_url != settings.base_url => {
                     Arc::new(super::router::Router::new(vec![
                         (settings.model.clone(), client),
-                        (j.model.clone(), Arc::new(super::LiveModel::new(j)?)),
+                        (j.model.clone(), Arc::new(live(j)?)),
                     ]))
                 }
                 _ => client,

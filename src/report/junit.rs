@@ -40,6 +40,36 @@ impl Exporter for JunitExporter {
     }
 }
 
+/// One workspace of a batch as one suite: its hats' cases, then every requirement's, each
+/// named by the step that ruled on it and classed under the workspace.
+pub fn workspace_suite(workspace: &str, report: &Report) -> TestSuite {
+    let mut suite = TestSuite::new(workspace);
+    suite.set_time(Duration::from_millis(report.run.duration_ms));
+    suite.add_property(Property::new("stage", report.stage.name.as_str()));
+    let hats = hats_suite(report).test_cases;
+    let judged = text::judges(report)
+        .into_iter()
+        .flat_map(|judge| suite_cases(report, &judge));
+    for mut case in hats.into_iter().chain(judged) {
+        case.set_classname(workspace);
+        suite.add_test_case(case);
+    }
+    suite
+}
+
+fn suite_cases(report: &Report, judge: &str) -> Vec<TestCase> {
+    report
+        .requirements
+        .iter()
+        .filter(|r| r.judged_by == judge)
+        .map(|r| {
+            let mut c = case(report, r);
+            c.name = format!("{judge}: {}", c.name.as_str()).into();
+            c
+        })
+        .collect()
+}
+
 fn suite(report: &Report, judge: &str) -> TestSuite {
     let mut suite = TestSuite::new(judge);
     if let Some(step) = report.steps.iter().find(|s| s.id == judge) {

@@ -17,6 +17,13 @@ type Lines = Arc<Mutex<HashMap<String, ProgressBar>>>;
 pub struct Progress {
     multi: Option<MultiProgress>,
     lines: Lines,
+    /// Put before each step's name: the workspace, for the runs of a batch.
+    prefix: String,
+}
+
+/// A batch's line: how many workspaces are done.
+pub struct BatchLine {
+    bar: Option<ProgressBar>,
 }
 
 pub struct StepLine {
@@ -32,6 +39,7 @@ impl Progress {
         Progress {
             multi,
             lines: Lines::default(),
+            prefix: String::new(),
         }
     }
 
@@ -47,6 +55,29 @@ impl Progress {
         }))
     }
 
+    /// The progress of one workspace of a batch: its steps on the same display, each named
+    /// `workspace · step`.
+    pub fn member(&self, workspace: &str) -> Progress {
+        Progress {
+            multi: self.multi.clone(),
+            lines: Lines::default(),
+            prefix: format!("{workspace} · "),
+        }
+    }
+
+    /// The batch's counter line, `done/total workspaces`.
+    pub fn batch(&self, total: usize) -> BatchLine {
+        let bar = self.multi.as_ref().map(|m| {
+            let bar = m.add(ProgressBar::new(total as u64));
+            bar.set_style(
+                ProgressStyle::with_template("{bar:28} {pos}/{len} workspaces {elapsed:>4}")
+                    .expect("the template is valid"),
+            );
+            bar
+        });
+        BatchLine { bar }
+    }
+
     pub fn start(&self, step: &str) -> StepLine {
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new_spinner());
@@ -55,7 +86,7 @@ impl Progress {
                     .expect("the template is valid")
                     .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✓"),
             );
-            bar.set_prefix(step.to_string());
+            bar.set_prefix(format!("{}{step}", self.prefix));
             bar.set_message("asking the model…");
             bar.enable_steady_tick(Duration::from_millis(120));
             if let Ok(mut lines) = self.lines.lock() {
@@ -78,6 +109,21 @@ impl StepLine {
                 lines.remove(&self.step);
             }
             bar.finish_with_message(message);
+        }
+    }
+}
+
+impl BatchLine {
+    /// One more workspace is done.
+    pub fn done_one(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish();
         }
     }
 }

@@ -1,0 +1,150 @@
+//! A batch in one process against running the same workspaces as separate processes,
+//! printed as figures (no pass/fail): 20 copies of examples/orders-pipeline, the full
+//! deployment stage each (6 exchanges: two hats, two constraint judges, one review agent,
+//! the completion judge), against the fake OpenAI server answering every request after
+//! 50 ms, `--jobs 16`, release binary.
+//!
+//! The ideal is the model's time alone: exchanges × latency / concurrency, or the longest
+//! sequential chain (hat, hat, judges, completion judge: 4 × latency) if that is longer.
+//! Target: the batch within 1.3× of it.
+//!
+//! Run: `cargo bench --bench batch` (builds the release binary first).
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "../tests/support/fake_openai.rs"]
+mod fake_openai;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::{answer, stats};
+use fake_openai::FakeOpenAi;
+
+const WORKSPACES: usize = 20;
+const EXCHANGES_PER_RUN: usize = 6;
+const CHAIN: usize = 4;
+/// The fake model's latency (`HATRACK_BENCH_LATENCY_MS` overrides it, e.g. 0 for hatrack's
+/// own cost).
+fn latency() -> Duration {
+    let ms = std::env::var("HATRACK_BENCH_LATENCY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    Duration::from_millis(ms)
+}
+const JOBS: usize = 16;
+const ROUNDS: usize = 5;
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("a workspace copy");
+    for entry in std::fs::read_dir(from).expect("the example workspace") {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("a file copy");
+        }
+    }
+}
+
+fn hatrack(url: &str, args: &[String]) -> Command {
+    let mut cmd = Command::new("target/release/hatrack");
+    cmd.args(["--quiet", "run", "--model", "bench", "--base-url", url])
+        .args(["--jobs", &JOBS.to_string()])
+        .args(args);
+    cmd
+}
+
+fn wait(mut child: Child) {
+    let status = child.wait().expect("hatrack ran");
+    assert!(
+        matches!(status.code(), Some(0 | 1)),
+        "hatrack failed: {status}"
+    );
+}
+
+/// The whole batch in one process.
+fn one_process(url: &str, workspaces: &[PathBuf], dir: &Path) -> Duration {
+    let mut args: Vec<String> = workspaces.iter().map(|w| w.display().to_string()).collect();
+    args.extend(["--transcript".to_string(), dir.display().to_string()]);
+    let started = Instant::now();
+    wait(hatrack(url, &args).spawn().expect("hatrack starts"));
+    started.elapsed()
+}
+
+/// One process per workspace, at most `parallel` at a time (as `xargs -P`).
+fn separate_processes(url: &str, workspaces: &[PathBuf], dir: &Path, parallel: usize) -> Duration {
+    let started = Instant::now();
+    let mut running: Vec<Child> = Vec::new();
+    for (i, ws) in workspaces.iter().enumerate() {
+        if running.len() == parallel {
+            wait(running.remove(0));
+        }
+        let args = [
+            ws.display().to_string(),
+            "--transcript".to_string(),
+            dir.join(format!("run-{i}")).display().to_string(),
+        ];
+        running.push(hatrack(url, &args).spawn().expect("hatrack starts"));
+    }
+    running.into_iter().for_each(wait);
+    started.elapsed()
+}
+
+fn main() {
+    let built = Command::new("cargo")
+        .args(["build", "--release", "--quiet"])
+        .status()
+        .expect("cargo builds the release binary");
+    assert!(built.success());
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime for the fake server");
+    let fake = runtime.block_on(FakeOpenAi::with_handler(|req| {
+        answer(req).delayed(latency())
+    }));
+    let url = fake.url();
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let workspaces: Vec<PathBuf> = (0..WORKSPACES)
+        .map(|i| {
+            let ws = tmp.path().join("repos").join(format!("pipeline-{i:02}"));
+            copy_tree(Path::new("examples/orders-pipeline"), &ws);
+            ws
+        })
+        .collect();
+
+    let exchanges = WORKSPACES * EXCHANGES_PER_RUN;
+    let spread = latency() * (exchanges as u32) / JOBS as u32;
+    let ideal = spread.max(latency() * CHAIN as u32);
+    println!(
+        "{WORKSPACES} workspaces × the deployment stage ({exchanges} exchanges), fake model with {} ms latency, --jobs {JOBS}, release binary",
+        latency().as_millis()
+    );
+    println!("  ideal: {:.0} ms", ideal.as_secs_f64() * 1000.0);
+    let (mut batch, mut apart8, mut apart20) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let dir = |what: &str| tmp.path().join(format!("{what}-{round}"));
+        batch.push(one_process(&url, &workspaces, &dir("batch")));
+        apart8.push(separate_processes(&url, &workspaces, &dir("p8"), 8));
+        apart20.push(separate_processes(
+            &url,
+            &workspaces,
+            &dir("p20"),
+            WORKSPACES,
+        ));
+    }
+    let ratio = |samples: &[Duration]| {
+        let mut s = samples.to_vec();
+        s.sort();
+        s[s.len() / 2].as_secs_f64() / ideal.as_secs_f64()
+    };
+    let (r_batch, r8, r20) = (ratio(&batch), ratio(&apart8), ratio(&apart20));
+    stats("one process (a batch)", batch);
+    stats("20 processes, 8 at a time (xargs -P 8)", apart8);
+    stats("20 processes at once", apart20);
+    println!(
+        "  median / ideal: batch {r_batch:.2}× (target ≤ 1.30×), 8 at a time {r8:.2}×, all at once {r20:.2}×"
+    );
+    println!("  fake server requests served: {}", fake.count());
+}

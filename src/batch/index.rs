@@ -1,0 +1,208 @@
+//! The batch index (`batch.json`, `batch.md`, `batch.html`, `junit.xml` in the batch
+//! directory), built only from what each member's run directory holds: its `member.json`
+//! (how the run ended) and, when it reached one, its `report.json`. A batch run and a merge
+//! of shards therefore write the same index. It holds no times, so the same runs give the
+//! same files.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::valid_name;
+use crate::report::{Report, VerdictCounts};
+
+/// The version of `batch.json`'s shape.
+pub const BATCH_SCHEMA_VERSION: u32 = 1;
+
+/// How one member's run ended, written into its run directory by the batch runner.
+pub const MEMBER_FILE: &str = "member.json";
+
+/// Largest `member.json` / `report.json` read back (a hostile run directory cannot make the
+/// index read gigabytes).
+const MAX_READ: u64 = 64 * 1024 * 1024;
+
+/// `member.json`: the exit code of a member's run, and the error that ended it early.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberEnd {
+    pub exit_code: i32,
+    /// The error message (scrubbed) when the run ended without a report of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchIndex {
+    pub schema_version: u32,
+    pub hatrack_version: String,
+    /// The worst (highest) exit code of the members: what `hatrack run` returns.
+    pub exit_code: i32,
+    pub summary: String,
+    pub counts: BatchCounts,
+    /// Members by name.
+    pub workspaces: Vec<MemberReport>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCounts {
+    pub workspaces: u32,
+    pub signal_met: u32,
+    pub signal_not_met: u32,
+    /// Runs that ended without a verdict (exit 2–5).
+    pub failed: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberReport {
+    /// The member's run directory inside the batch directory.
+    pub name: String,
+    pub exit_code: i32,
+    /// `None` when the run ended without a report.
+    pub signal_met: Option<bool>,
+    /// The report's one-line outcome, or the error that ended the run.
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<VerdictCounts>,
+    /// Requirements, checks and hats that block the signal, of how many could.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocking: Option<Blocking>,
+    pub total_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocking {
+    pub blocking: u32,
+    pub of: u32,
+}
+
+/// A member as read back: its index entry and, when it has one, its report (for JUnit).
+pub struct Loaded {
+    pub entry: MemberReport,
+    pub report: Option<Report>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("{}: {message}", .path.display())]
+    Member { path: PathBuf, message: String },
+}
+
+/// Reads every member run directory named in `names` under `batch_dir`.
+pub fn load(batch_dir: &Path, names: &[String]) -> Result<Vec<Loaded>, IndexError> {
+    let mut names: Vec<&String> = names.iter().collect();
+    names.sort();
+    names.iter().map(|n| load_member(batch_dir, n)).collect()
+}
+
+fn load_member(batch_dir: &Path, name: &str) -> Result<Loaded, IndexError> {
+    let dir = batch_dir.join(name);
+    let bad = |path: PathBuf, message: String| IndexError::Member { path, message };
+    if !valid_name(name) {
+        return Err(bad(dir, "not a member name hatrack writes".into()));
+    }
+    let end_path = dir.join(MEMBER_FILE);
+    let end: MemberEnd = read_json(&end_path).map_err(|m| bad(end_path.clone(), m))?;
+    let report: Option<Report> = if end.error.is_none() {
+        let path = dir.join("report.json");
+        Some(read_json(&path).map_err(|m| bad(path.clone(), m))?)
+    } else {
+        None
+    };
+    let entry = match &report {
+        Some(r) => MemberReport {
+            name: name.to_string(),
+            exit_code: end.exit_code,
+            signal_met: Some(r.outcome.signal_met),
+            summary: r.outcome.summary.clone(),
+            stage: Some(r.stage.name.clone()),
+            counts: Some(r.outcome.counts),
+            blocking: Some(Blocking {
+                blocking: r.outcome.reasons.len() as u32,
+                of: r.outcome.blocking_total,
+            }),
+            total_tokens: r
+                .run
+                .usage
+                .prompt_tokens
+                .saturating_add(r.run.usage.completion_tokens),
+            error: None,
+        },
+        None => MemberReport {
+            name: name.to_string(),
+            exit_code: end.exit_code,
+            signal_met: None,
+            summary: format!("failed (exit {})", end.exit_code),
+            stage: None,
+            counts: None,
+            blocking: None,
+            total_tokens: 0,
+            error: end.error.clone(),
+        },
+    };
+    Ok(Loaded { entry, report })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    use std::io::Read;
+    let file = crate::safe_fs::open_read_no_follow(path)
+        .map_err(|e| format!("cannot read it ({e}); is this a batch directory hatrack wrote?"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_READ + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it ({e})"))?;
+    if bytes.len() as u64 > MAX_READ {
+        return Err(format!("larger than {MAX_READ} bytes"));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("not valid: {e}"))
+}
+
+/// The index over loaded members.
+pub fn build(members: &[Loaded]) -> BatchIndex {
+    let mut counts = BatchCounts {
+        workspaces: members.len() as u32,
+        ..BatchCounts::default()
+    };
+    for m in members {
+        match m.entry.signal_met {
+            Some(true) => counts.signal_met += 1,
+            Some(false) => counts.signal_not_met += 1,
+            None => counts.failed += 1,
+        }
+    }
+    let exit_code = members.iter().map(|m| m.entry.exit_code).max().unwrap_or(0);
+    BatchIndex {
+        schema_version: BATCH_SCHEMA_VERSION,
+        hatrack_version: env!("CARGO_PKG_VERSION").to_string(),
+        exit_code,
+        summary: summary(&counts),
+        counts,
+        workspaces: members.iter().map(|m| m.entry.clone()).collect(),
+    }
+}
+
+fn summary(c: &BatchCounts) -> String {
+    let mut text = format!(
+        "{} of {} workspace(s) met the completion signal",
+        c.signal_met, c.workspaces
+    );
+    if c.signal_not_met > 0 {
+        text.push_str(&format!("; {} did not", c.signal_not_met));
+    }
+    if c.failed > 0 {
+        text.push_str(&format!("; {} ended without a verdict", c.failed));
+    }
+    text
+}
+
+/// Member names listed by a batch directory's `batch.json`.
+pub fn listed_members(batch_dir: &Path) -> Result<Vec<String>, IndexError> {
+    let path = batch_dir.join("batch.json");
+    let index: BatchIndex = read_json(&path).map_err(|message| IndexError::Member {
+        path: path.clone(),
+        message,
+    })?;
+    Ok(index.workspaces.into_iter().map(|w| w.name).collect())
+}

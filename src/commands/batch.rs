@@ -1,0 +1,180 @@
+//! `hatrack run WS1 WS2 …` (or `--manifest FILE`, or `--shard I/N`): every workspace's run
+//! in one process, under one `--jobs` limit, each into its own run directory of the batch
+//! directory, then the batch index over all of them. The exit code is the worst member's.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use super::run::{run_member, Runner};
+use super::setup;
+use crate::batch::index::{self, MemberEnd, MEMBER_FILE};
+use crate::batch::{self, Member};
+use crate::cli::{GlobalArgs, RunArgs};
+use crate::config::ConfigFile;
+use crate::run::progress::Progress;
+use crate::run::rundir::RunDir;
+use crate::secrets::Scrubber;
+use crate::Error;
+
+pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    refuse_single_run_flags(args)?;
+    let mut listed = args.workspaces.clone();
+    if let Some(manifest) = &args.manifest {
+        listed.extend(batch::read_manifest(manifest).map_err(|e| Error::usage(e.to_string()))?);
+    }
+    if listed.is_empty() {
+        return Err(Error::usage(
+            "the batch lists no workspace: pass them as arguments or list them in --manifest FILE",
+        ));
+    }
+    let mut members = batch::members(&listed).map_err(|e| Error::usage(e.to_string()))?;
+    if let Some(shard) = args.shard {
+        members.retain(|m| batch::in_shard(&m.name, shard));
+    }
+    let dir = args.transcript.clone().unwrap_or_else(default_batch_dir);
+    let locked = RunDir::open_locked(&dir)?;
+
+    // One limit on requests in flight for the whole batch: flags and env decide it, as the
+    // members' hatrack.toml files may disagree.
+    let defaults = setup::model_settings(&args.model, &ConfigFile::default())?;
+    let permits = Arc::new(Semaphore::new(defaults.jobs.max(1)));
+    let scrubber = setup::scrubber(&defaults, &ConfigFile::default())?;
+    let progress = Progress::new(global.quiet);
+    let line = Arc::new(progress.batch(members.len()));
+    // Each member is its own task, so the runtime's worker threads share the CPU work
+    // (loading, rendering, grounding, reports) while others wait on the model.
+    let shared = Arc::new(args.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, m) in members.iter().enumerate() {
+        let runner = Runner {
+            quiet: true,
+            permits: Some(permits.clone()),
+            progress: progress.member(&m.name),
+            github: false,
+        };
+        let (args, m, line) = (shared.clone(), m.clone(), line.clone());
+        let run_dir = dir.join(&m.name);
+        tasks.spawn(async move {
+            let end = run_one(&args, &m, run_dir, &runner).await;
+            line.done_one();
+            (i, end)
+        });
+    }
+    let mut ends: Vec<Option<MemberEnd>> = vec![None; members.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (i, end) = joined
+            .map_err(|e| Error::usage(format!("a workspace's run stopped unexpectedly: {e}")))?;
+        ends[i] = Some(end);
+    }
+    if let Ok(line) = Arc::try_unwrap(line) {
+        line.finish();
+    }
+    let ends = ends
+        .into_iter()
+        .map(|e| e.expect("every member's task ended"));
+    for (m, end) in members.iter().zip(ends) {
+        write_member_end(&dir, m, end, &scrubber)?;
+    }
+
+    let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+    let exit = write_index(&locked, &names, out, global.quiet)?;
+    Ok(exit)
+}
+
+/// Flags that name one run's directory or history have no meaning across a batch.
+fn refuse_single_run_flags(args: &RunArgs) -> Result<(), Error> {
+    let flag = if args.resume.is_some() {
+        Some("--resume")
+    } else if args.from_transcript.is_some() {
+        Some("--from-transcript")
+    } else if args.report.out.is_some() {
+        Some("--out")
+    } else {
+        None
+    };
+    match flag {
+        Some(flag) => Err(Error::usage(format!(
+            "{flag} applies to one run, not a batch: run that workspace alone (its run directory is BATCH_DIR/NAME)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// One member's run; its end (exit code, and the error when it stopped early).
+async fn run_one(args: &RunArgs, m: &Member, run_dir: PathBuf, runner: &Runner) -> MemberEnd {
+    let mut sink = std::io::sink();
+    match run_member(args, &m.workspace, run_dir, runner, &mut sink).await {
+        Ok(exit_code) => MemberEnd {
+            exit_code,
+            error: None,
+        },
+        Err(e) => MemberEnd {
+            exit_code: e.exit_code(),
+            error: Some(format!("{}: {e}", m.workspace.display())),
+        },
+    }
+}
+
+/// `member.json` in the member's run directory: what the index is built from, here and in
+/// `hatrack merge`.
+fn write_member_end(
+    dir: &Path,
+    m: &Member,
+    mut end: MemberEnd,
+    scrubber: &Scrubber,
+) -> Result<(), Error> {
+    end.error = end.error.map(|e| scrubber.scrub(&e));
+    let mut json = serde_json::to_string_pretty(&end).expect("member.json serialises");
+    json.push('\n');
+    crate::safe_fs::write_file(
+        dir,
+        &format!("{}/{MEMBER_FILE}", m.name),
+        json.as_bytes(),
+        true,
+    )?;
+    Ok(())
+}
+
+/// Builds the index from the members' run directories, writes it, prints the table and
+/// returns the batch's exit code.
+pub(super) fn write_index(
+    dir: &RunDir,
+    names: &[String],
+    out: &mut dyn Write,
+    quiet: bool,
+) -> Result<i32, Error> {
+    let loaded = index::load(dir.path(), names).map_err(|e| Error::usage(e.to_string()))?;
+    let index = index::build(&loaded);
+    let written = batch::render::write_all(dir.path(), &index, &loaded)?;
+    if !quiet {
+        for w in &index.workspaces {
+            let result = match w.signal_met {
+                Some(true) => "met",
+                Some(false) => "not met",
+                None => "failed",
+            };
+            let _ = writeln!(out, "{:<32} {:<8} exit {}", w.name, result, w.exit_code);
+            if let Some(e) = &w.error {
+                let _ = writeln!(out, "  {}", crate::report::text::cap(e, 400));
+            }
+        }
+        let _ = writeln!(out, "{} (exit {})", index.summary, index.exit_code);
+        for path in written {
+            let _ = writeln!(out, "wrote {}", path.display());
+        }
+    }
+    Ok(index.exit_code)
+}
+
+fn default_batch_dir() -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "")
+        .replace('T', "-")
+        .trim_end_matches('Z')
+        .to_string();
+    PathBuf::from("transcripts").join(format!("batch-{stamp}"))
+}

@@ -1,0 +1,106 @@
+//! `hatrack merge SHARD_DIR… --out DIR`: the run directories of every shard copied into one
+//! batch directory, and the batch index built over all of them — the same files a single
+//! machine running the whole batch writes. Reads only the shards' directories.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::batch::write_index;
+use crate::batch::index;
+use crate::cli::MergeArgs;
+use crate::run::rundir::RunDir;
+use crate::Error;
+
+/// Largest file copied from a shard (the transcript's own limit).
+const MAX_FILE: u64 = 256 * 1024 * 1024;
+
+/// Deepest directory nesting copied from a shard (artifacts sit a few levels down).
+const MAX_DEPTH: usize = 16;
+
+pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let locked = RunDir::open_locked(&args.out)?;
+    let mut names: Vec<String> = Vec::new();
+    for shard in &args.shards {
+        let listed = index::listed_members(shard).map_err(|e| Error::usage(e.to_string()))?;
+        for name in listed {
+            if !crate::batch::valid_name(&name) {
+                return Err(Error::usage(format!(
+                    "{}: batch.json names {name:?}, which is not a member name hatrack writes",
+                    shard.display()
+                )));
+            }
+            if names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+                return Err(Error::usage(format!(
+                    "{name} is in more than one shard (again in {}); merge the shards of one batch, each once",
+                    shard.display()
+                )));
+            }
+            let target = args.out.join(&name);
+            if target.symlink_metadata().is_ok() {
+                return Err(Error::usage(format!(
+                    "{} already exists; merge into a new --out DIR",
+                    target.display()
+                )));
+            }
+            copy_tree(&shard.join(&name), &args.out, &name, 0)?;
+            names.push(name);
+        }
+    }
+    write_index(&locked, &names, out, false)
+}
+
+/// Copies the regular files under `from` to `root/rel`, never following a symlink (a run
+/// directory hatrack wrote has none: one found is refused).
+fn copy_tree(from: &Path, root: &Path, rel: &str, depth: usize) -> Result<(), Error> {
+    let refuse =
+        |why: &str| Error::usage(format!("{}: {why}; was the shard edited?", from.display()));
+    if depth > MAX_DEPTH {
+        return Err(refuse("nested too deep for a run directory"));
+    }
+    let meta = from
+        .symlink_metadata()
+        .map_err(|e| Error::io(format!("reading {}", from.display()), e))?;
+    if !meta.is_dir() {
+        return Err(refuse("not a directory"));
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(from)
+        .map_err(|e| Error::io(format!("reading {}", from.display()), e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::io(format!("reading {}", from.display()), e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let child = format!("{rel}/{name}");
+        let meta = path
+            .symlink_metadata()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if meta.is_dir() {
+            copy_tree(&path, root, &child, depth + 1)?;
+        } else if meta.is_file() {
+            copy_file(&path, root, &child, meta.len())?;
+        } else {
+            return Err(Error::usage(format!(
+                "{}: not a regular file or directory (a symlink?); hatrack writes none into a run directory",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn copy_file(path: &Path, root: &Path, rel: &str, len: u64) -> Result<(), Error> {
+    use std::io::Read;
+    if len > MAX_FILE {
+        return Err(Error::usage(format!(
+            "{}: {len} bytes, larger than any file of a run directory ({MAX_FILE})",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    crate::safe_fs::open_read_no_follow(path)
+        .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    crate::safe_fs::write_file(root, rel, &bytes, false)?;
+    Ok(())
+}

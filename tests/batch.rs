@@ -1,0 +1,370 @@
+//! Batches through the binary, against the fake OpenAI server scripted by `FakeReviewer` (a
+//! stand-in for a model, not a model): many workspaces in one process under one `--jobs`
+//! limit, a batch index over their run directories, the worst exit code, shards that any
+//! machine picks alike, and `merge` writing what a single machine would have.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::fake_openai::FakeOpenAi;
+use support::fake_reviewer::FakeReviewer;
+use support::Test;
+
+/// Text that makes the fake reviewer fail the pipeline engineer's first constraint.
+const FAIL_MARK: &str = "Retries are unbounded here.";
+
+/// A workspace at `dir/name` whose every Reads item is bound to `notes.md`.
+fn workspace(dir: &Path, name: &str, failing: bool) -> PathBuf {
+    let ws = dir.join(name);
+    std::fs::create_dir_all(&ws).unwrap();
+    let extra = if failing { FAIL_MARK } else { "" };
+    std::fs::write(
+        ws.join("notes.md"),
+        format!(
+            "# {name} notes\n\nFreshness alerts page the on-call within 15 minutes.\n{extra}\n"
+        ),
+    )
+    .unwrap();
+    let items = [
+        "validation report",
+        "transformation code",
+        "extraction jobs",
+        "infrastructure requirements from the intent",
+        "sla requirements from discovery",
+    ];
+    let mut toml = String::from("[inputs]\n");
+    for item in items {
+        toml.push_str(&format!("{item:?} = \"notes.md\"\n"));
+    }
+    std::fs::write(ws.join("hatrack.toml"), toml).unwrap();
+    ws
+}
+
+/// Passes everything, except the pipeline engineer's first constraint for a workspace whose
+/// notes carry [`FAIL_MARK`]; each answer after `latency`.
+async fn server(latency: Duration) -> FakeOpenAi {
+    let pass = FakeReviewer::new();
+    let fail = FakeReviewer::new().verdict("pipeline-engineer/anti-pattern/1", "fail");
+    FakeOpenAi::with_handler(move |req| {
+        let reviewer = if req.messages_text().contains(FAIL_MARK) {
+            &fail
+        } else {
+            &pass
+        };
+        reviewer.answer(req).delayed(latency)
+    })
+    .await
+}
+
+fn run(server: &FakeOpenAi) -> Test {
+    Test::new()
+        .arg("run")
+        .args(["--model", "fake-model", "--base-url"])
+        .arg(server.url())
+        .args(["--timeout", "5", "--max-retries", "0"])
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn names(batch_dir: &Path) -> Vec<String> {
+    json(&batch_dir.join("batch.json"))["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The index files, with junit.xml's `time` attributes (its only timing fields) removed.
+fn index_files(batch_dir: &Path) -> Vec<(String, String)> {
+    let time = regex::Regex::new(r#" time="[^"]*""#).unwrap();
+    ["batch.json", "batch.md", "batch.html", "junit.xml"]
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(batch_dir.join(f)).unwrap();
+            (f.to_string(), time.replace_all(&text, "").into_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_runs_every_workspace_and_exits_with_the_worst() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let good = workspace(&tmp.path().join("a"), "orders", false);
+    let bad = workspace(&tmp.path().join("b"), "orders", true);
+    let fine = workspace(tmp.path(), "billing", false);
+    let batch = tmp.path().join("batch");
+    let out = run(&server)
+        .arg(&good)
+        .arg(&bad)
+        .arg(&fine)
+        .arg("--transcript")
+        .arg(&batch)
+        .status(1)
+        .stdout_has("2 of 3 workspace(s) met the completion signal; 1 did not")
+        .run();
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+
+    let index = json(&batch.join("batch.json"));
+    assert_eq!(index["exit_code"], 1);
+    assert_eq!(index["counts"]["workspaces"], 3);
+    let names = names(&batch);
+    // Sorted, and the two `orders` told apart by a suffix.
+    assert_eq!(names[0], "billing");
+    assert!(names[1].starts_with("orders-") && names[2].starts_with("orders-"));
+    for name in &names {
+        let report = json(&batch.join(name).join("report.json"));
+        let entry = index["workspaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(entry["exit_code"], report["outcome"]["exit_code"], "{name}");
+        assert_eq!(
+            entry["signal_met"], report["outcome"]["signal_met"],
+            "{name}"
+        );
+    }
+    // One suite per workspace; a case fails exactly where a member's gate lists a reason.
+    let reasons: usize = names
+        .iter()
+        .map(|n| {
+            json(&batch.join(n).join("report.json"))["outcome"]["reasons"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert!(reasons >= 1);
+    let junit = std::fs::read_to_string(batch.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testsuite ").count(), 3, "{junit}");
+    assert_eq!(junit.matches("<failure").count(), reasons, "{junit}");
+    let md = std::fs::read_to_string(batch.join("batch.md")).unwrap();
+    assert!(
+        md.contains("[billing](billing/report.md) | met | 0"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(batch.join("batch.html")).unwrap();
+    assert!(
+        html.contains("<a href=\"billing/report.html\">billing</a>"),
+        "{html}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_that_cannot_run_is_reported_and_the_rest_still_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let good = workspace(tmp.path(), "good", false);
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let batch = tmp.path().join("batch");
+    run(&server)
+        .arg(&good)
+        .arg(&empty)
+        .arg("--transcript")
+        .arg(&batch)
+        .status(2)
+        .stdout_has("1 of 2 workspace(s) met the completion signal; 1 ended without a verdict")
+        .run();
+    let index = json(&batch.join("batch.json"));
+    let empty_entry = &index["workspaces"][0];
+    assert_eq!(empty_entry["name"], "empty");
+    assert_eq!(empty_entry["exit_code"], 2);
+    assert!(empty_entry["error"].as_str().unwrap().contains("empty"));
+    assert_eq!(index["workspaces"][1]["signal_met"], true);
+    let junit = std::fs::read_to_string(batch.join("junit.xml")).unwrap();
+    assert!(junit.contains("<error"), "{junit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_jobs_limit_holds_across_the_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::from_millis(40)).await;
+    let mut cmd = run(&server).args(["--jobs", "2", "--transcript"]);
+    cmd = cmd.arg(tmp.path().join("batch"));
+    for i in 0..4 {
+        cmd = cmd.arg(workspace(tmp.path(), &format!("ws{i}"), false));
+    }
+    cmd.status(0).run();
+    assert_eq!(server.count(), 4 * 6);
+    assert!(server.max_in_flight() <= 2, "{}", server.max_in_flight());
+    assert_eq!(
+        server.max_in_flight(),
+        2,
+        "the batch ran its members together"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_shards_merged_equal_the_whole_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let list: Vec<PathBuf> = (0..9)
+        .map(|i| {
+            workspace(
+                &tmp.path().join("repos"),
+                &format!("pipeline-{i}"),
+                i % 4 == 0,
+            )
+        })
+        .collect();
+    let whole = tmp.path().join("whole");
+    let mut cmd = run(&server).arg("--transcript").arg(&whole).any_status();
+    for ws in &list {
+        cmd = cmd.arg(ws);
+    }
+    cmd.run();
+
+    // Each shard is given the list in another order: the split must not depend on it.
+    let mut shard_dirs = Vec::new();
+    for i in 1..=3usize {
+        let dir = tmp.path().join(format!("shard-{i}"));
+        let mut order = list.clone();
+        order.rotate_left(i * 2);
+        let mut cmd = run(&server)
+            .args(["--shard", &format!("{i}/3"), "--transcript"])
+            .arg(&dir)
+            .any_status();
+        for ws in &order {
+            cmd = cmd.arg(ws);
+        }
+        cmd.run();
+        shard_dirs.push(dir);
+    }
+    let mut in_shards: Vec<String> = shard_dirs.iter().flat_map(|d| names(d)).collect();
+    in_shards.sort();
+    assert_eq!(in_shards, names(&whole), "the shards partition the batch");
+
+    let merged = tmp.path().join("merged");
+    let out = Test::new()
+        .arg("merge")
+        .args(&shard_dirs)
+        .arg("--out")
+        .arg(&merged)
+        .status(1)
+        .stdout_has("met the completion signal")
+        .run();
+    assert!(!out.stderr.contains("panicked"));
+    assert_eq!(index_files(&merged), index_files(&whole));
+    for name in names(&whole) {
+        assert!(
+            merged.join(&name).join("exchanges.jsonl").is_file(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_lists_the_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    workspace(&tmp.path().join("repos"), "one", false);
+    workspace(&tmp.path().join("repos"), "two", false);
+    let manifest = tmp.path().join("workspaces.txt");
+    std::fs::write(
+        &manifest,
+        "# the team's pipelines\nrepos/one\n\n  repos/two  \n",
+    )
+    .unwrap();
+    let batch = tmp.path().join("batch");
+    run(&server)
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--transcript")
+        .arg(&batch)
+        .status(0)
+        .run();
+    assert_eq!(names(&batch), ["one", "two"]);
+}
+
+#[test]
+fn single_run_flags_and_bad_lists_are_refused_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = workspace(tmp.path(), "a", false);
+    let b = workspace(tmp.path(), "b", false);
+    Test::new()
+        .arg("run")
+        .arg(&a)
+        .arg(&b)
+        .arg("--resume")
+        .arg(tmp.path().join("x"))
+        .status(2)
+        .stderr_has("--resume applies to one run, not a batch")
+        .run();
+    Test::new()
+        .arg("run")
+        .arg(&a)
+        .arg(&a)
+        .status(2)
+        .stderr_has("listed twice")
+        .run();
+    Test::new()
+        .args(["run", "--shard", "4/3"])
+        .arg(&a)
+        .status(2)
+        .stderr_has("expected I/N")
+        .run();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_refuses_what_a_shard_never_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let shard = tmp.path().join("shard");
+    run(&server)
+        .arg(workspace(tmp.path(), "a", false))
+        .arg(workspace(tmp.path(), "b", false))
+        .arg("--transcript")
+        .arg(&shard)
+        .status(0)
+        .run();
+    // The same shard twice: each member would come in twice.
+    Test::new()
+        .arg("merge")
+        .arg(&shard)
+        .arg(&shard)
+        .arg("--out")
+        .arg(tmp.path().join("m1"))
+        .status(2)
+        .stderr_has("in more than one shard")
+        .run();
+    // A symlink planted in a member's run directory is not followed.
+    let secret = tmp.path().join("secret.txt");
+    std::fs::write(&secret, "top secret").unwrap();
+    std::os::unix::fs::symlink(&secret, shard.join("a").join("link.txt")).unwrap();
+    let out = tmp.path().join("m2");
+    Test::new()
+        .arg("merge")
+        .arg(&shard)
+        .arg("--out")
+        .arg(&out)
+        .status(2)
+        .stderr_has("not a regular file or directory")
+        .run();
+    assert!(!out.join("a").join("link.txt").exists());
+    // An index naming a path outside the shard.
+    let hostile = tmp.path().join("hostile");
+    std::fs::create_dir_all(&hostile).unwrap();
+    std::fs::write(
+        hostile.join("batch.json"),
+        r#"{"schema_version":1,"hatrack_version":"x","exit_code":0,"summary":"","counts":{"workspaces":1,"signal_met":1,"signal_not_met":0,"failed":0},"workspaces":[{"name":"../shard","exit_code":0,"signal_met":true,"summary":"","total_tokens":0}]}"#,
+    )
+    .unwrap();
+    let out = Test::new()
+        .arg("merge")
+        .arg(&hostile)
+        .arg("--out")
+        .arg(tmp.path().join("m3"))
+        .status(2)
+        .stderr_has("not a member name")
+        .run();
+    assert!(!out.stderr.contains("panicked"));
+}
