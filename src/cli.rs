@@ -247,9 +247,10 @@ pub struct ReportArgs {
     pub github: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
-    /// A run directory (with run.json and exchanges.jsonl).
+    /// A run directory (with run.json and exchanges.jsonl), or a batch directory (with
+    /// batch.json): every run of the batch is replayed and the index rewritten.
     #[arg(value_name = "TRANSCRIPT_DIR")]
     pub transcript: PathBuf,
     /// Stage directory to use instead of the one recorded in run.json.

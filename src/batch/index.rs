@@ -14,6 +14,9 @@ use crate::report::{Report, VerdictCounts};
 /// The version of `batch.json`'s shape.
 pub const BATCH_SCHEMA_VERSION: u32 = 1;
 
+/// The index's data file, which also marks a directory as a batch directory.
+pub const INDEX_FILE: &str = "batch.json";
+
 /// How one member's run ended, written into its run directory by the batch runner.
 pub const MEMBER_FILE: &str = "member.json";
 
@@ -199,7 +202,7 @@ fn summary(c: &BatchCounts) -> String {
 
 /// Member names listed by a batch directory's `batch.json`.
 pub fn listed_members(batch_dir: &Path) -> Result<Vec<String>, IndexError> {
-    let path = batch_dir.join("batch.json");
+    let path = batch_dir.join(INDEX_FILE);
     let index: BatchIndex = read_json(&path).map_err(|message| IndexError::Member {
         path: path.clone(),
         message,

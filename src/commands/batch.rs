@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use super::run::{run_member, Runner};
+use super::run::{replay_with, run_member, Runner};
 use super::setup;
 use crate::batch::index::{self, MemberEnd, MEMBER_FILE};
 use crate::batch::{self, Member};
-use crate::cli::{GlobalArgs, RunArgs};
+use crate::cli::{GlobalArgs, ReplayArgs, RunArgs};
 use crate::config::ConfigFile;
 use crate::run::progress::Progress;
 use crate::run::rundir::RunDir;
@@ -82,6 +82,67 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
     let exit = write_index(&locked, &names, out, global.quiet)?;
     Ok(exit)
+}
+
+/// `hatrack replay BATCH_DIR`: every member that ran is replayed offline (as `replay` does
+/// one run directory) and the index rewritten; an unchanged batch rewrites every file byte
+/// for byte. A member that stopped before its run has nothing to replay and keeps its end.
+pub async fn replay(
+    args: &ReplayArgs,
+    global: &GlobalArgs,
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
+    if args.workspace.is_some() || args.stage.is_some() || args.report.out.is_some() {
+        return Err(Error::usage(
+            "--workspace, --stage and --out apply to one run, not a batch: replay a member alone (`hatrack replay BATCH_DIR/NAME --workspace …`)",
+        ));
+    }
+    let dir = args.transcript.clone();
+    let locked = RunDir::open_locked(&dir)?;
+    let names = index::listed_members(&dir).map_err(|e| Error::usage(e.to_string()))?;
+    let loaded = index::load(&dir, &names).map_err(|e| Error::usage(e.to_string()))?;
+    let progress = Progress::new(global.quiet);
+    let mut tasks = tokio::task::JoinSet::new();
+    for member in loaded.iter().filter(|m| m.entry.error.is_none()) {
+        let name = member.entry.name.clone();
+        let runner = Runner {
+            quiet: true,
+            permits: None,
+            progress: progress.member(&name),
+            github: false,
+        };
+        let member_args = ReplayArgs {
+            transcript: dir.join(&name),
+            ..args.clone()
+        };
+        tasks.spawn(async move {
+            let end = match replay_with(&member_args, &runner, &mut std::io::sink()).await {
+                Ok(exit_code) => MemberEnd {
+                    exit_code,
+                    error: None,
+                },
+                Err(e) => MemberEnd {
+                    exit_code: e.exit_code(),
+                    error: Some(format!("replaying {name}: {e}")),
+                },
+            };
+            (name, end)
+        });
+    }
+    let scrubber = Scrubber::default();
+    while let Some(joined) = tasks.join_next().await {
+        let (name, end) =
+            joined.map_err(|e| Error::usage(format!("a replay stopped unexpectedly: {e}")))?;
+        let recorded = loaded.iter().find(|m| m.entry.name == name);
+        if recorded.is_some_and(|m| m.entry.exit_code != end.exit_code || end.error.is_some()) {
+            let member = Member {
+                name,
+                workspace: PathBuf::new(),
+            };
+            write_member_end(&dir, &member, end, &scrubber)?;
+        }
+    }
+    write_index(&locked, &names, out, global.quiet)
 }
 
 /// Flags that name one run's directory or history have no meaning across a batch.

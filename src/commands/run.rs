@@ -384,6 +384,19 @@ pub async fn replay(
     out: &mut dyn Write,
 ) -> Result<i32, Error> {
     let dir = &args.transcript;
+    if !dir.join(RUN_FILE).exists() && dir.join(crate::batch::index::INDEX_FILE).is_file() {
+        return super::batch::replay(args, global, out).await;
+    }
+    replay_with(args, &Runner::single(global, &args.report), out).await
+}
+
+/// Replays one run directory with the given runner (a batch's members share one).
+pub(super) async fn replay_with<W: Write + ?Sized>(
+    args: &ReplayArgs,
+    runner: &Runner,
+    out: &mut W,
+) -> Result<i32, Error> {
+    let dir = &args.transcript;
     let record = RunRecord::read(dir)?;
     let sources = replay_sources::resolve(
         dir,
@@ -416,14 +429,13 @@ pub async fn replay(
         replay_from: Some(dir.clone()),
         record: false,
     };
-    let runner = Runner::single(global, &args.report);
     execute(
         prepared,
         (settings, judge),
         transcript,
         &args.report,
         record.samples,
-        &runner,
+        runner,
         out,
     )
     .await
