@@ -31,17 +31,11 @@ fn workspace(dir: &Path) -> PathBuf {
     std::fs::write(ws.join("blob.bin"), [0u8, 159, 146, 150]).unwrap();
     std::fs::write(dir.join("outside.txt"), format!("{SECRET}\n")).unwrap();
     std::os::unix::fs::symlink(dir.join("outside.txt"), ws.join("docs/link.md")).unwrap();
-    let mut toml = String::from("[inputs]\n");
-    for item in [
-        "validation report",
-        "transformation code",
-        "extraction jobs",
-        "infrastructure requirements from the intent",
-        "sla requirements from discovery",
-    ] {
-        toml.push_str(&format!("{item:?} = \"notes.md\"\n"));
-    }
-    std::fs::write(ws.join("hatrack.toml"), toml).unwrap();
+    std::fs::write(
+        ws.join("hatrack.toml"),
+        support::inputs_bound_to("notes.md"),
+    )
+    .unwrap();
     ws
 }
 

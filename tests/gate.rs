@@ -26,18 +26,11 @@ fn workspace(dir: &Path) -> PathBuf {
         format!("# Orders pipeline notes\n\n{INPUT_LINE}\nRetries: 3.\n"),
     )
     .unwrap();
-    let items = [
-        "validation report",
-        "transformation code",
-        "extraction jobs",
-        "infrastructure requirements from the intent",
-        "sla requirements from discovery",
-    ];
-    let mut toml = String::from("[inputs]\n");
-    for item in items {
-        toml.push_str(&format!("{item:?} = \"notes.md\"\n"));
-    }
-    std::fs::write(ws.join("hatrack.toml"), toml).unwrap();
+    std::fs::write(
+        ws.join("hatrack.toml"),
+        support::inputs_bound_to("notes.md"),
+    )
+    .unwrap();
     ws
 }
 

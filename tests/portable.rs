@@ -28,16 +28,7 @@ fn workspace(dir: &Path, notes: &str, extra_toml: &str) -> PathBuf {
         format!("# Rollback\n{DEEP_LINE}\n"),
     )
     .unwrap();
-    let mut toml = String::from("[inputs]\n");
-    for item in [
-        "validation report",
-        "transformation code",
-        "extraction jobs",
-        "infrastructure requirements from the intent",
-        "sla requirements from discovery",
-    ] {
-        toml.push_str(&format!("{item:?} = \"notes.md\"\n"));
-    }
+    let mut toml = support::inputs_bound_to("notes.md");
     toml.push_str(extra_toml);
     std::fs::write(ws.join("hatrack.toml"), toml).unwrap();
     ws

@@ -231,11 +231,5 @@ pub(super) fn write_index(
 }
 
 fn default_batch_dir() -> PathBuf {
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        .to_string()
-        .replace([':', '-'], "")
-        .replace('T', "-")
-        .trim_end_matches('Z')
-        .to_string();
-    PathBuf::from("transcripts").join(format!("batch-{stamp}"))
+    super::run::default_dir("batch")
 }

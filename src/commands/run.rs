@@ -447,6 +447,12 @@ fn default_run_dir(workspace: &Path) -> PathBuf {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "run".to_string());
+    default_dir(&name)
+}
+
+/// `transcripts/NAME-YYYYMMDD-HHMMSS` (UTC): where a run or a batch goes without
+/// `--transcript`.
+pub(super) fn default_dir(name: &str) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace([':', '-'], "")

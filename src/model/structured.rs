@@ -1,6 +1,9 @@
 //! Structured answers: ask for JSON matching a schema, validate it, re-ask with the
 //! validation errors at most `max_reasks` times, then give up with an honest "unparseable".
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use serde_json::Value;
 
 use super::request::{build_body, ChatMessage, JsonSchemaSpec};
@@ -45,6 +48,38 @@ pub struct StructuredOutcome {
 /// `schema`. Every attempt goes through `model.complete` (so it is recorded); provider
 /// failures, replay misses and budget refusals are returned as errors. At most
 /// `1 + settings.max_reasks` requests are made.
+/// The compiled validator for `schema`. Compiling a schema costs more than a step's own
+/// work, and the steps of a batch ask the same few schemas again and again, so compiled
+/// validators are kept for the process (at most [`MAX_CACHED_SCHEMAS`]).
+pub fn validator(
+    step: &str,
+    schema: &JsonSchemaSpec,
+) -> Result<Arc<jsonschema::Validator>, ModelError> {
+    type Cache = Mutex<HashMap<String, Arc<jsonschema::Validator>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let key = schema.schema.to_string();
+    let cache = CACHE.get_or_init(Cache::default);
+    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(hit);
+    }
+    let compiled = Arc::new(jsonschema::validator_for(&schema.schema).map_err(|e| {
+        ModelError::Config(format!(
+            "step {step}: the answer schema {} is not a valid JSON Schema: {e}",
+            schema.name
+        ))
+    })?);
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= MAX_CACHED_SCHEMAS {
+            c.clear();
+        }
+        c.insert(key, compiled.clone());
+    }
+    Ok(compiled)
+}
+
+/// Compiled answer schemas kept at once (a stage has a handful).
+const MAX_CACHED_SCHEMAS: usize = 256;
+
 pub async fn ask_structured(
     model: &dyn ChatModel,
     step: &str,
@@ -52,12 +87,7 @@ pub async fn ask_structured(
     messages: &[ChatMessage],
     schema: &JsonSchemaSpec,
 ) -> Result<StructuredOutcome, ModelError> {
-    let validator = jsonschema::validator_for(&schema.schema).map_err(|e| {
-        ModelError::Config(format!(
-            "step {step}: the answer schema {} is not a valid JSON Schema: {e}",
-            schema.name
-        ))
-    })?;
+    let validator = validator(step, schema)?;
     let mut conversation = messages.to_vec();
     let mut outcome = StructuredOutcome::default();
     // Saturating: `max_reasks` is range-checked where it is read, but u32::MAX must not wrap

@@ -70,12 +70,7 @@ pub async fn ask(
         let plain = ask_structured(model, step, settings, messages, spec).await?;
         return Ok(AgentOutcome::plain(plain, None));
     };
-    let validator = jsonschema::validator_for(&spec.schema).map_err(|e| {
-        ModelError::Config(format!(
-            "step {step}: the answer schema {} is not a valid JSON Schema: {e}",
-            spec.name
-        ))
-    })?;
+    let validator = crate::model::structured::validator(step, spec)?;
     let tools = Workspace::definitions();
     let mut conversation = messages.to_vec();
     let mut out = AgentOutcome::plain(StructuredOutcome::default(), None);

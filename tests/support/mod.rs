@@ -199,3 +199,21 @@ impl Test {
         output
     }
 }
+
+/// The Reads items of the shipped deployment stage, as `[inputs]` keys.
+pub const DEPLOYMENT_READS: [&str; 5] = [
+    "validation report",
+    "transformation code",
+    "extraction jobs",
+    "infrastructure requirements from the intent",
+    "sla requirements from discovery",
+];
+
+/// `[inputs]` lines binding every Reads item of the deployment stage to `file`.
+pub fn inputs_bound_to(file: &str) -> String {
+    let mut toml = String::from("[inputs]\n");
+    for item in DEPLOYMENT_READS {
+        toml.push_str(&format!("{item:?} = {file:?}\n"));
+    }
+    toml
+}
