@@ -51,7 +51,9 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 fn hatrack(url: &str, args: &[String]) -> Command {
-    let mut cmd = Command::new("target/release/hatrack");
+    // `HATRACK_BIN`: another build to measure (e.g. one with symbols, for a profiler).
+    let bin = std::env::var("HATRACK_BIN").unwrap_or_else(|_| "target/release/hatrack".into());
+    let mut cmd = Command::new(bin);
     cmd.args(["--quiet", "run", "--model", "bench", "--base-url", url])
         .args(["--jobs", &JOBS.to_string()])
         .args(args);

@@ -556,28 +556,19 @@ async fn execute<W: Write + ?Sized>(
         stage: prepared.stage,
     };
     let report = run::execute(&plan, model.as_ref(), &runner.progress).await;
-    if let Some(collected) = &collected {
-        // Written even when the run failed part-way, so a `--resume` of it is portable too.
-        let tools = plan.agent.as_ref().map(|a| a.tools.recorded());
-        let written = snapshot::write(&locked, collected, &tools.unwrap_or_default(), &scrubber);
-        match written {
-            Ok(s) => tracing::info!(
-                "snapshot: {} files, {} tool results, {} objects, {} bytes",
-                s.files,
-                s.tool_results,
-                s.objects,
-                s.bytes
-            ),
-            Err(e) if report.is_ok() => return Err(e.into()),
-            Err(e) => tracing::warn!("{e}"),
-        }
-    }
-    let report = report?;
+    let (_locked, report) = write_snapshot(locked, collected, &plan, &scrubber, report).await?;
 
     let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
-    std::fs::create_dir_all(&out_dir)
-        .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
-    let written = report::write_all_scrubbed(&report, &out_dir, &scrubber)?;
+    let (report, written) = {
+        let (out_dir, scrubber) = (out_dir.clone(), scrubber.clone());
+        blocking(move || -> Result<_, Error> {
+            std::fs::create_dir_all(&out_dir)
+                .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
+            let written = report::write_all_scrubbed(&report, &out_dir, &scrubber)?;
+            Ok((report, written))
+        })
+        .await?
+    };
     if runner.github {
         github_output(&report, &prepared_workspace, &out_dir, &scrubber, out)?;
     }
@@ -595,6 +586,52 @@ async fn execute<W: Write + ?Sized>(
         }
     }
     Ok(report.outcome.exit_code)
+}
+
+/// Writes the run's snapshot (when it records), even when the run failed part-way so a
+/// `--resume` of it is portable too; a failed run's error comes first.
+async fn write_snapshot(
+    locked: RunDir,
+    collected: Option<snapshot::Collected>,
+    plan: &RunPlan,
+    scrubber: &Scrubber,
+    report: Result<report::Report, Error>,
+) -> Result<(RunDir, report::Report), Error> {
+    let Some(collected) = collected else {
+        return Ok((locked, report?));
+    };
+    let tools = plan
+        .agent
+        .as_ref()
+        .map(|a| a.tools.recorded())
+        .unwrap_or_default();
+    let scrubber = scrubber.clone();
+    let (locked, written) = blocking(move || {
+        let written = snapshot::write(&locked, &collected, &tools, &scrubber);
+        (locked, written)
+    })
+    .await;
+    match written {
+        Ok(s) => tracing::info!(
+            "snapshot: {} files, {} tool results, {} objects, {} bytes",
+            s.files,
+            s.tool_results,
+            s.objects,
+            s.bytes
+        ),
+        Err(e) if report.is_ok() => return Err(e.into()),
+        Err(e) => tracing::warn!("{e}"),
+    }
+    Ok((locked, report?))
+}
+
+/// Runs file work (many small writes, fsyncs) on tokio's blocking threads: in a batch, the
+/// runtime's two workers keep driving the other runs' requests meanwhile.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 fn new_record(
