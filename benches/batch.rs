@@ -96,6 +96,24 @@ fn separate_processes(url: &str, workspaces: &[PathBuf], dir: &Path, parallel: u
     started.elapsed()
 }
 
+/// Requests arrived per 25 ms of the last batch: where the batch leaves the `--jobs` slots
+/// idle (its start, its tail, CPU stalls between a run's steps).
+fn profile(started: Instant, arrivals: &[Instant]) {
+    let mut buckets = vec![0usize; 1];
+    for a in arrivals {
+        let i = (a.duration_since(started).as_millis() / 25) as usize;
+        if buckets.len() <= i {
+            buckets.resize(i + 1, 0);
+        }
+        buckets[i] += 1;
+    }
+    let line: Vec<String> = buckets.iter().map(|n| n.to_string()).collect();
+    println!(
+        "  requests started per 25 ms of the last batch: {}",
+        line.join(" ")
+    );
+}
+
 fn main() {
     let built = Command::new("cargo")
         .args(["build", "--release", "--quiet"])
@@ -103,7 +121,11 @@ fn main() {
         .expect("cargo builds the release binary");
     assert!(built.success());
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the fake server");
-    let fake = runtime.block_on(FakeOpenAi::with_handler(|req| {
+    // When each request arrived (for the in-flight profile of the last batch).
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let seen = arrivals.clone();
+    let fake = runtime.block_on(FakeOpenAi::with_handler(move |req| {
+        seen.lock().expect("arrivals").push(Instant::now());
         answer(req).delayed(latency())
     }));
     let url = fake.url();
@@ -125,9 +147,19 @@ fn main() {
     );
     println!("  ideal: {:.0} ms", ideal.as_secs_f64() * 1000.0);
     let (mut batch, mut apart8, mut apart20) = (Vec::new(), Vec::new(), Vec::new());
+    let mut alone = Vec::new();
     for round in 0..ROUNDS {
         let dir = |what: &str| tmp.path().join(format!("{what}-{round}"));
+        alone.push(separate_processes(&url, &workspaces[..1], &dir("one"), 1));
+        if std::env::var_os("HATRACK_BENCH_ALONE").is_some() {
+            continue;
+        }
+        arrivals.lock().expect("arrivals").clear();
+        let started = Instant::now();
         batch.push(one_process(&url, &workspaces, &dir("batch")));
+        if round == ROUNDS - 1 {
+            profile(started, &arrivals.lock().expect("arrivals"));
+        }
         apart8.push(separate_processes(&url, &workspaces, &dir("p8"), 8));
         apart20.push(separate_processes(
             &url,
@@ -141,6 +173,16 @@ fn main() {
         s.sort();
         s[s.len() / 2].as_secs_f64() / ideal.as_secs_f64()
     };
+    stats(
+        &format!(
+            "one workspace alone (its chain: {} ms)",
+            (latency() * CHAIN as u32).as_millis()
+        ),
+        alone,
+    );
+    if batch.is_empty() {
+        return;
+    }
     let (r_batch, r8, r20) = (ratio(&batch), ratio(&apart8), ratio(&apart20));
     stats("one process (a batch)", batch);
     stats("20 processes, 8 at a time (xargs -P 8)", apart8);

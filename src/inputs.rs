@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-use globset::{GlobBuilder, GlobSetBuilder};
+use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest, Sha256};
 
 use crate::config::{normalise_item, ConfigFile, LimitsSection, CONFIG_FILE};
@@ -290,14 +290,25 @@ pub fn workspace_files(root: &Path) -> Result<Vec<String>, InputError> {
 /// Whether `file` (relative, `/`-separated) is one a `[inputs]` pattern binds: it matches
 /// the glob, or the pattern names a directory holding it. An invalid glob matches nothing.
 pub fn pattern_matches(pattern: &str, file: &str) -> bool {
-    let clean = pattern.trim_start_matches("./").trim_end_matches('/');
-    if file.starts_with(&format!("{clean}/")) {
-        return true;
-    }
-    GlobBuilder::new(clean)
-        .literal_separator(true)
-        .build()
-        .is_ok_and(|g| g.compile_matcher().is_match(file))
+    let clean = clean_pattern(pattern);
+    file.starts_with(&format!("{clean}/")) || glob(clean).is_ok_and(|g| g.is_match(file))
+}
+
+/// A pattern as written in `[inputs]`, without a leading `./` or a trailing `/`.
+fn clean_pattern(pattern: &str) -> &str {
+    pattern.trim_start_matches("./").trim_end_matches('/')
+}
+
+/// The compiled glob of a cleaned `[inputs]` pattern (`*` stays within one path segment),
+/// kept for the process: a batch binds the same patterns in every workspace.
+fn glob(clean: &str) -> Result<GlobMatcher, globset::Error> {
+    static GLOBS: crate::memo::Memo<GlobMatcher> = crate::memo::Memo::new(1024);
+    GLOBS.get_or_try(clean, || {
+        Ok(GlobBuilder::new(clean)
+            .literal_separator(true)
+            .build()?
+            .compile_matcher())
+    })
 }
 
 /// The workspace's files, relative and sorted, walked once.
@@ -355,8 +366,8 @@ impl WorkspaceFiles {
                 });
                 continue;
             }
-            let clean = pattern.trim_start_matches("./").trim_end_matches('/');
-            let glob = match GlobBuilder::new(clean).literal_separator(true).build() {
+            let clean = clean_pattern(pattern);
+            let glob = match glob(clean) {
                 Ok(g) => g,
                 Err(e) => {
                     errors.push(InputError::BadGlob {
@@ -368,15 +379,11 @@ impl WorkspaceFiles {
                     continue;
                 }
             };
-            let set = GlobSetBuilder::new()
-                .add(glob)
-                .build()
-                .expect("one valid glob builds a set");
             let dir_prefix = format!("{clean}/");
             let before = matched.len();
             let errors_before = errors.len();
             for f in &self.files {
-                if set.is_match(f) || f.starts_with(&dir_prefix) {
+                if glob.is_match(f) || f.starts_with(&dir_prefix) {
                     // A symlink inside the workspace may still point outside it.
                     match self.root.join(f).canonicalize() {
                         Ok(real) if real.starts_with(&self.root) => {

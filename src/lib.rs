@@ -12,6 +12,7 @@ pub mod config;
 pub mod definition;
 pub mod error;
 pub mod inputs;
+pub mod memo;
 pub mod model;
 pub mod prompt;
 pub mod report;

@@ -43,21 +43,8 @@ pub enum PatternError {
 /// A compiled pattern, kept for the process: the runs of a batch read the same patterns from
 /// their hatrack.toml files, and building a regex costs more than scrubbing with it.
 fn compiled(pattern: &str) -> Result<Regex, regex::Error> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Mutex::default);
-    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(pattern).cloned()) {
-        return Ok(hit);
-    }
-    let regex = Regex::new(pattern)?;
-    if let Ok(mut c) = cache.lock() {
-        if c.len() >= 1024 {
-            c.clear();
-        }
-        c.insert(pattern.to_string(), regex.clone());
-    }
-    Ok(regex)
+    static PATTERNS: crate::memo::Memo<Regex> = crate::memo::Memo::new(1024);
+    PATTERNS.get_or_try(pattern, || Regex::new(pattern))
 }
 
 /// Compiles configured patterns, refusing invalid ones and any that can match the empty

@@ -243,8 +243,17 @@ async fn secrets_in_inputs_never_reach_the_snapshot() {
         .env("OPENAI_API_KEY", KEY_SECRET)
         .status(0)
         .run();
-    let snapshot = files(&run_dir.join("snapshot"));
-    assert!(snapshot.len() > 5);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("snapshot/manifest.json")).unwrap())
+            .unwrap();
+    assert!(
+        manifest["files"].as_object().unwrap().len() > 5,
+        "{manifest}"
+    );
+    assert!(
+        manifest["pack"].as_object().unwrap().len() > 5,
+        "{manifest}"
+    );
     for (name, bytes) in files(&run_dir) {
         let text = String::from_utf8_lossy(&bytes);
         for secret in [PATTERN_SECRET, KEY_SECRET] {
@@ -330,25 +339,44 @@ async fn a_hostile_snapshot_is_refused_with_a_clear_error() {
             "MiB a snapshot file may have",
         ),
         (
+            "one sha256 given two sizes",
+            Box::new(|r| {
+                edit_manifest(r, |m| {
+                    let (k, e) = first_entry(m);
+                    let mut twin = e.clone();
+                    twin["bytes"] = json!(e["bytes"].as_u64().unwrap() + 1);
+                    m["files"][k] = e;
+                    m["files"]["workspace/twin.md"] = twin;
+                })
+            }),
+            "is given two sizes",
+        ),
+        (
             "object content changed",
             Box::new(|r| {
-                let path = r.join("snapshot/manifest.json");
-                let m: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-                let hash = m["files"]["workspace/notes.md"]["sha256"].as_str().unwrap();
-                let object = r.join("snapshot/objects").join(hash);
-                let mut bytes = std::fs::read(&object).unwrap();
+                let pack = r.join("snapshot/objects.pack");
+                let mut bytes = std::fs::read(&pack).unwrap();
                 bytes[0] ^= 1;
-                std::fs::write(object, bytes).unwrap();
+                std::fs::write(pack, bytes).unwrap();
             }),
             "does not match the sha256",
         ),
         (
-            "objects dir is a link",
+            "pack cut short",
             Box::new(|r| {
-                let objects = r.join("snapshot/objects");
-                let moved = r.parent().unwrap().join("elsewhere");
-                std::fs::rename(&objects, &moved).unwrap();
-                std::os::unix::fs::symlink(&moved, &objects).unwrap();
+                let pack = r.join("snapshot/objects.pack");
+                let bytes = std::fs::read(&pack).unwrap();
+                std::fs::write(pack, &bytes[..bytes.len() - 1]).unwrap();
+            }),
+            "the pack was cut short",
+        ),
+        (
+            "pack is a link",
+            Box::new(|r| {
+                let pack = r.join("snapshot/objects.pack");
+                let moved = r.parent().unwrap().join("elsewhere.pack");
+                std::fs::rename(&pack, &moved).unwrap();
+                std::os::unix::fs::symlink(&moved, &pack).unwrap();
             }),
             "a link is never followed",
         ),

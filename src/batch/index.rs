@@ -81,10 +81,11 @@ pub struct Blocking {
     pub of: u32,
 }
 
-/// A member as read back: its index entry and, when it has one, its report (for JUnit).
+/// A member as read back: its index entry and its JUnit suite (built from its report while
+/// that is at hand, so a batch reads each member once, as it ends).
 pub struct Loaded {
     pub entry: MemberReport,
-    pub report: Option<Report>,
+    pub suite: quick_junit::TestSuite,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,14 +94,23 @@ pub enum IndexError {
     Member { path: PathBuf, message: String },
 }
 
-/// Reads every member run directory named in `names` under `batch_dir`.
+/// Reads every member run directory named in `names` under `batch_dir`, in name order.
 pub fn load(batch_dir: &Path, names: &[String]) -> Result<Vec<Loaded>, IndexError> {
-    let mut names: Vec<&String> = names.iter().collect();
-    names.sort();
-    names.iter().map(|n| load_member(batch_dir, n)).collect()
+    let mut loaded = names
+        .iter()
+        .map(|n| load_member(batch_dir, n))
+        .collect::<Result<Vec<_>, _>>()?;
+    sort(&mut loaded);
+    Ok(loaded)
 }
 
-fn load_member(batch_dir: &Path, name: &str) -> Result<Loaded, IndexError> {
+/// The index's order: by member name.
+pub fn sort(members: &mut [Loaded]) {
+    members.sort_by(|a, b| a.entry.name.cmp(&b.entry.name));
+}
+
+/// Reads one member's run directory (its member.json, and its report.json when it ran).
+pub fn load_member(batch_dir: &Path, name: &str) -> Result<Loaded, IndexError> {
     let dir = batch_dir.join(name);
     let bad = |path: PathBuf, message: String| IndexError::Member { path, message };
     if !valid_name(name) {
@@ -145,7 +155,8 @@ fn load_member(batch_dir: &Path, name: &str) -> Result<Loaded, IndexError> {
             error: end.error.clone(),
         },
     };
-    Ok(Loaded { entry, report })
+    let suite = super::render::member_suite(&entry, report.as_ref());
+    Ok(Loaded { entry, suite })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {

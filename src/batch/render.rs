@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use minijinja::{context, Environment, UndefinedBehavior};
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 
 use super::index::{BatchIndex, Loaded, MemberReport};
-use crate::report::{junit, text};
+use crate::report::{junit, text, Report};
 
 /// The index files, in the order they are written.
 pub const FILES: [&str; 4] = ["batch.json", "batch.md", "batch.html", "junit.xml"];
@@ -140,26 +141,25 @@ fn html(index: &BatchIndex) -> Result<String, String> {
         .map_err(|e| format!("{e:#}"))
 }
 
-fn junit_xml(members: &[Loaded]) -> Result<String, String> {
-    use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
-    let mut report = quick_junit::Report::new("hatrack batch");
-    for m in members {
-        let suite = match &m.report {
-            Some(r) => junit::workspace_suite(&m.entry.name, r),
-            None => {
-                let mut suite = TestSuite::new(m.entry.name.as_str());
-                let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
-                status
-                    .set_type(format!("exit {}", m.entry.exit_code))
-                    .set_message(detail(&m.entry));
-                let mut case = TestCase::new("run", status);
-                case.set_classname(m.entry.name.as_str());
-                suite.add_test_case(case);
-                suite
-            }
-        };
-        report.add_test_suite(suite);
+/// One member's JUnit suite: its report's cases, or one failed case saying why it has none.
+pub fn member_suite(entry: &MemberReport, report: Option<&Report>) -> TestSuite {
+    if let Some(r) = report {
+        return junit::workspace_suite(&entry.name, r);
     }
+    let mut suite = TestSuite::new(entry.name.as_str());
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+    status
+        .set_type(format!("exit {}", entry.exit_code))
+        .set_message(detail(entry));
+    let mut case = TestCase::new("run", status);
+    case.set_classname(entry.name.as_str());
+    suite.add_test_case(case);
+    suite
+}
+
+fn junit_xml(members: &[Loaded]) -> Result<String, String> {
+    let mut report = quick_junit::Report::new("hatrack batch");
+    report.add_test_suites(members.iter().map(|m| m.suite.clone()));
     let mut xml = report.to_string().map_err(|e| e.to_string())?;
     if !xml.ends_with('\n') {
         xml.push('\n');

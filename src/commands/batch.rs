@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use super::run::{replay_with, run_member, Runner};
+use super::run::{replay_with, run_member, BatchShared, Runner};
 use super::setup;
-use crate::batch::index::{self, MemberEnd, MEMBER_FILE};
+use crate::batch::index::{self, Loaded, MemberEnd, MEMBER_FILE};
 use crate::batch::{self, Member};
 use crate::cli::{GlobalArgs, ReplayArgs, RunArgs};
 use crate::config::ConfigFile;
@@ -47,40 +47,48 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     // Each member is its own task, so the runtime's worker threads share the CPU work
     // (loading, rendering, grounding, reports) while others wait on the model.
     let shared = Arc::new(args.clone());
+    let batch_shared = Arc::new(BatchShared::new());
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, m) in members.iter().enumerate() {
+    for m in &members {
         let runner = Runner {
             quiet: true,
             permits: Some(permits.clone()),
             progress: progress.member(&m.name),
             github: false,
+            batch: Some(batch_shared.clone()),
         };
         let (args, m, line) = (shared.clone(), m.clone(), line.clone());
-        let run_dir = dir.join(&m.name);
+        let (dir, scrubber) = (dir.clone(), scrubber.clone());
         tasks.spawn(async move {
-            let end = run_one(&args, &m, run_dir, &runner).await;
+            let end = run_one(&args, &m, dir.join(&m.name), &runner).await;
             line.done_one();
-            (i, end)
+            // Written and read back as each run ends: the index is built from the run
+            // directories alone (as `hatrack merge` builds it), without a pause at the end.
+            write_member_end(&dir, &m, end, &scrubber)?;
+            index::load_member(&dir, &m.name).map_err(|e| Error::usage(e.to_string()))
         });
     }
-    let mut ends: Vec<Option<MemberEnd>> = vec![None; members.len()];
+    // Every run finishes even when another's run directory cannot be written; the first
+    // such error is the batch's.
+    let mut loaded = Vec::with_capacity(members.len());
+    let mut failed = None;
     while let Some(joined) = tasks.join_next().await {
-        let (i, end) = joined
-            .map_err(|e| Error::usage(format!("a workspace's run stopped unexpectedly: {e}")))?;
-        ends[i] = Some(end);
+        let member = joined
+            .map_err(|e| Error::usage(format!("a workspace's run stopped unexpectedly: {e}")))
+            .and_then(|r| r);
+        match member {
+            Ok(m) => loaded.push(m),
+            Err(e) => failed = failed.or(Some(e)),
+        }
     }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    index::sort(&mut loaded);
     if let Ok(line) = Arc::try_unwrap(line) {
         line.finish();
     }
-    let ends = ends
-        .into_iter()
-        .map(|e| e.expect("every member's task ended"));
-    for (m, end) in members.iter().zip(ends) {
-        write_member_end(&dir, m, end, &scrubber)?;
-    }
-
-    let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
-    let exit = write_index(&locked, &names, out, global.quiet)?;
+    let exit = write_index(&locked, &loaded, out, global.quiet)?;
     Ok(exit)
 }
 
@@ -102,6 +110,7 @@ pub async fn replay(
     let names = index::listed_members(&dir).map_err(|e| Error::usage(e.to_string()))?;
     let loaded = index::load(&dir, &names).map_err(|e| Error::usage(e.to_string()))?;
     let progress = Progress::new(global.quiet);
+    let batch_shared = Arc::new(BatchShared::new());
     let mut tasks = tokio::task::JoinSet::new();
     for member in loaded.iter().filter(|m| m.entry.error.is_none()) {
         let name = member.entry.name.clone();
@@ -110,6 +119,7 @@ pub async fn replay(
             permits: None,
             progress: progress.member(&name),
             github: false,
+            batch: Some(batch_shared.clone()),
         };
         let member_args = ReplayArgs {
             transcript: dir.join(&name),
@@ -142,7 +152,8 @@ pub async fn replay(
             write_member_end(&dir, &member, end, &scrubber)?;
         }
     }
-    write_index(&locked, &names, out, global.quiet)
+    let loaded = index::load(&dir, &names).map_err(|e| Error::usage(e.to_string()))?;
+    write_index(&locked, &loaded, out, global.quiet)
 }
 
 /// Flags that name one run's directory or history have no meaning across a batch.
@@ -199,17 +210,16 @@ fn write_member_end(
     Ok(())
 }
 
-/// Builds the index from the members' run directories, writes it, prints the table and
-/// returns the batch's exit code.
+/// Builds the index from the members read back from their run directories (in name
+/// order), writes it, prints the table and returns the batch's exit code.
 pub(super) fn write_index(
     dir: &RunDir,
-    names: &[String],
+    loaded: &[Loaded],
     out: &mut dyn Write,
     quiet: bool,
 ) -> Result<i32, Error> {
-    let loaded = index::load(dir.path(), names).map_err(|e| Error::usage(e.to_string()))?;
-    let index = index::build(&loaded);
-    let written = batch::render::write_all(dir.path(), &index, &loaded)?;
+    let index = index::build(loaded);
+    let written = batch::render::write_all(dir.path(), &index, loaded)?;
     if !quiet {
         for w in &index.workspaces {
             let result = match w.signal_met {

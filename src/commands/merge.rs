@@ -46,7 +46,9 @@ pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
             names.push(name);
         }
     }
-    write_index(&locked, &names, out, false)
+    let loaded = crate::batch::index::load(locked.path(), &names)
+        .map_err(|e| Error::usage(e.to_string()))?;
+    write_index(&locked, &loaded, out, false)
 }
 
 /// Copies the regular files under `from` to `root/rel`, never following a symlink (a run

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::cli::{GlobalArgs, RecordModeArg, ReplayArgs, ReportArgs, RunArgs};
-use crate::commands::setup;
+use crate::commands::setup::{self, StageCache};
 use crate::config::ConfigFile;
 use crate::definition::Stage;
 use crate::inputs::{self, Bindings};
@@ -55,13 +55,17 @@ fn prepare(
     workspace: PathBuf,
     config: ConfigFile,
     prompts_dir: Option<PathBuf>,
+    stages: Option<&StageCache>,
 ) -> Result<Prepared, Error> {
-    let loaded = setup::load_stage(&stage_dir)?;
-    let definition_digest = crate::definition::definition_digest(&loaded.stage);
+    let stage = match stages {
+        Some(cache) => cache.load(&stage_dir)?,
+        None => setup::load_stage(&stage_dir)?.stage,
+    };
+    let definition_digest = crate::definition::definition_digest(&stage);
     let prompts = Prompts::load(prompts_dir.as_deref())?;
-    let bindings = inputs::bind(&loaded.stage, &workspace, &config)?;
+    let bindings = inputs::bind(&stage, &workspace, &config)?;
     Ok(Prepared {
-        stage: loaded.stage,
+        stage,
         stage_dir,
         definition_digest,
         workspace,
@@ -115,6 +119,26 @@ pub(super) struct Runner {
     pub progress: Progress,
     /// GitHub Actions annotations and step summary (off for the runs of a batch).
     pub github: bool,
+    /// What the runs of a batch share besides the request limit (`None`: a run alone).
+    pub batch: Option<Arc<BatchShared>>,
+}
+
+/// What the runs of a batch share: their preparation (loading, binding, preflight) is CPU
+/// work, done a few at a time so the first runs' requests go out while later runs still
+/// prepare, with each stage loaded once.
+pub(super) struct BatchShared {
+    pub preparing: Semaphore,
+    pub stages: StageCache,
+}
+
+impl BatchShared {
+    pub fn new() -> BatchShared {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        BatchShared {
+            preparing: Semaphore::new(cores),
+            stages: StageCache::default(),
+        }
+    }
 }
 
 impl Runner {
@@ -124,6 +148,7 @@ impl Runner {
             permits: None,
             progress: Progress::new(global.quiet),
             github: github_enabled(report),
+            batch: None,
         }
     }
 }
@@ -161,7 +186,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
         judge = setup::apply_record(&mut settings, &rec.model);
     }
     let prompts_dir = args.report.prompts.clone();
-    let prepared = prepare(stage_dir, workspace, config, prompts_dir)?;
+    let prepared = prepare(stage_dir, workspace, config, prompts_dir, None)?;
     preflight_render(&prepared)?;
 
     let transcript = if let Some(dir) = &args.resume {
@@ -250,13 +275,40 @@ pub(super) async fn run_member<W: Write + ?Sized>(
     runner: &Runner,
     out: &mut W,
 ) -> Result<i32, Error> {
-    let workspace = setup::workspace_dir(Some(workspace))?;
-    let config = ConfigFile::load(&workspace)?;
-    let stage_dir = setup::stage_dir(&args.stage, &config, &workspace)?;
-    let settings = setup::model_settings(&args.model, &config)?;
-    let judge = setup::judge_settings(&args.model, &config, &settings)?;
-    let prepared = prepare(stage_dir, workspace, config, args.report.prompts.clone())?;
-    preflight_render(&prepared)?;
+    // Loading, binding and preflight are CPU and file work: on a blocking thread, so the
+    // runtime's workers keep the batch's requests in flight moving meanwhile.
+    let (member_args, workspace) = (args.clone(), workspace.to_path_buf());
+    let batch = runner.batch.clone();
+    let turn = match &runner.batch {
+        Some(b) => Some(
+            b.preparing
+                .acquire()
+                .await
+                .expect("the semaphore is never closed"),
+        ),
+        None => None,
+    };
+    let prepared = blocking(move || -> Result<_, Error> {
+        let args = member_args;
+        let workspace = setup::workspace_dir(Some(&workspace))?;
+        let config = ConfigFile::load(&workspace)?;
+        let stage_dir = setup::stage_dir(&args.stage, &config, &workspace)?;
+        let settings = setup::model_settings(&args.model, &config)?;
+        let judge = setup::judge_settings(&args.model, &config, &settings)?;
+        let stages = batch.as_ref().map(|b| &b.stages);
+        let prepared = prepare(
+            stage_dir,
+            workspace,
+            config,
+            args.report.prompts.clone(),
+            stages,
+        )?;
+        preflight_render(&prepared)?;
+        Ok((prepared, settings, judge))
+    })
+    .await;
+    drop(turn);
+    let (prepared, settings, judge) = prepared?;
     let transcript = recording_plan(args, run_dir);
     let samples = args.samples.unwrap_or(1);
     execute(
@@ -420,7 +472,13 @@ pub(super) async fn replay_with<W: Write + ?Sized>(
     let config = ConfigFile::load(&workspace)?;
     let mut settings = setup::model_settings(&Default::default(), &config)?;
     let judge = setup::apply_record(&mut settings, &record.model);
-    let mut prepared = prepare(sources.stage_dir, workspace, config, sources.prompts_dir)?;
+    let mut prepared = prepare(
+        sources.stage_dir,
+        workspace,
+        config,
+        sources.prompts_dir,
+        runner.batch.as_ref().map(|b| &b.stages),
+    )?;
     prepared.snapshot = sources.snapshot;
     prepared.tool_log = sources.tool_log;
     let transcript = TranscriptPlan {
@@ -514,14 +572,19 @@ async fn execute<W: Write + ?Sized>(
     judge.on_tokens = settings.on_tokens.clone();
     let model = build_model(&transcript, &settings, &judge, &scrubber, runner)?;
     // What the snapshot copies is read now, before the run, from what this run used.
-    let collected = transcript.record.then(|| {
-        snapshot::collect(
-            &prepared.stage,
-            &prepared.workspace,
-            &prepared.config,
-            &prepared.prompts,
-        )
-    });
+    let record_snapshot = transcript.record;
+    let (prepared, collected) = blocking(move || {
+        let collected = record_snapshot.then(|| {
+            snapshot::collect(
+                &prepared.stage,
+                &prepared.workspace,
+                &prepared.config,
+                &prepared.prompts,
+            )
+        });
+        (prepared, collected)
+    })
+    .await;
     let mut agent = setup::agent(&prepared.config, &prepared.workspace, &scrubber)?;
     if let (Some(agent), Some(log)) = (agent.as_mut(), prepared.tool_log) {
         agent.tools = ToolAnswers::Recorded {

@@ -11,6 +11,8 @@
 //! tool-call slots is capped ([`MAX_TOOL_CALLS`]), the transport caps the total bytes, and a
 //! stream that ends without `[DONE]` or a `finish_reason` is an error, never a partial answer.
 
+use std::borrow::Cow;
+
 use serde_json::{json, Map, Value};
 
 /// The longest SSE line accepted. One chunk carries a few tokens; a megabyte is far beyond
@@ -112,6 +114,47 @@ pub struct StreamAssembler {
     event: Option<String>,
 }
 
+/// A chunk of the usual shape, read without a JSON tree for its text. `null` reads as absent,
+/// as the general path treats it; a field of another type fails this reading, and the chunk
+/// takes the general path.
+#[derive(serde::Deserialize)]
+struct TypedChunk<'a> {
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    created: Option<Value>,
+    #[serde(default)]
+    model: Option<Value>,
+    #[serde(default)]
+    system_fingerprint: Option<Value>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<TypedChoice<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct TypedChoice<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    delta: Option<TypedDelta<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct TypedDelta<'a> {
+    #[serde(default, borrow)]
+    role: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<Value>,
+}
+
 impl StreamAssembler {
     /// Reads one SSE line. Comments, `id:`/`retry:` fields and blank lines are skipped;
     /// `error:` lines (llama.cpp) and `event: error` are errors.
@@ -163,6 +206,11 @@ impl StreamAssembler {
             return Ok(());
         }
         self.chunks += 1;
+        // Most chunks carry one token: read them without building a JSON tree. A chunk of
+        // another shape takes the general path below, which reads anything.
+        if let Ok(chunk) = serde_json::from_str::<TypedChunk<'_>>(value) {
+            return self.typed(chunk);
+        }
         let chunk: Value = serde_json::from_str(value).map_err(|e| StreamError::InvalidChunk {
             chunk: self.chunks,
             message: e.to_string(),
@@ -181,7 +229,10 @@ impl StreamAssembler {
         let Some(choice) = chunk
             .get("choices")
             .and_then(Value::as_array)
-            .and_then(|c| c.iter().find(|c| c.get("index").is_none_or(|i| i == 0)))
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.get("index").is_none_or(|i| i.is_null() || i == 0))
+            })
         else {
             return Ok(());
         };
@@ -193,6 +244,61 @@ impl StreamAssembler {
             Some(delta) => self.delta(delta),
             None => Ok(()),
         }
+    }
+
+    /// The fast path of [`StreamAssembler::data`]: the same reading of a chunk of the usual
+    /// shape.
+    fn typed(&mut self, chunk: TypedChunk<'_>) -> Result<(), StreamError> {
+        if let Some(error) = chunk.error {
+            return Err(StreamError::Provider(snippet(&error.to_string())));
+        }
+        for (key, v) in [
+            ("id", chunk.id),
+            ("created", chunk.created),
+            ("model", chunk.model),
+            ("system_fingerprint", chunk.system_fingerprint),
+        ] {
+            if let Some(v) = v {
+                self.head.entry(key).or_insert(v);
+            }
+        }
+        if let Some(usage) = chunk.usage.filter(Value::is_object) {
+            self.usage = Some(usage);
+        }
+        let Some(choice) = chunk
+            .choices
+            .into_iter()
+            .flatten()
+            .find(|c| c.index.is_none_or(|i| i == 0))
+        else {
+            return Ok(());
+        };
+        self.saw_choice = true;
+        if let Some(reason) = choice.finish_reason {
+            self.finish_reason = Some(reason.into_owned());
+        }
+        let Some(delta) = choice.delta else {
+            return Ok(());
+        };
+        if let Some(role) = delta.role {
+            self.role.get_or_insert_with(|| role.into_owned());
+        }
+        if let Some(text) = delta.content {
+            self.saw_content = true;
+            if !text.is_empty() {
+                self.content.push_str(&text);
+                self.deltas += 1;
+            }
+        }
+        for call in delta
+            .tool_calls
+            .iter()
+            .filter_map(Value::as_array)
+            .flatten()
+        {
+            self.tool_call(call)?;
+        }
+        Ok(())
     }
 
     fn delta(&mut self, delta: &Value) -> Result<(), StreamError> {

@@ -1,8 +1,7 @@
 //! Structured answers: ask for JSON matching a schema, validate it, re-ask with the
 //! validation errors at most `max_reasks` times, then give up with an honest "unparseable".
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -44,10 +43,6 @@ pub struct StructuredOutcome {
     pub origins: Vec<ReplySource>,
 }
 
-/// Asks `model` for step `step` and returns the first answer that is JSON matching
-/// `schema`. Every attempt goes through `model.complete` (so it is recorded); provider
-/// failures, replay misses and budget refusals are returned as errors. At most
-/// `1 + settings.max_reasks` requests are made.
 /// The compiled validator for `schema`. Compiling a schema costs more than a step's own
 /// work, and the steps of a batch ask the same few schemas again and again, so compiled
 /// validators are kept for the process (at most [`MAX_CACHED_SCHEMAS`]).
@@ -55,31 +50,26 @@ pub fn validator(
     step: &str,
     schema: &JsonSchemaSpec,
 ) -> Result<Arc<jsonschema::Validator>, ModelError> {
-    type Cache = Mutex<HashMap<String, Arc<jsonschema::Validator>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let key = schema.schema.to_string();
-    let cache = CACHE.get_or_init(Cache::default);
-    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
-        return Ok(hit);
-    }
-    let compiled = Arc::new(jsonschema::validator_for(&schema.schema).map_err(|e| {
-        ModelError::Config(format!(
-            "step {step}: the answer schema {} is not a valid JSON Schema: {e}",
-            schema.name
-        ))
-    })?);
-    if let Ok(mut c) = cache.lock() {
-        if c.len() >= MAX_CACHED_SCHEMAS {
-            c.clear();
-        }
-        c.insert(key, compiled.clone());
-    }
-    Ok(compiled)
+    static VALIDATORS: crate::memo::Memo<Arc<jsonschema::Validator>> =
+        crate::memo::Memo::new(MAX_CACHED_SCHEMAS);
+    VALIDATORS.get_or_try(&schema.schema.to_string(), || {
+        let compiled = jsonschema::validator_for(&schema.schema).map_err(|e| {
+            ModelError::Config(format!(
+                "step {step}: the answer schema {} is not a valid JSON Schema: {e}",
+                schema.name
+            ))
+        })?;
+        Ok(Arc::new(compiled))
+    })
 }
 
 /// Compiled answer schemas kept at once (a stage has a handful).
 const MAX_CACHED_SCHEMAS: usize = 256;
 
+/// Asks `model` for step `step` and returns the first answer that is JSON matching
+/// `schema`. Every attempt goes through `model.complete` (so it is recorded); provider
+/// failures, replay misses and budget refusals are returned as errors. At most
+/// `1 + settings.max_reasks` requests are made.
 pub async fn ask_structured(
     model: &dyn ChatModel,
     step: &str,

@@ -30,9 +30,10 @@ impl Exporter for HtmlExporter {
             format: "report.html",
             message: format!("{e:#}"),
         };
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_template(TEMPLATE_NAME, TEMPLATE).map_err(err)?;
+        let env = environment().map_err(|message| ReportError::Render {
+            format: "report.html",
+            message: message.clone(),
+        })?;
         let page = Page::new(report);
         let mut html = env
             .get_template(TEMPLATE_NAME)
@@ -43,6 +44,20 @@ impl Exporter for HtmlExporter {
         }
         Ok(html)
     }
+}
+
+/// The page template, compiled once for the process: a batch writes a page per workspace.
+fn environment() -> Result<&'static Environment<'static>, &'static String> {
+    static ENV: std::sync::OnceLock<Result<Environment<'static>, String>> =
+        std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_template(TEMPLATE_NAME, TEMPLATE)
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(env)
+    })
+    .as_ref()
 }
 
 /// Everything the template shows, already worded and formatted.

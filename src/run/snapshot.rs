@@ -2,11 +2,16 @@
 //! `hatrack replay DIR` works on a machine that has neither the workspace nor the stage.
 //!
 //! ```text
-//! snapshot/manifest.json         {"format": 1, "stage_dir": "deployment",
+//! snapshot/manifest.json         {"format": 2, "stage_dir": "deployment",
 //!                                  "files": {"stage/deployment/STAGE.md": {"sha256", "bytes"}, …},
-//!                                  "tools": [{"call": {"tool": "read_file", …}, "result": sha256}]}
-//! snapshot/objects/<sha256>      each distinct content once (files and tool results)
+//!                                  "tools": [{"call": {"tool": "read_file", …}, "result": sha256}],
+//!                                  "pack": {"<sha256>": {"offset", "bytes"}, …}}
+//! snapshot/objects.pack          each distinct content once (files and tool results), where
+//!                                the manifest's `pack` table says
 //! ```
+//! One pack rather than a file per content: creating files is most of what writing a
+//! snapshot costs, and a batch writes one snapshot per workspace. Format 1 (one
+//! `snapshot/objects/<sha256>` file per content) is still read.
 //! Logical paths start with `stage/` (the stage's source files, relative to the stage
 //! directory's parent, so sibling stages' agents keep their place), `workspace/` (hatrack.toml
 //! and every file an `[inputs]` pattern matches) or `prompts/` (the effective templates).
@@ -20,7 +25,7 @@
 //! into a fresh private temporary directory (never the run directory, which a replay leaves
 //! untouched) through the same confined writer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
@@ -39,8 +44,10 @@ use crate::tools::{Call, Outcome};
 
 pub const SNAPSHOT_DIR: &str = "snapshot";
 pub const MANIFEST_FILE: &str = "snapshot/manifest.json";
+pub const PACK_FILE: &str = "snapshot/objects.pack";
+/// Format 1's object store: one file per content (read, never written).
 pub const OBJECTS_DIR: &str = "snapshot/objects";
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The largest manifest read (a real one is a few KiB).
 pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
@@ -65,6 +72,16 @@ pub struct Manifest {
     pub files: BTreeMap<String, Entry>,
     #[serde(default)]
     pub tools: Vec<ToolEntry>,
+    /// Format 2: where each content lies in `objects.pack`, by sha256.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pack: BTreeMap<String, Slice>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slice {
+    pub offset: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,8 +197,9 @@ pub struct Summary {
 }
 
 /// Writes the snapshot (scrubbed) into the locked run directory through the confined
-/// writer (no link followed, temp file + rename), and removes objects it no longer
-/// names, so a re-recorded run carries exactly what it used.
+/// writer (no link followed, temp file + rename; the pack is synced before the manifest
+/// that names its contents), and removes a format-1 object store a re-recorded run leaves
+/// behind, so the run carries exactly what it used.
 pub fn write(
     run_dir: &RunDir,
     collected: &Collected,
@@ -217,11 +235,25 @@ pub fn write(
             result: store(result),
         });
     }
+    // `objects` is ordered by sha256: the pack's order.
+    let mut offset = 0u64;
+    let pack_table: BTreeMap<String, Slice> = objects
+        .iter()
+        .map(|(hash, bytes)| {
+            let slice = Slice {
+                offset,
+                bytes: bytes.len() as u64,
+            };
+            offset += slice.bytes;
+            (hash.clone(), slice)
+        })
+        .collect();
     let manifest = Manifest {
         format: FORMAT,
         stage_dir: scrubber.scrub(&collected.stage_dir),
         files,
         tools: tool_entries,
+        pack: pack_table,
     };
     let summary = Summary {
         files: manifest.files.len(),
@@ -229,18 +261,12 @@ pub fn write(
         objects: objects.len(),
         bytes: objects.values().map(|b| b.len() as u64).sum(),
     };
-    for (hash, bytes) in &objects {
-        safe_fs::write_file(
-            run_dir.path(),
-            &format!("{OBJECTS_DIR}/{hash}"),
-            bytes,
-            false,
-        )?;
-    }
+    let pack: Vec<u8> = objects.into_values().flatten().collect();
+    safe_fs::write_file(run_dir.path(), PACK_FILE, &pack, true)?;
     let mut text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
     text.push('\n');
     safe_fs::write_file(run_dir.path(), MANIFEST_FILE, text.as_bytes(), true)?;
-    prune(run_dir.path(), &objects.keys().cloned().collect());
+    remove_object_files(run_dir.path());
     Ok(summary)
 }
 
@@ -259,8 +285,8 @@ fn scrub_bytes(bytes: &[u8], scrubber: &Scrubber) -> Option<Vec<u8>> {
     }
 }
 
-/// Removes objects the manifest no longer names (best effort: a leftover is only unused).
-fn prune(root: &Path, keep: &BTreeSet<String>) {
+/// Removes a format-1 object store (best effort: a leftover is only unused).
+fn remove_object_files(root: &Path) {
     let dir = root.join(OBJECTS_DIR);
     if !is_real_dir(&root.join(SNAPSHOT_DIR)) || !is_real_dir(&dir) {
         return;
@@ -271,10 +297,11 @@ fn prune(root: &Path, keep: &BTreeSet<String>) {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_file = entry.file_type().is_ok_and(|t| !t.is_dir());
-        if is_file && is_hash(&name) && !keep.contains(&name) {
+        if is_file && is_hash(&name) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+    let _ = std::fs::remove_dir(&dir);
 }
 
 /// A snapshot read from a run directory, its manifest validated.
@@ -282,6 +309,8 @@ fn prune(root: &Path, keep: &BTreeSet<String>) {
 pub struct Snapshot {
     root: PathBuf,
     manifest: Manifest,
+    /// Format 2: the contents are in `objects.pack` (format 1: a file each).
+    packed: bool,
 }
 
 impl Snapshot {
@@ -312,6 +341,7 @@ impl Snapshot {
         validate(&manifest).map_err(bad)?;
         Ok(Some(Snapshot {
             root: run_dir.to_path_buf(),
+            packed: manifest.format >= 2,
             manifest,
         }))
     }
@@ -329,20 +359,35 @@ impl Snapshot {
             .any(|k| k.starts_with(&format!("{PROMPTS}/")))
     }
 
+    /// Where an object lies: the pack (format 2) or its own file (format 1).
+    fn object_path(&self, entry: &Entry) -> PathBuf {
+        if self.packed {
+            self.root.join(PACK_FILE)
+        } else {
+            self.root.join(OBJECTS_DIR).join(&entry.sha256)
+        }
+    }
+
     /// One object's bytes, checked against the manifest's size and sha256.
     fn object(&self, logical: &str, entry: &Entry) -> Result<Vec<u8>, SnapshotError> {
-        let path = self.root.join(OBJECTS_DIR).join(&entry.sha256);
+        let path = self.object_path(entry);
         let fail = |message: String| SnapshotError::Object {
             path: path.clone(),
             logical: safe_fs::display_name(logical),
             message,
         };
-        if !is_real_dir(&self.root.join(OBJECTS_DIR)) {
-            return Err(fail(format!(
-                "{OBJECTS_DIR}/ is missing or not a directory (a link is never followed)"
-            )));
-        }
-        let bytes = read_capped(&path, entry.bytes).map_err(fail)?;
+        let bytes = if self.packed {
+            // `validate` made sure the table has this content, at this size.
+            let slice = self.manifest.pack[&entry.sha256];
+            read_packed(&path, slice).map_err(fail)?
+        } else {
+            if !is_real_dir(&self.root.join(OBJECTS_DIR)) {
+                return Err(fail(format!(
+                    "{OBJECTS_DIR}/ is missing or not a directory (a link is never followed)"
+                )));
+            }
+            read_capped(&path, entry.bytes).map_err(fail)?
+        };
         if bytes.len() as u64 != entry.bytes {
             return Err(fail(format!(
                 "{} bytes, the manifest says {}",
@@ -393,7 +438,7 @@ impl Snapshot {
         for entry in &self.manifest.tools {
             let logical = format!("tools: {}", entry.call);
             let bad = |message: String| SnapshotError::Object {
-                path: self.root.join(OBJECTS_DIR).join(&entry.result.sha256),
+                path: self.object_path(&entry.result),
                 logical: safe_fs::display_name(&logical),
                 message,
             };
@@ -419,9 +464,9 @@ pub struct Materialized {
 
 /// Every path, hash and size checked before anything is read.
 fn validate(m: &Manifest) -> Result<(), String> {
-    if m.format != FORMAT {
+    if !(1..=FORMAT).contains(&m.format) {
         return Err(format!(
-            "format {} (this hatrack reads format {FORMAT})",
+            "format {} (this hatrack reads formats 1 to {FORMAT})",
             m.format
         ));
     }
@@ -461,6 +506,37 @@ fn validate(m: &Manifest) -> Result<(), String> {
             ));
         }
         total = total.saturating_add(entry.bytes);
+        if m.format >= 2 {
+            match m.pack.get(&entry.sha256) {
+                Some(slice) if slice.bytes == entry.bytes => {}
+                Some(slice) => {
+                    return Err(format!(
+                        "{shown}: sha256 {} is given two sizes ({} bytes, {} in the pack table)",
+                        entry.sha256, entry.bytes, slice.bytes
+                    ))
+                }
+                None => {
+                    return Err(format!(
+                        "{shown}: sha256 {} is not in the pack table",
+                        entry.sha256
+                    ))
+                }
+            }
+        }
+    }
+    if m.format == 1 && !m.pack.is_empty() {
+        return Err("format 1 has no pack table".to_string());
+    }
+    for (hash, slice) in &m.pack {
+        if !is_hash(hash) {
+            return Err(format!(
+                "pack table: {} is not 64 lowercase hex digits",
+                safe_fs::display_name(hash)
+            ));
+        }
+        if slice.bytes > MAX_OBJECT_BYTES || slice.offset.checked_add(slice.bytes).is_none() {
+            return Err(format!("pack table: {hash} has an impossible slice"));
+        }
     }
     if total > MAX_TOTAL_BYTES {
         return Err(format!(
@@ -507,6 +583,30 @@ fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// One content's bytes from the pack (never through a link).
+fn read_packed(path: &Path, slice: Slice) -> Result<Vec<u8>, String> {
+    use std::io::{Seek, SeekFrom};
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err("a link (a link is never followed)".to_string());
+    }
+    let mut file = safe_fs::open_read_no_follow(path).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let end = slice.offset.saturating_add(slice.bytes);
+    if size < end {
+        return Err(format!(
+            "{size} bytes, but the manifest places a content at bytes {}..{end} (the pack was cut short)",
+            slice.offset
+        ));
+    }
+    file.seek(SeekFrom::Start(slice.offset))
+        .map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(slice.bytes)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -536,5 +636,47 @@ mod tests {
         assert!(!is_plain_name(""));
         assert!(is_hash(&sha256(b"x")));
         assert!(!is_hash("../../etc/passwd"));
+    }
+
+    /// A snapshot written by hatrack before the pack (format 1: a file per content) still
+    /// replays; recording into its directory again writes format 2 and drops `objects/`.
+    #[test]
+    fn format_1_is_still_read_and_a_rerecording_writes_the_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path();
+        let text = b"[inputs]\n";
+        let hash = sha256(text);
+        std::fs::create_dir_all(run.join(OBJECTS_DIR)).unwrap();
+        std::fs::write(run.join(OBJECTS_DIR).join(&hash), text).unwrap();
+        let manifest = serde_json::json!({
+            "format": 1, "stage_dir": "deployment",
+            "files": {"workspace/hatrack.toml": {"sha256": hash, "bytes": text.len()}},
+        });
+        std::fs::write(run.join(MANIFEST_FILE), manifest.to_string()).unwrap();
+
+        let old = Snapshot::read(run).unwrap().expect("a snapshot");
+        let unpacked = old.materialize().unwrap();
+        assert_eq!(
+            std::fs::read(unpacked.workspace.join("hatrack.toml")).unwrap(),
+            text
+        );
+
+        let collected = Collected {
+            stage_dir: "deployment".into(),
+            files: vec![("workspace/hatrack.toml".into(), text.to_vec())],
+        };
+        let locked = RunDir::open_locked(run).unwrap();
+        write(&locked, &collected, &ToolLog::new(), &Scrubber::default()).unwrap();
+        assert!(
+            !run.join(OBJECTS_DIR).exists(),
+            "format 1's objects are gone"
+        );
+        let new = Snapshot::read(run).unwrap().expect("a snapshot");
+        assert_eq!(new.manifest().format, FORMAT);
+        let unpacked = new.materialize().unwrap();
+        assert_eq!(
+            std::fs::read(unpacked.workspace.join("hatrack.toml")).unwrap(),
+            text
+        );
     }
 }
