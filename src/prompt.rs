@@ -26,6 +26,7 @@ pub enum PromptError {
 }
 
 /// The effective templates and their digest.
+#[derive(Clone)]
 pub struct Prompts {
     env: Environment<'static>,
     digest: String,

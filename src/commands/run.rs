@@ -9,10 +9,11 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::cli::{GlobalArgs, RecordModeArg, ReplayArgs, ReportArgs, RunArgs};
-use crate::commands::setup::{self, StageCache};
+use crate::commands::setup;
 use crate::config::ConfigFile;
 use crate::definition::Stage;
 use crate::inputs::{self, Bindings};
+use crate::memo::Memo;
 use crate::model::settings::ModelSettings;
 use crate::model::transcript::{now_rfc3339, RecordMode, TranscriptModel};
 use crate::model::ChatModel;
@@ -55,14 +56,26 @@ fn prepare(
     workspace: PathBuf,
     config: ConfigFile,
     prompts_dir: Option<PathBuf>,
-    stages: Option<&StageCache>,
+    batch: Option<&BatchShared>,
 ) -> Result<Prepared, Error> {
-    let stage = match stages {
-        Some(cache) => cache.load(&stage_dir)?,
-        None => setup::load_stage(&stage_dir)?.stage,
+    let load_stage = || -> Result<(Stage, String), Error> {
+        let stage = setup::load_stage(&stage_dir)?.stage;
+        let digest = crate::definition::definition_digest(&stage);
+        Ok((stage, digest))
     };
-    let definition_digest = crate::definition::definition_digest(&stage);
-    let prompts = Prompts::load(prompts_dir.as_deref())?;
+    let load_prompts = || Prompts::load(prompts_dir.as_deref());
+    let ((stage, definition_digest), prompts) = match batch {
+        Some(b) => {
+            let prompts_key = prompts_dir.as_deref().unwrap_or(Path::new(""));
+            (
+                b.stages
+                    .get_or_try(&stage_dir.to_string_lossy(), load_stage)?,
+                b.prompts
+                    .get_or_try(&prompts_key.to_string_lossy(), load_prompts)?,
+            )
+        }
+        None => (load_stage()?, load_prompts()?),
+    };
     let bindings = inputs::bind(&stage, &workspace, &config)?;
     Ok(Prepared {
         stage,
@@ -125,10 +138,12 @@ pub(super) struct Runner {
 
 /// What the runs of a batch share: their preparation (loading, binding, preflight) is CPU
 /// work, done a few at a time so the first runs' requests go out while later runs still
-/// prepare, with each stage loaded once.
+/// prepare; each stage (with its digest) and prompts directory is loaded once, and a stage's
+/// warnings are logged once, not once per workspace.
 pub(super) struct BatchShared {
     pub preparing: Semaphore,
-    pub stages: StageCache,
+    pub stages: Memo<(Stage, String)>,
+    pub prompts: Memo<Prompts>,
 }
 
 impl BatchShared {
@@ -136,7 +151,8 @@ impl BatchShared {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         BatchShared {
             preparing: Semaphore::new(cores),
-            stages: StageCache::default(),
+            stages: Memo::new(64),
+            prompts: Memo::new(64),
         }
     }
 }
@@ -295,14 +311,8 @@ pub(super) async fn run_member<W: Write + ?Sized>(
         let stage_dir = setup::stage_dir(&args.stage, &config, &workspace)?;
         let settings = setup::model_settings(&args.model, &config)?;
         let judge = setup::judge_settings(&args.model, &config, &settings)?;
-        let stages = batch.as_ref().map(|b| &b.stages);
-        let prepared = prepare(
-            stage_dir,
-            workspace,
-            config,
-            args.report.prompts.clone(),
-            stages,
-        )?;
+        let prompts = args.report.prompts.clone();
+        let prepared = prepare(stage_dir, workspace, config, prompts, batch.as_deref())?;
         preflight_render(&prepared)?;
         Ok((prepared, settings, judge))
     })
@@ -477,7 +487,7 @@ pub(super) async fn replay_with<W: Write + ?Sized>(
         workspace,
         config,
         sources.prompts_dir,
-        runner.batch.as_ref().map(|b| &b.stages),
+        runner.batch.as_deref(),
     )?;
     prepared.snapshot = sources.snapshot;
     prepared.tool_log = sources.tool_log;
@@ -571,20 +581,15 @@ async fn execute<W: Write + ?Sized>(
     settings.on_tokens = runner.progress.token_observer();
     judge.on_tokens = settings.on_tokens.clone();
     let model = build_model(&transcript, &settings, &judge, &scrubber, runner)?;
-    // What the snapshot copies is read now, before the run, from what this run used.
-    let record_snapshot = transcript.record;
-    let (prepared, collected) = blocking(move || {
-        let collected = record_snapshot.then(|| {
-            snapshot::collect(
-                &prepared.stage,
-                &prepared.workspace,
-                &prepared.config,
-                &prepared.prompts,
-            )
-        });
-        (prepared, collected)
-    })
-    .await;
+    // What the snapshot copies is read as the run starts, from what this run used (beside
+    // its first request rather than before it).
+    let collecting = transcript.record.then(|| {
+        let (stage, workspace) = (prepared.stage.clone(), prepared.workspace.clone());
+        let (config, prompts) = (prepared.config.clone(), prepared.prompts.clone());
+        tokio::task::spawn_blocking(move || {
+            snapshot::collect(&stage, &workspace, &config, &prompts)
+        })
+    });
     let mut agent = setup::agent(&prepared.config, &prepared.workspace, &scrubber)?;
     if let (Some(agent), Some(log)) = (agent.as_mut(), prepared.tool_log) {
         agent.tools = ToolAnswers::Recorded {
@@ -619,6 +624,13 @@ async fn execute<W: Write + ?Sized>(
         stage: prepared.stage,
     };
     let report = run::execute(&plan, model.as_ref(), &runner.progress).await;
+    let collected = match collecting {
+        Some(task) => Some(
+            task.await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+        ),
+        None => None,
+    };
     let (_locked, report) = write_snapshot(locked, collected, &plan, &scrubber, report).await?;
 
     let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());

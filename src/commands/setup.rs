@@ -1,13 +1,11 @@
 //! What `run`, `replay` and `render` share: finding the stage, the workspace config, the
 //! prompts, the model settings and the scrubber, each with an error that says what to do.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use crate::cli::{ModelArgs, StageArgs};
 use crate::config::ConfigFile;
-use crate::definition::{self, LoadedStage, Stage};
+use crate::definition::{self, LoadedStage};
 use crate::model::settings::{ModelSettings, Secret};
 use crate::run::rundir::ModelRecord;
 use crate::secrets::Scrubber;
@@ -56,25 +54,6 @@ pub fn load_stage(dir: &Path) -> Result<LoadedStage, Error> {
         tracing::warn!("{w}");
     }
     Ok(loaded)
-}
-
-/// Stages loaded once for the runs of a batch that share one: parsing a stage is most of a
-/// run's preparation, and its warnings are logged once, not once per workspace. A stage
-/// that fails to load is not kept (each run reports the error).
-#[derive(Default)]
-pub struct StageCache(Mutex<HashMap<PathBuf, Stage>>);
-
-impl StageCache {
-    pub fn load(&self, dir: &Path) -> Result<Stage, Error> {
-        if let Some(hit) = self.0.lock().ok().and_then(|c| c.get(dir).cloned()) {
-            return Ok(hit);
-        }
-        let stage = load_stage(dir)?.stage;
-        if let Ok(mut c) = self.0.lock() {
-            c.insert(dir.to_path_buf(), stage.clone());
-        }
-        Ok(stage)
-    }
 }
 
 /// Model settings: flags > environment > hatrack.toml > defaults. The key only ever comes
