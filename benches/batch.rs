@@ -8,7 +8,15 @@
 //! sequential chain (hat, hat, judges, completion judge: 4 × latency) if that is longer.
 //! Target: the batch within 1.3× of it.
 //!
+//! Also printed: one workspace alone (its own chain's overhead), and how many requests
+//! started in each 25 ms of the last batch (where the `--jobs` slots sat idle: the start,
+//! the tail, CPU between a run's steps).
+//!
 //! Run: `cargo bench --bench batch` (builds the release binary first).
+//! `HATRACK_BENCH_LATENCY_MS=0` measures hatrack's own cost; `HATRACK_BENCH_ALONE=1` runs only
+//! the one-workspace figure; `HATRACK_BIN=PATH` measures another build (e.g. one with symbols
+//! for `perf`). On a 2-core machine the fake server shares the CPU with hatrack, and figures
+//! vary by ±10% from run to run: compare medians of several runs.
 
 #[path = "common/mod.rs"]
 mod common;
