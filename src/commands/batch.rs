@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use super::run::{replay_with, run_member, BatchShared, Runner};
+use super::run::{blocking, replay_with, run_member, BatchShared, Runner};
 use super::setup;
 use crate::batch::index::{self, Loaded, MemberEnd, MEMBER_FILE};
 use crate::batch::{self, Member};
@@ -64,8 +64,11 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
             line.done_one();
             // Written and read back as each run ends: the index is built from the run
             // directories alone (as `hatrack merge` builds it), without a pause at the end.
-            write_member_end(&dir, &m, end, &scrubber)?;
-            index::load_member(&dir, &m.name).map_err(|e| Error::usage(e.to_string()))
+            blocking(move || {
+                write_member_end(&dir, &m, end, &scrubber)?;
+                index::load_member(&dir, &m.name).map_err(|e| Error::usage(e.to_string()))
+            })
+            .await
         });
     }
     // Every run finishes even when another's run directory cannot be written; the first

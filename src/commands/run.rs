@@ -556,8 +556,8 @@ async fn execute<W: Write + ?Sized>(
 
     // run.json: written for a new run (or a full re-record), kept otherwise, so a replay
     // reports the original start time and leaves the transcript byte for byte as it was.
-    let record = match RunRecord::read(run_dir) {
-        Ok(existing) if transcript.mode != RecordMode::All => existing,
+    let (locked, record) = match RunRecord::read(run_dir) {
+        Ok(existing) if transcript.mode != RecordMode::All => (locked, existing),
         _ => {
             if transcript.mode == RecordMode::None {
                 return Err(Error::usage(format!(
@@ -572,8 +572,13 @@ async fn execute<W: Write + ?Sized>(
                 samples,
                 transcript.mode,
             );
-            record.write(&locked, &scrubber)?;
-            record
+            // A file and an fsync: off the async workers, which a batch's requests share.
+            let scrubber = scrubber.clone();
+            blocking(move || {
+                let written = record.write(&locked, &scrubber);
+                written.map(|()| (locked, record))
+            })
+            .await?
         }
     };
 
@@ -702,7 +707,7 @@ async fn write_snapshot(
 
 /// Runs file work (many small writes, fsyncs) on tokio's blocking threads: in a batch, the
 /// runtime's two workers keep driving the other runs' requests meanwhile.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => value,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
