@@ -630,10 +630,7 @@ async fn execute<W: Write + ?Sized>(
     };
     let report = run::execute(&plan, model.as_ref(), &runner.progress).await;
     let collected = match collecting {
-        Some(task) => Some(
-            task.await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
-        ),
+        Some(task) => Some(joined(task.await)),
         None => None,
     };
     let (_locked, report) = write_snapshot(locked, collected, &plan, &scrubber, report).await?;
@@ -708,10 +705,12 @@ async fn write_snapshot(
 /// Runs file work (many small writes, fsyncs) on tokio's blocking threads: in a batch, the
 /// runtime's two workers keep driving the other runs' requests meanwhile.
 pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(value) => value,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
+    joined(tokio::task::spawn_blocking(work).await)
+}
+
+/// A blocking task's value; its panic, if it panicked, goes on in the caller.
+fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
+    result.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 fn new_record(

@@ -309,8 +309,6 @@ fn remove_object_files(root: &Path) {
 pub struct Snapshot {
     root: PathBuf,
     manifest: Manifest,
-    /// Format 2: the contents are in `objects.pack` (format 1: a file each).
-    packed: bool,
 }
 
 impl Snapshot {
@@ -341,7 +339,6 @@ impl Snapshot {
         validate(&manifest).map_err(bad)?;
         Ok(Some(Snapshot {
             root: run_dir.to_path_buf(),
-            packed: manifest.format >= 2,
             manifest,
         }))
     }
@@ -359,9 +356,14 @@ impl Snapshot {
             .any(|k| k.starts_with(&format!("{PROMPTS}/")))
     }
 
+    /// Format 2 keeps the contents in `objects.pack`; format 1 in a file each.
+    fn packed(&self) -> bool {
+        self.manifest.format >= 2
+    }
+
     /// Where an object lies: the pack (format 2) or its own file (format 1).
     fn object_path(&self, entry: &Entry) -> PathBuf {
-        if self.packed {
+        if self.packed() {
             self.root.join(PACK_FILE)
         } else {
             self.root.join(OBJECTS_DIR).join(&entry.sha256)
@@ -376,7 +378,7 @@ impl Snapshot {
             logical: safe_fs::display_name(logical),
             message,
         };
-        let bytes = if self.packed {
+        let bytes = if self.packed() {
             // `validate` made sure the table has this content, at this size.
             let slice = self.manifest.pack[&entry.sha256];
             read_packed(&path, slice).map_err(fail)?
