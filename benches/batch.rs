@@ -14,7 +14,8 @@
 //!
 //! Run: `cargo bench --bench batch` (builds the release binary first).
 //! `HATRACK_BENCH_LATENCY_MS=0` measures hatrack's own cost; `HATRACK_BENCH_ALONE=1` runs only
-//! the one-workspace figure; `HATRACK_BENCH_BATCH_ONLY=1` skips the separate processes; `HATRACK_BIN=PATH` measures another build (e.g. one with symbols
+//! the one-workspace figure; `HATRACK_BENCH_BATCH_ONLY=1` skips the separate processes;
+//! `HATRACK_BENCH_ROUNDS=N` takes N rounds (5 by default); `HATRACK_BIN=PATH` measures another build (e.g. one with symbols
 //! for `perf`). On a 2-core machine the fake server shares the CPU with hatrack, and figures
 //! vary by ±10% from run to run: compare medians of several runs.
 
@@ -43,7 +44,13 @@ fn latency() -> Duration {
     Duration::from_millis(ms)
 }
 const JOBS: usize = 16;
-const ROUNDS: usize = 5;
+/// Rounds per figure (`HATRACK_BENCH_ROUNDS` overrides it: more rounds steady the medians).
+fn rounds() -> usize {
+    std::env::var("HATRACK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
 
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("a workspace copy");
@@ -169,7 +176,8 @@ fn main() {
     println!("  ideal: {:.0} ms", ideal.as_secs_f64() * 1000.0);
     let (mut batch, mut apart8, mut apart20) = (Vec::new(), Vec::new(), Vec::new());
     let mut alone = Vec::new();
-    for round in 0..ROUNDS {
+    let rounds = rounds();
+    for round in 0..rounds {
         let dir = |what: &str| tmp.path().join(format!("{what}-{round}"));
         alone.push(separate_processes(&url, &workspaces[..1], &dir("one"), 1));
         if std::env::var_os("HATRACK_BENCH_ALONE").is_some() {
@@ -178,7 +186,7 @@ fn main() {
         arrivals.lock().expect("arrivals").clear();
         let started = Instant::now();
         batch.push(one_process(&url, &workspaces, &dir("batch")));
-        if round == ROUNDS - 1 {
+        if round == rounds - 1 {
             profile(started, &arrivals.lock().expect("arrivals"));
         }
         if std::env::var_os("HATRACK_BENCH_BATCH_ONLY").is_some() {
