@@ -6,7 +6,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hatrack::model::{ChatModel, LiveModel, ModelError, ModelRequest, ModelSettings, ReplySource};
+use hatrack::model::{
+    ChatModel, LiveModel, ModelError, ModelRequest, ModelSettings, ReplySource, SharedTransport,
+};
 use serde_json::json;
 use support::fake_openai::{FakeOpenAi, Reply};
 
@@ -222,6 +224,57 @@ async fn at_most_jobs_requests_are_in_flight() {
     }
     assert_eq!(fake.count(), 6);
     assert_eq!(fake.max_in_flight(), 2);
+}
+
+/// Clients built from one [`SharedTransport`] (the runs of a batch) share its limit on
+/// requests in flight and its connections; clients built apart open their own.
+#[tokio::test]
+async fn clients_of_one_shared_transport_share_the_limit_and_the_connections() {
+    let fake =
+        FakeOpenAi::with_handler(|_| Reply::chat("ok").delayed(Duration::from_millis(60))).await;
+    let s = settings(&fake.url());
+    let shared = SharedTransport::new(2);
+    let models: Vec<Arc<LiveModel>> = (0..3)
+        .map(|_| Arc::new(LiveModel::shared(&s, &shared).unwrap()))
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, model) in models.iter().cycle().take(6).enumerate() {
+        let model = model.clone();
+        tasks.push(tokio::spawn(async move {
+            model.complete(&request(&format!("hat/{i}"))).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        fake.max_in_flight(),
+        2,
+        "one limit across the three clients"
+    );
+    // New clients, one after another (a pause lets each connection go back to the pool):
+    // each uses a connection the others opened.
+    let before = fake.connections();
+    for i in 0..3 {
+        let model = LiveModel::shared(&s, &shared).unwrap();
+        model
+            .complete(&request(&format!("hat/later-{i}")))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        fake.connections(),
+        before,
+        "the pool's connections were reused"
+    );
+    let apart = LiveModel::new(&s).unwrap();
+    apart.complete(&request("hat/apart")).await.unwrap();
+    assert_eq!(
+        fake.connections(),
+        before + 1,
+        "a client apart opens its own"
+    );
 }
 
 #[tokio::test]

@@ -6,14 +6,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
 use super::run::{blocking, replay_with, run_member, BatchShared, Runner};
 use super::setup;
 use crate::batch::index::{self, Loaded, MemberEnd, MEMBER_FILE};
 use crate::batch::{self, Member};
 use crate::cli::{GlobalArgs, ReplayArgs, RunArgs};
 use crate::config::ConfigFile;
+use crate::model::SharedTransport;
 use crate::run::progress::Progress;
 use crate::run::rundir::RunDir;
 use crate::secrets::Scrubber;
@@ -40,7 +39,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     // One limit on requests in flight for the whole batch: flags and env decide it, as the
     // members' hatrack.toml files may disagree.
     let defaults = setup::model_settings(&args.model, &ConfigFile::default())?;
-    let permits = Arc::new(Semaphore::new(defaults.jobs.max(1)));
+    let transport = SharedTransport::new(defaults.jobs);
     let scrubber = setup::scrubber(&defaults, &ConfigFile::default())?;
     let progress = Progress::new(global.quiet);
     let line = Arc::new(progress.batch(members.len()));
@@ -52,7 +51,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     for m in &members {
         let runner = Runner {
             quiet: true,
-            permits: Some(permits.clone()),
+            transport: Some(transport.clone()),
             progress: progress.member(&m.name),
             github: false,
             batch: Some(batch_shared.clone()),
@@ -119,7 +118,7 @@ pub async fn replay(
         let name = member.entry.name.clone();
         let runner = Runner {
             quiet: true,
-            permits: None,
+            transport: None,
             progress: progress.member(&name),
             github: false,
             batch: Some(batch_shared.clone()),

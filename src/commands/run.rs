@@ -16,7 +16,7 @@ use crate::inputs::{self, Bindings};
 use crate::memo::Memo;
 use crate::model::settings::ModelSettings;
 use crate::model::transcript::{now_rfc3339, RecordMode, TranscriptModel};
-use crate::model::ChatModel;
+use crate::model::{ChatModel, SharedTransport};
 use crate::prompt::Prompts;
 use crate::report;
 use crate::run::progress::Progress;
@@ -127,8 +127,9 @@ struct TranscriptPlan {
 pub(super) struct Runner {
     /// No summary on stdout, no progress.
     pub quiet: bool,
-    /// The requests-in-flight limit shared by every run of a batch (`None`: the run's own).
-    pub permits: Option<Arc<Semaphore>>,
+    /// The requests-in-flight limit and HTTP connections shared by every run of a batch
+    /// (`None`: the run's own).
+    pub transport: Option<SharedTransport>,
     pub progress: Progress,
     /// GitHub Actions annotations and step summary (off for the runs of a batch).
     pub github: bool,
@@ -161,7 +162,7 @@ impl Runner {
     fn single(global: &GlobalArgs, report: &ReportArgs) -> Runner {
         Runner {
             quiet: global.quiet,
-            permits: None,
+            transport: None,
             progress: Progress::new(global.quiet),
             github: github_enabled(report),
             batch: None,
@@ -784,7 +785,7 @@ fn build_model(
         settings,
         Some(judge),
         scrubber.clone(),
-        runner.permits.clone(),
+        runner.transport.as_ref(),
     )?))
 }
 

@@ -34,7 +34,7 @@ pub mod structured;
 pub mod transcript;
 
 pub use budget::Budget;
-pub use openai::LiveModel;
+pub use openai::{LiveModel, SharedTransport};
 pub use request::{build_body, build_body_with_tools, request_hash, ChatMessage, JsonSchemaSpec};
 pub use settings::{ModelSettings, Secret, TokenObserver};
 pub use structured::{ask_structured, StructuredOutcome};

@@ -32,6 +32,7 @@ use super::{
     BoxFuture, ChatModel, ModelError, ModelReply, ModelRequest, ProviderErrorKind, ReplySource,
     Usage,
 };
+use crate::memo::Memo;
 
 /// How much of an error body is kept in messages.
 const ERROR_BODY_SNIPPET: usize = 300;
@@ -543,39 +544,110 @@ impl std::fmt::Debug for LiveModel {
     }
 }
 
+/// What the clients of several runs (a batch) share: one limit on requests in flight, and
+/// the HTTP clients with their connection pools, so a connection opened for one run's
+/// request serves the next run's instead of each run opening its own (and, with https,
+/// loading the system's root certificates again).
+#[derive(Clone)]
+pub struct SharedTransport {
+    permits: Arc<Semaphore>,
+    /// One client per kind (plain http or https) and timeout: a run whose hatrack.toml sets
+    /// another timeout gets a client of its own, so sharing never changes a run's settings.
+    http: Arc<Memo<reqwest::Client>>,
+}
+
+impl SharedTransport {
+    /// `jobs`: the requests in flight allowed across every client built from it.
+    pub fn new(jobs: usize) -> SharedTransport {
+        SharedTransport {
+            permits: Arc::new(Semaphore::new(jobs.max(1))),
+            http: Arc::new(Memo::new(16)),
+        }
+    }
+}
+
+/// The base URL without trailing slashes, checked: http(s), and a key that can go into an
+/// HTTP header.
+fn checked_base(settings: &ModelSettings) -> Result<String, ModelError> {
+    let base = settings.base_url.trim().trim_end_matches('/').to_string();
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(ModelError::Config(format!(
+            "base URL {base:?} must start with http:// or https:// (e.g. http://127.0.0.1:8437/v1)"
+        )));
+    }
+    let key = settings.api_key.expose();
+    if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err() {
+        return Err(ModelError::Config(
+            "the API key contains characters that cannot be sent in an HTTP header; check OPENAI_API_KEY".into(),
+        ));
+    }
+    Ok(base)
+}
+
+/// The HTTP client for `base`: the settings' timeout, and no built-in retries (we own them).
+fn http_client(base: &str, settings: &ModelSettings) -> Result<reqwest::Client, ModelError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout.min(Duration::from_secs(30)));
+    if base.starts_with("http://") {
+        // Plain HTTP (a local model, a proxy on localhost): no TLS is ever used, so the
+        // system's root certificates are not loaded (~11 ms per run). Redirects to https
+        // would fail the TLS handshake instead of silently going elsewhere.
+        builder = builder.tls_certs_only(std::iter::empty());
+    }
+    builder
+        .build()
+        .map_err(|e| ModelError::Config(format!("HTTP client: {}", error_chain(&e))))
+}
+
+impl std::fmt::Debug for SharedTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedTransport")
+            .field("available_permits", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
 impl LiveModel {
     /// Builds the client. Opens no connection. Fails with [`ModelError::Config`] on a base
     /// URL that is not http(s) or a key that cannot go into an HTTP header.
     pub fn new(settings: &ModelSettings) -> Result<LiveModel, ModelError> {
-        let base = settings.base_url.trim().trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ModelError::Config(format!(
-                "base URL {base:?} must start with http:// or https:// (e.g. http://127.0.0.1:8437/v1)"
-            )));
-        }
-        let key = settings.api_key.expose();
-        if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err() {
-            return Err(ModelError::Config(
-                "the API key contains characters that cannot be sent in an HTTP header; check OPENAI_API_KEY".into(),
-            ));
-        }
-        let mut builder = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(30)));
-        if base.starts_with("http://") {
-            // Plain HTTP (a local model, a proxy on localhost): no TLS is ever used, so the
-            // system's root certificates are not loaded (~11 ms per run). Redirects to https
-            // would fail the TLS handshake instead of silently going elsewhere.
-            builder = builder.tls_certs_only(std::iter::empty());
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ModelError::Config(format!("HTTP client: {}", error_chain(&e))))?;
+        let base = checked_base(settings)?;
+        let http = http_client(&base, settings)?;
+        let permits = Arc::new(Semaphore::new(settings.jobs.max(1)));
+        Ok(LiveModel::with_http(settings, base, http, permits))
+    }
+
+    /// Like [`LiveModel::new`], with the requests-in-flight limit and the HTTP connections
+    /// shared with other clients (the runs of a batch share one `--jobs`).
+    pub fn shared(
+        settings: &ModelSettings,
+        shared: &SharedTransport,
+    ) -> Result<LiveModel, ModelError> {
+        let base = checked_base(settings)?;
+        let key = format!("{}|{:?}", base.starts_with("http://"), settings.timeout);
+        let http = shared
+            .http
+            .get_or_try(&key, || http_client(&base, settings))?;
+        Ok(LiveModel::with_http(
+            settings,
+            base,
+            http,
+            shared.permits.clone(),
+        ))
+    }
+
+    fn with_http(
+        settings: &ModelSettings,
+        base: String,
+        http: reqwest::Client,
+        permits: Arc<Semaphore>,
+    ) -> LiveModel {
         // Org and project headers are set empty explicitly: OpenAIConfig would otherwise read
         // them from the environment and panic on a malformed value.
         let config = OpenAIConfig::new()
             .with_api_base(base)
-            .with_api_key(key)
+            .with_api_key(settings.api_key.expose())
             .with_org_id("")
             .with_project_id("");
         // `Client::build` with our client: `Client::with_config` would build a default reqwest
@@ -587,27 +659,15 @@ impl LiveModel {
             idle_timeout: settings.idle_timeout,
             on_tokens: settings.on_tokens.clone(),
         });
-        Ok(LiveModel {
+        LiveModel {
             client,
-            permits: Arc::new(Semaphore::new(settings.jobs.max(1))),
+            permits,
             timeout: settings.timeout,
             max_retries: settings.max_retries,
             backoff_base: settings.backoff_base,
             backoff_max: settings.backoff_max,
             retry_after_max: settings.retry_after_max,
-        })
-    }
-
-    /// Like [`LiveModel::new`], with the requests-in-flight limit shared with other clients
-    /// (the runs of a batch share one `--jobs`).
-    pub fn with_permits(
-        settings: &ModelSettings,
-        permits: Arc<Semaphore>,
-    ) -> Result<LiveModel, ModelError> {
-        Ok(LiveModel {
-            permits,
-            ..LiveModel::new(settings)?
-        })
+        }
     }
 
     /// Delay before retry number `retry` (1-based): the server's `Retry-After` when given

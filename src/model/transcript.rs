@@ -663,8 +663,8 @@ impl TranscriptModel {
     /// `settings.budget_usd`, a [`UsdBudget`](super::prices::UsdBudget)): a budget counts
     /// what this run spends, replayed exchanges are free.
     ///
-    /// `permits`: a requests-in-flight limit shared with other runs (a batch); `None` gives
-    /// the client its own, of `settings.jobs`.
+    /// `shared`: the requests-in-flight limit and HTTP connections shared with other runs (a
+    /// batch); `None` gives the client its own, of `settings.jobs`.
     ///
     /// Recording: `all` starts `record_to` afresh; every other mode appends. Nothing is
     /// written when `record_to` is the replay source itself and the mode cannot call.
@@ -675,15 +675,15 @@ impl TranscriptModel {
         settings: &super::ModelSettings,
         judge: Option<&super::ModelSettings>,
         scrubber: Scrubber,
-        permits: Option<Arc<tokio::sync::Semaphore>>,
+        shared: Option<&super::openai::SharedTransport>,
     ) -> Result<TranscriptModel, ModelError> {
         let exchanges = match replay_from {
             Some(path) if mode != RecordMode::All => read_exchanges(path)?,
             _ => Vec::new(),
         };
         let live: Option<Arc<dyn ChatModel>> = if mode.needs_live(&exchanges) {
-            let live = |s: &super::ModelSettings| match &permits {
-                Some(p) => super::LiveModel::with_permits(s, p.clone()),
+            let live = |s: &super::ModelSettings| match shared {
+                Some(shared) => super::LiveModel::shared(s, shared),
                 None => super::LiveModel::new(s),
             };
             let client: Arc<dyn ChatModel> = Arc::new(live(settings)?);

@@ -432,6 +432,11 @@ impl FakeOpenAi {
         self.shared.count.load(Ordering::SeqCst)
     }
 
+    /// Connections accepted so far (a client that reuses its connections opens few).
+    pub fn connections(&self) -> usize {
+        self.connections.lock().unwrap().len()
+    }
+
     /// The most requests that were being answered at the same time.
     pub fn max_in_flight(&self) -> usize {
         self.shared.max_in_flight.load(Ordering::SeqCst)
