@@ -142,56 +142,78 @@ pub const TRANSPORT_FIELDS: [&str; 2] = ["stream", "stream_options"];
 /// sha256 (hex) of the canonical form of `body` without [`TRANSPORT_FIELDS`]: object keys
 /// sorted recursively, no whitespace. Two bodies that differ only in key order hash the same.
 pub fn request_hash(body: &Value) -> String {
-    let mut canonical = String::new();
-    match body {
-        Value::Object(map) if TRANSPORT_FIELDS.iter().any(|k| map.contains_key(*k)) => {
-            let mut content = map.clone();
-            for key in TRANSPORT_FIELDS {
-                content.remove(key);
-            }
-            write_canonical(&Value::Object(content), &mut canonical);
-        }
-        _ => write_canonical(body, &mut canonical),
-    }
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    // Hashed as it is written: a request body runs to tens of kilobytes, and every exchange
+    // (replayed or live) is looked up by its hash.
+    let mut hasher = HashWriter(Sha256::new());
+    write_canonical(body, &TRANSPORT_FIELDS, &mut hasher);
+    hex::encode(hasher.0.finalize())
 }
 
 /// The canonical JSON text used by [`request_hash`].
 pub fn canonical_json(value: &Value) -> String {
     let mut out = String::new();
-    write_canonical(value, &mut out);
+    write_canonical(value, &[], &mut out);
     out
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Feeds text written to it into a sha256.
+struct HashWriter(Sha256);
+
+impl std::fmt::Write for HashWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Writes `value` with object keys sorted recursively and no whitespace, leaving out the
+/// top-level keys in `skip`.
+fn write_canonical(value: &Value, skip: &[&str], out: &mut impl std::fmt::Write) {
+    // Writing to a String or a hash cannot fail.
+    let _ = try_write_canonical(value, skip, out);
+}
+
+fn try_write_canonical(
+    value: &Value,
+    skip: &[&str],
+    out: &mut impl std::fmt::Write,
+) -> std::fmt::Result {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
+            let mut keys: Vec<&String> =
+                map.keys().filter(|k| !skip.contains(&k.as_str())).collect();
             keys.sort();
-            out.push('{');
+            out.write_char('{')?;
             for (i, key) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.write_char(',')?;
                 }
-                // Serializing a string cannot fail.
-                out.push_str(&serde_json::to_string(key).unwrap_or_default());
-                out.push(':');
-                write_canonical(&map[key], out);
+                write_json_string(key, out)?;
+                out.write_char(':')?;
+                try_write_canonical(&map[key], &[], out)?;
             }
-            out.push('}');
+            out.write_char('}')
         }
         Value::Array(items) => {
-            out.push('[');
+            out.write_char('[')?;
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.write_char(',')?;
                 }
-                write_canonical(item, out);
+                try_write_canonical(item, &[], out)?;
             }
-            out.push(']');
+            out.write_char(']')
         }
-        scalar => out.push_str(&scalar.to_string()),
+        Value::String(s) => write_json_string(s, out),
+        // Numbers, booleans and null as serde_json writes them.
+        scalar => write!(out, "{scalar}"),
     }
+}
+
+/// A string as JSON text, escaped as serde_json escapes it.
+fn write_json_string(s: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    // Serializing a string cannot fail.
+    out.write_str(&serde_json::to_string(s).unwrap_or_default())
 }
 
 /// The messages of a request body, as text (for the budget estimate and diffs).
@@ -250,5 +272,21 @@ mod tests {
         let plain = build_body(&s, &[ChatMessage::user("hi")], None);
         assert!(plain.get("stream").is_none());
         assert_eq!(request_hash(&streamed), request_hash(&plain));
+    }
+
+    /// Recorded transcripts are looked up by this hash: it stays the sha256 of the canonical
+    /// text (transport fields left out), whatever the way it is computed.
+    #[test]
+    fn hash_is_the_sha256_of_the_canonical_text() {
+        let body = json!({"stream": true, "model": "m", "n": [1.5, null, false],
+            "messages": [{"role": "user", "content": "é \"q\" \n\u{1}"}]});
+        let mut plain = body.clone();
+        plain.as_object_mut().unwrap().remove("stream");
+        let text = canonical_json(&plain);
+        assert_eq!(
+            text,
+            r#"{"messages":[{"content":"é \"q\" \n\u0001","role":"user"}],"model":"m","n":[1.5,null,false]}"#
+        );
+        assert_eq!(request_hash(&body), hex::encode(Sha256::digest(text)));
     }
 }

@@ -261,13 +261,15 @@ impl Reply {
 pub fn sse_events(body: &Value, pause: Duration) -> Vec<SseEvent> {
     let choice = &body["choices"][0];
     let message = &choice["message"];
-    let head = |delta: Value, finish: Value| {
-        json!({
-            "id": body["id"], "object": "chat.completion.chunk", "created": body["created"],
-            "model": body["model"],
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
-        })
-    };
+    // Each chunk's JSON text is written around its delta, without building a JSON tree per
+    // chunk: an answer streams in hundreds of chunks, and the fake shares the CPU with the
+    // client it serves (benches/batch.rs).
+    let prefix = format!(
+        r#"{{"id":{},"object":"chat.completion.chunk","created":{},"model":{},"choices":[{{"index":0,"delta":"#,
+        body["id"], body["created"], body["model"]
+    );
+    let head =
+        |delta: Value, finish: Value| format!(r#"{prefix}{delta},"finish_reason":{finish}}}]}}"#);
     let mut chunks = Vec::new();
     if choice.is_object() {
         chunks.push(head(
@@ -279,8 +281,10 @@ pub fn sse_events(body: &Value, pause: Duration) -> Vec<SseEvent> {
     // A few characters per delta, as a model sends tokens; larger for a huge answer, so the
     // fake stays quick.
     for piece in content.chunks((content.len() / 256).max(4)) {
-        let text: String = piece.iter().collect();
-        chunks.push(head(json!({"content": text}), Value::Null));
+        let text = Value::String(piece.iter().collect());
+        chunks.push(format!(
+            r#"{prefix}{{"content":{text}}},"finish_reason":null}}]}}"#
+        ));
     }
     for (i, call) in message["tool_calls"]
         .as_array()
