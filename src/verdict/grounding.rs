@@ -3,6 +3,8 @@
 //! the source named **exactly** as the step was shown it. This is how hatrack refuses to
 //! trust a judge that invents evidence, cites `"e"`, or borrows a name it was not shown.
 
+use std::sync::OnceLock;
+
 use serde::Deserialize;
 
 use super::{Cause, Evidence, SourceKind, Ungrounded, Verdict};
@@ -35,15 +37,25 @@ impl Default for GroundingRules {
     }
 }
 
-/// One text a step was shown, under the name its BEGIN marker gave it.
+/// The texts a step was shown under one name (the name its BEGIN marker gave them).
 #[derive(Debug, Clone)]
 struct Source {
     name: String,
     kind: SourceKind,
-    /// Whitespace-folded; hatrack's own marker lines replaced by a break no quote can span.
+    /// Each distinct text shown under this name, as shown.
+    shown: Vec<String>,
+    /// `shown` folded for matching, built when the first quote is checked against it: most
+    /// steps never check one (hats, preflight, `hatrack render`).
+    folded: OnceLock<Folded>,
+}
+
+/// The texts of a [`Source`], whitespace-folded and joined by a break no quote can span;
+/// hatrack's own marker lines replaced by that break too.
+#[derive(Debug, Clone)]
+struct Folded {
     text: String,
     /// Where each word of `text` starts (byte offset in `text`) and its 1-based line in the
-    /// text as shown, so a quote found in `text` can be placed on a line.
+    /// text it was shown in, so a quote found in `text` can be placed on a line.
     lines: Vec<(usize, usize)>,
 }
 
@@ -66,30 +78,27 @@ impl Sources {
         }
     }
 
-    /// Adds a text as shown to the step (truncation markers included: they are removed here).
+    /// Adds a text as shown to the step (truncation markers included: they are removed when
+    /// a quote is first checked).
     pub fn add(&mut self, name: &str, kind: SourceKind, shown: &str) {
-        let (text, lines) = fold_with_lines(&strip_markers(shown));
-        let source = Source {
-            name: name.to_string(),
-            kind,
-            text,
-            lines,
-        };
         // The same name and kind twice (a file bound to two items, or read again through a
         // tool) is one source holding every text shown under that name.
         match self
             .sources
             .iter_mut()
-            .find(|s| s.name == source.name && s.kind == source.kind)
+            .find(|s| s.name == name && s.kind == kind)
         {
-            Some(s) if s.text == source.text => {}
+            Some(s) if s.shown.iter().any(|t| t == shown) => {}
             Some(s) => {
-                s.text.push(' ');
-                s.text.push(BREAK);
-                s.text.push(' ');
-                s.text.push_str(&source.text);
+                s.shown.push(shown.to_string());
+                s.folded = OnceLock::new();
             }
-            None => self.sources.push(source),
+            None => self.sources.push(Source {
+                name: name.to_string(),
+                kind,
+                shown: vec![shown.to_string()],
+                folded: OnceLock::new(),
+            }),
         }
     }
 
@@ -110,8 +119,9 @@ impl Sources {
         let folded = fold(strip_wrapping_quotes(quote)).replace(BREAK, " ");
         let result = self.meaningful(&folded).and_then(|()| {
             let s = self.find(source)?;
-            match occurs_at_word_boundaries(&s.text, &folded) {
-                Some(at) => Ok((s.kind.clone(), s.line_at(at))),
+            let f = s.folded();
+            match occurs_at_word_boundaries(&f.text, &folded) {
+                Some(at) => Ok((s.kind.clone(), f.line_at(at))),
                 None => Err(Ungrounded::NotFound),
             }
         });
@@ -171,6 +181,31 @@ impl Sources {
 }
 
 impl Source {
+    fn folded(&self) -> &Folded {
+        self.folded.get_or_init(|| {
+            let mut folded = Folded {
+                text: String::new(),
+                lines: Vec::new(),
+            };
+            for (i, shown) in self.shown.iter().enumerate() {
+                let (text, lines) = fold_with_lines(&strip_markers(shown));
+                if i > 0 {
+                    folded.text.push(' ');
+                    folded.text.push(BREAK);
+                    folded.text.push(' ');
+                }
+                let offset = folded.text.len();
+                folded.text.push_str(&text);
+                folded
+                    .lines
+                    .extend(lines.into_iter().map(|(at, line)| (at + offset, line)));
+            }
+            folded
+        })
+    }
+}
+
+impl Folded {
     /// The line of the shown text on which the word holding byte `at` of `text` starts.
     fn line_at(&self, at: usize) -> Option<usize> {
         let i = self.lines.partition_point(|(start, _)| *start <= at);
@@ -316,6 +351,26 @@ mod tests {
             Verdict::Met,
         );
         assert_eq!(e.line, None);
+    }
+
+    /// A file shown twice under one name (bound to two items, or read again through a tool):
+    /// a quote from either text grounds, on its line in the text it came from, and no quote
+    /// spans the two.
+    #[test]
+    fn a_name_shown_twice_grounds_in_either_text_on_its_own_lines() {
+        let mut s = sources();
+        let second = "owner: data-platform\nescalation after 15 minutes to the secondary\n";
+        s.add("dags/orders_daily.py", SourceKind::Input, second);
+        let e = s.ground(
+            "dags/orders_daily.py",
+            "escalation after 15 minutes to the secondary",
+        );
+        assert!(e.grounded(), "{e:?}");
+        assert_eq!(e.line, Some(2));
+        let e = s.ground("dags/orders_daily.py", "page the on-call data engineer");
+        assert_eq!(e.line, Some(5));
+        let e = s.ground("dags/orders_daily.py", "data engineer owner: data-platform");
+        assert!(!e.grounded(), "a quote spanning the two texts: {e:?}");
     }
 
     #[test]
