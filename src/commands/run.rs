@@ -143,17 +143,30 @@ pub(super) struct Runner {
 /// warnings are logged once, not once per workspace.
 pub(super) struct BatchShared {
     pub preparing: Semaphore,
+    /// Set once the first run has prepared.
+    warmed: std::sync::atomic::AtomicBool,
     pub stages: Memo<(Stage, String)>,
     pub prompts: Memo<Prompts>,
 }
 
 impl BatchShared {
     pub fn new() -> BatchShared {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         BatchShared {
-            preparing: Semaphore::new(cores),
+            // One at first: the first run loads the stage and prompts and compiles the
+            // globs and patterns the others reuse (then `prepared` opens one per core).
+            preparing: Semaphore::new(1),
+            warmed: std::sync::atomic::AtomicBool::new(false),
             stages: Memo::new(64),
             prompts: Memo::new(64),
+        }
+    }
+
+    /// A run has prepared: from now on, one preparation per core at a time.
+    fn prepared(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.warmed.swap(true, Ordering::SeqCst) {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            self.preparing.add_permits(cores.saturating_sub(1));
         }
     }
 }
@@ -319,6 +332,9 @@ pub(super) async fn run_member<W: Write + ?Sized>(
     })
     .await;
     drop(turn);
+    if let Some(b) = &runner.batch {
+        b.prepared();
+    }
     let (prepared, settings, judge) = prepared?;
     let transcript = recording_plan(args, run_dir);
     let samples = args.samples.unwrap_or(1);
