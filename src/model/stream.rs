@@ -448,6 +448,30 @@ mod tests {
         assert_eq!(body["object"], "chat.completion");
     }
 
+    /// Chunks the typed reading refuses (a number where text is expected) take the general
+    /// path; unknown fields, another choice listed first and `"index": null` stay on the
+    /// typed one. Either way the answer assembles from every chunk, in order.
+    #[test]
+    fn odd_but_valid_chunks_assemble_like_the_usual_ones() {
+        let body = assemble(concat!(
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"ab\"}}]}\n\n",
+            "data: {\"service_tier\":\"default\",\"choices\":[{\"index\":1,\"delta\":{\"content\":\"XX\"}},{\"index\":0,\"delta\":{\"content\":\"cd\"},\"logprobs\":{\"content\":[]}}]}\n\n",
+            "data: {\"id\":7,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ef\"},\"finish_reason\":7}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":5,\"content\":\"gh\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":null,\"delta\":{\"content\":\"ij\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n"
+        ))
+        .unwrap();
+        let choice = &body["choices"][0];
+        assert_eq!(choice["message"]["content"], "abcdefghij");
+        assert_eq!(choice["message"]["role"], "assistant");
+        assert_eq!(
+            choice["finish_reason"], "stop",
+            "a number is no finish reason"
+        );
+        assert_eq!(body["id"], "c1", "the first id given is kept");
+    }
+
     #[test]
     fn tool_call_arguments_concatenate_by_index() {
         let body = assemble(concat!(
