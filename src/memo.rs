@@ -1,7 +1,7 @@
 //! Caches of compiled or loaded things, keyed by their source text (or path): process-wide as
-//! statics for regexes, globs and JSON Schema validators, and per batch for stages and
-//! prompts. The runs of a batch ask for the same few again and again, and compiling costs far
-//! more than using: a glob becomes a regex, a regex a DFA.
+//! statics for regexes, globs and JSON Schema validators, and per batch for stages, prompts
+//! and HTTP clients. The runs of a batch ask for the same few again and again, and compiling
+//! costs far more than using: a glob becomes a regex, a regex a DFA.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
