@@ -143,8 +143,8 @@ pub(super) struct Runner {
 /// warnings are logged once, not once per workspace.
 pub(super) struct BatchShared {
     pub preparing: Semaphore,
-    /// Set once the first run has prepared.
-    warmed: std::sync::atomic::AtomicBool,
+    /// Opens the other preparations once the first run has prepared.
+    warmed: std::sync::Once,
     pub stages: Memo<(Stage, String)>,
     pub prompts: Memo<Prompts>,
 }
@@ -155,7 +155,7 @@ impl BatchShared {
             // One at first: the first run loads the stage and prompts and compiles the
             // globs and patterns the others reuse (then `prepared` opens one per core).
             preparing: Semaphore::new(1),
-            warmed: std::sync::atomic::AtomicBool::new(false),
+            warmed: std::sync::Once::new(),
             stages: Memo::new(64),
             prompts: Memo::new(64),
         }
@@ -163,11 +163,10 @@ impl BatchShared {
 
     /// A run has prepared: from now on, one preparation per core at a time.
     fn prepared(&self) {
-        use std::sync::atomic::Ordering;
-        if !self.warmed.swap(true, Ordering::SeqCst) {
+        self.warmed.call_once(|| {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             self.preparing.add_permits(cores.saturating_sub(1));
-        }
+        });
     }
 }
 

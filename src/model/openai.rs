@@ -584,6 +584,11 @@ fn checked_base(settings: &ModelSettings) -> Result<String, ModelError> {
     Ok(base)
 }
 
+/// Everything [`http_client`] reads: clients with the same key are interchangeable.
+fn http_client_key(base: &str, settings: &ModelSettings) -> String {
+    format!("{}|{:?}", base.starts_with("http://"), settings.timeout)
+}
+
 /// The HTTP client for `base`: the settings' timeout, and no built-in retries (we own them).
 fn http_client(base: &str, settings: &ModelSettings) -> Result<reqwest::Client, ModelError> {
     let mut builder = reqwest::Client::builder()
@@ -625,10 +630,11 @@ impl LiveModel {
         shared: &SharedTransport,
     ) -> Result<LiveModel, ModelError> {
         let base = checked_base(settings)?;
-        let key = format!("{}|{:?}", base.starts_with("http://"), settings.timeout);
         let http = shared
             .http
-            .get_or_try(&key, || http_client(&base, settings))?;
+            .get_or_try(&http_client_key(&base, settings), || {
+                http_client(&base, settings)
+            })?;
         Ok(LiveModel::with_http(
             settings,
             base,
