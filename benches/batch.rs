@@ -8,9 +8,10 @@
 //! sequential chain (hat, hat, judges, completion judge: 4 × latency) if that is longer.
 //! Target: the batch within 1.3× of it.
 //!
-//! Also printed: one workspace alone (its own chain's overhead), and how many requests
+//! Also printed: one workspace alone (its own chain's overhead), how many requests
 //! started in each 25 ms of the last batch (where the `--jobs` slots sat idle: the start,
-//! the tail, CPU between a run's steps).
+//! the tail, CPU between a run's steps), how many files a batch writes, and what creating
+//! one costs here (see [`file_creation`]: the disk's state moves the figures too).
 //!
 //! Run: `cargo bench --bench batch` (builds the release binary first).
 //! `HATRACK_BENCH_LATENCY_MS=0` measures hatrack's own cost; `HATRACK_BENCH_ALONE=1` runs only
@@ -111,6 +112,36 @@ fn separate_processes(url: &str, workspaces: &[PathBuf], dir: &Path, parallel: u
     started.elapsed()
 }
 
+/// What creating one file costs in the bench's temp directory. A batch writes a few hundred
+/// files, and on some file systems (ext4 without a journal, as on this project's VMs) each
+/// creation scans past recently deleted inodes: after many deletions (earlier benches,
+/// builds, test runs) it takes 10–40 times as long, and the batch figure rises with it.
+fn file_creation(dir: &Path) -> Duration {
+    const FILES: u32 = 100;
+    std::fs::create_dir_all(dir).expect("a probe directory");
+    let started = Instant::now();
+    for i in 0..FILES {
+        std::fs::write(dir.join(format!("f{i}")), b"probe").expect("a probe file");
+    }
+    started.elapsed() / FILES
+}
+
+/// Files and directories under `dir`.
+fn entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |listing| {
+        listing
+            .flatten()
+            .map(|e| {
+                1 + if e.path().is_dir() {
+                    entries(&e.path())
+                } else {
+                    0
+                }
+            })
+            .sum()
+    })
+}
+
 /// Requests arrived per 25 ms of the last batch: where the batch leaves the `--jobs` slots
 /// idle (its start, its tail, CPU stalls between a run's steps).
 fn profile(started: Instant, arrivals: &[Instant]) {
@@ -174,6 +205,10 @@ fn main() {
         latency().as_millis()
     );
     println!("  ideal: {:.0} ms", ideal.as_secs_f64() * 1000.0);
+    println!(
+        "  creating a file in the temp directory: {:.0} µs (figures rise with it; see `file_creation`)",
+        file_creation(&tmp.path().join("probe")).as_secs_f64() * 1e6
+    );
     let (mut batch, mut apart8, mut apart20) = (Vec::new(), Vec::new(), Vec::new());
     let mut alone = Vec::new();
     let rounds = rounds();
@@ -188,6 +223,10 @@ fn main() {
         batch.push(one_process(&url, &workspaces, &dir("batch")));
         if round == rounds - 1 {
             profile(started, &arrivals.lock().expect("arrivals"));
+            println!(
+                "  files and directories one batch wrote: {}",
+                entries(&dir("batch"))
+            );
         }
         if std::env::var_os("HATRACK_BENCH_BATCH_ONLY").is_some() {
             continue;
