@@ -361,3 +361,69 @@ async fn merge_refuses_what_a_shard_never_holds() {
         .run();
     assert!(!out.stderr.contains("panicked"));
 }
+
+/// The index takes a member's exit code from member.json and its result from report.json: a
+/// shard edited so that they disagree (or so that a report contradicts itself) could open
+/// the batch's gate, so `merge` refuses it and says which member and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_refuses_a_member_whose_files_disagree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let shard = tmp.path().join("shard");
+    run(&server)
+        .arg(workspace(tmp.path(), "a", true))
+        .arg(workspace(tmp.path(), "b", false))
+        .arg("--transcript")
+        .arg(&shard)
+        .status(1)
+        .run();
+    let member = shard.join("a").join("member.json");
+    let report = shard.join("a").join("report.json");
+    let (member_text, report_text) = (
+        std::fs::read_to_string(&member).unwrap(),
+        std::fs::read_to_string(&report).unwrap(),
+    );
+    let merge = |out: &str| {
+        Test::new()
+            .arg("merge")
+            .arg(&shard)
+            .arg("--out")
+            .arg(tmp.path().join(out))
+    };
+    merge("untouched").status(1).run();
+
+    // member.json says exit 0 for a run whose report did not meet the signal.
+    std::fs::write(
+        &member,
+        member_text.replace("\"exit_code\": 1", "\"exit_code\": 0"),
+    )
+    .unwrap();
+    merge("m1")
+        .status(2)
+        .stderr_has("member.json says exit 0 but report.json says exit 1")
+        .stderr_has("edited")
+        .run();
+    std::fs::write(&member, &member_text).unwrap();
+
+    // report.json claims the signal met, and exit 0, while its reasons still block it.
+    let mut edited = json(&report);
+    edited["outcome"]["signal_met"] = Value::Bool(true);
+    edited["outcome"]["exit_code"] = Value::from(0);
+    std::fs::write(&report, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    std::fs::write(
+        &member,
+        member_text.replace("\"exit_code\": 1", "\"exit_code\": 0"),
+    )
+    .unwrap();
+    let out = merge("m2")
+        .status(2)
+        .stderr_has("signal is met with 1 blocking reason")
+        .run();
+    assert!(!out.stderr.contains("panicked"));
+    assert!(!tmp.path().join("m2").join("batch.json").exists());
+
+    // Put back, the shard merges as before.
+    std::fs::write(&member, &member_text).unwrap();
+    std::fs::write(&report, &report_text).unwrap();
+    merge("restored").status(1).run();
+}

@@ -120,7 +120,9 @@ pub fn load_member(batch_dir: &Path, name: &str) -> Result<Loaded, IndexError> {
     let end: MemberEnd = read_json(&end_path).map_err(|m| bad(end_path.clone(), m))?;
     let report: Option<Report> = if end.error.is_none() {
         let path = dir.join("report.json");
-        Some(read_json(&path).map_err(|m| bad(path.clone(), m))?)
+        let report: Report = read_json(&path).map_err(|m| bad(path.clone(), m))?;
+        agreeing(&end, &report).map_err(|m| bad(dir.clone(), m))?;
+        Some(report)
     } else {
         None
     };
@@ -157,6 +159,42 @@ pub fn load_member(batch_dir: &Path, name: &str) -> Result<Loaded, IndexError> {
     };
     let suite = super::render::member_suite(&entry, report.as_ref());
     Ok(Loaded { entry, suite })
+}
+
+/// A run that ended with a report says the same thing three times: the signal is met
+/// exactly when no reason blocks it, its exit code is 0 then (else 1), and `member.json`
+/// holds that exit code. The index takes the exit code from `member.json` and the result
+/// from `report.json`, so a run directory where they disagree (edited, or mixed from two
+/// runs) is refused rather than allowed to open the batch's gate.
+fn agreeing(end: &MemberEnd, report: &Report) -> Result<(), String> {
+    let outcome = &report.outcome;
+    let expected_exit = if outcome.signal_met { 0 } else { 1 };
+    let problem = if outcome.signal_met != outcome.reasons.is_empty() {
+        Some(format!(
+            "report.json says the signal is {}met with {} blocking reason(s)",
+            if outcome.signal_met { "" } else { "not " },
+            outcome.reasons.len()
+        ))
+    } else if outcome.exit_code != expected_exit {
+        Some(format!(
+            "report.json's exit code is {} for a signal {}met",
+            outcome.exit_code,
+            if outcome.signal_met { "" } else { "not " }
+        ))
+    } else if end.exit_code != outcome.exit_code {
+        Some(format!(
+            "{MEMBER_FILE} says exit {} but report.json says exit {}",
+            end.exit_code, outcome.exit_code
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(format!(
+            "{p}, which hatrack never writes: was the run directory edited? Run that workspace again"
+        )),
+        None => Ok(()),
+    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
