@@ -427,3 +427,67 @@ async fn merge_refuses_a_member_whose_files_disagree() {
     std::fs::write(&report, &report_text).unwrap();
     merge("restored").status(1).run();
 }
+
+/// A member that stops on an error is reported with that error in member.json and the index:
+/// scrubbed with the member's own `[secrets]` patterns, which only its hatrack.toml names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_error_is_scrubbed_with_the_members_own_patterns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let leaky = workspace(tmp.path(), "leaky", false);
+    let config = std::fs::read_to_string(leaky.join("hatrack.toml")).unwrap();
+    std::fs::write(
+        leaky.join("hatrack.toml"),
+        format!("{config}\n[secrets]\nscrub_patterns = [\"ACME-[0-9]{{6}}\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        leaky.join("notes.md"),
+        "# leaky notes\n\nTicket ACME-123456.\n",
+    )
+    .unwrap();
+    // The provider refuses the leaky workspace's requests, quoting its ticket id back.
+    let pass = FakeReviewer::new();
+    let server = FakeOpenAi::with_handler(move |req| {
+        if req.messages_text().contains("leaky notes") {
+            support::fake_openai::Reply::json(
+                400,
+                serde_json::json!({"error": {"message": "cannot review ticket ACME-123456", "type": "invalid_request_error"}}),
+            )
+        } else {
+            pass.answer(req)
+        }
+    })
+    .await;
+    let batch = tmp.path().join("batch");
+    run(&server)
+        .arg(&leaky)
+        .arg(workspace(tmp.path(), "fine", false))
+        .arg("--transcript")
+        .arg(&batch)
+        .status(3)
+        .run();
+    let index = json(&batch.join("batch.json"));
+    let error = index["workspaces"][1]["error"].as_str().unwrap();
+    assert!(error.contains("cannot review ticket"), "{error}");
+    for entry in walk(&batch) {
+        let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).into_owned();
+        assert!(
+            !text.contains("ACME-123456"),
+            "{} holds the ticket id",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -185,11 +185,28 @@ async fn run_one(args: &RunArgs, m: &Member, run_dir: PathBuf, runner: &Runner) 
             exit_code,
             error: None,
         },
-        Err(e) => MemberEnd {
-            exit_code: e.exit_code(),
-            error: Some(format!("{}: {e}", m.workspace.display())),
-        },
+        Err(e) => {
+            let message = format!("{}: {e}", m.workspace.display());
+            MemberEnd {
+                exit_code: e.exit_code(),
+                error: Some(match member_scrubber(args, &m.workspace) {
+                    Some(own) => own.scrub(&message),
+                    None => message,
+                }),
+            }
+        }
     }
+}
+
+/// The member's own scrubber: its hatrack.toml may name `[secrets]` patterns, and an API
+/// key, that the batch's defaults do not know, and an error (a provider's answer, a file's
+/// text) may carry them. `None` when its configuration cannot be read: then it names none,
+/// and the batch's scrubber (applied to every member's end) is all there is.
+fn member_scrubber(args: &RunArgs, workspace: &Path) -> Option<Scrubber> {
+    let workspace = setup::workspace_dir(Some(workspace)).ok()?;
+    let config = ConfigFile::load(&workspace).ok()?;
+    let settings = setup::model_settings(&args.model, &config).ok()?;
+    setup::scrubber(&settings, &config).ok()
 }
 
 /// `member.json` in the member's run directory: what the index is built from, here and in
