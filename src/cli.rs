@@ -220,6 +220,10 @@ pub struct MergeArgs {
     /// single-machine run of the whole batch would have written them.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// GitHub Actions output: batch.md appended to $GITHUB_STEP_SUMMARY. On by itself when
+    /// GITHUB_ACTIONS=true.
+    #[arg(long)]
+    pub github: bool,
 }
 
 #[derive(Debug, Clone, Args, Default)]

@@ -491,3 +491,58 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// On GitHub Actions a batch (and a merge) appends batch.md to the step summary; the
+/// annotations stay with single runs (GitHub shows ten per step: a batch's first few
+/// workspaces only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_github_actions_the_batch_table_goes_to_the_step_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let summary = tmp.path().join("summary.md");
+    std::fs::write(&summary, "earlier step\n").unwrap();
+    let batch = tmp.path().join("batch");
+    let out = run(&server)
+        .arg(workspace(tmp.path(), "a", true))
+        .arg(workspace(tmp.path(), "b", false))
+        .arg("--transcript")
+        .arg(&batch)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .status(1)
+        .run();
+    assert!(!out.stdout.contains("::error"), "{}", out.stdout);
+    let table = std::fs::read_to_string(batch.join("batch.md")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&summary).unwrap(),
+        format!("earlier step\n{table}")
+    );
+
+    // The same for a merge of shards, with --github.
+    std::fs::write(&summary, "").unwrap();
+    let merged = tmp.path().join("merged");
+    Test::new()
+        .arg("merge")
+        .arg(&batch)
+        .arg("--out")
+        .arg(&merged)
+        .arg("--github")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .status(1)
+        .run();
+    assert_eq!(
+        std::fs::read_to_string(&summary).unwrap(),
+        std::fs::read_to_string(merged.join("batch.md")).unwrap()
+    );
+    // Without either, nothing is appended.
+    std::fs::write(&summary, "").unwrap();
+    Test::new()
+        .arg("merge")
+        .arg(&batch)
+        .arg("--out")
+        .arg(tmp.path().join("quiet"))
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .status(1)
+        .run();
+    assert_eq!(std::fs::read_to_string(&summary).unwrap(), "");
+}

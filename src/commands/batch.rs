@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::run::{blocking, replay_with, run_member, BatchShared, Runner};
+use super::run::{
+    append_step_summary, blocking, github_enabled, replay_with, run_member, BatchShared, Runner,
+};
 use super::setup;
 use crate::batch::index::{self, Loaded, MemberEnd, MEMBER_FILE};
 use crate::batch::{self, Member};
@@ -90,7 +92,8 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     if let Ok(line) = Arc::try_unwrap(line) {
         line.finish();
     }
-    let exit = write_index(&locked, &loaded, out, global.quiet)?;
+    let github = github_enabled(&args.report);
+    let exit = write_index(&locked, &loaded, out, global.quiet, github)?;
     Ok(exit)
 }
 
@@ -155,7 +158,13 @@ pub async fn replay(
         }
     }
     let loaded = index::load(&dir, &names).map_err(|e| Error::usage(e.to_string()))?;
-    write_index(&locked, &loaded, out, global.quiet)
+    write_index(
+        &locked,
+        &loaded,
+        out,
+        global.quiet,
+        github_enabled(&args.report),
+    )
 }
 
 /// Flags that name one run's directory or history have no meaning across a batch.
@@ -230,15 +239,22 @@ fn write_member_end(
 }
 
 /// Builds the index from the members read back from their run directories (in name
-/// order), writes it, prints the table and returns the batch's exit code.
+/// order), writes it, prints the table and returns the batch's exit code. On GitHub Actions
+/// (`github`) batch.md goes to the step summary; annotations stay with single runs, since
+/// GitHub's ten per step would show only a batch's first few workspaces.
 pub(super) fn write_index(
     dir: &RunDir,
     loaded: &[Loaded],
     out: &mut dyn Write,
     quiet: bool,
+    github: bool,
 ) -> Result<i32, Error> {
     let index = index::build(loaded);
     let written = batch::render::write_all(dir.path(), &index, loaded)?;
+    if github {
+        let (markdown, full) = (dir.path().join("batch.md"), dir.path().join("batch.html"));
+        append_step_summary(&markdown, &full, &Scrubber::default())?;
+    }
     if !quiet {
         for w in &index.workspaces {
             let result = match w.signal_met {

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::batch::write_index;
+use super::run::on_github_actions;
 use crate::batch::index;
 use crate::cli::MergeArgs;
 use crate::run::rundir::RunDir;
@@ -48,7 +49,13 @@ pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
     }
     let loaded = crate::batch::index::load(locked.path(), &names)
         .map_err(|e| Error::usage(e.to_string()))?;
-    write_index(&locked, &loaded, out, false)
+    write_index(
+        &locked,
+        &loaded,
+        out,
+        false,
+        args.github || on_github_actions(),
+    )
 }
 
 /// Copies the regular files under `from` to `root/rel`, never following a symlink (a run

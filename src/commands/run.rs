@@ -805,8 +805,13 @@ fn build_model(
 }
 
 /// GitHub Actions output is on with `--github` or when `GITHUB_ACTIONS=true` (as GitHub sets it).
-fn github_enabled(args: &ReportArgs) -> bool {
-    args.github || std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+pub(super) fn github_enabled(args: &ReportArgs) -> bool {
+    args.github || on_github_actions()
+}
+
+/// Running as a GitHub Actions step (`GITHUB_ACTIONS=true`).
+pub(super) fn on_github_actions() -> bool {
+    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
 /// Annotations on stdout (always, even with --quiet: they are the point) and report.md
@@ -846,15 +851,28 @@ fn github_output<W: Write + ?Sized>(
         });
     let lines = scrubber.scrub(&report::github::annotations(report, prefix.as_deref()));
     let _ = write!(out, "{lines}");
+    append_step_summary(
+        &out_dir.join("report.md"),
+        &out_dir.join("report.html"),
+        scrubber,
+    )
+}
+
+/// Appends `markdown` (the file hatrack just wrote), cut under GitHub's limit with a pointer
+/// to `full`, to `$GITHUB_STEP_SUMMARY` when that is set.
+pub(super) fn append_step_summary(
+    markdown: &Path,
+    full: &Path,
+    scrubber: &Scrubber,
+) -> Result<(), Error> {
     let Some(summary_path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty())
     else {
         return Ok(());
     };
-    let md_path = out_dir.join("report.md");
-    let markdown = std::fs::read_to_string(&md_path)
-        .map_err(|e| Error::io(format!("reading {}", md_path.display()), e))?;
-    let full = out_dir.join("report.html").display().to_string();
-    let text = report::github::step_summary(&markdown, &scrubber.scrub(&full));
+    let text = std::fs::read_to_string(markdown)
+        .map_err(|e| Error::io(format!("reading {}", markdown.display()), e))?;
+    let full = full.display().to_string();
+    let text = report::github::step_summary(&text, &scrubber.scrub(&full));
     let summary_path = PathBuf::from(summary_path);
     let mut file = std::fs::OpenOptions::new()
         .create(true)
