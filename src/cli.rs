@@ -246,7 +246,8 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE")]
     pub prices: Option<PathBuf>,
     /// GitHub Actions output: at most 10 `::error` and 10 `::warning` annotations on stdout,
-    /// and report.md appended to $GITHUB_STEP_SUMMARY. On by itself when GITHUB_ACTIONS=true.
+    /// and report.md appended to $GITHUB_STEP_SUMMARY (for a batch: batch.md, and no
+    /// annotations). On by itself when GITHUB_ACTIONS=true.
     #[arg(long)]
     pub github: bool,
 }
