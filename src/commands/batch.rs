@@ -252,8 +252,9 @@ pub(super) fn write_index(
     let index = index::build(loaded);
     let written = batch::render::write_all(dir.path(), &index, loaded)?;
     if github {
-        let (markdown, full) = (dir.path().join("batch.md"), dir.path().join("batch.html"));
-        append_step_summary(&markdown, &full, &Scrubber::default())?;
+        let [_, markdown, html, _] = batch::render::FILES;
+        let (markdown, html) = (dir.path().join(markdown), dir.path().join(html));
+        append_step_summary(&markdown, &html, &Scrubber::default())?;
     }
     if !quiet {
         for w in &index.workspaces {
