@@ -2,13 +2,15 @@
 //! printed as figures (no pass/fail): 20 copies of examples/orders-pipeline, the full
 //! deployment stage each (6 exchanges: two hats, two constraint judges, one review agent,
 //! the completion judge), against the fake OpenAI server answering every request after
-//! 50 ms, `--jobs 16`, release binary.
+//! 50 ms (each distinct answer's stream built once: see [`answer_cached`]), `--jobs 16`,
+//! release binary.
 //!
 //! The ideal is the model's time alone: exchanges × latency / concurrency, or the longest
 //! sequential chain (hat, hat, judges, completion judge: 4 × latency) if that is longer.
 //! Target: the batch within 1.3× of it.
 //!
-//! Also printed: one workspace alone (its own chain's overhead), how many requests
+//! Also printed: one workspace alone (its own chain's overhead), the CPU per batch of
+//! hatrack and of the fake, how many requests
 //! started in each 25 ms of the last batch (where the `--jobs` slots sat idle: the start,
 //! the tail, CPU between a run's steps), how many files a batch writes, and what creating
 //! one costs here (see [`file_creation`]: the disk's state moves the figures too).
