@@ -34,7 +34,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{answer, stats};
-use fake_openai::{FakeOpenAi, Reply, SeenRequest, SseEnd, SseEvent};
+use fake_openai::{sse_events, FakeOpenAi, Reply, SeenRequest, SseEnd, SseEvent};
 
 const WORKSPACES: usize = 20;
 const EXCHANGES_PER_RUN: usize = 6;
@@ -119,7 +119,7 @@ fn separate_processes(url: &str, workspaces: &[PathBuf], dir: &Path, parallel: u
 /// The fake's answer to `req`, streamed when asked. Twenty workspaces get the same few
 /// answers, so each one's stream is built once and its text reused: the fake stands in for a
 /// remote model, whose CPU would not be taken from hatrack's two cores. The text is the same
-/// events `Reply::stream_body` sends, in one HTTP chunk (hatrack reads SSE lines, wherever
+/// events `Reply::stream_body` sends (`sse_events`), in one HTTP chunk (hatrack reads SSE lines, wherever
 /// the chunks break).
 fn answer_cached(req: &SeenRequest, streams: &Mutex<HashMap<String, String>>) -> Reply {
     let reply = answer(req);
@@ -132,10 +132,10 @@ fn answer_cached(req: &SeenRequest, streams: &Mutex<HashMap<String, String>>) ->
     let mut streams = streams.lock().expect("stream cache");
     let text = streams.entry(body.clone()).or_insert_with(|| {
         let body: serde_json::Value = serde_json::from_str(body).expect("the fake's own JSON");
-        match Reply::stream_body(&body, Duration::ZERO) {
-            Reply::Sse { events, .. } => events.into_iter().map(|e| e.text).collect(),
-            _ => unreachable!("stream_body streams"),
-        }
+        sse_events(&body, Duration::ZERO)
+            .into_iter()
+            .map(|e| e.text)
+            .collect()
     });
     Reply::Sse {
         events: vec![SseEvent {
@@ -180,18 +180,7 @@ fn cpu_used() -> (Duration, Duration) {
 
 /// Files and directories under `dir`.
 fn entries(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |listing| {
-        listing
-            .flatten()
-            .map(|e| {
-                1 + if e.path().is_dir() {
-                    entries(&e.path())
-                } else {
-                    0
-                }
-            })
-            .sum()
-    })
+    walkdir::WalkDir::new(dir).min_depth(1).into_iter().count()
 }
 
 /// Requests arrived per 25 ms of the last batch: where the batch leaves the `--jobs` slots
@@ -233,7 +222,7 @@ fn main() {
     assert!(built.success());
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the fake server");
     // When each request arrived (for the in-flight profile of the last batch).
-    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let arrivals = std::sync::Arc::new(Mutex::new(Vec::<Instant>::new()));
     let seen = arrivals.clone();
     let streams = Mutex::new(HashMap::new());
     let fake = runtime.block_on(FakeOpenAi::with_handler(move |req| {

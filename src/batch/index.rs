@@ -168,18 +168,16 @@ pub fn load_member(batch_dir: &Path, name: &str) -> Result<Loaded, IndexError> {
 /// runs) is refused rather than allowed to open the batch's gate.
 fn agreeing(end: &MemberEnd, report: &Report) -> Result<(), String> {
     let outcome = &report.outcome;
-    let expected_exit = if outcome.signal_met { 0 } else { 1 };
+    let met = if outcome.signal_met { "met" } else { "not met" };
     let problem = if outcome.signal_met != outcome.reasons.is_empty() {
         Some(format!(
-            "report.json says the signal is {}met with {} blocking reason(s)",
-            if outcome.signal_met { "" } else { "not " },
+            "report.json says the signal is {met} with {} blocking reason(s)",
             outcome.reasons.len()
         ))
-    } else if outcome.exit_code != expected_exit {
+    } else if outcome.exit_code != i32::from(!outcome.signal_met) {
         Some(format!(
-            "report.json's exit code is {} for a signal {}met",
-            outcome.exit_code,
-            if outcome.signal_met { "" } else { "not " }
+            "report.json's exit code is {} for a signal {met}",
+            outcome.exit_code
         ))
     } else if end.exit_code != outcome.exit_code {
         Some(format!(
