@@ -1,9 +1,10 @@
 //! A batch in one process against running the same workspaces as separate processes,
 //! printed as figures (no pass/fail): 20 copies of examples/orders-pipeline, the full
 //! deployment stage each (6 exchanges: two hats, two constraint judges, one review agent,
-//! the completion judge), against the fake OpenAI server answering every request after
-//! 50 ms (each distinct answer's stream built once: see [`answer_cached`]), `--jobs 16`,
-//! release binary.
+//! the completion judge), against the fake OpenAI server answering every request 50 ms
+//! after it arrived (`Reply::paced`: a thread's sleep, as tokio's timers round up to the next
+//! millisecond and would add their lateness to every exchange; each distinct answer's stream
+//! built once: see [`answer_cached`]), `--jobs 16`, release binary.
 //!
 //! The ideal is the model's time alone: exchanges × latency / concurrency, or the longest
 //! sequential chain (hat, hat, judges, completion judge: 4 × latency) if that is longer.
@@ -227,7 +228,7 @@ fn main() {
     let streams = Mutex::new(HashMap::new());
     let fake = runtime.block_on(FakeOpenAi::with_handler(move |req| {
         seen.lock().expect("arrivals").push(Instant::now());
-        answer_cached(req, &streams).delayed(latency())
+        answer_cached(req, &streams).paced(latency())
     }));
     let url = fake.url();
     let tmp = tempfile::tempdir().expect("a temp dir");

@@ -45,7 +45,11 @@ fn block_on<F: std::future::Future<Output = Result<i32, Error>>>(future: F) -> R
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
-    runtime.block_on(future)
+    let result = runtime.block_on(future);
+    // Every task the command spawned has been awaited: what is left (idle blocking threads,
+    // pooled connections) need not be joined one by one before the process exits.
+    runtime.shutdown_background();
+    result
 }
 
 /// Prints an error with its chain of causes (and definition diagnostics, one per line).

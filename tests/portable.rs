@@ -6,6 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::fake_openai::{chat_body, FakeOpenAi, Reply, SeenRequest};
@@ -263,6 +264,55 @@ async fn secrets_in_inputs_never_reach_the_snapshot() {
     }
     let manifest = std::fs::read_to_string(run_dir.join("snapshot/manifest.json")).unwrap();
     assert!(manifest.contains("workspace/notes.md"), "{manifest}");
+}
+
+/// The snapshot is written while the run waits on the model, not at its end: a run killed
+/// part-way (a cancelled CI job, a crash) already carries what a replay elsewhere needs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_while_it_waits_on_the_model_already_carries_its_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path(), NOTES_LINE, "");
+    let stage = stage(dir.path());
+    let run_dir = dir.path().join("run");
+    let silent = FakeOpenAi::scripted(vec![Reply::Hang(Duration::from_secs(60))]).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hatrack"))
+        .arg("run")
+        .arg(&ws)
+        .arg("--stage")
+        .arg(&stage)
+        .args(["--model", "fake-model", "--base-url"])
+        .arg(silent.url())
+        .args([
+            "--quiet",
+            "--timeout",
+            "60",
+            "--max-retries",
+            "0",
+            "--transcript",
+        ])
+        .arg(&run_dir)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .spawn()
+        .unwrap();
+    let manifest = run_dir.join("snapshot/manifest.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(manifest.is_file() && silent.count() == 1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let still_waiting = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        still_waiting,
+        "the run ended without an answer from the model"
+    );
+    assert_eq!(silent.count(), 1, "the run is waiting on its first request");
+    let m: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    for wanted in ["stage/deployment/STAGE.md", "workspace/notes.md"] {
+        assert!(m["files"].get(wanted).is_some(), "{wanted} missing: {m}");
+    }
+    assert!(run_dir.join("snapshot/objects.pack").is_file());
 }
 
 /// Records a run, removes its workspace and stage, and returns the run directory.

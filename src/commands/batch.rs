@@ -48,7 +48,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     // Each member is its own task, so the runtime's worker threads share the CPU work
     // (loading, rendering, grounding, reports) while others wait on the model.
     let shared = Arc::new(args.clone());
-    let batch_shared = Arc::new(BatchShared::new());
+    let batch_shared = Arc::new(BatchShared::new(members.len()));
     let mut tasks = tokio::task::JoinSet::new();
     for m in &members {
         let runner = Runner {
@@ -115,7 +115,8 @@ pub async fn replay(
     let names = index::listed_members(&dir).map_err(|e| Error::usage(e.to_string()))?;
     let loaded = index::load(&dir, &names).map_err(|e| Error::usage(e.to_string()))?;
     let progress = Progress::new(global.quiet);
-    let batch_shared = Arc::new(BatchShared::new());
+    // A replay writes no snapshot: nothing waits for the members to prepare.
+    let batch_shared = Arc::new(BatchShared::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for member in loaded.iter().filter(|m| m.entry.error.is_none()) {
         let name = member.entry.name.clone();

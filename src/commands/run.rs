@@ -140,17 +140,23 @@ pub(super) struct Runner {
 /// What the runs of a batch share: their preparation (loading, binding, preflight) is CPU
 /// work, done a few at a time so the first runs' requests go out while later runs still
 /// prepare; each stage (with its digest) and prompts directory is loaded once, and a stage's
-/// warnings are logged once, not once per workspace.
+/// warnings are logged once, not once per workspace. Work no request waits for (the
+/// snapshots) starts once every run has prepared.
 pub(super) struct BatchShared {
-    pub preparing: Semaphore,
+    preparing: Semaphore,
     /// Opens the other preparations once the first run has prepared.
     warmed: std::sync::Once,
     pub stages: Memo<(Stage, String)>,
     pub prompts: Memo<Prompts>,
+    /// Runs that have not finished preparing (successfully or not).
+    unprepared: std::sync::atomic::AtomicUsize,
+    /// Becomes true when `unprepared` reaches zero.
+    all_prepared: tokio::sync::watch::Sender<bool>,
 }
 
 impl BatchShared {
-    pub fn new() -> BatchShared {
+    /// Shared by `runs` runs.
+    pub fn new(runs: usize) -> BatchShared {
         BatchShared {
             // One at first: the first run loads the stage and prompts and compiles the
             // globs and patterns the others reuse (then `prepared` opens one per core).
@@ -158,15 +164,58 @@ impl BatchShared {
             warmed: std::sync::Once::new(),
             stages: Memo::new(64),
             prompts: Memo::new(64),
+            unprepared: runs.into(),
+            all_prepared: tokio::sync::watch::Sender::new(runs == 0),
         }
     }
 
-    /// A run has prepared: from now on, one preparation per core at a time.
+    /// Waits for a run's turn to prepare.
+    async fn turn(&self) -> Turn<'_> {
+        let permit = self
+            .preparing
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        Turn {
+            shared: self,
+            _permit: permit,
+        }
+    }
+
+    /// A run has prepared (or failed to): from now on, one preparation per core at a time.
     fn prepared(&self) {
         self.warmed.call_once(|| {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             self.preparing.add_permits(cores.saturating_sub(1));
         });
+        let before = self.unprepared.fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |n| n.checked_sub(1),
+        );
+        if before == Ok(1) {
+            self.all_prepared.send_replace(true);
+        }
+    }
+
+    /// Returns once every run of the batch has prepared.
+    async fn everyone_prepared(&self) {
+        let mut prepared = self.all_prepared.subscribe();
+        // The sender lives as long as `self`: waiting cannot fail.
+        let _ = prepared.wait_for(|done| *done).await;
+    }
+}
+
+/// A run's turn to prepare. Dropping it — prepared, failed or panicked — counts the run as
+/// prepared and lets the next one in, so nothing waits for a run that stopped.
+struct Turn<'a> {
+    shared: &'a BatchShared,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.shared.prepared();
     }
 }
 
@@ -309,12 +358,7 @@ pub(super) async fn run_member<W: Write + ?Sized>(
     let (member_args, workspace) = (args.clone(), workspace.to_path_buf());
     let batch = runner.batch.clone();
     let turn = match &runner.batch {
-        Some(b) => Some(
-            b.preparing
-                .acquire()
-                .await
-                .expect("the semaphore is never closed"),
-        ),
+        Some(b) => Some(b.turn().await),
         None => None,
     };
     let prepared = blocking(move || -> Result<_, Error> {
@@ -331,9 +375,6 @@ pub(super) async fn run_member<W: Write + ?Sized>(
     })
     .await;
     drop(turn);
-    if let Some(b) = &runner.batch {
-        b.prepared();
-    }
     let (prepared, settings, judge) = prepared?;
     let transcript = recording_plan(args, run_dir);
     let samples = args.samples.unwrap_or(1);
@@ -598,18 +639,17 @@ async fn execute<W: Write + ?Sized>(
         }
     };
 
+    let locked = Arc::new(locked);
+
     // Tokens of streamed answers show on the step's line as they arrive.
     settings.on_tokens = runner.progress.token_observer();
     judge.on_tokens = settings.on_tokens.clone();
     let model = build_model(&transcript, &settings, &judge, &scrubber, runner)?;
-    // What the snapshot copies is read as the run starts, from what this run used (beside
-    // its first request rather than before it).
-    let collecting = transcript.record.then(|| {
-        let (stage, workspace) = (prepared.stage.clone(), prepared.workspace.clone());
-        let (config, prompts) = (prepared.config.clone(), prepared.prompts.clone());
-        tokio::task::spawn_blocking(move || {
-            snapshot::collect(&stage, &workspace, &config, &prompts)
-        })
+    let snapshot_sources = transcript.record.then(|| SnapshotSources {
+        stage: prepared.stage.clone(),
+        workspace: prepared.workspace.clone(),
+        config: prepared.config.clone(),
+        prompts: prepared.prompts.clone(),
     });
     let mut agent = setup::agent(&prepared.config, &prepared.workspace, &scrubber)?;
     if let (Some(agent), Some(log)) = (agent.as_mut(), prepared.tool_log) {
@@ -644,12 +684,13 @@ async fn execute<W: Write + ?Sized>(
         prices,
         stage: prepared.stage,
     };
+    let snapshotting = snapshot_sources.map(|sources| {
+        let wait = runner.batch.clone();
+        let (dir, scrubber) = (locked.clone(), scrubber.clone());
+        tokio::spawn(sources.write_early(wait, dir, scrubber))
+    });
     let report = run::execute(&plan, model.as_ref(), &runner.progress).await;
-    let collected = match collecting {
-        Some(task) => Some(joined(task.await)),
-        None => None,
-    };
-    let (_locked, report) = write_snapshot(locked, collected, &plan, &scrubber, report).await?;
+    let report = finish_snapshot(&locked, snapshotting, &plan, &scrubber, report).await?;
 
     let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
     let (report, written) = {
@@ -681,29 +722,69 @@ async fn execute<W: Write + ?Sized>(
     Ok(report.outcome.exit_code)
 }
 
-/// Writes the run's snapshot (when it records), even when the run failed part-way so a
-/// `--resume` of it is portable too; a failed run's error comes first.
-async fn write_snapshot(
-    locked: RunDir,
-    collected: Option<snapshot::Collected>,
+/// What a recording run's snapshot copies: the stage, workspace, config and prompts the
+/// run uses.
+struct SnapshotSources {
+    stage: Stage,
+    workspace: PathBuf,
+    config: ConfigFile,
+    prompts: Prompts,
+}
+
+/// A snapshot written while its run waits on the model: the files read and the write's
+/// outcome.
+type EarlySnapshot = (
+    snapshot::Collected,
+    Result<snapshot::Summary, snapshot::SnapshotError>,
+);
+
+impl SnapshotSources {
+    /// Reads and writes the snapshot (without tool results: the run has made no tool call
+    /// yet) while the run waits on the model, so a run that stops part-way is portable too
+    /// and the work is off the run's end. In a batch it waits until every run has prepared:
+    /// it would otherwise take CPU from the batch's first requests.
+    async fn write_early(
+        self,
+        batch: Option<Arc<BatchShared>>,
+        dir: Arc<RunDir>,
+        scrubber: Scrubber,
+    ) -> EarlySnapshot {
+        if let Some(batch) = batch {
+            batch.everyone_prepared().await;
+        }
+        blocking(move || {
+            let collected =
+                snapshot::collect(&self.stage, &self.workspace, &self.config, &self.prompts);
+            let written = snapshot::write(&dir, &collected, &ToolLog::new(), &scrubber);
+            (collected, written)
+        })
+        .await
+    }
+}
+
+/// Waits for the run's snapshot (when it records) and writes it again with the run's tool
+/// results when it made tool calls, even when the run failed part-way so a `--resume` of it
+/// is portable too; a failed run's error comes first.
+async fn finish_snapshot(
+    dir: &Arc<RunDir>,
+    early: Option<tokio::task::JoinHandle<EarlySnapshot>>,
     plan: &RunPlan,
     scrubber: &Scrubber,
     report: Result<report::Report, Error>,
-) -> Result<(RunDir, report::Report), Error> {
-    let Some(collected) = collected else {
-        return Ok((locked, report?));
+) -> Result<report::Report, Error> {
+    let Some(early) = early else {
+        return report;
     };
+    let (collected, mut written) = joined(early.await);
     let tools = plan
         .agent
         .as_ref()
         .map(|a| a.tools.recorded())
         .unwrap_or_default();
-    let scrubber = scrubber.clone();
-    let (locked, written) = blocking(move || {
-        let written = snapshot::write(&locked, &collected, &tools, &scrubber);
-        (locked, written)
-    })
-    .await;
+    if !tools.is_empty() {
+        let (dir, scrubber) = (dir.clone(), scrubber.clone());
+        written = blocking(move || snapshot::write(&dir, &collected, &tools, &scrubber)).await;
+    }
     match written {
         Ok(s) => tracing::info!(
             "snapshot: {} files, {} tool results, {} objects, {} bytes",
@@ -715,7 +796,7 @@ async fn write_snapshot(
         Err(e) if report.is_ok() => return Err(e.into()),
         Err(e) => tracing::warn!("{e}"),
     }
-    Ok((locked, report?))
+    report
 }
 
 /// Runs file work (many small writes, fsyncs) on tokio's blocking threads: in a batch, the

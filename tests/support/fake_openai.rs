@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -87,6 +87,11 @@ pub enum Reply {
     CutOff(String),
     /// Wait, then answer with the inner reply (to hold requests in flight).
     Delayed(Duration, Box<Reply>),
+    /// Answer with the inner reply this long after the request arrived, to within a tenth
+    /// of a millisecond: timed by a blocking thread's sleep, as tokio's timers round up to the
+    /// next millisecond and fire late on a busy runtime (benchmarks compare against the
+    /// latency exactly). Not cancelled when the connection is dropped: keep it short.
+    Paced(Duration, Box<Reply>),
     /// A 200 with `Transfer-Encoding: chunked` and no Content-Length, sending `chunk` over and
     /// over — `times` times, or until the client hangs up when `None` (an endless body).
     Chunked { chunk: String, times: Option<usize> },
@@ -168,6 +173,11 @@ impl Reply {
     /// This reply after a pause.
     pub fn delayed(self, pause: Duration) -> Reply {
         Reply::Delayed(pause, Box::new(self))
+    }
+
+    /// This reply `latency` after its request arrived, precisely (see [`Reply::Paced`]).
+    pub fn paced(self, latency: Duration) -> Reply {
+        Reply::Paced(latency, Box::new(self))
     }
 
     /// A 200 with a JSON body of about `bytes` bytes (a chat answer whose content is that
@@ -483,11 +493,12 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         let Some(request) = read_request(&mut stream, &mut buffer).await else {
             return;
         };
+        let arrived = Instant::now();
         shared.count.fetch_add(1, Ordering::SeqCst);
         shared.log.lock().unwrap().push(request.clone());
         let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let keep_open = answer(&mut stream, &shared, &request).await;
+        let keep_open = answer(&mut stream, &shared, &request, arrived).await;
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         if !keep_open {
             return;
@@ -496,7 +507,12 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
 }
 
 /// Answers one request; false when the connection must be closed afterwards.
-async fn answer(stream: &mut TcpStream, shared: &Shared, request: &SeenRequest) -> bool {
+async fn answer(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    request: &SeenRequest,
+    arrived: Instant,
+) -> bool {
     let mut reply = match &shared.handler {
         Some(handler) => handler(request),
         None => shared
@@ -511,9 +527,19 @@ async fn answer(stream: &mut TcpStream, shared: &Shared, request: &SeenRequest) 
                 )
             }),
     };
-    while let Reply::Delayed(pause, inner) = reply {
-        tokio::time::sleep(pause).await;
-        reply = *inner;
+    loop {
+        match reply {
+            Reply::Delayed(pause, inner) => {
+                tokio::time::sleep(pause).await;
+                reply = *inner;
+            }
+            Reply::Paced(latency, inner) => {
+                let left = (arrived + latency).saturating_duration_since(Instant::now());
+                let _ = tokio::task::spawn_blocking(move || std::thread::sleep(left)).await;
+                reply = *inner;
+            }
+            _ => break,
+        }
     }
     if request.body["stream"] == true && shared.stream_when_asked.load(Ordering::SeqCst) {
         reply = as_stream(reply);
@@ -564,7 +590,7 @@ async fn answer(stream: &mut TcpStream, shared: &Shared, request: &SeenRequest) 
             stream.write_all(b"0\r\n\r\n").await.is_ok()
         }
         Reply::Sse { events, end } => write_sse(stream, events, end).await,
-        Reply::Delayed(..) => unreachable!("unwrapped above"),
+        Reply::Delayed(..) | Reply::Paced(..) => unreachable!("unwrapped above"),
     }
 }
 
