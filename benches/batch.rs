@@ -227,7 +227,7 @@ fn main() {
     let seen = arrivals.clone();
     let streams = Mutex::new(HashMap::new());
     let fake = runtime.block_on(FakeOpenAi::with_handler(move |req| {
-        seen.lock().expect("arrivals").push(Instant::now());
+        seen.lock().expect("arrivals").push(req.arrived);
         answer_cached(req, &streams).paced(latency())
     }));
     let url = fake.url();

@@ -38,6 +38,8 @@ pub struct SeenRequest {
     pub body_text: String,
     /// The body as JSON (`Value::Null` when it is not JSON).
     pub body: Value,
+    /// When its last byte was read (before the fake parsed it).
+    pub arrived: Instant,
 }
 
 impl SeenRequest {
@@ -87,8 +89,8 @@ pub enum Reply {
     CutOff(String),
     /// Wait, then answer with the inner reply (to hold requests in flight).
     Delayed(Duration, Box<Reply>),
-    /// Answer with the inner reply this long after the request arrived, to within a tenth
-    /// of a millisecond: timed by a blocking thread's sleep, as tokio's timers round up to the
+    /// Answer with the inner reply this long after the request's last byte arrived, to
+    /// within a tenth of a millisecond: timed by a blocking thread's sleep, as tokio's timers round up to the
     /// next millisecond and fire late on a busy runtime (benchmarks compare against the
     /// latency exactly). Not cancelled when the connection is dropped: keep it short.
     Paced(Duration, Box<Reply>),
@@ -493,12 +495,11 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         let Some(request) = read_request(&mut stream, &mut buffer).await else {
             return;
         };
-        let arrived = Instant::now();
         shared.count.fetch_add(1, Ordering::SeqCst);
         shared.log.lock().unwrap().push(request.clone());
         let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let keep_open = answer(&mut stream, &shared, &request, arrived).await;
+        let keep_open = answer(&mut stream, &shared, &request).await;
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         if !keep_open {
             return;
@@ -507,12 +508,7 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
 }
 
 /// Answers one request; false when the connection must be closed afterwards.
-async fn answer(
-    stream: &mut TcpStream,
-    shared: &Shared,
-    request: &SeenRequest,
-    arrived: Instant,
-) -> bool {
+async fn answer(stream: &mut TcpStream, shared: &Shared, request: &SeenRequest) -> bool {
     let mut reply = match &shared.handler {
         Some(handler) => handler(request),
         None => shared
@@ -534,7 +530,7 @@ async fn answer(
                 reply = *inner;
             }
             Reply::Paced(latency, inner) => {
-                let left = (arrived + latency).saturating_duration_since(Instant::now());
+                let left = (request.arrived + latency).saturating_duration_since(Instant::now());
                 let _ = tokio::task::spawn_blocking(move || std::thread::sleep(left)).await;
                 reply = *inner;
             }
@@ -675,6 +671,7 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Se
         }
         buffer.extend_from_slice(&chunk[..n]);
     }
+    let arrived = Instant::now();
     let body_text = String::from_utf8_lossy(&buffer[body_start..body_start + length]).into_owned();
     buffer.drain(..body_start + length);
     let body = serde_json::from_str(&body_text).unwrap_or(Value::Null);
@@ -684,6 +681,7 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Se
         headers,
         body_text,
         body,
+        arrived,
     })
 }
 
