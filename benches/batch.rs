@@ -14,12 +14,15 @@
 //! hatrack and of the fake, how many requests
 //! started in each 25 ms of the last batch (where the `--jobs` slots sat idle: the start,
 //! the tail, CPU between a run's steps), how many files a batch writes, and what creating
-//! one costs here (see [`file_creation`]: the disk's state moves the figures too).
+//! one costs here (see [`file_creation`]: the disk's state moves the figures too). When
+//! that cost shows the slowed state recent deletions leave behind, the bench first waits
+//! for it to pass (up to two minutes; see [`settled_file_creation`]).
 //!
 //! Run: `cargo bench --bench batch` (builds the release binary first).
 //! `HATRACK_BENCH_LATENCY_MS=0` measures hatrack's own cost; `HATRACK_BENCH_ALONE=1` runs only
 //! the one-workspace figure; `HATRACK_BENCH_BATCH_ONLY=1` skips the separate processes;
-//! `HATRACK_BENCH_ROUNDS=N` takes N rounds (5 by default); `HATRACK_BIN=PATH` measures another build (e.g. one with symbols
+//! `HATRACK_BENCH_ROUNDS=N` takes N rounds (5 by default); `HATRACK_BENCH_NO_SETTLE=1` does
+//! not wait for the disk; `HATRACK_BIN=PATH` measures another build (e.g. one with symbols
 //! for `perf`). On a 2-core machine the fake server shares the CPU with hatrack, and figures
 //! vary by ±10% from run to run: compare medians of several runs.
 
@@ -147,10 +150,11 @@ fn answer_cached(req: &SeenRequest, streams: &Mutex<HashMap<String, String>>) ->
     }
 }
 
-/// What creating one file costs in the bench's temp directory. A batch writes a few hundred
+/// What creating one file costs in a new directory `dir`. A batch writes a few hundred
 /// files, and on some file systems (ext4 without a journal, as on this project's VMs) each
-/// creation scans past recently deleted inodes: after many deletions (earlier benches,
-/// builds, test runs) it takes 10–40 times as long, and the batch figure rises with it.
+/// creation scans past inodes deleted in the last minute or so: after many deletions
+/// (earlier benches, builds, test runs) it takes 10–40 times as long, and the batch figure
+/// rises with it.
 fn file_creation(dir: &Path) -> Duration {
     const FILES: u32 = 100;
     std::fs::create_dir_all(dir).expect("a probe directory");
@@ -159,6 +163,33 @@ fn file_creation(dir: &Path) -> Duration {
         std::fs::write(dir.join(format!("f{i}")), b"probe").expect("a probe file");
     }
     started.elapsed() / FILES
+}
+
+/// Above this, file creation is in its slowed state (it is 10–40 µs otherwise).
+const SLOWED_CREATION: Duration = Duration::from_micros(100);
+
+/// Waits (up to two minutes, `HATRACK_BENCH_NO_SETTLE` skips it) until creating a file in
+/// `tmp` is quick again: the slowed state passes a minute or so after the deletions that
+/// caused it, and measuring through it would measure the disk's recent past, not hatrack.
+/// Returns the last cost measured.
+fn settled_file_creation(tmp: &Path) -> Duration {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut probe = 0;
+    loop {
+        let cost = file_creation(&tmp.join(format!("probe-{probe}")));
+        probe += 1;
+        let waiting = std::env::var_os("HATRACK_BENCH_NO_SETTLE").is_none();
+        if cost <= SLOWED_CREATION || !waiting || Instant::now() >= deadline {
+            return cost;
+        }
+        if probe == 1 {
+            println!(
+                "  creating a file takes {:.0} µs here (recently deleted files slow it): waiting up to 2 min for it to pass",
+                cost.as_secs_f64() * 1e6
+            );
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
 }
 
 /// CPU time (user + system) used so far by this process (the fake server, mostly) and by
@@ -250,7 +281,7 @@ fn main() {
     println!("  ideal: {:.0} ms", ideal.as_secs_f64() * 1000.0);
     println!(
         "  creating a file in the temp directory: {:.0} µs (figures rise with it; see `file_creation`)",
-        file_creation(&tmp.path().join("probe")).as_secs_f64() * 1e6
+        settled_file_creation(tmp.path()).as_secs_f64() * 1e6
     );
     let (mut batch, mut apart8, mut apart20) = (Vec::new(), Vec::new(), Vec::new());
     let mut alone = Vec::new();
