@@ -349,7 +349,10 @@ fn main() {
     }
     let (r8, r20) = (ratio(&apart8), ratio(&apart20));
     stats("20 processes, 8 at a time (xargs -P 8)", apart8);
-    stats("20 processes at once", apart20);
+    stats(
+        "20 processes at once (each with its own --jobs 16: up to 320 in flight)",
+        apart20,
+    );
     println!(
         "  median / ideal: batch {r_batch:.2}× (target ≤ 1.30×), 8 at a time {r8:.2}×, all at once {r20:.2}×"
     );
