@@ -112,7 +112,10 @@ fn hint(err: &Error) -> Option<&'static str> {
             "this is the machine, not the command line: check free disk space and permissions of the directory named above, then run again (`hatrack run --resume DIR` continues a run)",
         ),
         Error::Model(ModelError::Transcript { .. }) => Some(
-            "the run directory's transcript could not be read or written: check disk space and permissions; a damaged exchanges.jsonl line is named above — restore the file, or record a new run with `hatrack run --transcript NEW_DIR`",
+            "the run directory's transcript could not be read or written: check free disk space and the permissions of the file named above",
+        ),
+        Error::Model(ModelError::TranscriptDamaged { .. }) => Some(
+            "the transcript was edited or damaged at the line named above: restore exchanges.jsonl from where it was committed or copied, or record a new run with `hatrack run --transcript NEW_DIR`",
         ),
         Error::Model(ModelError::CostBudgetExceeded { .. }) => Some(
             "raise --budget-usd, cut inputs with [limits], or lower max_tokens; every exchange made so far is recorded, and `hatrack run --resume DIR` continues without paying for them again",

@@ -484,6 +484,28 @@ async fn a_transcript_line_beyond_the_limit_is_an_error_naming_file_and_line() {
     no_panic(&out);
 }
 
+/// An exchange edited into the wrong shape is refused with its line and field named, and
+/// the advice is to restore the file: the disk is not at fault.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_exchange_is_refused_naming_its_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, run_dir) = recorded(dir.path()).await;
+    let path = run_dir.join("exchanges.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mut second: Value = serde_json::from_str(&lines[1]).unwrap();
+    second["usage"]["prompt_tokens"] = serde_json::json!("many");
+    lines[1] = second.to_string();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let out = replay(&run_dir)
+        .status(2)
+        .stderr_has("exchanges.jsonl: line 2: not a valid exchange: field `usage.prompt_tokens`")
+        .stderr_has("restore exchanges.jsonl")
+        .run();
+    assert!(!out.stderr.contains("disk space"), "{}", out.stderr);
+    no_panic(&out);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_huge_sparse_input_is_skipped_by_its_size_and_alone_stops_preflight() {
     let dir = tempfile::tempdir().unwrap();

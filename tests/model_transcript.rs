@@ -428,7 +428,7 @@ fn a_garbage_line_in_the_middle_names_file_and_line() {
     let line = one_line();
     std::fs::write(&path, format!("{line}\nnot json at all\n{line}\n")).unwrap();
     let err = read_exchanges(&path).unwrap_err();
-    assert!(matches!(err, ModelError::Transcript { .. }));
+    assert!(matches!(err, ModelError::TranscriptDamaged { .. }));
     let text = err.to_string();
     assert!(
         text.contains("exchanges.jsonl") && text.contains("line 2"),

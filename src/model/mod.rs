@@ -328,9 +328,14 @@ pub enum ModelError {
         spent_usd: f64,
         estimate_usd: f64,
     },
-    /// Exit 2: the transcript on disk cannot be read or written.
+    /// Exit 2: the transcript on disk cannot be read or written (the machine's fault).
     #[error("transcript {path}: {message}")]
     Transcript { path: String, message: String },
+    /// Exit 2: the transcript was read but its content is not hatrack's: a line that is not
+    /// an exchange, not UTF-8, or too long, or a file too large. Kept apart from
+    /// [`ModelError::Transcript`] so the advice is to restore the file, not to check the disk.
+    #[error("transcript {path}: {message}")]
+    TranscriptDamaged { path: String, message: String },
     /// Exit 2: bad model configuration (base URL, key, …).
     #[error("model configuration: {0}")]
     Config(String),

@@ -150,6 +150,39 @@ fn transcript_error(path: &Path, message: impl Into<String>) -> ModelError {
     }
 }
 
+/// The file was read but what it holds is not a transcript hatrack wrote.
+fn damaged(path: &Path, message: impl Into<String>) -> ModelError {
+    ModelError::TranscriptDamaged {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Parses one line as an exchange; the error names the field that failed
+/// (`response.choices[0].message`), since a column alone is useless in a 20 kB line.
+fn parse_exchange(text: &str) -> Result<Exchange, String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let exchange = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let inner = at_column(e.inner());
+        match e.path().to_string().as_str() {
+            "." => inner,
+            field => format!("field `{field}`: {inner}"),
+        }
+    })?;
+    de.end().map_err(|e| at_column(&e))?;
+    Ok(exchange)
+}
+
+/// serde_json's message ends "at line 1 column N": within one transcript line that "line 1"
+/// contradicts the line number the reader names, so only the column is kept.
+fn at_column(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let what = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(what, _)| what);
+    format!("{what} (column {})", e.column())
+}
+
 /// The longest line a transcript may hold. The reader refuses a longer one (naming the file
 /// and the line) without reading past this much of it, and the recorder never writes one.
 pub const MAX_LINE_BYTES: usize = 32 << 20;
@@ -194,7 +227,7 @@ pub fn read_exchanges(path: &Path) -> Result<Vec<Exchange>, ModelError> {
 }
 
 fn too_big(path: &Path) -> ModelError {
-    transcript_error(
+    damaged(
         path,
         format!(
             "larger than {} MiB, the most a run's transcript may take; it is damaged or not hatrack's (restore it, or record the run again)",
@@ -228,7 +261,7 @@ pub fn read_exchanges_from(path: &Path, source: impl Read) -> Result<Vec<Exchang
         }
         let complete = line.ends_with(b"\n");
         if !complete && line.len() > MAX_LINE_BYTES {
-            return Err(transcript_error(
+            return Err(damaged(
                 path,
                 format!(
                     "line {number} is longer than {} MiB, the most one exchange may take; the file is damaged or not a transcript (restore it, or record the run again)",
@@ -244,7 +277,7 @@ pub fn read_exchanges_from(path: &Path, source: impl Read) -> Result<Vec<Exchang
                 );
                 continue;
             }
-            return Err(transcript_error(
+            return Err(damaged(
                 path,
                 format!("line {number}: not UTF-8 text, so not a valid exchange"),
             ));
@@ -253,7 +286,7 @@ pub fn read_exchanges_from(path: &Path, source: impl Read) -> Result<Vec<Exchang
         if text.is_empty() {
             continue;
         }
-        match serde_json::from_str::<Exchange>(text) {
+        match parse_exchange(text) {
             Ok(exchange) => exchanges.push(exchange),
             Err(_) if !complete => {
                 tracing::warn!(
@@ -262,7 +295,7 @@ pub fn read_exchanges_from(path: &Path, source: impl Read) -> Result<Vec<Exchang
                 );
             }
             Err(e) => {
-                return Err(transcript_error(
+                return Err(damaged(
                     path,
                     format!("line {number}: not a valid exchange: {e}"),
                 ))
