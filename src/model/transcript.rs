@@ -158,19 +158,19 @@ fn damaged(path: &Path, message: impl Into<String>) -> ModelError {
     }
 }
 
-/// Parses one line as an exchange; the error names the field that failed
-/// (`response.choices[0].message`), since a column alone is useless in a 20 kB line.
+/// Parses one line as an exchange. Lines are parsed plainly; only a failing one is parsed
+/// again with its path tracked, so the error names the field (`usage.prompt_tokens`): a
+/// column alone is little help in a 20 kB line.
 fn parse_exchange(text: &str) -> Result<Exchange, String> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let exchange = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let inner = at_column(e.inner());
-        match e.path().to_string().as_str() {
-            "." => inner,
-            field => format!("field `{field}`: {inner}"),
+    serde_json::from_str(text).map_err(|e| {
+        let mut de = serde_json::Deserializer::from_str(text);
+        match serde_path_to_error::deserialize::<_, Exchange>(&mut de) {
+            Err(tracked) if tracked.path().to_string() != "." => {
+                format!("field `{}`: {}", tracked.path(), at_column(tracked.inner()))
+            }
+            _ => at_column(&e),
         }
-    })?;
-    de.end().map_err(|e| at_column(&e))?;
-    Ok(exchange)
+    })
 }
 
 /// serde_json's message ends "at line 1 column N": within one transcript line that "line 1"
