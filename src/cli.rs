@@ -173,6 +173,24 @@ pub struct RunArgs {
     /// Ask each judging step N times (1–32) with different seeds; the verdict is the majority.
     #[arg(long, value_name = "N", value_parser = parse_samples)]
     pub samples: Option<u32>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// Where policy comes from: the keys that decide where requests and keys go, which model
+/// judges, which stage runs and how strict the gate is (docs/policy.md lists them).
+#[derive(Debug, Clone, Args, Default)]
+pub struct TrustArgs {
+    /// A policy file: a hatrack.toml whose every key is trusted (endpoints, key variables,
+    /// models, stage, grounding minimums, budgets, gate leniencies). It must lie outside the
+    /// reviewed workspace [env: HATRACK_POLICY]
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Honour policy keys in the workspace's own hatrack.toml (endpoints, models, stage, a
+    /// lower grounding minimum…), for a repository you own. Never use it on a pull request
+    /// from someone else; every report says it was used.
+    #[arg(long)]
+    pub trust_workspace_config: bool,
 }
 
 impl RunArgs {

@@ -1,6 +1,7 @@
-//! `hatrack.toml` (at the workspace root), environment and flags, resolved into one place.
-//! Precedence: flags > environment > hatrack.toml > defaults. Secrets never come from the
-//! file: the API key is read from `OPENAI_API_KEY` (or the variable `api_key_env` names).
+//! `hatrack.toml` (at the workspace root) as written. Precedence: flags > environment >
+//! policy file > hatrack.toml > defaults, where the workspace's file may only bind inputs and
+//! tighten ([`crate::policy`] decides what it may set). Secrets never come from a file: the
+//! API key is read from `OPENAI_API_KEY` (or the variable a policy's `api_key_env` names).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,19 @@ pub struct ConfigFile {
     pub agent: AgentSection,
     #[serde(default)]
     pub tools: ToolsSection,
+    /// How lenient the gate is: policy only (the workspace may only leave these off).
+    #[serde(default)]
+    pub gate: GateSection,
+}
+
+/// `[gate]`: leniencies of the gate, as `--allow-unknown` / `--allow-unstable`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSection {
+    #[serde(default)]
+    pub allow_unknown: bool,
+    #[serde(default)]
+    pub allow_unstable: bool,
 }
 
 /// `[agent]`: steps as agents with read-only workspace tools.
@@ -80,8 +94,11 @@ pub struct ToolsSection {
 #[serde(deny_unknown_fields)]
 pub struct JudgeSection {
     pub model: Option<String>,
-    /// When the judge model lives at another endpoint (same API key variable).
+    /// When the judge model lives at another endpoint.
     pub base_url: Option<String>,
+    /// The variable holding the judge's key (default `HATRACK_JUDGE_API_KEY`; the producing
+    /// key is sent to the judge only when it lives at the producing endpoint).
+    pub api_key_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -209,33 +226,88 @@ impl PathList {
 /// The largest hatrack.toml read.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
+/// `[model.request]` fields that are hatrack's own: the request's shape, its messages and
+/// the answer's format. Refused wherever they are written.
+pub const RESERVED_REQUEST_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "parallel_tool_calls",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "best_of",
+];
+
+/// Reads a config or policy file of at most [`MAX_CONFIG_BYTES`]: a regular file only (a
+/// FIFO would hang, a device never end), its size checked before reading.
+pub fn read_bounded(path: &Path) -> Result<String, Error> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if !meta.is_file() {
+        return Err(Error::usage(format!(
+            "{}: not a regular file; give a TOML file",
+            path.display()
+        )));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(Error::usage(format!(
+            "{}: {} bytes; a hatrack.toml is at most {} KiB",
+            path.display(),
+            meta.len(),
+            MAX_CONFIG_BYTES >> 10
+        )));
+    }
+    let mut text = String::new();
+    use std::io::Read;
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(text)
+}
+
+/// The text of `WORKSPACE/hatrack.toml` (`None`: there is none).
+pub fn read_workspace_file(workspace: &Path) -> Result<Option<String>, Error> {
+    let path = workspace.join(CONFIG_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        _ => read_bounded(&path).map(Some),
+    }
+}
+
 impl ConfigFile {
-    /// Reads `WORKSPACE/hatrack.toml`; a missing file is an empty config.
+    /// Reads `WORKSPACE/hatrack.toml` as written, every key taken; a missing file is an
+    /// empty config. For a run, [`crate::policy::resolve`] decides which keys count.
     pub fn load(workspace: &Path) -> Result<ConfigFile, Error> {
         let path = workspace.join(CONFIG_FILE);
-        // The workspace may be hostile: never read a huge "config" into memory.
-        if let Ok(meta) = std::fs::metadata(&path) {
-            if meta.len() > MAX_CONFIG_BYTES {
-                return Err(Error::usage(format!(
-                    "{}: {} bytes; a hatrack.toml is at most {} KiB",
-                    path.display(),
-                    meta.len(),
-                    MAX_CONFIG_BYTES >> 10
-                )));
-            }
+        match read_workspace_file(workspace)? {
+            Some(text) => Self::parse(&text, &path),
+            None => Ok(ConfigFile::default()),
         }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-        };
-        Self::parse(&text, &path)
     }
 
     /// Parses hatrack.toml and checks what can be checked before any model call (the
     /// `[secrets]` patterns compile and cannot match the empty string).
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, Error> {
-        let config = Self::parse_toml(text, path)?;
+        Self::checked(Self::parse_toml(text, path)?, path)
+    }
+
+    /// A table (a policy with a workspace merged onto it) read as a config, with the
+    /// checks [`ConfigFile::parse`] makes.
+    pub fn from_table(table: toml::Table, path: &Path) -> Result<ConfigFile, Error> {
+        let config: ConfigFile = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
+        Self::checked(config, path)
+    }
+
+    fn checked(config: ConfigFile, path: &Path) -> Result<ConfigFile, Error> {
         config.validate(path)?;
         let secrets = &config.secrets;
         for (patterns, key) in [
@@ -314,6 +386,13 @@ impl ConfigFile {
             m.max_response_bytes,
             &bounds::MAX_RESPONSE_BYTES,
         ));
+        for field in m.request.keys() {
+            if RESERVED_REQUEST_FIELDS.contains(&field.as_str()) {
+                put(Err(format!(
+                    "[model.request] {field} is a field hatrack sets itself (use [model] max_tokens for a cap, --samples for several answers)"
+                )));
+            }
+        }
         if let Some(t) = m.temperature {
             put(check_f64("[model] temperature", f64::from(t), &bounds::TEMPERATURE).map(drop));
         }

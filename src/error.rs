@@ -20,6 +20,8 @@ pub enum Error {
     #[error(transparent)]
     Prompt(#[from] PromptError),
     #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
     Prices(#[from] crate::model::prices::PriceError),
     /// Bad command line, config or workspace input; the message says what to do.
     #[error("{0}")]

@@ -14,6 +14,7 @@ pub mod error;
 pub mod inputs;
 pub mod memo;
 pub mod model;
+pub mod policy;
 pub mod prompt;
 pub mod report;
 pub mod run;

@@ -81,7 +81,10 @@ fn hint(err: &Error) -> Option<&'static str> {
                 "the prompt plus max_tokens is larger than the model's context window: quote less of the inputs (lower [limits] max_file_bytes / max_input_bytes / max_artifact_bytes in hatrack.toml), set [model] max_tokens so that prompt + answer fit, or choose a model with a longer context (for llama.cpp, start the server with a larger --ctx-size)"
             }
             K::Auth => {
-                "the provider refused the key: set OPENAI_API_KEY (or the variable [model] api_key_env names) to a valid key for this --base-url"
+                "the provider refused the key: set OPENAI_API_KEY (or the variable a policy's [model] api_key_env names; HATRACK_JUDGE_API_KEY for a judge at its own endpoint) to a valid key for this --base-url"
+            }
+            K::Redirected => {
+                "set --base-url (or OPENAI_BASE_URL, or --judge-base-url) to the address the endpoint redirects to, if you trust it: a prompt and its key are never re-sent to another origin"
             }
             K::Quota => {
                 "the provider account is out of quota or credit: check its billing; retrying will not help"

@@ -38,11 +38,16 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     let dir = args.transcript.clone().unwrap_or_else(default_batch_dir);
     let locked = RunDir::open_locked(&dir)?;
 
-    // One limit on requests in flight for the whole batch: flags and env decide it, as the
-    // members' hatrack.toml files may disagree.
-    let defaults = setup::model_settings(&args.model, &ConfigFile::default())?;
+    // One limit on requests in flight for the whole batch: flags, env and the policy file
+    // decide it, as the members' hatrack.toml files may disagree.
+    let policy = match crate::policy::PolicyFile::from_args(args.trust.policy.as_deref())? {
+        Some(file) => file.config()?,
+        None => ConfigFile::default(),
+    };
+    let defaults = setup::model_settings(&args.model, &policy)?;
+    let judge = setup::judge_settings(&args.model, &policy, &defaults)?;
     let transport = SharedTransport::new(defaults.jobs);
-    let scrubber = setup::scrubber(&defaults, &ConfigFile::default())?;
+    let scrubber = setup::scrubber(&[&defaults, &judge], &policy)?;
     let progress = Progress::new(global.quiet);
     let line = Arc::new(progress.batch(members.len()));
     // Each member is its own task, so the runtime's worker threads share the CPU work
@@ -216,7 +221,7 @@ fn member_scrubber(args: &RunArgs, workspace: &Path) -> Option<Scrubber> {
     let workspace = setup::workspace_dir(Some(workspace)).ok()?;
     let config = ConfigFile::load(&workspace).ok()?;
     let settings = setup::model_settings(&args.model, &config).ok()?;
-    setup::scrubber(&settings, &config).ok()
+    setup::scrubber(&[&settings], &config).ok()
 }
 
 /// `member.json` in the member's run directory: what the index is built from, here and in

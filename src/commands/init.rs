@@ -305,13 +305,15 @@ fn render(
     }
     t.push('\n');
     match stage_line {
-        Some(line) => t.push_str(&format!("[stage]\n{line}\n")),
+        Some(line) => t.push_str(&format!(
+            "# [stage] is policy: `list` and `render` read it here, `run` only with\n# --trust-workspace-config (on a repository you own) or from a --policy file (docs/policy.md).\n[stage]\n{line}\n"
+        )),
         None => t.push_str(&format!(
-            "# [stage]\n# path = \"../path/to/stage\"   # default: {stage_spelling}, built into hatrack\n"
+            "# [stage] path is policy (docs/policy.md): pass --stage DIR, or set it in a --policy file.\n# default: {stage_spelling}, built into hatrack\n"
         )),
     }
     t.push_str(
-        "\n# [model]\n# name = \"gpt-4o-mini\"         # or --model / HATRACK_MODEL; the key comes from OPENAI_API_KEY\n\
+        "\n# The model, its endpoint and key are policy: --model / HATRACK_MODEL, OPENAI_BASE_URL and OPENAI_API_KEY.\n\
          \n# [limits]                      # bytes of each file / of each step's inputs quoted into prompts\n\
          # max_file_bytes = 12000\n# max_input_bytes = 48000\n",
     );

@@ -17,6 +17,7 @@ use crate::memo::Memo;
 use crate::model::settings::ModelSettings;
 use crate::model::transcript::{now_rfc3339, RecordMode, TranscriptModel};
 use crate::model::{ChatModel, SharedTransport};
+use crate::policy::{Effective, PolicyRecord, Provenance};
 use crate::prompt::Prompts;
 use crate::report;
 use crate::run::progress::Progress;
@@ -49,6 +50,9 @@ struct Prepared {
     /// and the recorded tool results that stand in for the workspace.
     snapshot: Option<Materialized>,
     tool_log: Option<ToolLog>,
+    /// Where each policy key came from, for a new run's run.json (`None`: a replay, which
+    /// keeps the policy its run.json recorded).
+    provenance: Option<Provenance>,
 }
 
 fn prepare(
@@ -88,6 +92,7 @@ fn prepare(
         config,
         snapshot: None,
         tool_log: None,
+        provenance: None,
     })
 }
 
@@ -251,7 +256,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
         }
         _ => setup::workspace_dir(None)?,
     };
-    let config = ConfigFile::load(&workspace)?;
+    let (config, provenance) = setup::run_config(args, &workspace)?;
     let stage_dir = match (&resumed, &args.resume) {
         (Some(rec), Some(dir)) if args.stage.stage.is_none() && args.stage.studio.is_none() => {
             rundir::resolve_recorded(dir, &rec.stage.path)
@@ -264,7 +269,8 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
         judge = setup::apply_record(&mut settings, &rec.model);
     }
     let prompts_dir = args.report.prompts.clone();
-    let prepared = prepare(stage_dir, workspace, config, prompts_dir, None)?;
+    let mut prepared = prepare(stage_dir, workspace, config, prompts_dir, None)?;
+    prepared.provenance = Some(provenance);
     preflight_render(&prepared)?;
 
     let transcript = if let Some(dir) = &args.resume {
@@ -364,12 +370,13 @@ pub(super) async fn run_member<W: Write + ?Sized>(
     let prepared = blocking(move || -> Result<_, Error> {
         let args = member_args;
         let workspace = setup::workspace_dir(Some(&workspace))?;
-        let config = ConfigFile::load(&workspace)?;
+        let (config, provenance) = setup::run_config(&args, &workspace)?;
         let stage_dir = setup::stage_dir(&args.stage, &config, &workspace)?;
         let settings = setup::model_settings(&args.model, &config)?;
         let judge = setup::judge_settings(&args.model, &config, &settings)?;
         let prompts = args.report.prompts.clone();
-        let prepared = prepare(stage_dir, workspace, config, prompts, batch.as_deref())?;
+        let mut prepared = prepare(stage_dir, workspace, config, prompts, batch.as_deref())?;
+        prepared.provenance = Some(provenance);
         preflight_render(&prepared)?;
         Ok((prepared, settings, judge))
     })
@@ -536,7 +543,7 @@ pub(super) async fn replay_with<W: Write + ?Sized>(
         );
     }
     let workspace = setup::workspace_dir(Some(&sources.workspace))?;
-    let config = ConfigFile::load(&workspace)?;
+    let config = replay_config(&record, &workspace)?;
     let mut settings = setup::model_settings(&Default::default(), &config)?;
     let judge = setup::apply_record(&mut settings, &record.model);
     let mut prepared = prepare(
@@ -564,6 +571,23 @@ pub(super) async fn replay_with<W: Write + ?Sized>(
         out,
     )
     .await
+}
+
+/// A replay's configuration: the workspace's bindings with the policy its run.json
+/// recorded, never the policy on disk now. A run.json from before policy was recorded gets
+/// the workspace file checked as a new run's would be (no policy file, not trusted).
+fn replay_config(record: &RunRecord, workspace: &Path) -> Result<ConfigFile, Error> {
+    let Some(policy) = &record.policy else {
+        return Ok(crate::policy::resolve(None, workspace, false)?.config);
+    };
+    let mut config = ConfigFile::load(workspace)?;
+    config.grounding = policy.grounding();
+    config.gate.allow_unknown = policy.allows("gate.allow_unknown");
+    config.gate.allow_unstable = policy.allows("gate.allow_unstable");
+    if let Some(turns) = policy.get("agent.max_turns").and_then(|t| t.parse().ok()) {
+        config.agent.max_turns = turns;
+    }
+    Ok(config)
 }
 
 fn default_run_dir(workspace: &Path) -> PathBuf {
@@ -605,7 +629,7 @@ async fn execute<W: Write + ?Sized>(
 ) -> Result<i32, Error> {
     let (mut settings, mut judge) = (settings, judge);
     let prices = setup::prices(report_args.prices.as_deref(), &mut settings, &mut judge)?;
-    let scrubber = setup::scrubber(&settings, &prepared.config)?;
+    let scrubber = setup::scrubber(&[&settings, &judge], &prepared.config)?;
     let prepared_workspace = prepared.workspace.clone();
     let run_dir = &transcript.run_dir;
     // Held until the reports are written: a second writer fails at once (exit 2).
@@ -628,6 +652,7 @@ async fn execute<W: Write + ?Sized>(
                 run_dir,
                 samples,
                 transcript.mode,
+                setup::gate_policy(report_args, &prepared.config),
             );
             // A file and an fsync: off the async workers, which a batch's requests share.
             let scrubber = scrubber.clone();
@@ -674,10 +699,8 @@ async fn execute<W: Write + ?Sized>(
         started_at: record.started_at.clone(),
         record_mode: record.record_mode.clone(),
         samples: samples.max(1),
-        policy: GatePolicy {
-            allow_unknown: report_args.allow_unknown,
-            allow_unstable: report_args.allow_unstable,
-        },
+        policy: setup::gate_policy(report_args, &prepared.config),
+        effective_policy: record.policy.clone(),
         stability_threshold: STABILITY_THRESHOLD,
         scrubber: scrubber.clone(),
         agent,
@@ -816,6 +839,7 @@ fn new_record(
     run_dir: &Path,
     samples: u32,
     mode: RecordMode,
+    gate: GatePolicy,
 ) -> RunRecord {
     let mut inputs: Vec<InputDigest> = p
         .bindings
@@ -860,6 +884,24 @@ fn new_record(
         },
         samples: samples.max(1),
         inputs,
+        policy: p.provenance.as_ref().map(|provenance| {
+            PolicyRecord::new(
+                provenance,
+                &Effective {
+                    settings,
+                    judge,
+                    base_url: rundir::sanitise_url(&settings.base_url),
+                    judge_base_url: rundir::sanitise_url(&judge.base_url),
+                    key_env: setup::key_env(&p.config),
+                    judge_key_env: setup::judge_key_env(&p.config),
+                    stage: &rundir::relative_to(&p.stage_dir, run_dir),
+                    config: &p.config,
+                    grounding: p.config.grounding,
+                    allow_unknown: gate.allow_unknown,
+                    allow_unstable: gate.allow_unstable,
+                },
+            )
+        }),
     }
 }
 

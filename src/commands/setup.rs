@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{ModelArgs, StageArgs};
+use crate::cli::{ModelArgs, ReportArgs, RunArgs, StageArgs};
 use crate::config::ConfigFile;
 use crate::definition::{self, LoadedStage};
 use crate::model::settings::{ModelSettings, Secret};
@@ -47,6 +47,52 @@ pub fn stage_dir(
     Ok(definition::default_stage_dir())
 }
 
+/// A run's configuration: the workspace's hatrack.toml merged onto the policy (`--policy`,
+/// `HATRACK_POLICY`), refusing what the workspace may not set, and where each key came from.
+pub fn run_config(
+    args: &RunArgs,
+    workspace: &Path,
+) -> Result<(ConfigFile, crate::policy::Provenance), Error> {
+    let file = crate::policy::PolicyFile::from_args(args.trust.policy.as_deref())?;
+    let resolved =
+        crate::policy::resolve(file.as_ref(), workspace, args.trust.trust_workspace_config)?;
+    let mut provenance = resolved.provenance;
+    provenance.flags = given_flags(args);
+    Ok((resolved.config, provenance))
+}
+
+/// The policy flags given on the command line (they outrank every file).
+fn given_flags(args: &RunArgs) -> Vec<&'static str> {
+    let m = &args.model;
+    let r = &args.report;
+    [
+        (
+            args.stage.stage.is_some() || args.stage.studio.is_some(),
+            "--stage",
+        ),
+        (m.model.is_some(), "--model"),
+        (m.base_url.is_some(), "--base-url"),
+        (m.judge_model.is_some(), "--judge-model"),
+        (m.judge_base_url.is_some(), "--judge-base-url"),
+        (m.max_retries.is_some(), "--max-retries"),
+        (m.max_reasks.is_some(), "--max-reasks"),
+        (m.budget.is_some(), "--budget"),
+        (r.allow_unknown, "--allow-unknown"),
+        (r.allow_unstable, "--allow-unstable"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect()
+}
+
+/// The gate's leniencies: a flag, or the policy's `[gate]`.
+pub fn gate_policy(report: &ReportArgs, config: &ConfigFile) -> crate::verdict::gate::GatePolicy {
+    crate::verdict::gate::GatePolicy {
+        allow_unknown: report.allow_unknown || config.gate.allow_unknown,
+        allow_unstable: report.allow_unstable || config.gate.allow_unstable,
+    }
+}
+
 /// Loads the stage and logs its warnings.
 pub fn load_stage(dir: &Path) -> Result<LoadedStage, Error> {
     let loaded = definition::load_stage(dir)?;
@@ -78,8 +124,7 @@ pub fn model_settings(args: &ModelArgs, config: &ConfigFile) -> Result<ModelSett
     {
         s.base_url = url.trim_end_matches('/').to_string();
     }
-    let key_var = m.api_key_env.as_deref().unwrap_or("OPENAI_API_KEY");
-    if let Some(key) = env(key_var) {
+    if let Some(key) = env(key_env(config)) {
         s.api_key = Secret::new(key.trim());
     }
     if let Some(t) = m.temperature {
@@ -108,8 +153,28 @@ pub fn model_settings(args: &ModelArgs, config: &ConfigFile) -> Result<ModelSett
     Ok(s)
 }
 
+/// The variable the producing key is read from (a policy's `[model] api_key_env`).
+pub fn key_env(config: &ConfigFile) -> &str {
+    config
+        .model
+        .api_key_env
+        .as_deref()
+        .unwrap_or("OPENAI_API_KEY")
+}
+
+/// The variable the judge's key is read from (a policy's `[judge] api_key_env`).
+pub fn judge_key_env(config: &ConfigFile) -> &str {
+    config
+        .judge
+        .api_key_env
+        .as_deref()
+        .unwrap_or(crate::policy::JUDGE_KEY_ENV)
+}
+
 /// The judging steps' settings: the producing settings with the judge's model and base URL
-/// (flags > `HATRACK_JUDGE_MODEL` > `[judge]` > the producing model).
+/// (flags > `HATRACK_JUDGE_MODEL` / `HATRACK_JUDGE_BASE_URL` > `[judge]` > the producing
+/// model), and the judge's own key: the producing key goes to the judge only when the judge
+/// lives at the producing endpoint.
 pub fn judge_settings(
     args: &ModelArgs,
     config: &ConfigFile,
@@ -128,10 +193,16 @@ pub fn judge_settings(
     if let Some(url) = args
         .judge_base_url
         .clone()
+        .or_else(|| env(crate::policy::JUDGE_BASE_URL_ENV))
         .or_else(|| config.judge.base_url.clone())
     {
         s.base_url = url.trim_end_matches('/').to_string();
     }
+    s.api_key = match env(judge_key_env(config)) {
+        Some(key) => Secret::new(key),
+        None if s.base_url == producer.base_url => producer.api_key.clone(),
+        None => Secret::default(),
+    };
     check_judge(producer, &s)?;
     Ok(s)
 }
@@ -167,16 +238,20 @@ pub fn apply_record(settings: &mut ModelSettings, record: &ModelRecord) -> Model
     judge
 }
 
-/// The scrubber for everything written: the API key's value and hatrack.toml's patterns.
-pub fn scrubber(settings: &ModelSettings, config: &ConfigFile) -> Result<Scrubber, Error> {
+/// The scrubber for everything written: the API keys' values (the producing and the
+/// judge's) and hatrack.toml's patterns.
+pub fn scrubber(keys: &[&ModelSettings], config: &ConfigFile) -> Result<Scrubber, Error> {
     let patterns = crate::secrets::compile_patterns(
         &config.secrets.scrub_patterns,
         "hatrack.toml [secrets] scrub_patterns",
     )
     .map_err(|e| Error::usage(e.to_string()))?;
-    let mut secrets = Vec::new();
-    if !settings.api_key.is_empty() {
-        secrets.push(settings.api_key.expose().to_string());
+    let mut secrets: Vec<String> = Vec::new();
+    for s in keys {
+        let key = s.api_key.expose();
+        if !key.is_empty() && !secrets.iter().any(|k| k == key) {
+            secrets.push(key.to_string());
+        }
     }
     Ok(Scrubber::new(secrets, patterns))
 }

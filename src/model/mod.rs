@@ -255,6 +255,8 @@ pub enum ProviderErrorKind {
     BadResponse,
     /// The response body is larger than the configured cap.
     TooLarge,
+    /// The endpoint redirected to another origin: the prompt and key are never sent there.
+    Redirected,
 }
 
 impl ProviderErrorKind {
@@ -286,6 +288,9 @@ impl ProviderErrorKind {
             ProviderErrorKind::BadRequest => "the provider rejected the request",
             ProviderErrorKind::BadResponse => "the provider's response is not a usable answer",
             ProviderErrorKind::TooLarge => "the provider's response is larger than allowed",
+            ProviderErrorKind::Redirected => {
+                "the endpoint redirected to another origin, which hatrack never follows"
+            }
         }
     }
 }

@@ -417,6 +417,11 @@ fn classify(error: OpenAIError, timeout: Duration) -> Failure {
                     ProviderErrorKind::Connection,
                     format!("connection failed: {}", error_chain(&e)),
                 )
+            } else if e.is_redirect() {
+                (
+                    ProviderErrorKind::Redirected,
+                    format!("redirect refused: {}", error_chain(&e)),
+                )
             } else if e.is_body() || e.is_decode() {
                 (
                     ProviderErrorKind::BadResponse,
@@ -593,7 +598,8 @@ fn http_client_key(base: &str, settings: &ModelSettings) -> String {
 fn http_client(base: &str, settings: &ModelSettings) -> Result<reqwest::Client, ModelError> {
     let mut builder = reqwest::Client::builder()
         .timeout(settings.timeout)
-        .connect_timeout(settings.timeout.min(Duration::from_secs(30)));
+        .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
+        .redirect(same_origin_redirects());
     if base.starts_with("http://") {
         // Plain HTTP (a local model, a proxy on localhost): no TLS is ever used, so the
         // system's root certificates are not loaded (~11 ms per run). Redirects to https
@@ -603,6 +609,27 @@ fn http_client(base: &str, settings: &ModelSettings) -> Result<reqwest::Client, 
     builder
         .build()
         .map_err(|e| ModelError::Config(format!("HTTP client: {}", error_chain(&e))))
+}
+
+/// Redirects are followed only within the origin (scheme, host, port) the request went to:
+/// a 307/308 re-sends the prompt's body, and a key meant for one endpoint must never reach
+/// another. A cross-origin redirect is a provider error saying where it pointed.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let origin = |u: &reqwest::Url| u.origin().ascii_serialization();
+        let first = attempt.previous().first().map(origin);
+        let next = origin(attempt.url());
+        if first.as_deref() != Some(next.as_str()) {
+            let to = next.clone();
+            attempt.error(format!(
+                "the endpoint redirected to another origin ({to}); hatrack does not follow it"
+            ))
+        } else if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 impl std::fmt::Debug for SharedTransport {

@@ -75,6 +75,10 @@ struct Page<'a> {
     signal_note: Option<&'static str>,
     /// v8 declarations shown but not run (`fix hats: …`).
     v8_note: Option<String>,
+    /// `--trust-workspace-config` was used.
+    trust_note: Option<&'static str>,
+    /// The effective policy: `(key, value, source)`.
+    policy: Vec<(String, String, String)>,
     steps: Vec<StepView<'a>>,
     judges: Vec<JudgeView>,
     groups: Vec<GroupView<'a>>,
@@ -266,6 +270,8 @@ impl<'a> Page<'a> {
             outcome_line: text::outcome_line(report),
             signal_note: text::signal_note(report),
             v8_note: text::v8_note(report),
+            trust_note: text::trust_note(report),
+            policy: text::policy_rows(report),
             steps,
             judges,
             groups,

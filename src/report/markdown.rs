@@ -64,7 +64,29 @@ fn render(report: &Report) -> String {
     steps_table(report, &mut md);
     details(report, &mut md);
     warnings(report, &mut md);
+    policy(report, &mut md);
     md.out
+}
+
+/// The effective policy, key by key with its source (docs/policy.md).
+fn policy(report: &Report, md: &mut Budget) {
+    let rows = text::policy_rows(report);
+    if rows.is_empty() {
+        return;
+    }
+    let mut s = String::from("### Policy\n\n| Key | Value | Source |\n|---|---|---|\n");
+    for (key, value, source) in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} |\n",
+            code(&key),
+            code(&value),
+            esc(&source)
+        ));
+    }
+    s.push('\n');
+    if !md.try_push(&s) {
+        md.push_marker("… policy table cut: see report.json `run.policy`\n\n");
+    }
 }
 
 fn head(report: &Report, md: &mut Budget) {
@@ -92,6 +114,9 @@ fn head(report: &Report, md: &mut Budget) {
     }
     if let Some(note) = text::v8_note(report) {
         s.push_str(&format!("> {}\n\n", esc(&note)));
+    }
+    if let Some(note) = text::trust_note(report) {
+        s.push_str(&format!("> ⚠️ **{}**\n\n", esc(note)));
     }
     if !report.outcome.reasons.is_empty() {
         s.push_str("Why:\n");

@@ -69,6 +69,10 @@ pub struct RunInfo {
     /// With `--prices`: the run's cost (unknown when any step's model has no price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Cost>,
+    /// The effective policy, each key with its source (absent for runs recorded before it
+    /// was): docs/policy.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::PolicyRecord>,
 }
 
 /// What tokens cost, from the `--prices` table. `usd` is `null` when a model used has no

@@ -50,6 +50,28 @@ pub fn signal_note(report: &Report) -> Option<&'static str> {
         .then_some(crate::verdict::gate::NO_SIGNAL_NOTE)
 }
 
+/// Said at the top of every report of a run that trusted the workspace's own hatrack.toml
+/// as policy: the repository under review chose its endpoints, models or gate.
+pub fn trust_note(report: &Report) -> Option<&'static str> {
+    report
+        .run
+        .policy
+        .as_ref()
+        .filter(|p| p.trusted_workspace_config)
+        .map(|_| "Policy from the reviewed workspace: its own hatrack.toml was trusted (--trust-workspace-config), so the repository under review chose settings that decide the gate")
+}
+
+/// The effective policy as `(key, value, source)` rows, for the reports' policy tables.
+pub fn policy_rows(report: &Report) -> Vec<(String, String, String)> {
+    report
+        .run
+        .policy
+        .iter()
+        .flat_map(|p| &p.keys)
+        .map(|k| (k.key.clone(), k.value.clone(), k.source.to_string()))
+        .collect()
+}
+
 /// What a v8 stage declares that hatrack shows but does not run: `fix hats: a, b (not run
 /// by hatrack) · interpretation: lens`. `None` for a stage that declares neither.
 pub fn v8_note(report: &Report) -> Option<String> {

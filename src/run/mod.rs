@@ -66,6 +66,9 @@ pub struct RunPlan {
     /// How many times each judging step is asked (1 = once).
     pub samples: u32,
     pub policy: GatePolicy,
+    /// The effective policy with each key's source, as run.json recorded it (shown in every
+    /// report; `None` for runs recorded before it was).
+    pub effective_policy: Option<crate::policy::PolicyRecord>,
     /// Agreement below this share marks a sampled verdict unstable.
     pub stability_threshold: f64,
     pub scrubber: Scrubber,
@@ -623,6 +626,7 @@ fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
                 .iter()
                 .fold(0u64, |t, s| t.saturating_add(s.duration_ms)),
             cost,
+            policy: plan.effective_policy.clone(),
         },
         outcome: Outcome::from(&decision),
         steps: run.steps,

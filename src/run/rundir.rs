@@ -27,6 +27,10 @@ pub struct RunRecord {
     pub model: ModelRecord,
     pub samples: u32,
     pub inputs: Vec<InputDigest>,
+    /// The effective policy, key by key with its source; a replay applies it. Absent in
+    /// run.json files written before policy was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::PolicyRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -353,6 +353,7 @@ pub fn sample_report() -> Report {
             usage: usage(29_630, 8_683),
             duration_ms: 60_617,
             cost: None,
+            policy: None,
         },
         outcome: Outcome {
             signal_met: false,
