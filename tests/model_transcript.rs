@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hatrack::model::{
-    read_exchanges, ChatModel, LiveModel, ModelError, ModelReply, ModelRequest, ModelSettings,
-    RecordMode, Recorder, ReplySource, TranscriptModel,
+    read_exchanges, ChatModel, Handles, LiveModel, ModelError, ModelReply, ModelRequest,
+    ModelSettings, RecordMode, Recorder, ReplySource, TranscriptModel,
 };
 use hatrack::secrets::Scrubber;
 use serde_json::json;
@@ -455,7 +455,7 @@ async fn open_in_none_mode_builds_no_client_even_with_a_dead_endpoint() {
             &s,
             None,
             Scrubber::default(),
-            None,
+            Handles::default(),
         )
         .unwrap();
         let hit = model.complete(&request("hat/a", "first")).await.unwrap();
@@ -478,7 +478,7 @@ async fn open_in_none_mode_builds_no_client_even_with_a_dead_endpoint() {
         &bad,
         None,
         Scrubber::default(),
-        None,
+        Handles::default(),
     )
     .unwrap_err();
     assert!(matches!(err, ModelError::Config(_)), "{err:?}");
@@ -497,7 +497,7 @@ async fn open_once_records_then_replays() {
         &s,
         None,
         Scrubber::default(),
-        None,
+        Handles::default(),
     )
     .unwrap();
     assert_eq!(
@@ -511,7 +511,7 @@ async fn open_once_records_then_replays() {
         &s,
         None,
         Scrubber::default(),
-        None,
+        Handles::default(),
     )
     .unwrap();
     assert_eq!(

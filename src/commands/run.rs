@@ -669,7 +669,13 @@ async fn execute<W: Write + ?Sized>(
     // Tokens of streamed answers show on the step's line as they arrive.
     settings.on_tokens = runner.progress.token_observer();
     judge.on_tokens = settings.on_tokens.clone();
-    let model = build_model(&transcript, &settings, &judge, &scrubber, runner)?;
+    let model = build_model(
+        &transcript,
+        (&settings, &judge),
+        &scrubber,
+        runner,
+        prices.as_ref(),
+    )?;
     let snapshot_sources = transcript.record.then(|| SnapshotSources {
         stage: prepared.stage.clone(),
         workspace: prepared.workspace.clone(),
@@ -909,10 +915,10 @@ fn new_record(
 /// a replay opens no socket), with the budget around the live model.
 fn build_model(
     t: &TranscriptPlan,
-    settings: &ModelSettings,
-    judge: &ModelSettings,
+    (settings, judge): (&ModelSettings, &ModelSettings),
     scrubber: &Scrubber,
     runner: &Runner,
+    prices: Option<&Arc<crate::model::prices::Prices>>,
 ) -> Result<Box<dyn ChatModel>, Error> {
     let replay_from = t.replay_from.as_ref().map(|dir| dir.join(EXCHANGES_FILE));
     let record_to = t.record.then(|| t.run_dir.join(EXCHANGES_FILE));
@@ -923,7 +929,10 @@ fn build_model(
         settings,
         Some(judge),
         scrubber.clone(),
-        runner.transport.as_ref(),
+        crate::model::Handles {
+            shared: runner.transport.as_ref(),
+            prices,
+        },
     )?))
 }
 

@@ -316,7 +316,5 @@ pub fn prices(
         }
     }
     judge.budget_usd = settings.budget_usd;
-    settings.prices = prices.clone();
-    judge.prices = prices.clone();
     Ok(prices)
 }

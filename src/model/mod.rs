@@ -5,7 +5,7 @@
 //! How a run puts it together:
 //! ```ignore
 //! let body = build_body(&settings, &messages, Some(&schema));      // what `render` prints
-//! let model = TranscriptModel::open(mode, Some(&old), Some(&new), &settings, None, scrubber, None)?;
+//! let model = TranscriptModel::open(mode, Some(&old), Some(&new), &settings, None, scrubber, Handles::default())?;
 //! let model: Arc<dyn ChatModel> = match settings.budget {
 //!     Some(tokens) => Arc::new(Budget::new(Arc::new(model), tokens)),
 //!     None => Arc::new(model),
@@ -38,7 +38,7 @@ pub use openai::{LiveModel, SharedTransport};
 pub use request::{build_body, build_body_with_tools, request_hash, ChatMessage, JsonSchemaSpec};
 pub use settings::{ModelSettings, Secret, TokenObserver};
 pub use structured::{ask_structured, StructuredOutcome};
-pub use transcript::{read_exchanges, Exchange, RecordMode, Recorder, TranscriptModel};
+pub use transcript::{read_exchanges, Exchange, Handles, RecordMode, Recorder, TranscriptModel};
 
 /// One request to the model: the step it belongs to and the exact
 /// `/v1/chat/completions` body that is (or would be) sent.

@@ -83,11 +83,9 @@ pub struct ModelSettings {
     pub jobs: usize,
     /// Token budget for the whole run (prompt + completion), if any.
     pub budget: Option<u64>,
-    /// Spending cap for the whole run in USD, if any (priced with `prices`).
+    /// Spending cap for the whole run in USD, if any (priced with the `--prices` table the
+    /// transcript model is opened with: a runtime handle, not configuration).
     pub budget_usd: Option<f64>,
-    /// The price table (`--prices FILE`), for `budget_usd`.
-    #[serde(skip)]
-    pub prices: Option<std::sync::Arc<super::prices::Prices>>,
     /// First retry delay; doubles each retry (with jitter). Small in tests.
     #[serde(with = "humantime_serde_compat")]
     pub backoff_base: Duration,
@@ -154,7 +152,6 @@ impl Default for ModelSettings {
             jobs: 2,
             budget: None,
             budget_usd: None,
-            prices: None,
             extra_body: serde_json::Map::new(),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),

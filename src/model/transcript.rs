@@ -658,6 +658,16 @@ impl std::fmt::Debug for TranscriptModel {
     }
 }
 
+/// Runtime handles a live model is built with beside its settings (configuration): the
+/// connections a batch shares and the price table a USD budget is counted with.
+#[derive(Clone, Copy, Default)]
+pub struct Handles<'a> {
+    /// The requests-in-flight limit and HTTP connections of a batch (`None`: the run's own).
+    pub shared: Option<&'a super::openai::SharedTransport>,
+    /// `--prices`, for `budget_usd`.
+    pub prices: Option<&'a Arc<super::prices::Prices>>,
+}
+
 impl TranscriptModel {
     /// `replay_from`: the exchanges to replay and the file they came from (never modified;
     /// may be another run's transcript). `record_to`: where this run's exchanges go.
@@ -708,8 +718,9 @@ impl TranscriptModel {
         settings: &super::ModelSettings,
         judge: Option<&super::ModelSettings>,
         scrubber: Scrubber,
-        shared: Option<&super::openai::SharedTransport>,
+        handles: Handles<'_>,
     ) -> Result<TranscriptModel, ModelError> {
+        let Handles { shared, prices } = handles;
         let exchanges = match replay_from {
             Some(path) if mode != RecordMode::All => read_exchanges(path)?,
             _ => Vec::new(),
@@ -722,7 +733,10 @@ impl TranscriptModel {
             let client: Arc<dyn ChatModel> = Arc::new(live(settings)?);
             // A judge model at another endpoint gets its own client; one budget covers both.
             let client: Arc<dyn ChatModel> = match judge {
-                Some(j) if j.base_url != settings.base_url => {
+                Some(j)
+                    if j.model != settings.model
+                        && (j.base_url != settings.base_url || j.api_key != settings.api_key) =>
+                {
                     Arc::new(super::router::Router::new(vec![
                         (settings.model.clone(), client),
                         (j.model.clone(), Arc::new(live(j)?)),
@@ -734,7 +748,7 @@ impl TranscriptModel {
                 Some(tokens) => Arc::new(super::Budget::new(client, tokens)),
                 None => client,
             };
-            Some(match (settings.budget_usd, &settings.prices) {
+            Some(match (settings.budget_usd, prices) {
                 (Some(usd), Some(prices)) => {
                     Arc::new(super::prices::UsdBudget::new(client, usd, prices.clone()))
                 }
