@@ -3,12 +3,13 @@
 //!
 //! This module is the batch's data: which workspaces it holds and under what names
 //! ([`members`]), which of them a shard runs ([`in_shard`]), and the index built from the
-//! run directories ([`index`]). Running the members is `commands/batch.rs`; combining
-//! shards is `commands/merge.rs`. Both build the index the same way — from what the run
+//! run directories ([`index`]). Running the members is [`run`]; combining shards is
+//! `commands/merge.rs`. Both build the index the same way — from what the run
 //! directories hold and nothing else — so a merged batch's index equals a single machine's.
 
 pub mod index;
 pub mod render;
+pub mod run;
 
 use std::path::{Path, PathBuf};
 

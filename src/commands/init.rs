@@ -9,10 +9,10 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::cli::InitArgs;
-use crate::commands::setup;
 use crate::config::{normalise_item, ConfigFile, CONFIG_FILE};
 use crate::definition::{self, embedded, Stage};
 use crate::inputs::{self, pattern_matches, split_reads};
+use crate::run::setup;
 use crate::Error;
 
 /// What kind of thing a Reads item asks for, recognised by the words it uses, and where

@@ -3,12 +3,12 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::cli::{ListArgs, ListFormat};
-use crate::commands::setup;
 use crate::config::ConfigFile;
 use crate::definition::{
     definition_digest, embedded, load_stage, resolve_stage_dir, AgentOrigin, ArtifactDef,
     ArtifactKind, Requirement, Stage,
 };
+use crate::run::setup;
 use crate::Error;
 
 /// The JSON printed by `hatrack list --format json`. The shape is stable: fields are only

@@ -5,10 +5,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::batch::write_index;
-use super::run::on_github_actions;
 use crate::batch::index;
+use crate::batch::run::write_index;
 use crate::cli::MergeArgs;
+use crate::run::lifecycle::on_github_actions;
 use crate::run::rundir::RunDir;
 use crate::Error;
 

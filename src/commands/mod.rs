@@ -1,7 +1,6 @@
 //! One file per verb. Each takes its parsed arguments and returns the exit code for a
 //! normal outcome (0, or 1 when a run's completion signal is not met) or a typed error.
 
-mod batch;
 mod check;
 mod diff;
 mod init;
@@ -9,7 +8,6 @@ mod list;
 mod merge;
 mod render;
 mod run;
-mod setup;
 
 pub use check::check;
 pub use diff::diff;

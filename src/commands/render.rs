@@ -6,7 +6,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::cli::RenderArgs;
-use crate::commands::setup;
 use crate::config::ConfigFile;
 use crate::definition::Stage;
 use crate::inputs;
@@ -17,6 +16,7 @@ use crate::report::Report;
 use crate::run::artifacts::Artifact;
 use crate::run::context::{self, PriorVerdict, StepMessages};
 use crate::run::rundir::{self, RunRecord, EXCHANGES_FILE};
+use crate::run::setup;
 use crate::run::steps::{self, Step, Target};
 use crate::Error;
 

@@ -2,15 +2,21 @@
 //! completion judge; verdicts grounded in evidence; the gate; the report. Model calls go
 //! through the [`ChatModel`] trait only, so live, replayed and recorded runs take the same
 //! path. Hats produce, judges judge: no step ever rules on its own work.
+//!
+//! A run's lifecycle — resolve ([`setup`]: stage, policy, settings), prepare and preflight,
+//! execute (this file's [`execute`]), finish (snapshot, reports) — is [`lifecycle`]; the
+//! `run` and `replay` verbs only dispatch to it.
 
 pub mod agent;
 pub mod answer;
 pub mod artifacts;
 pub mod context;
+pub mod lifecycle;
 pub mod progress;
 pub mod replay_sources;
 pub mod rundir;
 pub mod samples;
+pub mod setup;
 pub mod snapshot;
 pub mod steps;
 pub mod tool_answers;

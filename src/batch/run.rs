@@ -6,17 +6,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::run::{
-    append_step_summary, blocking, github_enabled, replay_with, run_member, BatchShared, Runner,
-};
-use super::setup;
 use crate::batch::index::{self, Loaded, MemberEnd, MEMBER_FILE};
 use crate::batch::{self, Member};
 use crate::cli::{GlobalArgs, ReplayArgs, RunArgs};
 use crate::config::ConfigFile;
 use crate::model::SharedTransport;
+use crate::run::lifecycle::{
+    append_step_summary, blocking, github_enabled, replay_with, run_member, BatchShared, Runner,
+};
 use crate::run::progress::Progress;
 use crate::run::rundir::RunDir;
+use crate::run::setup;
 use crate::secrets::Scrubber;
 use crate::Error;
 
@@ -248,7 +248,7 @@ fn write_member_end(
 /// order), writes it, prints the table and returns the batch's exit code. On GitHub Actions
 /// (`github`) batch.md goes to the step summary; annotations stay with single runs, since
 /// GitHub's ten per step would show only a batch's first few workspaces.
-pub(super) fn write_index(
+pub(crate) fn write_index(
     dir: &RunDir,
     loaded: &[Loaded],
     out: &mut dyn Write,
@@ -283,5 +283,5 @@ pub(super) fn write_index(
 }
 
 fn default_batch_dir() -> PathBuf {
-    super::run::default_dir("batch")
+    crate::run::lifecycle::default_dir("batch")
 }
