@@ -59,7 +59,8 @@ pub enum Command {
     /// Write a commented hatrack.toml binding every Reads item of the stage to this
     /// repository's files (TODO lines for what it could not find).
     Init(InitArgs),
-    /// Combine the batch directories of `run … --shard I/N` into one batch directory.
+    /// Combine the batch directories of `run … --shard I/N` into one batch directory (every
+    /// shard of one batch, each once, unless --partial).
     Merge(MergeArgs),
 }
 
@@ -224,6 +225,11 @@ pub struct MergeArgs {
     /// GITHUB_ACTIONS=true.
     #[arg(long)]
     pub github: bool,
+    /// Merge an incomplete set of shards (some missing): the merged index names the missing
+    /// shards and workspaces, and its gate is not met (exit 1 at best). Without it, a missing
+    /// shard is an error (exit 2).
+    #[arg(long)]
+    pub partial: bool,
 }
 
 #[derive(Debug, Clone, Args, Default)]

@@ -9,6 +9,7 @@
 
 pub mod index;
 pub mod render;
+pub mod scope;
 
 use std::path::{Path, PathBuf};
 
