@@ -527,3 +527,122 @@ fn the_predicate_and_subjects_are_written_for_other_signers() {
         .stderr_has("--key")
         .run();
 }
+
+/// What the action's "Run hatrack" and "Gate" steps do, run with bash as the runner would:
+/// the step's exit code, its outputs, and what it printed.
+struct ActionRun {
+    gate_exit: i32,
+    outputs: String,
+    stdout: String,
+}
+
+fn action_step(name: &str) -> String {
+    let action: Value = serde_norway::from_str(
+        &std::fs::read_to_string(support::repo_root().join("action.yml")).unwrap(),
+    )
+    .unwrap();
+    action["runs"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .and_then(|s| s["run"].as_str())
+        .unwrap_or_else(|| panic!("action.yml has a step {name:?}"))
+        .to_string()
+}
+
+fn run_action(tmp: &Path, transcript: &Path, public_key: &str) -> ActionRun {
+    let bin = Path::new(env!("CARGO_BIN_EXE_hatrack")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let outputs = tmp.join("github-output");
+    std::fs::write(&outputs, "").unwrap();
+    let run = Command::new("bash")
+        .args(["-e", "-c", &action_step("Run hatrack")])
+        .env("PATH", &path)
+        .env("RUNNER_TEMP", tmp)
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("HATRACK_WORKSPACE", ".")
+        .env("HATRACK_ARGS", "--quiet")
+        .env("HATRACK_REPLAY", transcript)
+        .env("HATRACK_PUBLIC_KEY", public_key)
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "the run step itself always succeeds");
+    let outputs = std::fs::read_to_string(&outputs).unwrap();
+    let output = |key: &str| {
+        outputs
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let gate = Command::new("bash")
+        .args(["-e", "-c", &action_step("Gate")])
+        .env("CODE", output("exit-code"))
+        .env("GATES", output("gates"))
+        .env("FAIL_ON_GATE", "true")
+        .status()
+        .unwrap();
+    ActionRun {
+        gate_exit: gate.code().unwrap(),
+        outputs,
+        stdout: String::from_utf8_lossy(&run.stdout).into_owned(),
+    }
+}
+
+/// The GitHub Action: a transcript replay gates only when it verifies against `public-key`;
+/// without one it is informational (a pull request can edit a committed transcript), and
+/// with one an unsigned or changed transcript fails the step.
+#[test]
+fn the_action_gates_on_a_replayed_transcript_only_when_it_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = shipped_run(tmp.path());
+    let (key, public) = keys(tmp.path(), "signer");
+    let public = std::fs::read_to_string(public).unwrap();
+
+    let unverified = run_action(tmp.path(), &run, "");
+    assert!(
+        unverified.outputs.contains("exit-code=1\n"),
+        "{}",
+        unverified.outputs
+    );
+    assert!(unverified.outputs.contains("gates=false\n"));
+    assert!(
+        unverified.stdout.contains("::warning title=hatrack::")
+            && unverified.stdout.contains("informational"),
+        "{}",
+        unverified.stdout
+    );
+    assert_eq!(unverified.gate_exit, 0, "not met, but it does not gate");
+
+    let unsigned = run_action(tmp.path(), &run, &public);
+    assert!(
+        unsigned.outputs.contains("exit-code=2\n"),
+        "{}",
+        unsigned.outputs
+    );
+    assert_eq!(unsigned.gate_exit, 2);
+
+    attest(&run, &key).run();
+    let signed = run_action(tmp.path(), &run, &public);
+    assert!(
+        signed.outputs.contains("exit-code=1\n") && signed.outputs.contains("gates=true\n"),
+        "{}",
+        signed.outputs
+    );
+    assert_eq!(signed.gate_exit, 1, "a verified replay gates");
+
+    change_one_byte(&run.join("exchanges.jsonl"));
+    let tampered = run_action(tmp.path(), &run, &public);
+    assert!(
+        tampered.outputs.contains("exit-code=2\n"),
+        "{}",
+        tampered.outputs
+    );
+    assert_eq!(tampered.gate_exit, 2);
+}
