@@ -76,6 +76,7 @@ pub struct AttestArgs {
     #[arg(value_name = "RUN")]
     pub run: PathBuf,
     /// Ed25519 private key, PKCS#8 PEM (`openssl genpkey -algorithm ed25519 -out key.pem`).
+    /// Needed unless --predicate-out or --subjects-out is given (those sign nothing).
     #[arg(long, value_name = "KEY.pem", required_unless_present_any = ["predicate_out", "subjects_out"])]
     pub key: Option<PathBuf>,
     /// Also write the statement's predicate (JSON) here, for another signer such as

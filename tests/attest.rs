@@ -200,6 +200,13 @@ fn a_signed_run_verifies_and_its_statement_lists_every_file() {
         .stdout_has("verified: 11 file(s) signed by keyid")
         .stdout_has("gate not met (exit 1)")
         .run();
+    Test::new()
+        .args(["verify", "--quiet"])
+        .arg(&run)
+        .arg("--key")
+        .arg(&public)
+        .stdout("")
+        .run();
     // Never a private key in what was written or printed.
     let secret: String = std::fs::read_to_string(&key)
         .unwrap()

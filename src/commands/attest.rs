@@ -7,11 +7,13 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::attest::{self, SigningKey, ENVELOPE_FILE, PREDICATE_TYPE};
-use crate::cli::AttestArgs;
+use crate::cli::{AttestArgs, GlobalArgs};
 use crate::run::rundir::{RunDir, RUN_FILE};
 use crate::Error;
 
-pub fn attest(args: &AttestArgs, out: &mut dyn Write) -> Result<i32, Error> {
+pub fn attest(args: &AttestArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let mut sink = std::io::sink();
+    let out: &mut dyn Write = if global.quiet { &mut sink } else { out };
     let run = &args.run;
     if !run.join(RUN_FILE).is_file() {
         return Err(Error::usage(format!(
