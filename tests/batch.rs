@@ -686,3 +686,22 @@ async fn shards_of_different_batches_are_not_merged() {
         .stderr_has("splits the batch into 2 shard(s) but")
         .run();
 }
+
+/// A replayed shard keeps what its index records of the batch (its shard, the whole member
+/// list), so it still merges: the replay rewrites the index byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_shard_keeps_its_scope() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let list: Vec<PathBuf> = (0..4)
+        .map(|i| workspace(&tmp.path().join("repos"), &format!("r{i}"), false))
+        .collect();
+    let shard = tmp.path().join("shard");
+    shard_run(&server, &list, 2, 2, &shard);
+    let before = index_files(&shard);
+    let scope = json(&shard.join("batch.json"))["scope"].clone();
+    assert_eq!(scope["shard"], "2/2");
+    assert_eq!(scope["members"].as_array().unwrap().len(), 4);
+    Test::new().arg("replay").arg(&shard).status(0).run();
+    assert_eq!(index_files(&shard), before);
+}
