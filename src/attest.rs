@@ -21,7 +21,7 @@
 //! This module is the format and the checks; `commands/attest.rs` and `commands/verify.rs`
 //! read the arguments and map the outcome to an exit code.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Component, Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -664,16 +664,19 @@ pub fn read_run(run_dir: &Path) -> Result<RunFiles, AttestError> {
     let run = read_json(run_dir, crate::run::rundir::RUN_FILE)?;
     let report = read_json(run_dir, "report.json")?;
     let path = run_dir.join(crate::run::rundir::EXCHANGES_FILE);
-    let bytes = read_capped(&path, u64::MAX).map_err(|message| AttestError::Run {
+    let cannot = |e: std::io::Error| AttestError::Run {
         path: path.clone(),
-        message,
-    })?;
+        message: format!("cannot read it ({e})"),
+    };
+    // Line by line: a transcript can be large, and only each request's model is needed.
+    let file = crate::safe_fs::open_read_no_follow(&path).map_err(cannot)?;
     let mut models = std::collections::BTreeSet::new();
-    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+        let line = line.map_err(cannot)?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let value: Value = serde_json::from_slice(line).map_err(|e| AttestError::Run {
+        let value: Value = serde_json::from_slice(&line).map_err(|e| AttestError::Run {
             path: path.clone(),
             message: format!(
                 "line {} is not JSON ({e}): the transcript is damaged; restore it or record the run again",
