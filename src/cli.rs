@@ -59,8 +59,44 @@ pub enum Command {
     /// Write a commented hatrack.toml binding every Reads item of the stage to this
     /// repository's files (TODO lines for what it could not find).
     Init(InitArgs),
-    /// Combine the batch directories of `run … --shard I/N` into one batch directory.
+    /// Combine the batch directories of `run … --shard I/N` into one batch directory (every
+    /// shard of one batch, each once, unless --partial).
     Merge(MergeArgs),
+    /// Sign a run directory: a DSSE envelope over an in-toto statement of every file in it,
+    /// written to RUN/attestation.intoto.jsonl.
+    Attest(AttestArgs),
+    /// Check a signed run directory: the signature, every file's digest, no file added, and
+    /// the reports agreeing with what was signed (exit 0 when it verifies, 2 when not).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AttestArgs {
+    /// The run directory to sign (a finished run, with report.json).
+    #[arg(value_name = "RUN")]
+    pub run: PathBuf,
+    /// Ed25519 private key, PKCS#8 PEM (`openssl genpkey -algorithm ed25519 -out key.pem`).
+    /// Needed unless --predicate-out or --subjects-out is given (those sign nothing).
+    #[arg(long, value_name = "KEY.pem", required_unless_present_any = ["predicate_out", "subjects_out"])]
+    pub key: Option<PathBuf>,
+    /// Also write the statement's predicate (JSON) here, for another signer such as
+    /// GitHub's `actions/attest` (`predicate-path`). Outside the run directory.
+    #[arg(long, value_name = "FILE")]
+    pub predicate_out: Option<PathBuf>,
+    /// Also write the subjects in `sha256sum` format here, for `actions/attest`
+    /// (`subject-checksums`). Outside the run directory.
+    #[arg(long, value_name = "FILE")]
+    pub subjects_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The signed run directory.
+    #[arg(value_name = "RUN")]
+    pub run: PathBuf,
+    /// The signer's Ed25519 public key, PEM (`openssl pkey -in key.pem -pubout -out key.pub.pem`).
+    #[arg(long, value_name = "PUB.pem")]
+    pub key: PathBuf,
 }
 
 /// Where the stage definition comes from.
@@ -242,6 +278,11 @@ pub struct MergeArgs {
     /// GITHUB_ACTIONS=true.
     #[arg(long)]
     pub github: bool,
+    /// Merge an incomplete set of shards (some missing): the merged index names the missing
+    /// shards and workspaces, and its gate is not met (exit 1 at best). Without it, a missing
+    /// shard is an error (exit 2).
+    #[arg(long)]
+    pub partial: bool,
 }
 
 #[derive(Debug, Clone, Args, Default)]
@@ -282,6 +323,10 @@ pub struct ReplayArgs {
     /// Workspace to use instead of the one recorded in run.json.
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
+    /// Replay only a run signed with this Ed25519 public key (PEM): an unsigned run, or one
+    /// whose files changed since `hatrack attest`, is refused (exit 2) before anything runs.
+    #[arg(long, value_name = "PUB.pem")]
+    pub require_signature: Option<PathBuf>,
     #[command(flatten)]
     pub report: ReportArgs,
 }

@@ -5,6 +5,7 @@
 //! exchanges ([`run`]) → [`verdict`]s and the gate → [`report`]. The CLI ([`cli`], [`commands`]) only parses,
 //! dispatches and maps errors to exit codes.
 
+pub mod attest;
 pub mod batch;
 pub mod cli;
 pub mod commands;

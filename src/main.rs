@@ -23,6 +23,8 @@ fn main() -> ExitCode {
         Command::Diff(args) => commands::diff(args, &mut out),
         Command::Init(args) => commands::init(args, &mut out),
         Command::Merge(args) => commands::merge(args, &mut out),
+        Command::Attest(args) => commands::attest(args, &cli.global, &mut out),
+        Command::Verify(args) => commands::verify(args, &cli.global, &mut out),
     };
     let _ = out.flush();
     if let Some(exporter) = &telemetry {

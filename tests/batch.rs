@@ -327,7 +327,7 @@ async fn merge_refuses_what_a_shard_never_holds() {
         .arg("--out")
         .arg(tmp.path().join("m1"))
         .status(2)
-        .stderr_has("in more than one shard")
+        .stderr_has("shard 1/1 is given twice")
         .run();
     // A symlink planted in a member's run directory is not followed.
     let secret = tmp.path().join("secret.txt");
@@ -536,4 +536,172 @@ async fn on_github_actions_the_batch_table_goes_to_the_step_summary() {
         .status(1)
         .run();
     assert_eq!(std::fs::read_to_string(&summary).unwrap(), "");
+}
+
+/// Runs `list` as shard `i/n` into `dir` (every member passes).
+fn shard_run(server: &FakeOpenAi, list: &[PathBuf], i: usize, n: usize, dir: &Path) {
+    let mut cmd = run(server)
+        .args(["--shard", &format!("{i}/{n}"), "--transcript"])
+        .arg(dir)
+        .status(0);
+    for ws in list {
+        cmd = cmd.arg(ws);
+    }
+    cmd.run();
+}
+
+/// Each batch.json records its shard and the whole member list; a merge missing a shard is
+/// refused naming it and the workspaces it holds, and `--partial` merges what is there with
+/// a gate that cannot be met — even when every merged workspace met its signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_missing_a_shard_is_refused_and_a_partial_one_cannot_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let list: Vec<PathBuf> = (0..6)
+        .map(|i| workspace(&tmp.path().join("repos"), &format!("p{i}"), false))
+        .collect();
+    let dirs: Vec<PathBuf> = (1..=3)
+        .map(|i| {
+            let dir = tmp.path().join(format!("shard-{i}"));
+            shard_run(&server, &list, i, 3, &dir);
+            dir
+        })
+        .collect();
+    let all: Vec<String> = (0..6).map(|i| format!("p{i}")).collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        let scope = &json(&dir.join("batch.json"))["scope"];
+        assert_eq!(scope["shard"], format!("{}/3", i + 1));
+        assert_eq!(scope["members"], serde_json::json!(all), "the whole list");
+        assert_eq!(scope["members_digest"].as_str().unwrap().len(), 64);
+    }
+    let in_third = names(&dirs[2]);
+
+    let merge = |given: &[PathBuf], out: &str| {
+        Test::new()
+            .arg("merge")
+            .args(given)
+            .arg("--out")
+            .arg(tmp.path().join(out))
+    };
+    let out = merge(&dirs[..2], "refused")
+        .status(2)
+        .stderr_has("incomplete merge: shard(s) 3/3 missing")
+        .stderr_has("--partial")
+        .run();
+    for name in &in_third {
+        assert!(out.stderr.contains(name.as_str()), "{}", out.stderr);
+    }
+    assert!(!tmp.path().join("refused").join("batch.json").exists());
+
+    merge(&dirs[..2], "partial")
+        .arg("--partial")
+        .status(1)
+        .stdout_has("shard(s) 3/3 not merged")
+        .run();
+    let partial = tmp.path().join("partial");
+    let index = json(&partial.join("batch.json"));
+    assert_eq!(index["exit_code"], 1);
+    assert_eq!(index["counts"]["signal_not_met"], 0, "every merged run met");
+    assert_eq!(index["counts"]["missing"], in_third.len());
+    assert_eq!(
+        index["scope"]["missing"]["shards"],
+        serde_json::json!(["3/3"])
+    );
+    assert_eq!(
+        index["scope"]["missing"]["workspaces"],
+        serde_json::json!(in_third)
+    );
+    let md = std::fs::read_to_string(partial.join("batch.md")).unwrap();
+    assert!(
+        md.contains("**Gate not met: shards missing.** shard(s) 3/3 were not merged"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(partial.join("batch.html")).unwrap();
+    assert!(html.contains("Gate not met: shards missing."), "{html}");
+    let junit = std::fs::read_to_string(partial.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("shard 3/3") && junit.contains("<failure"),
+        "{junit}"
+    );
+
+    // The partial merge and the late shard make the whole batch, whose gate can be met.
+    let whole = tmp.path().join("whole");
+    let mut cmd = run(&server).arg("--transcript").arg(&whole).status(0);
+    for ws in &list {
+        cmd = cmd.arg(ws);
+    }
+    cmd.run();
+    merge(&[partial.clone(), dirs[2].clone()], "completed")
+        .status(0)
+        .run();
+    assert_eq!(
+        index_files(&tmp.path().join("completed")),
+        index_files(&whole)
+    );
+    // Merging an already merged (partial) batch again with the shards it holds is refused.
+    merge(&[partial, dirs[0].clone()], "twice")
+        .status(2)
+        .stderr_has("shard 1/3 is given twice")
+        .run();
+}
+
+/// Shards run with other workspace lists are of another batch: refused, naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_of_different_batches_are_not_merged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let list: Vec<PathBuf> = (0..4)
+        .map(|i| workspace(&tmp.path().join("repos"), &format!("q{i}"), false))
+        .collect();
+    let mut other = list.clone();
+    other.push(workspace(&tmp.path().join("repos"), "extra", false));
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    shard_run(&server, &list, 1, 2, &a);
+    shard_run(&server, &other, 2, 2, &b);
+    let out = Test::new()
+        .arg("merge")
+        .arg(&a)
+        .arg(&b)
+        .arg("--partial")
+        .arg("--out")
+        .arg(tmp.path().join("m"))
+        .status(2)
+        .stderr_has("shards of different batches (4 and 5 workspace(s)")
+        .run();
+    assert!(
+        out.stderr.contains(&a.display().to_string()),
+        "{}",
+        out.stderr
+    );
+    // Shard counts must agree too.
+    let c = tmp.path().join("c");
+    shard_run(&server, &list, 2, 3, &c);
+    Test::new()
+        .arg("merge")
+        .arg(&a)
+        .arg(&c)
+        .arg("--out")
+        .arg(tmp.path().join("m2"))
+        .status(2)
+        .stderr_has("splits the batch into 2 shard(s) but")
+        .run();
+}
+
+/// A replayed shard keeps what its index records of the batch (its shard, the whole member
+/// list), so it still merges: the replay rewrites the index byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_shard_keeps_its_scope() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let list: Vec<PathBuf> = (0..4)
+        .map(|i| workspace(&tmp.path().join("repos"), &format!("r{i}"), false))
+        .collect();
+    let shard = tmp.path().join("shard");
+    shard_run(&server, &list, 2, 2, &shard);
+    let before = index_files(&shard);
+    let scope = json(&shard.join("batch.json"))["scope"].clone();
+    assert_eq!(scope["shard"], "2/2");
+    assert_eq!(scope["members"].as_array().unwrap().len(), 4);
+    Test::new().arg("replay").arg(&shard).status(0).run();
+    assert_eq!(index_files(&shard), before);
 }

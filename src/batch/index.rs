@@ -2,17 +2,19 @@
 //! directory), built only from what each member's run directory holds: its `member.json`
 //! (how the run ended) and, when it reached one, its `report.json`. A batch run and a merge
 //! of shards therefore write the same index. It holds no times, so the same runs give the
-//! same files.
+//! same files. It also records its [`Scope`]: the shard it ran and the whole batch's member
+//! list, so a merge can tell a complete set of shards from an incomplete or mixed one.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::scope::Scope;
 use super::valid_name;
 use crate::report::{Report, VerdictCounts};
 
-/// The version of `batch.json`'s shape.
-pub const BATCH_SCHEMA_VERSION: u32 = 1;
+/// The version of `batch.json`'s shape (2: with its [`Scope`]).
+pub const BATCH_SCHEMA_VERSION: u32 = 2;
 
 /// The index's data file, which also marks a directory as a batch directory.
 pub const INDEX_FILE: &str = "batch.json";
@@ -43,6 +45,10 @@ pub struct BatchIndex {
     pub counts: BatchCounts,
     /// Members by name.
     pub workspaces: Vec<MemberReport>,
+    /// The shard this directory holds and the whole batch's members (absent only in an
+    /// index an older hatrack wrote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +58,13 @@ pub struct BatchCounts {
     pub signal_not_met: u32,
     /// Runs that ended without a verdict (exit 2–5).
     pub failed: u32,
+    /// Members of the batch a `merge --partial` did not get (never reviewed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missing: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,10 +222,15 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     serde_json::from_slice(&bytes).map_err(|e| format!("not valid: {e}"))
 }
 
-/// The index over loaded members.
-pub fn build(members: &[Loaded]) -> BatchIndex {
+/// The index over loaded members. A scope that lacks shards or members (a partial merge)
+/// makes the batch's exit code at least 1: workspaces never reviewed cannot pass the gate.
+pub fn build(members: &[Loaded], scope: Option<Scope>) -> BatchIndex {
     let mut counts = BatchCounts {
         workspaces: members.len() as u32,
+        missing: scope
+            .as_ref()
+            .and_then(|s| s.missing.as_ref())
+            .map_or(0, |m| m.workspaces.len() as u32),
         ..BatchCounts::default()
     };
     for m in members {
@@ -222,14 +240,21 @@ pub fn build(members: &[Loaded]) -> BatchIndex {
             None => counts.failed += 1,
         }
     }
-    let exit_code = members.iter().map(|m| m.entry.exit_code).max().unwrap_or(0);
+    let mut exit_code = members.iter().map(|m| m.entry.exit_code).max().unwrap_or(0);
+    let mut text = summary(&counts);
+    if let Some(reason) = scope.as_ref().and_then(Scope::missing_reason) {
+        exit_code = exit_code.max(1);
+        text.push_str("; ");
+        text.push_str(&reason);
+    }
     BatchIndex {
         schema_version: BATCH_SCHEMA_VERSION,
         hatrack_version: env!("CARGO_PKG_VERSION").to_string(),
         exit_code,
-        summary: summary(&counts),
+        summary: text,
         counts,
         workspaces: members.iter().map(|m| m.entry.clone()).collect(),
+        scope,
     }
 }
 
@@ -247,12 +272,20 @@ fn summary(c: &BatchCounts) -> String {
     text
 }
 
-/// Member names listed by a batch directory's `batch.json`.
-pub fn listed_members(batch_dir: &Path) -> Result<Vec<String>, IndexError> {
+/// A batch directory's `batch.json`.
+pub fn read(batch_dir: &Path) -> Result<BatchIndex, IndexError> {
     let path = batch_dir.join(INDEX_FILE);
-    let index: BatchIndex = read_json(&path).map_err(|message| IndexError::Member {
+    read_json(&path).map_err(|message| IndexError::Member {
         path: path.clone(),
         message,
-    })?;
-    Ok(index.workspaces.into_iter().map(|w| w.name).collect())
+    })
+}
+
+/// Member names listed by a batch directory's `batch.json`.
+pub fn listed_members(batch_dir: &Path) -> Result<Vec<String>, IndexError> {
+    Ok(read(batch_dir)?
+        .workspaces
+        .into_iter()
+        .map(|w| w.name)
+        .collect())
 }

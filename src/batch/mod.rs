@@ -10,6 +10,7 @@
 pub mod index;
 pub mod render;
 pub mod run;
+pub mod scope;
 
 use std::path::{Path, PathBuf};
 

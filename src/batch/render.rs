@@ -21,7 +21,9 @@ td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.met{color:#176f2c}
 .not-met{color:#a40e26}.failed{color:#8a5300}</style></head><body>
 <h1>hatrack batch</h1>
 <p><strong>{{ summary }}</strong> · exit code {{ exit_code }}</p>
-<table><thead><tr><th>workspace</th><th>result</th><th>exit</th><th>blocking</th><th>met · unmet · unknown</th><th>tokens</th><th>summary</th></tr></thead><tbody>
+{% if shard %}<p>Shard {{ shard }} of a batch of {{ batch_size }} workspace(s).</p>
+{% endif %}{% if missing %}<p class="not-met"><strong>Gate not met: shards missing.</strong> {{ missing }}</p>
+{% endif %}<table><thead><tr><th>workspace</th><th>result</th><th>exit</th><th>blocking</th><th>met · unmet · unknown</th><th>tokens</th><th>summary</th></tr></thead><tbody>
 {% for w in rows %}<tr><td><a href="{{ w.name }}/report.html">{{ w.name }}</a></td><td class="{{ w.class }}">{{ w.result }}</td><td>{{ w.exit_code }}</td><td>{{ w.blocking }}</td><td>{{ w.counts }}</td><td>{{ w.tokens }}</td><td>{{ w.summary }}</td></tr>
 {% endfor %}</tbody></table>
 </body></html>
@@ -35,7 +37,7 @@ pub fn render_all(index: &BatchIndex, members: &[Loaded]) -> Result<Vec<(String,
         (FILES[0].to_string(), json),
         (FILES[1].to_string(), markdown(index)),
         (FILES[2].to_string(), html(index)?),
-        (FILES[3].to_string(), junit_xml(members)?),
+        (FILES[3].to_string(), junit_xml(index, members)?),
     ])
 }
 
@@ -88,10 +90,43 @@ fn detail(w: &MemberReport) -> String {
     text::one_line(w.error.as_deref().unwrap_or(&w.summary))
 }
 
+/// "Shard I/N of a batch of M workspace(s)", for a shard's index.
+fn shard_line(index: &BatchIndex) -> Option<(String, usize)> {
+    let scope = index.scope.as_ref()?;
+    Some((scope.shard.clone()?, scope.members.len()))
+}
+
+fn missing_text(index: &BatchIndex) -> Option<String> {
+    let scope = index.scope.as_ref()?;
+    let missing = scope.missing.as_ref()?;
+    let shards = if missing.shards.is_empty() {
+        "every shard was merged, but their indexes lack some members".to_string()
+    } else {
+        format!("shard(s) {} were not merged", missing.shards.join(", "))
+    };
+    Some(format!(
+        "{shards}; {} of {} workspace(s) were never reviewed: {}. Merge every shard's directory for a gate that can be met.",
+        missing.workspaces.len(),
+        scope.members.len(),
+        super::scope::listing(&missing.workspaces)
+    ))
+}
+
 fn markdown(index: &BatchIndex) -> String {
     let mut md = format!(
-        "# hatrack batch\n\n**{}** · exit code {}\n\n| workspace | result | exit | blocking | met · unmet · unknown | tokens | summary |\n|---|---|---|---|---|---|---|\n",
+        "# hatrack batch\n\n**{}** · exit code {}\n\n",
         index.summary, index.exit_code
+    );
+    if let Some((shard, size)) = shard_line(index) {
+        md.push_str(&format!(
+            "Shard {shard} of a batch of {size} workspace(s).\n\n"
+        ));
+    }
+    if let Some(missing) = missing_text(index) {
+        md.push_str(&format!("**Gate not met: shards missing.** {missing}\n\n"));
+    }
+    md.push_str(
+        "| workspace | result | exit | blocking | met · unmet · unknown | tokens | summary |\n|---|---|---|---|---|---|---|\n",
     );
     let cell = |s: &str| s.replace('|', "\\|");
     for w in &index.workspaces {
@@ -134,9 +169,15 @@ fn html(index: &BatchIndex) -> Result<String, String> {
         .collect();
     env.get_template(HTML_NAME)
         .and_then(|t| {
-            t.render(
-                context! { summary => &index.summary, exit_code => index.exit_code, rows => rows },
-            )
+            let (shard, batch_size) = shard_line(index).unzip();
+            t.render(context! {
+                summary => &index.summary,
+                exit_code => index.exit_code,
+                rows => rows,
+                shard => shard,
+                batch_size => batch_size,
+                missing => missing_text(index),
+            })
         })
         .map_err(|e| format!("{e:#}"))
 }
@@ -157,9 +198,31 @@ pub fn member_suite(entry: &MemberReport, report: Option<&Report>) -> TestSuite 
     suite
 }
 
-fn junit_xml(members: &[Loaded]) -> Result<String, String> {
+fn junit_xml(index: &BatchIndex, members: &[Loaded]) -> Result<String, String> {
     let mut report = quick_junit::Report::new("hatrack batch");
     report.add_test_suites(members.iter().map(|m| m.suite.clone()));
+    // A partial merge fails one case per missing shard, so a JUnit reader sees the gate.
+    if let Some(missing) = index.scope.as_ref().and_then(|s| s.missing.as_ref()) {
+        let mut suite = TestSuite::new("hatrack merge");
+        let mut cases: Vec<String> = missing
+            .shards
+            .iter()
+            .map(|s| format!("shard {s}"))
+            .collect();
+        if cases.is_empty() {
+            cases.push("members".into());
+        }
+        for name in cases {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status
+                .set_type("missing")
+                .set_message(missing_text(index).unwrap_or_default());
+            let mut case = TestCase::new(name, status);
+            case.set_classname("hatrack merge");
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+    }
     let mut xml = report.to_string().map_err(|e| e.to_string())?;
     if !xml.ends_with('\n') {
         xml.push('\n');

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::index::{self, Loaded, MemberEnd, MEMBER_FILE};
+use crate::batch::scope::Scope;
 use crate::batch::{self, Member};
 use crate::cli::{GlobalArgs, ReplayArgs, RunArgs};
 use crate::config::ConfigFile;
@@ -32,6 +33,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
         ));
     }
     let mut members = batch::members(&listed).map_err(|e| Error::usage(e.to_string()))?;
+    let scope = Scope::new(&members, args.shard);
     if let Some(shard) = args.shard {
         members.retain(|m| batch::in_shard(&m.name, shard));
     }
@@ -98,7 +100,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
         line.finish();
     }
     let github = github_enabled(&args.report);
-    let exit = write_index(&locked, &loaded, out, global.quiet, github)?;
+    let exit = write_index(&locked, &loaded, Some(scope), out, global.quiet, github)?;
     Ok(exit)
 }
 
@@ -117,7 +119,8 @@ pub async fn replay(
     }
     let dir = args.transcript.clone();
     let locked = RunDir::open_locked(&dir)?;
-    let names = index::listed_members(&dir).map_err(|e| Error::usage(e.to_string()))?;
+    let recorded = index::read(&dir).map_err(|e| Error::usage(e.to_string()))?;
+    let names: Vec<String> = recorded.workspaces.iter().map(|w| w.name.clone()).collect();
     let loaded = index::load(&dir, &names).map_err(|e| Error::usage(e.to_string()))?;
     let progress = Progress::new(global.quiet);
     // A replay writes no snapshot: nothing waits for the members to prepare.
@@ -167,6 +170,7 @@ pub async fn replay(
     write_index(
         &locked,
         &loaded,
+        recorded.scope,
         out,
         global.quiet,
         github_enabled(&args.report),
@@ -245,17 +249,18 @@ fn write_member_end(
 }
 
 /// Builds the index from the members read back from their run directories (in name
-/// order), writes it, prints the table and returns the batch's exit code. On GitHub Actions
+/// order) and the batch's scope (its shard and whole member list), writes it, prints the table and returns the batch's exit code. On GitHub Actions
 /// (`github`) batch.md goes to the step summary; annotations stay with single runs, since
 /// GitHub's ten per step would show only a batch's first few workspaces.
 pub(crate) fn write_index(
     dir: &RunDir,
     loaded: &[Loaded],
+    scope: Option<Scope>,
     out: &mut dyn Write,
     quiet: bool,
     github: bool,
 ) -> Result<i32, Error> {
-    let index = index::build(loaded);
+    let index = index::build(loaded, scope);
     let written = batch::render::write_all(dir.path(), &index, loaded)?;
     if github {
         let [_, markdown, html, _] = batch::render::FILES;

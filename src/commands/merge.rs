@@ -1,12 +1,18 @@
 //! `hatrack merge SHARD_DIR… --out DIR`: the run directories of every shard copied into one
 //! batch directory, and the batch index built over all of them — the same files a single
 //! machine running the whole batch writes. Reads only the shards' directories.
+//!
+//! The shards must make the whole batch: each `batch.json` records its shard and the whole
+//! member list, so shards of different batches, a shard given twice, or a missing shard are
+//! refused (exit 2) naming what is wrong. `--partial` merges an incomplete set; the merged
+//! index then names what it lacks and its gate is not met (exit at least 1).
 
 use std::io::Write;
 use std::path::Path;
 
 use crate::batch::index;
 use crate::batch::run::write_index;
+use crate::batch::scope::{self, Part};
 use crate::cli::MergeArgs;
 use crate::run::lifecycle::on_github_actions;
 use crate::run::rundir::RunDir;
@@ -19,32 +25,79 @@ const MAX_FILE: u64 = 256 * 1024 * 1024;
 const MAX_DEPTH: usize = 16;
 
 pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    let locked = RunDir::open_locked(&args.out)?;
+    let indexes = args
+        .shards
+        .iter()
+        .map(|shard| index::read(shard).map_err(|e| Error::usage(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (shard, listed) in args.shards.iter().zip(&indexes) {
+        if let Some(w) = listed
+            .workspaces
+            .iter()
+            .find(|w| !crate::batch::valid_name(&w.name))
+        {
+            return Err(Error::usage(format!(
+                "{}: batch.json names {:?}, which is not a member name hatrack writes",
+                shard.display(),
+                w.name
+            )));
+        }
+    }
+    let member_lists: Vec<Vec<String>> = indexes
+        .iter()
+        .map(|i| i.workspaces.iter().map(|w| w.name.clone()).collect())
+        .collect();
+    let parts: Vec<Part<'_>> = args
+        .shards
+        .iter()
+        .zip(&indexes)
+        .zip(&member_lists)
+        .map(|((dir, index), names)| Part {
+            shown: dir.display().to_string(),
+            scope: index.scope.as_ref(),
+            names,
+        })
+        .collect();
+    let combined = scope::combine(&parts).map_err(Error::usage)?;
+    // Shards of one batch never share a member; checked again on the names themselves (as a
+    // file system that ignores case would see them).
     let mut names: Vec<String> = Vec::new();
-    for shard in &args.shards {
-        let listed = index::listed_members(shard).map_err(|e| Error::usage(e.to_string()))?;
+    for (shard, listed) in args.shards.iter().zip(&member_lists) {
         for name in listed {
-            if !crate::batch::valid_name(&name) {
-                return Err(Error::usage(format!(
-                    "{}: batch.json names {name:?}, which is not a member name hatrack writes",
-                    shard.display()
-                )));
-            }
-            if names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+            if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
                 return Err(Error::usage(format!(
                     "{name} is in more than one shard (again in {}); merge the shards of one batch, each once",
                     shard.display()
                 )));
             }
-            let target = args.out.join(&name);
+            names.push(name.clone());
+        }
+    }
+    if let (Some(missing), false) = (&combined.scope.missing, args.partial) {
+        let shards = if missing.shards.is_empty() {
+            "every shard is given, but their batch.json files lack members".to_string()
+        } else {
+            format!("shard(s) {} missing", missing.shards.join(", "))
+        };
+        return Err(Error::usage(format!(
+            "incomplete merge: {shards}, so {} of {} workspace(s) would never be reviewed ({}); pass every shard's batch directory, or --partial to merge these anyway (the merged gate is then not met)",
+            missing.workspaces.len(),
+            combined.scope.members.len(),
+            scope::listing(&missing.workspaces),
+        )));
+    }
+
+    let locked = RunDir::open_locked(&args.out)?;
+    for (shard, names) in args.shards.iter().zip(&member_lists) {
+        for name in names {
+            let target = args.out.join(name);
             if target.symlink_metadata().is_ok() {
                 return Err(Error::usage(format!(
                     "{} already exists; merge into a new --out DIR",
                     target.display()
                 )));
             }
-            copy_tree(&shard.join(&name), &args.out, &name, 0)?;
-            names.push(name);
+            copy_tree(&shard.join(name), &args.out, name, 0)?;
         }
     }
     let loaded = crate::batch::index::load(locked.path(), &names)
@@ -52,6 +105,7 @@ pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
     write_index(
         &locked,
         &loaded,
+        Some(combined.scope),
         out,
         false,
         args.github || on_github_actions(),

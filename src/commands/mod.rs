@@ -1,6 +1,7 @@
 //! One file per verb. Each takes its parsed arguments and returns the exit code for a
 //! normal outcome (0, or 1 when a run's completion signal is not met) or a typed error.
 
+mod attest;
 mod check;
 mod diff;
 mod init;
@@ -8,7 +9,9 @@ mod list;
 mod merge;
 mod render;
 mod run;
+mod verify;
 
+pub use attest::attest;
 pub use check::check;
 pub use diff::diff;
 pub use init::init;
@@ -16,3 +19,4 @@ pub use list::list;
 pub use merge::merge;
 pub use render::render;
 pub use run::{replay, run};
+pub use verify::verify;

@@ -21,6 +21,9 @@ pub async fn replay(
     out: &mut dyn Write,
 ) -> Result<i32, Error> {
     let dir = &args.transcript;
+    if let Some(key) = &args.require_signature {
+        super::verify::require(dir, key)?;
+    }
     if !dir.join(RUN_FILE).exists() && dir.join(crate::batch::index::INDEX_FILE).is_file() {
         crate::batch::run::replay(args, global, out).await
     } else {
