@@ -1,0 +1,313 @@
+//! One run through its transcript: run.json, the model (live, replayed or recorded), the
+//! stage sequence, the snapshot and the reports.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::finish::{finish_snapshot, github_output, SnapshotSources};
+use super::prepare::Prepared;
+use super::{blocking, Runner, TranscriptPlan};
+use crate::cli::ReportArgs;
+use crate::model::settings::ModelSettings;
+use crate::model::transcript::{now_rfc3339, RecordMode, TranscriptModel};
+use crate::model::ChatModel;
+use crate::policy::{Effective, PolicyRecord};
+use crate::report;
+use crate::run::rundir::{
+    self, InputDigest, JudgeRecord, ModelRecord, PromptsRecord, RunDir, RunRecord, StageRecord,
+    EXCHANGES_FILE, RUN_FILE,
+};
+use crate::run::setup;
+use crate::run::tool_answers::ToolAnswers;
+use crate::run::{self, RunPlan};
+use crate::secrets::Scrubber;
+use crate::verdict::gate::GatePolicy;
+use crate::Error;
+
+/// Share of samples that must agree for a verdict to count as stable.
+pub(super) const STABILITY_THRESHOLD: f64 = 0.8;
+
+pub(super) async fn execute<W: Write + ?Sized>(
+    prepared: Prepared,
+    (settings, judge): (ModelSettings, ModelSettings),
+    transcript: TranscriptPlan,
+    report_args: &ReportArgs,
+    samples: u32,
+    runner: &Runner,
+    out: &mut W,
+) -> Result<i32, Error> {
+    let (mut settings, mut judge) = (settings, judge);
+    let prices = setup::prices(report_args.prices.as_deref(), &mut settings, &mut judge)?;
+    let scrubber = setup::scrubber(&[&settings, &judge], &prepared.config)?;
+    let prepared_workspace = prepared.workspace.clone();
+    let run_dir = &transcript.run_dir;
+    // Held until the reports are written: a second writer fails at once (exit 2).
+    let locked = RunDir::open_locked(run_dir)?;
+
+    let (locked, record) = open_record(
+        locked,
+        &prepared,
+        (&settings, &judge),
+        &transcript,
+        setup::gate_policy(report_args, &prepared.config),
+        samples,
+        &scrubber,
+    )
+    .await?;
+    let locked = Arc::new(locked);
+
+    // Tokens of streamed answers show on the step's line as they arrive.
+    settings.on_tokens = runner.progress.token_observer();
+    judge.on_tokens = settings.on_tokens.clone();
+    let model = build_model(
+        &transcript,
+        (&settings, &judge),
+        &scrubber,
+        runner,
+        prices.as_ref(),
+    )?;
+    let snapshot_sources = transcript.record.then(|| SnapshotSources {
+        stage: prepared.stage.clone(),
+        workspace: prepared.workspace.clone(),
+        config: prepared.config.clone(),
+        prompts: prepared.prompts.clone(),
+    });
+    let gate = setup::gate_policy(report_args, &prepared.config);
+    let plan = run_plan(
+        prepared,
+        (settings, judge),
+        &record,
+        (samples, gate),
+        &scrubber,
+        prices,
+        run_dir,
+    )?;
+    let snapshotting = snapshot_sources.map(|sources| {
+        let wait = runner.batch.clone();
+        let (dir, scrubber) = (locked.clone(), scrubber.clone());
+        tokio::spawn(sources.write_early(wait, dir, scrubber))
+    });
+    let report = run::execute(&plan, model.as_ref(), &runner.progress).await;
+    let report = finish_snapshot(&locked, snapshotting, &plan, &scrubber, report).await?;
+
+    let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
+    let (report, written) = write_reports(report, &out_dir, &scrubber).await?;
+    if runner.github {
+        github_output(&report, &prepared_workspace, &out_dir, &scrubber, out)?;
+    }
+    if !runner.quiet {
+        tell(out, &report, &transcript, &written, &scrubber);
+    }
+    Ok(report.outcome.exit_code)
+}
+
+/// Everything the stage sequence needs, from what was prepared and recorded.
+fn run_plan(
+    prepared: Prepared,
+    (settings, judge): (ModelSettings, ModelSettings),
+    record: &RunRecord,
+    (samples, gate): (u32, GatePolicy),
+    scrubber: &Scrubber,
+    prices: Option<Arc<crate::model::prices::Prices>>,
+    run_dir: &Path,
+) -> Result<RunPlan, Error> {
+    let mut agent = setup::agent(&prepared.config, &prepared.workspace, scrubber)?;
+    if let (Some(agent), Some(log)) = (agent.as_mut(), prepared.tool_log) {
+        agent.tools = ToolAnswers::Recorded {
+            log,
+            scrubber: scrubber.clone(),
+        };
+    }
+    Ok(RunPlan {
+        definition_digest: prepared.definition_digest,
+        bindings: prepared.bindings,
+        prompts: prepared.prompts,
+        settings,
+        judge_settings: judge,
+        limits: prepared.config.limits.clone(),
+        grounding: prepared.config.grounding,
+        run_dir: run_dir.to_path_buf(),
+        run_id: run_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        started_at: record.started_at.clone(),
+        record_mode: record.record_mode.clone(),
+        samples: samples.max(1),
+        policy: gate,
+        effective_policy: record.policy.clone(),
+        stability_threshold: STABILITY_THRESHOLD,
+        scrubber: scrubber.clone(),
+        agent,
+        prices,
+        stage: prepared.stage,
+    })
+}
+
+/// run.json: written for a new run (or a full re-record), kept otherwise, so a replay
+/// reports the original start time and leaves the transcript byte for byte as it was.
+async fn open_record(
+    locked: RunDir,
+    prepared: &Prepared,
+    models: (&ModelSettings, &ModelSettings),
+    transcript: &TranscriptPlan,
+    gate: GatePolicy,
+    samples: u32,
+    scrubber: &Scrubber,
+) -> Result<(RunDir, RunRecord), Error> {
+    let run_dir = &transcript.run_dir;
+    match RunRecord::read(run_dir) {
+        Ok(existing) if transcript.mode != RecordMode::All => Ok((locked, existing)),
+        _ => {
+            if transcript.mode == RecordMode::None {
+                return Err(Error::usage(format!(
+                    "{}: no {RUN_FILE}; nothing to replay",
+                    run_dir.display()
+                )));
+            }
+            let record = new_record(prepared, models, run_dir, samples, transcript.mode, gate);
+            // A file and an fsync: off the async workers, which a batch's requests share.
+            let scrubber = scrubber.clone();
+            blocking(move || {
+                let written = record.write(&locked, &scrubber);
+                written.map(|()| (locked, record))
+            })
+            .await
+        }
+    }
+}
+
+/// The reports, every format, into `out_dir`: on a blocking thread.
+async fn write_reports(
+    report: report::Report,
+    out_dir: &Path,
+    scrubber: &Scrubber,
+) -> Result<(report::Report, Vec<std::path::PathBuf>), Error> {
+    let (out_dir, scrubber) = (out_dir.to_path_buf(), scrubber.clone());
+    blocking(move || -> Result<_, Error> {
+        std::fs::create_dir_all(&out_dir)
+            .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
+        let written = report::write_all_scrubbed(&report, &out_dir, &scrubber)?;
+        Ok((report, written))
+    })
+    .await
+}
+
+/// The summary table and the files written, on stdout.
+fn tell<W: Write + ?Sized>(
+    out: &mut W,
+    report: &report::Report,
+    transcript: &TranscriptPlan,
+    written: &[std::path::PathBuf],
+    scrubber: &Scrubber,
+) {
+    let _ = write!(out, "{}", scrubber.scrub(&report::summary_table(report)));
+    if transcript.mode == RecordMode::None {
+        let _ = writeln!(
+            out,
+            "replayed offline from {}: no model was called (`source` is how each answer was obtained when it was recorded)",
+            transcript.run_dir.display()
+        );
+    }
+    for path in written {
+        let _ = writeln!(out, "wrote {}", path.display());
+    }
+}
+
+pub(super) fn new_record(
+    p: &Prepared,
+    (settings, judge): (&ModelSettings, &ModelSettings),
+    run_dir: &Path,
+    samples: u32,
+    mode: RecordMode,
+    gate: GatePolicy,
+) -> RunRecord {
+    let mut inputs: Vec<InputDigest> = p
+        .bindings
+        .all_files()
+        .into_iter()
+        .map(|f| InputDigest {
+            path: f.path.clone(),
+            sha256: f.sha256.clone(),
+            bytes: f.bytes,
+        })
+        .collect();
+    inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    RunRecord {
+        hatrack_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: now_rfc3339(),
+        record_mode: mode.as_str().to_string(),
+        stage: StageRecord {
+            path: rundir::relative_to(&p.stage_dir, run_dir),
+            name: p.stage.name.clone(),
+            definition_digest: p.definition_digest.clone(),
+        },
+        workspace: rundir::relative_to(&p.workspace, run_dir),
+        prompts: PromptsRecord {
+            dir: p
+                .prompts_dir
+                .as_ref()
+                .map(|d| rundir::relative_to(d, run_dir)),
+            digest: p.prompts.digest().to_string(),
+        },
+        model: ModelRecord {
+            name: settings.model.clone(),
+            base_url: rundir::sanitise_url(&settings.base_url),
+            temperature: settings.temperature,
+            seed: settings.seed,
+            max_tokens: settings.max_tokens,
+            max_reasks: settings.max_reasks,
+            request: settings.extra_body.clone(),
+            judge: Some(JudgeRecord {
+                name: judge.model.clone(),
+                base_url: rundir::sanitise_url(&judge.base_url),
+            }),
+        },
+        samples: samples.max(1),
+        inputs,
+        policy: p.provenance.as_ref().map(|provenance| {
+            PolicyRecord::new(
+                provenance,
+                &Effective {
+                    settings,
+                    judge,
+                    base_url: rundir::sanitise_url(&settings.base_url),
+                    judge_base_url: rundir::sanitise_url(&judge.base_url),
+                    key_env: setup::key_env(&p.config),
+                    judge_key_env: setup::judge_key_env(&p.config),
+                    stage: &rundir::relative_to(&p.stage_dir, run_dir),
+                    config: &p.config,
+                    grounding: p.config.grounding,
+                    allow_unknown: gate.allow_unknown,
+                    allow_unstable: gate.allow_unstable,
+                },
+            )
+        }),
+    }
+}
+
+/// The transcript around an optional live model (only built when the mode may call it, so
+/// a replay opens no socket), with the budget around the live model.
+pub(super) fn build_model(
+    t: &TranscriptPlan,
+    (settings, judge): (&ModelSettings, &ModelSettings),
+    scrubber: &Scrubber,
+    runner: &Runner,
+    prices: Option<&Arc<crate::model::prices::Prices>>,
+) -> Result<Box<dyn ChatModel>, Error> {
+    let replay_from = t.replay_from.as_ref().map(|dir| dir.join(EXCHANGES_FILE));
+    let record_to = t.record.then(|| t.run_dir.join(EXCHANGES_FILE));
+    Ok(Box::new(TranscriptModel::open(
+        t.mode,
+        replay_from.as_deref(),
+        record_to.as_deref(),
+        settings,
+        Some(judge),
+        scrubber.clone(),
+        crate::model::Handles {
+            shared: runner.transport.as_ref(),
+            prices,
+        },
+    )?))
+}

@@ -1,0 +1,352 @@
+//! `hatrack run` and `hatrack replay`: resolve everything, bind inputs and render every
+//! prompt (preflight, before any model call), then run the stage through the transcript and
+//! write the reports.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cli::{GlobalArgs, RecordModeArg, ReplayArgs, ReportArgs, RunArgs};
+use crate::config::ConfigFile;
+use crate::model::transcript::RecordMode;
+use crate::model::SharedTransport;
+use crate::run::progress::Progress;
+use crate::run::replay_sources;
+use crate::run::rundir::{self, RunRecord, EXCHANGES_FILE};
+use crate::run::setup;
+use crate::Error;
+
+mod execute;
+mod finish;
+mod prepare;
+mod resume;
+mod shared;
+
+use execute::execute;
+use prepare::{preflight_render, prepare};
+use resume::check_resume_flags;
+
+pub(crate) use finish::{append_step_summary, github_enabled, on_github_actions};
+pub(crate) use shared::BatchShared;
+
+/// How the transcript is used.
+pub(super) struct TranscriptPlan {
+    pub(super) run_dir: PathBuf,
+    pub(super) mode: RecordMode,
+    /// Exchanges to replay from (this run's own, or another run's with --from-transcript).
+    pub(super) replay_from: Option<PathBuf>,
+    /// Append to this run's exchanges.jsonl (false: replay only, the transcript is untouched).
+    pub(super) record: bool,
+}
+
+/// How a run is carried out beyond its own arguments: shared by the runs of a batch.
+pub(crate) struct Runner {
+    /// No summary on stdout, no progress.
+    pub quiet: bool,
+    /// The requests-in-flight limit and HTTP connections shared by every run of a batch
+    /// (`None`: the run's own).
+    pub transport: Option<SharedTransport>,
+    pub progress: Progress,
+    /// GitHub Actions annotations and step summary (off for the runs of a batch).
+    pub github: bool,
+    /// What the runs of a batch share besides the request limit (`None`: a run alone).
+    pub batch: Option<Arc<BatchShared>>,
+}
+
+impl Runner {
+    fn single(global: &GlobalArgs, report: &ReportArgs) -> Runner {
+        Runner {
+            quiet: global.quiet,
+            transport: None,
+            progress: Progress::new(global.quiet),
+            github: github_enabled(report),
+            batch: None,
+        }
+    }
+}
+
+pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    // A resumed run takes its stage, workspace and request settings from its run.json.
+    let resumed = match &args.resume {
+        Some(dir) => {
+            let rec = RunRecord::read(dir)?;
+            check_resume_flags(args, &rec, dir)?;
+            Some(rec)
+        }
+        None => None,
+    };
+    let workspace = match (args.workspace(), &resumed, &args.resume) {
+        (Some(w), _, _) => setup::workspace_dir(Some(w))?,
+        (None, Some(rec), Some(dir)) => {
+            setup::workspace_dir(Some(&rundir::resolve_recorded(dir, &rec.workspace)))?
+        }
+        _ => setup::workspace_dir(None)?,
+    };
+    let (config, provenance) = setup::run_config(args, &workspace)?;
+    let stage_dir = match (&resumed, &args.resume) {
+        (Some(rec), Some(dir)) if args.stage.stage.is_none() && args.stage.studio.is_none() => {
+            rundir::resolve_recorded(dir, &rec.stage.path)
+        }
+        _ => setup::stage_dir(&args.stage, &config, &workspace)?,
+    };
+    let mut settings = setup::model_settings(&args.model, &config)?;
+    let mut judge = setup::judge_settings(&args.model, &config, &settings)?;
+    if let Some(rec) = &resumed {
+        judge = setup::apply_record(&mut settings, &rec.model);
+    }
+    let prompts_dir = args.report.prompts.clone();
+    let mut prepared = prepare(stage_dir, workspace, config, prompts_dir, None)?;
+    prepared.provenance = Some(provenance);
+    preflight_render(&prepared)?;
+
+    let transcript = transcript_plan(args, &prepared.workspace)?;
+    // A resumed run asks as many samples as it recorded (flags that differ were refused).
+    let samples = match &resumed {
+        Some(rec) => rec.samples,
+        None => args.samples.unwrap_or(1),
+    };
+    let runner = Runner::single(global, &args.report);
+    execute(
+        prepared,
+        (settings, judge),
+        transcript,
+        &args.report,
+        samples,
+        &runner,
+        out,
+    )
+    .await
+}
+
+/// Where a single run reads and writes its transcript: `--resume`, `--from-transcript`, or a
+/// new run directory as `--record-mode` says.
+fn transcript_plan(args: &RunArgs, workspace: &Path) -> Result<TranscriptPlan, Error> {
+    let plan = if let Some(dir) = &args.resume {
+        TranscriptPlan {
+            run_dir: dir.clone(),
+            mode: RecordMode::NewEpisodes,
+            replay_from: Some(dir.clone()),
+            record: true,
+        }
+    } else if let Some(old) = &args.from_transcript {
+        let new = args
+            .transcript
+            .clone()
+            .unwrap_or_else(|| default_run_dir(workspace));
+        if same_dir(old, &new) {
+            return Err(Error::usage(format!(
+                "--from-transcript {} and --transcript name the same directory; the old run is never modified: choose a new --transcript DIR (or use --resume to continue a run)",
+                old.display()
+            )));
+        }
+        if new.join(EXCHANGES_FILE).is_file() {
+            return Err(Error::usage(format!(
+                "{} already holds a run; choose a new --transcript DIR",
+                new.display()
+            )));
+        }
+        if !old.join(EXCHANGES_FILE).is_file() {
+            return Err(Error::usage(format!(
+                "{}: no exchanges.jsonl; is it a run directory?",
+                old.display()
+            )));
+        }
+        TranscriptPlan {
+            run_dir: new,
+            mode: RecordMode::NewEpisodes,
+            replay_from: Some(old.clone()),
+            record: true,
+        }
+    } else {
+        let run_dir = args
+            .transcript
+            .clone()
+            .unwrap_or_else(|| default_run_dir(workspace));
+        recording_plan(args, run_dir)
+    };
+    Ok(plan)
+}
+
+/// A new run (or a re-run into the same directory) as `--record-mode` says.
+pub(super) fn recording_plan(args: &RunArgs, run_dir: PathBuf) -> TranscriptPlan {
+    let mode = match args.record_mode.unwrap_or_default() {
+        RecordModeArg::None => RecordMode::None,
+        RecordModeArg::Once => RecordMode::Once,
+        RecordModeArg::NewEpisodes => RecordMode::NewEpisodes,
+        RecordModeArg::All => RecordMode::All,
+    };
+    TranscriptPlan {
+        replay_from: Some(run_dir.clone()),
+        run_dir,
+        mode,
+        record: mode != RecordMode::None,
+    }
+}
+
+/// One workspace of a batch: a fresh run (or a re-run as `--record-mode` says) into
+/// `run_dir`, with the batch's shared limit and progress.
+pub(crate) async fn run_member<W: Write + ?Sized>(
+    args: &RunArgs,
+    workspace: &Path,
+    run_dir: PathBuf,
+    runner: &Runner,
+    out: &mut W,
+) -> Result<i32, Error> {
+    // Loading, binding and preflight are CPU and file work: on a blocking thread, so the
+    // runtime's workers keep the batch's requests in flight moving meanwhile.
+    let (member_args, workspace) = (args.clone(), workspace.to_path_buf());
+    let batch = runner.batch.clone();
+    let turn = match &runner.batch {
+        Some(b) => Some(b.turn().await),
+        None => None,
+    };
+    let prepared = blocking(move || -> Result<_, Error> {
+        let args = member_args;
+        let workspace = setup::workspace_dir(Some(&workspace))?;
+        let (config, provenance) = setup::run_config(&args, &workspace)?;
+        let stage_dir = setup::stage_dir(&args.stage, &config, &workspace)?;
+        let settings = setup::model_settings(&args.model, &config)?;
+        let judge = setup::judge_settings(&args.model, &config, &settings)?;
+        let prompts = args.report.prompts.clone();
+        let mut prepared = prepare(stage_dir, workspace, config, prompts, batch.as_deref())?;
+        prepared.provenance = Some(provenance);
+        preflight_render(&prepared)?;
+        Ok((prepared, settings, judge))
+    })
+    .await;
+    drop(turn);
+    let (prepared, settings, judge) = prepared?;
+    let transcript = recording_plan(args, run_dir);
+    let samples = args.samples.unwrap_or(1);
+    execute(
+        prepared,
+        (settings, judge),
+        transcript,
+        &args.report,
+        samples,
+        runner,
+        out,
+    )
+    .await
+}
+
+pub async fn replay(
+    args: &ReplayArgs,
+    global: &GlobalArgs,
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
+    replay_with(args, &Runner::single(global, &args.report), out).await
+}
+
+/// Replays one run directory with the given runner (a batch's members share one).
+pub(crate) async fn replay_with<W: Write + ?Sized>(
+    args: &ReplayArgs,
+    runner: &Runner,
+    out: &mut W,
+) -> Result<i32, Error> {
+    let dir = &args.transcript;
+    let record = RunRecord::read(dir)?;
+    let sources = replay_sources::resolve(
+        dir,
+        &record,
+        replay_sources::Overrides {
+            workspace: args.workspace.clone(),
+            stage: args
+                .stage
+                .as_deref()
+                .map(|s| crate::definition::stage_path(&s.to_string_lossy())),
+            prompts: args.report.prompts.clone(),
+        },
+    )?;
+    if !sources.from_snapshot.is_empty() {
+        tracing::info!(
+            "replaying {} from the run's snapshot",
+            sources.from_snapshot.join(", ")
+        );
+    }
+    let workspace = setup::workspace_dir(Some(&sources.workspace))?;
+    let config = replay_config(&record, &workspace)?;
+    let mut settings = setup::model_settings(&Default::default(), &config)?;
+    let judge = setup::apply_record(&mut settings, &record.model);
+    let mut prepared = prepare(
+        sources.stage_dir,
+        workspace,
+        config,
+        sources.prompts_dir,
+        runner.batch.as_deref(),
+    )?;
+    prepared.snapshot = sources.snapshot;
+    prepared.tool_log = sources.tool_log;
+    let transcript = TranscriptPlan {
+        run_dir: dir.clone(),
+        mode: RecordMode::None,
+        replay_from: Some(dir.clone()),
+        record: false,
+    };
+    execute(
+        prepared,
+        (settings, judge),
+        transcript,
+        &args.report,
+        record.samples,
+        runner,
+        out,
+    )
+    .await
+}
+
+/// A replay's configuration: the workspace's bindings with the policy its run.json
+/// recorded, never the policy on disk now. A run.json from before policy was recorded gets
+/// the workspace file checked as a new run's would be (no policy file, not trusted).
+pub(super) fn replay_config(record: &RunRecord, workspace: &Path) -> Result<ConfigFile, Error> {
+    let Some(policy) = &record.policy else {
+        return Ok(crate::policy::resolve(None, workspace, false)?.config);
+    };
+    let mut config = ConfigFile::load(workspace)?;
+    config.grounding = policy.grounding();
+    config.gate.allow_unknown = policy.allows("gate.allow_unknown");
+    config.gate.allow_unstable = policy.allows("gate.allow_unstable");
+    if let Some(turns) = policy.get("agent.max_turns").and_then(|t| t.parse().ok()) {
+        config.agent.max_turns = turns;
+    }
+    Ok(config)
+}
+
+pub(super) fn default_run_dir(workspace: &Path) -> PathBuf {
+    let name = workspace
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "run".to_string());
+    default_dir(&name)
+}
+
+/// `transcripts/NAME-YYYYMMDD-HHMMSS` (UTC): where a run or a batch goes without
+/// `--transcript`.
+pub(crate) fn default_dir(name: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "")
+        .replace('T', "-")
+        .trim_end_matches('Z')
+        .to_string();
+    PathBuf::from("transcripts").join(format!("{name}-{stamp}"))
+}
+
+pub(super) fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Runs file work (many small writes, fsyncs) on tokio's blocking threads: in a batch, the
+/// runtime's two workers keep driving the other runs' requests meanwhile.
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    joined(tokio::task::spawn_blocking(work).await)
+}
+
+/// A blocking task's value; its panic, if it panicked, goes on in the caller.
+pub(super) fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
+    result.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}

@@ -1,0 +1,97 @@
+//! Before any model call: load the stage and prompts, bind the inputs, and render every
+//! step of the table (preflight), so a template or binding error stops the run at once.
+
+use std::path::{Path, PathBuf};
+
+use super::shared::BatchShared;
+use crate::config::ConfigFile;
+use crate::definition::Stage;
+use crate::inputs::{self, Bindings};
+use crate::policy::Provenance;
+use crate::prompt::Prompts;
+use crate::run::setup;
+use crate::run::snapshot::Materialized;
+use crate::run::tool_answers::ToolLog;
+use crate::Error;
+
+/// Everything decided before the first model call.
+pub(super) struct Prepared {
+    pub(super) stage: Stage,
+    pub(super) stage_dir: PathBuf,
+    pub(super) definition_digest: String,
+    pub(super) workspace: PathBuf,
+    pub(super) bindings: Bindings,
+    pub(super) prompts: Prompts,
+    pub(super) prompts_dir: Option<PathBuf>,
+    pub(super) config: ConfigFile,
+    /// A replay from the run's snapshot: the materialised files (kept while the run lasts)
+    /// and the recorded tool results that stand in for the workspace.
+    pub(super) snapshot: Option<Materialized>,
+    pub(super) tool_log: Option<ToolLog>,
+    /// Where each policy key came from, for a new run's run.json (`None`: a replay, which
+    /// keeps the policy its run.json recorded).
+    pub(super) provenance: Option<Provenance>,
+}
+
+pub(super) fn prepare(
+    stage_dir: PathBuf,
+    workspace: PathBuf,
+    config: ConfigFile,
+    prompts_dir: Option<PathBuf>,
+    batch: Option<&BatchShared>,
+) -> Result<Prepared, Error> {
+    let load_stage = || -> Result<(Stage, String), Error> {
+        let stage = setup::load_stage(&stage_dir)?.stage;
+        let digest = crate::definition::definition_digest(&stage);
+        Ok((stage, digest))
+    };
+    let load_prompts = || Prompts::load(prompts_dir.as_deref());
+    let ((stage, definition_digest), prompts) = match batch {
+        Some(b) => {
+            let prompts_key = prompts_dir.as_deref().unwrap_or(Path::new(""));
+            (
+                b.stages
+                    .get_or_try(&stage_dir.to_string_lossy(), load_stage)?,
+                b.prompts
+                    .get_or_try(&prompts_key.to_string_lossy(), load_prompts)?,
+            )
+        }
+        None => (load_stage()?, load_prompts()?),
+    };
+    let bindings = inputs::bind(&stage, &workspace, &config)?;
+    Ok(Prepared {
+        stage,
+        stage_dir,
+        definition_digest,
+        workspace,
+        bindings,
+        prompts,
+        prompts_dir,
+        config,
+        snapshot: None,
+        tool_log: None,
+        provenance: None,
+    })
+}
+
+/// Renders every step of the table with representative upstream artifacts and verdicts, so
+/// a template error — even inside a loop over artifacts or verdicts — stops the run before
+/// any request is made.
+pub(super) fn preflight_render(p: &Prepared) -> Result<(), Error> {
+    use crate::run::{context, steps};
+    let (produced, prior) = context::representative(&p.stage);
+    let shown = context::Shown {
+        prompts: &p.prompts,
+        stage: &p.stage,
+        bindings: &p.bindings,
+        limits: &p.config.limits,
+        rules: p.config.grounding,
+        produced: &produced,
+        prior: &prior,
+        tools: p.config.agent.tools,
+    };
+    for step in steps::table(&p.stage) {
+        context::messages(&step, &shown)?;
+    }
+    Ok(())
+}
