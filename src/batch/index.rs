@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::scope::Scope;
 use super::valid_name;
-use crate::report::{Report, VerdictCounts};
+use crate::report::{junit, Report, VerdictCounts};
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 
 /// The version of `batch.json`'s shape (2: with its [`Scope`]).
 pub const BATCH_SCHEMA_VERSION: u32 = 2;
@@ -86,6 +87,13 @@ pub struct MemberReport {
     pub total_tokens: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl MemberReport {
+    /// Its error, else its summary, on one line.
+    pub fn detail(&self) -> String {
+        crate::report::text::one_line(self.error.as_deref().unwrap_or(&self.summary))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,8 +178,24 @@ pub fn load_member(batch_dir: &Path, name: &str) -> Result<Loaded, IndexError> {
             error: end.error.clone(),
         },
     };
-    let suite = super::render::member_suite(&entry, report.as_ref());
+    let suite = member_suite(&entry, report.as_ref());
     Ok(Loaded { entry, suite })
+}
+
+/// One member's JUnit suite: its report's cases, or one failed case saying why it has none.
+pub fn member_suite(entry: &MemberReport, report: Option<&Report>) -> TestSuite {
+    if let Some(r) = report {
+        return junit::workspace_suite(&entry.name, r);
+    }
+    let mut suite = TestSuite::new(entry.name.as_str());
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+    status
+        .set_type(format!("exit {}", entry.exit_code))
+        .set_message(entry.detail());
+    let mut case = TestCase::new("run", status);
+    case.set_classname(entry.name.as_str());
+    suite.add_test_case(case);
+    suite
 }
 
 /// A run that ended with a report says the same thing three times: the signal is met

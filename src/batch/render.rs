@@ -8,7 +8,7 @@ use minijinja::{context, Environment, UndefinedBehavior};
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 
 use super::index::{BatchIndex, Loaded, MemberReport};
-use crate::report::{junit, text, Report};
+use crate::report::text;
 
 /// The index files, in the order they are written.
 pub const FILES: [&str; 4] = ["batch.json", "batch.md", "batch.html", "junit.xml"];
@@ -87,7 +87,7 @@ fn counts(w: &MemberReport) -> String {
 }
 
 fn detail(w: &MemberReport) -> String {
-    text::one_line(w.error.as_deref().unwrap_or(&w.summary))
+    w.detail()
 }
 
 /// "Shard I/N of a batch of M workspace(s)", for a shard's index.
@@ -180,22 +180,6 @@ fn html(index: &BatchIndex) -> Result<String, String> {
             })
         })
         .map_err(|e| format!("{e:#}"))
-}
-
-/// One member's JUnit suite: its report's cases, or one failed case saying why it has none.
-pub fn member_suite(entry: &MemberReport, report: Option<&Report>) -> TestSuite {
-    if let Some(r) = report {
-        return junit::workspace_suite(&entry.name, r);
-    }
-    let mut suite = TestSuite::new(entry.name.as_str());
-    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
-    status
-        .set_type(format!("exit {}", entry.exit_code))
-        .set_message(detail(entry));
-    let mut case = TestCase::new("run", status);
-    case.set_classname(entry.name.as_str());
-    suite.add_test_case(case);
-    suite
 }
 
 fn junit_xml(index: &BatchIndex, members: &[Loaded]) -> Result<String, String> {
