@@ -616,7 +616,7 @@ impl Merge<'_> {
                 Value::Boolean(false) => Ok(value.clone()),
                 _ => Err("would let more through the gate".to_string()),
             },
-            Trust::Addition => Ok(self.added(name, value.clone())),
+            Trust::Addition => self.added(name, value.clone()),
         };
         match verdict {
             Ok(value) => {
@@ -661,17 +661,20 @@ impl Merge<'_> {
         }
     }
 
-    /// A list the workspace adds to: policy's entries first, then the workspace's.
-    fn added(&self, name: &str, value: Value) -> Value {
+    /// A list the workspace adds to: policy's entries first, then the workspace's. A value
+    /// that is not a list (`redact_inputs = true`) the workspace may set where policy did
+    /// not, or repeat; changing policy's would take away what policy asked for.
+    fn added(&self, name: &str, value: Value) -> Result<Value, String> {
         match (get(&self.merged, name), value) {
             (Some(Value::Array(policy)), Value::Array(ws)) => {
                 let mut all = policy.clone();
                 all.extend(ws.into_iter().filter(|v| !policy.contains(v)));
-                Value::Array(all)
+                Ok(Value::Array(all))
             }
-            // `redact_inputs = true` adds redaction; a policy's list stays.
-            (Some(policy @ Value::Array(_)), _) => policy.clone(),
-            (_, value) => value,
+            (Some(policy), ws) if *policy != ws => {
+                Err("would replace what policy set, where it may only add".to_string())
+            }
+            (_, value) => Ok(value),
         }
     }
 
@@ -958,6 +961,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("inside the reviewed workspace"), "{err}");
+    }
+
+    #[test]
+    fn the_workspace_cannot_take_back_what_policy_adds() {
+        let dir = ws("[secrets]\nredact_inputs = false\n");
+        let outside = tempfile::tempdir().unwrap();
+        let file = outside.path().join("policy.toml");
+        std::fs::write(
+            &file,
+            "[secrets]\nredact_inputs = true\nscrub_patterns = [\"x{20}\"]\n",
+        )
+        .unwrap();
+        let policy = PolicyFile::load(&file).unwrap();
+        let err = resolve(Some(&policy), dir.path(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2: [secrets] redact_inputs would replace"),
+            "{err}"
+        );
+        // Without a policy saying otherwise, the workspace may turn redaction on.
+        let dir = ws("[secrets]\nredact_inputs = true\n");
+        assert!(resolve(Some(&policy), dir.path(), false).is_ok());
     }
 
     #[test]
