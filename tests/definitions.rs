@@ -106,7 +106,7 @@ fn shipped_texts_are_the_corpus_texts() {
 fn digest_is_stable_and_changes_with_any_byte() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("deployment");
-    copy_dir(&repo_root().join("hats/deployment"), &dir);
+    support::copy_dir(&repo_root().join("hats/deployment"), &dir);
     let first = definition_digest(&load_stage(&dir).unwrap().stage);
     assert_eq!(first.len(), 64);
     assert_eq!(first, definition_digest(&load_stage(&dir).unwrap().stage));
@@ -120,18 +120,6 @@ fn digest_is_stable_and_changes_with_any_byte() {
     )
     .unwrap();
     assert_ne!(first, definition_digest(&load_stage(&dir).unwrap().stage));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -467,7 +455,7 @@ fn load_stage_errors_are_typed() {
 fn load_with(file: &str, bytes: &[u8]) -> Result<LoadedStage, DefinitionError> {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("deployment");
-    copy_dir(&repo_root().join("hats/deployment"), &dir);
+    support::copy_dir(&repo_root().join("hats/deployment"), &dir);
     fs::write(dir.join(file), bytes).unwrap();
     load_stage(&dir)
 }

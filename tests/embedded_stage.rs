@@ -11,18 +11,6 @@ use support::fake_openai::FakeOpenAi;
 use support::fake_reviewer::FakeReviewer;
 use support::{repo_root, Test};
 
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.path().strip_prefix(from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -75,7 +63,7 @@ fn list_check_and_render_work_from_an_empty_directory() {
 fn list_honours_the_workspace_stage_path() {
     let ws = tempfile::tempdir().unwrap();
     let stage = ws.path().join("stages/deploy-ours");
-    copy_dir(&repo_root().join("hats/deployment"), &stage);
+    support::copy_dir(&repo_root().join("hats/deployment"), &stage);
     let file = stage.join("STAGE.md");
     let text = std::fs::read_to_string(&file)
         .unwrap()
@@ -163,7 +151,7 @@ async fn a_run_with_a_stage_on_disk_records_its_relative_path() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     let stage = dir.path().join("my-stage/deployment");
-    copy_dir(&repo_root().join("hats/deployment"), &stage);
+    support::copy_dir(&repo_root().join("hats/deployment"), &stage);
     Test::new()
         .args(["run", "examples/orders-pipeline", "--stage"])
         .arg(&stage)

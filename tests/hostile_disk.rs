@@ -19,22 +19,10 @@ use support::{repo_root, Output, Test};
 
 const WORKSPACE: &str = "examples/orders-pipeline";
 
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.path().strip_prefix(from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// A copy of the example workspace with `extra` appended to its hatrack.toml.
 fn workspace(dir: &Path, extra: &str) -> PathBuf {
     let ws = dir.join("ws");
-    copy_dir(&repo_root().join(WORKSPACE), &ws);
+    support::copy_dir(&repo_root().join(WORKSPACE), &ws);
     let config = std::fs::read_to_string(ws.join("hatrack.toml")).unwrap();
     std::fs::write(ws.join("hatrack.toml"), format!("{config}\n{extra}\n")).unwrap();
     ws
@@ -579,7 +567,7 @@ async fn a_scrub_pattern_matching_empty_is_refused_before_any_call() {
     let server = reviewer().await;
     for pattern in ["", "x*", "\\\\b"] {
         let ws = dir.path().join(format!("ws{}", pattern.len()));
-        copy_dir(&workspace(dir.path(), ""), &ws);
+        support::copy_dir(&workspace(dir.path(), ""), &ws);
         let config = std::fs::read_to_string(ws.join("hatrack.toml")).unwrap();
         std::fs::write(
             ws.join("hatrack.toml"),
@@ -949,7 +937,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let run_dir = dir.path().join("run");
-        copy_dir(&repo_root().join(SHIPPED), &run_dir);
+        support::copy_dir(&repo_root().join(SHIPPED), &run_dir);
         // Recorded paths are relative to the transcript: point them back at the repository.
         let record = std::fs::read_to_string(run_dir.join("run.json")).unwrap();
         let root = repo_root();

@@ -570,7 +570,7 @@ async fn a_body_over_the_cap_fails_with_exit_3_and_is_not_retried() {
 async fn the_cap_is_configurable_in_hatrack_toml() {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
-    copy_dir(&repo_root().join(WORKSPACE), &ws);
+    support::copy_dir(&repo_root().join(WORKSPACE), &ws);
     let toml = std::fs::read_to_string(ws.join("hatrack.toml")).unwrap();
     let toml = if toml.contains("[model]") {
         toml.replacen("[model]", "[model]\nmax_response_bytes = 4096", 1)
@@ -678,18 +678,6 @@ fn request() -> ModelRequest {
         step: "hat/a".into(),
         attempt: 1,
         body: json!({"model": "test-model", "messages": [{"role": "user", "content": "hello"}]}),
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.path().strip_prefix(from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

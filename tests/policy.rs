@@ -228,7 +228,7 @@ async fn a_policy_file_outside_the_workspace_sets_every_policy_key_and_replay_ke
     let trusted = dir.path().join("trusted");
     std::fs::create_dir_all(&trusted).unwrap();
     // A copy of the shipped stage, named by the policy relative to the policy file.
-    copy_dir(
+    support::copy_dir(
         &support::repo_root().join("hats/deployment"),
         &trusted.join("stage"),
     );
@@ -329,16 +329,4 @@ async fn a_cross_origin_redirect_is_never_followed() {
         0,
         "the prompt went to the redirect's origin"
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.path().strip_prefix(from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
 }

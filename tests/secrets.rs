@@ -4,31 +4,17 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::fake_openai::FakeOpenAi;
 use support::fake_reviewer::FakeReviewer;
 use support::{repo_root, Test};
 
 const CANARY_KEY: &str = "sk-hatrack-canary-7f3a9c2e41d84b6f";
 
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.path().strip_prefix(from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn neither_the_key_nor_a_scrub_pattern_match_is_written_anywhere() {
     let dir = tempfile::tempdir().unwrap();
     let workspace = dir.path().join("ws");
-    copy_dir(&repo_root().join("examples/orders-pipeline"), &workspace);
+    support::copy_dir(&repo_root().join("examples/orders-pipeline"), &workspace);
     let config = std::fs::read_to_string(workspace.join("hatrack.toml")).unwrap();
     std::fs::write(
         workspace.join("hatrack.toml"),

@@ -204,6 +204,19 @@ impl Test {
     }
 }
 
+/// Copies a directory tree (a stage, an example workspace, a run directory) into `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// The Reads items of the shipped deployment stage, as `[inputs]` keys.
 pub const DEPLOYMENT_READS: [&str; 5] = [
     "validation report",
