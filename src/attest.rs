@@ -144,11 +144,7 @@ pub fn keyid(public: &[u8]) -> String {
 impl SigningKey {
     /// Reads a signing key from a PEM file; every error names the file and what to do.
     pub fn read(path: &Path) -> Result<SigningKey, AttestError> {
-        let text = read_key_file(path)?;
-        SigningKey::from_pem(&text).map_err(|message| AttestError::Key {
-            path: path.to_path_buf(),
-            message,
-        })
+        read_key(path, SigningKey::from_pem)
     }
 
     /// An Ed25519 private key from PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
@@ -219,11 +215,7 @@ fn is_ed25519(der: &[u8]) -> bool {
 impl PublicKey {
     /// Reads a public key from a PEM file; every error names the file and what to do.
     pub fn read(path: &Path) -> Result<PublicKey, AttestError> {
-        let text = read_key_file(path)?;
-        PublicKey::from_pem(&text).map_err(|message| AttestError::Key {
-            path: path.to_path_buf(),
-            message,
-        })
+        read_key(path, PublicKey::from_pem)
     }
 
     /// An Ed25519 public key from SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`).
@@ -311,6 +303,15 @@ fn wrong_label(label: &str, wanted: &str) -> String {
     } else {
         format!("holds {kind}, not {wanted}; {KEY_HELP}")
     }
+}
+
+/// A key file read and parsed by `from_pem`; every error names the file.
+fn read_key<K>(path: &Path, from_pem: fn(&[u8]) -> Result<K, String>) -> Result<K, AttestError> {
+    let text = read_key_file(path)?;
+    from_pem(&text).map_err(|message| AttestError::Key {
+        path: path.to_path_buf(),
+        message,
+    })
 }
 
 fn read_key_file(path: &Path) -> Result<Vec<u8>, AttestError> {
@@ -762,55 +763,19 @@ pub fn verify(run_dir: &Path, key: &PublicKey) -> Result<Verified, AttestError> 
             dir: run_dir.to_path_buf(),
         });
     }
-    let mismatch = |problem: String| AttestError::Mismatch {
-        dir: run_dir.to_path_buf(),
-        problems: vec![problem],
-    };
-    let bytes = read_capped(&envelope_path, MAX_READ)
-        .map_err(|m| mismatch(format!("{ENVELOPE_FILE}: {m}")))?;
-    let lines: Vec<&[u8]> = bytes
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .collect();
-    let [line] = lines.as_slice() else {
-        return Err(mismatch(format!(
-            "{ENVELOPE_FILE}: holds {} envelopes, hatrack writes one: was it edited?",
-            lines.len()
-        )));
-    };
-    let envelope: Envelope = serde_json::from_slice(line).map_err(|e| {
-        mismatch(format!(
-            "{ENVELOPE_FILE}: not a DSSE envelope ({e}): was it edited?"
-        ))
-    })?;
-    if envelope.payload_type != PAYLOAD_TYPE {
-        return Err(mismatch(format!(
-            "{ENVELOPE_FILE}: its payloadType is {:?}, not {PAYLOAD_TYPE:?}",
-            envelope.payload_type
-        )));
+    let envelope = read_envelope(run_dir, &envelope_path)?;
+    let statement = open_statement(run_dir, &envelope, key)?;
+    let problems = subjects_outside(&statement);
+    if !problems.is_empty() {
+        return Err(AttestError::Mismatch {
+            dir: run_dir.to_path_buf(),
+            problems,
+        });
     }
-    let payload = key
-        .open(&envelope)
-        .map_err(|m| mismatch(format!("{ENVELOPE_FILE}: {m}")))?;
-    let statement: Statement = serde_json::from_slice(&payload).map_err(|e| {
-        mismatch(format!(
-            "{ENVELOPE_FILE}: its statement is not one hatrack writes ({e})"
-        ))
-    })?;
-    if statement.statement_type != STATEMENT_TYPE || statement.predicate_type != PREDICATE_TYPE {
-        return Err(mismatch(format!(
-            "{ENVELOPE_FILE}: a statement of type {:?} with predicate {:?}, not {STATEMENT_TYPE:?} with {PREDICATE_TYPE:?}",
-            statement.statement_type, statement.predicate_type
-        )));
-    }
-    let mut problems = Vec::new();
-    for s in &statement.subject {
-        if !plain_relative(&s.name) {
-            problems.push(format!(
-                "{ENVELOPE_FILE}: names the subject {}, which is not a path inside the run directory",
-                crate::safe_fs::display_name(&s.name)
-            ));
-        }
+    let mut problems = subject_changes(&statement, &subjects(run_dir)?);
+    if problems.is_empty() {
+        let files = read_run(run_dir)?;
+        problems.extend(disagreements(&statement, &files));
     }
     if !problems.is_empty() {
         return Err(AttestError::Mismatch {
@@ -818,7 +783,100 @@ pub fn verify(run_dir: &Path, key: &PublicKey) -> Result<Verified, AttestError> 
             problems,
         });
     }
-    let now = subjects(run_dir)?;
+    Ok(Verified {
+        statement,
+        keyid: key.keyid(),
+    })
+}
+
+/// A verification that fails on one problem.
+fn mismatch(run_dir: &Path, problem: String) -> AttestError {
+    AttestError::Mismatch {
+        dir: run_dir.to_path_buf(),
+        problems: vec![problem],
+    }
+}
+
+/// The one DSSE envelope of [`ENVELOPE_FILE`], of the in-toto payload type; anything else
+/// is a mismatch (the file was edited).
+fn read_envelope(run_dir: &Path, envelope_path: &Path) -> Result<Envelope, AttestError> {
+    let bytes = read_capped(envelope_path, MAX_READ)
+        .map_err(|m| mismatch(run_dir, format!("{ENVELOPE_FILE}: {m}")))?;
+    let lines: Vec<&[u8]> = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    let [line] = lines.as_slice() else {
+        return Err(mismatch(
+            run_dir,
+            format!(
+                "{ENVELOPE_FILE}: holds {} envelopes, hatrack writes one: was it edited?",
+                lines.len()
+            ),
+        ));
+    };
+    let envelope: Envelope = serde_json::from_slice(line).map_err(|e| {
+        mismatch(
+            run_dir,
+            format!("{ENVELOPE_FILE}: not a DSSE envelope ({e}): was it edited?"),
+        )
+    })?;
+    if envelope.payload_type != PAYLOAD_TYPE {
+        return Err(mismatch(
+            run_dir,
+            format!(
+                "{ENVELOPE_FILE}: its payloadType is {:?}, not {PAYLOAD_TYPE:?}",
+                envelope.payload_type
+            ),
+        ));
+    }
+    Ok(envelope)
+}
+
+/// The statement the envelope carries, once `key` has checked its signature, and only if it
+/// is an in-toto Statement with hatrack's predicate.
+fn open_statement(
+    run_dir: &Path,
+    envelope: &Envelope,
+    key: &PublicKey,
+) -> Result<Statement, AttestError> {
+    let payload = key
+        .open(envelope)
+        .map_err(|m| mismatch(run_dir, format!("{ENVELOPE_FILE}: {m}")))?;
+    let statement: Statement = serde_json::from_slice(&payload).map_err(|e| {
+        mismatch(
+            run_dir,
+            format!("{ENVELOPE_FILE}: its statement is not one hatrack writes ({e})"),
+        )
+    })?;
+    if statement.statement_type != STATEMENT_TYPE || statement.predicate_type != PREDICATE_TYPE {
+        return Err(mismatch(run_dir, format!(
+            "{ENVELOPE_FILE}: a statement of type {:?} with predicate {:?}, not {STATEMENT_TYPE:?} with {PREDICATE_TYPE:?}",
+            statement.statement_type, statement.predicate_type
+        )));
+    }
+    Ok(statement)
+}
+
+/// A problem for each subject name that is not a plain path inside the run directory: such
+/// a statement is refused before any file is read.
+fn subjects_outside(statement: &Statement) -> Vec<String> {
+    statement
+        .subject
+        .iter()
+        .filter(|s| !plain_relative(&s.name))
+        .map(|s| {
+            format!(
+                "{ENVELOPE_FILE}: names the subject {}, which is not a path inside the run directory",
+                crate::safe_fs::display_name(&s.name)
+            )
+        })
+        .collect()
+}
+
+/// The files that differ from the signed subjects: missing or changed (in the signed
+/// subjects' order), then added since.
+fn subject_changes(statement: &Statement, now: &[Subject]) -> Vec<String> {
     let signed: std::collections::BTreeMap<&str, &str> = statement
         .subject
         .iter()
@@ -828,6 +886,7 @@ pub fn verify(run_dir: &Path, key: &PublicKey) -> Result<Verified, AttestError> 
         .iter()
         .map(|s| (s.name.as_str(), s.digest.sha256.as_str()))
         .collect();
+    let mut problems = Vec::new();
     for (name, digest) in &signed {
         match present.get(name) {
             None => problems.push(format!("{name} is missing (it was attested)")),
@@ -847,20 +906,7 @@ pub fn verify(run_dir: &Path, key: &PublicKey) -> Result<Verified, AttestError> 
             ));
         }
     }
-    if problems.is_empty() {
-        let files = read_run(run_dir)?;
-        problems.extend(disagreements(&statement, &files));
-    }
-    if !problems.is_empty() {
-        return Err(AttestError::Mismatch {
-            dir: run_dir.to_path_buf(),
-            problems,
-        });
-    }
-    Ok(Verified {
-        statement,
-        keyid: key.keyid(),
-    })
+    problems
 }
 
 fn plain_relative(name: &str) -> bool {

@@ -122,35 +122,10 @@ pub fn combine(parts: &[Part<'_>]) -> Result<Combined, String> {
     let mut reference: Option<(&Part<'_>, &Scope)> = None;
     let mut present = BTreeSet::new();
     for part in parts {
-        let scope = part.scope.ok_or_else(|| {
-            format!(
-                "{}: batch.json records no member list (an older hatrack wrote it), so a merge cannot tell whether shards are missing; run that shard again with this hatrack",
-                part.shown
-            )
-        })?;
-        if scope.members.iter().any(|n| !valid_name(n))
-            || !scope.members.windows(2).all(|w| w[0] < w[1])
-            || digest(&scope.members) != scope.members_digest
-        {
-            return Err(format!(
-                "{}: batch.json's member list is not one hatrack writes (unsorted, or not matching its digest): was it edited? Run that shard again",
-                part.shown
-            ));
-        }
-        if let Some((other, theirs)) = reference {
-            if theirs.members_digest != scope.members_digest {
-                return Err(format!(
-                    "{} and {} are shards of different batches ({} and {} workspace(s), member digests {} and {}): merge the shards of one batch, each run with the same workspace list",
-                    other.shown,
-                    part.shown,
-                    theirs.members.len(),
-                    scope.members.len(),
-                    &theirs.members_digest[..12],
-                    &scope.members_digest[..12],
-                ));
-            }
-        } else {
-            reference = Some((part, scope));
+        let scope = checked_scope(part)?;
+        match reference {
+            Some(first) => same_batch(first, (part, scope))?,
+            None => reference = Some((part, scope)),
         }
         let (indices, n) = coverage(scope).map_err(|e| format!("{}: {e}", part.shown))?;
         match count {
@@ -171,20 +146,7 @@ pub fn combine(parts: &[Part<'_>]) -> Result<Combined, String> {
                 ));
             }
         }
-        for name in part.names {
-            let holds = scope.members.binary_search(name).is_ok()
-                && (n == 1
-                    || indices
-                        .iter()
-                        .any(|&i| in_shard(name, Shard { index: i, count: n })));
-            if !holds {
-                return Err(format!(
-                    "{}: holds {name}, which is not a member of its shard of this batch: was the shard run with another workspace list, or edited?",
-                    part.shown
-                ));
-            }
-            present.insert(name.as_str());
-        }
+        check_members(part, scope, (&indices, n), &mut present)?;
     }
     let (_, scope) = reference.expect("at least one part");
     let (n, _) = count.expect("at least one part");
@@ -203,6 +165,71 @@ pub fn combine(parts: &[Part<'_>]) -> Result<Combined, String> {
     Ok(Combined {
         scope: Scope::of_names(scope.members.clone(), None, missing),
     })
+}
+
+/// A part's scope, as hatrack writes it: present (an older hatrack wrote none), its member
+/// names valid and sorted, and its digest matching them.
+fn checked_scope<'a>(part: &Part<'a>) -> Result<&'a Scope, String> {
+    let scope = part.scope.ok_or_else(|| {
+        format!(
+            "{}: batch.json records no member list (an older hatrack wrote it), so a merge cannot tell whether shards are missing; run that shard again with this hatrack",
+            part.shown
+        )
+    })?;
+    if scope.members.iter().any(|n| !valid_name(n))
+        || !scope.members.windows(2).all(|w| w[0] < w[1])
+        || digest(&scope.members) != scope.members_digest
+    {
+        return Err(format!(
+            "{}: batch.json's member list is not one hatrack writes (unsorted, or not matching its digest): was it edited? Run that shard again",
+            part.shown
+        ));
+    }
+    Ok(scope)
+}
+
+/// Refuses a part whose whole-batch member list differs from the first part's.
+fn same_batch(
+    (other, theirs): (&Part<'_>, &Scope),
+    (part, scope): (&Part<'_>, &Scope),
+) -> Result<(), String> {
+    if theirs.members_digest != scope.members_digest {
+        return Err(format!(
+            "{} and {} are shards of different batches ({} and {} workspace(s), member digests {} and {}): merge the shards of one batch, each run with the same workspace list",
+            other.shown,
+            part.shown,
+            theirs.members.len(),
+            scope.members.len(),
+            &theirs.members_digest[..12],
+            &scope.members_digest[..12],
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a part holding a member that is not in the batch or not in the shards it covers
+/// (`indices` of `n`); records the members it holds in `present`.
+fn check_members<'a>(
+    part: &Part<'a>,
+    scope: &Scope,
+    (indices, n): (&BTreeSet<u32>, u32),
+    present: &mut BTreeSet<&'a str>,
+) -> Result<(), String> {
+    for name in part.names {
+        let holds = scope.members.binary_search(name).is_ok()
+            && (n == 1
+                || indices
+                    .iter()
+                    .any(|&i| in_shard(name, Shard { index: i, count: n })));
+        if !holds {
+            return Err(format!(
+                "{}: holds {name}, which is not a member of its shard of this batch: was the shard run with another workspace list, or edited?",
+                part.shown
+            ));
+        }
+        present.insert(name.as_str());
+    }
+    Ok(())
 }
 
 /// Which shards (1-based) of how many a directory's scope covers.

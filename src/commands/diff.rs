@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cli::{DiffArgs, DiffFormat};
 use crate::model::transcript::{read_exchanges, Exchange};
-use crate::report::{Report, TokenUsage};
+use crate::report::{Report, StepReport, TokenUsage};
 use crate::run::rundir::EXCHANGES_FILE;
 use crate::Error;
 
@@ -187,17 +187,43 @@ pub fn compare(args: &DiffArgs) -> Result<RunDiff, Error> {
     let (a, b) = (read_report(&args.run_a)?, read_report(&args.run_b)?);
     let ex_a = read_exchanges(&args.run_a.join(EXCHANGES_FILE))?;
     let ex_b = read_exchanges(&args.run_b.join(EXCHANGES_FILE))?;
+    let requirements = compare_requirements(&a, &b);
+    let changed_steps = changed_turns(&ex_a, &ex_b);
+    let artifacts = changed_artifacts(&a, &b, args);
+    let (costs, total) = step_costs(&a, &b, args);
+    let flipped = requirements.verdicts.iter().filter(|v| v.flipped).count();
+    Ok(RunDiff {
+        run_a: args.run_a.display().to_string(),
+        run_b: args.run_b.display().to_string(),
+        verdicts: requirements.verdicts,
+        added_requirements: requirements.added,
+        removed_requirements: requirements.removed,
+        changed_steps,
+        artifacts,
+        steps: costs,
+        total,
+        flipped,
+    })
+}
 
-    let req_a: BTreeMap<&str, &str> = a
-        .requirements
-        .iter()
-        .map(|r| (r.id.as_str(), r.verdict.as_str()))
-        .collect();
-    let req_b: BTreeMap<&str, &str> = b
-        .requirements
-        .iter()
-        .map(|r| (r.id.as_str(), r.verdict.as_str()))
-        .collect();
+/// How the requirements of two runs compare: verdicts of those both have, and ids only one has.
+struct RequirementChanges {
+    /// In A's order, for every requirement B has too.
+    verdicts: Vec<VerdictChange>,
+    /// Only in B.
+    added: Vec<String>,
+    /// Only in A.
+    removed: Vec<String>,
+}
+
+fn compare_requirements(a: &Report, b: &Report) -> RequirementChanges {
+    fn verdict_by_id(run: &Report) -> BTreeMap<&str, &str> {
+        run.requirements
+            .iter()
+            .map(|r| (r.id.as_str(), r.verdict.as_str()))
+            .collect()
+    }
+    let (req_a, req_b) = (verdict_by_id(a), verdict_by_id(b));
     let mut verdicts = Vec::new();
     for r in &a.requirements {
         if let Some(vb) = req_b.get(r.id.as_str()) {
@@ -209,21 +235,23 @@ pub fn compare(args: &DiffArgs) -> Result<RunDiff, Error> {
             });
         }
     }
-    let added_requirements = b
-        .requirements
-        .iter()
-        .filter(|r| !req_a.contains_key(r.id.as_str()))
-        .map(|r| r.id.clone())
-        .collect();
-    let removed_requirements = a
-        .requirements
-        .iter()
-        .filter(|r| !req_b.contains_key(r.id.as_str()))
-        .map(|r| r.id.clone())
-        .collect();
+    let only_in = |run: &Report, other: &BTreeMap<&str, &str>| -> Vec<String> {
+        run.requirements
+            .iter()
+            .filter(|r| !other.contains_key(r.id.as_str()))
+            .map(|r| r.id.clone())
+            .collect()
+    };
+    RequirementChanges {
+        verdicts,
+        added: only_in(b, &req_a),
+        removed: only_in(a, &req_b),
+    }
+}
 
-    let changed_steps = changed_turns(&ex_a, &ex_b);
-
+/// The artifacts (by path) added, removed or changed (by digest) between the runs; a changed
+/// one carries a diff of its text as the run directories hold it now.
+fn changed_artifacts(a: &Report, b: &Report, args: &DiffArgs) -> Vec<ArtifactChange> {
     let arts = |r: &Report| -> BTreeMap<String, String> {
         r.steps
             .iter()
@@ -231,7 +259,7 @@ pub fn compare(args: &DiffArgs) -> Result<RunDiff, Error> {
             .map(|x| (x.path.clone(), x.sha256.clone()))
             .collect()
     };
-    let (arts_a, arts_b) = (arts(&a), arts(&b));
+    let (arts_a, arts_b) = (arts(a), arts(b));
     let mut artifacts = Vec::new();
     for path in arts_a.keys().chain(arts_b.keys()).collect::<BTreeSet<_>>() {
         let change = match (arts_a.get(path), arts_b.get(path)) {
@@ -258,7 +286,22 @@ pub fn compare(args: &DiffArgs) -> Result<RunDiff, Error> {
             diff,
         });
     }
+    artifacts
+}
 
+/// A step's tokens (prompt and completion); 0 for a step the run does not have.
+fn step_tokens(step: Option<&StepReport>) -> u64 {
+    step.map(|s| {
+        s.usage
+            .prompt_tokens
+            .saturating_add(s.usage.completion_tokens)
+    })
+    .unwrap_or(0)
+}
+
+/// Tokens, time and cost of every step either run has (A's steps first, then B's new ones),
+/// and their total (whose cost is each run's own total).
+fn step_costs(a: &Report, b: &Report, args: &DiffArgs) -> (Vec<StepCost>, StepCost) {
     let mut costs = Vec::new();
     let mut total = StepCost {
         step: "total".into(),
@@ -278,20 +321,8 @@ pub fn compare(args: &DiffArgs) -> Result<RunDiff, Error> {
         let sb = b.steps.iter().find(|s| &s.id == id);
         let c = StepCost {
             step: id.clone(),
-            tokens_a: sa
-                .map(|s| {
-                    s.usage
-                        .prompt_tokens
-                        .saturating_add(s.usage.completion_tokens)
-                })
-                .unwrap_or(0),
-            tokens_b: sb
-                .map(|s| {
-                    s.usage
-                        .prompt_tokens
-                        .saturating_add(s.usage.completion_tokens)
-                })
-                .unwrap_or(0),
+            tokens_a: step_tokens(sa),
+            tokens_b: step_tokens(sb),
             ms_a: sa.map(|s| s.duration_ms).unwrap_or(0),
             ms_b: sb.map(|s| s.duration_ms).unwrap_or(0),
             cost_a: sa.and_then(|s| cost(&s.usage, args)),
@@ -306,19 +337,7 @@ pub fn compare(args: &DiffArgs) -> Result<RunDiff, Error> {
         total.cost_b = cost(&b.run.usage, args);
         costs.push(c);
     }
-    let flipped = verdicts.iter().filter(|v| v.flipped).count();
-    Ok(RunDiff {
-        run_a: args.run_a.display().to_string(),
-        run_b: args.run_b.display().to_string(),
-        verdicts,
-        added_requirements,
-        removed_requirements,
-        changed_steps,
-        artifacts,
-        steps: costs,
-        total,
-        flipped,
-    })
+    (costs, total)
 }
 
 fn delta(a: u64, b: u64) -> String {
@@ -337,19 +356,52 @@ fn money(c: Option<f64>) -> String {
 
 fn render_text(d: &RunDiff, md: bool) -> String {
     let mut o = String::new();
-    let h = |t: &str| {
-        if md {
-            format!("\n### {t}\n\n")
-        } else {
-            format!("\n== {t}\n")
-        }
-    };
     o.push_str(&if md {
         format!("## hatrack diff\n\nA: `{}`  \nB: `{}`\n", d.run_a, d.run_b)
     } else {
         format!("A: {}\nB: {}\n", d.run_a, d.run_b)
     });
-    o.push_str(&h(&format!("verdicts: {} flipped", d.flipped)));
+    o.push_str(&requirements_text(d, md));
+    o.push_str(&heading(
+        &format!("requests changed (step turns): {}", d.changed_steps.len()),
+        md,
+    ));
+    for s in &d.changed_steps {
+        let line = format!("  {} turn {} ({})\n", s.step, s.turn, s.change);
+        o.push_str(&with_diff(line, &s.diff, md));
+    }
+    o.push_str(&heading(
+        &format!("artifacts changed: {}", d.artifacts.len()),
+        md,
+    ));
+    for a in &d.artifacts {
+        let line = format!("  {} ({})\n", a.path, a.change);
+        o.push_str(&with_diff(line, &a.diff, md));
+    }
+    o.push_str(&costs_text(d, md));
+    o
+}
+
+/// A section heading of the text or Markdown rendering.
+fn heading(title: &str, md: bool) -> String {
+    if md {
+        format!("\n### {title}\n\n")
+    } else {
+        format!("\n== {title}\n")
+    }
+}
+
+/// A changed request or artifact's line, followed by its diff when it has one.
+fn with_diff(mut line: String, diff: &str, md: bool) -> String {
+    if !diff.is_empty() {
+        line.push_str(&fenced(diff, md));
+    }
+    line
+}
+
+/// The verdicts that flipped, then the requirements only one run has.
+fn requirements_text(d: &RunDiff, md: bool) -> String {
+    let mut o = heading(&format!("verdicts: {} flipped", d.flipped), md);
     for v in d.verdicts.iter().filter(|v| v.flipped) {
         o.push_str(&format!(
             "{}{}: {} → {}\n",
@@ -367,37 +419,24 @@ fn render_text(d: &RunDiff, md: bool) -> String {
         ("requirements removed", &d.removed_requirements),
     ] {
         if !list.is_empty() {
-            o.push_str(&h(label));
+            o.push_str(&heading(label, md));
             for id in list {
                 o.push_str(&format!("  {id}\n"));
             }
         }
     }
-    o.push_str(&h(&format!(
-        "requests changed (step turns): {}",
-        d.changed_steps.len()
-    )));
-    for s in &d.changed_steps {
-        o.push_str(&format!("  {} turn {} ({})\n", s.step, s.turn, s.change));
-        if !s.diff.is_empty() {
-            o.push_str(&fenced(&s.diff, md));
-        }
-    }
-    o.push_str(&h(&format!("artifacts changed: {}", d.artifacts.len())));
-    for a in &d.artifacts {
-        o.push_str(&format!("  {} ({})\n", a.path, a.change));
-        if !a.diff.is_empty() {
-            o.push_str(&fenced(&a.diff, md));
-        }
-    }
-    o.push_str(&h("tokens, time and cost"));
+    o
+}
+
+/// The table of tokens, time and cost per step and in total: Markdown, or aligned columns.
+fn costs_text(d: &RunDiff, md: bool) -> String {
+    let mut o = heading("tokens, time and cost", md);
     if md {
         o.push_str("| step | tokens A | tokens B | Δ | ms A | ms B | Δ | cost A | cost B |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     } else {
-        o.push_str(&format!(
-            "  {:<28} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-            "step", "tokens A", "tokens B", "Δ", "ms A", "ms B", "Δ", "cost A", "cost B"
-        ));
+        o.push_str(&text_row(&[
+            "step", "tokens A", "tokens B", "Δ", "ms A", "ms B", "Δ", "cost A", "cost B",
+        ]));
     }
     for c in d.steps.iter().chain(std::iter::once(&d.total)) {
         let cells = [
@@ -414,21 +453,18 @@ fn render_text(d: &RunDiff, md: bool) -> String {
         if md {
             o.push_str(&format!("| {} |\n", cells.join(" | ")));
         } else {
-            o.push_str(&format!(
-                "  {:<28} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-                cells[0],
-                cells[1],
-                cells[2],
-                cells[3],
-                cells[4],
-                cells[5],
-                cells[6],
-                cells[7],
-                cells[8]
-            ));
+            o.push_str(&text_row(&cells.each_ref().map(String::as_str)));
         }
     }
     o
+}
+
+/// One row of the plain-text cost table, in its fixed columns.
+fn text_row(cells: &[&str; 9]) -> String {
+    format!(
+        "  {:<28} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6], cells[7], cells[8]
+    )
 }
 
 fn fenced(diff: &str, md: bool) -> String {

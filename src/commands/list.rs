@@ -6,7 +6,7 @@ use crate::cli::{ListArgs, ListFormat};
 use crate::config::ConfigFile;
 use crate::definition::{
     definition_digest, embedded, load_stage, resolve_stage_dir, AgentOrigin, ArtifactDef,
-    ArtifactKind, Requirement, Stage,
+    ArtifactKind, Hat, InputRef, Requirement, ReviewAgent, Stage,
 };
 use crate::run::setup;
 use crate::Error;
@@ -174,75 +174,10 @@ fn artifact_view(a: &ArtifactDef) -> ArtifactView {
 impl ListView {
     pub fn of(stage: &Stage, warnings: &[crate::definition::Diagnostic]) -> ListView {
         ListView {
-            stage: StageView {
-                name: stage.name.clone(),
-                studio: stage.studio.clone(),
-                dir: embedded::spelling(&stage.dir)
-                    .unwrap_or_else(|| stage.dir.display().to_string()),
-                file: stage.file.display().to_string(),
-                title: stage.title.clone(),
-                description: stage.description.clone(),
-                gates: stage.gates.iter().map(|g| g.as_str().to_string()).collect(),
-                needs_human: stage.gates.iter().any(|g| g.needs_human()),
-                elaboration: stage.elaboration.clone(),
-                digest: definition_digest(stage),
-                fix_hats: stage.fix_hats.clone(),
-                interpretation: stage.interpretation.clone(),
-            },
-            inputs: stage
-                .inputs
-                .iter()
-                .map(|i| InputView {
-                    stage: i.stage.clone(),
-                    kind: match i.kind {
-                        ArtifactKind::Discovery => "discovery",
-                        ArtifactKind::Output => "output",
-                    },
-                    name: i.name.clone(),
-                    source: i.source.to_string(),
-                })
-                .collect(),
-            hats: stage
-                .hats
-                .iter()
-                .map(|h| HatView {
-                    name: h.name.clone(),
-                    file: h.file.display().to_string(),
-                    focus: h.focus.clone(),
-                    produces: h.produces.clone(),
-                    reads: h.reads.clone(),
-                    responsibilities: h.responsibilities.clone(),
-                    process: h.process.clone(),
-                    interpretation: fm_interpretation(&h.front_matter),
-                    constraints: h.constraints().map(requirement_view).collect(),
-                    other_requirements: h
-                        .requirements
-                        .iter()
-                        .filter(|r| r.section != "anti-patterns")
-                        .map(requirement_view)
-                        .collect(),
-                })
-                .collect(),
-            review_agents: stage
-                .review_agents
-                .iter()
-                .map(|a| AgentView {
-                    name: a.name.clone(),
-                    file: a.file.display().to_string(),
-                    origin: match a.origin {
-                        AgentOrigin::Own => "own",
-                        AgentOrigin::Included { .. } => "included",
-                    },
-                    from_stage: match &a.origin {
-                        AgentOrigin::Own => None,
-                        AgentOrigin::Included { stage } => Some(stage.clone()),
-                    },
-                    interpretation: fm_interpretation(&a.front_matter),
-                    mandate: a.mandate.clone(),
-                    checks: a.checks.iter().map(requirement_view).collect(),
-                    failure_modes: a.failure_modes.clone(),
-                })
-                .collect(),
+            stage: stage_view(stage),
+            inputs: stage.inputs.iter().map(input_view).collect(),
+            hats: stage.hats.iter().map(hat_view).collect(),
+            review_agents: stage.review_agents.iter().map(agent_view).collect(),
             criteria: stage.criteria.as_ref().map(|c| CriteriaView {
                 good: c.good.clone(),
                 bad: c.bad.clone(),
@@ -259,6 +194,77 @@ impl ListView {
             discovery: stage.discovery.iter().map(artifact_view).collect(),
             warnings: warnings.iter().map(|d| d.to_string()).collect(),
         }
+    }
+}
+
+/// The stage's own facts: names, gate, elaboration, digest, v8 extras.
+fn stage_view(stage: &Stage) -> StageView {
+    StageView {
+        name: stage.name.clone(),
+        studio: stage.studio.clone(),
+        dir: embedded::spelling(&stage.dir).unwrap_or_else(|| stage.dir.display().to_string()),
+        file: stage.file.display().to_string(),
+        title: stage.title.clone(),
+        description: stage.description.clone(),
+        gates: stage.gates.iter().map(|g| g.as_str().to_string()).collect(),
+        needs_human: stage.gates.iter().any(|g| g.needs_human()),
+        elaboration: stage.elaboration.clone(),
+        digest: definition_digest(stage),
+        fix_hats: stage.fix_hats.clone(),
+        interpretation: stage.interpretation.clone(),
+    }
+}
+
+fn input_view(i: &InputRef) -> InputView {
+    InputView {
+        stage: i.stage.clone(),
+        kind: match i.kind {
+            ArtifactKind::Discovery => "discovery",
+            ArtifactKind::Output => "output",
+        },
+        name: i.name.clone(),
+        source: i.source.to_string(),
+    }
+}
+
+/// A hat: its guidance sections, its constraints, and its other keyword sentences apart.
+fn hat_view(h: &Hat) -> HatView {
+    HatView {
+        name: h.name.clone(),
+        file: h.file.display().to_string(),
+        focus: h.focus.clone(),
+        produces: h.produces.clone(),
+        reads: h.reads.clone(),
+        responsibilities: h.responsibilities.clone(),
+        process: h.process.clone(),
+        interpretation: fm_interpretation(&h.front_matter),
+        constraints: h.constraints().map(requirement_view).collect(),
+        other_requirements: h
+            .requirements
+            .iter()
+            .filter(|r| r.section != "anti-patterns")
+            .map(requirement_view)
+            .collect(),
+    }
+}
+
+/// A review agent, with where it comes from (own, or included from a sibling stage).
+fn agent_view(a: &ReviewAgent) -> AgentView {
+    AgentView {
+        name: a.name.clone(),
+        file: a.file.display().to_string(),
+        origin: match a.origin {
+            AgentOrigin::Own => "own",
+            AgentOrigin::Included { .. } => "included",
+        },
+        from_stage: match &a.origin {
+            AgentOrigin::Own => None,
+            AgentOrigin::Included { stage } => Some(stage.clone()),
+        },
+        interpretation: fm_interpretation(&a.front_matter),
+        mandate: a.mandate.clone(),
+        checks: a.checks.iter().map(requirement_view).collect(),
+        failure_modes: a.failure_modes.clone(),
     }
 }
 
@@ -322,6 +328,51 @@ fn write_requirements(
 }
 
 fn write_text(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
+    write_stage(v, out)?;
+    write_hats(&v.hats, out)?;
+    write_agents(&v.review_agents, out)?;
+    if let Some(c) = &v.criteria {
+        writeln!(out, "\nCriteria guidance:")?;
+        writeln!(out, "  good:")?;
+        for g in &c.good {
+            writeln!(out, "    - {g}")?;
+        }
+        writeln!(out, "  bad:")?;
+        for b in &c.bad {
+            writeln!(out, "    - {b}")?;
+        }
+    }
+    if v.completion_signal.requirements.is_empty() {
+        writeln!(
+            out,
+            "\nCompletion signal: none — the run gates on hat constraints and review checks"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "\nCompletion signal ({} requirements):",
+            v.completion_signal.requirements.len()
+        )?;
+        write_requirements(out, "  ", &v.completion_signal.requirements)?;
+    }
+    for (label, list) in [("Outputs", &v.outputs), ("Discovery", &v.discovery)] {
+        if !list.is_empty() {
+            writeln!(out, "\n{label}:")?;
+            for a in list {
+                let req = if a.required { "required" } else { "optional" };
+                writeln!(
+                    out,
+                    "  {}  {} ({}, {}, {req})",
+                    a.name, a.location, a.scope, a.format
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The listing's head: the stage, its definition, gate, v8 extras and stage inputs.
+fn write_stage(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
     let s = &v.stage;
     let studio = s
         .studio
@@ -361,9 +412,13 @@ fn write_text(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
             )?;
         }
     }
+    Ok(())
+}
 
+/// The hats in run order: guidance sections, constraints, other keyword sentences.
+fn write_hats(hats: &[HatView], out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "\nHats, in order:")?;
-    for (n, h) in v.hats.iter().enumerate() {
+    for (n, h) in hats.iter().enumerate() {
         writeln!(out, "{}. {}  ({})", n + 1, h.name, h.file)?;
         for (label, text) in [
             ("Focus", &h.focus),
@@ -383,9 +438,13 @@ fn write_text(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
             write_requirements(out, "     ", &h.other_requirements)?;
         }
     }
+    Ok(())
+}
 
+/// The review agents: origin, mandate, checks and failure-mode guidance.
+fn write_agents(agents: &[AgentView], out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "\nReview agents:")?;
-    for a in &v.review_agents {
+    for a in agents {
         let origin = match &a.from_stage {
             Some(st) => format!("included from stage {st}"),
             None => "own".into(),
@@ -404,46 +463,6 @@ fn write_text(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
             )?;
             for f in &a.failure_modes {
                 writeln!(out, "     - {}", plain(f))?;
-            }
-        }
-    }
-
-    if let Some(c) = &v.criteria {
-        writeln!(out, "\nCriteria guidance:")?;
-        writeln!(out, "  good:")?;
-        for g in &c.good {
-            writeln!(out, "    - {g}")?;
-        }
-        writeln!(out, "  bad:")?;
-        for b in &c.bad {
-            writeln!(out, "    - {b}")?;
-        }
-    }
-
-    if v.completion_signal.requirements.is_empty() {
-        writeln!(
-            out,
-            "\nCompletion signal: none — the run gates on hat constraints and review checks"
-        )?;
-    } else {
-        writeln!(
-            out,
-            "\nCompletion signal ({} requirements):",
-            v.completion_signal.requirements.len()
-        )?;
-        write_requirements(out, "  ", &v.completion_signal.requirements)?;
-    }
-
-    for (label, list) in [("Outputs", &v.outputs), ("Discovery", &v.discovery)] {
-        if !list.is_empty() {
-            writeln!(out, "\n{label}:")?;
-            for a in list {
-                let req = if a.required { "required" } else { "optional" };
-                writeln!(
-                    out,
-                    "  {}  {} ({}, {}, {req})",
-                    a.name, a.location, a.scope, a.format
-                )?;
             }
         }
     }

@@ -8,11 +8,11 @@
 //! index then names what it lacks and its gate is not met (exit at least 1).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::batch::index;
+use crate::batch::index::{self, BatchIndex};
 use crate::batch::run::write_index;
-use crate::batch::scope::{self, Part};
+use crate::batch::scope::{self, Combined, Part};
 use crate::cli::MergeArgs;
 use crate::run::lifecycle::on_github_actions;
 use crate::run::rundir::RunDir;
@@ -25,24 +25,7 @@ const MAX_FILE: u64 = 256 * 1024 * 1024;
 const MAX_DEPTH: usize = 16;
 
 pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    let indexes = args
-        .shards
-        .iter()
-        .map(|shard| index::read(shard).map_err(|e| Error::usage(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    for (shard, listed) in args.shards.iter().zip(&indexes) {
-        if let Some(w) = listed
-            .workspaces
-            .iter()
-            .find(|w| !crate::batch::valid_name(&w.name))
-        {
-            return Err(Error::usage(format!(
-                "{}: batch.json names {:?}, which is not a member name hatrack writes",
-                shard.display(),
-                w.name
-            )));
-        }
-    }
+    let indexes = read_shards(&args.shards)?;
     let member_lists: Vec<Vec<String>> = indexes
         .iter()
         .map(|i| i.workspaces.iter().map(|w| w.name.clone()).collect())
@@ -59,32 +42,9 @@ pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         })
         .collect();
     let combined = scope::combine(&parts).map_err(Error::usage)?;
-    // Shards of one batch never share a member; checked again on the names themselves (as a
-    // file system that ignores case would see them).
-    let mut names: Vec<String> = Vec::new();
-    for (shard, listed) in args.shards.iter().zip(&member_lists) {
-        for name in listed {
-            if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                return Err(Error::usage(format!(
-                    "{name} is in more than one shard (again in {}); merge the shards of one batch, each once",
-                    shard.display()
-                )));
-            }
-            names.push(name.clone());
-        }
-    }
-    if let (Some(missing), false) = (&combined.scope.missing, args.partial) {
-        let shards = if missing.shards.is_empty() {
-            "every shard is given, but their batch.json files lack members".to_string()
-        } else {
-            format!("shard(s) {} missing", missing.shards.join(", "))
-        };
-        return Err(Error::usage(format!(
-            "incomplete merge: {shards}, so {} of {} workspace(s) would never be reviewed ({}); pass every shard's batch directory, or --partial to merge these anyway (the merged gate is then not met)",
-            missing.workspaces.len(),
-            combined.scope.members.len(),
-            scope::listing(&missing.workspaces),
-        )));
+    let names = distinct_members(&args.shards, &member_lists)?;
+    if !args.partial {
+        refuse_incomplete(&combined)?;
     }
 
     let locked = RunDir::open_locked(&args.out)?;
@@ -110,6 +70,69 @@ pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         false,
         args.github || on_github_actions(),
     )
+}
+
+/// Each shard's `batch.json`, refusing one that names a member hatrack would not write (a
+/// name that is not a plain directory name).
+fn read_shards(shards: &[PathBuf]) -> Result<Vec<BatchIndex>, Error> {
+    let indexes = shards
+        .iter()
+        .map(|shard| index::read(shard).map_err(|e| Error::usage(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (shard, listed) in shards.iter().zip(&indexes) {
+        if let Some(w) = listed
+            .workspaces
+            .iter()
+            .find(|w| !crate::batch::valid_name(&w.name))
+        {
+            return Err(Error::usage(format!(
+                "{}: batch.json names {:?}, which is not a member name hatrack writes",
+                shard.display(),
+                w.name
+            )));
+        }
+    }
+    Ok(indexes)
+}
+
+/// Every shard's members, in shard order. Shards of one batch never share a member; checked
+/// again on the names themselves (as a file system that ignores case would see them).
+fn distinct_members(
+    shards: &[PathBuf],
+    member_lists: &[Vec<String>],
+) -> Result<Vec<String>, Error> {
+    let mut names: Vec<String> = Vec::new();
+    for (shard, listed) in shards.iter().zip(member_lists) {
+        for name in listed {
+            if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                return Err(Error::usage(format!(
+                    "{name} is in more than one shard (again in {}); merge the shards of one batch, each once",
+                    shard.display()
+                )));
+            }
+            names.push(name.clone());
+        }
+    }
+    Ok(names)
+}
+
+/// Without `--partial`, a merge that lacks shards or members is refused, naming what is
+/// missing.
+fn refuse_incomplete(combined: &Combined) -> Result<(), Error> {
+    let Some(missing) = &combined.scope.missing else {
+        return Ok(());
+    };
+    let shards = if missing.shards.is_empty() {
+        "every shard is given, but their batch.json files lack members".to_string()
+    } else {
+        format!("shard(s) {} missing", missing.shards.join(", "))
+    };
+    Err(Error::usage(format!(
+        "incomplete merge: {shards}, so {} of {} workspace(s) would never be reviewed ({}); pass every shard's batch directory, or --partial to merge these anyway (the merged gate is then not met)",
+        missing.workspaces.len(),
+        combined.scope.members.len(),
+        scope::listing(&missing.workspaces),
+    )))
 }
 
 /// Copies the regular files under `from` to `root/rel`, never following a symlink (a run

@@ -11,6 +11,7 @@ use crate::definition::Stage;
 use crate::inputs;
 use crate::model::request::build_body_with_tools;
 use crate::model::transcript::read_exchanges;
+use crate::model::{ChatMessage, ModelSettings};
 use crate::prompt::Prompts;
 use crate::report::Report;
 use crate::run::artifacts::Artifact;
@@ -28,48 +29,12 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
         }
         None => None,
     };
-    let workspace = match (&args.workspace, &against) {
-        (Some(w), _) => setup::workspace_dir(Some(w))?,
-        (None, Some((dir, rec))) => {
-            setup::workspace_dir(Some(&rundir::resolve_recorded(dir, &rec.workspace)))?
-        }
-        (None, None) => setup::workspace_dir(None)?,
-    };
-    let config = ConfigFile::load(&workspace)?;
-    let stage_dir = match &against {
-        Some((dir, rec)) if args.stage.stage.is_none() && args.stage.studio.is_none() => {
-            rundir::resolve_recorded(dir, &rec.stage.path)
-        }
-        _ => setup::stage_dir(&args.stage, &config, &workspace)?,
-    };
-    let stage = setup::load_stage(&stage_dir)?.stage;
-    let model_args = crate::cli::ModelArgs {
-        model: args.model.clone(),
-        judge_model: args.judge_model.clone(),
-        ..Default::default()
-    };
-    let mut settings = setup::model_settings(&model_args, &config)?;
-    let mut judge = setup::judge_settings(&model_args, &config, &settings)?;
-    let prompts_dir = args.prompts.clone().or_else(|| {
-        against.as_ref().and_then(|(dir, rec)| {
-            rec.prompts
-                .dir
-                .as_ref()
-                .map(|p| rundir::resolve_recorded(dir, p))
-        })
-    });
-    if let Some((_, rec)) = &against {
-        judge = setup::apply_record(&mut settings, &rec.model);
-        if let Some(m) = &args.model {
-            settings.model = m.clone();
-        }
-        if let Some(j) = &args.judge_model {
-            judge.model = j.clone();
-        }
-    }
-    let prompts = Prompts::load(prompts_dir.as_deref())?;
+    let against = against.as_ref();
+    let (workspace, config, stage) = load_target(args, against)?;
+    let (settings, judge) = step_settings(args, &config, against)?;
+    let prompts = Prompts::load(prompts_dir(args, against).as_deref())?;
     let bindings = inputs::bind(&stage, &workspace, &config)?;
-    let run_dir = against.as_ref().map(|(d, _)| d.as_path());
+    let run_dir = against.map(|(d, _)| d.as_path());
 
     let step = steps::find(&stage, &args.hat).map_err(Error::usage)?;
     let (produced, prior) = match run_dir {
@@ -105,38 +70,122 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let body = build_body_with_tools(settings, &messages, Some(&spec), tools.as_ref());
 
     let Some(dir) = run_dir else {
-        if args.json {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&body).expect("JSON values serialise")
-            );
-        } else {
-            for m in &messages {
-                let _ = writeln!(out, "──── {} ────\n{}\n", m.role, m.content);
-            }
-            if let Some(tools) = &tools {
-                let _ = writeln!(out, "──── tools ────");
-                for t in tools.as_array().into_iter().flatten() {
-                    let f = &t["function"];
-                    let params: Vec<&str> = f["parameters"]["required"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|p| p.as_str())
-                        .collect();
-                    let _ = writeln!(
-                        out,
-                        "{}({}) — {}",
-                        f["name"].as_str().unwrap_or_default(),
-                        params.join(", "),
-                        f["description"].as_str().unwrap_or_default()
-                    );
-                }
-            }
-        }
+        write_request(out, args.json, &body, &messages, tools.as_ref());
         return Ok(0);
     };
+    compare_with_recorded(out, dir, &step, &body)
+}
+
+/// The workspace, its config and the stage to render: from the arguments, else from the
+/// run rendered against (its recorded workspace and stage), else the defaults.
+fn load_target(
+    args: &RenderArgs,
+    against: Option<&(PathBuf, RunRecord)>,
+) -> Result<(PathBuf, ConfigFile, Stage), Error> {
+    let workspace = match (&args.workspace, against) {
+        (Some(w), _) => setup::workspace_dir(Some(w))?,
+        (None, Some((dir, rec))) => {
+            setup::workspace_dir(Some(&rundir::resolve_recorded(dir, &rec.workspace)))?
+        }
+        (None, None) => setup::workspace_dir(None)?,
+    };
+    let config = ConfigFile::load(&workspace)?;
+    let stage_dir = match against {
+        Some((dir, rec)) if args.stage.stage.is_none() && args.stage.studio.is_none() => {
+            rundir::resolve_recorded(dir, &rec.stage.path)
+        }
+        _ => setup::stage_dir(&args.stage, &config, &workspace)?,
+    };
+    let stage = setup::load_stage(&stage_dir)?.stage;
+    Ok((workspace, config, stage))
+}
+
+/// The producer's and the judge's model settings. Against a run, the run's recorded
+/// settings, so the request compares like for like; `--model`/`--judge-model` still win.
+fn step_settings(
+    args: &RenderArgs,
+    config: &ConfigFile,
+    against: Option<&(PathBuf, RunRecord)>,
+) -> Result<(ModelSettings, ModelSettings), Error> {
+    let model_args = crate::cli::ModelArgs {
+        model: args.model.clone(),
+        judge_model: args.judge_model.clone(),
+        ..Default::default()
+    };
+    let mut settings = setup::model_settings(&model_args, config)?;
+    let mut judge = setup::judge_settings(&model_args, config, &settings)?;
+    if let Some((_, rec)) = against {
+        judge = setup::apply_record(&mut settings, &rec.model);
+        if let Some(m) = &args.model {
+            settings.model = m.clone();
+        }
+        if let Some(j) = &args.judge_model {
+            judge.model = j.clone();
+        }
+    }
+    Ok((settings, judge))
+}
+
+/// The prompts directory: `--prompts`, else the one the run rendered against used.
+fn prompts_dir(args: &RenderArgs, against: Option<&(PathBuf, RunRecord)>) -> Option<PathBuf> {
+    args.prompts.clone().or_else(|| {
+        against.and_then(|(dir, rec)| {
+            rec.prompts
+                .dir
+                .as_ref()
+                .map(|p| rundir::resolve_recorded(dir, p))
+        })
+    })
+}
+
+/// Without `--against`: the request as JSON, or its messages and tool signatures as text.
+fn write_request(
+    out: &mut dyn Write,
+    json: bool,
+    body: &serde_json::Value,
+    messages: &[ChatMessage],
+    tools: Option<&serde_json::Value>,
+) {
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(body).expect("JSON values serialise")
+        );
+        return;
+    }
+    for m in messages {
+        let _ = writeln!(out, "──── {} ────\n{}\n", m.role, m.content);
+    }
+    if let Some(tools) = tools {
+        let _ = writeln!(out, "──── tools ────");
+        for t in tools.as_array().into_iter().flatten() {
+            let f = &t["function"];
+            let params: Vec<&str> = f["parameters"]["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_str())
+                .collect();
+            let _ = writeln!(
+                out,
+                "{}({}) — {}",
+                f["name"].as_str().unwrap_or_default(),
+                params.join(", "),
+                f["description"].as_str().unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// With `--against`: the difference between the step's first recorded request and the one
+/// it would send now. Exit 0 when identical, 1 when it differs or none was recorded.
+fn compare_with_recorded(
+    out: &mut dyn Write,
+    dir: &Path,
+    step: &str,
+    body: &serde_json::Value,
+) -> Result<i32, Error> {
     let recorded = read_exchanges(&dir.join(EXCHANGES_FILE))?;
     let Some(old) = recorded.iter().find(|e| e.step == step && e.attempt == 1) else {
         let _ = writeln!(
@@ -147,7 +196,7 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
         return Ok(1);
     };
     let old_text = pretty(&old.request);
-    let new_text = pretty(&body);
+    let new_text = pretty(body);
     if old_text == new_text {
         let _ = writeln!(
             out,

@@ -90,131 +90,186 @@ pub fn normalise_label(raw: &str) -> String {
     l
 }
 
+impl BodySection {
+    /// An empty section that starts at `line`.
+    fn new(start: SectionStart, label: String, heading: String, line: usize) -> BodySection {
+        BodySection {
+            start,
+            label,
+            heading,
+            line,
+            text: String::new(),
+            blocks: Vec::new(),
+        }
+    }
+}
+
+/// What the previous line left open for continuation.
+#[derive(Clone, Copy, PartialEq)]
+enum Open {
+    Nothing,
+    Item,
+    Paragraph,
+}
+
+/// [`parse_body`]'s state between lines: the sections so far (the last one is being
+/// filled), the raw lines of each (its text), what the next line may continue, and the
+/// marker of an open code fence.
+struct BodyParser<'a> {
+    sections: Vec<BodySection>,
+    raw_lines: Vec<Vec<&'a str>>,
+    open: Open,
+    fence: Option<&'static str>,
+}
+
 /// Parses a body. `first_line` is the file line of the body's first line.
 pub fn parse_body(body: &str, first_line: usize) -> Vec<BodySection> {
-    let mut sections = vec![BodySection {
-        start: SectionStart::Preamble,
-        label: String::new(),
-        heading: String::new(),
-        line: first_line,
-        text: String::new(),
-        blocks: Vec::new(),
-    }];
-    let mut raw_lines: Vec<Vec<&str>> = vec![Vec::new()];
-    // What the previous line left open for continuation.
-    #[derive(PartialEq)]
-    enum Open {
-        Nothing,
-        Item,
-        Paragraph,
-    }
-    let mut open = Open::Nothing;
-    let mut fence: Option<&'static str> = None;
-
+    let mut parser = BodyParser {
+        sections: vec![BodySection::new(
+            SectionStart::Preamble,
+            String::new(),
+            String::new(),
+            first_line,
+        )],
+        raw_lines: vec![Vec::new()],
+        open: Open::Nothing,
+        fence: None,
+    };
     for (i, line) in body.lines().enumerate() {
-        let lineno = first_line + i;
-        let current = sections.len() - 1;
-        if let Some(marker) = fence {
-            raw_lines[current].push(line);
-            if line.trim_start().starts_with(marker)
-                && line.trim().trim_start_matches(marker).is_empty()
-            {
-                fence = None;
-            }
-            continue;
-        }
-        if let Some(marker) = fence_marker(line) {
-            raw_lines[current].push(line);
-            fence = Some(marker);
-            open = Open::Nothing;
-            continue;
+        parser.line(first_line + i, line);
+    }
+    parser.finish()
+}
+
+impl<'a> BodyParser<'a> {
+    /// One line of the body: code fence, heading, label, or content of the current section.
+    fn line(&mut self, lineno: usize, line: &'a str) {
+        if self.fenced(line) {
+            return;
         }
         if let Some(c) = heading_re().captures(line) {
             let level = c.get(1).map_or(1, |m| m.as_str().len());
             let text = c.get(2).map_or("", |m| m.as_str()).to_string();
-            sections.push(BodySection {
-                start: SectionStart::Heading(level),
-                label: normalise_label(&text),
-                heading: text,
-                line: lineno,
-                text: String::new(),
-                blocks: Vec::new(),
-            });
-            raw_lines.push(Vec::new());
-            open = Open::Nothing;
-            continue;
+            let label = normalise_label(&text);
+            self.sections.push(BodySection::new(
+                SectionStart::Heading(level),
+                label,
+                text,
+                lineno,
+            ));
+            self.raw_lines.push(Vec::new());
+            self.open = Open::Nothing;
+            return;
         }
         if let Some(c) = label_re().captures(line) {
-            let label = c
-                .name("a")
-                .or_else(|| c.name("b"))
-                .map_or("", |m| m.as_str());
-            let inline = c
-                .name("ai")
-                .or_else(|| c.name("bi"))
-                .map_or("", |m| m.as_str())
-                .trim();
-            let mut section = BodySection {
-                start: SectionStart::Label,
-                label: normalise_label(label),
-                heading: label.to_string(),
-                line: lineno,
-                text: String::new(),
-                blocks: Vec::new(),
-            };
-            let mut raw = Vec::new();
-            open = Open::Nothing;
-            if !inline.is_empty() {
-                section.blocks.push(Block::Paragraph {
-                    lines: vec![(lineno, inline.to_string())],
-                });
-                raw.push(inline);
-                open = Open::Paragraph;
-            }
-            sections.push(section);
-            raw_lines.push(raw);
-            continue;
+            self.start_label(lineno, &c);
+            return;
         }
-        raw_lines[current].push(line);
-        let section = &mut sections[current];
+        self.content(lineno, line);
+    }
+
+    /// A line inside a code fence, or one that opens or closes it: kept in the section's
+    /// text, never scanned. Returns whether the line was such a line.
+    fn fenced(&mut self, line: &'a str) -> bool {
+        let current = self.sections.len() - 1;
+        if let Some(marker) = self.fence {
+            self.raw_lines[current].push(line);
+            if line.trim_start().starts_with(marker)
+                && line.trim().trim_start_matches(marker).is_empty()
+            {
+                self.fence = None;
+            }
+            return true;
+        }
+        if let Some(marker) = fence_marker(line) {
+            self.raw_lines[current].push(line);
+            self.fence = Some(marker);
+            self.open = Open::Nothing;
+            return true;
+        }
+        false
+    }
+
+    /// `**Label:** inline text` starts a section; the inline text, if any, starts its first
+    /// paragraph.
+    fn start_label(&mut self, lineno: usize, c: &regex::Captures<'a>) {
+        let label = c
+            .name("a")
+            .or_else(|| c.name("b"))
+            .map_or("", |m| m.as_str());
+        let inline = c
+            .name("ai")
+            .or_else(|| c.name("bi"))
+            .map_or("", |m| m.as_str())
+            .trim();
+        let mut section = BodySection::new(
+            SectionStart::Label,
+            normalise_label(label),
+            label.to_string(),
+            lineno,
+        );
+        let mut raw = Vec::new();
+        self.open = Open::Nothing;
+        if !inline.is_empty() {
+            section.blocks.push(Block::Paragraph {
+                lines: vec![(lineno, inline.to_string())],
+            });
+            raw.push(inline);
+            self.open = Open::Paragraph;
+        }
+        self.sections.push(section);
+        self.raw_lines.push(raw);
+    }
+
+    /// A line of the current section: a blank line closes what was open, a list item starts
+    /// an item, anything else continues the open item or paragraph or starts a paragraph.
+    fn content(&mut self, lineno: usize, line: &'a str) {
+        let current = self.sections.len() - 1;
+        self.raw_lines[current].push(line);
+        let section = &mut self.sections[current];
         if line.trim().is_empty() {
-            open = Open::Nothing;
-            continue;
+            self.open = Open::Nothing;
+            return;
         }
         if let Some(c) = item_re().captures(line) {
             section.blocks.push(Block::Item {
                 text: c.get(1).map_or("", |m| m.as_str()).trim().to_string(),
                 line: lineno,
             });
-            open = Open::Item;
-            continue;
+            self.open = Open::Item;
+            return;
         }
         let trimmed = line.trim();
-        match (open, section.blocks.last_mut()) {
+        match (self.open, section.blocks.last_mut()) {
             (Open::Item, Some(Block::Item { text, .. })) => {
                 text.push(' ');
                 text.push_str(trimmed);
-                open = Open::Item;
+                self.open = Open::Item;
             }
             (Open::Paragraph, Some(Block::Paragraph { lines })) => {
                 lines.push((lineno, trimmed.to_string()));
-                open = Open::Paragraph;
+                self.open = Open::Paragraph;
             }
             _ => {
                 section.blocks.push(Block::Paragraph {
                     lines: vec![(lineno, trimmed.to_string())],
                 });
-                open = Open::Paragraph;
+                self.open = Open::Paragraph;
             }
         }
     }
-    for (section, raw) in sections.iter_mut().zip(raw_lines) {
-        section.text = raw.join("\n").trim().to_string();
+
+    /// The sections with their text; an empty preamble is dropped.
+    fn finish(self) -> Vec<BodySection> {
+        let mut sections = self.sections;
+        for (section, raw) in sections.iter_mut().zip(self.raw_lines) {
+            section.text = raw.join("\n").trim().to_string();
+        }
+        if sections[0].text.is_empty() && sections[0].blocks.is_empty() {
+            sections.remove(0);
+        }
+        sections
     }
-    if sections[0].text.is_empty() && sections[0].blocks.is_empty() {
-        sections.remove(0);
-    }
-    sections
 }
 
 /// Joins a paragraph's lines with single spaces (hard wraps undone).

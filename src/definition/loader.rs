@@ -173,150 +173,20 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
         }
     }
 
-    // hats: required, in order, each with a file.
-    let hats_line = doc.key_line("hats");
-    let hat_names = match fm.get("hats") {
-        None => {
-            diags.error(
-                stage_file,
-                Some(doc.front_matter_line),
-                "STAGE.md has no `hats:` list; add the hat sequence, e.g. `hats: [pipeline-engineer, sre]`",
-            );
-            Vec::new()
-        }
-        Some(v) => match string_list(v) {
-            Some(list) if !list.is_empty() => list,
-            Some(_) => {
-                diags.error(
-                    stage_file,
-                    hats_line,
-                    "`hats:` is empty; list at least one hat, e.g. `hats: [pipeline-engineer]`",
-                );
-                Vec::new()
-            }
-            None => {
-                diags.error(
-                    stage_file,
-                    hats_line,
-                    format!("`hats:` must be a list of hat names, found {}; write e.g. `hats: [pipeline-engineer, sre]`", json_kind(v)),
-                );
-                Vec::new()
-            }
-        },
-    };
-    let mut hats = Vec::new();
-    for (i, hat_name) in hat_names.iter().enumerate() {
-        if hat_names[..i].contains(hat_name) {
-            diags.error(stage_file, hats_line, format!("hat `{hat_name}` is listed twice in `hats:`; its requirement ids would collide — list each hat once"));
-            continue;
-        }
-        if !is_plain_name(hat_name) {
-            diags.error(stage_file, hats_line, format!("hat name {hat_name:?} in `hats:` is not a plain file name; use the stem of a file in hats/"));
-            continue;
-        }
-        let file = dir.join("hats").join(format!("{hat_name}.md"));
-        if !files::is_file(&file) {
-            diags.error(
-                stage_file,
-                hats_line,
-                format!("hat `{hat_name}` is listed in `hats:` but {} does not exist; create it or remove the name", file.display()),
-            );
-            continue;
-        }
-        source_files.push(file.clone());
-        if let Some(hat_doc) = read_document(&file, diags) {
-            hats.push(build_hat(hat_name, &file, &hat_doc, diags));
-        }
-    }
+    let hat_names = parse_hat_names(stage_file, &doc, diags);
+    let hats = load_hats(dir, stage_file, &doc, &hat_names, &mut source_files, diags);
     let fix_hats = parse_fix_hats(dir, stage_file, &doc, diags);
-    for file in md_files(&dir.join("hats"), diags) {
-        let s = stem(&file);
-        if !hat_names.contains(&s) && !fix_hats.contains(&s) {
-            diags.warn(&file, None, format!("hat file is not listed in STAGE.md `hats:`, so `{s}` never runs; add it to the list or delete the file"));
-        }
-    }
+    warn_unlisted_hats(dir, &hat_names, &fix_hats, diags);
 
-    // Own review agents: every file of review-agents/, sorted.
-    let mut review_agents = Vec::new();
-    for file in md_files(&dir.join("review-agents"), diags) {
-        source_files.push(file.clone());
-        if let Some(agent_doc) = read_document(&file, diags) {
-            review_agents.push(build_agent(
-                &stem(&file),
-                &file,
-                AgentOrigin::Own,
-                &agent_doc,
-                diags,
-            ));
-        }
-    }
+    let (review_agents, includes) =
+        load_review_agents(dir, stage_file, &doc, &mut source_files, diags);
 
-    // review-agents-include: agents of sibling stages.
-    let includes = parse_includes(stage_file, &doc, diags);
-    for include in &includes {
-        let sibling = dir.parent().map(|p| p.join(&include.stage));
-        for agent in &include.agents {
-            if review_agents
-                .iter()
-                .any(|a| a.name == *agent && a.origin == AgentOrigin::Own)
-            {
-                diags.warn(stage_file, Some(include.source.line), format!("included agent `{agent}` from stage `{}` has the name of an own review agent; the own agent wins and the include is skipped", include.stage));
-                continue;
-            }
-            let file = sibling
-                .as_ref()
-                .map(|s| s.join("review-agents").join(format!("{agent}.md")));
-            match file {
-                Some(file) if is_plain_name(agent) && is_plain_name(&include.stage) && files::is_file(&file) => {
-                    source_files.push(file.clone());
-                    if let Some(agent_doc) = read_document(&file, diags) {
-                        let origin = AgentOrigin::Included { stage: include.stage.clone() };
-                        review_agents.push(build_agent(agent, &file, origin, &agent_doc, diags));
-                    }
-                }
-                _ => diags.warn(
-                    stage_file,
-                    Some(include.source.line),
-                    format!(
-                        "included review agent `{agent}` from stage `{}` not found (looked for ../{}/review-agents/{agent}.md next to this stage); it is skipped — fix the name or remove the entry",
-                        include.stage, include.stage
-                    ),
-                ),
-            }
-        }
-    }
-    if review_agents.is_empty() {
-        diags.warn(
-            stage_file,
-            None,
-            "stage has no review agents (review-agents/*.md); nothing will review the hats' work",
-        );
-    }
-
-    let mut outputs = Vec::new();
-    for file in md_files(&dir.join("outputs"), diags) {
-        source_files.push(file.clone());
-        if let Some(d) = read_document(&file, diags) {
-            outputs.push(build_artifact(
-                ArtifactKind::Output,
-                &stem(&file),
-                &file,
-                &d,
-            ));
-        }
-    }
-    let mut discovery = Vec::new();
-    for file in md_files(&dir.join("discovery"), diags) {
-        source_files.push(file.clone());
-        if let Some(d) = read_document(&file, diags) {
-            discovery.push(build_artifact(
-                ArtifactKind::Discovery,
-                &stem(&file),
-                &file,
-                &d,
-            ));
-        }
-    }
+    let outputs = load_each(dir, "outputs", &mut source_files, diags, |file, d, _| {
+        build_artifact(ArtifactKind::Output, &stem(file), file, d)
+    });
+    let discovery = load_each(dir, "discovery", &mut source_files, diags, |file, d, _| {
+        build_artifact(ArtifactKind::Discovery, &stem(file), file, d)
+    });
 
     let gates = parse_gates(stage_file, &doc, diags);
     let inputs = parse_inputs(stage_file, &doc, diags);
@@ -362,6 +232,190 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
         source_files,
         front_matter: doc.front_matter.clone(),
     })
+}
+
+/// Every `*.md` of `dir/sub` (sorted), built by `build`. Each file is recorded in
+/// `source_files` (the definition digest reads them); one that cannot be read or parsed is a
+/// diagnostic and is skipped. Own review agents, outputs and discovery load this way.
+fn load_each<T>(
+    dir: &Path,
+    sub: &str,
+    source_files: &mut Vec<PathBuf>,
+    diags: &mut Diags,
+    mut build: impl FnMut(&Path, &Document, &mut Diags) -> T,
+) -> Vec<T> {
+    let mut built = Vec::new();
+    for file in md_files(&dir.join(sub), diags) {
+        source_files.push(file.clone());
+        if let Some(doc) = read_document(&file, diags) {
+            built.push(build(&file, &doc, diags));
+        }
+    }
+    built
+}
+
+/// STAGE.md `hats:`: required, a non-empty list of hat names in run order. A missing, empty
+/// or mistyped list is an error and yields no names.
+fn parse_hat_names(stage_file: &Path, doc: &Document, diags: &mut Diags) -> Vec<String> {
+    let hats_line = doc.key_line("hats");
+    match doc.front_matter.get("hats") {
+        None => {
+            diags.error(
+                stage_file,
+                Some(doc.front_matter_line),
+                "STAGE.md has no `hats:` list; add the hat sequence, e.g. `hats: [pipeline-engineer, sre]`",
+            );
+            Vec::new()
+        }
+        Some(v) => match string_list(v) {
+            Some(list) if !list.is_empty() => list,
+            Some(_) => {
+                diags.error(
+                    stage_file,
+                    hats_line,
+                    "`hats:` is empty; list at least one hat, e.g. `hats: [pipeline-engineer]`",
+                );
+                Vec::new()
+            }
+            None => {
+                diags.error(
+                    stage_file,
+                    hats_line,
+                    format!("`hats:` must be a list of hat names, found {}; write e.g. `hats: [pipeline-engineer, sre]`", json_kind(v)),
+                );
+                Vec::new()
+            }
+        },
+    }
+}
+
+/// The hats `hats:` names, in that order, each from `hats/<name>.md`. A name listed twice,
+/// one that is not a plain file name, or one without its file is an error and is skipped.
+fn load_hats(
+    dir: &Path,
+    stage_file: &Path,
+    doc: &Document,
+    hat_names: &[String],
+    source_files: &mut Vec<PathBuf>,
+    diags: &mut Diags,
+) -> Vec<Hat> {
+    let hats_line = doc.key_line("hats");
+    let mut hats = Vec::new();
+    for (i, hat_name) in hat_names.iter().enumerate() {
+        if hat_names[..i].contains(hat_name) {
+            diags.error(stage_file, hats_line, format!("hat `{hat_name}` is listed twice in `hats:`; its requirement ids would collide — list each hat once"));
+            continue;
+        }
+        if !is_plain_name(hat_name) {
+            diags.error(stage_file, hats_line, format!("hat name {hat_name:?} in `hats:` is not a plain file name; use the stem of a file in hats/"));
+            continue;
+        }
+        let file = dir.join("hats").join(format!("{hat_name}.md"));
+        if !files::is_file(&file) {
+            diags.error(
+                stage_file,
+                hats_line,
+                format!("hat `{hat_name}` is listed in `hats:` but {} does not exist; create it or remove the name", file.display()),
+            );
+            continue;
+        }
+        source_files.push(file.clone());
+        if let Some(hat_doc) = read_document(&file, diags) {
+            hats.push(build_hat(hat_name, &file, &hat_doc, diags));
+        }
+    }
+    hats
+}
+
+/// A file in hats/ that neither `hats:` nor `fix_hats:` names never runs: a warning, since
+/// it is usually a forgotten list entry.
+fn warn_unlisted_hats(dir: &Path, hat_names: &[String], fix_hats: &[String], diags: &mut Diags) {
+    for file in md_files(&dir.join("hats"), diags) {
+        let s = stem(&file);
+        if !hat_names.contains(&s) && !fix_hats.contains(&s) {
+            diags.warn(&file, None, format!("hat file is not listed in STAGE.md `hats:`, so `{s}` never runs; add it to the list or delete the file"));
+        }
+    }
+}
+
+/// The stage's review agents: its own (every file of review-agents/, sorted), then those
+/// `review-agents-include:` names from sibling stages; returned with the includes as read.
+/// A stage with none is a warning: nothing would review the hats' work.
+fn load_review_agents(
+    dir: &Path,
+    stage_file: &Path,
+    doc: &Document,
+    source_files: &mut Vec<PathBuf>,
+    diags: &mut Diags,
+) -> (Vec<ReviewAgent>, Vec<Include>) {
+    let mut review_agents = load_each(
+        dir,
+        "review-agents",
+        source_files,
+        diags,
+        |file, d, diags| build_agent(&stem(file), file, AgentOrigin::Own, d, diags),
+    );
+    let includes = parse_includes(stage_file, doc, diags);
+    load_included_agents(
+        dir,
+        stage_file,
+        &includes,
+        &mut review_agents,
+        source_files,
+        diags,
+    );
+    if review_agents.is_empty() {
+        diags.warn(
+            stage_file,
+            None,
+            "stage has no review agents (review-agents/*.md); nothing will review the hats' work",
+        );
+    }
+    (review_agents, includes)
+}
+
+/// `review-agents-include:`: appends the named agents of sibling stages to `review_agents`.
+/// An own agent of the same name wins; an agent that cannot be found is a warning and skipped.
+fn load_included_agents(
+    dir: &Path,
+    stage_file: &Path,
+    includes: &[Include],
+    review_agents: &mut Vec<ReviewAgent>,
+    source_files: &mut Vec<PathBuf>,
+    diags: &mut Diags,
+) {
+    for include in includes {
+        let sibling = dir.parent().map(|p| p.join(&include.stage));
+        for agent in &include.agents {
+            if review_agents
+                .iter()
+                .any(|a| a.name == *agent && a.origin == AgentOrigin::Own)
+            {
+                diags.warn(stage_file, Some(include.source.line), format!("included agent `{agent}` from stage `{}` has the name of an own review agent; the own agent wins and the include is skipped", include.stage));
+                continue;
+            }
+            let file = sibling
+                .as_ref()
+                .map(|s| s.join("review-agents").join(format!("{agent}.md")));
+            match file {
+                Some(file) if is_plain_name(agent) && is_plain_name(&include.stage) && files::is_file(&file) => {
+                    source_files.push(file.clone());
+                    if let Some(agent_doc) = read_document(&file, diags) {
+                        let origin = AgentOrigin::Included { stage: include.stage.clone() };
+                        review_agents.push(build_agent(agent, &file, origin, &agent_doc, diags));
+                    }
+                }
+                _ => diags.warn(
+                    stage_file,
+                    Some(include.source.line),
+                    format!(
+                        "included review agent `{agent}` from stage `{}` not found (looked for ../{}/review-agents/{agent}.md next to this stage); it is skipped — fix the name or remove the entry",
+                        include.stage, include.stage
+                    ),
+                ),
+            }
+        }
+    }
 }
 
 /// v8 `fix_hats:` (a list of hat names). hatrack has no fix loop, so these are only read
@@ -449,21 +503,33 @@ fn entry_line(doc: &Document, key: &str, index: usize) -> usize {
         .unwrap_or(doc.front_matter_line)
 }
 
+/// The entries of a front-matter list of mappings (`inputs:`, `review-agents-include:`),
+/// whose entries look like `shape`. Absent or null is no list; any other non-list is an
+/// error naming the expected shape.
+fn entry_list<'d>(
+    file: &Path,
+    doc: &'d Document,
+    key: &str,
+    shape: &str,
+    diags: &mut Diags,
+) -> Option<&'d Vec<serde_json::Value>> {
+    let value = doc.front_matter.get(key)?;
+    let entries = value.as_array();
+    if entries.is_none() && !value.is_null() {
+        diags.error(
+            file,
+            doc.key_line(key),
+            format!(
+                "`{key}:` must be a list of `{shape}` entries, found {}",
+                json_kind(value)
+            ),
+        );
+    }
+    entries
+}
+
 fn parse_inputs(file: &Path, doc: &Document, diags: &mut Diags) -> Vec<InputRef> {
-    let Some(value) = doc.front_matter.get("inputs") else {
-        return Vec::new();
-    };
-    let Some(entries) = value.as_array() else {
-        if !value.is_null() {
-            diags.error(
-                file,
-                doc.key_line("inputs"),
-                format!(
-                    "`inputs:` must be a list of `{{stage, discovery|output}}` entries, found {}",
-                    json_kind(value)
-                ),
-            );
-        }
+    let Some(entries) = entry_list(file, doc, "inputs", "{stage, discovery|output}", diags) else {
         return Vec::new();
     };
     let mut inputs = Vec::new();
@@ -503,20 +569,7 @@ fn parse_inputs(file: &Path, doc: &Document, diags: &mut Diags) -> Vec<InputRef>
 
 fn parse_includes(file: &Path, doc: &Document, diags: &mut Diags) -> Vec<Include> {
     let key = "review-agents-include";
-    let Some(value) = doc.front_matter.get(key) else {
-        return Vec::new();
-    };
-    let Some(entries) = value.as_array() else {
-        if !value.is_null() {
-            diags.error(
-                file,
-                doc.key_line(key),
-                format!(
-                    "`{key}:` must be a list of `{{stage, agents: [..]}}` entries, found {}",
-                    json_kind(value)
-                ),
-            );
-        }
+    let Some(entries) = entry_list(file, doc, key, "{stage, agents: [..]}", diags) else {
         return Vec::new();
     };
     let mut includes = Vec::new();

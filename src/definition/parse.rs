@@ -117,14 +117,51 @@ fn requirement(
 /// purpose, and the hat can still run and produce artifacts.
 pub fn build_hat(name: &str, file: &Path, doc: &Document, diags: &mut Diags) -> Hat {
     let sections = parse_body(&doc.body, doc.body_line);
-    let mut requirements = Vec::new();
+    let found = hat_requirements(name, file, &sections, diags);
+    let process = section_text(&sections, "process");
+    check_hat_constraints(name, file, doc, &sections, &found, process.is_some(), diags);
+    Hat {
+        name: name.to_string(),
+        file: file.to_path_buf(),
+        front_matter: doc.front_matter.clone(),
+        focus: section_text(&sections, "focus"),
+        produces: section_text(&sections, "produces"),
+        reads: section_text(&sections, "reads"),
+        responsibilities: section_text(&sections, "responsibilities"),
+        process,
+        sections: to_sections(&sections),
+        body: doc.body.trim().to_string(),
+        requirements: found.requirements,
+    }
+}
+
+/// A hat body's requirements, with the counts [`check_hat_constraints`] judges them by.
+struct HatRequirements {
+    requirements: Vec<Requirement>,
+    /// How many anti-pattern sections the body has.
+    anti_sections: usize,
+    /// How many requirements are anti-pattern items (the constraints judged).
+    constraints: usize,
+}
+
+/// Every keyword unit of a hat body as a requirement, numbered per id segment (see
+/// [`build_hat`]). An anti-pattern item without a keyword is a warning: it is not judged.
+fn hat_requirements(
+    name: &str,
+    file: &Path,
+    sections: &[BodySection],
+    diags: &mut Diags,
+) -> HatRequirements {
+    let mut found = HatRequirements {
+        requirements: Vec::new(),
+        anti_sections: 0,
+        constraints: 0,
+    };
     let mut counters: HashMap<String, usize> = HashMap::new();
-    let mut anti_sections = 0;
-    let mut constraints = 0;
-    for sec in &sections {
+    for sec in sections {
         let is_anti = sec.label == "anti-patterns";
         if is_anti {
-            anti_sections += 1;
+            found.anti_sections += 1;
         }
         for block in &sec.blocks {
             for unit in units(block) {
@@ -147,11 +184,11 @@ pub fn build_hat(name: &str, file: &Path, doc: &Document, diags: &mut Diags) -> 
                     (sec.label.clone(), slug(&sec.label))
                 };
                 if section == "anti-patterns" {
-                    constraints += 1;
+                    found.constraints += 1;
                 }
                 let n = counters.entry(id_part.clone()).or_insert(0);
                 *n += 1;
-                requirements.push(requirement(
+                found.requirements.push(requirement(
                     format!("{name}/{id_part}/{n}"),
                     level,
                     &kws,
@@ -163,8 +200,21 @@ pub fn build_hat(name: &str, file: &Path, doc: &Document, diags: &mut Diags) -> 
             }
         }
     }
-    let process = section_text(&sections, "process");
-    if anti_sections == 0 && process.is_some() {
+    found
+}
+
+/// Says when a hat has nothing to judge: no anti-pattern section is an error (a v8 hat
+/// with `## Process` only a warning), an empty one a warning (see [`build_hat`]).
+fn check_hat_constraints(
+    name: &str,
+    file: &Path,
+    doc: &Document,
+    sections: &[BodySection],
+    found: &HatRequirements,
+    has_process: bool,
+    diags: &mut Diags,
+) {
+    if found.anti_sections == 0 && has_process {
         // The v8 layout (`**Focus:**` + `## Process`) often states its limits as prose
         // ("What you do NOT do") rather than an RFC 2119 list: the hat still runs, but
         // the author is told that nothing of it will be judged.
@@ -173,13 +223,13 @@ pub fn build_hat(name: &str, file: &Path, doc: &Document, diags: &mut Diags) -> 
             Some(doc.body_line),
             format!("hat `{name}` (v8 layout: `## Process`) has no `## Anti-patterns (RFC 2119)` section: it runs with no constraints to judge; add items such as `- The agent **MUST NOT** …` to have them judged"),
         );
-    } else if anti_sections == 0 {
+    } else if found.anti_sections == 0 {
         diags.error(
             file,
             Some(doc.body_line),
             format!("hat `{name}` has no `**Anti-patterns (RFC 2119):**` section, so it has no constraints to judge; add the label followed by items such as `- The agent **MUST NOT** …`"),
         );
-    } else if constraints == 0 {
+    } else if found.constraints == 0 {
         let line = sections
             .iter()
             .find(|s| s.label == "anti-patterns")
@@ -189,19 +239,6 @@ pub fn build_hat(name: &str, file: &Path, doc: &Document, diags: &mut Diags) -> 
             line,
             format!("hat `{name}` has an empty anti-pattern list: it will run with no constraints; add items such as `- The agent **MUST NOT** …`"),
         );
-    }
-    Hat {
-        name: name.to_string(),
-        file: file.to_path_buf(),
-        front_matter: doc.front_matter.clone(),
-        focus: section_text(&sections, "focus"),
-        produces: section_text(&sections, "produces"),
-        reads: section_text(&sections, "reads"),
-        responsibilities: section_text(&sections, "responsibilities"),
-        process,
-        sections: to_sections(&sections),
-        body: doc.body.trim().to_string(),
-        requirements,
     }
 }
 

@@ -372,74 +372,11 @@ pub fn classify_status(status: u16, body: &str) -> ProviderErrorKind {
 }
 
 fn classify(error: OpenAIError, timeout: Duration) -> Failure {
-    let plain = |kind: ProviderErrorKind, message: String| Failure {
-        kind,
-        retryable: kind.retryable(),
-        status: None,
-        retry_after: None,
-        message,
-    };
     match error {
-        OpenAIError::Boxed(boxed) => {
-            let boxed = match boxed.downcast::<HttpStatusError>() {
-                Ok(http) => {
-                    let kind = classify_status(http.status, &http.body);
-                    return Failure {
-                        kind,
-                        retryable: kind.retryable(),
-                        status: Some(http.status),
-                        retry_after: http.retry_after,
-                        message: http.to_string(),
-                    };
-                }
-                Err(other) => other,
-            };
-            let boxed = match boxed.downcast::<StreamFailure>() {
-                Ok(stream) => return classify_stream(*stream),
-                Err(other) => other,
-            };
-            match boxed.downcast::<BodyTooLarge>() {
-                Ok(big) => plain(ProviderErrorKind::TooLarge, big.to_string()),
-                Err(other) => plain(ProviderErrorKind::BadResponse, other.to_string()),
-            }
-        }
-        OpenAIError::Reqwest(e) => {
-            let (kind, message) = if e.is_timeout() {
-                (
-                    ProviderErrorKind::Timeout,
-                    format!(
-                        "no complete response within the timeout of {}",
-                        humantime::format_duration(timeout)
-                    ),
-                )
-            } else if e.is_connect() {
-                (
-                    ProviderErrorKind::Connection,
-                    format!("connection failed: {}", error_chain(&e)),
-                )
-            } else if e.is_redirect() {
-                (
-                    ProviderErrorKind::Redirected,
-                    format!("redirect refused: {}", error_chain(&e)),
-                )
-            } else if e.is_body() || e.is_decode() {
-                (
-                    ProviderErrorKind::BadResponse,
-                    format!("response body cut off: {}", error_chain(&e)),
-                )
-            } else {
-                (
-                    ProviderErrorKind::Connection,
-                    format!("HTTP error: {}", error_chain(&e)),
-                )
-            };
-            Failure {
-                retryable: kind.retryable() && !e.is_builder(),
-                ..plain(kind, message)
-            }
-        }
+        OpenAIError::Boxed(boxed) => classify_boxed(boxed),
+        OpenAIError::Reqwest(e) => classify_transport(&e, timeout),
         // A 2xx whose body is not JSON (a proxy's error page, a truncated body).
-        OpenAIError::JSONDeserialize(e, _) => plain(
+        OpenAIError::JSONDeserialize(e, _) => Failure::plain(
             ProviderErrorKind::BadResponse,
             format!("response body is not valid JSON: {e}"),
         ),
@@ -449,10 +386,98 @@ fn classify(error: OpenAIError, timeout: Duration) -> Failure {
             let kind = classify_status(status, &message);
             Failure {
                 status: Some(status),
-                ..plain(kind, snippet(&message))
+                ..Failure::plain(kind, snippet(&message))
             }
         }
-        other => plain(ProviderErrorKind::BadRequest, other.to_string()),
+        other => Failure::plain(ProviderErrorKind::BadRequest, other.to_string()),
+    }
+}
+
+impl Failure {
+    /// A failure without an HTTP status, retried when its kind is.
+    fn plain(kind: ProviderErrorKind, message: String) -> Failure {
+        Failure {
+            kind,
+            retryable: kind.retryable(),
+            status: None,
+            retry_after: None,
+            message,
+        }
+    }
+
+    /// The step's error once this failure ends its tries (not retryable, or none left).
+    fn into_error(self, step: &str, attempts: u32) -> ModelError {
+        ModelError::Provider {
+            step: step.to_string(),
+            kind: self.kind,
+            attempts,
+            last: self.message,
+            status: self.status,
+        }
+    }
+}
+
+/// The errors our own transport boxes: an HTTP error status (with its body and
+/// `Retry-After`), a failed stream, a body over the cap; anything else is a bad response.
+fn classify_boxed(boxed: Box<dyn std::error::Error + Send + Sync>) -> Failure {
+    let boxed = match boxed.downcast::<HttpStatusError>() {
+        Ok(http) => {
+            let kind = classify_status(http.status, &http.body);
+            return Failure {
+                kind,
+                retryable: kind.retryable(),
+                status: Some(http.status),
+                retry_after: http.retry_after,
+                message: http.to_string(),
+            };
+        }
+        Err(other) => other,
+    };
+    let boxed = match boxed.downcast::<StreamFailure>() {
+        Ok(stream) => return classify_stream(*stream),
+        Err(other) => other,
+    };
+    match boxed.downcast::<BodyTooLarge>() {
+        Ok(big) => Failure::plain(ProviderErrorKind::TooLarge, big.to_string()),
+        Err(other) => Failure::plain(ProviderErrorKind::BadResponse, other.to_string()),
+    }
+}
+
+/// A request that got no usable response: timed out, not connected, redirected, its body
+/// cut off. A request that could not even be built is never retried.
+fn classify_transport(e: &reqwest::Error, timeout: Duration) -> Failure {
+    let (kind, message) = if e.is_timeout() {
+        (
+            ProviderErrorKind::Timeout,
+            format!(
+                "no complete response within the timeout of {}",
+                humantime::format_duration(timeout)
+            ),
+        )
+    } else if e.is_connect() {
+        (
+            ProviderErrorKind::Connection,
+            format!("connection failed: {}", error_chain(e)),
+        )
+    } else if e.is_redirect() {
+        (
+            ProviderErrorKind::Redirected,
+            format!("redirect refused: {}", error_chain(e)),
+        )
+    } else if e.is_body() || e.is_decode() {
+        (
+            ProviderErrorKind::BadResponse,
+            format!("response body cut off: {}", error_chain(e)),
+        )
+    } else {
+        (
+            ProviderErrorKind::Connection,
+            format!("HTTP error: {}", error_chain(e)),
+        )
+    };
+    Failure {
+        retryable: kind.retryable() && !e.is_builder(),
+        ..Failure::plain(kind, message)
     }
 }
 
@@ -748,13 +773,7 @@ impl LiveModel {
             match self.send_once(&request.body, context.clone()).await {
                 Ok(body) => {
                     if let Some(failure) = check_body(&body) {
-                        return Err(ModelError::Provider {
-                            step: request.step.clone(),
-                            kind: failure.kind,
-                            attempts: tries,
-                            last: failure.message,
-                            status: failure.status,
-                        });
+                        return Err(failure.into_error(&request.step, tries));
                     }
                     let duration_ms =
                         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -778,13 +797,7 @@ impl LiveModel {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
-                    return Err(ModelError::Provider {
-                        step: request.step.clone(),
-                        kind: failure.kind,
-                        attempts: tries,
-                        last: failure.message,
-                        status: failure.status,
-                    });
+                    return Err(failure.into_error(&request.step, tries));
                 }
             }
         }
