@@ -312,3 +312,109 @@ async fn the_four_reports_and_the_exit_code_agree_on_every_count() {
     );
     assert!(out.stdout.contains(&blocking), "{}", out.stdout);
 }
+
+/// The gate's reasons as (subject, kind, message).
+fn reasons(report: &Value) -> Vec<(String, String, String)> {
+    report["outcome"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["subject"].as_str().unwrap().to_string(),
+                r["kind"].as_str().unwrap().to_string(),
+                r["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Verdicts fail closed: a judge's `unmet` cited with a one-word quote, a misquote, or a
+/// source it was never shown stays unmet and blocks; `--allow-unknown` does not cover it,
+/// and every report says "unmet (evidence not exact)", never "unknown".
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unmet_with_inexact_evidence_stays_unmet_even_with_allow_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    for (i, (source, quote)) in [
+        ("notes.md", "Retries"),
+        (
+            "notes.md",
+            "Freshness alerts page the data engineers within an hour.",
+        ),
+        ("elsewhere.md", INPUT_LINE),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let reviewer = FakeReviewer::new()
+            .verdict("sre/anti-pattern/2", "fail")
+            .quote("sre/anti-pattern/2", source, quote);
+        let server = server(reviewer).await;
+        let run_dir = dir.path().join(format!("run-{i}"));
+        let out = run(&server, &ws, &run_dir)
+            .arg("--allow-unknown")
+            .status(1)
+            .run();
+        let report = json(&run_dir.join("report.json"));
+        let c = requirement(&report, "sre/anti-pattern/2");
+        assert_eq!(c["verdict"], "unmet", "{quote:?}: {c}");
+        assert_eq!(c["evidence"][0]["grounded"], false);
+        assert_eq!(report["outcome"]["counts"]["unmet"], 1);
+        let reasons = reasons(&report);
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        let (subject, kind, message) = &reasons[0];
+        assert_eq!(
+            (subject.as_str(), kind.as_str()),
+            ("sre/anti-pattern/2", "unmet")
+        );
+        assert!(
+            message.contains("is unmet (evidence not exact)"),
+            "{message}"
+        );
+        assert!(
+            out.stdout.contains("unmet (evidence not exact)"),
+            "{}",
+            out.stdout
+        );
+        let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+        assert!(md.contains("unmet (evidence not exact)"), "{md}");
+        assert!(!md.contains("is unknown"), "{md}");
+    }
+}
+
+/// With `--samples 2`, one sample unmet and one met: a 1–1 tie that includes unmet is
+/// unmet, and neither `--allow-unknown` nor `--allow-unstable` lets it through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tie_between_samples_that_includes_unmet_blocks_as_unmet() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    // Samples differ only in their seed (seed, seed + 1): one of them is odd.
+    let server = FakeOpenAi::with_handler(|req| {
+        let odd = req.body["seed"].as_i64().unwrap_or(0) % 2 != 0;
+        let word = if odd { "fail" } else { "pass" };
+        FakeReviewer::new()
+            .verdict("reliability/check/3", word)
+            .answer(req)
+    })
+    .await;
+    let run_dir = dir.path().join("run");
+    run(&server, &ws, &run_dir)
+        .args(["--samples", "2", "--allow-unknown", "--allow-unstable"])
+        .status(1)
+        .run();
+    let report = json(&run_dir.join("report.json"));
+    let c = requirement(&report, "reliability/check/3");
+    assert_eq!(c["verdict"], "unmet", "{c}");
+    assert_eq!(c["agreement"]["agree"], 1);
+    assert_eq!(c["agreement"]["samples"], 2);
+    assert_eq!(c["cause"]["cause"], "samples-tied");
+    let reasons = reasons(&report);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(reasons[0].1, "unmet");
+    assert!(
+        reasons[0].2.contains("is unmet (the samples tied)"),
+        "{}",
+        reasons[0].2
+    );
+}

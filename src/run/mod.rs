@@ -392,7 +392,7 @@ async fn execute_steps(
             .iter()
             .map(|r| PriorVerdict {
                 id: r.id.clone(),
-                verdict: r.verdict.as_str().to_string(),
+                verdict: r.shown_verdict().as_str().to_string(),
                 finding: r.finding.clone(),
             })
             .collect();

@@ -20,8 +20,14 @@ pub struct GatePolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Blocker {
-    /// The judge ruled it not met (with grounded evidence, or none for an absence).
-    Unmet { level: String },
+    /// The judge ruled it not met. `cause` is set when the ruling stands on weaker ground
+    /// than a grounded "no": its evidence was not exact, or the samples tied. Either way it
+    /// blocks, and `--allow-unknown` never covers it.
+    Unmet {
+        level: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<Cause>,
+    },
     /// No grounded ruling; `cause` says why.
     Unknown { level: String, cause: Option<Cause> },
     /// The sampled judges disagreed too much to trust the majority.
@@ -196,7 +202,12 @@ pub fn decide(
 fn blocker(r: &Judged, policy: GatePolicy) -> Option<Blocker> {
     let level = r.level.clone();
     match r.verdict {
-        Verdict::Unmet => return Some(Blocker::Unmet { level }),
+        Verdict::Unmet => {
+            return Some(Blocker::Unmet {
+                level,
+                cause: r.cause.clone(),
+            })
+        }
         Verdict::Unknown if !policy.allow_unknown => {
             return Some(Blocker::Unknown {
                 level,
@@ -218,7 +229,11 @@ fn blocker(r: &Judged, policy: GatePolicy) -> Option<Blocker> {
 fn message(r: &Judged, blocker: &Blocker) -> String {
     let short = short_text(&r.text);
     match blocker {
-        Blocker::Unmet { level } => format!("{} ({level}) is unmet: {short}", r.id),
+        Blocker::Unmet { level, cause: None } => format!("{} ({level}) is unmet: {short}", r.id),
+        Blocker::Unmet {
+            level,
+            cause: Some(cause),
+        } => format!("{} ({level}) is unmet ({}): {short}", r.id, cause.short()),
         Blocker::Unknown { level, cause } => {
             let why = cause.as_ref().map_or("no ruling", Cause::short);
             let unstable = match r.agreement {
@@ -331,6 +346,32 @@ mod tests {
             allow_unstable: false,
         };
         assert!(decide(&reqs, &[hat(1)], &[], allowed).signal_met);
+    }
+
+    #[test]
+    fn an_unmet_whatever_its_cause_blocks_and_allow_unknown_does_not_cover_it() {
+        let mut r = req("signal/1", RequirementKind::Signal, "MUST", Verdict::Unmet);
+        r.claimed = Verdict::Unmet;
+        r.cause = Some(Cause::Ungrounded {
+            claimed: Verdict::Unmet,
+        });
+        let mut tied = req("signal/2", RequirementKind::Signal, "MUST", Verdict::Unmet);
+        tied.cause = Some(Cause::SamplesTied);
+        let policy = GatePolicy {
+            allow_unknown: true,
+            allow_unstable: true,
+        };
+        let d = decide(&[r, tied], &[hat(1)], &[], policy);
+        assert!(!d.signal_met);
+        assert_eq!(d.reasons.len(), 2);
+        assert!(
+            d.reasons[0]
+                .message
+                .contains("is unmet (evidence not exact)"),
+            "{}",
+            d.reasons[0].message
+        );
+        assert!(d.reasons[1].message.contains("is unmet (the samples tied)"));
     }
 
     #[test]

@@ -155,28 +155,32 @@ impl Sources {
         Ok(())
     }
 
-    /// Grounds every quote and settles the verdict: any ungrounded quote makes it `unknown`,
-    /// and so does a `met` that cites nothing (an `unmet` may rest on an absence).
+    /// Grounds every quote and settles the verdict. Grounding only ever takes a `met` away:
+    /// a `met` with any ungrounded quote, or citing nothing, becomes `unknown`. A judge's
+    /// `unmet` stays `unmet` whatever its evidence (fails closed: weak evidence must never
+    /// turn a judge's "no" into a pass); when its quotes do not ground, the cause says so
+    /// ("unmet (evidence not exact)"). An `unmet` may rest on an absence.
     pub fn settle(
         &self,
         claimed: Verdict,
         quotes: &[(String, String)],
     ) -> (Verdict, Vec<Evidence>, Option<Cause>) {
         let evidence: Vec<Evidence> = quotes.iter().map(|(s, q)| self.ground(s, q)).collect();
-        if claimed == Verdict::Unknown {
-            return (Verdict::Unknown, evidence, Some(Cause::JudgeUndecided));
-        }
-        if evidence.iter().any(|e| !e.grounded()) {
-            return (
-                Verdict::Unknown,
-                evidence,
-                Some(Cause::Ungrounded { claimed }),
-            );
-        }
-        if claimed == Verdict::Met && evidence.is_empty() {
-            return (Verdict::Unknown, evidence, Some(Cause::NoEvidence));
-        }
-        (claimed, evidence, None)
+        let (verdict, cause) = settle_grounded(claimed, &evidence);
+        (verdict, evidence, cause)
+    }
+}
+
+/// The verdict a claim keeps given its checked evidence: see [`Sources::settle`].
+pub fn settle_grounded(claimed: Verdict, evidence: &[Evidence]) -> (Verdict, Option<Cause>) {
+    let ungrounded = evidence.iter().any(|e| !e.grounded());
+    match claimed {
+        Verdict::Unknown => (Verdict::Unknown, Some(Cause::JudgeUndecided)),
+        Verdict::Unmet if ungrounded => (Verdict::Unmet, Some(Cause::Ungrounded { claimed })),
+        Verdict::Unmet => (Verdict::Unmet, None),
+        Verdict::Met if ungrounded => (Verdict::Unknown, Some(Cause::Ungrounded { claimed })),
+        Verdict::Met if evidence.is_empty() => (Verdict::Unknown, Some(Cause::NoEvidence)),
+        Verdict::Met => (Verdict::Met, None),
     }
 }
 
@@ -494,6 +498,29 @@ mod tests {
         assert_eq!(
             s.settle(Verdict::Unknown, &[]).2,
             Some(Cause::JudgeUndecided)
+        );
+    }
+
+    /// Fails closed: grounding takes a `met` away, never an `unmet`.
+    #[test]
+    fn an_unmet_stays_unmet_whatever_its_evidence_and_says_so() {
+        for quote in ["e", "retries", "not in the file at all, not anywhere"] {
+            let (v, e, c) = settle("dags/orders_daily.py", quote, Verdict::Unmet);
+            assert_eq!(v, Verdict::Unmet, "{quote:?}");
+            assert!(!e.grounded());
+            let c = c.unwrap();
+            assert_eq!(c.short(), "evidence not exact");
+            assert!(c.describe(&[e]).starts_with("unmet (evidence not exact)"));
+        }
+        let (v, _, c) = settle("nowhere.md", "alerts page the on-call", Verdict::Unmet);
+        assert_eq!(
+            (v, c.unwrap().short()),
+            (Verdict::Unmet, "evidence not exact")
+        );
+        let (v, _, c) = settle("dags/orders_daily.py", "e", Verdict::Met);
+        assert_eq!(
+            (v, c.unwrap().short()),
+            (Verdict::Unknown, "ungrounded evidence")
         );
     }
 

@@ -132,11 +132,13 @@ impl Evidence {
     }
 }
 
-/// Why hatrack's verdict is not simply what the judge claimed, or why it is `unknown`.
+/// Why hatrack's verdict is not simply what the judge claimed, why it is `unknown`, or why
+/// a judge's ruling stands on weaker ground than it claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cause", rename_all = "kebab-case")]
 pub enum Cause {
-    /// The judge cited evidence that does not ground (each quote says why).
+    /// The judge cited evidence that does not ground (each quote says why). A claimed `met`
+    /// became `unknown`; a claimed `unmet` stays `unmet` (verdicts fail closed).
     Ungrounded { claimed: Verdict },
     /// The judge said `met` and cited nothing.
     NoEvidence,
@@ -144,7 +146,8 @@ pub enum Cause {
     NoAnswer { step: String },
     /// The judge itself answered `unknown`.
     JudgeUndecided,
-    /// With `--samples`, the most frequent verdicts tied.
+    /// With `--samples`, the most frequent verdicts tied: `unmet` when `unmet` was among
+    /// them, else `unknown`.
     SamplesTied,
 }
 
@@ -152,6 +155,9 @@ impl Cause {
     /// A few words for reasons and table cells.
     pub fn short(&self) -> &'static str {
         match self {
+            Cause::Ungrounded {
+                claimed: Verdict::Unmet,
+            } => "evidence not exact",
             Cause::Ungrounded { .. } => "ungrounded evidence",
             Cause::NoEvidence => "no evidence cited",
             Cause::NoAnswer { .. } => "no answer",
@@ -168,18 +174,28 @@ impl Cause {
                     .iter()
                     .filter_map(|e| e.problem.as_ref().map(|p| p.describe(&e.source)))
                     .collect();
-                format!(
-                    "downgraded from {} to unknown: ungrounded evidence ({})",
-                    claimed.as_str(),
-                    problems.join("; ")
-                )
+                if *claimed == Verdict::Unmet {
+                    format!(
+                        "unmet (evidence not exact): the judge's unmet stands whatever its evidence ({})",
+                        problems.join("; ")
+                    )
+                } else {
+                    format!(
+                        "downgraded from {} to unknown: ungrounded evidence ({})",
+                        claimed.as_str(),
+                        problems.join("; ")
+                    )
+                }
             }
             Cause::NoEvidence => "downgraded from met to unknown: no evidence was cited".into(),
             Cause::NoAnswer { step } => {
                 format!("{step} gave no usable answer for this requirement")
             }
             Cause::JudgeUndecided => "the judge answered unknown".into(),
-            Cause::SamplesTied => "the samples tied: no majority verdict".into(),
+            Cause::SamplesTied => {
+                "the samples tied: a tie that includes unmet is unmet, any other tie is unknown"
+                    .into()
+            }
         }
     }
 }
@@ -225,6 +241,16 @@ impl Judged {
         match self.kind {
             RequirementKind::HatConstraint => true,
             RequirementKind::ReviewCheck | RequirementKind::Signal => self.mandatory,
+        }
+    }
+
+    /// The verdict as grounding supports it, as the completion judge is shown it: a ruling
+    /// whose evidence did not ground reads `unknown` there (the gate still counts a judge's
+    /// `unmet` as unmet).
+    pub fn shown_verdict(&self) -> Verdict {
+        match self.cause {
+            Some(Cause::Ungrounded { .. }) => Verdict::Unknown,
+            _ => self.verdict,
         }
     }
 

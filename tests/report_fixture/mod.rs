@@ -372,6 +372,7 @@ pub fn sample_report() -> Report {
                     "pipeline-engineer/anti-pattern/2",
                     Blocker::Unmet {
                         level: "MUST NOT".into(),
+                        cause: None,
                     },
                     "pipeline-engineer/anti-pattern/2 (MUST NOT) is unmet",
                 ),
@@ -379,6 +380,7 @@ pub fn sample_report() -> Report {
                     "signal/2",
                     Blocker::Unmet {
                         level: "MUST".into(),
+                        cause: None,
                     },
                     "signal/2 (MUST) is unmet",
                 ),

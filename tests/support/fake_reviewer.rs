@@ -21,6 +21,8 @@ pub struct FakeReviewer {
     /// Answer schema name (`constraint_answer`, `review_answer`, `signal_answer`) → the
     /// evidence every verdict of that kind cites instead of the artifact line.
     pub cite: HashMap<String, (String, String)>,
+    /// Requirement id → the one piece of evidence its verdict cites (over `cite`).
+    pub quotes: HashMap<String, (String, String)>,
     /// The path each hat gives its artifact (default `plan.md`).
     pub artifact_path: Option<String>,
 }
@@ -39,6 +41,12 @@ impl FakeReviewer {
     pub fn cite(mut self, schema: &str, source: &str, quote: &str) -> FakeReviewer {
         self.cite
             .insert(schema.into(), (source.into(), quote.into()));
+        self
+    }
+
+    /// The verdict on `id` cites `quote` from `source`.
+    pub fn quote(mut self, id: &str, source: &str, quote: &str) -> FakeReviewer {
+        self.quotes.insert(id.into(), (source.into(), quote.into()));
         self
     }
 
@@ -151,6 +159,9 @@ impl FakeReviewer {
     }
 
     fn cited(&self, schema: &str, id: &str, source: &str) -> Value {
+        if let Some((source, quote)) = self.quotes.get(id) {
+            return json!({"source": source, "quote": quote});
+        }
         match self.cite.get(schema) {
             Some((source, quote)) => json!({"source": source, "quote": quote}),
             None => self.evidence(id, source),
