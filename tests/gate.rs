@@ -418,3 +418,93 @@ async fn a_tie_between_samples_that_includes_unmet_blocks_as_unmet() {
         reasons[0].2
     );
 }
+
+/// A stage directory (v8 layout) with one hat that has no constraints, no review agent and
+/// no completion signal: nothing in it can be judged.
+fn empty_stage(dir: &Path) -> PathBuf {
+    let stage = dir.join("stages/empty");
+    std::fs::create_dir_all(stage.join("hats")).unwrap();
+    std::fs::write(
+        stage.join("STAGE.md"),
+        "---\nname: empty\ndescription: A stage that checks nothing\nhats: [writer]\nreview: auto\n---\n\n# Empty\n\nThe writer writes.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        stage.join("hats/writer.md"),
+        "**Focus:** Write a note.\n\n## Process\n\n1. Write the note.\n",
+    )
+    .unwrap();
+    stage
+}
+
+/// A stage (or a hat, or a review agent) with nothing judged cannot open the gate: before,
+/// a stage with nothing to check passed with exit 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_with_nothing_judged_does_not_open_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let stage = empty_stage(dir.path());
+    let server = server(FakeReviewer::new()).await;
+    let run_dir = dir.path().join("run");
+    let out = run(&server, &ws, &run_dir)
+        .arg("--stage")
+        .arg(&stage)
+        .args(["--allow-unknown", "--allow-unstable"])
+        .status(1)
+        .run();
+    assert!(out.stdout.contains("nothing was judged"), "{}", out.stdout);
+    let report = json(&run_dir.join("report.json"));
+    assert_eq!(report["requirements"].as_array().unwrap().len(), 0);
+    let reasons = reasons(&report);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(reasons[0].0, "judge/writer");
+    assert_eq!(reasons[0].1, "nothing-judged");
+    assert!(reasons[0].2.contains("nothing was judged"));
+    let xml = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    let junit = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    assert_eq!(junit.failures, 1, "{xml}");
+    assert!(xml.contains("type=\"nothing-judged\""), "{xml}");
+    let sarif = json(&run_dir.join("report.sarif"));
+    assert_eq!(sarif["runs"][0]["results"][0]["ruleId"], "judge/writer");
+    assert_eq!(sarif["runs"][0]["results"][0]["level"], "error");
+}
+
+/// A judge that answers `unknown` to everything rules on nothing: `--allow-unknown` lets
+/// each unknown through, but not a stage in which nothing was judged.
+#[tokio::test(flavor = "multi_thread")]
+async fn judges_that_rule_on_nothing_keep_the_gate_closed_even_with_allow_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let server = FakeOpenAi::with_handler(|req| {
+        let mut reviewer = FakeReviewer::new();
+        for id in (1..=5).flat_map(|i| {
+            [
+                format!("pipeline-engineer/anti-pattern/{i}"),
+                format!("sre/anti-pattern/{i}"),
+                format!("signal/{i}"),
+                format!("reliability/check/{i}"),
+            ]
+        }) {
+            reviewer = reviewer.verdict(&id, "unknown");
+        }
+        reviewer.answer(req)
+    })
+    .await;
+    let run_dir = dir.path().join("run");
+    run(&server, &ws, &run_dir)
+        .arg("--allow-unknown")
+        .status(1)
+        .run();
+    let report = json(&run_dir.join("report.json"));
+    let subjects: Vec<String> = reasons(&report).into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        subjects,
+        [
+            "judge/pipeline-engineer",
+            "judge/sre",
+            "review/reliability",
+            "signal"
+        ]
+    );
+    assert!(reasons(&report).iter().all(|r| r.1 == "nothing-judged"));
+}

@@ -677,6 +677,7 @@ async fn execute<W: Write + ?Sized>(
         policy: GatePolicy {
             allow_unknown: report_args.allow_unknown,
             allow_unstable: report_args.allow_unstable,
+            ..GatePolicy::default()
         },
         stability_threshold: STABILITY_THRESHOLD,
         scrubber: scrubber.clone(),

@@ -47,6 +47,8 @@ pub struct Finding<'a> {
     pub message: String,
     pub requirement: Option<&'a RequirementReport>,
     pub location: Option<Location>,
+    /// For one of the gate's reasons: what blocks.
+    pub blocker: Option<&'a Blocker>,
 }
 
 /// Gate reasons first (unmet, then missing artifacts, unstable, unknown), then the other
@@ -61,7 +63,7 @@ pub fn findings(report: &Report) -> Vec<Finding<'_>> {
         .map(|reason| {
             let rank = match reason.blocker {
                 Blocker::Unmet { .. } => 0,
-                Blocker::NoArtifact => 1,
+                Blocker::NoArtifact | Blocker::NothingJudged { .. } => 1,
                 Blocker::Unstable { .. } => 2,
                 Blocker::Unknown { .. } => 3,
             };
@@ -72,6 +74,7 @@ pub fn findings(report: &Report) -> Vec<Finding<'_>> {
                 message: with_finding(&reason.message, requirement),
                 requirement,
                 location: requirement.and_then(location),
+                blocker: Some(&reason.blocker),
             };
             (rank, finding)
         })
@@ -109,6 +112,7 @@ pub fn findings(report: &Report) -> Vec<Finding<'_>> {
                 message: with_finding(&head, Some(r)),
                 requirement: Some(r),
                 location: location(r),
+                blocker: None,
             };
             (rank, finding)
         })

@@ -131,6 +131,22 @@ fn hats_suite(report: &Report) -> TestSuite {
         case.set_classname(report.stage.name.as_str());
         suite.add_test_case(case);
     }
+    // A judging step (or the stage) that ruled on nothing: a failure of its own, so the
+    // failures stay exactly the gate's reasons.
+    for reason in report
+        .outcome
+        .reasons
+        .iter()
+        .filter(|r| matches!(r.blocker, Blocker::NothingJudged { .. }))
+    {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        status
+            .set_type(reason.blocker.kind())
+            .set_message(reason.message.clone());
+        let mut case = TestCase::new(format!("{} judged something", reason.subject), status);
+        case.set_classname(report.stage.name.as_str());
+        suite.add_test_case(case);
+    }
     suite
 }
 
@@ -143,12 +159,7 @@ fn case(report: &Report, r: &RequirementReport) -> TestCase {
     let name = format!("{} {}", r.id, text::short(&r.text, 80));
     let status = match (blocker_of(report, &r.id), r.verdict) {
         (Some(reason), _) => {
-            let kind = match reason.blocker {
-                Blocker::Unmet { .. } => "unmet",
-                Blocker::Unknown { .. } => "unknown",
-                Blocker::Unstable { .. } => "unstable",
-                Blocker::NoArtifact => "no-artifact",
-            };
+            let kind = reason.blocker.kind();
             let detail = match r.verdict {
                 Verdict::Unmet => r.finding.clone(),
                 _ => reason_for_unknown(r),

@@ -578,7 +578,15 @@ fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
             artifacts: s.artifacts.len(),
         })
         .collect();
-    let mut decision = gate::decide(&run.judged, &hats, &gates, plan.policy);
+    // Every step that must rule on something: each hat's constraint judge (a hat without
+    // constraints is judged by no one, which the gate reports), each review agent, and the
+    // completion judge when the stage has a signal.
+    let mut judging: Vec<String> = stage.hats.iter().map(|h| judge_step(&h.name)).collect();
+    judging.extend(stage.review_agents.iter().map(|a| review_step(&a.name)));
+    if !stage.completion_signal.is_empty() {
+        judging.push(SIGNAL_STEP.to_string());
+    }
+    let mut decision = gate::decide(&run.judged, &hats, &judging, &gates, plan.policy);
     if stage.completion_signal.is_empty() {
         decision = decision.without_completion_signal();
     }
