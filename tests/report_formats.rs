@@ -258,7 +258,7 @@ fn junit_failures_carry_the_finding_and_the_evidence() {
     assert_eq!(*kind, quick_junit::NonSuccessKind::Failure);
     let message = message.as_ref().unwrap().as_str();
     assert!(
-        message.starts_with("[MUST NOT] The DAG embeds"),
+        message.starts_with("[MUST NOT, blocking] The DAG embeds"),
         "{message}"
     );
     assert!(

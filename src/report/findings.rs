@@ -125,10 +125,13 @@ fn located(f: &Finding<'_>) -> bool {
     f.location.as_ref().is_some_and(|l| l.in_repository)
 }
 
+/// `blocking: <head> — <finding>`: the gate's weight first, so an annotation or a SARIF
+/// result says whether it holds the signal back.
 fn with_finding(head: &str, r: Option<&RequirementReport>) -> String {
+    let weight = r.map_or("blocking", super::text::weight);
     match r.map(|r| r.finding.trim()).filter(|f| !f.is_empty()) {
-        Some(finding) => format!("{head} — {finding}"),
-        None => head.to_string(),
+        Some(finding) => format!("{weight}: {head} — {finding}"),
+        None => format!("{weight}: {head}"),
     }
 }
 

@@ -143,6 +143,8 @@ struct RowView<'a> {
     /// The short text is cut, so the details repeat the whole text.
     text_cut: bool,
     ungrounded: usize,
+    /// `blocking` or `advisory`.
+    weight: &'static str,
 }
 
 #[derive(Serialize)]
@@ -307,6 +309,7 @@ fn row<'a>(index: usize, r: &'a RequirementReport, judges: &[String]) -> RowView
         short_text: text::short(&r.text, 90),
         text_cut: text::short(&r.text, 90) != r.text.trim(),
         ungrounded: r.evidence.iter().filter(|e| !e.grounded).count(),
+        weight: text::weight(r),
     }
 }
 

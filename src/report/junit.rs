@@ -177,7 +177,7 @@ fn case(report: &Report, r: &RequirementReport) -> TestCase {
                     "unknown, allowed by --allow-unknown: {}",
                     reason_for_unknown(r)
                 ),
-                _ if !r.mandatory => format!(
+                _ if !r.blocking => format!(
                     "{} but advisory ({}): does not block the signal",
                     verdict.as_str(),
                     r.level
@@ -196,7 +196,7 @@ fn case(report: &Report, r: &RequirementReport) -> TestCase {
     case
 }
 
-/// `[MUST] finding`, one line.
+/// `[MUST, blocking] finding`, one line.
 fn message(r: &RequirementReport, text_: &str, fallback: &str) -> String {
     let body = text::one_line(text_);
     let body = if body.is_empty() {
@@ -204,7 +204,7 @@ fn message(r: &RequirementReport, text_: &str, fallback: &str) -> String {
     } else {
         body
     };
-    format!("[{}] {body}", r.level)
+    format!("[{}, {}] {body}", r.level, text::weight(r))
 }
 
 fn reason_for_unknown(r: &RequirementReport) -> String {

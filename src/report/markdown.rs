@@ -127,23 +127,20 @@ fn head(report: &Report, md: &mut Budget) {
     }
 }
 
-/// Unmet first, then unknown; mandatory before advisory within each; otherwise in report order.
+/// Unmet first, then unknown; blocking before advisory within each; otherwise in report order.
 fn not_met(report: &Report) -> Vec<&RequirementReport> {
     let mut rows: Vec<&RequirementReport> = report
         .requirements
         .iter()
         .filter(|r| r.verdict != Verdict::Met)
         .collect();
-    rows.sort_by_key(|r| (r.verdict != Verdict::Unmet, !r.mandatory));
+    rows.sort_by_key(|r| (r.verdict != Verdict::Unmet, !r.blocking));
     rows
 }
 
+/// `MUST NOT (blocking)`, `SHOULD (advisory)`.
 fn level(r: &RequirementReport) -> String {
-    if r.mandatory {
-        r.level.clone()
-    } else {
-        format!("{} (advisory)", r.level)
-    }
+    format!("{} ({})", r.level, text::weight(r))
 }
 
 fn not_met_table(report: &Report, md: &mut Budget) {

@@ -213,8 +213,11 @@ pub struct RequirementReport {
     pub kind: RequirementKind,
     /// `MUST`, `MUST NOT`, `implicit`, …
     pub level: String,
-    /// Blocks the signal when not met.
+    /// The level is MUST-like (MUST, MUST NOT, SHALL, REQUIRED, implicit).
     pub mandatory: bool,
+    /// The gate counts it: not met, it blocks the signal (else it is advisory). Decided once
+    /// (`Judged::blocks`): every hat constraint, and MUST-level checks and signal sentences.
+    pub blocking: bool,
     /// The requirement's text, bold markers removed.
     pub text: String,
     /// `file:line` of the definition.
@@ -279,6 +282,7 @@ impl From<&Judged> for RequirementReport {
             kind: j.kind,
             level: j.level.clone(),
             mandatory: j.mandatory,
+            blocking: j.blocks(),
             text: j.text.clone(),
             source: j.source.clone(),
             judged_by: j.judged_by.clone(),

@@ -59,8 +59,9 @@ pub fn fingerprint(rule_id: &str, source: &str, quote: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// The rule's level: `error` for a blocking requirement, else `warning` (`note` for MAY).
 fn level_of(r: &RequirementReport) -> &'static str {
-    if r.mandatory {
+    if r.blocking {
         "error"
     } else if r.level == "MAY" {
         "note"
@@ -82,13 +83,15 @@ fn rule(r: &RequirementReport) -> Value {
         "fullDescription": { "text": format!("{} ({}): {}", r.id, r.level, r.text) },
         "help": {
             "text": format!(
-                "{} requirement of the hatrack stage, defined at {} and judged by {}. It is met when the judge rules so with evidence quoted from the repository or a hat's artifact.",
-                r.level, r.source, r.judged_by
+                "{} requirement of the hatrack stage ({}), defined at {} and judged by {}. It is met when the judge rules so with evidence quoted from the repository or a hat's artifact.",
+                r.level, super::text::weight(r), r.source, r.judged_by
             ),
         },
         "defaultConfiguration": { "level": level_of(r) },
         "properties": {
             "level": r.level,
+            "blocking": r.blocking,
+            "weight": super::text::weight(r),
             "kind": r.kind,
             "source": r.source,
             "tags": ["hatrack"],

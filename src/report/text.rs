@@ -168,6 +168,16 @@ pub fn int(n: u64) -> String {
     out
 }
 
+/// `blocking` or `advisory`: the gate's one decision on whether a requirement counts, in
+/// the word every format shows.
+pub fn weight(r: &super::model::RequirementReport) -> &'static str {
+    if r.blocking {
+        "blocking"
+    } else {
+        "advisory"
+    }
+}
+
 pub fn verdict_icon(v: Verdict) -> &'static str {
     match v {
         Verdict::Met => "✅",

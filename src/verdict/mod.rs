@@ -235,8 +235,15 @@ pub struct Judged {
 }
 
 impl Judged {
-    /// Whether this requirement can block the signal: every hat constraint, and MUST-level
-    /// (mandatory) review checks and signal sentences.
+    /// Whether this requirement can block the signal — decided here once; the gate and every
+    /// report format (json `blocking`, md/html "(blocking)"/"(advisory)", junit failure vs
+    /// skipped, SARIF `error` vs `warning`/`note`, annotations, step summary) render this.
+    ///
+    /// Every hat constraint blocks, whatever its level: it names an anti-pattern of the hat's
+    /// own work, and the stage's rule (design.md) is that no hat constraint fails — so a
+    /// failing SHOULD constraint blocks and is shown as blocking. Review checks and
+    /// completion-signal sentences block at MUST level only (MUST, MUST NOT, SHALL,
+    /// REQUIRED, implicit); at SHOULD / MAY they are advisory and never block.
     pub fn blocks(&self) -> bool {
         match self.kind {
             RequirementKind::HatConstraint => true,

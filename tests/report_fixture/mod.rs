@@ -68,6 +68,7 @@ fn req(
         kind,
         level: level.into(),
         mandatory: level != "SHOULD" && level != "MAY",
+        blocking: kind == RequirementKind::HatConstraint || (level != "SHOULD" && level != "MAY"),
         text: text.into(),
         source: format!(
             "hats/deployment/{}.md:{}",
