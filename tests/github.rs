@@ -378,7 +378,7 @@ async fn a_failing_should_constraint_is_blocking_and_a_should_check_advisory_in_
         let html = read("report.html");
         let anchor = format!("-{}\"", id.replace('/', "-"));
         let start = html
-            .find(&format!("<details class=\"panel req unmet\" id=\"req-"))
+            .find("<details class=\"panel req unmet\" id=\"req-")
             .and_then(|from| html[from..].find(&anchor).map(|at| from + at))
             .unwrap_or_else(|| panic!("no panel for {id}"));
         let panel = &html[start..start + html[start..].find("</details>").unwrap()];
