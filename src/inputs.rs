@@ -519,6 +519,9 @@ fn read_input(
                 .into_owned();
         }
     }
+    // Inputs are data: nothing in them may spell hatrack's framing or notes (ordinary text
+    // is left as it is).
+    let text = crate::verdict::markers::escape_data(&text).into_owned();
     let whole = file_bytes as usize <= limits.max_file_bytes;
     let total = if whole { text.len() } else { total as usize };
     let cap = limits.max_file_bytes.min(*budget);
@@ -562,8 +565,9 @@ fn truncate_of(text: &str, total: usize, cap: usize) -> (String, bool) {
     }
     (
         format!(
-            "{}\n[truncated by hatrack: showing {end} of {total} bytes]",
-            &text[..end]
+            "{}\n{}",
+            &text[..end],
+            crate::verdict::markers::truncated(end, total)
         ),
         true,
     )

@@ -13,6 +13,8 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::verdict::markers;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -329,7 +331,8 @@ impl Workspace {
             let Ok(r) = entry.path().strip_prefix(&self.root) else {
                 continue;
             };
-            let name = slash(r);
+            // A file name is data: it must not spell hatrack's framing or a line of its own.
+            let name = markers::escape_name(&slash(r)).into_owned();
             let ft = entry.file_type();
             lines.push(if ft.is_dir() {
                 format!("{name}/")
@@ -369,7 +372,7 @@ impl Workspace {
         let mut shown = String::new();
         let mut last = start.saturating_sub(1);
         for (i, line) in content.lines().enumerate().skip(start - 1).take(max_lines) {
-            let line = cap_line(line, self.caps.max_line_bytes);
+            let line = cap_line(&markers::escape_data(line), self.caps.max_line_bytes);
             if text.len() + line.len() + 1 > self.caps.max_bytes {
                 break;
             }
@@ -381,13 +384,9 @@ impl Workspace {
         }
         let total = content.lines().count();
         if last < total {
-            let _ = write!(
-                text,
-                "[hatrack: lines {start}-{last} of {total}; continue at line {}]",
-                last + 1
-            );
+            text.push_str(&markers::read_window(start, last, total));
         } else if text.is_empty() {
-            let _ = write!(text, "[hatrack: the file has {total} lines]");
+            text.push_str(&markers::file_lines(total));
         }
         let detail = format!("lines {start}-{last} of {total}");
         outcome("read_file", &rel, detail, text, Some((rel.clone(), shown)))
@@ -427,9 +426,9 @@ impl Workspace {
                     } else {
                         hits.push(format!(
                             "{}:{}: {}",
-                            slash(rel),
+                            markers::escape_name(&slash(rel)),
                             i + 1,
-                            cap_line(line, self.caps.max_line_bytes)
+                            cap_line(&markers::escape_data(line), self.caps.max_line_bytes)
                         ));
                     }
                 }
@@ -501,7 +500,8 @@ fn outcome(
     }
 }
 
-/// A line cut at `max` bytes (on a character boundary) with a visible marker.
+/// A line cut at `max` bytes (on a character boundary) with a visible mark (from the one
+/// table of marks, which grounding strips: the mark is never evidence).
 fn cap_line(line: &str, max: usize) -> String {
     if line.len() <= max {
         return line.to_string();
@@ -510,7 +510,7 @@ fn cap_line(line: &str, max: usize) -> String {
     while !line.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{} [hatrack: line cut at {max} bytes]", &line[..end])
+    format!("{} {}", &line[..end], markers::line_cut(max))
 }
 
 fn slash(p: &Path) -> String {

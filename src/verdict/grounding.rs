@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use super::{Cause, Evidence, SourceKind, Ungrounded, Verdict};
+use super::{markers, Cause, Evidence, SourceKind, Ungrounded, Verdict};
 
 /// How long a quote must be to ground a verdict (`[grounding]` in hatrack.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -118,6 +118,9 @@ impl Sources {
     pub fn ground(&self, source: &str, quote: &str) -> Evidence {
         let folded = fold(strip_wrapping_quotes(quote)).replace(BREAK, " ");
         let result = self.meaningful(&folded).and_then(|()| {
+            if markers::contains_mark(&folded) {
+                return Err(Ungrounded::HatrackMark);
+            }
             let s = self.find(source)?;
             let f = s.folded();
             match occurs_at_word_boundaries(&f.text, &folded) {
@@ -238,23 +241,11 @@ fn fold_with_lines(text: &str) -> (String, Vec<(usize, usize)>) {
     (folded, lines)
 }
 
-/// Replaces the lines hatrack itself writes into prompts (`<<<BEGIN …>>>`, `<<<END …>>>`,
-/// `[truncated by hatrack: …]`) with a break, so they are never evidence.
+/// Replaces every mark hatrack itself writes into what a step is shown (the one table in
+/// [`markers`]: BEGIN/END frames, truncation and line-cut notes, wherever they sit in a
+/// line) with a break, so none is ever evidence and no quote spans one.
 fn strip_markers(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        let t = line.trim();
-        let marker = (t.starts_with("<<<BEGIN ") || t.starts_with("<<<END ")) && t.ends_with(">>>")
-            || t.starts_with("[truncated by hatrack:");
-        if marker {
-            out.push(' ');
-            out.push(BREAK);
-            out.push('\n');
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
+    markers::strip(text, &BREAK.to_string())
 }
 
 /// Where `quote` first occurs in `text` with no letter or digit glued to either end (so
@@ -442,7 +433,7 @@ mod tests {
             "artifacts/sre/readiness.md",
             "[truncated by hatrack: showing 48 of 900 bytes]",
         );
-        assert_eq!(e.problem, Some(Ungrounded::NotFound));
+        assert_eq!(e.problem, Some(Ungrounded::HatrackMark));
         let e = s.ground(
             "artifacts/sre/readiness.md",
             "through PagerDuty. [truncated by hatrack:",
@@ -458,6 +449,32 @@ mod tests {
             .ground("x.md", "<<<END x.md>>> <<<BEGIN y.md>>>")
             .grounded());
         assert!(!s.ground("x.md", "of the file second line").grounded());
+        // A line cut by a tool carries its note inline: neither the note nor a quote running
+        // into it grounds, and the text before it still does.
+        let mut s = Sources::new(GroundingRules::default());
+        s.add(
+            "wide.csv",
+            SourceKind::Input,
+            "order id, customer id, amount, currency [hatrack: line cut at 500 bytes]\nnext line of the file\n",
+        );
+        for quote in [
+            "[hatrack: line cut at 500 bytes]",
+            "hatrack: line cut at 500 bytes",
+            "amount, currency [hatrack: line cut at 500 bytes]",
+            "line cut at 500 bytes] next line",
+        ] {
+            let e = s.ground("wide.csv", quote);
+            assert!(!e.grounded(), "{quote:?}: {e:?}");
+        }
+        assert_eq!(
+            s.ground("wide.csv", "[hatrack: line cut at 500 bytes]")
+                .problem,
+            Some(Ungrounded::HatrackMark)
+        );
+        assert!(s
+            .ground("wide.csv", "order id, customer id, amount, currency")
+            .grounded());
+        assert!(s.ground("wide.csv", "next line of the file").grounded());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod gate;
 pub mod grounding;
+pub mod markers;
 
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +88,9 @@ pub enum Ungrounded {
     AmbiguousSource,
     /// The quote does not occur in the named source (whitespace folded, at word boundaries).
     NotFound,
+    /// The quote holds one of hatrack's own marks (a BEGIN/END frame, a truncation or
+    /// line-cut note), which are never evidence.
+    HatrackMark,
 }
 
 impl Ungrounded {
@@ -107,6 +111,9 @@ impl Ungrounded {
                 format!("{source:?} names more than one source shown to this step")
             }
             Ungrounded::NotFound => format!("the quote does not occur in {source}"),
+            Ungrounded::HatrackMark => {
+                "the quote holds one of hatrack's own marks (a BEGIN/END line, a truncation or line-cut note), which are never evidence".to_string()
+            }
         }
     }
 }

@@ -25,6 +25,10 @@ pub struct FakeReviewer {
     pub quotes: HashMap<String, (String, String)>,
     /// The path each hat gives its artifact (default `plan.md`).
     pub artifact_path: Option<String>,
+    /// Text every hat appends to its artifact.
+    pub artifact_extra: Option<String>,
+    /// Requirement id → the finding its verdict gives (default: a fake finding).
+    pub findings: HashMap<String, String>,
 }
 
 impl FakeReviewer {
@@ -47,6 +51,18 @@ impl FakeReviewer {
     /// The verdict on `id` cites `quote` from `source`.
     pub fn quote(mut self, id: &str, source: &str, quote: &str) -> FakeReviewer {
         self.quotes.insert(id.into(), (source.into(), quote.into()));
+        self
+    }
+
+    /// Every hat appends `text` to its artifact.
+    pub fn artifact_text(mut self, text: &str) -> FakeReviewer {
+        self.artifact_extra = Some(text.into());
+        self
+    }
+
+    /// The verdict on `id` gives `finding`.
+    pub fn finding(mut self, id: &str, finding: &str) -> FakeReviewer {
+        self.findings.insert(id.into(), finding.into());
         self
     }
 
@@ -82,7 +98,10 @@ impl FakeReviewer {
                     "summary": format!("{hat} (fake) wrote its plan."),
                     "artifacts": [{
                         "path": self.artifact_path.as_deref().unwrap_or("plan.md"),
-                        "content": format!("# Plan of {hat}\n{ARTIFACT_LINE}\n"),
+                        "content": format!(
+                            "# Plan of {hat}\n{ARTIFACT_LINE}\n{}",
+                            self.artifact_extra.as_deref().unwrap_or_default()
+                        ),
                     }],
                 })
             }
@@ -103,7 +122,7 @@ impl FakeReviewer {
                         json!({
                             "id": id,
                             "verdict": self.word(id, "pass"),
-                            "finding": format!("{id} checked by the fake judge"),
+                            "finding": self.finding_for(id, || format!("{id} checked by the fake judge")),
                             "evidence": [self.cited("constraint_answer", id, &source)],
                         })
                     })
@@ -118,7 +137,7 @@ impl FakeReviewer {
                             "id": id,
                             "verdict": self.word(id, "pass"),
                             "severity": "high",
-                            "finding": format!("{id}: fake finding"),
+                            "finding": self.finding_for(id, || format!("{id}: fake finding")),
                             "evidence": [self.cited("review_answer", id, &self.artifact("pipeline-engineer"))],
                         })
                     })
@@ -132,7 +151,7 @@ impl FakeReviewer {
                         json!({
                             "id": id,
                             "verdict": self.word(id, "met"),
-                            "finding": format!("{id}: fake ruling"),
+                            "finding": self.finding_for(id, || format!("{id}: fake ruling")),
                             "evidence": [self.cited("signal_answer", id, &self.artifact("sre"))],
                         })
                     })
@@ -141,6 +160,10 @@ impl FakeReviewer {
             }
             other => panic!("the fake reviewer does not know the schema {other:?}"),
         }
+    }
+
+    fn finding_for(&self, id: &str, default: impl FnOnce() -> String) -> String {
+        self.findings.get(id).cloned().unwrap_or_else(default)
     }
 
     fn word(&self, id: &str, default: &str) -> String {
