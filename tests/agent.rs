@@ -563,3 +563,104 @@ async fn data_cannot_forge_hatracks_framing() {
     let r = requirement(&report, "sre/anti-pattern/1");
     assert_eq!(r["evidence"][0]["grounded"], false, "{r}");
 }
+
+/// The default run directory (`transcripts/WORKSPACE-TIME`, relative to the current
+/// directory) lies inside the workspace when a run starts there. Agents never see it, nor any
+/// other run directory: no tool result names one, and a replay in the same place — with the
+/// run's own reports now on disk — asks the same tool calls, gets the same results, and
+/// rewrites byte-identical reports.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_directories_inside_the_workspace_are_invisible_and_the_run_replays_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let server = scripted(FakeReviewer::new(), |_| {
+        vec![vec![
+            ("list_files", json!({"path": ".", "depth": 6})),
+            (
+                "search",
+                json!({"pattern": "pass|met|Freshness", "path_glob": "**"}),
+            ),
+            (
+                "read_file",
+                json!({"path": "transcripts", "start_line": 1, "max_lines": 5}),
+            ),
+        ]]
+    })
+    .await;
+    let first = Test::new()
+        .current_dir(&ws)
+        .args(["run", "--model", "fake-model", "--base-url"])
+        .arg(server.url())
+        .args(["--timeout", "5", "--max-retries", "0"])
+        .any_status()
+        .run();
+    assert!(matches!(first.status, 0 | 1), "{}", first.stderr);
+    let runs: Vec<PathBuf> = std::fs::read_dir(ws.join("transcripts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run_dir = runs[0].clone();
+    let run_name = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(run_name.starts_with("ws-"), "{run_name}");
+    // A second run, next to the first, inside the workspace too.
+    let second = Test::new()
+        .current_dir(&ws)
+        .args(["run", "--model", "fake-model", "--base-url"])
+        .arg(server.url())
+        .args(["--timeout", "5", "--max-retries", "0", "--transcript"])
+        .arg("transcripts/second")
+        .any_status()
+        .run();
+    assert_eq!(second.status, first.status);
+    let mut checked = 0;
+    for req in server.requests() {
+        for result in tool_results(&req) {
+            checked += 1;
+            for hidden in [
+                &run_name,
+                "second",
+                "run.json",
+                "exchanges.jsonl",
+                "artifacts/",
+                "report.",
+            ] {
+                assert!(
+                    !result.contains(hidden),
+                    "a tool result names {hidden:?}:\n{result}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 2 * 6 * 3, "{checked} tool results");
+    let listing = tool_results(server.requests().last().unwrap())[0].clone();
+    assert!(listing.contains("notes.md ("), "{listing}");
+
+    let files = [
+        "report.json",
+        "report.md",
+        "report.html",
+        "junit.xml",
+        "report.sarif",
+    ];
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(run_dir.join(f)).unwrap())
+        .collect();
+    let asked = server.count();
+    Test::new()
+        .current_dir(&ws)
+        .arg("replay")
+        .arg(format!("transcripts/{run_name}"))
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .status(first.status)
+        .run();
+    assert_eq!(server.count(), asked, "the replay called no model");
+    for (f, bytes) in files.iter().zip(&before) {
+        assert_eq!(
+            &std::fs::read(run_dir.join(f)).unwrap(),
+            bytes,
+            "{f} changed"
+        );
+    }
+}

@@ -652,6 +652,19 @@ async fn execute<W: Write + ?Sized>(
         prompts: prepared.prompts.clone(),
     });
     let mut agent = setup::agent(&prepared.config, &prepared.workspace, &scrubber)?;
+    if let Some(crate::run::agent::Agent {
+        tools: ToolAnswers::Live { workspace, .. },
+        ..
+    }) = agent.as_mut()
+    {
+        // This run's directory and its reports' directory do not exist for agents, wherever
+        // they are (the default run directory lies inside the workspace when it is the
+        // current directory); other run directories are recognised by their files.
+        workspace.hide(run_dir);
+        if let Some(out) = &report_args.out {
+            workspace.hide(out);
+        }
+    }
     if let (Some(agent), Some(log)) = (agent.as_mut(), prepared.tool_log) {
         agent.tools = ToolAnswers::Recorded {
             log,
