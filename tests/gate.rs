@@ -508,3 +508,43 @@ async fn judges_that_rule_on_nothing_keep_the_gate_closed_even_with_allow_unknow
     );
     assert!(reasons(&report).iter().all(|r| r.1 == "nothing-judged"));
 }
+
+/// Distinct requirements need distinct evidence: one heading quoted for every requirement
+/// by every judge shown the file grounds one requirement at most, and the gate stays closed;
+/// so does the heading of the hats' artifacts, quoted by the completion judge.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_heading_quoted_for_every_requirement_grounds_at_most_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let heading = "# Orders pipeline notes";
+    let reviewer = FakeReviewer::new()
+        .artifact_text("## Rollout and recovery checklist\n")
+        .cite("constraint_answer", "notes.md", heading)
+        .cite("review_answer", "notes.md", heading)
+        .cite(
+            "signal_answer",
+            "artifacts/sre/plan.md",
+            "## Rollout and recovery checklist",
+        );
+    let (report, status) = cited(dir.path(), "run", reviewer).await;
+    assert_eq!(status, 1, "{}", report["outcome"]);
+    let grounded: Vec<&str> = report["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["evidence"][0]["grounded"] == true)
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(grounded, ["pipeline-engineer/anti-pattern/1", "signal/1"]);
+    let second = requirement(&report, "pipeline-engineer/anti-pattern/2");
+    assert_eq!(second["verdict"], "unknown");
+    assert!(
+        second["evidence"][0]["provenance"]
+            .as_str()
+            .unwrap()
+            .contains("already ground pipeline-engineer/anti-pattern/1"),
+        "{second}"
+    );
+    let check = requirement(&report, "reliability/check/1");
+    assert_eq!(check["verdict"], "unknown");
+    assert_eq!(requirement(&report, "signal/2")["verdict"], "unknown");
+}

@@ -35,7 +35,7 @@ use crate::report::{
 };
 use crate::secrets::Scrubber;
 use crate::verdict::gate::{self, GatePolicy, HatOutput};
-use crate::verdict::grounding::{GroundingRules, Sources};
+use crate::verdict::grounding::{self, GroundingRules, Sources};
 use crate::verdict::{Cause, Judged, Verdict};
 use crate::Error;
 use answer::Verdicts;
@@ -383,6 +383,9 @@ async fn execute_steps(
         run.steps.push(report);
         run.judged.extend(judged);
     }
+    // Distinct requirements need distinct evidence (before the completion judge is shown
+    // the verdicts so far, and again once it has ruled).
+    grounding::distinct_evidence(&mut run.judged, &plan.grounding);
 
     // 3. The completion judge rules on each completion-signal requirement (a stage
     //    without a completion signal has no such step: the gate rules on the rest).
@@ -400,6 +403,7 @@ async fn execute_steps(
         let (report, judged) = judge(plan, model, progress, signal, messages).await?;
         run.steps.push(report);
         run.judged.extend(judged);
+        grounding::distinct_evidence(&mut run.judged, &plan.grounding);
     }
 
     for s in run

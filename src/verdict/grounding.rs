@@ -2,12 +2,23 @@
 //! characters, not just punctuation) and occurs — whitespace folded, at word boundaries — in
 //! the source named **exactly** as the step was shown it. This is how hatrack refuses to
 //! trust a judge that invents evidence, cites `"e"`, or borrows a name it was not shown.
+//!
+//! **Distinct requirements need distinct evidence.** A quote shorter than
+//! [`GroundingRules::shared_quote_min_words`] (8 words by default) grounds at most one
+//! requirement's verdict in the whole run: the first, in report order (hat constraints, review
+//! checks, the completion signal), that cites it with a `met` or `unmet`. For every later
+//! requirement that cites the same words — compared lowercased, punctuation aside; two
+//! quotes are the same evidence when they share a run of words longer than half the shorter
+//! one (one inside the other, or overlapping windows of one line) — it grounds nothing
+//! ([`Ungrounded::Reused`]), so one heading quoted for every requirement grounds one of them.
+//! A quote of 8 words or more says enough to stand for more than one requirement.
+//! See [`distinct_evidence`].
 
 use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use super::{markers, Cause, Evidence, SourceKind, Ungrounded, Verdict};
+use super::{markers, Cause, Evidence, Judged, SourceKind, Ungrounded, Verdict};
 
 /// How long a quote must be to ground a verdict (`[grounding]` in hatrack.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -19,6 +30,10 @@ pub struct GroundingRules {
     /// Non-space characters.
     #[serde(default = "default_min_chars")]
     pub min_chars: usize,
+    /// A quote with fewer words than this grounds at most one requirement's verdict in a run;
+    /// one this long may ground several (default 8).
+    #[serde(default = "default_shared_quote_min_words")]
+    pub shared_quote_min_words: usize,
 }
 
 fn default_min_words() -> usize {
@@ -27,12 +42,16 @@ fn default_min_words() -> usize {
 fn default_min_chars() -> usize {
     15
 }
+fn default_shared_quote_min_words() -> usize {
+    8
+}
 
 impl Default for GroundingRules {
     fn default() -> Self {
         GroundingRules {
             min_words: default_min_words(),
             min_chars: default_min_chars(),
+            shared_quote_min_words: default_shared_quote_min_words(),
         }
     }
 }
@@ -142,10 +161,7 @@ impl Sources {
     }
 
     fn meaningful(&self, folded: &str) -> Result<(), Ungrounded> {
-        let words = folded
-            .split(' ')
-            .filter(|w| w.chars().any(char::is_alphanumeric))
-            .count();
+        let words = word_count(folded);
         let chars = folded.chars().filter(|c| !c.is_whitespace()).count();
         if words < self.rules.min_words || chars < self.rules.min_chars {
             return Err(Ungrounded::Meaningless {
@@ -171,6 +187,85 @@ impl Sources {
         let evidence: Vec<Evidence> = quotes.iter().map(|(s, q)| self.ground(s, q)).collect();
         let (verdict, cause) = settle_grounded(claimed, &evidence);
         (verdict, evidence, cause)
+    }
+}
+
+/// Words of a quote: runs of non-space characters holding a letter or digit.
+fn word_count(text: &str) -> usize {
+    text.split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .count()
+}
+
+/// A quote's words for comparing evidence: lowercased runs of letters and digits.
+fn evidence_words(quote: &str) -> Vec<String> {
+    quote
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Two quotes are the same evidence when they share a run of words longer than half the
+/// shorter one (so one running inside the other, or two overlapping windows of one line).
+fn same_evidence(a: &[String], b: &[String]) -> bool {
+    let shorter = a.len().min(b.len());
+    if shorter == 0 {
+        return false;
+    }
+    // The longest run of words the two share.
+    let mut longest = 0;
+    let mut row = vec![0usize; b.len() + 1];
+    for x in a {
+        let mut diagonal = 0;
+        for (j, y) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if x == y { diagonal + 1 } else { 0 };
+            longest = longest.max(row[j + 1]);
+            diagonal = above;
+        }
+    }
+    longest * 2 > shorter
+}
+
+/// Distinct requirements need distinct evidence (see the module docs): walks the rulings in
+/// report order and ungrounds a short quote ([`Ungrounded::Reused`]) for every requirement
+/// after the first that cites the same words. A `met` left with an ungrounded quote becomes
+/// `unknown`; an `unmet` stays `unmet`. Idempotent: running it again changes nothing.
+pub fn distinct_evidence(judged: &mut [Judged], rules: &GroundingRules) {
+    let mut claimed: Vec<(Vec<String>, String)> = Vec::new();
+    for r in judged.iter_mut() {
+        if !matches!(r.verdict, Verdict::Met | Verdict::Unmet) {
+            continue;
+        }
+        let mut lost = false;
+        for e in r.evidence.iter_mut().filter(|e| e.grounded()) {
+            if word_count(&e.quote) >= rules.shared_quote_min_words {
+                continue;
+            }
+            let words = evidence_words(&e.quote);
+            let earlier = claimed
+                .iter()
+                .find(|(w, by)| *by != r.id && same_evidence(&words, w));
+            match earlier {
+                Some((_, by)) => {
+                    e.found_in = None;
+                    e.line = None;
+                    e.problem = Some(Ungrounded::Reused {
+                        by: by.clone(),
+                        shared_min_words: rules.shared_quote_min_words,
+                    });
+                    lost = true;
+                }
+                None => claimed.push((words, r.id.clone())),
+            }
+        }
+        if lost && r.verdict == Verdict::Met {
+            r.verdict = Verdict::Unknown;
+            r.cause = Some(Cause::Ungrounded {
+                claimed: Verdict::Met,
+            });
+        }
     }
 }
 
@@ -541,11 +636,92 @@ mod tests {
         );
     }
 
+    fn judged(id: &str, claimed: Verdict, evidence: Vec<Evidence>) -> Judged {
+        let (verdict, cause) = settle_grounded(claimed, &evidence);
+        Judged {
+            id: id.into(),
+            kind: crate::verdict::RequirementKind::ReviewCheck,
+            level: "MUST".into(),
+            mandatory: true,
+            text: "t".into(),
+            source: "f:1".into(),
+            judged_by: "review/x".into(),
+            model: "m".into(),
+            verdict,
+            claimed,
+            cause,
+            finding: String::new(),
+            severity: None,
+            evidence,
+            agreement: None,
+        }
+    }
+
+    #[test]
+    fn a_short_quote_grounds_one_requirement_and_a_long_one_may_ground_several() {
+        let s = sources();
+        let heading = |q: &str| s.ground("dags/orders_daily.py", q);
+        let long =
+            "\"retries\": 3, \"retry_delay\": timedelta(minutes=5), } # alerts page the on-call";
+        let mut all = vec![
+            judged("a", Verdict::Met, vec![heading("alerts page the on-call")]),
+            // The same words, spaced and wrapped differently.
+            judged(
+                "b",
+                Verdict::Met,
+                vec![heading("“alerts  page the\non-call”")],
+            ),
+            // Words overlapping the first quote's.
+            judged("c", Verdict::Met, vec![heading("page the on-call data")]),
+            // Words around it.
+            judged(
+                "d",
+                Verdict::Unmet,
+                vec![heading("# alerts page the on-call data engineer")],
+            ),
+            judged("e", Verdict::Met, vec![heading(long)]),
+            judged("f", Verdict::Met, vec![heading(long)]),
+            // Other words of the same line are other evidence.
+            judged("g", Verdict::Met, vec![heading("on-call data engineer")]),
+        ];
+        for r in &all {
+            assert!(r.evidence[0].grounded(), "{r:?}");
+        }
+        distinct_evidence(&mut all, &GroundingRules::default());
+        let verdicts: Vec<Verdict> = all.iter().map(|r| r.verdict).collect();
+        use Verdict::*;
+        assert_eq!(verdicts, [Met, Unknown, Unknown, Unmet, Met, Met, Met]);
+        assert_eq!(
+            all[1].evidence[0].problem,
+            Some(Ungrounded::Reused {
+                by: "a".into(),
+                shared_min_words: 8
+            })
+        );
+        assert!(all[1].note().unwrap().contains("already ground a"));
+        // Idempotent.
+        let again = all.clone();
+        distinct_evidence(&mut all, &GroundingRules::default());
+        assert_eq!(all, again);
+        // The threshold is a rule: at 3 words, the long quote is shared, the short one not.
+        let mut two = vec![
+            judged("a", Verdict::Met, vec![heading("alerts page the on-call")]),
+            judged("b", Verdict::Met, vec![heading("alerts page the on-call")]),
+        ];
+        let rules = GroundingRules {
+            shared_quote_min_words: 3,
+            ..GroundingRules::default()
+        };
+        distinct_evidence(&mut two, &rules);
+        assert_eq!(two[1].verdict, Met);
+    }
+
     #[test]
     fn rules_are_configurable() {
         let mut s = Sources::new(GroundingRules {
             min_words: 1,
             min_chars: 2,
+            ..GroundingRules::default()
         });
         s.add("a.md", SourceKind::Input, "ok then");
         assert!(s.ground("a.md", "ok").grounded());

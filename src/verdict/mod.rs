@@ -91,6 +91,9 @@ pub enum Ungrounded {
     /// The quote holds one of hatrack's own marks (a BEGIN/END frame, a truncation or
     /// line-cut note), which are never evidence.
     HatrackMark,
+    /// The same short quote already grounds another requirement's verdict (`by`): distinct
+    /// requirements need distinct evidence.
+    Reused { by: String, shared_min_words: usize },
 }
 
 impl Ungrounded {
@@ -111,6 +114,12 @@ impl Ungrounded {
                 format!("{source:?} names more than one source shown to this step")
             }
             Ungrounded::NotFound => format!("the quote does not occur in {source}"),
+            Ungrounded::Reused {
+                by,
+                shared_min_words,
+            } => format!(
+                "the same words already ground {by}: a quote of fewer than {shared_min_words} words grounds one requirement only (distinct requirements need distinct evidence)"
+            ),
             Ungrounded::HatrackMark => {
                 "the quote holds one of hatrack's own marks (a BEGIN/END line, a truncation or line-cut note), which are never evidence".to_string()
             }
