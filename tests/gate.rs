@@ -168,7 +168,8 @@ async fn trivial_quotes_and_borrowed_names_ground_nothing_and_keep_the_gate_clos
 async fn a_long_exact_quote_from_the_named_input_grounds_and_opens_the_gate() {
     let dir = tempfile::tempdir().unwrap();
     // Judges shown the input quote it; the completion judge (shown artifacts only) quotes
-    // the artifact.
+    // the line of the input a hat quoted in its artifact (signal/1 is about the repository:
+    // its met needs repository words).
     let reviewer = FakeReviewer::new()
         .cite("constraint_answer", "notes.md", INPUT_LINE)
         .cite("review_answer", "notes.md", INPUT_LINE);
@@ -182,14 +183,18 @@ async fn a_long_exact_quote_from_the_named_input_grounds_and_opens_the_gate() {
     );
     assert_eq!(c["evidence"][0]["provenance"], "quoted from the repository");
     let s = requirement(&report, "signal/1");
+    assert_eq!(s["about"], "repository");
+    assert_eq!(s["evidence"][0]["quote"], INPUT_LINE);
     assert_eq!(
         s["evidence"][0]["found_in"],
-        serde_json::json!({"kind": "artifact", "hat": "sre"})
+        serde_json::json!({"kind": "artifact", "hat": "pipeline-engineer"})
     );
     assert_eq!(
         s["evidence"][0]["provenance"],
-        "quoted from the sre's artifact"
+        "quoted from the pipeline-engineer's artifact; the same words are in the repository (notes.md)"
     );
+    assert_eq!(s["evidence"][0]["repository_copy"], "notes.md");
+    assert!(s["cause"].is_null(), "{s}");
     let md = std::fs::read_to_string(dir.path().join("run/report.md")).unwrap();
     assert!(md.contains("quoted from the repository"));
 }
@@ -547,4 +552,78 @@ async fn one_heading_quoted_for_every_requirement_grounds_at_most_one() {
     let check = requirement(&report, "reliability/check/1");
     assert_eq!(check["verdict"], "unknown");
     assert_eq!(requirement(&report, "signal/2")["verdict"], "unknown");
+}
+
+/// A `met` on a requirement about the repository needs a quote from the repository: a
+/// completion judge (and a review agent) quoting only a hat's own sentence has its `met`s
+/// kept, counted and shown as "grounded only in a hat's own output", and they block.
+/// Requirements about what the hats produced (hat constraints; `signal/4` names a runbook,
+/// `signal/5` the SRE) may rest on an artifact.
+#[tokio::test(flavor = "multi_thread")]
+async fn mets_grounded_only_in_hat_artifacts_are_counted_as_such_and_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let reviewer = FakeReviewer::new()
+        .cite("signal_answer", "artifacts/sre/plan.md", ARTIFACT_LINE)
+        .cite(
+            "review_answer",
+            "artifacts/pipeline-engineer/plan.md",
+            ARTIFACT_LINE,
+        );
+    let (report, status) = cited(dir.path(), "run", reviewer).await;
+    assert_eq!(status, 1);
+    let artifact_only = [
+        "reliability/check/1",
+        "reliability/check/2",
+        "reliability/check/3",
+        "reliability/check/4",
+        "signal/1",
+        "signal/2",
+        "signal/3",
+    ];
+    for r in report["requirements"].as_array().unwrap() {
+        let id = r["id"].as_str().unwrap();
+        assert_eq!(r["verdict"], "met", "{id}");
+        assert_eq!(r["evidence"][0]["grounded"], true, "{id}");
+        if artifact_only.contains(&id) {
+            assert_eq!(r["about"], "repository", "{id}");
+            assert_eq!(r["cause"]["cause"], "artifact-only", "{id}");
+            assert!(r["note"]
+                .as_str()
+                .unwrap()
+                .contains("grounded only in a hat's own output"));
+        } else {
+            assert_eq!(r["about"], "hat-output", "{id}");
+            assert!(r["cause"].is_null(), "{id}: {r}");
+        }
+    }
+    let counts = &report["outcome"]["counts"];
+    assert_eq!(counts["met"], 19);
+    assert_eq!(counts["artifact_only"], 7);
+    let reasons = reasons(&report);
+    let subjects: Vec<&str> = reasons.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(subjects, artifact_only);
+    for (subject, kind, message) in &reasons {
+        assert_eq!(kind, "artifact-only");
+        assert!(
+            message.contains("is met but grounded only in a hat's own output"),
+            "{subject}: {message}"
+        );
+    }
+    let run_dir = dir.path().join("run");
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("19 met (7 grounded only in a hat's own output)"),
+        "{md}"
+    );
+    let row = md
+        .lines()
+        .find(|l| l.contains("`signal/1`"))
+        .expect("signal/1 is listed");
+    assert!(row.contains("grounded only in a hat's own output"), "{row}");
+    let xml = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    let junit = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    assert_eq!(junit.failures, 7);
+    assert!(xml.contains("type=\"artifact-only\""));
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("7 met grounded only in a hat&#x27;s own output"));
 }

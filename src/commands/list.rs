@@ -9,6 +9,7 @@ use crate::definition::{
     definition_digest, embedded, load_stage, resolve_stage_dir, AgentOrigin, ArtifactDef,
     ArtifactKind, Requirement, Stage,
 };
+use crate::verdict::{RequirementKind, Subject};
 use crate::Error;
 
 /// The JSON printed by `hatrack list --format json`. The shape is stable: fields are only
@@ -28,7 +29,9 @@ use crate::Error;
 ///   "warnings": [ "file:line: warning: …" ] }
 /// Requirement = { id, level: "MUST NOT"|"MUST"|"implicit"|"SHOULD NOT"|"SHOULD"|"MAY",
 ///                 keywords: [..], text (verbatim, bold markers kept), section,
-///                 source: "file:line", malformed, lead_in }
+///                 source: "file:line", malformed, lead_in,
+///                 about: "repository"|"hat-output"|null (what a met needs; null for
+///                 sentences that are not judged) }
 /// Artifact = { name, file, location, scope, format, required }
 /// ```
 #[derive(Debug, Serialize)]
@@ -128,6 +131,9 @@ pub struct RequirementView {
     pub malformed: bool,
     /// For a v8 check whose keyword is in the `## Check` lead-in: that sentence.
     pub lead_in: Option<String>,
+    /// What a judged requirement is about: `repository` (a `met` needs a quote from a
+    /// repository file) or `hat-output` (a `met` may rest on a hat's artifact).
+    pub about: Option<Subject>,
 }
 
 #[derive(Debug, Serialize)]
@@ -140,6 +146,14 @@ pub struct ArtifactView {
     pub required: bool,
 }
 
+/// A judged requirement of `kind`, with what it is about.
+fn judged_view(r: &Requirement, kind: RequirementKind, hats: &[String]) -> RequirementView {
+    RequirementView {
+        about: Some(Subject::of(kind, &r.plain_text(), hats)),
+        ..requirement_view(r)
+    }
+}
+
 fn requirement_view(r: &Requirement) -> RequirementView {
     RequirementView {
         id: r.id.clone(),
@@ -150,6 +164,7 @@ fn requirement_view(r: &Requirement) -> RequirementView {
         source: r.source.to_string(),
         malformed: r.malformed,
         lead_in: r.lead_in.clone(),
+        about: None,
     }
 }
 
@@ -173,6 +188,11 @@ fn artifact_view(a: &ArtifactDef) -> ArtifactView {
 
 impl ListView {
     pub fn of(stage: &Stage, warnings: &[crate::definition::Diagnostic]) -> ListView {
+        let hats: Vec<String> = stage.hats.iter().map(|h| h.name.clone()).collect();
+        let judged = |kind: RequirementKind| {
+            let hats = &hats;
+            move |r: &Requirement| judged_view(r, kind, hats)
+        };
         ListView {
             stage: StageView {
                 name: stage.name.clone(),
@@ -214,7 +234,10 @@ impl ListView {
                     responsibilities: h.responsibilities.clone(),
                     process: h.process.clone(),
                     interpretation: fm_interpretation(&h.front_matter),
-                    constraints: h.constraints().map(requirement_view).collect(),
+                    constraints: h
+                        .constraints()
+                        .map(judged(RequirementKind::HatConstraint))
+                        .collect(),
                     other_requirements: h
                         .requirements
                         .iter()
@@ -239,7 +262,11 @@ impl ListView {
                     },
                     interpretation: fm_interpretation(&a.front_matter),
                     mandate: a.mandate.clone(),
-                    checks: a.checks.iter().map(requirement_view).collect(),
+                    checks: a
+                        .checks
+                        .iter()
+                        .map(judged(RequirementKind::ReviewCheck))
+                        .collect(),
                     failure_modes: a.failure_modes.clone(),
                 })
                 .collect(),
@@ -252,7 +279,7 @@ impl ListView {
                 requirements: stage
                     .completion_signal
                     .iter()
-                    .map(requirement_view)
+                    .map(judged(RequirementKind::Signal))
                     .collect(),
             },
             outputs: stage.outputs.iter().map(artifact_view).collect(),
@@ -310,9 +337,14 @@ fn write_requirements(
         } else {
             ""
         };
+        let about = match r.about {
+            Some(Subject::Repository) => "  [evidence: repository]",
+            Some(Subject::HatOutput) => "  [evidence: hat output]",
+            None => "",
+        };
         writeln!(
             out,
-            "{indent}{:<8}  {:<width$}  {}{flag}",
+            "{indent}{:<8}  {:<width$}  {}{flag}{about}",
             r.level,
             r.id,
             plain(&r.text)
@@ -433,6 +465,10 @@ fn write_text(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
         write_requirements(out, "  ", &v.completion_signal.requirements)?;
     }
+    writeln!(
+        out,
+        "\nEvidence: a met on a requirement marked [evidence: repository] needs a quote from a repository file (a bound input, or a file read with the tools); one marked [evidence: hat output] — a hat constraint, or text naming a hat or a document a hat writes (plan, runbook, assessment, …) — may rest on a hat's artifact."
+    )?;
 
     for (label, list) in [("Outputs", &v.outputs), ("Discovery", &v.discovery)] {
         if !list.is_empty() {

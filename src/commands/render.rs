@@ -18,6 +18,7 @@ use crate::run::artifacts::Artifact;
 use crate::run::context::{self, PriorVerdict, StepMessages};
 use crate::run::rundir::{self, RunRecord, EXCHANGES_FILE};
 use crate::run::steps::{self, Step, Target};
+use crate::verdict::Subject;
 use crate::Error;
 
 pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
@@ -95,6 +96,22 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
     };
     let StepMessages { messages, .. } = context::messages(&step, &shown)?;
     let spec = step.schema(&stage);
+    // What each requirement this step rules on is about, and so what its `met` needs.
+    let hat_names: Vec<String> = stage.hats.iter().map(|h| h.name.clone()).collect();
+    let evidence: Vec<String> = step
+        .requirements(&stage)
+        .iter()
+        .map(|r| {
+            let about = Subject::of(step.requirement_kind(), &r.plain_text(), &hat_names);
+            format!(
+                "{} ({}): {} — {}",
+                r.id,
+                r.level.as_str(),
+                about.describe(),
+                about.evidence_rule()
+            )
+        })
+        .collect();
     let settings = if step.is_judge() { &judge } else { &settings };
     let step = step.id;
     // The first turn's request: with the tool definitions when steps are agents.
@@ -132,6 +149,15 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
                         params.join(", "),
                         f["description"].as_str().unwrap_or_default()
                     );
+                }
+            }
+            if !evidence.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "──── evidence (not sent: how hatrack grounds this step's verdicts) ────"
+                );
+                for line in &evidence {
+                    let _ = writeln!(out, "{line}");
                 }
             }
         }
@@ -245,7 +271,7 @@ fn prior_verdicts(run_dir: &Path) -> Result<Vec<PriorVerdict>, Error> {
         .filter(|r| r.kind != crate::report::RequirementKind::Signal)
         .map(|r| PriorVerdict {
             id: r.id.clone(),
-            verdict: r.verdict.as_str().into(),
+            verdict: r.shown_verdict().as_str().into(),
             finding: r.finding.clone(),
         })
         .collect())

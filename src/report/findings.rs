@@ -64,6 +64,7 @@ pub fn findings(report: &Report) -> Vec<Finding<'_>> {
             let rank = match reason.blocker {
                 Blocker::Unmet { .. } => 0,
                 Blocker::NoArtifact | Blocker::NothingJudged { .. } => 1,
+                Blocker::ArtifactOnly { .. } => 2,
                 Blocker::Unstable { .. } => 2,
                 Blocker::Unknown { .. } => 3,
             };
@@ -91,7 +92,9 @@ pub fn findings(report: &Report) -> Vec<Finding<'_>> {
     let mut others: Vec<(u8, Finding)> = report
         .requirements
         .iter()
-        .filter(|r| r.verdict != Verdict::Met && !blocking.contains(&r.id.as_str()))
+        .filter(|r| {
+            (r.verdict != Verdict::Met || r.artifact_only()) && !blocking.contains(&r.id.as_str())
+        })
         .map(|r| {
             let severity = if r.level == "MAY" {
                 Severity::Note
@@ -99,13 +102,12 @@ pub fn findings(report: &Report) -> Vec<Finding<'_>> {
                 Severity::Warning
             };
             let rank = u8::from(r.verdict != Verdict::Unmet);
-            let head = format!(
-                "{} ({}) is {}: {}",
-                r.id,
-                r.level,
-                r.verdict.as_str(),
-                r.text
-            );
+            let state = if r.artifact_only() {
+                "met but grounded only in a hat's own output"
+            } else {
+                r.verdict.as_str()
+            };
+            let head = format!("{} ({}) is {state}: {}", r.id, r.level, r.text);
             let finding = Finding {
                 rule_id: r.id.clone(),
                 severity,

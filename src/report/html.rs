@@ -145,6 +145,10 @@ struct RowView<'a> {
     ungrounded: usize,
     /// `blocking` or `advisory`.
     weight: &'static str,
+    /// A `met` grounded only in a hat's own output.
+    artifact_only: bool,
+    /// `about the repository` / `about what the hats produced`.
+    about: &'static str,
 }
 
 #[derive(Serialize)]
@@ -310,6 +314,8 @@ fn row<'a>(index: usize, r: &'a RequirementReport, judges: &[String]) -> RowView
         text_cut: text::short(&r.text, 90) != r.text.trim(),
         ungrounded: r.evidence.iter().filter(|e| !e.grounded).count(),
         weight: text::weight(r),
+        artifact_only: r.artifact_only(),
+        about: r.about.describe(),
     }
 }
 

@@ -83,14 +83,15 @@ fn rule(r: &RequirementReport) -> Value {
         "fullDescription": { "text": format!("{} ({}): {}", r.id, r.level, r.text) },
         "help": {
             "text": format!(
-                "{} requirement of the hatrack stage ({}), defined at {} and judged by {}. It is met when the judge rules so with evidence quoted from the repository or a hat's artifact.",
-                r.level, super::text::weight(r), r.source, r.judged_by
+                "{} requirement of the hatrack stage ({}), defined at {} and judged by {}. It is {}: it is met when the judge rules so with grounded evidence, and {}.",
+                r.level, super::text::weight(r), r.source, r.judged_by, r.about.describe(), r.about.evidence_rule()
             ),
         },
         "defaultConfiguration": { "level": level_of(r) },
         "properties": {
             "level": r.level,
             "blocking": r.blocking,
+            "about": r.about,
             "weight": super::text::weight(r),
             "kind": r.kind,
             "source": r.source,

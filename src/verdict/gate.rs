@@ -23,6 +23,9 @@ pub struct GatePolicy {
     /// A judging step (or the whole stage) that ruled on nothing does not block. Off by
     /// default, and no flag sets it: it is for a policy that knowingly gates on less.
     pub allow_nothing_judged: bool,
+    /// A `met` on a requirement about the repository grounded only in hats' artifacts does
+    /// not block. Off by default, and no flag sets it (a policy file may).
+    pub allow_artifact_only: bool,
 }
 
 /// The subject of a [`Blocker::NothingJudged`] reason about the whole stage.
@@ -48,6 +51,9 @@ pub enum Blocker {
         agree: u32,
         samples: u32,
     },
+    /// The judge ruled it met, but every quote that grounds it comes from a hat's own
+    /// output, and it is about the repository.
+    ArtifactOnly { level: String },
     /// A hat produced no artifact.
     NoArtifact,
     /// A judging step ruled on none of its `requirements` (0: it has none to rule on), or,
@@ -63,6 +69,7 @@ impl Blocker {
             Blocker::Unmet { .. } => "unmet",
             Blocker::Unknown { .. } => "unknown",
             Blocker::Unstable { .. } => "unstable",
+            Blocker::ArtifactOnly { .. } => "artifact-only",
             Blocker::NoArtifact => "no-artifact",
             Blocker::NothingJudged { .. } => "nothing-judged",
         }
@@ -86,6 +93,14 @@ pub struct VerdictCounts {
     pub met: u32,
     pub unmet: u32,
     pub unknown: u32,
+    /// Of `met`: those grounded only in a hat's own output although they are about the
+    /// repository. Omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub artifact_only: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The gate's decision and everything the reports say about it.
@@ -188,7 +203,12 @@ pub fn decide(
     let mut blocking_total = 0u32;
     for r in judged {
         match r.verdict {
-            Verdict::Met => counts.met = counts.met.saturating_add(1),
+            Verdict::Met => {
+                counts.met = counts.met.saturating_add(1);
+                if r.artifact_only() {
+                    counts.artifact_only = counts.artifact_only.saturating_add(1);
+                }
+            }
             Verdict::Unmet => counts.unmet = counts.unmet.saturating_add(1),
             Verdict::Unknown => counts.unknown = counts.unknown.saturating_add(1),
         }
@@ -298,6 +318,9 @@ fn blocker(r: &Judged, policy: GatePolicy) -> Option<Blocker> {
                 cause: r.cause.clone(),
             })
         }
+        Verdict::Met if r.artifact_only() && !policy.allow_artifact_only => {
+            return Some(Blocker::ArtifactOnly { level })
+        }
         _ => {}
     }
     match r.agreement {
@@ -336,6 +359,10 @@ fn message(r: &Judged, blocker: &Blocker) -> String {
             "{} ({level}) is unstable: {agree}/{samples} samples agree: {short}",
             r.id
         ),
+        Blocker::ArtifactOnly { level } => format!(
+            "{} ({level}) is met but grounded only in a hat's own output: {short}",
+            r.id
+        ),
         Blocker::NoArtifact => format!("{} produced no artifact", r.id),
         Blocker::NothingJudged { .. } => format!("{}: nothing was judged", r.id),
     }
@@ -363,6 +390,7 @@ mod tests {
             text: "text".into(),
             source: "f:1".into(),
             judged_by: "signal".into(),
+            about: crate::verdict::Subject::Repository,
             model: "m".into(),
             verdict,
             claimed: verdict,

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use super::{markers, Cause, Evidence, Judged, SourceKind, Ungrounded, Verdict};
+use super::{markers, Cause, Evidence, Judged, SourceKind, Subject, Ungrounded, Verdict};
 
 /// How long a quote must be to ground a verdict (`[grounding]` in hatrack.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -157,7 +157,22 @@ impl Sources {
             found_in,
             line,
             problem,
+            repository_copy: None,
         }
+    }
+
+    /// The name of a repository source (kind [`SourceKind::Input`]) whose text holds
+    /// `quote` (whitespace folded, at word boundaries, marks stripped), if any.
+    pub fn repository_copy(&self, quote: &str) -> Option<String> {
+        let folded = fold(strip_wrapping_quotes(quote)).replace(BREAK, " ");
+        if folded.is_empty() || markers::contains_mark(&folded) {
+            return None;
+        }
+        self.sources
+            .iter()
+            .filter(|s| s.kind == SourceKind::Input)
+            .find(|s| occurs_at_word_boundaries(&s.folded().text, &folded).is_some())
+            .map(|s| s.name.clone())
     }
 
     fn meaningful(&self, folded: &str) -> Result<(), Ungrounded> {
@@ -265,6 +280,30 @@ pub fn distinct_evidence(judged: &mut [Judged], rules: &GroundingRules) {
             r.cause = Some(Cause::Ungrounded {
                 claimed: Verdict::Met,
             });
+        }
+    }
+}
+
+/// Marks each `met` on a requirement about the repository whose grounded quotes all come
+/// from hats' artifacts as [`Cause::ArtifactOnly`]. An artifact quote whose words also occur
+/// in a file of `repository` (the run's bound inputs and files read with tools) counts as
+/// repository evidence: it records that file in `repository_copy`. Idempotent.
+pub fn artifact_only(judged: &mut [Judged], repository: &Sources) {
+    for r in judged.iter_mut() {
+        if r.verdict != Verdict::Met || r.about != Subject::Repository || r.cause.is_some() {
+            continue;
+        }
+        let mut from_repository = false;
+        for e in r.evidence.iter_mut().filter(|e| e.grounded()) {
+            if e.repository_copy.is_none()
+                && matches!(e.found_in, Some(SourceKind::Artifact { .. }))
+            {
+                e.repository_copy = repository.repository_copy(&e.quote);
+            }
+            from_repository |= e.from_repository();
+        }
+        if !from_repository {
+            r.cause = Some(Cause::ArtifactOnly);
         }
     }
 }
@@ -646,6 +685,7 @@ mod tests {
             text: "t".into(),
             source: "f:1".into(),
             judged_by: "review/x".into(),
+            about: Subject::Repository,
             model: "m".into(),
             verdict,
             claimed,

@@ -4,7 +4,21 @@
 //! values alone, so every report and the exit code read the same decision.
 //!
 //! - [`grounding`]: does a quote mean something, and does it occur in the source it names?
+//! - [`markers`]: hatrack's own marks in what a step is shown, never evidence.
 //! - [`gate`]: is the stage's completion signal met, and if not, which requirement blocks it?
+//!
+//! **What a requirement is about** ([`Subject`]) decides what evidence a `met` needs. A
+//! requirement is about **what the hats produced** when it is a hat constraint (its
+//! constraint judge rules on what that hat wrote), or when its text names one of the stage's
+//! hats (`SRE MUST have verified…`, `the pipeline engineer's deployment`) or a document a hat
+//! writes ([`HAT_OUTPUT_WORDS`]: plan, runbook, playbook, assessment, checklist, write-up,
+//! artifact): such a `met` may rest on a hat's artifact. Every other review check and
+//! completion-signal sentence is about **the repository** (`Pipeline is deployed with retry
+//! policies`): its `met` needs at least one quote from a repository file — a bound input, a
+//! file a step read with `read_file`, or an artifact quote whose words also occur in one.
+//! A `met` grounded only in a hat's own output is kept, counted and shown as such
+//! ([`Cause::ArtifactOnly`]: "grounded only in a hat's own output") and blocks unless the
+//! gate's policy allows it.
 
 pub mod gate;
 pub mod grounding;
@@ -36,6 +50,80 @@ impl Verdict {
             "pass" | "met" => Verdict::Met,
             "fail" | "unmet" => Verdict::Unmet,
             _ => Verdict::Unknown,
+        }
+    }
+}
+
+/// Words that name a document a hat writes: a requirement naming one is about the hats'
+/// output (whole words, any case).
+pub const HAT_OUTPUT_WORDS: &[&str] = &[
+    "plan",
+    "plans",
+    "runbook",
+    "runbooks",
+    "playbook",
+    "playbooks",
+    "assessment",
+    "assessments",
+    "checklist",
+    "checklists",
+    "writeup",
+    "artifact",
+    "artifacts",
+];
+
+/// What a requirement is about, which decides what evidence its `met` needs (see the module
+/// docs for the rule).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Subject {
+    /// The repository under review: a `met` needs a quote from a repository file.
+    #[default]
+    Repository,
+    /// What the hats produced: a `met` may rest on a hat's artifact.
+    HatOutput,
+}
+
+impl Subject {
+    /// The subject of a requirement of `kind` with this `text`, in a stage whose hats are
+    /// `hats` (their names, e.g. `pipeline-engineer`, `sre`).
+    pub fn of(kind: RequirementKind, text: &str, hats: &[String]) -> Subject {
+        if kind == RequirementKind::HatConstraint {
+            return Subject::HatOutput;
+        }
+        let words = |t: &str| -> Vec<String> {
+            t.replace("write-up", "writeup")
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect()
+        };
+        let text = words(text);
+        let names_a_hat = hats.iter().any(|h| {
+            let name = words(h);
+            !name.is_empty() && text.windows(name.len()).any(|w| w == name.as_slice())
+        });
+        let names_a_document = text.iter().any(|w| HAT_OUTPUT_WORDS.contains(&w.as_str()));
+        if names_a_hat || names_a_document {
+            Subject::HatOutput
+        } else {
+            Subject::Repository
+        }
+    }
+
+    /// `about the repository`, `about what the hats produced`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Subject::Repository => "about the repository",
+            Subject::HatOutput => "about what the hats produced",
+        }
+    }
+
+    /// What a `met` on it needs, in a few words.
+    pub fn evidence_rule(self) -> &'static str {
+        match self {
+            Subject::Repository => "a met needs a quote from a repository file",
+            Subject::HatOutput => "a met may rest on a hat's artifact",
         }
     }
 }
@@ -140,11 +228,21 @@ pub struct Evidence {
     pub line: Option<usize>,
     /// Why it grounds nothing.
     pub problem: Option<Ungrounded>,
+    /// For a quote found in an artifact: a repository file whose text holds the same words
+    /// (the hat quoted the repository), which makes it repository evidence too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_copy: Option<String>,
 }
 
 impl Evidence {
     pub fn grounded(&self) -> bool {
         self.found_in.is_some()
+    }
+
+    /// A grounded quote of repository text: found in a repository file, or in an artifact
+    /// whose words a repository file holds too.
+    pub fn from_repository(&self) -> bool {
+        matches!(self.found_in, Some(SourceKind::Input)) || self.repository_copy.is_some()
     }
 }
 
@@ -165,6 +263,9 @@ pub enum Cause {
     /// With `--samples`, the most frequent verdicts tied: `unmet` when `unmet` was among
     /// them, else `unknown`.
     SamplesTied,
+    /// A `met` on a requirement about the repository whose grounded quotes all come from
+    /// hats' artifacts: it stays `met`, is counted as such, and blocks unless allowed.
+    ArtifactOnly,
 }
 
 impl Cause {
@@ -179,6 +280,7 @@ impl Cause {
             Cause::NoAnswer { .. } => "no answer",
             Cause::JudgeUndecided => "the judge could not tell",
             Cause::SamplesTied => "the samples tied",
+            Cause::ArtifactOnly => "grounded only in a hat's own output",
         }
     }
 
@@ -212,7 +314,16 @@ impl Cause {
                 "the samples tied: a tie that includes unmet is unmet, any other tie is unknown"
                     .into()
             }
+            Cause::ArtifactOnly => "met, but grounded only in a hat's own output: this requirement is about the repository, so a met needs at least one quote from a repository file (a bound input, or a file read with read_file)".into(),
         }
+    }
+}
+
+/// A verdict as the completion judge is shown it: see [`Judged::shown_verdict`].
+pub fn shown_verdict(verdict: Verdict, cause: Option<&Cause>) -> Verdict {
+    match cause {
+        Some(Cause::Ungrounded { .. }) => Verdict::Unknown,
+        _ => verdict,
     }
 }
 
@@ -239,6 +350,8 @@ pub struct Judged {
     pub source: String,
     /// The step that judged it (`judge/sre`, `review/reliability`, `signal`).
     pub judged_by: String,
+    /// What it is about: what evidence its `met` needs.
+    pub about: Subject,
     /// The model that judged it.
     pub model: String,
     pub verdict: Verdict,
@@ -271,10 +384,12 @@ impl Judged {
     /// whose evidence did not ground reads `unknown` there (the gate still counts a judge's
     /// `unmet` as unmet).
     pub fn shown_verdict(&self) -> Verdict {
-        match self.cause {
-            Some(Cause::Ungrounded { .. }) => Verdict::Unknown,
-            _ => self.verdict,
-        }
+        shown_verdict(self.verdict, self.cause.as_ref())
+    }
+
+    /// A `met` grounded only in a hat's own output.
+    pub fn artifact_only(&self) -> bool {
+        self.verdict == Verdict::Met && self.cause == Some(Cause::ArtifactOnly)
     }
 
     /// The report's note: the cause as a sentence.

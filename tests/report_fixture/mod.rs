@@ -76,6 +76,11 @@ fn req(
             12
         ),
         judged_by: judged_by.into(),
+        about: if kind == RequirementKind::HatConstraint {
+            Subject::HatOutput
+        } else {
+            Subject::Repository
+        },
         model: "judge-model-7b".into(),
         verdict,
         claimed,
@@ -93,6 +98,7 @@ fn evidence(source: &str, quote: &str, grounded: bool) -> EvidenceReport {
         source: source.into(),
         quote: quote.into(),
         grounded,
+        repository_copy: None,
         line: None,
         found_in: grounded.then(|| {
             if source.starts_with("artifacts/") {
@@ -366,6 +372,7 @@ pub fn sample_report() -> Report {
                 met: 2,
                 unmet: 2,
                 unknown: 3,
+                artifact_only: 0,
             },
             blocking_total: 8,
             reasons: vec![
@@ -490,6 +497,7 @@ pub fn met_report() -> Report {
             met: 7,
             unmet: 0,
             unknown: 0,
+            artifact_only: 0,
         },
         reasons: vec![],
         human_approval_required: false,
