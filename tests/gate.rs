@@ -422,6 +422,31 @@ async fn a_tie_between_samples_that_includes_unmet_blocks_as_unmet() {
         "{}",
         reasons[0].2
     );
+
+    // Samples that could not tell never outvote one that ruled unmet: with 3 samples, the
+    // odd-seeded ones fail the check and the others answer unknown.
+    let server = FakeOpenAi::with_handler(|req| {
+        let odd = req.body["seed"].as_i64().unwrap_or(0) % 2 != 0;
+        let word = if odd { "fail" } else { "unknown" };
+        FakeReviewer::new()
+            .verdict("reliability/check/3", word)
+            .answer(req)
+    })
+    .await;
+    let run_dir = dir.path().join("run-3");
+    run(&server, &ws, &run_dir)
+        .args(["--samples", "3", "--allow-unknown", "--allow-unstable"])
+        .status(1)
+        .run();
+    let report = json(&run_dir.join("report.json"));
+    let c = requirement(&report, "reliability/check/3");
+    assert_eq!(c["verdict"], "unmet", "{c}");
+    let blocking = crate::reasons(&report);
+    assert_eq!(blocking.len(), 1, "{blocking:?}");
+    assert_eq!(
+        (blocking[0].0.as_str(), blocking[0].1.as_str()),
+        ("reliability/check/3", "unmet")
+    );
 }
 
 /// A stage directory (v8 layout) with one hat that has no constraints, no review agent and

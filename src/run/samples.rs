@@ -25,9 +25,11 @@ pub fn settings_for(base: &ModelSettings, k: u32) -> ModelSettings {
     s
 }
 
-/// The majority verdict and how many samples agree with it. A tie between the most frequent
-/// verdicts fails closed: a tie that includes `unmet` is `unmet` (a judge's "no" is never
-/// outvoted by an equal number of "yes"), any other tie is `unknown`.
+/// The majority verdict and how many samples agree with it. It fails closed: a tie that
+/// includes `unmet` is `unmet` (a judge's "no" is never outvoted by an equal number of
+/// "yes"), any other tie is `unknown`; and samples that could not tell never hide a ruling of
+/// `unmet` — an `unknown` majority with any `unmet` sample is `unmet` (so `--allow-unknown`
+/// cannot let it through).
 pub fn majority(verdicts: &[Verdict]) -> (Verdict, u32, bool) {
     let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count() as u32;
     let mut tally = [
@@ -42,6 +44,9 @@ pub fn majority(verdicts: &[Verdict]) -> (Verdict, u32, bool) {
             return (Verdict::Unmet, top, true);
         }
         return (Verdict::Unknown, count(Verdict::Unknown), true);
+    }
+    if tally[0].0 == Verdict::Unknown && count(Verdict::Unmet) > 0 {
+        return (Verdict::Unmet, count(Verdict::Unmet), false);
     }
     (tally[0].0, tally[0].1, false)
 }
@@ -108,5 +113,10 @@ mod tests {
             (Unmet, 2, true)
         );
         assert_eq!(majority(&[Unknown, Unknown, Met]), (Unknown, 2, false));
+        assert_eq!(majority(&[Unknown, Unknown, Unmet]), (Unmet, 1, false));
+        assert_eq!(
+            majority(&[Unknown, Unknown, Unknown, Unmet, Met]),
+            (Unmet, 1, false)
+        );
     }
 }
