@@ -49,6 +49,12 @@ pub struct GateSection {
     pub allow_unknown: bool,
     #[serde(default)]
     pub allow_unstable: bool,
+    /// A judging step, or the stage, that ruled on nothing does not block.
+    #[serde(default)]
+    pub allow_nothing_judged: bool,
+    /// A `met` about the repository grounded only in hats' artifacts does not block.
+    #[serde(default)]
+    pub allow_artifact_only: bool,
 }
 
 /// `[agent]`: steps as agents with read-only workspace tools.

@@ -282,7 +282,7 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
 }
 
 /// The workspace's files, relative (`/`-separated) and sorted, as binding sees them (`.git`,
-/// `target`, `node_modules` and `.venv` are skipped).
+/// `target`, `node_modules`, `.venv` and hatrack's run and batch directories are skipped).
 pub fn workspace_files(root: &Path) -> Result<Vec<String>, InputError> {
     Ok(WorkspaceFiles::scan(root)?.files)
 }
@@ -328,10 +328,12 @@ impl WorkspaceFiles {
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| {
-                !matches!(
+                let skipped = matches!(
                     e.file_name().to_str(),
                     Some(".git" | "target" | "node_modules" | ".venv")
-                )
+                );
+                let run_dir = e.file_type().is_dir() && crate::tools::is_run_dir(e.path());
+                !skipped && !run_dir
             });
         for entry in walker.flatten() {
             if entry.file_type().is_file() {
@@ -519,6 +521,9 @@ fn read_input(
                 .into_owned();
         }
     }
+    // Inputs are data: nothing in them may spell hatrack's framing or notes (ordinary text
+    // is left as it is).
+    let text = crate::verdict::markers::escape_data(&text).into_owned();
     let whole = file_bytes as usize <= limits.max_file_bytes;
     let total = if whole { text.len() } else { total as usize };
     let cap = limits.max_file_bytes.min(*budget);
@@ -562,8 +567,9 @@ fn truncate_of(text: &str, total: usize, cap: usize) -> (String, bool) {
     }
     (
         format!(
-            "{}\n[truncated by hatrack: showing {end} of {total} bytes]",
-            &text[..end]
+            "{}\n{}",
+            &text[..end],
+            crate::verdict::markers::truncated(end, total)
         ),
         true,
     )
@@ -594,6 +600,27 @@ mod tests {
             Some("pipeline-engineer")
         );
         assert_eq!(named_hat("validation report", hats.iter().copied()), None);
+    }
+
+    #[test]
+    fn run_and_batch_directories_are_never_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (d, files) in [
+            ("transcripts/old", vec!["run.json", "exchanges.jsonl"]),
+            ("batch", vec!["batch.json"]),
+            ("docs", vec![]),
+        ] {
+            std::fs::create_dir_all(root.join(d).join("artifacts/sre")).unwrap();
+            std::fs::write(root.join(d).join("artifacts/sre/plan.md"), "x\n").unwrap();
+            for f in files {
+                std::fs::write(root.join(d).join(f), "{}\n").unwrap();
+            }
+        }
+        assert_eq!(
+            workspace_files(root).unwrap(),
+            vec!["docs/artifacts/sre/plan.md".to_string()]
+        );
     }
 
     #[test]

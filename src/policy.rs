@@ -102,176 +102,40 @@ const fn flagged(
 
 /// Every key, with what the workspace may do with it. Keys under `model.request` are
 /// [`SAMPLING_KNOBS`] (bindings) or policy.
+#[rustfmt::skip]
 pub const KEYS: &[Key] = &[
-    flagged(
-        "stage.path",
-        Trust::Policy,
-        "--stage",
-        None,
-        "which requirements exist",
-    ),
-    flagged(
-        "model.name",
-        Trust::Policy,
-        "--model",
-        Some("HATRACK_MODEL"),
-        "which model answers",
-    ),
-    flagged(
-        "model.base_url",
-        Trust::Policy,
-        "--base-url",
-        Some("OPENAI_BASE_URL"),
-        "where requests and the API key go",
-    ),
-    key(
-        "model.api_key_env",
-        Trust::Policy,
-        "which environment variable is sent as the API key",
-    ),
-    key(
-        "model.seed",
-        Trust::Policy,
-        "a seed can be shopped for until a judge agrees",
-    ),
-    key(
-        "model.temperature",
-        Trust::Cap,
-        "a higher temperature makes a verdict a draw",
-    ),
+    flagged("stage.path", Trust::Policy, "--stage", None, "which requirements exist"),
+    flagged("model.name", Trust::Policy, "--model", Some("HATRACK_MODEL"), "which model answers"),
+    flagged("model.base_url", Trust::Policy, "--base-url", Some("OPENAI_BASE_URL"), "where requests and the API key go"),
+    key("model.api_key_env", Trust::Policy, "which environment variable is sent as the API key"),
+    key("model.seed", Trust::Policy, "a seed can be shopped for until a judge agrees"),
+    key("model.temperature", Trust::Cap, "a higher temperature makes a verdict a draw"),
     key("model.max_tokens", Trust::Cap, "what one request may cost"),
-    flagged(
-        "model.max_retries",
-        Trust::Cap,
-        "--max-retries",
-        None,
-        "how often a request is paid for again",
-    ),
-    flagged(
-        "model.max_reasks",
-        Trust::Cap,
-        "--max-reasks",
-        None,
-        "how often a step is asked again",
-    ),
-    flagged(
-        "model.budget",
-        Trust::Cap,
-        "--budget",
-        None,
-        "what the run may spend",
-    ),
-    flagged(
-        "model.timeout_secs",
-        Trust::Binding,
-        "--timeout",
-        None,
-        "how long one request may take",
-    ),
-    flagged(
-        "model.idle_timeout_secs",
-        Trust::Binding,
-        "--idle-timeout",
-        None,
-        "how long a stream may pause",
-    ),
-    flagged(
-        "model.stream",
-        Trust::Binding,
-        "--no-stream",
-        None,
-        "streamed or whole answers",
-    ),
-    flagged(
-        "model.jobs",
-        Trust::Binding,
-        "--jobs",
-        None,
-        "requests in flight",
-    ),
-    key(
-        "model.max_response_bytes",
-        Trust::Binding,
-        "the largest answer read",
-    ),
-    flagged(
-        "judge.model",
-        Trust::Policy,
-        "--judge-model",
-        Some("HATRACK_JUDGE_MODEL"),
-        "which model judges",
-    ),
-    flagged(
-        "judge.base_url",
-        Trust::Policy,
-        "--judge-base-url",
-        Some(JUDGE_BASE_URL_ENV),
-        "where judging requests and their key go",
-    ),
-    key(
-        "judge.api_key_env",
-        Trust::Policy,
-        "which environment variable is sent as the judge's key",
-    ),
-    key(
-        "grounding.min_words",
-        Trust::Floor,
-        "how long a quote must be to ground a verdict",
-    ),
-    key(
-        "grounding.min_chars",
-        Trust::Floor,
-        "how long a quote must be to ground a verdict",
-    ),
-    flagged(
-        "gate.allow_unknown",
-        Trust::Permission,
-        "--allow-unknown",
-        None,
-        "whether unknown verdicts pass",
-    ),
-    flagged(
-        "gate.allow_unstable",
-        Trust::Permission,
-        "--allow-unstable",
-        None,
-        "whether unstable verdicts pass",
-    ),
-    key(
-        "agent.tools",
-        Trust::Binding,
-        "whether steps may read the workspace through tools",
-    ),
-    key(
-        "agent.max_turns",
-        Trust::Cap,
-        "how many requests one step may make",
-    ),
-    key(
-        "tools.deny",
-        Trust::Addition,
-        "what the tools may never read",
-    ),
-    key(
-        "secrets.scrub_patterns",
-        Trust::Addition,
-        "what is scrubbed from every file written",
-    ),
-    key(
-        "secrets.redact_inputs",
-        Trust::Addition,
-        "what is redacted before it is sent",
-    ),
-    key(
-        "inputs.*",
-        Trust::Binding,
-        "which files answer each Reads item",
-    ),
-    key(
-        "limits.*",
-        Trust::Binding,
-        "how much of each file is quoted",
-    ),
+    flagged("model.max_retries", Trust::Cap, "--max-retries", None, "how often a request is paid for again"),
+    flagged("model.max_reasks", Trust::Cap, "--max-reasks", None, "how often a step is asked again"),
+    flagged("model.budget", Trust::Cap, "--budget", None, "what the run may spend"),
+    flagged("model.timeout_secs", Trust::Binding, "--timeout", None, "how long one request may take"),
+    flagged("model.idle_timeout_secs", Trust::Binding, "--idle-timeout", None, "how long a stream may pause"),
+    flagged("model.stream", Trust::Binding, "--no-stream", None, "streamed or whole answers"),
+    flagged("model.jobs", Trust::Binding, "--jobs", None, "requests in flight"),
+    key("model.max_response_bytes", Trust::Binding, "the largest answer read"),
+    flagged("judge.model", Trust::Policy, "--judge-model", Some("HATRACK_JUDGE_MODEL"), "which model judges"),
+    flagged("judge.base_url", Trust::Policy, "--judge-base-url", Some(JUDGE_BASE_URL_ENV), "where judging requests and their key go"),
+    key("judge.api_key_env", Trust::Policy, "which environment variable is sent as the judge's key"),
+    key("grounding.min_words", Trust::Floor, "how long a quote must be to ground a verdict"),
+    key("grounding.min_chars", Trust::Floor, "how long a quote must be to ground a verdict"),
+    key("grounding.shared_quote_min_words", Trust::Floor, "how long a quote must be to ground more than one requirement"),
+    flagged("gate.allow_unknown", Trust::Permission, "--allow-unknown", None, "whether unknown verdicts pass"),
+    flagged("gate.allow_unstable", Trust::Permission, "--allow-unstable", None, "whether unstable verdicts pass"),
+    key("gate.allow_nothing_judged", Trust::Permission, "whether a judge that ruled on nothing passes"),
+    key("gate.allow_artifact_only", Trust::Permission, "whether a met resting only on a hat's own output passes"),
+    key("agent.tools", Trust::Binding, "whether steps may read the workspace through tools"),
+    key("agent.max_turns", Trust::Cap, "how many requests one step may make"),
+    key("tools.deny", Trust::Addition, "what the tools may never read"),
+    key("secrets.scrub_patterns", Trust::Addition, "what is scrubbed from every file written"),
+    key("secrets.redact_inputs", Trust::Addition, "what is redacted before it is sent"),
+    key("inputs.*", Trust::Binding, "which files answer each Reads item"),
+    key("limits.*", Trust::Binding, "how much of each file is quoted"),
 ];
 
 /// `[model.request]` fields that only shape sampling; the workspace may set them. Any other
@@ -725,6 +589,7 @@ fn current(name: &str, c: &ConfigFile) -> Option<f64> {
         "agent.max_turns" => Some(f64::from(c.agent.max_turns)),
         "grounding.min_words" => Some(grounding.min_words as f64),
         "grounding.min_chars" => Some(grounding.min_chars as f64),
+        "grounding.shared_quote_min_words" => Some(grounding.shared_quote_min_words as f64),
         _ => None,
     }
 }
@@ -780,8 +645,7 @@ pub struct Effective<'a> {
     pub stage: &'a str,
     pub config: &'a ConfigFile,
     pub grounding: GroundingRules,
-    pub allow_unknown: bool,
-    pub allow_unstable: bool,
+    pub gate: crate::verdict::gate::GatePolicy,
 }
 
 impl PolicyRecord {
@@ -823,6 +687,12 @@ impl PolicyRecord {
         }
         if let Some(n) = self.get("grounding.min_chars").and_then(|v| v.parse().ok()) {
             rules.min_chars = n;
+        }
+        if let Some(n) = self
+            .get("grounding.shared_quote_min_words")
+            .and_then(|v| v.parse().ok())
+        {
+            rules.shared_quote_min_words = n;
         }
         rules
     }
@@ -870,8 +740,11 @@ fn value_shown(name: &str, e: &Effective) -> String {
         "judge.api_key_env" => e.judge_key_env.to_string(),
         "grounding.min_words" => e.grounding.min_words.to_string(),
         "grounding.min_chars" => e.grounding.min_chars.to_string(),
-        "gate.allow_unknown" => e.allow_unknown.to_string(),
-        "gate.allow_unstable" => e.allow_unstable.to_string(),
+        "grounding.shared_quote_min_words" => e.grounding.shared_quote_min_words.to_string(),
+        "gate.allow_unknown" => e.gate.allow_unknown.to_string(),
+        "gate.allow_unstable" => e.gate.allow_unstable.to_string(),
+        "gate.allow_nothing_judged" => e.gate.allow_nothing_judged.to_string(),
+        "gate.allow_artifact_only" => e.gate.allow_artifact_only.to_string(),
         "agent.max_turns" => e.config.agent.max_turns.to_string(),
         _ => String::new(),
     }

@@ -37,8 +37,8 @@ fn all_ids() -> Vec<String> {
 }
 
 /// Every hat constraint and review check fails (14 gate reasons); every completion-signal
-/// sentence cites an invented quote (5 unknowns, advisory with --allow-unknown). The review
-/// agent quotes a SQL model.
+/// sentence cites an invented quote (5 unknowns, advisory with --allow-unknown — but then the
+/// completion judge ruled on nothing, a 15th reason). The review agent quotes a SQL model.
 async fn failing_run(run_dir: &Path, extra: &[&str], envs: &[(&str, &Path)]) -> String {
     let mut reviewer = FakeReviewer::new().cite("review_answer", QUOTED_FILE, QUOTE);
     for id in all_ids() {
@@ -117,7 +117,9 @@ async fn report_sarif_has_one_rule_per_requirement_and_fingerprints_stable_acros
         .as_array()
         .unwrap();
     let rule_ids: Vec<&str> = rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert_eq!(rule_ids, req_ids);
+    // One rule per requirement, then one for the completion judge that judged nothing.
+    assert_eq!(rule_ids[..req_ids.len()], req_ids[..]);
+    assert_eq!(rule_ids[req_ids.len()..], ["signal"]);
     for rule in rules {
         for field in ["shortDescription", "fullDescription", "help"] {
             assert!(
@@ -129,7 +131,7 @@ async fn report_sarif_has_one_rule_per_requirement_and_fingerprints_stable_acros
     let results = sarif["runs"][0]["results"].as_array().unwrap();
     let errors = results.iter().filter(|r| r["level"] == "error").count();
     let warnings = results.iter().filter(|r| r["level"] == "warning").count();
-    assert_eq!((errors, warnings), (14, 5));
+    assert_eq!((errors, warnings), (15, 5));
     for r in results {
         let index = r["ruleIndex"].as_u64().unwrap() as usize;
         assert_eq!(rules[index]["id"], r["ruleId"]);
@@ -259,4 +261,178 @@ fn the_action_and_the_readme_workflow_parse() {
         .expect("README has a yaml block");
     let workflow: Value = serde_norway::from_str(block).expect("the README workflow is YAML");
     assert_eq!(workflow["permissions"]["security-events"], "write");
+}
+
+/// Copies the shipped deployment stage, making `sre/anti-pattern/3` and
+/// `reliability/check/4` SHOULD-level.
+fn stage_with_should_items(dir: &Path) -> std::path::PathBuf {
+    let stage = dir.join("deployment");
+    for sub in ["hats", "review-agents"] {
+        std::fs::create_dir_all(stage.join(sub)).unwrap();
+    }
+    let src = support::repo_root().join("hats/deployment");
+    for f in [
+        "STAGE.md",
+        "hats/pipeline-engineer.md",
+        "hats/sre.md",
+        "review-agents/reliability.md",
+    ] {
+        let text = std::fs::read_to_string(src.join(f)).unwrap();
+        let text = text
+            .replace(
+                "The agent **MUST** verify that runbooks are actionable",
+                "The agent **SHOULD** verify that runbooks are actionable",
+            )
+            .replace(
+                "The agent **MUST** verify that resource sizing",
+                "The agent **SHOULD** verify that resource sizing",
+            );
+        std::fs::write(stage.join(f), text).unwrap();
+    }
+    stage
+}
+
+/// The gate decides once whether a requirement blocks; all seven outputs say the same word.
+/// A hat constraint blocks at any level (the stage's rule: no hat constraint fails), so a
+/// failing SHOULD constraint is "blocking" everywhere; a failing SHOULD review check is
+/// "advisory" everywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_should_constraint_is_blocking_and_a_should_check_advisory_in_all_seven_outputs()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let stage = stage_with_should_items(dir.path());
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        ws.join("notes.md"),
+        "# Notes\n\nFreshness alerts page the data on-call within 15 minutes of a missed SLA.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.join("hatrack.toml"),
+        support::inputs_bound_to("notes.md"),
+    )
+    .unwrap();
+    let constraint = "sre/anti-pattern/3";
+    let check = "reliability/check/4";
+    let reviewer = FakeReviewer::new()
+        .verdict(constraint, "fail")
+        .verdict(check, "fail");
+    let server = FakeOpenAi::with_handler(move |req| reviewer.answer(req)).await;
+    let run_dir = dir.path().join("run");
+    let summary = dir.path().join("summary.md");
+    let out = Test::new()
+        .arg("run")
+        .arg(&ws)
+        .arg("--stage")
+        .arg(&stage)
+        .args(["--model", "fake-model", "--github", "--base-url"])
+        .arg(server.url())
+        .arg("--transcript")
+        .arg(&run_dir)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_WORKSPACE", &ws)
+        .status(1)
+        .run();
+    let read = |f: &str| std::fs::read_to_string(run_dir.join(f)).unwrap();
+    for (id, word, other) in [
+        (constraint, "blocking", "advisory"),
+        (check, "advisory", "blocking"),
+    ] {
+        // 1. report.json
+        let report = json(&run_dir.join("report.json"));
+        let r = report["requirements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap();
+        assert_eq!(r["level"], "SHOULD");
+        assert_eq!(r["verdict"], "unmet");
+        assert_eq!(r["blocking"], word == "blocking", "{r}");
+        let is_reason = report["outcome"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["subject"] == id);
+        assert_eq!(is_reason, word == "blocking");
+        // 2. report.md and 3. the step summary (report.md appended): every line naming it.
+        let md = read("report.md");
+        let step_summary = std::fs::read_to_string(&summary).unwrap();
+        for (name, text) in [("report.md", &md), ("step summary", &step_summary)] {
+            let lines: Vec<&str> = text.lines().filter(|l| l.contains(id)).collect();
+            assert!(!lines.is_empty(), "{name} does not name {id}");
+            let tagged: Vec<&&str> = lines
+                .iter()
+                .filter(|l| l.contains(&format!("SHOULD ({word})")))
+                .collect();
+            assert!(!tagged.is_empty(), "{name}: {id} not {word}: {lines:?}");
+            assert!(
+                !lines
+                    .iter()
+                    .any(|l| l.contains(&format!("SHOULD ({other})"))),
+                "{name}: {id} also {other}"
+            );
+        }
+        // 4. report.html: the requirement's panel.
+        let html = read("report.html");
+        let anchor = format!("-{}\"", id.replace('/', "-"));
+        let start = html
+            .find("<details class=\"panel req unmet\" id=\"req-")
+            .and_then(|from| html[from..].find(&anchor).map(|at| from + at))
+            .unwrap_or_else(|| panic!("no panel for {id}"));
+        let panel = &html[start..start + html[start..].find("</details>").unwrap()];
+        assert!(panel.contains(&format!("SHOULD ({word})")), "{panel}");
+        assert!(!panel.contains(&format!("({other})")), "{panel}");
+        // 5. junit.xml: a failure when blocking, skipped (saying advisory) when not.
+        let xml = read("junit.xml");
+        let case_start = xml.find(&format!("name=\"{id} ")).unwrap();
+        let case = &xml[case_start..case_start + xml[case_start..].find("</testcase>").unwrap()];
+        if word == "blocking" {
+            assert!(case.contains("<failure"), "{case}");
+            assert!(case.contains("[SHOULD, blocking]"), "{case}");
+        } else {
+            assert!(case.contains("<skipped"), "{case}");
+            assert!(case.contains("advisory"), "{case}");
+        }
+        assert!(!case.contains(other), "{case}");
+        // 6. report.sarif: error when blocking, warning when advisory; the rule says which.
+        let sarif = json(&run_dir.join("report.sarif"));
+        let result = sarif["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["ruleId"] == id)
+            .unwrap();
+        let level = if word == "blocking" {
+            "error"
+        } else {
+            "warning"
+        };
+        assert_eq!(result["level"], level);
+        let message = result["message"]["text"].as_str().unwrap();
+        assert!(message.starts_with(&format!("{word}: ")), "{message}");
+        let rule = sarif["runs"][0]["tool"]["driver"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap();
+        assert_eq!(rule["defaultConfiguration"]["level"], level);
+        assert_eq!(rule["properties"]["weight"], word);
+        // 7. the annotations on stdout.
+        let annotation = out
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!("title=hatrack%3A {id}::")))
+            .unwrap_or_else(|| panic!("no annotation for {id}:\n{}", out.stdout));
+        assert!(
+            annotation.starts_with(&format!("::{level} ")),
+            "{annotation}"
+        );
+        assert!(
+            annotation.contains(&format!("::{word}: {id} (SHOULD)")),
+            "{annotation}"
+        );
+    }
 }

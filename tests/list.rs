@@ -207,3 +207,46 @@ fn list_of_a_broken_stage_prints_each_diagnostic_and_exits_2() {
         .stderr_has("error: 1 error(s) in the definitions")
         .run();
 }
+
+/// What each judged requirement is about — and so what evidence its `met` needs — is
+/// shown by `list` (text and JSON) and by `render` for the step that rules on it.
+#[test]
+fn list_and_render_show_what_each_requirement_is_about() {
+    Test::new()
+        .arg("list")
+        .stdout_has("retry policies.  [evidence: repository]")
+        .stdout_has("signal/4  Runbook MUST exist with recovery procedures for common failure scenarios.  [evidence: hat output]")
+        .stdout_has("readiness criteria.  [evidence: hat output]")
+        .stdout_has("dead-letter queues, alerting  [evidence: repository]")
+        .stdout_has("Evidence: a met on a requirement marked [evidence: repository] needs a quote from a repository file")
+        .run();
+    let v = list_json(&["--stage", "hats/deployment"]);
+    let about = |reqs: &Value| -> Vec<String> {
+        reqs.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["about"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        about(&v["completion_signal"]["requirements"]),
+        [
+            "repository",
+            "repository",
+            "repository",
+            "hat-output",
+            "hat-output"
+        ]
+    );
+    assert!(about(&v["hats"][0]["constraints"])
+        .iter()
+        .all(|a| a == "hat-output"));
+    assert!(about(&v["review_agents"][0]["checks"])
+        .iter()
+        .all(|a| a == "repository"));
+    Test::new()
+        .args(["render", "signal", "examples/orders-pipeline"])
+        .stdout_has("signal/1 (implicit): about the repository — a met needs a quote from a repository file")
+        .stdout_has("signal/5 (MUST): about what the hats produced — a met may rest on a hat's artifact")
+        .run();
+}

@@ -54,7 +54,7 @@ fn json_keys_follow_the_struct_order() {
         positions.windows(2).all(|w| w[0] < w[1]),
         "top-level keys out of order: {positions:?}"
     );
-    assert!(text.starts_with("{\n  \"schema_version\": 2,\n"));
+    assert!(text.starts_with("{\n  \"schema_version\": 3,\n"));
     assert!(text.contains("\"verdict\": \"unknown\""));
     assert!(text.contains("\"kind\": \"hat-constraint\""));
 }
@@ -258,7 +258,7 @@ fn junit_failures_carry_the_finding_and_the_evidence() {
     assert_eq!(*kind, quick_junit::NonSuccessKind::Failure);
     let message = message.as_ref().unwrap().as_str();
     assert!(
-        message.starts_with("[MUST NOT] The DAG embeds"),
+        message.starts_with("[MUST NOT, blocking] The DAG embeds"),
         "{message}"
     );
     assert!(
@@ -564,6 +564,7 @@ fn allowed_unknowns_are_said_in_the_outcome_line() {
         met: 2,
         unmet: 0,
         unknown: 3,
+        artifact_only: 0,
     };
     let text = summary_table(&report);
     assert!(

@@ -8,8 +8,8 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::fake_openai::{FakeOpenAi, SeenRequest};
-use support::fake_reviewer::{FakeReviewer, ARTIFACT_LINE};
+use support::fake_openai::{chat_body, FakeOpenAi, Reply, SeenRequest};
+use support::fake_reviewer::FakeReviewer;
 use support::Test;
 
 const STUDIO: &str = "tests/fixtures/v8/orchestration";
@@ -149,18 +149,43 @@ fn check_on_a_tree_of_v8_stages_reports_no_errors() {
     assert!(!out.stderr.contains("error"), "{}", out.stderr);
 }
 
-/// An empty workspace: the v8 hats read nothing from it.
+/// The one line of the workspace's README the review agent reads and quotes.
+const README_LINE: &str = "Every task of the orders DAG sets retries=3 with a five minute delay.";
+
+/// A workspace the v8 hats read nothing from (no Reads binding); the review agent reads its
+/// README with the tools.
 fn workspace(dir: &Path) -> PathBuf {
     let ws = dir.join("ws");
     std::fs::create_dir_all(&ws).unwrap();
-    std::fs::write(ws.join("README.md"), "# Orders pipeline\n").unwrap();
+    std::fs::write(
+        ws.join("README.md"),
+        format!("# Orders pipeline\n\n{README_LINE}\n"),
+    )
+    .unwrap();
     ws
 }
 
-/// The fake cites each hat's artifact; review agents cite the builder's.
+/// The fake cites each hat's artifact for its constraints; the review agent's checks are
+/// about the repository, so it reads the README first (one tool turn) and quotes it.
 async fn server(reviewer: FakeReviewer) -> FakeOpenAi {
-    let reviewer = reviewer.cite("review_answer", "artifacts/builder/plan.md", ARTIFACT_LINE);
-    FakeOpenAi::with_handler(move |req| reviewer.answer(req)).await
+    let reviewer = reviewer.cite("review_answer", "README.md", README_LINE);
+    FakeOpenAi::with_handler(move |req| {
+        let read = req.body["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["role"] == "tool"));
+        if schema_name(req) == "review_answer" && !read {
+            let mut body = chat_body("", "tool_calls", 20, 10);
+            body["choices"][0]["message"] = serde_json::json!({
+                "role": "assistant", "content": null,
+                "tool_calls": [{"id": "call_0", "type": "function", "function": {
+                    "name": "read_file",
+                    "arguments": r#"{"path": "README.md", "start_line": 1, "max_lines": 20}"#}}]
+            });
+            return Reply::json(200, body);
+        }
+        reviewer.answer(req)
+    })
+    .await
 }
 
 /// Runs the build stage; returns the exit code and the report.json.

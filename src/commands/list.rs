@@ -9,6 +9,7 @@ use crate::definition::{
     ArtifactKind, Hat, InputRef, Requirement, ReviewAgent, Stage,
 };
 use crate::run::setup;
+use crate::verdict::{RequirementKind, Subject};
 use crate::Error;
 
 /// The JSON printed by `hatrack list --format json`. The shape is stable: fields are only
@@ -28,7 +29,9 @@ use crate::Error;
 ///   "warnings": [ "file:line: warning: …" ] }
 /// Requirement = { id, level: "MUST NOT"|"MUST"|"implicit"|"SHOULD NOT"|"SHOULD"|"MAY",
 ///                 keywords: [..], text (verbatim, bold markers kept), section,
-///                 source: "file:line", malformed, lead_in }
+///                 source: "file:line", malformed, lead_in,
+///                 about: "repository"|"hat-output"|null (what a met needs; null for
+///                 sentences that are not judged) }
 /// Artifact = { name, file, location, scope, format, required }
 /// ```
 #[derive(Debug, Serialize)]
@@ -128,6 +131,9 @@ pub struct RequirementView {
     pub malformed: bool,
     /// For a v8 check whose keyword is in the `## Check` lead-in: that sentence.
     pub lead_in: Option<String>,
+    /// What a judged requirement is about: `repository` (a `met` needs a quote from a
+    /// repository file) or `hat-output` (a `met` may rest on a hat's artifact).
+    pub about: Option<Subject>,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,6 +156,15 @@ fn requirement_view(r: &Requirement) -> RequirementView {
         source: r.source.to_string(),
         malformed: r.malformed,
         lead_in: r.lead_in.clone(),
+        about: None,
+    }
+}
+
+/// A judged requirement of `kind`, with what it is about.
+fn judged_view(r: &Requirement, kind: RequirementKind, hats: &[String]) -> RequirementView {
+    RequirementView {
+        about: Some(Subject::of(kind, &r.plain_text(), hats)),
+        ..requirement_view(r)
     }
 }
 
@@ -173,11 +188,16 @@ fn artifact_view(a: &ArtifactDef) -> ArtifactView {
 
 impl ListView {
     pub fn of(stage: &Stage, warnings: &[crate::definition::Diagnostic]) -> ListView {
+        let hats: Vec<String> = stage.hats.iter().map(|h| h.name.clone()).collect();
         ListView {
             stage: stage_view(stage),
             inputs: stage.inputs.iter().map(input_view).collect(),
-            hats: stage.hats.iter().map(hat_view).collect(),
-            review_agents: stage.review_agents.iter().map(agent_view).collect(),
+            hats: stage.hats.iter().map(|h| hat_view(h, &hats)).collect(),
+            review_agents: stage
+                .review_agents
+                .iter()
+                .map(|a| agent_view(a, &hats))
+                .collect(),
             criteria: stage.criteria.as_ref().map(|c| CriteriaView {
                 good: c.good.clone(),
                 bad: c.bad.clone(),
@@ -187,7 +207,7 @@ impl ListView {
                 requirements: stage
                     .completion_signal
                     .iter()
-                    .map(requirement_view)
+                    .map(|r| judged_view(r, RequirementKind::Signal, &hats))
                     .collect(),
             },
             outputs: stage.outputs.iter().map(artifact_view).collect(),
@@ -228,7 +248,7 @@ fn input_view(i: &InputRef) -> InputView {
 }
 
 /// A hat: its guidance sections, its constraints, and its other keyword sentences apart.
-fn hat_view(h: &Hat) -> HatView {
+fn hat_view(h: &Hat, hats: &[String]) -> HatView {
     HatView {
         name: h.name.clone(),
         file: h.file.display().to_string(),
@@ -238,7 +258,10 @@ fn hat_view(h: &Hat) -> HatView {
         responsibilities: h.responsibilities.clone(),
         process: h.process.clone(),
         interpretation: fm_interpretation(&h.front_matter),
-        constraints: h.constraints().map(requirement_view).collect(),
+        constraints: h
+            .constraints()
+            .map(|r| judged_view(r, RequirementKind::HatConstraint, hats))
+            .collect(),
         other_requirements: h
             .requirements
             .iter()
@@ -249,7 +272,7 @@ fn hat_view(h: &Hat) -> HatView {
 }
 
 /// A review agent, with where it comes from (own, or included from a sibling stage).
-fn agent_view(a: &ReviewAgent) -> AgentView {
+fn agent_view(a: &ReviewAgent, hats: &[String]) -> AgentView {
     AgentView {
         name: a.name.clone(),
         file: a.file.display().to_string(),
@@ -263,7 +286,11 @@ fn agent_view(a: &ReviewAgent) -> AgentView {
         },
         interpretation: fm_interpretation(&a.front_matter),
         mandate: a.mandate.clone(),
-        checks: a.checks.iter().map(requirement_view).collect(),
+        checks: a
+            .checks
+            .iter()
+            .map(|r| judged_view(r, RequirementKind::ReviewCheck, hats))
+            .collect(),
         failure_modes: a.failure_modes.clone(),
     }
 }
@@ -316,9 +343,14 @@ fn write_requirements(
         } else {
             ""
         };
+        let about = match r.about {
+            Some(Subject::Repository) => "  [evidence: repository]",
+            Some(Subject::HatOutput) => "  [evidence: hat output]",
+            None => "",
+        };
         writeln!(
             out,
-            "{indent}{:<8}  {:<width$}  {}{flag}",
+            "{indent}{:<8}  {:<width$}  {}{flag}{about}",
             r.level,
             r.id,
             plain(&r.text)
@@ -355,6 +387,10 @@ fn write_text(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
         write_requirements(out, "  ", &v.completion_signal.requirements)?;
     }
+    writeln!(
+        out,
+        "\nEvidence: a met on a requirement marked [evidence: repository] needs a quote from a repository file (a bound input, or a file read with the tools); one marked [evidence: hat output] — a hat constraint, or text naming a hat or a document a hat writes (plan, runbook, assessment, …) — may rest on a hat's artifact."
+    )?;
     for (label, list) in [("Outputs", &v.outputs), ("Discovery", &v.discovery)] {
         if !list.is_empty() {
             writeln!(out, "\n{label}:")?;

@@ -19,6 +19,7 @@ use crate::run::context::{self, PriorVerdict, StepMessages};
 use crate::run::rundir::{self, RunRecord, EXCHANGES_FILE};
 use crate::run::setup;
 use crate::run::steps::{self, Step, Target};
+use crate::verdict::Subject;
 use crate::Error;
 
 pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
@@ -60,6 +61,7 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
     };
     let StepMessages { messages, .. } = context::messages(&step, &shown)?;
     let spec = step.schema(&stage);
+    let evidence = evidence_rules(&step, &stage);
     let settings = if step.is_judge() { &judge } else { &settings };
     let step = step.id;
     // The first turn's request: with the tool definitions when steps are agents.
@@ -71,6 +73,15 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
 
     let Some(dir) = run_dir else {
         write_request(out, args.json, &body, &messages, tools.as_ref());
+        if !args.json && !evidence.is_empty() {
+            let _ = writeln!(
+                out,
+                "──── evidence (not sent: how hatrack grounds this step's verdicts) ────"
+            );
+            for line in &evidence {
+                let _ = writeln!(out, "{line}");
+            }
+        }
         return Ok(0);
     };
     compare_with_recorded(out, dir, &step, &body)
@@ -139,6 +150,24 @@ fn prompts_dir(args: &RenderArgs, against: Option<&(PathBuf, RunRecord)>) -> Opt
 }
 
 /// Without `--against`: the request as JSON, or its messages and tool signatures as text.
+/// What each requirement the step rules on is about, and so what its `met` needs.
+fn evidence_rules(step: &Step<'_>, stage: &crate::definition::Stage) -> Vec<String> {
+    let hat_names: Vec<String> = stage.hats.iter().map(|h| h.name.clone()).collect();
+    step.requirements(stage)
+        .iter()
+        .map(|r| {
+            let about = Subject::of(step.requirement_kind(), &r.plain_text(), &hat_names);
+            format!(
+                "{} ({}): {} — {}",
+                r.id,
+                r.level.as_str(),
+                about.describe(),
+                about.evidence_rule()
+            )
+        })
+        .collect()
+}
+
 fn write_request(
     out: &mut dyn Write,
     json: bool,
@@ -294,7 +323,7 @@ fn prior_verdicts(run_dir: &Path) -> Result<Vec<PriorVerdict>, Error> {
         .filter(|r| r.kind != crate::report::RequirementKind::Signal)
         .map(|r| PriorVerdict {
             id: r.id.clone(),
-            verdict: r.verdict.as_str().into(),
+            verdict: r.shown_verdict().as_str().into(),
             finding: r.finding.clone(),
         })
         .collect())

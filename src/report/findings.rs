@@ -47,6 +47,8 @@ pub struct Finding<'a> {
     pub message: String,
     pub requirement: Option<&'a RequirementReport>,
     pub location: Option<Location>,
+    /// For one of the gate's reasons: what blocks.
+    pub blocker: Option<&'a Blocker>,
 }
 
 /// Gate reasons first (unmet, then missing artifacts, unstable, unknown), then the other
@@ -61,7 +63,8 @@ pub fn findings(report: &Report) -> Vec<Finding<'_>> {
         .map(|reason| {
             let rank = match reason.blocker {
                 Blocker::Unmet { .. } => 0,
-                Blocker::NoArtifact => 1,
+                Blocker::NoArtifact | Blocker::NothingJudged { .. } => 1,
+                Blocker::ArtifactOnly { .. } => 2,
                 Blocker::Unstable { .. } => 2,
                 Blocker::Unknown { .. } => 3,
             };
@@ -72,6 +75,7 @@ pub fn findings(report: &Report) -> Vec<Finding<'_>> {
                 message: with_finding(&reason.message, requirement),
                 requirement,
                 location: requirement.and_then(location),
+                blocker: Some(&reason.blocker),
             };
             (rank, finding)
         })
@@ -88,7 +92,9 @@ pub fn findings(report: &Report) -> Vec<Finding<'_>> {
     let mut others: Vec<(u8, Finding)> = report
         .requirements
         .iter()
-        .filter(|r| r.verdict != Verdict::Met && !blocking.contains(&r.id.as_str()))
+        .filter(|r| {
+            (r.verdict != Verdict::Met || r.artifact_only()) && !blocking.contains(&r.id.as_str())
+        })
         .map(|r| {
             let severity = if r.level == "MAY" {
                 Severity::Note
@@ -96,19 +102,19 @@ pub fn findings(report: &Report) -> Vec<Finding<'_>> {
                 Severity::Warning
             };
             let rank = u8::from(r.verdict != Verdict::Unmet);
-            let head = format!(
-                "{} ({}) is {}: {}",
-                r.id,
-                r.level,
-                r.verdict.as_str(),
-                r.text
-            );
+            let state = if r.artifact_only() {
+                "met but grounded only in a hat's own output"
+            } else {
+                r.verdict.as_str()
+            };
+            let head = format!("{} ({}) is {state}: {}", r.id, r.level, r.text);
             let finding = Finding {
                 rule_id: r.id.clone(),
                 severity,
                 message: with_finding(&head, Some(r)),
                 requirement: Some(r),
                 location: location(r),
+                blocker: None,
             };
             (rank, finding)
         })
@@ -121,10 +127,13 @@ fn located(f: &Finding<'_>) -> bool {
     f.location.as_ref().is_some_and(|l| l.in_repository)
 }
 
+/// `blocking: <head> — <finding>`: the gate's weight first, so an annotation or a SARIF
+/// result says whether it holds the signal back.
 fn with_finding(head: &str, r: Option<&RequirementReport>) -> String {
+    let weight = r.map_or("blocking", super::text::weight);
     match r.map(|r| r.finding.trim()).filter(|f| !f.is_empty()) {
-        Some(finding) => format!("{head} — {finding}"),
-        None => head.to_string(),
+        Some(finding) => format!("{weight}: {head} — {finding}"),
+        None => format!("{weight}: {head}"),
     }
 }
 

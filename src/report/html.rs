@@ -147,6 +147,12 @@ struct RowView<'a> {
     /// The short text is cut, so the details repeat the whole text.
     text_cut: bool,
     ungrounded: usize,
+    /// `blocking` or `advisory`.
+    weight: &'static str,
+    /// A `met` grounded only in a hat's own output.
+    artifact_only: bool,
+    /// `about the repository` / `about what the hats produced`.
+    about: &'static str,
 }
 
 #[derive(Serialize)]
@@ -313,6 +319,9 @@ fn row<'a>(index: usize, r: &'a RequirementReport, judges: &[String]) -> RowView
         short_text: text::short(&r.text, 90),
         text_cut: text::short(&r.text, 90) != r.text.trim(),
         ungrounded: r.evidence.iter().filter(|e| !e.grounded).count(),
+        weight: text::weight(r),
+        artifact_only: r.artifact_only(),
+        about: r.about.describe(),
     }
 }
 

@@ -131,6 +131,22 @@ fn hats_suite(report: &Report) -> TestSuite {
         case.set_classname(report.stage.name.as_str());
         suite.add_test_case(case);
     }
+    // A judging step (or the stage) that ruled on nothing: a failure of its own, so the
+    // failures stay exactly the gate's reasons.
+    for reason in report
+        .outcome
+        .reasons
+        .iter()
+        .filter(|r| matches!(r.blocker, Blocker::NothingJudged { .. }))
+    {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        status
+            .set_type(reason.blocker.kind())
+            .set_message(reason.message.clone());
+        let mut case = TestCase::new(format!("{} judged something", reason.subject), status);
+        case.set_classname(report.stage.name.as_str());
+        suite.add_test_case(case);
+    }
     suite
 }
 
@@ -143,12 +159,7 @@ fn case(report: &Report, r: &RequirementReport) -> TestCase {
     let name = format!("{} {}", r.id, text::short(&r.text, 80));
     let status = match (blocker_of(report, &r.id), r.verdict) {
         (Some(reason), _) => {
-            let kind = match reason.blocker {
-                Blocker::Unmet { .. } => "unmet",
-                Blocker::Unknown { .. } => "unknown",
-                Blocker::Unstable { .. } => "unstable",
-                Blocker::NoArtifact => "no-artifact",
-            };
+            let kind = reason.blocker.kind();
             let detail = match r.verdict {
                 Verdict::Unmet => r.finding.clone(),
                 _ => reason_for_unknown(r),
@@ -166,7 +177,7 @@ fn case(report: &Report, r: &RequirementReport) -> TestCase {
                     "unknown, allowed by --allow-unknown: {}",
                     reason_for_unknown(r)
                 ),
-                _ if !r.mandatory => format!(
+                _ if !r.blocking => format!(
                     "{} but advisory ({}): does not block the signal",
                     verdict.as_str(),
                     r.level
@@ -185,7 +196,7 @@ fn case(report: &Report, r: &RequirementReport) -> TestCase {
     case
 }
 
-/// `[MUST] finding`, one line.
+/// `[MUST, blocking] finding`, one line.
 fn message(r: &RequirementReport, text_: &str, fallback: &str) -> String {
     let body = text::one_line(text_);
     let body = if body.is_empty() {
@@ -193,7 +204,7 @@ fn message(r: &RequirementReport, text_: &str, fallback: &str) -> String {
     } else {
         body
     };
-    format!("[{}] {body}", r.level)
+    format!("[{}, {}] {body}", r.level, text::weight(r))
 }
 
 fn reason_for_unknown(r: &RequirementReport) -> String {

@@ -130,8 +130,8 @@ fn head(report: &Report, md: &mut Budget) {
     }
     let c = report.outcome.counts;
     s.push_str(&format!(
-        "{} met · {} unmet · {} unknown{} · {} · run {} · hats {} · judges {} · record mode {}\n\n",
-        c.met,
+        "{} · {} unmet · {} unknown{} · {} · run {} · hats {} · judges {} · record mode {}\n\n",
+        text::met_count(report),
         c.unmet,
         c.unknown,
         if report.outcome.allow_unknown {
@@ -152,23 +152,20 @@ fn head(report: &Report, md: &mut Budget) {
     }
 }
 
-/// Unmet first, then unknown; mandatory before advisory within each; otherwise in report order.
+/// Unmet first, then unknown; blocking before advisory within each; otherwise in report order.
 fn not_met(report: &Report) -> Vec<&RequirementReport> {
     let mut rows: Vec<&RequirementReport> = report
         .requirements
         .iter()
-        .filter(|r| r.verdict != Verdict::Met)
+        .filter(|r| r.verdict != Verdict::Met || r.artifact_only())
         .collect();
-    rows.sort_by_key(|r| (r.verdict != Verdict::Unmet, !r.mandatory));
+    rows.sort_by_key(|r| (r.verdict != Verdict::Unmet, !r.blocking));
     rows
 }
 
+/// `MUST NOT (blocking)`, `SHOULD (advisory)`.
 fn level(r: &RequirementReport) -> String {
-    if r.mandatory {
-        r.level.clone()
-    } else {
-        format!("{} (advisory)", r.level)
-    }
+    format!("{} ({})", r.level, text::weight(r))
 }
 
 fn not_met_table(report: &Report, md: &mut Budget) {
@@ -187,10 +184,20 @@ fn not_met_table(report: &Report, md: &mut Budget) {
             (_, note) if r.finding.trim().is_empty() => note.unwrap_or_default(),
             _ => r.finding.clone(),
         };
+        let (icon, verdict) = if r.artifact_only() {
+            ("⚠️", "met, grounded only in a hat's own output")
+        } else {
+            (text::verdict_icon(r.verdict), r.verdict.as_str())
+        };
+        let finding = if r.artifact_only() {
+            r.note.clone().unwrap_or(finding)
+        } else {
+            finding
+        };
         let row = format!(
             "| {} {} | {} {} | {} | {} | {} |\n",
-            text::verdict_icon(r.verdict),
-            r.verdict.as_str(),
+            icon,
+            verdict,
             code(&r.id),
             esc(&text::short(&r.text, 100)),
             esc(&level(r)),

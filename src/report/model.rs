@@ -5,13 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::verdict::gate::GateDecision;
 pub use crate::verdict::gate::{Blocker, Reason, VerdictCounts};
-pub use crate::verdict::{Agreement, Cause, RequirementKind, SourceKind, Verdict};
+pub use crate::verdict::{Agreement, Cause, RequirementKind, SourceKind, Subject, Verdict};
 use crate::verdict::{Evidence, Judged};
 
 /// Bumped whenever a field of `report.json` changes meaning or disappears.
 /// 2: constraint judges (no self-assessment), typed gate reasons and causes, evidence
 /// provenance, the model of each step.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: verdicts fail closed (an `unmet` with inexact evidence stays `unmet`, with a cause);
+/// new reason kinds `nothing-judged` and `artifact-only`, cause `artifact-only`;
+/// requirements carry `blocking` and `about`; evidence may carry `repository_copy`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -217,14 +220,24 @@ pub struct RequirementReport {
     pub kind: RequirementKind,
     /// `MUST`, `MUST NOT`, `implicit`, …
     pub level: String,
-    /// Blocks the signal when not met.
+    /// The level is MUST-like (MUST, MUST NOT, SHALL, REQUIRED, implicit).
     pub mandatory: bool,
+    /// The gate counts it: not met, it blocks the signal (else it is advisory). Decided once
+    /// (`Judged::blocks`): every hat constraint, and MUST-level checks and signal sentences.
+    /// (Absent from schema 2 reports: read as `false`.)
+    #[serde(default)]
+    pub blocking: bool,
     /// The requirement's text, bold markers removed.
     pub text: String,
     /// `file:line` of the definition.
     pub source: String,
     /// The step that judged it (`judge/<hat>`, `review/<agent>`, `signal`).
     pub judged_by: String,
+    /// What it is about: `repository` (a `met` needs a quote from a repository file) or
+    /// `hat-output` (a `met` may rest on a hat's artifact). (Absent from schema 2 reports:
+    /// read as `repository`.)
+    #[serde(default)]
+    pub about: Subject,
     /// The model that judged it.
     pub model: String,
     /// Final verdict after grounding (and majority, with samples).
@@ -243,6 +256,18 @@ pub struct RequirementReport {
     pub agreement: Option<Agreement>,
 }
 
+impl RequirementReport {
+    /// A `met` grounded only in a hat's own output (it blocks unless allowed).
+    pub fn artifact_only(&self) -> bool {
+        self.verdict == Verdict::Met && self.cause == Some(Cause::ArtifactOnly)
+    }
+
+    /// The verdict its completion judge was shown (see `Judged::shown_verdict`).
+    pub fn shown_verdict(&self) -> Verdict {
+        crate::verdict::shown_verdict(self.verdict, self.cause.as_ref())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceReport {
     /// The source exactly as the judge named it: an input path or `artifacts/<hat>/<path>`.
@@ -257,6 +282,10 @@ pub struct EvidenceReport {
     pub line: Option<usize>,
     /// "quoted from the repository", "quoted from the sre's artifact", or why it grounds nothing.
     pub provenance: String,
+    /// For an artifact quote: a repository file holding the same words (then it counts as
+    /// repository evidence). Omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_copy: Option<String>,
 }
 
 impl From<&Evidence> for EvidenceReport {
@@ -267,11 +296,16 @@ impl From<&Evidence> for EvidenceReport {
             grounded: e.grounded(),
             found_in: e.found_in.clone(),
             line: e.line,
-            provenance: match (&e.found_in, &e.problem) {
-                (Some(kind), _) => kind.provenance(),
-                (None, Some(p)) => format!("ungrounded: {}", p.describe(&e.source)),
-                (None, None) => "ungrounded".to_string(),
+            provenance: match (&e.found_in, &e.problem, &e.repository_copy) {
+                (Some(kind), _, Some(copy)) => format!(
+                    "{}; the same words are in the repository ({copy})",
+                    kind.provenance()
+                ),
+                (Some(kind), _, None) => kind.provenance(),
+                (None, Some(p), _) => format!("ungrounded: {}", p.describe(&e.source)),
+                (None, None, _) => "ungrounded".to_string(),
             },
+            repository_copy: e.repository_copy.clone(),
         }
     }
 }
@@ -283,9 +317,11 @@ impl From<&Judged> for RequirementReport {
             kind: j.kind,
             level: j.level.clone(),
             mandatory: j.mandatory,
+            blocking: j.blocks(),
             text: j.text.clone(),
             source: j.source.clone(),
             judged_by: j.judged_by.clone(),
+            about: j.about,
             model: j.model.clone(),
             verdict: j.verdict,
             claimed: j.claimed,

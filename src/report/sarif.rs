@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::findings::{findings, Finding};
-use super::model::{Report, RequirementReport};
+use super::model::{Blocker, Report, RequirementReport};
 use super::{Exporter, ReportError};
 
 pub const SARIF_VERSION: &str = "2.1.0";
@@ -59,8 +59,9 @@ pub fn fingerprint(rule_id: &str, source: &str, quote: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// The rule's level: `error` for a blocking requirement, else `warning` (`note` for MAY).
 fn level_of(r: &RequirementReport) -> &'static str {
-    if r.mandatory {
+    if r.blocking {
         "error"
     } else if r.level == "MAY" {
         "note"
@@ -82,13 +83,16 @@ fn rule(r: &RequirementReport) -> Value {
         "fullDescription": { "text": format!("{} ({}): {}", r.id, r.level, r.text) },
         "help": {
             "text": format!(
-                "{} requirement of the hatrack stage, defined at {} and judged by {}. It is met when the judge rules so with evidence quoted from the repository or a hat's artifact.",
-                r.level, r.source, r.judged_by
+                "{} requirement of the hatrack stage ({}), defined at {} and judged by {}. It is {}: it is met when the judge rules so with grounded evidence, and {}.",
+                r.level, super::text::weight(r), r.source, r.judged_by, r.about.describe(), r.about.evidence_rule()
             ),
         },
         "defaultConfiguration": { "level": level_of(r) },
         "properties": {
             "level": r.level,
+            "blocking": r.blocking,
+            "about": r.about,
+            "weight": super::text::weight(r),
             "kind": r.kind,
             "source": r.source,
             "tags": ["hatrack"],
@@ -146,12 +150,25 @@ fn sarif(report: &Report) -> Value {
     let found = findings(report);
     for f in &found {
         if !ids.contains(&f.rule_id) {
-            // A hat that produced no artifact: its step id is the rule.
+            // A hat that produced no artifact, or a step (or the stage) that judged nothing:
+            // its step id is the rule.
+            let (short, full, help) = match f.blocker {
+                Some(Blocker::NothingJudged { .. }) => (
+                    "every judging step rules on something".to_string(),
+                    format!("{} must rule (met or unmet) on at least one requirement for the completion signal to be met", f.rule_id),
+                    "A stage, hat or review agent with nothing judged cannot open the gate; see the step in report.md.",
+                ),
+                _ => (
+                    "every hat produces at least one artifact".to_string(),
+                    format!("{} must produce at least one artifact for the completion signal to be met", f.rule_id),
+                    "The stage's completion signal needs an artifact from every hat; see the step's errors in report.md.",
+                ),
+            };
             rules.push(json!({
                 "id": f.rule_id,
-                "shortDescription": { "text": "every hat produces at least one artifact" },
-                "fullDescription": { "text": format!("{} must produce at least one artifact for the completion signal to be met", f.rule_id) },
-                "help": { "text": "The stage's completion signal needs an artifact from every hat; see the step's errors in report.md." },
+                "shortDescription": { "text": short },
+                "fullDescription": { "text": full },
+                "help": { "text": help },
                 "defaultConfiguration": { "level": "error" },
                 "properties": { "tags": ["hatrack"] },
             }));

@@ -121,8 +121,8 @@ pub fn summary_table(report: &Report) -> String {
 
     let c = report.outcome.counts;
     out.push_str(&format!(
-        "verdicts: {} met, {} unmet, {} unknown · {} · {}\n",
-        c.met,
+        "verdicts: {}, {} unmet, {} unknown · {} · {}\n",
+        text::met_count(report),
         c.unmet,
         c.unknown,
         text::blocking(report),

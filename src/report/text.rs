@@ -21,6 +21,20 @@ pub fn outcome_line(report: &Report) -> String {
     }
 }
 
+/// `4 met` or `4 met (2 grounded only in a hat's own output)`: the count of met
+/// requirements, saying how many rest only on the hats' artifacts.
+pub fn met_count(report: &Report) -> String {
+    let c = report.outcome.counts;
+    if c.artifact_only > 0 {
+        format!(
+            "{} met ({} grounded only in a hat's own output)",
+            c.met, c.artifact_only
+        )
+    } else {
+        format!("{} met", c.met)
+    }
+}
+
 fn counted_outcome(report: &Report) -> String {
     let o = &report.outcome;
     let c = o.counts;
@@ -34,8 +48,16 @@ fn counted_outcome(report: &Report) -> String {
             format!("signal met (exit {})", o.exit_code)
         }
     } else {
+        let artifact_only = if c.artifact_only > 0 {
+            format!(
+                ", {} met grounded only in a hat's own output",
+                c.artifact_only
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "signal NOT MET — {} unmet, {} unknown (exit {})",
+            "signal NOT MET — {} unmet, {} unknown{artifact_only} (exit {})",
             c.unmet, c.unknown, o.exit_code
         )
     }
@@ -188,6 +210,16 @@ pub fn int(n: u64) -> String {
         out.push(ch);
     }
     out
+}
+
+/// `blocking` or `advisory`: the gate's one decision on whether a requirement counts, in
+/// the word every format shows.
+pub fn weight(r: &super::model::RequirementReport) -> &'static str {
+    if r.blocking {
+        "blocking"
+    } else {
+        "advisory"
+    }
 }
 
 pub fn verdict_icon(v: Verdict) -> &'static str {

@@ -13,6 +13,7 @@ use crate::prompt::{PromptError, Prompts};
 use crate::run::artifacts::Artifact;
 use crate::run::steps::{Step, Target};
 use crate::verdict::grounding::{GroundingRules, Sources};
+use crate::verdict::markers::{escape_data, escape_name, one_line_data};
 use crate::verdict::SourceKind;
 
 /// Messages for one step and the named texts they quote.
@@ -142,7 +143,8 @@ fn system_message(shown: &Shown<'_>, role: &str) -> Result<ChatMessage, PromptEr
     Ok(ChatMessage::system(text))
 }
 
-/// A hat's artifacts as the prompts quote them, each capped, each added to `sources`.
+/// A hat's artifacts as the prompts quote them, each escaped as data, capped, and added to
+/// `sources` under the name its BEGIN line shows.
 fn artifact_values(
     hat: &str,
     artifacts: &[Artifact],
@@ -152,12 +154,13 @@ fn artifact_values(
     artifacts
         .iter()
         .map(|a| {
-            let (content, _) = truncate(&a.content, cap);
+            let (content, _) = truncate(&escape_data(&a.content), cap);
             let kind = SourceKind::Artifact {
                 hat: hat.to_string(),
             };
-            sources.add(&a.name, kind, &content);
-            json!({"path": a.name, "content": content})
+            let name = escape_name(&a.name);
+            sources.add(&name, kind, &content);
+            json!({"path": name, "content": content})
         })
         .collect()
 }
@@ -197,8 +200,10 @@ fn hat_reads(shown: &Shown<'_>, hat: &Hat, sources: &mut Sources) -> (Vec<Value>
                 let files: Vec<Value> = files
                     .iter()
                     .map(|f| {
-                        sources.add(&f.path, SourceKind::Input, &f.content);
-                        json!({"path": f.path, "content": f.content})
+                        // The content was escaped as data when it was bound.
+                        let name = escape_name(&f.path);
+                        sources.add(&name, SourceKind::Input, &f.content);
+                        json!({"path": name, "content": f.content})
                     })
                     .collect();
                 inputs.push(json!({"item": item.item, "files": files}));
@@ -311,8 +316,9 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
                 truncate(&f.content, left)
             };
             left = left.saturating_sub(content.len());
-            sources.add(&f.path, SourceKind::Input, &content);
-            json!({"path": f.path, "content": content})
+            let name = escape_name(&f.path);
+            sources.add(&name, SourceKind::Input, &content);
+            json!({"path": name, "content": content})
         })
         .collect();
     let checks: Vec<Value> = agent
@@ -380,7 +386,8 @@ fn signal_messages(shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
     let verdicts: Vec<Value> = shown
         .prior
         .iter()
-        .map(|v| json!({"id": v.id, "verdict": v.verdict, "finding": v.finding}))
+        // A finding is a model's text shown outside any frame: one line, escaped.
+        .map(|v| json!({"id": v.id, "verdict": v.verdict, "finding": one_line_data(&v.finding)}))
         .collect();
     let context = json!({
         "stage": stage_context(shown.stage),

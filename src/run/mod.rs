@@ -41,8 +41,8 @@ use crate::report::{
 };
 use crate::secrets::Scrubber;
 use crate::verdict::gate::{self, GatePolicy, HatOutput};
-use crate::verdict::grounding::{GroundingRules, Sources};
-use crate::verdict::{Cause, Judged, Verdict};
+use crate::verdict::grounding::{self, GroundingRules, Sources};
+use crate::verdict::{Cause, Judged, SourceKind, Subject, Verdict};
 use crate::Error;
 use answer::Verdicts;
 use artifacts::Artifact;
@@ -257,6 +257,10 @@ fn source_label_of(r: &Requirement, stage: &Stage) -> String {
     format!("{file}:{}", r.source.line)
 }
 
+fn hat_names(stage: &Stage) -> Vec<String> {
+    stage.hats.iter().map(|h| h.name.clone()).collect()
+}
+
 /// A requirement before any ruling: `unknown`, with no answer as the cause.
 fn unjudged(r: &Requirement, plan: &RunPlan, step: &Step<'_>) -> Judged {
     Judged {
@@ -267,6 +271,11 @@ fn unjudged(r: &Requirement, plan: &RunPlan, step: &Step<'_>) -> Judged {
         text: r.plain_text(),
         source: source_label_of(r, &plan.stage),
         judged_by: step.id.clone(),
+        about: Subject::of(
+            step.requirement_kind(),
+            &r.plain_text(),
+            &hat_names(&plan.stage),
+        ),
         model: plan.settings_for(step).model.clone(),
         verdict: Verdict::Unknown,
         claimed: Verdict::Unknown,
@@ -324,6 +333,35 @@ struct Progressed {
     judged: Vec<Judged>,
     produced: Vec<(String, Vec<Artifact>)>,
     warnings: Vec<String>,
+    /// Every file a step read with `read_file` (name, text shown): repository text.
+    read: Vec<(String, String)>,
+}
+
+impl Progressed {
+    /// The repository as the run saw it: every bound input (as shown) and every file a step
+    /// read with the tools. An artifact quote found here too is repository evidence.
+    fn repository(&self, plan: &RunPlan) -> Sources {
+        let mut sources = Sources::new(plan.grounding);
+        for f in plan.bindings.all_files() {
+            sources.add(
+                &crate::verdict::markers::escape_name(&f.path),
+                SourceKind::Input,
+                &f.content,
+            );
+        }
+        for (path, text) in &self.read {
+            sources.add(path, SourceKind::Input, text);
+        }
+        sources
+    }
+
+    /// The run-wide evidence rules, after a batch of rulings: distinct requirements need
+    /// distinct evidence; a `met` about the repository needs a repository quote.
+    fn settle_evidence(&mut self, plan: &RunPlan) {
+        grounding::distinct_evidence(&mut self.judged, &plan.grounding);
+        let repository = self.repository(plan);
+        grounding::artifact_only(&mut self.judged, &repository);
+    }
 }
 
 /// Runs the whole stage and returns the report (not yet written).
@@ -388,10 +426,14 @@ async fn execute_steps(
         run.warnings.extend(messages.cuts.iter().cloned());
         asks.push(judge(plan, model, progress, step, messages));
     }
-    for (report, judged) in futures::future::try_join_all(asks).await? {
+    for (report, judged, read) in futures::future::try_join_all(asks).await? {
         run.steps.push(report);
         run.judged.extend(judged);
+        run.read.extend(read);
     }
+    // The run-wide evidence rules (before the completion judge is shown the verdicts so far,
+    // and again once it has ruled).
+    run.settle_evidence(plan);
 
     // 3. The completion judge rules on each completion-signal requirement (a stage
     //    without a completion signal has no such step: the gate rules on the rest).
@@ -401,14 +443,31 @@ async fn execute_steps(
             .iter()
             .map(|r| PriorVerdict {
                 id: r.id.clone(),
-                verdict: r.verdict.as_str().to_string(),
+                verdict: r.shown_verdict().as_str().to_string(),
                 finding: r.finding.clone(),
             })
             .collect();
         let messages = context::messages(signal, &plan.shown(&run.produced, &prior))?;
-        let (report, judged) = judge(plan, model, progress, signal, messages).await?;
+        let (report, judged, read) = judge(plan, model, progress, signal, messages).await?;
         run.steps.push(report);
         run.judged.extend(judged);
+        run.read.extend(read);
+        run.settle_evidence(plan);
+        if plan.agent.is_none() {
+            let about_repository: Vec<&str> = run
+                .judged
+                .iter()
+                .filter(|r| r.judged_by == signal.id && r.about == Subject::Repository)
+                .map(|r| r.id.as_str())
+                .collect();
+            if !about_repository.is_empty() {
+                run.warnings.push(format!(
+                    "the completion judge is shown only the hats' artifacts and has no tools ([agent] tools = false): {} {} about the repository, so a met there counts only when its quote's words also occur in a repository file (else it is grounded only in a hat's own output)",
+                    about_repository.join(", "),
+                    if about_repository.len() == 1 { "is" } else { "are" }
+                ));
+            }
+        }
     }
 
     for s in run
@@ -481,8 +540,12 @@ async fn run_hat(
     }
     run.steps.push(report);
     run.produced.push((hat.name.clone(), accepted));
+    run.read.extend(asked.read);
     Ok(())
 }
+
+/// A judging step's report, its rulings, and the files it read with the tools.
+type Judging = (StepReport, Vec<Judged>, Vec<(String, String)>);
 
 /// Asks a judging step with the answer type its kind uses.
 async fn judge(
@@ -491,7 +554,7 @@ async fn judge(
     progress: &Progress,
     step: &Step<'_>,
     messages: StepMessages,
-) -> Result<(StepReport, Vec<Judged>), Error> {
+) -> Result<Judging, Error> {
     match step.target {
         Target::ConstraintJudge(_) => {
             judge_samples::<answer::ConstraintAnswer>(plan, model, progress, step, messages).await
@@ -516,7 +579,7 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
     StepMessages {
         messages, sources, ..
     }: StepMessages,
-) -> Result<(StepReport, Vec<Judged>), Error> {
+) -> Result<Judging, Error> {
     let base = plan.settings_for(step);
     let spec = step.schema(&plan.stage);
     // Samples differ only in their seed; they run together (bounded by the model layer).
@@ -571,7 +634,8 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
         samples::apply(&mut r, &sampled, plan.stability_threshold);
         judged.push(r);
     }
-    Ok((report, judged))
+    let read = asked_all.into_iter().flat_map(|a| a.read).collect();
+    Ok((report, judged, read))
 }
 
 /// The gate over the rulings, and the report: output structs built once, at the end.
@@ -587,7 +651,15 @@ fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
             artifacts: s.artifacts.len(),
         })
         .collect();
-    let mut decision = gate::decide(&run.judged, &hats, &gates, plan.policy);
+    // Every step that must rule on something: each hat's constraint judge (a hat without
+    // constraints is judged by no one, which the gate reports), each review agent, and the
+    // completion judge when the stage has a signal.
+    let mut judging: Vec<String> = stage.hats.iter().map(|h| judge_step(&h.name)).collect();
+    judging.extend(stage.review_agents.iter().map(|a| review_step(&a.name)));
+    if !stage.completion_signal.is_empty() {
+        judging.push(SIGNAL_STEP.to_string());
+    }
+    let mut decision = gate::decide(&run.judged, &hats, &judging, &gates, plan.policy);
     if stage.completion_signal.is_empty() {
         decision = decision.without_completion_signal();
     }

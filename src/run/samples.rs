@@ -25,8 +25,11 @@ pub fn settings_for(base: &ModelSettings, k: u32) -> ModelSettings {
     s
 }
 
-/// The majority verdict and how many samples agree with it. A tie between the most frequent
-/// verdicts is `unknown`: the judges did not settle it.
+/// The majority verdict and how many samples agree with it. It fails closed: a tie that
+/// includes `unmet` is `unmet` (a judge's "no" is never outvoted by an equal number of
+/// "yes"), any other tie is `unknown`; and samples that could not tell never hide a ruling of
+/// `unmet` — an `unknown` majority with any `unmet` sample is `unmet` (so `--allow-unknown`
+/// cannot let it through).
 pub fn majority(verdicts: &[Verdict]) -> (Verdict, u32, bool) {
     let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count() as u32;
     let mut tally = [
@@ -36,7 +39,14 @@ pub fn majority(verdicts: &[Verdict]) -> (Verdict, u32, bool) {
     ];
     tally.sort_by_key(|t| std::cmp::Reverse(t.1));
     if tally[0].1 == tally[1].1 {
+        let top = tally[0].1;
+        if count(Verdict::Unmet) == top {
+            return (Verdict::Unmet, top, true);
+        }
         return (Verdict::Unknown, count(Verdict::Unknown), true);
+    }
+    if tally[0].0 == Verdict::Unknown && count(Verdict::Unmet) > 0 {
+        return (Verdict::Unmet, count(Verdict::Unmet), false);
     }
     (tally[0].0, tally[0].1, false)
 }
@@ -58,6 +68,8 @@ pub fn apply(r: &mut Judged, samples: &[SampledVerdict], threshold: f64) {
     r.evidence = chosen.evidence.clone();
     r.cause = match (tied, chosen.verdict == verdict) {
         (true, false) => Some(Cause::SamplesTied),
+        // An unmet by a tie: the tie is why it is unmet.
+        (true, true) if verdict == Verdict::Unmet => Some(Cause::SamplesTied),
         _ => chosen.cause.clone(),
     };
     if samples.len() > 1 {
@@ -91,9 +103,20 @@ mod tests {
     }
 
     #[test]
-    fn majority_counts_agreement_and_ties_are_unknown() {
+    fn majority_counts_agreement_and_ties_fail_closed() {
         assert_eq!(majority(&[Met, Met, Unmet, Met, Unmet]), (Met, 3, false));
-        assert_eq!(majority(&[Met, Unmet]), (Unknown, 0, true));
+        assert_eq!(majority(&[Met, Unmet]), (Unmet, 1, true));
+        assert_eq!(majority(&[Unknown, Unmet]), (Unmet, 1, true));
+        assert_eq!(majority(&[Met, Unknown]), (Unknown, 1, true));
+        assert_eq!(
+            majority(&[Met, Met, Unmet, Unmet, Unknown]),
+            (Unmet, 2, true)
+        );
         assert_eq!(majority(&[Unknown, Unknown, Met]), (Unknown, 2, false));
+        assert_eq!(majority(&[Unknown, Unknown, Unmet]), (Unmet, 1, false));
+        assert_eq!(
+            majority(&[Unknown, Unknown, Unknown, Unmet, Met]),
+            (Unmet, 1, false)
+        );
     }
 }

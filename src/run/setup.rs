@@ -90,6 +90,8 @@ pub fn gate_policy(report: &ReportArgs, config: &ConfigFile) -> crate::verdict::
     crate::verdict::gate::GatePolicy {
         allow_unknown: report.allow_unknown || config.gate.allow_unknown,
         allow_unstable: report.allow_unstable || config.gate.allow_unstable,
+        allow_nothing_judged: config.gate.allow_nothing_judged,
+        allow_artifact_only: config.gate.allow_artifact_only,
     }
 }
 

@@ -13,10 +13,13 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::verdict::markers;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Paths an agent may never read, whatever `hatrack.toml` says (more via `[tools] deny`).
+/// Every deny pattern matches case-insensitively (`ID_ED25519`, `.AWS/`, `Cert.P12`).
 pub const DEFAULT_DENY: &[&str] = &[
     ".git",
     ".git/**",
@@ -25,8 +28,29 @@ pub const DEFAULT_DENY: &[&str] = &[
     "**/.env*",
     "**/*.pem",
     "**/*id_rsa*",
+    "**/*id_ed25519*",
+    "**/*id_ecdsa*",
     "**/*.key",
+    "**/*.p12",
+    "**/.netrc",
+    "**/.npmrc",
+    "**/credentials*.json",
+    "**/.aws",
+    "**/.aws/**",
 ];
+
+/// The files that make a directory a hatrack run directory (`run.json` beside
+/// `exchanges.jsonl`) or a batch directory (`batch.json`).
+const RUN_DIR_FILES: &[&str] = &["run.json", "exchanges.jsonl"];
+const BATCH_DIR_FILE: &str = "batch.json";
+
+/// Whether `dir` is a hatrack run directory or batch directory. Such directories are never
+/// shown to agents (`list_files`, `read_file`, `search`) nor bound as inputs: they hold
+/// other steps' requests and answers, and a run's own artifacts, which must never pass for
+/// the repository.
+pub fn is_run_dir(dir: &Path) -> bool {
+    RUN_DIR_FILES.iter().all(|f| dir.join(f).is_file()) || dir.join(BATCH_DIR_FILE).is_file()
+}
 
 /// Per-call limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +141,10 @@ pub struct Workspace {
     root: PathBuf,
     deny: GlobSet,
     caps: Caps,
+    /// Directories that do not exist for agents (canonical): this run's directory and its
+    /// reports' directory, wherever they are; any other run directory is found by
+    /// [`is_run_dir`].
+    hidden: Vec<PathBuf>,
 }
 
 impl Workspace {
@@ -133,17 +161,58 @@ impl Workspace {
             .map(|p| p.to_string())
             .chain(extra_deny.iter().cloned())
         {
-            let glob = Glob::new(&pattern).map_err(|e| ToolsError::Deny {
-                pattern: pattern.clone(),
-                message: e.to_string(),
-            })?;
+            let glob = globset::GlobBuilder::new(&pattern)
+                .case_insensitive(true)
+                .build()
+                .map_err(|e| ToolsError::Deny {
+                    pattern: pattern.clone(),
+                    message: e.to_string(),
+                })?;
             builder.add(glob);
         }
         let deny = builder.build().map_err(|e| ToolsError::Deny {
             pattern: String::new(),
             message: e.to_string(),
         })?;
-        Ok(Workspace { root, deny, caps })
+        Ok(Workspace {
+            root,
+            deny,
+            caps,
+            hidden: Vec::new(),
+        })
+    }
+
+    /// Makes `dir` (this run's directory, its reports' directory) invisible to every tool,
+    /// as if it did not exist. A directory that does not exist yet is hidden once created.
+    pub fn hide(&mut self, dir: &Path) {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let real = dir.canonicalize().unwrap_or(dir);
+        if !self.hidden.contains(&real) {
+            self.hidden.push(real);
+        }
+    }
+
+    /// A directory (real path) no agent may see: a hidden one, or any run directory.
+    fn invisible_dir(&self, real: &Path) -> bool {
+        self.hidden.iter().any(|h| h == real) || is_run_dir(real)
+    }
+
+    /// Whether the real path `real` lies in (or is) an invisible directory under the root.
+    fn in_invisible_dir(&self, real: &Path) -> bool {
+        let Ok(rel) = real.strip_prefix(&self.root) else {
+            return false;
+        };
+        let mut dir = self.root.clone();
+        if self.invisible_dir(&dir) {
+            return true;
+        }
+        for c in rel.components() {
+            dir.push(c);
+            if dir.is_dir() && self.invisible_dir(&dir) {
+                return true;
+            }
+        }
+        false
     }
 
     /// The tool definitions sent as the request's `tools`.
@@ -278,6 +347,10 @@ impl Workspace {
         if self.denied(&rel) {
             return Err(format!("{asked} is on the deny list"));
         }
+        // hatrack's own run directories do not exist for agents.
+        if self.in_invisible_dir(&real) {
+            return Err(format!("{asked} does not exist"));
+        }
         Ok((real, slash(&rel)))
     }
 
@@ -303,9 +376,11 @@ impl Workspace {
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| {
-                e.path()
+                let visible = e
+                    .path()
                     .strip_prefix(&self.root)
-                    .map_or(true, |r| !self.denied(r))
+                    .map_or(true, |r| !self.denied(r));
+                visible && !(e.file_type().is_dir() && self.invisible_dir(e.path()))
             })
             .flatten()
     }
@@ -329,7 +404,8 @@ impl Workspace {
             let Ok(r) = entry.path().strip_prefix(&self.root) else {
                 continue;
             };
-            let name = slash(r);
+            // A file name is data: it must not spell hatrack's framing or a line of its own.
+            let name = markers::escape_name(&slash(r)).into_owned();
             let ft = entry.file_type();
             lines.push(if ft.is_dir() {
                 format!("{name}/")
@@ -369,7 +445,7 @@ impl Workspace {
         let mut shown = String::new();
         let mut last = start.saturating_sub(1);
         for (i, line) in content.lines().enumerate().skip(start - 1).take(max_lines) {
-            let line = cap_line(line, self.caps.max_line_bytes);
+            let line = cap_line(&markers::escape_data(line), self.caps.max_line_bytes);
             if text.len() + line.len() + 1 > self.caps.max_bytes {
                 break;
             }
@@ -381,13 +457,9 @@ impl Workspace {
         }
         let total = content.lines().count();
         if last < total {
-            let _ = write!(
-                text,
-                "[hatrack: lines {start}-{last} of {total}; continue at line {}]",
-                last + 1
-            );
+            text.push_str(&markers::read_window(start, last, total));
         } else if text.is_empty() {
-            let _ = write!(text, "[hatrack: the file has {total} lines]");
+            text.push_str(&markers::file_lines(total));
         }
         let detail = format!("lines {start}-{last} of {total}");
         outcome("read_file", &rel, detail, text, Some((rel.clone(), shown)))
@@ -427,9 +499,9 @@ impl Workspace {
                     } else {
                         hits.push(format!(
                             "{}:{}: {}",
-                            slash(rel),
+                            markers::escape_name(&slash(rel)),
                             i + 1,
-                            cap_line(line, self.caps.max_line_bytes)
+                            cap_line(&markers::escape_data(line), self.caps.max_line_bytes)
                         ));
                     }
                 }
@@ -501,7 +573,8 @@ fn outcome(
     }
 }
 
-/// A line cut at `max` bytes (on a character boundary) with a visible marker.
+/// A line cut at `max` bytes (on a character boundary) with a visible mark (from the one
+/// table of marks, which grounding strips: the mark is never evidence).
 fn cap_line(line: &str, max: usize) -> String {
     if line.len() <= max {
         return line.to_string();
@@ -510,7 +583,7 @@ fn cap_line(line: &str, max: usize) -> String {
     while !line.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{} [hatrack: line cut at {max} bytes]", &line[..end])
+    format!("{} {}", &line[..end], markers::line_cut(max))
 }
 
 fn slash(p: &Path) -> String {
@@ -635,6 +708,106 @@ mod tests {
         );
         let s = w.call(&Call::Search {
             pattern: "hunter2".into(),
+            path_glob: "**".into(),
+        });
+        assert_eq!(s.text, "(no match)");
+    }
+
+    #[test]
+    fn key_and_credential_files_are_denied_whatever_their_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let secret = "sentinel-credential-0001";
+        let files = [
+            "id_ed25519",
+            "keys/ID_ED25519.pub",
+            "id_ecdsa",
+            ".netrc",
+            "home/.NETRC",
+            ".npmrc",
+            "cert.P12",
+            "credentials.json",
+            "gcp/Credentials-prod.json",
+            ".aws/credentials",
+            "home/.AWS/config",
+        ];
+        for f in files {
+            let path = root.join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("{secret}\n")).unwrap();
+        }
+        std::fs::write(root.join("notes.md"), "plain notes\n").unwrap();
+        let w = Workspace::new(root, &[], Caps::default()).unwrap();
+        for f in files {
+            let o = read(&w, f);
+            assert!(o.refused.is_some(), "{f}: {}", o.text);
+        }
+        let listing = w.call(&Call::ListFiles {
+            path: ".".into(),
+            depth: 6,
+        });
+        assert_eq!(
+            listing.text, "gcp/\nhome/\nkeys/\nnotes.md (12 bytes)",
+            "{}",
+            listing.text
+        );
+        let s = w.call(&Call::Search {
+            pattern: "sentinel".into(),
+            path_glob: "**".into(),
+        });
+        assert_eq!(s.text, "(no match)");
+    }
+
+    #[test]
+    fn run_directories_do_not_exist_for_agents() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let secret = "sentinel-answer-of-another-step";
+        // This run's directory (hidden by name: it has no exchanges yet), an older run, a
+        // batch, and a run directory of reports only (--out).
+        for (d, files) in [
+            ("transcripts/ws-now", vec!["run.json"]),
+            ("transcripts/ws-old", vec!["run.json", "exchanges.jsonl"]),
+            ("batches/b1", vec!["batch.json"]),
+            ("reports-out", vec!["report.json"]),
+        ] {
+            std::fs::create_dir_all(root.join(d).join("artifacts/sre")).unwrap();
+            std::fs::write(root.join(d).join("artifacts/sre/plan.md"), secret).unwrap();
+            for f in files {
+                std::fs::write(root.join(d).join(f), secret).unwrap();
+            }
+        }
+        std::fs::write(root.join("notes.md"), "plain notes\n").unwrap();
+        let mut w = Workspace::new(root, &[], Caps::default()).unwrap();
+        w.hide(&root.join("transcripts/ws-now"));
+        w.hide(&root.join("reports-out"));
+        let listing = w.call(&Call::ListFiles {
+            path: ".".into(),
+            depth: 6,
+        });
+        assert_eq!(
+            listing.text, "batches/\nnotes.md (12 bytes)\ntranscripts/",
+            "{}",
+            listing.text
+        );
+        for path in [
+            "transcripts/ws-now/run.json",
+            "transcripts/ws-old/exchanges.jsonl",
+            "transcripts/ws-old/artifacts/sre/plan.md",
+            "batches/b1/batch.json",
+            "reports-out/report.json",
+            "./transcripts/../transcripts/ws-old/run.json",
+        ] {
+            let o = read(&w, path);
+            assert_eq!(o.text, format!("refused: {path} does not exist"));
+        }
+        let o = w.call(&Call::ListFiles {
+            path: "transcripts/ws-old".into(),
+            depth: 2,
+        });
+        assert!(o.refused.is_some());
+        let s = w.call(&Call::Search {
+            pattern: "sentinel".into(),
             path_glob: "**".into(),
         });
         assert_eq!(s.text, "(no match)");

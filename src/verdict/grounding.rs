@@ -2,12 +2,23 @@
 //! characters, not just punctuation) and occurs — whitespace folded, at word boundaries — in
 //! the source named **exactly** as the step was shown it. This is how hatrack refuses to
 //! trust a judge that invents evidence, cites `"e"`, or borrows a name it was not shown.
+//!
+//! **Distinct requirements need distinct evidence.** A quote shorter than
+//! [`GroundingRules::shared_quote_min_words`] (8 words by default) grounds at most one
+//! requirement's verdict in the whole run: the first, in report order (hat constraints, review
+//! checks, the completion signal), that cites it with a `met` or `unmet`. For every later
+//! requirement that cites the same words — compared lowercased, punctuation aside; two
+//! quotes are the same evidence when they share a run of words longer than half the shorter
+//! one (one inside the other, or overlapping windows of one line) — it grounds nothing
+//! ([`Ungrounded::Reused`]), so one heading quoted for every requirement grounds one of them.
+//! A quote of 8 words or more says enough to stand for more than one requirement.
+//! See [`distinct_evidence`].
 
 use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use super::{Cause, Evidence, SourceKind, Ungrounded, Verdict};
+use super::{markers, Cause, Evidence, Judged, SourceKind, Subject, Ungrounded, Verdict};
 
 /// How long a quote must be to ground a verdict (`[grounding]` in hatrack.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -19,6 +30,10 @@ pub struct GroundingRules {
     /// Non-space characters.
     #[serde(default = "default_min_chars")]
     pub min_chars: usize,
+    /// A quote with fewer words than this grounds at most one requirement's verdict in a run;
+    /// one this long may ground several (default 8).
+    #[serde(default = "default_shared_quote_min_words")]
+    pub shared_quote_min_words: usize,
 }
 
 fn default_min_words() -> usize {
@@ -27,12 +42,16 @@ fn default_min_words() -> usize {
 fn default_min_chars() -> usize {
     15
 }
+fn default_shared_quote_min_words() -> usize {
+    8
+}
 
 impl Default for GroundingRules {
     fn default() -> Self {
         GroundingRules {
             min_words: default_min_words(),
             min_chars: default_min_chars(),
+            shared_quote_min_words: default_shared_quote_min_words(),
         }
     }
 }
@@ -118,6 +137,9 @@ impl Sources {
     pub fn ground(&self, source: &str, quote: &str) -> Evidence {
         let folded = fold(strip_wrapping_quotes(quote)).replace(BREAK, " ");
         let result = self.meaningful(&folded).and_then(|()| {
+            if markers::contains_mark(&folded) {
+                return Err(Ungrounded::HatrackMark);
+            }
             let s = self.find(source)?;
             let f = s.folded();
             match occurs_at_word_boundaries(&f.text, &folded) {
@@ -135,14 +157,26 @@ impl Sources {
             found_in,
             line,
             problem,
+            repository_copy: None,
         }
     }
 
+    /// The name of a repository source (kind [`SourceKind::Input`]) whose text holds
+    /// `quote` (whitespace folded, at word boundaries, marks stripped), if any.
+    pub fn repository_copy(&self, quote: &str) -> Option<String> {
+        let folded = fold(strip_wrapping_quotes(quote)).replace(BREAK, " ");
+        if folded.is_empty() || markers::contains_mark(&folded) {
+            return None;
+        }
+        self.sources
+            .iter()
+            .filter(|s| s.kind == SourceKind::Input)
+            .find(|s| occurs_at_word_boundaries(&s.folded().text, &folded).is_some())
+            .map(|s| s.name.clone())
+    }
+
     fn meaningful(&self, folded: &str) -> Result<(), Ungrounded> {
-        let words = folded
-            .split(' ')
-            .filter(|w| w.chars().any(char::is_alphanumeric))
-            .count();
+        let words = word_count(folded);
         let chars = folded.chars().filter(|c| !c.is_whitespace()).count();
         if words < self.rules.min_words || chars < self.rules.min_chars {
             return Err(Ungrounded::Meaningless {
@@ -155,28 +189,135 @@ impl Sources {
         Ok(())
     }
 
-    /// Grounds every quote and settles the verdict: any ungrounded quote makes it `unknown`,
-    /// and so does a `met` that cites nothing (an `unmet` may rest on an absence).
+    /// Grounds every quote and settles the verdict. Grounding only ever takes a `met` away:
+    /// a `met` with any ungrounded quote, or citing nothing, becomes `unknown`. A judge's
+    /// `unmet` stays `unmet` whatever its evidence (fails closed: weak evidence must never
+    /// turn a judge's "no" into a pass); when its quotes do not ground, the cause says so
+    /// ("unmet (evidence not exact)"). An `unmet` may rest on an absence.
     pub fn settle(
         &self,
         claimed: Verdict,
         quotes: &[(String, String)],
     ) -> (Verdict, Vec<Evidence>, Option<Cause>) {
         let evidence: Vec<Evidence> = quotes.iter().map(|(s, q)| self.ground(s, q)).collect();
-        if claimed == Verdict::Unknown {
-            return (Verdict::Unknown, evidence, Some(Cause::JudgeUndecided));
+        let (verdict, cause) = settle_grounded(claimed, &evidence);
+        (verdict, evidence, cause)
+    }
+}
+
+/// Words of a quote: runs of non-space characters holding a letter or digit.
+fn word_count(text: &str) -> usize {
+    text.split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .count()
+}
+
+/// A quote's words for comparing evidence: lowercased runs of letters and digits.
+fn evidence_words(quote: &str) -> Vec<String> {
+    quote
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Two quotes are the same evidence when they share a run of words longer than half the
+/// shorter one (so one running inside the other, or two overlapping windows of one line).
+fn same_evidence(a: &[String], b: &[String]) -> bool {
+    let shorter = a.len().min(b.len());
+    if shorter == 0 {
+        return false;
+    }
+    // The longest run of words the two share.
+    let mut longest = 0;
+    let mut row = vec![0usize; b.len() + 1];
+    for x in a {
+        let mut diagonal = 0;
+        for (j, y) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if x == y { diagonal + 1 } else { 0 };
+            longest = longest.max(row[j + 1]);
+            diagonal = above;
         }
-        if evidence.iter().any(|e| !e.grounded()) {
-            return (
-                Verdict::Unknown,
-                evidence,
-                Some(Cause::Ungrounded { claimed }),
-            );
+    }
+    longest * 2 > shorter
+}
+
+/// Distinct requirements need distinct evidence (see the module docs): walks the rulings in
+/// report order and ungrounds a short quote ([`Ungrounded::Reused`]) for every requirement
+/// after the first that cites the same words. A `met` left with an ungrounded quote becomes
+/// `unknown`; an `unmet` stays `unmet`. Idempotent: running it again changes nothing.
+pub fn distinct_evidence(judged: &mut [Judged], rules: &GroundingRules) {
+    let mut claimed: Vec<(Vec<String>, String)> = Vec::new();
+    for r in judged.iter_mut() {
+        if !matches!(r.verdict, Verdict::Met | Verdict::Unmet) {
+            continue;
         }
-        if claimed == Verdict::Met && evidence.is_empty() {
-            return (Verdict::Unknown, evidence, Some(Cause::NoEvidence));
+        let mut lost = false;
+        for e in r.evidence.iter_mut().filter(|e| e.grounded()) {
+            if word_count(&e.quote) >= rules.shared_quote_min_words {
+                continue;
+            }
+            let words = evidence_words(&e.quote);
+            let earlier = claimed
+                .iter()
+                .find(|(w, by)| *by != r.id && same_evidence(&words, w));
+            match earlier {
+                Some((_, by)) => {
+                    e.found_in = None;
+                    e.line = None;
+                    e.problem = Some(Ungrounded::Reused {
+                        by: by.clone(),
+                        shared_min_words: rules.shared_quote_min_words,
+                    });
+                    lost = true;
+                }
+                None => claimed.push((words, r.id.clone())),
+            }
         }
-        (claimed, evidence, None)
+        if lost && r.verdict == Verdict::Met {
+            r.verdict = Verdict::Unknown;
+            r.cause = Some(Cause::Ungrounded {
+                claimed: Verdict::Met,
+            });
+        }
+    }
+}
+
+/// Marks each `met` on a requirement about the repository whose grounded quotes all come
+/// from hats' artifacts as [`Cause::ArtifactOnly`]. An artifact quote whose words also occur
+/// in a file of `repository` (the run's bound inputs and files read with tools) counts as
+/// repository evidence: it records that file in `repository_copy`. Idempotent.
+pub fn artifact_only(judged: &mut [Judged], repository: &Sources) {
+    for r in judged.iter_mut() {
+        if r.verdict != Verdict::Met || r.about != Subject::Repository || r.cause.is_some() {
+            continue;
+        }
+        let mut from_repository = false;
+        for e in r.evidence.iter_mut().filter(|e| e.grounded()) {
+            if e.repository_copy.is_none()
+                && matches!(e.found_in, Some(SourceKind::Artifact { .. }))
+            {
+                e.repository_copy = repository.repository_copy(&e.quote);
+            }
+            from_repository |= e.from_repository();
+        }
+        if !from_repository {
+            r.cause = Some(Cause::ArtifactOnly);
+        }
+    }
+}
+
+/// The verdict a claim keeps given its checked evidence: see [`Sources::settle`].
+pub fn settle_grounded(claimed: Verdict, evidence: &[Evidence]) -> (Verdict, Option<Cause>) {
+    let ungrounded = evidence.iter().any(|e| !e.grounded());
+    match claimed {
+        Verdict::Unknown => (Verdict::Unknown, Some(Cause::JudgeUndecided)),
+        Verdict::Unmet if ungrounded => (Verdict::Unmet, Some(Cause::Ungrounded { claimed })),
+        Verdict::Unmet => (Verdict::Unmet, None),
+        Verdict::Met if ungrounded => (Verdict::Unknown, Some(Cause::Ungrounded { claimed })),
+        Verdict::Met if evidence.is_empty() => (Verdict::Unknown, Some(Cause::NoEvidence)),
+        Verdict::Met => (Verdict::Met, None),
     }
 }
 
@@ -234,23 +375,11 @@ fn fold_with_lines(text: &str) -> (String, Vec<(usize, usize)>) {
     (folded, lines)
 }
 
-/// Replaces the lines hatrack itself writes into prompts (`<<<BEGIN …>>>`, `<<<END …>>>`,
-/// `[truncated by hatrack: …]`) with a break, so they are never evidence.
+/// Replaces every mark hatrack itself writes into what a step is shown (the one table in
+/// [`markers`]: BEGIN/END frames, truncation and line-cut notes, wherever they sit in a
+/// line) with a break, so none is ever evidence and no quote spans one.
 fn strip_markers(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        let t = line.trim();
-        let marker = (t.starts_with("<<<BEGIN ") || t.starts_with("<<<END ")) && t.ends_with(">>>")
-            || t.starts_with("[truncated by hatrack:");
-        if marker {
-            out.push(' ');
-            out.push(BREAK);
-            out.push('\n');
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
+    markers::strip(text, &BREAK.to_string())
 }
 
 /// Where `quote` first occurs in `text` with no letter or digit glued to either end (so
@@ -438,7 +567,7 @@ mod tests {
             "artifacts/sre/readiness.md",
             "[truncated by hatrack: showing 48 of 900 bytes]",
         );
-        assert_eq!(e.problem, Some(Ungrounded::NotFound));
+        assert_eq!(e.problem, Some(Ungrounded::HatrackMark));
         let e = s.ground(
             "artifacts/sre/readiness.md",
             "through PagerDuty. [truncated by hatrack:",
@@ -454,6 +583,32 @@ mod tests {
             .ground("x.md", "<<<END x.md>>> <<<BEGIN y.md>>>")
             .grounded());
         assert!(!s.ground("x.md", "of the file second line").grounded());
+        // A line cut by a tool carries its note inline: neither the note nor a quote running
+        // into it grounds, and the text before it still does.
+        let mut s = Sources::new(GroundingRules::default());
+        s.add(
+            "wide.csv",
+            SourceKind::Input,
+            "order id, customer id, amount, currency [hatrack: line cut at 500 bytes]\nnext line of the file\n",
+        );
+        for quote in [
+            "[hatrack: line cut at 500 bytes]",
+            "hatrack: line cut at 500 bytes",
+            "amount, currency [hatrack: line cut at 500 bytes]",
+            "line cut at 500 bytes] next line",
+        ] {
+            let e = s.ground("wide.csv", quote);
+            assert!(!e.grounded(), "{quote:?}: {e:?}");
+        }
+        assert_eq!(
+            s.ground("wide.csv", "[hatrack: line cut at 500 bytes]")
+                .problem,
+            Some(Ungrounded::HatrackMark)
+        );
+        assert!(s
+            .ground("wide.csv", "order id, customer id, amount, currency")
+            .grounded());
+        assert!(s.ground("wide.csv", "next line of the file").grounded());
     }
 
     #[test]
@@ -497,11 +652,116 @@ mod tests {
         );
     }
 
+    /// Fails closed: grounding takes a `met` away, never an `unmet`.
+    #[test]
+    fn an_unmet_stays_unmet_whatever_its_evidence_and_says_so() {
+        for quote in ["e", "retries", "not in the file at all, not anywhere"] {
+            let (v, e, c) = settle("dags/orders_daily.py", quote, Verdict::Unmet);
+            assert_eq!(v, Verdict::Unmet, "{quote:?}");
+            assert!(!e.grounded());
+            let c = c.unwrap();
+            assert_eq!(c.short(), "evidence not exact");
+            assert!(c.describe(&[e]).starts_with("unmet (evidence not exact)"));
+        }
+        let (v, _, c) = settle("nowhere.md", "alerts page the on-call", Verdict::Unmet);
+        assert_eq!(
+            (v, c.unwrap().short()),
+            (Verdict::Unmet, "evidence not exact")
+        );
+        let (v, _, c) = settle("dags/orders_daily.py", "e", Verdict::Met);
+        assert_eq!(
+            (v, c.unwrap().short()),
+            (Verdict::Unknown, "ungrounded evidence")
+        );
+    }
+
+    fn judged(id: &str, claimed: Verdict, evidence: Vec<Evidence>) -> Judged {
+        let (verdict, cause) = settle_grounded(claimed, &evidence);
+        Judged {
+            id: id.into(),
+            kind: crate::verdict::RequirementKind::ReviewCheck,
+            level: "MUST".into(),
+            mandatory: true,
+            text: "t".into(),
+            source: "f:1".into(),
+            judged_by: "review/x".into(),
+            about: Subject::Repository,
+            model: "m".into(),
+            verdict,
+            claimed,
+            cause,
+            finding: String::new(),
+            severity: None,
+            evidence,
+            agreement: None,
+        }
+    }
+
+    #[test]
+    fn a_short_quote_grounds_one_requirement_and_a_long_one_may_ground_several() {
+        let s = sources();
+        let heading = |q: &str| s.ground("dags/orders_daily.py", q);
+        let long =
+            "\"retries\": 3, \"retry_delay\": timedelta(minutes=5), } # alerts page the on-call";
+        let mut all = vec![
+            judged("a", Verdict::Met, vec![heading("alerts page the on-call")]),
+            // The same words, spaced and wrapped differently.
+            judged(
+                "b",
+                Verdict::Met,
+                vec![heading("“alerts  page the\non-call”")],
+            ),
+            // Words overlapping the first quote's.
+            judged("c", Verdict::Met, vec![heading("page the on-call data")]),
+            // Words around it.
+            judged(
+                "d",
+                Verdict::Unmet,
+                vec![heading("# alerts page the on-call data engineer")],
+            ),
+            judged("e", Verdict::Met, vec![heading(long)]),
+            judged("f", Verdict::Met, vec![heading(long)]),
+            // Other words of the same line are other evidence.
+            judged("g", Verdict::Met, vec![heading("on-call data engineer")]),
+        ];
+        for r in &all {
+            assert!(r.evidence[0].grounded(), "{r:?}");
+        }
+        distinct_evidence(&mut all, &GroundingRules::default());
+        let verdicts: Vec<Verdict> = all.iter().map(|r| r.verdict).collect();
+        use Verdict::*;
+        assert_eq!(verdicts, [Met, Unknown, Unknown, Unmet, Met, Met, Met]);
+        assert_eq!(
+            all[1].evidence[0].problem,
+            Some(Ungrounded::Reused {
+                by: "a".into(),
+                shared_min_words: 8
+            })
+        );
+        assert!(all[1].note().unwrap().contains("already ground a"));
+        // Idempotent.
+        let again = all.clone();
+        distinct_evidence(&mut all, &GroundingRules::default());
+        assert_eq!(all, again);
+        // The threshold is a rule: at 3 words, the long quote is shared, the short one not.
+        let mut two = vec![
+            judged("a", Verdict::Met, vec![heading("alerts page the on-call")]),
+            judged("b", Verdict::Met, vec![heading("alerts page the on-call")]),
+        ];
+        let rules = GroundingRules {
+            shared_quote_min_words: 3,
+            ..GroundingRules::default()
+        };
+        distinct_evidence(&mut two, &rules);
+        assert_eq!(two[1].verdict, Met);
+    }
+
     #[test]
     fn rules_are_configurable() {
         let mut s = Sources::new(GroundingRules {
             min_words: 1,
             min_chars: 2,
+            ..GroundingRules::default()
         });
         s.add("a.md", SourceKind::Input, "ok then");
         assert!(s.ground("a.md", "ok").grounded());

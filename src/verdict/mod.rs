@@ -4,10 +4,25 @@
 //! values alone, so every report and the exit code read the same decision.
 //!
 //! - [`grounding`]: does a quote mean something, and does it occur in the source it names?
+//! - [`markers`]: hatrack's own marks in what a step is shown, never evidence.
 //! - [`gate`]: is the stage's completion signal met, and if not, which requirement blocks it?
+//!
+//! **What a requirement is about** ([`Subject`]) decides what evidence a `met` needs. A
+//! requirement is about **what the hats produced** when it is a hat constraint (its
+//! constraint judge rules on what that hat wrote), or when its text names one of the stage's
+//! hats (`SRE MUST have verified…`, `the pipeline engineer's deployment`) or a document a hat
+//! writes ([`HAT_OUTPUT_WORDS`]: plan, runbook, playbook, assessment, checklist, write-up,
+//! artifact): such a `met` may rest on a hat's artifact. Every other review check and
+//! completion-signal sentence is about **the repository** (`Pipeline is deployed with retry
+//! policies`): its `met` needs at least one quote from a repository file — a bound input, a
+//! file a step read with `read_file`, or an artifact quote whose words also occur in one.
+//! A `met` grounded only in a hat's own output is kept, counted and shown as such
+//! ([`Cause::ArtifactOnly`]: "grounded only in a hat's own output") and blocks unless the
+//! gate's policy allows it.
 
 pub mod gate;
 pub mod grounding;
+pub mod markers;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +50,80 @@ impl Verdict {
             "pass" | "met" => Verdict::Met,
             "fail" | "unmet" => Verdict::Unmet,
             _ => Verdict::Unknown,
+        }
+    }
+}
+
+/// Words that name a document a hat writes: a requirement naming one is about the hats'
+/// output (whole words, any case).
+pub const HAT_OUTPUT_WORDS: &[&str] = &[
+    "plan",
+    "plans",
+    "runbook",
+    "runbooks",
+    "playbook",
+    "playbooks",
+    "assessment",
+    "assessments",
+    "checklist",
+    "checklists",
+    "writeup",
+    "artifact",
+    "artifacts",
+];
+
+/// What a requirement is about, which decides what evidence its `met` needs (see the module
+/// docs for the rule).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Subject {
+    /// The repository under review: a `met` needs a quote from a repository file.
+    #[default]
+    Repository,
+    /// What the hats produced: a `met` may rest on a hat's artifact.
+    HatOutput,
+}
+
+impl Subject {
+    /// The subject of a requirement of `kind` with this `text`, in a stage whose hats are
+    /// `hats` (their names, e.g. `pipeline-engineer`, `sre`).
+    pub fn of(kind: RequirementKind, text: &str, hats: &[String]) -> Subject {
+        if kind == RequirementKind::HatConstraint {
+            return Subject::HatOutput;
+        }
+        let words = |t: &str| -> Vec<String> {
+            t.replace("write-up", "writeup")
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect()
+        };
+        let text = words(text);
+        let names_a_hat = hats.iter().any(|h| {
+            let name = words(h);
+            !name.is_empty() && text.windows(name.len()).any(|w| w == name.as_slice())
+        });
+        let names_a_document = text.iter().any(|w| HAT_OUTPUT_WORDS.contains(&w.as_str()));
+        if names_a_hat || names_a_document {
+            Subject::HatOutput
+        } else {
+            Subject::Repository
+        }
+    }
+
+    /// `about the repository`, `about what the hats produced`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Subject::Repository => "about the repository",
+            Subject::HatOutput => "about what the hats produced",
+        }
+    }
+
+    /// What a `met` on it needs, in a few words.
+    pub fn evidence_rule(self) -> &'static str {
+        match self {
+            Subject::Repository => "a met needs a quote from a repository file",
+            Subject::HatOutput => "a met may rest on a hat's artifact",
         }
     }
 }
@@ -87,6 +176,12 @@ pub enum Ungrounded {
     AmbiguousSource,
     /// The quote does not occur in the named source (whitespace folded, at word boundaries).
     NotFound,
+    /// The quote holds one of hatrack's own marks (a BEGIN/END frame, a truncation or
+    /// line-cut note), which are never evidence.
+    HatrackMark,
+    /// The same short quote already grounds another requirement's verdict (`by`): distinct
+    /// requirements need distinct evidence.
+    Reused { by: String, shared_min_words: usize },
 }
 
 impl Ungrounded {
@@ -107,6 +202,15 @@ impl Ungrounded {
                 format!("{source:?} names more than one source shown to this step")
             }
             Ungrounded::NotFound => format!("the quote does not occur in {source}"),
+            Ungrounded::Reused {
+                by,
+                shared_min_words,
+            } => format!(
+                "the same words already ground {by}: a quote of fewer than {shared_min_words} words grounds one requirement only (distinct requirements need distinct evidence)"
+            ),
+            Ungrounded::HatrackMark => {
+                "the quote holds one of hatrack's own marks (a BEGIN/END line, a truncation or line-cut note), which are never evidence".to_string()
+            }
         }
     }
 }
@@ -124,19 +228,31 @@ pub struct Evidence {
     pub line: Option<usize>,
     /// Why it grounds nothing.
     pub problem: Option<Ungrounded>,
+    /// For a quote found in an artifact: a repository file whose text holds the same words
+    /// (the hat quoted the repository), which makes it repository evidence too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_copy: Option<String>,
 }
 
 impl Evidence {
     pub fn grounded(&self) -> bool {
         self.found_in.is_some()
     }
+
+    /// A grounded quote of repository text: found in a repository file, or in an artifact
+    /// whose words a repository file holds too.
+    pub fn from_repository(&self) -> bool {
+        matches!(self.found_in, Some(SourceKind::Input)) || self.repository_copy.is_some()
+    }
 }
 
-/// Why hatrack's verdict is not simply what the judge claimed, or why it is `unknown`.
+/// Why hatrack's verdict is not simply what the judge claimed, why it is `unknown`, or why
+/// a judge's ruling stands on weaker ground than it claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cause", rename_all = "kebab-case")]
 pub enum Cause {
-    /// The judge cited evidence that does not ground (each quote says why).
+    /// The judge cited evidence that does not ground (each quote says why). A claimed `met`
+    /// became `unknown`; a claimed `unmet` stays `unmet` (verdicts fail closed).
     Ungrounded { claimed: Verdict },
     /// The judge said `met` and cited nothing.
     NoEvidence,
@@ -144,19 +260,27 @@ pub enum Cause {
     NoAnswer { step: String },
     /// The judge itself answered `unknown`.
     JudgeUndecided,
-    /// With `--samples`, the most frequent verdicts tied.
+    /// With `--samples`, the most frequent verdicts tied: `unmet` when `unmet` was among
+    /// them, else `unknown`.
     SamplesTied,
+    /// A `met` on a requirement about the repository whose grounded quotes all come from
+    /// hats' artifacts: it stays `met`, is counted as such, and blocks unless allowed.
+    ArtifactOnly,
 }
 
 impl Cause {
     /// A few words for reasons and table cells.
     pub fn short(&self) -> &'static str {
         match self {
+            Cause::Ungrounded {
+                claimed: Verdict::Unmet,
+            } => "evidence not exact",
             Cause::Ungrounded { .. } => "ungrounded evidence",
             Cause::NoEvidence => "no evidence cited",
             Cause::NoAnswer { .. } => "no answer",
             Cause::JudgeUndecided => "the judge could not tell",
             Cause::SamplesTied => "the samples tied",
+            Cause::ArtifactOnly => "grounded only in a hat's own output",
         }
     }
 
@@ -168,19 +292,38 @@ impl Cause {
                     .iter()
                     .filter_map(|e| e.problem.as_ref().map(|p| p.describe(&e.source)))
                     .collect();
-                format!(
-                    "downgraded from {} to unknown: ungrounded evidence ({})",
-                    claimed.as_str(),
-                    problems.join("; ")
-                )
+                if *claimed == Verdict::Unmet {
+                    format!(
+                        "unmet (evidence not exact): the judge's unmet stands whatever its evidence ({})",
+                        problems.join("; ")
+                    )
+                } else {
+                    format!(
+                        "downgraded from {} to unknown: ungrounded evidence ({})",
+                        claimed.as_str(),
+                        problems.join("; ")
+                    )
+                }
             }
             Cause::NoEvidence => "downgraded from met to unknown: no evidence was cited".into(),
             Cause::NoAnswer { step } => {
                 format!("{step} gave no usable answer for this requirement")
             }
             Cause::JudgeUndecided => "the judge answered unknown".into(),
-            Cause::SamplesTied => "the samples tied: no majority verdict".into(),
+            Cause::SamplesTied => {
+                "the samples tied: a tie that includes unmet is unmet, any other tie is unknown"
+                    .into()
+            }
+            Cause::ArtifactOnly => "met, but grounded only in a hat's own output: this requirement is about the repository, so a met needs at least one quote from a repository file (a bound input, or a file read with read_file)".into(),
         }
+    }
+}
+
+/// A verdict as the completion judge is shown it: see [`Judged::shown_verdict`].
+pub fn shown_verdict(verdict: Verdict, cause: Option<&Cause>) -> Verdict {
+    match cause {
+        Some(Cause::Ungrounded { .. }) => Verdict::Unknown,
+        _ => verdict,
     }
 }
 
@@ -207,6 +350,8 @@ pub struct Judged {
     pub source: String,
     /// The step that judged it (`judge/sre`, `review/reliability`, `signal`).
     pub judged_by: String,
+    /// What it is about: what evidence its `met` needs.
+    pub about: Subject,
     /// The model that judged it.
     pub model: String,
     pub verdict: Verdict,
@@ -219,13 +364,32 @@ pub struct Judged {
 }
 
 impl Judged {
-    /// Whether this requirement can block the signal: every hat constraint, and MUST-level
-    /// (mandatory) review checks and signal sentences.
+    /// Whether this requirement can block the signal — decided here once; the gate and every
+    /// report format (json `blocking`, md/html "(blocking)"/"(advisory)", junit failure vs
+    /// skipped, SARIF `error` vs `warning`/`note`, annotations, step summary) render this.
+    ///
+    /// Every hat constraint blocks, whatever its level: it names an anti-pattern of the hat's
+    /// own work, and the stage's rule (design.md) is that no hat constraint fails — so a
+    /// failing SHOULD constraint blocks and is shown as blocking. Review checks and
+    /// completion-signal sentences block at MUST level only (MUST, MUST NOT, SHALL,
+    /// REQUIRED, implicit); at SHOULD / MAY they are advisory and never block.
     pub fn blocks(&self) -> bool {
         match self.kind {
             RequirementKind::HatConstraint => true,
             RequirementKind::ReviewCheck | RequirementKind::Signal => self.mandatory,
         }
+    }
+
+    /// The verdict as grounding supports it, as the completion judge is shown it: a ruling
+    /// whose evidence did not ground reads `unknown` there (the gate still counts a judge's
+    /// `unmet` as unmet).
+    pub fn shown_verdict(&self) -> Verdict {
+        shown_verdict(self.verdict, self.cause.as_ref())
+    }
+
+    /// A `met` grounded only in a hat's own output.
+    pub fn artifact_only(&self) -> bool {
+        self.verdict == Verdict::Met && self.cause == Some(Cause::ArtifactOnly)
     }
 
     /// The report's note: the cause as a sentence.

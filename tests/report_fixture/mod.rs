@@ -68,6 +68,7 @@ fn req(
         kind,
         level: level.into(),
         mandatory: level != "SHOULD" && level != "MAY",
+        blocking: kind == RequirementKind::HatConstraint || (level != "SHOULD" && level != "MAY"),
         text: text.into(),
         source: format!(
             "hats/deployment/{}.md:{}",
@@ -75,6 +76,11 @@ fn req(
             12
         ),
         judged_by: judged_by.into(),
+        about: if kind == RequirementKind::HatConstraint {
+            Subject::HatOutput
+        } else {
+            Subject::Repository
+        },
         model: "judge-model-7b".into(),
         verdict,
         claimed,
@@ -92,6 +98,7 @@ fn evidence(source: &str, quote: &str, grounded: bool) -> EvidenceReport {
         source: source.into(),
         quote: quote.into(),
         grounded,
+        repository_copy: None,
         line: None,
         found_in: grounded.then(|| {
             if source.starts_with("artifacts/") {
@@ -366,6 +373,7 @@ pub fn sample_report() -> Report {
                 met: 2,
                 unmet: 2,
                 unknown: 3,
+                artifact_only: 0,
             },
             blocking_total: 8,
             reasons: vec![
@@ -373,6 +381,7 @@ pub fn sample_report() -> Report {
                     "pipeline-engineer/anti-pattern/2",
                     Blocker::Unmet {
                         level: "MUST NOT".into(),
+                        cause: None,
                     },
                     "pipeline-engineer/anti-pattern/2 (MUST NOT) is unmet",
                 ),
@@ -380,6 +389,7 @@ pub fn sample_report() -> Report {
                     "signal/2",
                     Blocker::Unmet {
                         level: "MUST".into(),
+                        cause: None,
                     },
                     "signal/2 (MUST) is unmet",
                 ),
@@ -488,6 +498,7 @@ pub fn met_report() -> Report {
             met: 7,
             unmet: 0,
             unknown: 0,
+            artifact_only: 0,
         },
         reasons: vec![],
         human_approval_required: false,

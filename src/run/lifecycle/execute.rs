@@ -81,7 +81,7 @@ pub(super) async fn execute<W: Write + ?Sized>(
         (samples, gate),
         &scrubber,
         prices,
-        run_dir,
+        (run_dir, report_args.out.as_deref()),
     )?;
     let snapshotting = snapshot_sources.map(|sources| {
         let wait = runner.batch.clone();
@@ -110,9 +110,22 @@ fn run_plan(
     (samples, gate): (u32, GatePolicy),
     scrubber: &Scrubber,
     prices: Option<Arc<crate::model::prices::Prices>>,
-    run_dir: &Path,
+    (run_dir, out_dir): (&Path, Option<&Path>),
 ) -> Result<RunPlan, Error> {
     let mut agent = setup::agent(&prepared.config, &prepared.workspace, scrubber)?;
+    if let Some(crate::run::agent::Agent {
+        tools: ToolAnswers::Live { workspace, .. },
+        ..
+    }) = agent.as_mut()
+    {
+        // This run's directory and its reports' directory do not exist for agents, wherever
+        // they are (the default run directory lies inside the workspace when it is the
+        // current directory); other run directories are recognised by their files.
+        workspace.hide(run_dir);
+        if let Some(out) = out_dir {
+            workspace.hide(out);
+        }
+    }
     if let (Some(agent), Some(log)) = (agent.as_mut(), prepared.tool_log) {
         agent.tools = ToolAnswers::Recorded {
             log,
@@ -279,8 +292,7 @@ pub(super) fn new_record(
                     stage: &rundir::relative_to(&p.stage_dir, run_dir),
                     config: &p.config,
                     grounding: p.config.grounding,
-                    allow_unknown: gate.allow_unknown,
-                    allow_unstable: gate.allow_unstable,
+                    gate,
                 },
             )
         }),

@@ -306,6 +306,8 @@ pub(super) fn replay_config(record: &RunRecord, workspace: &Path) -> Result<Conf
     config.grounding = policy.grounding();
     config.gate.allow_unknown = policy.allows("gate.allow_unknown");
     config.gate.allow_unstable = policy.allows("gate.allow_unstable");
+    config.gate.allow_nothing_judged = policy.allows("gate.allow_nothing_judged");
+    config.gate.allow_artifact_only = policy.allows("gate.allow_artifact_only");
     if let Some(turns) = policy.get("agent.max_turns").and_then(|t| t.parse().ok()) {
         config.agent.max_turns = turns;
     }
