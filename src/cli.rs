@@ -362,7 +362,7 @@ pub struct ListArgs {
 pub struct RenderArgs {
     /// A hat name, `judge/<hat>`, `review/<agent>`, or `signal`.
     #[arg(value_name = "STEP")]
-    pub hat: String,
+    pub step: String,
     /// The repository under review (default: the current directory).
     #[arg(value_name = "WORKSPACE")]
     pub workspace: Option<PathBuf>,
@@ -382,6 +382,10 @@ pub struct RenderArgs {
     /// Print the whole request body as JSON instead of the messages.
     #[arg(long)]
     pub json: bool,
+    /// Policy as `run` takes it, so render shows what a run would send (against a run:
+    /// the policy it recorded).
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 #[derive(Debug, Args)]

@@ -330,3 +330,42 @@ async fn a_cross_origin_redirect_is_never_followed() {
         "the prompt went to the redirect's origin"
     );
 }
+
+#[test]
+fn render_shows_what_a_run_would_send_under_the_same_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path(), "[judge]\nmodel = \"ws-judge\"\n");
+    // Untrusted, render refuses the same key a run would.
+    Test::new()
+        .args(["render", "judge/sre"])
+        .arg(&ws)
+        .args(["--json"])
+        .status(2)
+        .stderr_has("[judge] model is policy")
+        .run();
+    // Trusted, the workspace's judge is the one in the request.
+    let out = Test::new()
+        .args(["render", "judge/sre"])
+        .arg(&ws)
+        .args(["--json", "--trust-workspace-config"])
+        .run();
+    let body: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(body["model"], "ws-judge");
+    // A policy file outside the workspace names it as well.
+    let outside = dir.path().join("policy.toml");
+    std::fs::write(&outside, "[judge]\nmodel = \"policy-judge\"\n").unwrap();
+    std::fs::write(
+        ws.join("hatrack.toml"),
+        support::inputs_bound_to("notes.md"),
+    )
+    .unwrap();
+    let out = Test::new()
+        .args(["render", "judge/sre"])
+        .arg(&ws)
+        .arg("--json")
+        .arg("--policy")
+        .arg(&outside)
+        .run();
+    let body: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(body["model"], "policy-judge");
+}

@@ -37,7 +37,7 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let bindings = inputs::bind(&stage, &workspace, &config)?;
     let run_dir = against.map(|(d, _)| d.as_path());
 
-    let step = steps::find(&stage, &args.hat).map_err(Error::usage)?;
+    let step = steps::find(&stage, &args.step).map_err(Error::usage)?;
     let (produced, prior) = match run_dir {
         Some(dir) => {
             // Only the completion judge is shown earlier verdicts (from the run's report).
@@ -100,7 +100,16 @@ fn load_target(
         }
         (None, None) => setup::workspace_dir(None)?,
     };
-    let config = ConfigFile::load(&workspace)?;
+    // The configuration a run would use: policy with the workspace merged onto it (the
+    // same refusals), or, against a run, the policy that run recorded.
+    let config = match against {
+        Some((_, rec)) => crate::run::lifecycle::replay_config(rec, &workspace)?,
+        None => {
+            let file = crate::policy::PolicyFile::from_args(args.trust.policy.as_deref())?;
+            let trusted = args.trust.trust_workspace_config;
+            crate::policy::resolve(file.as_ref(), &workspace, trusted)?.config
+        }
+    };
     let stage_dir = match against {
         Some((dir, rec)) if args.stage.stage.is_none() && args.stage.studio.is_none() => {
             rundir::resolve_recorded(dir, &rec.stage.path)

@@ -298,7 +298,7 @@ pub(crate) async fn replay_with<W: Write + ?Sized>(
 /// A replay's configuration: the workspace's bindings with the policy its run.json
 /// recorded, never the policy on disk now. A run.json from before policy was recorded gets
 /// the workspace file checked as a new run's would be (no policy file, not trusted).
-pub(super) fn replay_config(record: &RunRecord, workspace: &Path) -> Result<ConfigFile, Error> {
+pub(crate) fn replay_config(record: &RunRecord, workspace: &Path) -> Result<ConfigFile, Error> {
     let Some(policy) = &record.policy else {
         return Ok(crate::policy::resolve(None, workspace, false)?.config);
     };
