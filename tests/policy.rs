@@ -200,6 +200,15 @@ async fn trusted_the_workspace_judge_is_honoured_reported_and_gets_only_its_own_
     assert!(md.contains("--trust-workspace-config"), "{md}");
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
     assert!(html.contains("--trust-workspace-config"));
+    // Every format carries the effective policy.
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("name=\"policy.judge.base_url\""), "{junit}");
+    assert!(junit.contains("name=\"policy.trust\""));
+    let sarif = json(&run_dir.join("report.sarif"));
+    assert_eq!(
+        sarif["runs"][0]["properties"]["policy"]["trusted_workspace_config"],
+        true
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -117,6 +117,16 @@ fn hats_suite(report: &Report) -> TestSuite {
     if let Some(note) = text::signal_note(report) {
         suite.add_property(Property::new("completion_signal", note));
     }
+    // The effective policy, key by key (runs recorded before it was have none).
+    if let Some(note) = text::trust_note(report) {
+        suite.add_property(Property::new("policy.trust", note));
+    }
+    for (key, value, source) in text::policy_rows(report) {
+        suite.add_property(Property::new(
+            format!("policy.{key}"),
+            format!("{value} ({source})"),
+        ));
+    }
     for step in report.steps.iter().filter(|s| !s.kind.is_judge()) {
         let status = match blocker_of(report, &step.id) {
             Some(reason) => {

@@ -212,6 +212,10 @@ fn run_properties(report: &Report) -> serde_json::Value {
     if let Some(note) = super::text::signal_note(report) {
         props["completionSignal"] = json!(note);
     }
+    // The effective policy, as report.json records it (absent for runs recorded before).
+    if let Some(policy) = &report.run.policy {
+        props["policy"] = json!(policy);
+    }
     props
 }
 
