@@ -446,14 +446,29 @@ fn read_input(
         path: full.display().to_string(),
         message: e.to_string(),
     };
-    let size = std::fs::metadata(&full).map_err(io)?.len();
+    // A regular file inside the workspace, or nothing: never a FIFO (it would block), a
+    // device, or a link out of the workspace. Its size is checked below, to skip it.
+    let any_size = crate::safe_fs::Kind {
+        what: "an input",
+        max: u64::MAX,
+    };
+    let (mut file, size) = match crate::safe_fs::open_bounded(
+        &full,
+        any_size,
+        crate::safe_fs::Links::Within(workspace),
+    ) {
+        Ok(opened) => opened,
+        Err(e) => match e.why {
+            crate::safe_fs::ReadWhy::Io(e) => return Err(io(e)),
+            why => return Ok(Err(why.to_string())),
+        },
+    };
     if size > MAX_INPUT_FILE_BYTES {
         return Ok(Err(format!(
             "is {size} bytes, larger than the {} MiB hatrack reads",
             MAX_INPUT_FILE_BYTES >> 20
         )));
     }
-    let mut file = std::fs::File::open(&full).map_err(io)?;
     let keep = limits.max_file_bytes.saturating_add(4);
     let mut kept: Vec<u8> = Vec::with_capacity(keep.min(size as usize));
     let mut hasher = Sha256::new();

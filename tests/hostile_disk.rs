@@ -454,6 +454,166 @@ async fn huge_refused_artifact_names_give_short_bounded_warnings() {
     no_panic(&replay(&run_dir).status(0).run());
 }
 
+// ---------- 3. every file read is bounded ----------
+
+/// Runs hatrack with a deadline (a FIFO read would block for ever): the exit code (-1 when
+/// it had to be killed), stderr and how long it took.
+fn run_with_deadline(args: &[std::ffi::OsString]) -> (i32, String, std::time::Duration) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hatrack"))
+        .args(args)
+        .current_dir(repo_root())
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("HATRACK_POLICY")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break -1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (code, stderr, started.elapsed())
+}
+
+/// The largest resident size of any child this test process has waited for, in bytes.
+#[cfg(unix)]
+fn children_max_rss() -> u64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    usage.ru_maxrss as u64 * 1024
+}
+
+/// `/dev/zero`, a FIFO, a 3 GB sparse file and a link out of its directory as the
+/// workspace's hatrack.toml, `--prices`, `--manifest` and `--policy`: each stops at once
+/// with exit 2 naming the file, reads nothing whole, calls no model and writes nothing.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn devices_fifos_huge_files_and_links_out_are_refused_by_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = reviewer().await;
+    let ws = workspace(dir.path(), "");
+    let good_toml = std::fs::read(ws.join("hatrack.toml")).unwrap();
+    // What a link may point at outside: a valid file of each kind (as a secret could be).
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("hatrack.toml"), &good_toml).unwrap();
+    std::fs::write(
+        outside.join("prices.json"),
+        r#"{"fake-model": {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}}"#,
+    )
+    .unwrap();
+    std::fs::write(outside.join("manifest.txt"), format!("{}\n", ws.display())).unwrap();
+    std::fs::write(outside.join("policy.toml"), "[grounding]\nmin_words = 3\n").unwrap();
+    let sentinel = Sentinel::new(dir.path(), "sentinel");
+    let flags = dir.path().join("flags");
+    std::fs::create_dir(&flags).unwrap();
+
+    #[derive(Clone, Copy, Debug)]
+    enum Bad {
+        Zero,
+        Fifo,
+        Sparse,
+        LinkOut,
+    }
+    // Puts the hostile thing at `at`; `real` is the valid file a link out points at.
+    let place = |bad: Bad, at: &Path, real: &Path| {
+        let _ = std::fs::remove_file(at);
+        match bad {
+            Bad::Zero => std::os::unix::fs::symlink("/dev/zero", at).unwrap(),
+            Bad::Fifo => assert!(std::process::Command::new("mkfifo")
+                .arg(at)
+                .status()
+                .unwrap()
+                .success()),
+            Bad::Sparse => std::fs::File::create(at).unwrap().set_len(3 << 30).unwrap(),
+            Bad::LinkOut => std::os::unix::fs::symlink(real, at).unwrap(),
+        }
+    };
+    let base = |run_dir: &Path| -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec!["run".into()];
+        args.extend(
+            [
+                "--model",
+                "fake-model",
+                "--base-url",
+                &server.url(),
+                "--max-retries",
+                "0",
+                "--quiet",
+                "--transcript",
+            ]
+            .map(Into::into),
+        );
+        args.push(run_dir.into());
+        args
+    };
+    for bad in [Bad::Zero, Bad::Fifo, Bad::Sparse, Bad::LinkOut] {
+        for reader in ["hatrack.toml", "--prices", "--manifest", "--policy"] {
+            let run_dir = dir.path().join("run");
+            let mut args = base(&run_dir);
+            let named = match reader {
+                "hatrack.toml" => {
+                    let at = ws.join("hatrack.toml");
+                    place(bad, &at, &outside.join("hatrack.toml"));
+                    args.push(ws.clone().into());
+                    at
+                }
+                flag => {
+                    let file = match flag {
+                        "--prices" => "prices.json",
+                        "--manifest" => "manifest.txt",
+                        _ => "policy.toml",
+                    };
+                    let at = flags.join(file);
+                    place(bad, &at, &outside.join(file));
+                    args.push(flag.into());
+                    args.push(at.clone().into());
+                    if flag != "--manifest" {
+                        args.push(ws.clone().into());
+                    }
+                    at
+                }
+            };
+            let (code, stderr, took) = run_with_deadline(&args);
+            let case = format!("{bad:?} as {reader}: exit {code} after {took:?}\n{stderr}");
+            assert_eq!(code, 2, "{case}");
+            assert!(took < std::time::Duration::from_secs(5), "{case}");
+            assert!(!stderr.contains("panicked"), "{case}");
+            assert!(stderr.contains(&*named.to_string_lossy()), "{case}");
+            assert!(!run_dir.exists(), "nothing is written: {case}");
+            let _ = std::fs::remove_file(&named);
+            if reader == "hatrack.toml" {
+                std::fs::write(&named, &good_toml).unwrap();
+            }
+        }
+    }
+    assert_eq!(server.count(), 0, "no model was called");
+    sentinel.check();
+    let rss = children_max_rss();
+    assert!(rss < 100 << 20, "a hatrack process used {rss} bytes");
+}
+
 // ---------- 4. unbounded sizes ----------
 
 #[tokio::test(flavor = "multi_thread")]

@@ -47,10 +47,16 @@ pub enum BatchError {
 /// blank lines and lines starting with `#` are skipped.
 pub fn read_manifest(path: &Path) -> Result<Vec<PathBuf>, BatchError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| BatchError::Manifest {
-        manifest: shown.clone(),
-        line: 0,
-        message: format!("cannot read it ({e}); pass a text file with one workspace per line"),
+    use crate::safe_fs::{read_bounded_string, Kind, Links};
+    let text = read_bounded_string(path, Kind::MANIFEST, Links::SameDir).map_err(|e| {
+        BatchError::Manifest {
+            manifest: shown.clone(),
+            line: 0,
+            message: format!(
+                "cannot read it ({}); pass a text file with one workspace per line",
+                e.why
+            ),
+        }
     })?;
     let base = path.parent().unwrap_or(Path::new(""));
     let mut listed = Vec::new();

@@ -994,8 +994,11 @@ pub(crate) fn append_step_summary(
     else {
         return Ok(());
     };
-    let text = std::fs::read_to_string(markdown)
-        .map_err(|e| Error::io(format!("reading {}", markdown.display()), e))?;
+    let text = crate::safe_fs::read_bounded_string(
+        markdown,
+        crate::safe_fs::Kind::RUN_FILE,
+        crate::safe_fs::Links::Never,
+    )?;
     let full = full.display().to_string();
     let text = report::github::step_summary(&text, &scrubber.scrub(&full));
     let summary_path = PathBuf::from(summary_path);

@@ -169,11 +169,16 @@ pub fn collect(
         .into_iter()
         .filter(|f| patterns.iter().any(|p| inputs::pattern_matches(p, f)))
         .collect();
-    if workspace.join(CONFIG_FILE).is_file() {
+    if workspace.join(CONFIG_FILE).symlink_metadata().is_ok() {
         wanted.push(CONFIG_FILE.to_string());
     }
+    let kind = safe_fs::Kind {
+        what: "a snapshot file",
+        max: MAX_OBJECT_BYTES,
+    };
     for rel in wanted {
-        if let Ok(bytes) = read_capped(&workspace.join(&rel), MAX_OBJECT_BYTES) {
+        let path = workspace.join(&rel);
+        if let Ok(bytes) = safe_fs::read_bounded(&path, kind, safe_fs::Links::Within(workspace)) {
             files.push((format!("{WORKSPACE}/{rel}"), bytes));
         }
     }
@@ -574,15 +579,11 @@ fn is_real_dir(path: &Path) -> bool {
 
 /// A regular file's bytes (never through a link), at most `cap`.
 fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
-    let file = safe_fs::open_read_no_follow(path).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > cap {
-        return Err(format!("larger than {cap} bytes"));
-    }
-    Ok(bytes)
+    let kind = safe_fs::Kind {
+        what: "a snapshot file",
+        max: cap,
+    };
+    safe_fs::read_bounded(path, kind, safe_fs::Links::Never).map_err(|e| e.why.to_string())
 }
 
 /// One content's bytes from the pack (never through a link).
