@@ -472,6 +472,23 @@ pub fn write_file(
     bytes: &[u8],
     sync: bool,
 ) -> Result<PathBuf, SafeFsError> {
+    write_via_temp(root, rel, bytes, sync, true)
+}
+
+/// [`write_file`] for a file that must not exist yet: anything at the name (a file, a link,
+/// even a dangling one) is left alone and the write fails with `AlreadyExists`. The file
+/// appears whole, by a hard link from the temporary file, which never follows a link.
+pub fn write_new_file(root: &Path, rel: &str, bytes: &[u8]) -> Result<PathBuf, SafeFsError> {
+    write_via_temp(root, rel, bytes, true, false)
+}
+
+fn write_via_temp(
+    root: &Path,
+    rel: &str,
+    bytes: &[u8],
+    sync: bool,
+    replace: bool,
+) -> Result<PathBuf, SafeFsError> {
     let path = prepare(root, rel)?;
     let name = path
         .file_name()
@@ -493,7 +510,7 @@ pub fn write_file(
                 file.sync_all()?;
             }
             drop(file);
-            fs::rename(&tmp, &path)
+            Ok(())
         })();
         // Something already has that name (a file a transcript brought along): another name.
         match &result {
@@ -501,6 +518,29 @@ pub fn write_file(
             _ => break,
         }
     }
+    let result = result.and_then(|()| {
+        let placed = if replace {
+            fs::rename(&tmp, &path)
+        } else {
+            match fs::hard_link(&tmp, &path) {
+                Ok(()) => fs::remove_file(&tmp),
+                // A file system without hard links: the name checked free, then renamed.
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    match fs::symlink_metadata(&path) {
+                        Err(m) if m.kind() == std::io::ErrorKind::NotFound => {
+                            fs::rename(&tmp, &path)
+                        }
+                        _ => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        };
+        if placed.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        placed
+    });
     result.map_err(|source| {
         if source.kind() != std::io::ErrorKind::AlreadyExists {
             let _ = fs::remove_file(&tmp);
