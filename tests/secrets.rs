@@ -221,3 +221,63 @@ async fn a_run_whose_model_echoed_the_key_replays_byte_for_byte() {
         "resume replays every recorded exchange"
     );
 }
+
+/// Artifact names that scrub to one name (the key and a literal `[REDACTED]`, two matches
+/// of one pattern) are all kept, under unique names with a warning, and the run replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn artifact_names_that_scrub_alike_stay_apart_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = vec![
+        (
+            format!("{CANARY_KEY}.md"),
+            "named after the key".to_string(),
+        ),
+        ("[REDACTED].md".to_string(), "named [REDACTED]".to_string()),
+        ("ACME-111111.md".to_string(), "first ticket".to_string()),
+        ("ACME-222222.md".to_string(), "second ticket".to_string()),
+    ];
+    let server = echoing_server(|_| String::new(), extra).await;
+    let ws = workspace(dir.path());
+    let config = std::fs::read_to_string(ws.join("hatrack.toml")).unwrap();
+    std::fs::write(
+        ws.join("hatrack.toml"),
+        format!("{config}\n[secrets]\nscrub_patterns = [\"ACME-[0-9]{{6}}\"]\n"),
+    )
+    .unwrap();
+    let run_dir = dir.path().join("run");
+    run_with_key(&server, &ws, &run_dir, CANARY_KEY).run();
+    let arts = run_dir.join("artifacts/pipeline-engineer");
+    let mut contents: Vec<String> = std::fs::read_dir(&arts)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    contents.sort();
+    assert_eq!(
+        contents.len(),
+        5,
+        "plan.md and four artifacts, none written over another: {contents:?}"
+    );
+    for content in [
+        "named after the key",
+        "named [REDACTED]",
+        "first ticket",
+        "second ticket",
+    ] {
+        assert!(
+            contents.iter().any(|c| c == content),
+            "{content}: {contents:?}"
+        );
+    }
+    assert!(arts.join("[REDACTED]-2.md").is_file());
+    assert!(arts.join("[REDACTED]-3.md").is_file());
+    let report = std::fs::read_to_string(run_dir.join("report.json")).unwrap();
+    assert!(report.contains("was written as"), "a warning says so");
+    assert!(!report.contains(CANARY_KEY) && !report.contains("ACME-1"));
+    let before = std::fs::read(run_dir.join("report.json")).unwrap();
+    Test::new()
+        .args(["replay", "--quiet"])
+        .arg(&run_dir)
+        .status(0)
+        .run();
+    assert_eq!(std::fs::read(run_dir.join("report.json")).unwrap(), before);
+}
