@@ -259,6 +259,10 @@ impl StreamReader {
             if let (Some(hook), true) = (&self.on_tokens, answer.deltas() != before) {
                 hook.notify(step, answer.deltas());
             }
+            // `[DONE]` ends the answer: what a server sends after it is not read.
+            if answer.done() {
+                break;
+            }
         }
         if let Some(last) = lines.finish() {
             answer.line(&last).map_err(broken)?;
