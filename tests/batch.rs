@@ -705,3 +705,49 @@ async fn a_replayed_shard_keeps_its_scope() {
     Test::new().arg("replay").arg(&shard).status(0).run();
     assert_eq!(index_files(&shard), before);
 }
+
+/// Workspaces named like the batch's own files (`batch.json`, `junit.xml`, `batch.md`,
+/// `batch.html`) or `workspace`: each gets a run directory of another name before any
+/// request, and the index is written (a member must never be paid for and then lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workspaces_named_like_the_batch_files_run_under_other_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let reserved = [
+        "batch.json",
+        "junit.xml",
+        "batch.md",
+        "batch.html",
+        "Workspace",
+    ];
+    let repos = tmp.path().join("repos");
+    let listed: Vec<PathBuf> = reserved
+        .iter()
+        .map(|n| workspace(&repos, n, false))
+        .collect();
+    let batch = tmp.path().join("batch");
+    let out = run(&server)
+        .args(&listed)
+        .arg("--transcript")
+        .arg(&batch)
+        .any_status()
+        .run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let members = names(&batch);
+    assert_eq!(members.len(), reserved.len(), "{members:?}");
+    for name in &members {
+        assert!(
+            !reserved.iter().any(|r| r.eq_ignore_ascii_case(name)),
+            "{name} is a name the batch uses for itself"
+        );
+        assert!(batch.join(name).join("exchanges.jsonl").is_file(), "{name}");
+    }
+    for file in ["batch.json", "junit.xml", "batch.md", "batch.html"] {
+        assert!(batch.join(file).is_file(), "{file} is the index");
+    }
+    Test::new()
+        .args(["replay", "--quiet"])
+        .arg(&batch)
+        .status(0)
+        .run();
+}

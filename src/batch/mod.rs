@@ -82,6 +82,9 @@ pub fn read_manifest(path: &Path) -> Result<Vec<PathBuf>, BatchError> {
 /// file systems do) get a suffix from a hash of the path as listed. A name depends only on
 /// the set of workspaces, never on their order, so shards agree on it.
 ///
+/// A workspace named like a file of the batch directory itself ([`RESERVED_NAMES`], in any
+/// letter case) gets the name `ws-NAME`, decided here, before any request.
+///
 /// The same directory listed twice is refused: it would be reviewed twice into one name.
 pub fn members(listed: &[PathBuf]) -> Result<Vec<Member>, BatchError> {
     if listed.len() > MAX_MEMBERS {
@@ -149,6 +152,25 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Names a batch directory uses for itself (its index files, and `workspace`, the name of a
+/// path that has none): a member named so would collide with them after being paid for.
+pub const RESERVED_NAMES: [&str; 5] = [
+    "batch.json",
+    "batch.md",
+    "batch.html",
+    "junit.xml",
+    "workspace",
+];
+
+/// A member whose name is reserved runs under `ws-NAME` instead.
+fn unreserved(name: String) -> String {
+    if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+        format!("ws-{name}")
+    } else {
+        name
+    }
+}
+
 fn base_name(path: &Path) -> String {
     let named = path
         .canonicalize()
@@ -169,9 +191,9 @@ fn base_name(path: &Path) -> String {
         .collect();
     let safe = safe.trim_start_matches('.').to_string();
     if safe.is_empty() {
-        "workspace".to_string()
+        unreserved("workspace".to_string())
     } else {
-        safe
+        unreserved(safe)
     }
 }
 
@@ -210,7 +232,11 @@ mod tests {
             (a[0].as_str(), a[1].as_str())
         );
         assert_eq!(names(&["/nowhere/.hidden"]), ["hidden"]);
-        assert!(names(&["/"])[0] == "workspace");
+        assert!(names(&["/"])[0] == "ws-workspace");
+        assert_eq!(
+            names(&["/nowhere/batch.json", "/nowhere/JUnit.xml"]),
+            ["ws-batch.json", "ws-JUnit.xml"]
+        );
         assert!(a.iter().all(|n| valid_name(n)));
     }
 
