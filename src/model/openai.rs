@@ -123,7 +123,16 @@ impl tower::Service<HttpRequestFactory> for StatusAwareService {
             on_tokens: self.on_tokens.clone(),
         };
         Box::pin(async move {
-            let request = factory.build().await?;
+            let mut request = factory.build().await?;
+            // No key (a local model): no Authorization header, rather than an empty one.
+            let auth = reqwest::header::AUTHORIZATION;
+            if request
+                .headers()
+                .get(&auth)
+                .is_some_and(|v| v.as_bytes().trim_ascii() == b"Bearer")
+            {
+                request.headers_mut().remove(&auth);
+            }
             let mut response = client
                 .execute(request)
                 .await
@@ -585,10 +594,18 @@ fn checked_base(settings: &ModelSettings) -> Result<String, ModelError> {
         )));
     }
     let key = settings.api_key.expose();
+    if key.is_empty() && !settings.allow_no_key && !super::settings::is_loopback(&base) {
+        return Err(ModelError::Config(format!(
+            "{var} is not set (or empty), so requests to {base} would go without an API key; set {var}, or, for a server that needs no key, set {allow}=1 (a model on this machine — localhost, 127.0.0.1, ::1 — needs neither)",
+            var = settings.api_key_env,
+            allow = super::settings::ALLOW_NO_KEY_ENV,
+        )));
+    }
     if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err() {
-        return Err(ModelError::Config(
-            "the API key contains characters that cannot be sent in an HTTP header; check OPENAI_API_KEY".into(),
-        ));
+        return Err(ModelError::Config(format!(
+            "the API key contains characters that cannot be sent in an HTTP header; check {}",
+            settings.api_key_env
+        )));
     }
     Ok(base)
 }
