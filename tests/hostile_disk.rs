@@ -841,6 +841,67 @@ async fn redact_inputs_removes_secrets_before_they_are_sent_and_replays() {
     no_panic(&replay(&run_dir).status(0).run());
 }
 
+/// With `redact_inputs` and `[limits]`, an input is redacted whole and then cut: the live run
+/// and a replay from the snapshot alone (which keeps the file scrubbed) quote the same text
+/// with the same "showing N of M bytes", so the replay finds every exchange and writes the
+/// same report.
+#[tokio::test(flavor = "multi_thread")]
+async fn redacted_and_cut_inputs_replay_without_the_workspace() {
+    for secrets in [
+        "scrub_patterns = ['password\\s*=\\s*\\S+']\nredact_inputs = true",
+        "redact_inputs = ['password\\s*=\\s*\\S+']",
+    ] {
+        redacted_and_cut_input_replays(secrets).await;
+    }
+}
+
+async fn redacted_and_cut_input_replays(secrets: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = reviewer().await;
+    // The example's [limits] cut files at 2500 bytes.
+    let ws = workspace(dir.path(), &format!("[secrets]\n{secrets}\n"));
+    let runbook = std::fs::read_to_string(ws.join("ops/runbook.md")).unwrap();
+    let filler = "Each retry is logged with its attempt number and the error seen.\n".repeat(60);
+    std::fs::write(
+        ws.join("ops/runbook.md"),
+        format!("db password = hunter2\nreplica password = swordfish9\n{filler}{runbook}"),
+    )
+    .unwrap();
+    let run_dir = dir.path().join("run");
+    no_panic(&run(&server, &ws, &run_dir).status(0).run());
+    assert!(server
+        .requests()
+        .iter()
+        .all(|r| !r.body_text.contains("hunter2") && !r.body_text.contains("swordfish9")));
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.body_text.contains("[truncated by hatrack")),
+        "the runbook was cut"
+    );
+    // What was redacted before sending is not kept in the run directory either (its
+    // snapshot holds the inputs as they were sent).
+    for entry in walkdir::WalkDir::new(&run_dir) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains("hunter2") && !text.contains("swordfish9"),
+                "{} keeps a redacted secret",
+                entry.path().display()
+            );
+        }
+    }
+    let report = std::fs::read(run_dir.join("report.json")).unwrap();
+    // The workspace is gone: the replay has only the run directory's snapshot.
+    std::fs::rename(&ws, dir.path().join("gone")).unwrap();
+    let out = replay(&run_dir).status(0).run();
+    no_panic(&out);
+    assert_eq!(std::fs::read(run_dir.join("report.json")).unwrap(), report);
+}
+
 // ---------- 6. one writer per run directory; a valid last line is kept ----------
 
 #[tokio::test(flavor = "multi_thread")]

@@ -176,9 +176,25 @@ pub fn collect(
         what: "a snapshot file",
         max: MAX_OBJECT_BYTES,
     };
+    // Inputs are kept as they were sent: redacted (`[secrets] redact_inputs`) whole, the
+    // order the run used (then scrubbed, like everything written).
+    let redact =
+        crate::secrets::compile_patterns(config.secrets.redact_patterns(), "").unwrap_or_default();
     for rel in wanted {
         let path = workspace.join(&rel);
         if let Ok(bytes) = safe_fs::read_bounded(&path, kind, safe_fs::Links::Within(workspace)) {
+            let bytes = match std::str::from_utf8(&bytes) {
+                Ok(text) if !redact.is_empty() && rel != CONFIG_FILE => {
+                    let mut text = text.to_string();
+                    for pattern in &redact {
+                        text = pattern
+                            .replace_all(&text, crate::secrets::REDACTED)
+                            .into_owned();
+                    }
+                    text.into_bytes()
+                }
+                _ => bytes,
+            };
             files.push((format!("{WORKSPACE}/{rel}"), bytes));
         }
     }
