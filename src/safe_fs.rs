@@ -472,22 +472,33 @@ pub fn write_file(
     bytes: &[u8],
     sync: bool,
 ) -> Result<PathBuf, SafeFsError> {
-    write_via_temp(root, rel, bytes, sync, true)
+    write_via_temp(root, rel, sync, true, &mut |file| file.write_all(bytes))
+}
+
+/// [`write_file`] for a file written piece by piece (a snapshot's pack): `fill` writes the
+/// contents into the temporary file, which is put in place only when it succeeds.
+pub fn write_file_with(
+    root: &Path,
+    rel: &str,
+    sync: bool,
+    fill: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
+) -> Result<PathBuf, SafeFsError> {
+    write_via_temp(root, rel, sync, true, fill)
 }
 
 /// [`write_file`] for a file that must not exist yet: anything at the name (a file, a link,
 /// even a dangling one) is left alone and the write fails with `AlreadyExists`. The file
 /// appears whole, by a hard link from the temporary file, which never follows a link.
 pub fn write_new_file(root: &Path, rel: &str, bytes: &[u8]) -> Result<PathBuf, SafeFsError> {
-    write_via_temp(root, rel, bytes, true, false)
+    write_via_temp(root, rel, true, false, &mut |file| file.write_all(bytes))
 }
 
 fn write_via_temp(
     root: &Path,
     rel: &str,
-    bytes: &[u8],
     sync: bool,
     replace: bool,
+    fill: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
 ) -> Result<PathBuf, SafeFsError> {
     let path = prepare(root, rel)?;
     let name = path
@@ -499,25 +510,25 @@ fn write_via_temp(
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let short: String = name.chars().take(32).collect();
     let mut tmp = PathBuf::new();
-    let mut result = Err(std::io::Error::other("no temporary name was free"));
+    let mut opened = Err(std::io::Error::other("no temporary name was free"));
     for _ in 0..16 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         tmp = path.with_file_name(format!(".{short}.{}-{n}.tmp", std::process::id()));
-        result = (|| {
-            let mut file = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
-            file.write_all(bytes)?;
-            if sync {
-                file.sync_all()?;
-            }
-            drop(file);
-            Ok(())
-        })();
+        opened = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp);
         // Something already has that name (a file a transcript brought along): another name.
-        match &result {
+        match &opened {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             _ => break,
         }
     }
+    let result = opened.and_then(|mut file| {
+        let written = fill(&mut file).and_then(|()| if sync { file.sync_all() } else { Ok(()) });
+        if written.is_err() {
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+        }
+        written
+    });
     let result = result.and_then(|()| {
         let placed = if replace {
             fs::rename(&tmp, &path)

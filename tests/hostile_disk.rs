@@ -902,6 +902,35 @@ async fn redacted_and_cut_input_replays(secrets: &str) {
     assert_eq!(std::fs::read(run_dir.join("report.json")).unwrap(), report);
 }
 
+/// A workspace whose inputs hold more than a snapshot may (1 GiB in all): the snapshot is
+/// written one file at a time (memory stays far below the inputs' size) and only up to
+/// what a replay reads, leaving the rest out with a warning, so a replay from it alone is
+/// not refused as "edited by hand".
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_keeps_to_the_limits_its_reader_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = reviewer().await;
+    let ws = workspace(dir.path(), "");
+    // 17 × 64 MiB, sparse: 1088 MiB the `ops/**` binding matches (and skips as binary).
+    for i in 0..17 {
+        std::fs::File::create(ws.join(format!("ops/big-{i:02}.log")))
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+    }
+    let run_dir = dir.path().join("run");
+    let out = run(&server, &ws, &run_dir).status(0).run();
+    no_panic(&out);
+    assert!(out.stderr.contains("left out"), "{}", out.stderr);
+    let rss = children_max_rss();
+    assert!(rss < 512 << 20, "writing the snapshot took {rss} bytes");
+    std::fs::rename(&ws, dir.path().join("gone")).unwrap();
+    let out = replay(&run_dir).status(0).run();
+    no_panic(&out);
+    assert!(!out.stderr.contains("edited by hand"), "{}", out.stderr);
+}
+
 // ---------- 6. one writer per run directory; a valid last line is kept ----------
 
 #[tokio::test(flavor = "multi_thread")]
