@@ -597,13 +597,24 @@ impl Snapshot {
     }
 
     /// Writes the stage, workspace and prompts into a fresh private temporary directory
-    /// (removed when the returned value is dropped), every object verified first.
+    /// (`$TMPDIR/hatrack-snapshot-<pid>-…`, mode 0700), every object verified first. The
+    /// directory is removed when the returned value is dropped, on SIGINT and SIGTERM, and,
+    /// if the process was killed outright, by the next materialize on this machine, which
+    /// removes the directories of processes that no longer exist.
     pub fn materialize(&self) -> Result<Materialized, SnapshotError> {
-        let dir = tempfile::Builder::new()
-            .prefix("hatrack-snapshot-")
-            .tempdir()
-            .map_err(SnapshotError::TempDir)?;
+        temp::remove_stale();
+        temp::guard_signals();
+        let mut builder = tempfile::Builder::new();
+        let prefix = format!("{}{}-", temp::PREFIX, std::process::id());
+        builder.prefix(&prefix);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o700));
+        }
+        let dir = builder.tempdir().map_err(SnapshotError::TempDir)?;
         let root = dir.path().to_path_buf();
+        temp::register(&root);
         let stage_dir = root.join(STAGE).join(&self.manifest.stage_dir);
         let workspace = root.join(WORKSPACE);
         for made in [&stage_dir, &workspace] {
@@ -649,6 +660,119 @@ pub struct Materialized {
     pub workspace: PathBuf,
     pub prompts: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Materialized {
+    fn drop(&mut self) {
+        temp::unregister(self._dir.path());
+    }
+}
+
+/// The temporary directories snapshots are materialized into: private, and never left
+/// behind by an interrupted replay.
+mod temp {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    /// `hatrack-snapshot-<pid>-<random>`: the pid says whose it is.
+    pub const PREFIX: &str = "hatrack-snapshot-";
+
+    /// This process's directories, for the signal handler.
+    static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    pub fn register(dir: &Path) {
+        if let Ok(mut live) = LIVE.lock() {
+            live.push(dir.to_path_buf());
+        }
+    }
+
+    pub fn unregister(dir: &Path) {
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|d| d != dir);
+        }
+    }
+
+    /// On SIGINT or SIGTERM: removes this process's directories, then exits as the signal
+    /// would have (130, 143). Installed once, when a runtime is there to wait on signals.
+    pub fn guard_signals() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        #[cfg(unix)]
+        ONCE.call_once(|| {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            // Registered here, synchronously: a signal from now on is the handler's.
+            let _enter = handle.enter();
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            handle.spawn(async move {
+                let code = tokio::select! {
+                    _ = int.recv() => 130,
+                    _ = term.recv() => 143,
+                };
+                let dirs = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+                for dir in dirs {
+                    // A file written meanwhile can make one attempt fail.
+                    for _ in 0..5 {
+                        if std::fs::remove_dir_all(&dir).is_ok() || !dir.exists() {
+                            break;
+                        }
+                    }
+                }
+                std::process::exit(code);
+            });
+        });
+    }
+
+    /// Removes the directories left by processes of this user that no longer exist (killed
+    /// outright: SIGKILL, a power loss). A directory of a live process is never touched.
+    pub fn remove_stale() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let tmp = std::env::temp_dir();
+            let Ok(entries) = std::fs::read_dir(&tmp) else {
+                return;
+            };
+            let me = unsafe { libc::geteuid() };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+                    continue;
+                };
+                let Some(pid) = rest
+                    .split_once('-')
+                    .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok())
+                else {
+                    continue;
+                };
+                if pid <= 0 || pid as u32 == std::process::id() || alive(pid) {
+                    continue;
+                }
+                let path = entry.path();
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if meta.is_dir() && !meta.file_type().is_symlink() && meta.uid() == me {
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+            }
+        }
+    }
+
+    /// Whether a process with this id exists (one of another user counts as alive).
+    #[cfg(unix)]
+    fn alive(pid: libc::pid_t) -> bool {
+        if unsafe { libc::kill(pid, 0) } == 0 {
+            return true;
+        }
+        std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
 }
 
 /// Every path, hash and size checked before anything is read.
