@@ -591,6 +591,8 @@ pub fn open_append(root: &Path, rel: &str, truncate: bool) -> Result<File, SafeF
     } else {
         options.append(true);
     }
+    // Never waits: a FIFO put at the name after the check would block an open for writing.
+    no_block(&mut options);
     let file = no_follow(&mut options).open(&path).map_err(|e| {
         // ELOOP: a link appeared at the name between the check and the open.
         #[cfg(unix)]

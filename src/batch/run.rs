@@ -265,7 +265,7 @@ pub(crate) fn write_index(
     if github {
         let [_, markdown, html, _] = batch::render::FILES;
         let (markdown, html) = (dir.path().join(markdown), dir.path().join(html));
-        append_step_summary(&markdown, &html, &Scrubber::default())?;
+        append_step_summary(&markdown, &html, &Scrubber::default());
     }
     if !quiet {
         for w in &index.workspaces {
