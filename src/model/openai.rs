@@ -634,8 +634,9 @@ fn http_client(base: &str, settings: &ModelSettings) -> Result<reqwest::Client, 
 
 /// Redirects are followed only within the origin (scheme, host, port) the request went to:
 /// a 307/308 re-sends the prompt's body, and a key meant for one endpoint must never reach
-/// another. A cross-origin redirect is a provider error saying where it pointed.
-fn same_origin_redirects() -> reqwest::redirect::Policy {
+/// another. A cross-origin redirect is a provider error saying where it pointed. Also the
+/// OpenTelemetry exporter's policy (its headers may carry a collector's key).
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let origin = |u: &reqwest::Url| u.origin().ascii_serialization();
         let first = attempt.previous().first().map(origin);
