@@ -931,6 +931,52 @@ async fn a_snapshot_keeps_to_the_limits_its_reader_checks() {
     assert!(!out.stderr.contains("edited by hand"), "{}", out.stderr);
 }
 
+/// `--transcript` naming a directory that holds a user's files (not a run directory) is
+/// refused before any request, naming what is there; nothing in it changes. An empty one,
+/// or a run directory, is used as before; a batch is held to the same rule.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transcript_dir_holding_someone_elses_files_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = reviewer().await;
+    let ws = workspace(dir.path(), "");
+    let docs = dir.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    for name in ["report.md", "junit.xml", "run-notes.txt"] {
+        std::fs::write(docs.join(name), format!("my own {name}\n")).unwrap();
+    }
+    let out = run(&server, &ws, &docs)
+        .status(2)
+        .stderr_has("is not empty and is not a hatrack run directory")
+        .stderr_has("junit.xml, report.md, run-notes.txt")
+        .run();
+    no_panic(&out);
+    // A batch into it: the same.
+    let out = Test::new()
+        .arg("run")
+        .arg(&ws)
+        .arg(dir.path().join("gone-too"))
+        .args(["--model", "fake-model", "--base-url", &server.url()])
+        .arg("--transcript")
+        .arg(&docs)
+        .status(2)
+        .stderr_has("is not a hatrack run directory")
+        .run();
+    no_panic(&out);
+    assert_eq!(server.count(), 0);
+    for name in ["report.md", "junit.xml", "run-notes.txt"] {
+        assert_eq!(
+            std::fs::read_to_string(docs.join(name)).unwrap(),
+            format!("my own {name}\n")
+        );
+    }
+    assert_eq!(std::fs::read_dir(&docs).unwrap().count(), 3);
+    // An empty directory is fine, and then it is a run directory.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    no_panic(&run(&server, &ws, &empty).status(0).run());
+    no_panic(&run(&server, &ws, &empty).status(0).run());
+}
+
 // ---------- 6. one writer per run directory; a valid last line is kept ----------
 
 #[tokio::test(flavor = "multi_thread")]
