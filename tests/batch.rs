@@ -751,3 +751,62 @@ async fn workspaces_named_like_the_batch_files_run_under_other_names() {
         .status(0)
         .run();
 }
+
+/// `merge --out` an existing batch (its index would be replaced, its old members left
+/// unindexed) or a directory inside a shard (a batch nested in another) is refused, and
+/// nothing is written there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_refuses_an_existing_batch_or_a_shard_as_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let shard = tmp.path().join("shard");
+    let other = tmp.path().join("other");
+    run(&server)
+        .arg(workspace(tmp.path(), "a", false))
+        .arg(workspace(tmp.path(), "b", false))
+        .arg("--transcript")
+        .arg(&shard)
+        .status(0)
+        .run();
+    run(&server)
+        .arg(workspace(tmp.path(), "c", false))
+        .arg(workspace(tmp.path(), "d", false))
+        .arg("--transcript")
+        .arg(&other)
+        .status(0)
+        .run();
+    let before = std::fs::read(other.join("batch.json")).unwrap();
+    Test::new()
+        .arg("merge")
+        .arg(&shard)
+        .arg("--out")
+        .arg(&other)
+        .status(2)
+        .stderr_has("is not empty")
+        .stderr_has("batch.json")
+        .run();
+    assert_eq!(std::fs::read(other.join("batch.json")).unwrap(), before);
+    assert!(!other.join("a").exists(), "nothing was copied into it");
+    for inside in [shard.join("merged"), shard.join("a/merged")] {
+        Test::new()
+            .arg("merge")
+            .arg(&shard)
+            .arg("--out")
+            .arg(&inside)
+            .status(2)
+            .stderr_has("is inside the shard")
+            .run();
+        assert!(!inside.exists());
+    }
+    // A new directory (or an empty one) is what merge writes.
+    let fresh = tmp.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    Test::new()
+        .arg("merge")
+        .arg(&shard)
+        .arg("--out")
+        .arg(&fresh)
+        .status(0)
+        .run();
+    assert_eq!(names(&fresh), ["a", "b"]);
+}

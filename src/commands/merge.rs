@@ -24,7 +24,61 @@ const MAX_FILE: u64 = 256 * 1024 * 1024;
 /// Deepest directory nesting copied from a shard (artifacts sit a few levels down).
 const MAX_DEPTH: usize = 16;
 
+/// `--out` must be a new batch directory: missing or empty (an existing batch would have
+/// its index replaced and its old members left unindexed), and not inside a shard given
+/// (a batch nested in another, which a later merge of that shard would copy).
+fn check_out(args: &MergeArgs) -> Result<(), Error> {
+    let out = &args.out;
+    if let Ok(entries) = std::fs::read_dir(out) {
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| crate::safe_fs::display_name(&e.file_name().to_string_lossy()))
+            .collect();
+        if !names.is_empty() {
+            names.sort();
+            names.truncate(5);
+            return Err(Error::usage(format!(
+                "--out {} is not empty (it holds {}…); merge writes a whole new batch directory: give a new or empty --out DIR",
+                out.display(),
+                names.join(", ")
+            )));
+        }
+    }
+    // Where --out is, or would be created: its nearest existing ancestor, resolved.
+    let absolute = std::path::absolute(out)
+        .map_err(|e| Error::io(format!("resolving {}", out.display()), e))?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut resolved = existing
+        .canonicalize()
+        .unwrap_or_else(|_| existing.to_path_buf());
+    resolved.extend(rest.iter().rev());
+    for shard in &args.shards {
+        let Ok(shard_real) = shard.canonicalize() else {
+            continue;
+        };
+        if resolved.starts_with(&shard_real) {
+            return Err(Error::usage(format!(
+                "--out {} is inside the shard {}; merge into a directory outside every shard",
+                out.display(),
+                shard.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    check_out(args)?;
     let indexes = args
         .shards
         .iter()
