@@ -281,3 +281,19 @@ async fn artifact_names_that_scrub_alike_stay_apart_and_replay() {
         .run();
     assert_eq!(std::fs::read(run_dir.join("report.json")).unwrap(), before);
 }
+
+/// A key holding a quote or a backslash (which escaped JSON turns into many forms) stops a
+/// live run before any request, naming its variable.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_with_a_quote_or_a_backslash_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = echoing_server(|_| String::new(), Vec::new()).await;
+    let ws = workspace(dir.path());
+    for key in [r#"sk-with"quote-1234"#, r"sk-with\backslash-1234"] {
+        run_with_key(&server, &ws, &dir.path().join("run"), key)
+            .status(2)
+            .stderr_has("OPENAI_API_KEY contains a quote or a backslash")
+            .run();
+    }
+    assert_eq!(server.count(), 0);
+}

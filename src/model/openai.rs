@@ -601,6 +601,12 @@ fn checked_base(settings: &ModelSettings) -> Result<String, ModelError> {
             allow = super::settings::ALLOW_NO_KEY_ENV,
         )));
     }
+    if key.contains(['"', '\\']) {
+        return Err(ModelError::Config(format!(
+            "the API key in {} contains a quote or a backslash, which no provider's keys do and which could survive scrubbing in escaped JSON; check the variable",
+            settings.api_key_env
+        )));
+    }
     if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err() {
         return Err(ModelError::Config(format!(
             "the API key contains characters that cannot be sent in an HTTP header; check {}",
