@@ -810,3 +810,50 @@ async fn merge_refuses_an_existing_batch_or_a_shard_as_out() {
         .run();
     assert_eq!(names(&fresh), ["a", "b"]);
 }
+
+/// `merge --verify` replays every member from its own transcript and refuses one whose
+/// report it does not reproduce (edited where the other checks cannot see); an untouched
+/// shard merges as without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_verify_refuses_a_report_its_transcript_does_not_reproduce() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let shard = tmp.path().join("shard");
+    run(&server)
+        .arg(workspace(tmp.path(), "a", false))
+        .arg(workspace(tmp.path(), "b", false))
+        .arg("--transcript")
+        .arg(&shard)
+        .status(0)
+        .run();
+    let calls = server.count();
+    let merge = |out: &str, verify: bool| {
+        let t = Test::new()
+            .arg("merge")
+            .arg(&shard)
+            .arg("--out")
+            .arg(tmp.path().join(out));
+        if verify {
+            t.arg("--verify")
+        } else {
+            t
+        }
+    };
+    merge("verified", true).status(0).run();
+    assert_eq!(names(&tmp.path().join("verified")), ["a", "b"]);
+    // A finding reworded in b's report: the gate is the same, so only a replay tells.
+    let report = shard.join("b/report.json");
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.contains("checked by the fake judge"));
+    std::fs::write(
+        &report,
+        text.replace("checked by the fake judge", "checked by a careful human"),
+    )
+    .unwrap();
+    merge("unverified", false).status(0).run();
+    merge("refused", true)
+        .status(2)
+        .stderr_has("member b: report.json is not what its transcript reproduces")
+        .run();
+    assert_eq!(server.count(), calls, "verifying calls no model");
+}

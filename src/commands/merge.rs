@@ -156,6 +156,14 @@ pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
     }
     let loaded = crate::batch::index::load(locked.path(), &names)
         .map_err(|e| Error::usage(e.to_string()))?;
+    if args.verify {
+        let ran: Vec<&str> = loaded
+            .iter()
+            .filter(|m| m.entry.error.is_none())
+            .map(|m| m.entry.name.as_str())
+            .collect();
+        verify(locked.path(), &ran)?;
+    }
     write_index(
         &locked,
         &loaded,
@@ -164,6 +172,65 @@ pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         false,
         args.github || on_github_actions(),
     )
+}
+
+/// The files of a member's run directory its report consists of.
+const REPORT_FILES: [&str; 3] = ["report.json", "junit.xml", "report.md"];
+
+/// `--verify`: each member (its copy under `out`) replayed offline from its own transcript;
+/// a replay that fails, or that writes a report other than the one the shard brought, is
+/// refused, naming the member and what differs.
+fn verify(out: &Path, members: &[&str]) -> Result<(), Error> {
+    use crate::run::lifecycle::{replay_with, Runner};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let progress = crate::run::progress::Progress::new(true);
+    for name in members {
+        let dir = out.join(name);
+        let read = |file: &str| {
+            crate::safe_fs::read_bounded(
+                &dir.join(file),
+                crate::safe_fs::Kind::RUN_FILE,
+                crate::safe_fs::Links::Never,
+            )
+            .ok()
+        };
+        let brought: Vec<Option<Vec<u8>>> = REPORT_FILES.iter().map(|f| read(f)).collect();
+        let args = crate::cli::ReplayArgs {
+            transcript: dir.clone(),
+            stage: None,
+            workspace: None,
+            require_signature: None,
+            report: Default::default(),
+        };
+        let runner = Runner {
+            quiet: true,
+            transport: None,
+            progress: progress.member(name),
+            github: false,
+            batch: None,
+        };
+        let refuse = |why: String| {
+            Error::usage(format!(
+                "--verify: member {name}: {why}; its shard was edited after it ran, or recorded by another hatrack: run that shard again"
+            ))
+        };
+        runtime
+            .block_on(replay_with(&args, &runner, &mut std::io::sink()))
+            .map_err(|e| refuse(format!("its transcript does not replay ({e})")))?;
+        for (file, before) in REPORT_FILES.iter().zip(brought) {
+            if read(file) != before {
+                return Err(refuse(format!(
+                    "{file} is not what its transcript reproduces"
+                )));
+            }
+        }
+    }
+    runtime.shutdown_background();
+    Ok(())
 }
 
 /// Copies the regular files under `from` to `root/rel`, never following a symlink (a run
