@@ -320,11 +320,15 @@ fn read_key_file(path: &Path) -> Result<Vec<u8>, AttestError> {
         message,
     };
     // A key may be a link (mounted secrets are): it is the user's own file, read as given.
-    let file = std::fs::File::open(path)
-        .map_err(|e| bad(format!("cannot read the key ({e}); {KEY_HELP}")))?;
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(bad(format!("not a regular file; {KEY_HELP}")));
-    }
+    let any = crate::safe_fs::Kind {
+        what: "a key",
+        max: u64::MAX,
+    };
+    let (file, _) = crate::safe_fs::open_bounded(path, any, crate::safe_fs::Links::Follow)
+        .map_err(|e| match e.why {
+            crate::safe_fs::ReadWhy::Io(e) => bad(format!("cannot read the key ({e}); {KEY_HELP}")),
+            _ => bad(format!("not a regular file; {KEY_HELP}")),
+        })?;
     let mut bytes = Vec::new();
     file.take(MAX_KEY_BYTES + 1)
         .read_to_end(&mut bytes)

@@ -283,6 +283,10 @@ pub struct MergeArgs {
     /// shard is an error (exit 2).
     #[arg(long)]
     pub partial: bool,
+    /// Replay every member offline before it is indexed, and refuse (exit 2) one whose
+    /// report its own transcript does not reproduce (a shard edited after it ran).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Clone, Args, Default)]

@@ -230,7 +230,7 @@ impl PathList {
 }
 
 /// The largest hatrack.toml read.
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+pub const MAX_CONFIG_BYTES: u64 = crate::safe_fs::Kind::CONFIG.max;
 
 /// `[model.request]` fields that are hatrack's own: the request's shape, its messages and
 /// the answer's format. Refused wherever they are written.
@@ -251,39 +251,26 @@ pub const RESERVED_REQUEST_FIELDS: &[&str] = &[
     "best_of",
 ];
 
-/// Reads a config or policy file of at most [`MAX_CONFIG_BYTES`]: a regular file only (a
-/// FIFO would hang, a device never end), its size checked before reading.
+/// Reads a config or policy file named on the command line through the bounded reader: a
+/// regular file of at most [`MAX_CONFIG_BYTES`], a link at its name followed only inside its
+/// own directory.
 pub fn read_bounded(path: &Path) -> Result<String, Error> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    if !meta.is_file() {
-        return Err(Error::usage(format!(
-            "{}: not a regular file; give a TOML file",
-            path.display()
-        )));
-    }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(Error::usage(format!(
-            "{}: {} bytes; a hatrack.toml is at most {} KiB",
-            path.display(),
-            meta.len(),
-            MAX_CONFIG_BYTES >> 10
-        )));
-    }
-    let mut text = String::new();
-    use std::io::Read;
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    Ok(text)
+    use crate::safe_fs::{read_bounded_string, Kind, Links};
+    Ok(read_bounded_string(path, Kind::CONFIG, Links::SameDir)?)
 }
 
-/// The text of `WORKSPACE/hatrack.toml` (`None`: there is none).
+/// The text of `WORKSPACE/hatrack.toml` (`None`: there is none). The workspace is the
+/// reviewed repository: a link that leads out of it is refused, never followed.
 pub fn read_workspace_file(workspace: &Path) -> Result<Option<String>, Error> {
+    use crate::safe_fs::{read_bounded_string, Kind, Links};
     let path = workspace.join(CONFIG_FILE);
     match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        _ => read_bounded(&path).map(Some),
+        _ => Ok(Some(read_bounded_string(
+            &path,
+            Kind::CONFIG,
+            Links::Within(workspace),
+        )?)),
     }
 }
 

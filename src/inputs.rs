@@ -214,7 +214,7 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
                             Ok(Ok((file, redacted))) => {
                                 if redacted > 0 {
                                     notes.push(format!(
-                                        "hat {}: input {shown}: {redacted} match(es) of [secrets] redact_inputs redacted before sending",
+                                        "hat {}: input {shown}: {redacted} passage(s) redacted by [secrets] redact_inputs before sending",
                                         hat.name
                                     ));
                                 }
@@ -431,10 +431,15 @@ pub const MAX_LISTED_NOTES: usize = 20;
 pub const MAX_INPUT_FILE_BYTES: u64 = 64 << 20;
 
 /// Reads one input: `Ok(Err(why))` when it is skipped (binary, not UTF-8, too large);
-/// otherwise the file and how many redactions were made. Memory stays bounded whatever the
-/// file's size: at most `max_file_bytes` (+ one character) is kept, the rest is streamed
+/// otherwise the file and how many redacted passages it holds. Memory stays bounded whatever
+/// the file's size: at most `max_file_bytes` (+ one character) is kept, the rest is streamed
 /// through the hash and the UTF-8 check. Quoted text is capped at the per-file limit and at
-/// what is left of the step's budget; `redact` patterns are applied before it is quoted.
+/// what is left of the step's budget.
+///
+/// With `redact` patterns, one order everywhere: the whole file (at most
+/// [`MAX_INPUT_FILE_BYTES`]) is redacted first, then cut, and its size and sha256 are those
+/// of the redacted text. That is what the run's snapshot keeps (scrubbed), so a replay
+/// without the workspace quotes the same text with the same "showing N of M bytes".
 fn read_input(
     workspace: &Path,
     path: &str,
@@ -448,15 +453,34 @@ fn read_input(
         path: full.display().to_string(),
         message: e.to_string(),
     };
-    let size = std::fs::metadata(&full).map_err(io)?.len();
+    // A regular file inside the workspace, or nothing: never a FIFO (it would block), a
+    // device, or a link out of the workspace. Its size is checked below, to skip it.
+    let any_size = crate::safe_fs::Kind {
+        what: "an input",
+        max: u64::MAX,
+    };
+    let (mut file, size) = match crate::safe_fs::open_bounded(
+        &full,
+        any_size,
+        crate::safe_fs::Links::Within(workspace),
+    ) {
+        Ok(opened) => opened,
+        Err(e) => match e.why {
+            crate::safe_fs::ReadWhy::Io(e) => return Err(io(e)),
+            why => return Ok(Err(why.to_string())),
+        },
+    };
     if size > MAX_INPUT_FILE_BYTES {
         return Ok(Err(format!(
             "is {size} bytes, larger than the {} MiB hatrack reads",
             MAX_INPUT_FILE_BYTES >> 20
         )));
     }
-    let mut file = std::fs::File::open(&full).map_err(io)?;
-    let keep = limits.max_file_bytes.saturating_add(4);
+    let keep = if redact.is_empty() {
+        limits.max_file_bytes.saturating_add(4)
+    } else {
+        usize::MAX
+    };
     let mut kept: Vec<u8> = Vec::with_capacity(keep.min(size as usize));
     let mut hasher = Sha256::new();
     let mut total: u64 = 0;
@@ -508,22 +532,28 @@ fn read_input(
             String::from_utf8(bytes).unwrap_or_default()
         }
     };
-    let sha256 = hex::encode(hasher.finalize());
-    let file_bytes = total;
+    let mut sha256 = hex::encode(hasher.finalize());
+    let mut file_bytes = total;
     let mut redacted = 0;
     let mut text = text;
-    for pattern in redact {
-        let matches = pattern.find_iter(&text).filter(|m| !m.is_empty()).count();
-        if matches > 0 {
-            redacted += matches;
-            text = pattern
-                .replace_all(&text, crate::secrets::REDACTED)
-                .into_owned();
+    if !redact.is_empty() {
+        for pattern in redact {
+            if pattern.find_iter(&text).any(|m| !m.is_empty()) {
+                text = pattern
+                    .replace_all(&text, crate::secrets::REDACTED)
+                    .into_owned();
+            }
         }
+        // Counted in the redacted text, so a replay from the (already redacted) snapshot
+        // counts the same.
+        redacted = text.matches(crate::secrets::REDACTED).count();
+        file_bytes = text.len() as u64;
+        sha256 = hex::encode(Sha256::digest(text.as_bytes()));
     }
     // Inputs are data: nothing in them may spell hatrack's framing or notes (ordinary text
     // is left as it is).
     let text = crate::verdict::markers::escape_data(&text).into_owned();
+    let total = file_bytes;
     let whole = file_bytes as usize <= limits.max_file_bytes;
     let total = if whole { text.len() } else { total as usize };
     let cap = limits.max_file_bytes.min(*budget);

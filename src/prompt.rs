@@ -51,16 +51,19 @@ impl Prompts {
         let mut origins = Vec::new();
         let mut texts = Vec::new();
         for (name, shipped) in TEMPLATES {
-            let (source, origin) = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path).map_err(|e| PromptError::Read {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
-                    (text, path.display().to_string())
-                }
-                None => (shipped.to_string(), "shipped".to_string()),
-            };
+            let (source, origin) =
+                match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
+                    Some(path) => {
+                        use crate::safe_fs::{read_bounded_string, Kind, Links};
+                        let text = read_bounded_string(&path, Kind::TEMPLATE, Links::Follow)
+                            .map_err(|e| PromptError::Read {
+                                path: path.clone(),
+                                message: e.why.to_string(),
+                            })?;
+                        (text, path.display().to_string())
+                    }
+                    None => (shipped.to_string(), "shipped".to_string()),
+                };
             hasher.update(name.as_bytes());
             hasher.update([0]);
             hasher.update(source.as_bytes());

@@ -191,6 +191,17 @@ fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
     options
 }
 
+/// Opens without blocking: opening a FIFO for reading waits for a writer, which may never
+/// come. (Reads from a regular file are not affected.)
+fn no_block(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options
+}
+
 /// Opens `path` for reading without following a link at its last component; anything but a
 /// regular file (a FIFO would block the reader for ever, a device never ends) is refused.
 pub fn open_read_no_follow(path: &Path) -> std::io::Result<File> {
@@ -199,11 +210,257 @@ pub fn open_read_no_follow(path: &Path) -> std::io::Result<File> {
             return Err(std::io::Error::other("not a regular file"));
         }
     }
-    let file = no_follow(OpenOptions::new().read(true)).open(path)?;
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
     Ok(file)
+}
+
+// ---------- the one bounded reader ----------
+
+/// What the bounded reader reads: how messages name it and the most it reads of one.
+#[derive(Debug, Clone, Copy)]
+pub struct Kind {
+    pub what: &'static str,
+    pub max: u64,
+}
+
+impl Kind {
+    /// `hatrack.toml`, a policy file.
+    pub const CONFIG: Kind = Kind {
+        what: "a hatrack.toml or policy file",
+        max: 1 << 20,
+    };
+    /// `--prices` (LiteLLM's whole table is a few MiB).
+    pub const PRICES: Kind = Kind {
+        what: "a prices file",
+        max: 32 << 20,
+    };
+    /// `--manifest`: one workspace per line.
+    pub const MANIFEST: Kind = Kind {
+        what: "a batch manifest",
+        max: 4 << 20,
+    };
+    /// A stage's STAGE.md, hats, review agents.
+    pub const DEFINITION: Kind = Kind {
+        what: "a stage definition file",
+        max: 4 << 20,
+    };
+    /// A prompt template (`--prompts DIR`).
+    pub const TEMPLATE: Kind = Kind {
+        what: "a prompt template",
+        max: 1 << 20,
+    };
+    /// A report or an artifact a run directory holds (read by `diff`, `render`, the step
+    /// summary).
+    pub const RUN_FILE: Kind = Kind {
+        what: "a file of a run directory",
+        max: 64 << 20,
+    };
+}
+
+/// Where a link in a file's path may lead.
+#[derive(Debug, Clone, Copy)]
+pub enum Links<'a> {
+    /// Nowhere: the file itself must not be a link (files inside a run directory).
+    Never,
+    /// Only to a file inside this directory, whatever component is the link (a reviewed
+    /// workspace's files: a pull request must not point hatrack at a file of the machine).
+    Within(&'a Path),
+    /// A file named on the command line: a link at its name may lead only inside the
+    /// directory it is named in (so a link committed in a reviewed repository cannot point
+    /// a flag at a secret elsewhere on the runner).
+    SameDir,
+    /// Anywhere: the user's own file (a mounted signing key).
+    Follow,
+}
+
+/// Why the bounded reader refused a file, or could not read it.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadWhy {
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("not a regular file ({0}); hatrack reads only regular files")]
+    NotRegular(&'static str),
+    #[error("is {len} bytes, larger than {}, the most hatrack reads of {what}", human(*.max))]
+    TooLarge {
+        len: u64,
+        max: u64,
+        what: &'static str,
+    },
+    #[error("a symbolic link, which hatrack never follows here; replace it with the file itself")]
+    Link,
+    #[error("a symbolic link to {} outside {}, which hatrack never follows (a reviewed repository could point it at a file of the machine); pass or commit the file itself", .target.display(), .root.display())]
+    Outside { target: PathBuf, root: PathBuf },
+    #[error("not UTF-8 text")]
+    NotUtf8,
+}
+
+/// A file the bounded reader refused or could not read, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {why}", .path.display())]
+pub struct ReadError {
+    pub path: PathBuf,
+    pub why: ReadWhy,
+}
+
+impl ReadError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(&self.why, ReadWhy::Io(e) if e.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+impl From<ReadError> for crate::Error {
+    fn from(e: ReadError) -> crate::Error {
+        match e.why {
+            ReadWhy::Io(source) => {
+                crate::Error::io(format!("reading {}", e.path.display()), source)
+            }
+            _ => crate::Error::usage(e.to_string()),
+        }
+    }
+}
+
+/// `1 MiB`, `4 KiB`, `100 bytes`.
+pub fn human(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+fn file_kind(t: fs::FileType) -> &'static str {
+    if t.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    "not a plain file"
+}
+
+/// The real path of `path` when it must stay inside `root`.
+fn within(path: &Path, root: &Path) -> Result<PathBuf, ReadWhy> {
+    let real = path.canonicalize().map_err(ReadWhy::Io)?;
+    let root = root.canonicalize().map_err(ReadWhy::Io)?;
+    if real.starts_with(&root) {
+        Ok(real)
+    } else {
+        Err(ReadWhy::Outside { target: real, root })
+    }
+}
+
+/// Opens a file for a bounded read: a regular file only (a FIFO is refused without waiting
+/// for a writer, a device is never opened), links as `links` allows, its size checked
+/// against `kind` before anything is read. Returns the file and its size.
+pub fn open_bounded(path: &Path, kind: Kind, links: Links) -> Result<(File, u64), ReadError> {
+    let fail = |why| ReadError {
+        path: path.to_path_buf(),
+        why,
+    };
+    let meta = fs::symlink_metadata(path).map_err(|e| fail(ReadWhy::Io(e)))?;
+    let is_link = meta.file_type().is_symlink();
+    let target = match links {
+        Links::Never if is_link => return Err(fail(ReadWhy::Link)),
+        Links::Never | Links::Follow => path.to_path_buf(),
+        Links::Within(root) => within(path, root).map_err(fail)?,
+        Links::SameDir if is_link => {
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            within(path, parent).map_err(fail)?
+        }
+        Links::SameDir => path.to_path_buf(),
+    };
+    // Checked before opening: opening a device can have effects of its own.
+    let meta = fs::metadata(&target).map_err(|e| fail(ReadWhy::Io(e)))?;
+    if !meta.is_file() {
+        return Err(fail(ReadWhy::NotRegular(file_kind(meta.file_type()))));
+    }
+    let mut options = OpenOptions::new();
+    options.read(true);
+    no_block(&mut options);
+    if matches!(links, Links::Never | Links::Within(_)) {
+        no_follow(&mut options);
+    }
+    let file = options.open(&target).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return fail(ReadWhy::Link);
+        }
+        fail(ReadWhy::Io(e))
+    })?;
+    // Again on what was opened: the name may have been swapped in between.
+    let meta = file.metadata().map_err(|e| fail(ReadWhy::Io(e)))?;
+    if !meta.is_file() {
+        return Err(fail(ReadWhy::NotRegular(file_kind(meta.file_type()))));
+    }
+    if meta.len() > kind.max {
+        return Err(fail(ReadWhy::TooLarge {
+            len: meta.len(),
+            max: kind.max,
+            what: kind.what,
+        }));
+    }
+    Ok((file, meta.len()))
+}
+
+/// A whole file through [`open_bounded`]: never more than `kind.max` bytes read, even from a
+/// file that grows while it is read.
+pub fn read_bounded(path: &Path, kind: Kind, links: Links) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    let (file, len) = open_bounded(path, kind, links)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(kind.max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError {
+            path: path.to_path_buf(),
+            why: ReadWhy::Io(e),
+        })?;
+    if bytes.len() as u64 > kind.max {
+        return Err(ReadError {
+            path: path.to_path_buf(),
+            why: ReadWhy::TooLarge {
+                len: bytes.len() as u64,
+                max: kind.max,
+                what: kind.what,
+            },
+        });
+    }
+    Ok(bytes)
+}
+
+/// [`read_bounded`] as UTF-8 text.
+pub fn read_bounded_string(path: &Path, kind: Kind, links: Links) -> Result<String, ReadError> {
+    String::from_utf8(read_bounded(path, kind, links)?).map_err(|_| ReadError {
+        path: path.to_path_buf(),
+        why: ReadWhy::NotUtf8,
+    })
 }
 
 /// Writes `bytes` to `root/rel` through a temporary file and a rename. With `sync`, the
@@ -215,6 +472,34 @@ pub fn write_file(
     bytes: &[u8],
     sync: bool,
 ) -> Result<PathBuf, SafeFsError> {
+    write_via_temp(root, rel, sync, true, &mut |file| file.write_all(bytes))
+}
+
+/// [`write_file`] for a file written piece by piece (a snapshot's pack): `fill` writes the
+/// contents into the temporary file, which is put in place only when it succeeds.
+pub fn write_file_with(
+    root: &Path,
+    rel: &str,
+    sync: bool,
+    fill: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
+) -> Result<PathBuf, SafeFsError> {
+    write_via_temp(root, rel, sync, true, fill)
+}
+
+/// [`write_file`] for a file that must not exist yet: anything at the name (a file, a link,
+/// even a dangling one) is left alone and the write fails with `AlreadyExists`. The file
+/// appears whole, by a hard link from the temporary file, which never follows a link.
+pub fn write_new_file(root: &Path, rel: &str, bytes: &[u8]) -> Result<PathBuf, SafeFsError> {
+    write_via_temp(root, rel, true, false, &mut |file| file.write_all(bytes))
+}
+
+fn write_via_temp(
+    root: &Path,
+    rel: &str,
+    sync: bool,
+    replace: bool,
+    fill: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
+) -> Result<PathBuf, SafeFsError> {
     let path = prepare(root, rel)?;
     let name = path
         .file_name()
@@ -225,25 +510,48 @@ pub fn write_file(
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let short: String = name.chars().take(32).collect();
     let mut tmp = PathBuf::new();
-    let mut result = Err(std::io::Error::other("no temporary name was free"));
+    let mut opened = Err(std::io::Error::other("no temporary name was free"));
     for _ in 0..16 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         tmp = path.with_file_name(format!(".{short}.{}-{n}.tmp", std::process::id()));
-        result = (|| {
-            let mut file = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
-            file.write_all(bytes)?;
-            if sync {
-                file.sync_all()?;
-            }
-            drop(file);
-            fs::rename(&tmp, &path)
-        })();
+        opened = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp);
         // Something already has that name (a file a transcript brought along): another name.
-        match &result {
+        match &opened {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             _ => break,
         }
     }
+    let result = opened.and_then(|mut file| {
+        let written = fill(&mut file).and_then(|()| if sync { file.sync_all() } else { Ok(()) });
+        if written.is_err() {
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+        }
+        written
+    });
+    let result = result.and_then(|()| {
+        let placed = if replace {
+            fs::rename(&tmp, &path)
+        } else {
+            match fs::hard_link(&tmp, &path) {
+                Ok(()) => fs::remove_file(&tmp),
+                // A file system without hard links: the name checked free, then renamed.
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    match fs::symlink_metadata(&path) {
+                        Err(m) if m.kind() == std::io::ErrorKind::NotFound => {
+                            fs::rename(&tmp, &path)
+                        }
+                        _ => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        };
+        if placed.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        placed
+    });
     result.map_err(|source| {
         if source.kind() != std::io::ErrorKind::AlreadyExists {
             let _ = fs::remove_file(&tmp);
@@ -283,6 +591,8 @@ pub fn open_append(root: &Path, rel: &str, truncate: bool) -> Result<File, SafeF
     } else {
         options.append(true);
     }
+    // Never waits: a FIFO put at the name after the check would block an open for writing.
+    no_block(&mut options);
     let file = no_follow(&mut options).open(&path).map_err(|e| {
         // ELOOP: a link appeared at the name between the check and the open.
         #[cfg(unix)]

@@ -137,13 +137,22 @@ impl Scrubber {
             if out.contains(secret.as_str()) {
                 out = out.replace(secret.as_str(), REDACTED);
             }
-            // Secrets inside JSON strings may have been escaped (e.g. a `/` or a quote);
-            // scrub the JSON-escaped form too.
-            if let Ok(quoted) = serde_json::to_string(secret) {
-                let escaped = &quoted[1..quoted.len() - 1];
-                if escaped != secret && out.contains(escaped) {
-                    out = out.replace(escaped, REDACTED);
+            // Secrets inside JSON strings may have been escaped (a quote, a backslash), and
+            // JSON text holds JSON text (an answer quoted in a re-ask): scrub each escaped
+            // form, as deep as escaping still changes it.
+            let mut form = secret.clone();
+            for _ in 0..4 {
+                let Ok(quoted) = serde_json::to_string(&form) else {
+                    break;
+                };
+                let escaped = quoted[1..quoted.len() - 1].to_string();
+                if escaped == form {
+                    break;
                 }
+                if out.contains(&escaped) {
+                    out = out.replace(&escaped, REDACTED);
+                }
+                form = escaped;
             }
         }
         out
@@ -284,6 +293,23 @@ mod tests {
         let mut body = v["request"].take();
         s.scrub_json(&mut body);
         assert!(body.get("[REDACTED]").is_some(), "{body}");
+    }
+
+    #[test]
+    fn a_secret_is_scrubbed_in_every_json_escaping() {
+        let key = r#"sk-a"b\c"#;
+        let s = Scrubber::new(vec![key.into()], vec![]);
+        let once = serde_json::to_string(key).unwrap();
+        let twice = serde_json::to_string(&once).unwrap();
+        let thrice = serde_json::to_string(&twice).unwrap();
+        for text in [key.to_string(), once, twice, thrice] {
+            let scrubbed = s.scrub(&text);
+            assert!(
+                !scrubbed.contains("a\"b") && !scrubbed.contains(r#"a\"b"#),
+                "{scrubbed}"
+            );
+            assert!(scrubbed.contains(REDACTED), "{text} → {scrubbed}");
+        }
     }
 
     #[test]

@@ -262,8 +262,10 @@ impl Exporter {
                 .build()
                 .map_err(|e| e.to_string())?;
             runtime.block_on(async {
+                // OTEL_EXPORTER_OTLP_HEADERS (a collector's key) never goes to another origin.
                 let client = reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))
+                    .redirect(crate::model::openai::same_origin_redirects())
                     .build()
                     .map_err(|e| e.to_string())?;
                 let mut req = client
@@ -273,7 +275,16 @@ impl Exporter {
                 for (k, v) in &self.headers {
                     req = req.header(k.as_str(), v.as_str());
                 }
-                let resp = req.send().await.map_err(|e| e.to_string())?;
+                let resp = req.send().await.map_err(|e| {
+                    // With its causes: "error following redirect" alone does not say why.
+                    let mut text = e.to_string();
+                    let mut cause = std::error::Error::source(&e);
+                    while let Some(c) = cause {
+                        text.push_str(&format!(": {c}"));
+                        cause = c.source();
+                    }
+                    text
+                })?;
                 if resp.status().is_success() {
                     Ok(())
                 } else {

@@ -705,3 +705,155 @@ async fn a_replayed_shard_keeps_its_scope() {
     Test::new().arg("replay").arg(&shard).status(0).run();
     assert_eq!(index_files(&shard), before);
 }
+
+/// Workspaces named like the batch's own files (`batch.json`, `junit.xml`, `batch.md`,
+/// `batch.html`) or `workspace`: each gets a run directory of another name before any
+/// request, and the index is written (a member must never be paid for and then lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workspaces_named_like_the_batch_files_run_under_other_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let reserved = [
+        "batch.json",
+        "junit.xml",
+        "batch.md",
+        "batch.html",
+        "Workspace",
+    ];
+    let repos = tmp.path().join("repos");
+    let listed: Vec<PathBuf> = reserved
+        .iter()
+        .map(|n| workspace(&repos, n, false))
+        .collect();
+    let batch = tmp.path().join("batch");
+    let out = run(&server)
+        .args(&listed)
+        .arg("--transcript")
+        .arg(&batch)
+        .any_status()
+        .run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let members = names(&batch);
+    assert_eq!(members.len(), reserved.len(), "{members:?}");
+    for name in &members {
+        assert!(
+            !reserved.iter().any(|r| r.eq_ignore_ascii_case(name)),
+            "{name} is a name the batch uses for itself"
+        );
+        assert!(batch.join(name).join("exchanges.jsonl").is_file(), "{name}");
+    }
+    for file in ["batch.json", "junit.xml", "batch.md", "batch.html"] {
+        assert!(batch.join(file).is_file(), "{file} is the index");
+    }
+    Test::new()
+        .args(["replay", "--quiet"])
+        .arg(&batch)
+        .status(0)
+        .run();
+}
+
+/// `merge --out` an existing batch (its index would be replaced, its old members left
+/// unindexed) or a directory inside a shard (a batch nested in another) is refused, and
+/// nothing is written there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_refuses_an_existing_batch_or_a_shard_as_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let shard = tmp.path().join("shard");
+    let other = tmp.path().join("other");
+    run(&server)
+        .arg(workspace(tmp.path(), "a", false))
+        .arg(workspace(tmp.path(), "b", false))
+        .arg("--transcript")
+        .arg(&shard)
+        .status(0)
+        .run();
+    run(&server)
+        .arg(workspace(tmp.path(), "c", false))
+        .arg(workspace(tmp.path(), "d", false))
+        .arg("--transcript")
+        .arg(&other)
+        .status(0)
+        .run();
+    let before = std::fs::read(other.join("batch.json")).unwrap();
+    Test::new()
+        .arg("merge")
+        .arg(&shard)
+        .arg("--out")
+        .arg(&other)
+        .status(2)
+        .stderr_has("is not empty")
+        .stderr_has("batch.json")
+        .run();
+    assert_eq!(std::fs::read(other.join("batch.json")).unwrap(), before);
+    assert!(!other.join("a").exists(), "nothing was copied into it");
+    for inside in [shard.join("merged"), shard.join("a/merged")] {
+        Test::new()
+            .arg("merge")
+            .arg(&shard)
+            .arg("--out")
+            .arg(&inside)
+            .status(2)
+            .stderr_has("is inside the shard")
+            .run();
+        assert!(!inside.exists());
+    }
+    // A new directory (or an empty one) is what merge writes.
+    let fresh = tmp.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    Test::new()
+        .arg("merge")
+        .arg(&shard)
+        .arg("--out")
+        .arg(&fresh)
+        .status(0)
+        .run();
+    assert_eq!(names(&fresh), ["a", "b"]);
+}
+
+/// `merge --verify` replays every member from its own transcript and refuses one whose
+/// report it does not reproduce (edited where the other checks cannot see); an untouched
+/// shard merges as without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_verify_refuses_a_report_its_transcript_does_not_reproduce() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Duration::ZERO).await;
+    let shard = tmp.path().join("shard");
+    run(&server)
+        .arg(workspace(tmp.path(), "a", false))
+        .arg(workspace(tmp.path(), "b", false))
+        .arg("--transcript")
+        .arg(&shard)
+        .status(0)
+        .run();
+    let calls = server.count();
+    let merge = |out: &str, verify: bool| {
+        let t = Test::new()
+            .arg("merge")
+            .arg(&shard)
+            .arg("--out")
+            .arg(tmp.path().join(out));
+        if verify {
+            t.arg("--verify")
+        } else {
+            t
+        }
+    };
+    merge("verified", true).status(0).run();
+    assert_eq!(names(&tmp.path().join("verified")), ["a", "b"]);
+    // A finding reworded in b's report: the gate is the same, so only a replay tells.
+    let report = shard.join("b/report.json");
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.contains("checked by the fake judge"));
+    std::fs::write(
+        &report,
+        text.replace("checked by the fake judge", "checked by a careful human"),
+    )
+    .unwrap();
+    merge("unverified", false).status(0).run();
+    merge("refused", true)
+        .status(2)
+        .stderr_has("member b: report.json is not what its transcript reproduces")
+        .run();
+    assert_eq!(server.count(), calls, "verifying calls no model");
+}

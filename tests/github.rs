@@ -40,6 +40,16 @@ fn all_ids() -> Vec<String> {
 /// sentence cites an invented quote (5 unknowns, advisory with --allow-unknown — but then the
 /// completion judge ruled on nothing, a 15th reason). The review agent quotes a SQL model.
 async fn failing_run(run_dir: &Path, extra: &[&str], envs: &[(&str, &Path)]) -> String {
+    failing_run_saying(run_dir, extra, envs, "").await.stdout
+}
+
+/// [`failing_run`], with `said` appended to every judge's finding; the whole output.
+async fn failing_run_saying(
+    run_dir: &Path,
+    extra: &[&str],
+    envs: &[(&str, &Path)],
+    said: &'static str,
+) -> support::Output {
     let mut reviewer = FakeReviewer::new().cite("review_answer", QUOTED_FILE, QUOTE);
     for id in all_ids() {
         reviewer = if id.starts_with("signal/") {
@@ -48,7 +58,46 @@ async fn failing_run(run_dir: &Path, extra: &[&str], envs: &[(&str, &Path)]) -> 
             reviewer.verdict(&id, "fail")
         };
     }
-    let server = FakeOpenAi::with_handler(move |req| reviewer.answer(req)).await;
+    let server = FakeOpenAi::with_handler(move |req| {
+        let reply = reviewer.answer(req);
+        if said.is_empty() {
+            return reply;
+        }
+        let support::fake_openai::Reply::Http {
+            status,
+            headers,
+            body,
+        } = reply
+        else {
+            return reply;
+        };
+        let mut body: Value = serde_json::from_str(&body).unwrap();
+        let content = body["choices"][0]["message"]["content"].as_str().unwrap();
+        // Every "finding" string of the answer, wherever it is.
+        let mut answer: Value = serde_json::from_str(content).unwrap();
+        fn add(v: &mut Value, said: &str) {
+            match v {
+                Value::Object(map) => {
+                    for (k, v) in map.iter_mut() {
+                        match v {
+                            Value::String(s) if k == "finding" => s.push_str(said),
+                            other => add(other, said),
+                        }
+                    }
+                }
+                Value::Array(items) => items.iter_mut().for_each(|v| add(v, said)),
+                _ => {}
+            }
+        }
+        add(&mut answer, said);
+        body["choices"][0]["message"]["content"] = Value::String(answer.to_string());
+        support::fake_openai::Reply::Http {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    })
+    .await;
     let mut t = Test::new()
         .args([
             "run",
@@ -69,7 +118,7 @@ async fn failing_run(run_dir: &Path, extra: &[&str], envs: &[(&str, &Path)]) -> 
     }
     let out = t.run();
     server.stop();
-    out.stdout
+    out
 }
 
 fn quoted_line() -> usize {
@@ -435,4 +484,79 @@ async fn a_failing_should_constraint_is_blocking_and_a_should_check_advisory_in_
             "{annotation}"
         );
     }
+}
+
+/// A model's ESC and BEL (colours, OSC-8 hyperlinks that hide where a link goes) never
+/// reach a terminal or a CI log raw: annotations, the step summary and the summary table
+/// show them escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_characters_from_the_model_never_reach_the_ci_log_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.md");
+    std::fs::write(&summary, "").unwrap();
+    let said = " \u{1b}]8;;https://evil.example\u{7}click here\u{1b}]8;;\u{7} \u{1b}[31mred\u{1b}[0m\u{202e}";
+    let out = failing_run_saying(
+        &dir.path().join("run"),
+        &["--github"],
+        &[("GITHUB_STEP_SUMMARY", &summary)],
+        said,
+    )
+    .await;
+    assert!(out.stdout.contains("::error "), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("\\u{1b}]8;;https://evil.example"),
+        "{}",
+        out.stdout
+    );
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(text.contains("\\u{1b}"), "{text}");
+    for (what, s) in [("stdout", &out.stdout), ("the step summary", &text)] {
+        assert!(
+            !s.contains(['\u{1b}', '\u{7}', '\u{202e}']),
+            "{what} carries raw control characters"
+        );
+    }
+}
+
+/// A `$GITHUB_STEP_SUMMARY` that is a link, a FIFO or cannot be written: the gate's exit code
+/// stands (the reports are written), a warning says why, nothing waits and no link is
+/// followed.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_summary_that_cannot_be_written_is_a_warning_not_an_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside.md");
+    std::fs::write(&outside, "not hatrack's\n").unwrap();
+    let link = dir.path().join("link.md");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let fifo = dir.path().join("fifo.md");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let missing = dir.path().join("no/such/dir/summary.md");
+    for (i, target) in [&link, &fifo, &missing].into_iter().enumerate() {
+        let run_dir = dir.path().join(format!("run{i}"));
+        let started = std::time::Instant::now();
+        // `failing_run` insists on exit 1: the gate's answer, not 2.
+        let out = failing_run_saying(
+            &run_dir,
+            &["--github"],
+            &[("GITHUB_STEP_SUMMARY", target)],
+            "",
+        )
+        .await;
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        assert!(
+            out.stderr.contains("the step summary was not written"),
+            "{}",
+            out.stderr
+        );
+        assert!(run_dir.join("report.md").is_file());
+    }
+    assert_eq!(
+        std::fs::read_to_string(&outside).unwrap(),
+        "not hatrack's\n"
+    );
 }

@@ -442,6 +442,166 @@ async fn huge_refused_artifact_names_give_short_bounded_warnings() {
     no_panic(&replay(&run_dir).status(0).run());
 }
 
+// ---------- 3. every file read is bounded ----------
+
+/// Runs hatrack with a deadline (a FIFO read would block for ever): the exit code (-1 when
+/// it had to be killed), stderr and how long it took.
+fn run_with_deadline(args: &[std::ffi::OsString]) -> (i32, String, std::time::Duration) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hatrack"))
+        .args(args)
+        .current_dir(repo_root())
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("HATRACK_POLICY")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break -1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (code, stderr, started.elapsed())
+}
+
+/// The largest resident size of any child this test process has waited for, in bytes.
+#[cfg(unix)]
+fn children_max_rss() -> u64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    usage.ru_maxrss as u64 * 1024
+}
+
+/// `/dev/zero`, a FIFO, a 3 GB sparse file and a link out of its directory as the
+/// workspace's hatrack.toml, `--prices`, `--manifest` and `--policy`: each stops at once
+/// with exit 2 naming the file, reads nothing whole, calls no model and writes nothing.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn devices_fifos_huge_files_and_links_out_are_refused_by_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = reviewer().await;
+    let ws = workspace(dir.path(), "");
+    let good_toml = std::fs::read(ws.join("hatrack.toml")).unwrap();
+    // What a link may point at outside: a valid file of each kind (as a secret could be).
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("hatrack.toml"), &good_toml).unwrap();
+    std::fs::write(
+        outside.join("prices.json"),
+        r#"{"fake-model": {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}}"#,
+    )
+    .unwrap();
+    std::fs::write(outside.join("manifest.txt"), format!("{}\n", ws.display())).unwrap();
+    std::fs::write(outside.join("policy.toml"), "[grounding]\nmin_words = 3\n").unwrap();
+    let sentinel = Sentinel::new(dir.path(), "sentinel");
+    let flags = dir.path().join("flags");
+    std::fs::create_dir(&flags).unwrap();
+
+    #[derive(Clone, Copy, Debug)]
+    enum Bad {
+        Zero,
+        Fifo,
+        Sparse,
+        LinkOut,
+    }
+    // Puts the hostile thing at `at`; `real` is the valid file a link out points at.
+    let place = |bad: Bad, at: &Path, real: &Path| {
+        let _ = std::fs::remove_file(at);
+        match bad {
+            Bad::Zero => std::os::unix::fs::symlink("/dev/zero", at).unwrap(),
+            Bad::Fifo => assert!(std::process::Command::new("mkfifo")
+                .arg(at)
+                .status()
+                .unwrap()
+                .success()),
+            Bad::Sparse => std::fs::File::create(at).unwrap().set_len(3 << 30).unwrap(),
+            Bad::LinkOut => std::os::unix::fs::symlink(real, at).unwrap(),
+        }
+    };
+    let base = |run_dir: &Path| -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec!["run".into()];
+        args.extend(
+            [
+                "--model",
+                "fake-model",
+                "--base-url",
+                &server.url(),
+                "--max-retries",
+                "0",
+                "--quiet",
+                "--transcript",
+            ]
+            .map(Into::into),
+        );
+        args.push(run_dir.into());
+        args
+    };
+    for bad in [Bad::Zero, Bad::Fifo, Bad::Sparse, Bad::LinkOut] {
+        for reader in ["hatrack.toml", "--prices", "--manifest", "--policy"] {
+            let run_dir = dir.path().join("run");
+            let mut args = base(&run_dir);
+            let named = match reader {
+                "hatrack.toml" => {
+                    let at = ws.join("hatrack.toml");
+                    place(bad, &at, &outside.join("hatrack.toml"));
+                    args.push(ws.clone().into());
+                    at
+                }
+                flag => {
+                    let file = match flag {
+                        "--prices" => "prices.json",
+                        "--manifest" => "manifest.txt",
+                        _ => "policy.toml",
+                    };
+                    let at = flags.join(file);
+                    place(bad, &at, &outside.join(file));
+                    args.push(flag.into());
+                    args.push(at.clone().into());
+                    if flag != "--manifest" {
+                        args.push(ws.clone().into());
+                    }
+                    at
+                }
+            };
+            let (code, stderr, took) = run_with_deadline(&args);
+            let case = format!("{bad:?} as {reader}: exit {code} after {took:?}\n{stderr}");
+            assert_eq!(code, 2, "{case}");
+            assert!(took < std::time::Duration::from_secs(5), "{case}");
+            assert!(!stderr.contains("panicked"), "{case}");
+            assert!(stderr.contains(&*named.to_string_lossy()), "{case}");
+            assert!(!run_dir.exists(), "nothing is written: {case}");
+            let _ = std::fs::remove_file(&named);
+            if reader == "hatrack.toml" {
+                std::fs::write(&named, &good_toml).unwrap();
+            }
+        }
+    }
+    assert_eq!(server.count(), 0, "no model was called");
+    sentinel.check();
+    let rss = children_max_rss();
+    assert!(rss < 100 << 20, "a hatrack process used {rss} bytes");
+}
+
 // ---------- 4. unbounded sizes ----------
 
 #[tokio::test(flavor = "multi_thread")]
@@ -667,6 +827,142 @@ async fn redact_inputs_removes_secrets_before_they_are_sent_and_replays() {
         .iter()
         .any(|w| w.contains("ops/runbook.md") && w.contains("redacted")));
     no_panic(&replay(&run_dir).status(0).run());
+}
+
+/// With `redact_inputs` and `[limits]`, an input is redacted whole and then cut: the live run
+/// and a replay from the snapshot alone (which keeps the file scrubbed) quote the same text
+/// with the same "showing N of M bytes", so the replay finds every exchange and writes the
+/// same report.
+#[tokio::test(flavor = "multi_thread")]
+async fn redacted_and_cut_inputs_replay_without_the_workspace() {
+    for secrets in [
+        "scrub_patterns = ['password\\s*=\\s*\\S+']\nredact_inputs = true",
+        "redact_inputs = ['password\\s*=\\s*\\S+']",
+    ] {
+        redacted_and_cut_input_replays(secrets).await;
+    }
+}
+
+async fn redacted_and_cut_input_replays(secrets: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = reviewer().await;
+    // The example's [limits] cut files at 2500 bytes.
+    let ws = workspace(dir.path(), &format!("[secrets]\n{secrets}\n"));
+    let runbook = std::fs::read_to_string(ws.join("ops/runbook.md")).unwrap();
+    let filler = "Each retry is logged with its attempt number and the error seen.\n".repeat(60);
+    std::fs::write(
+        ws.join("ops/runbook.md"),
+        format!("db password = hunter2\nreplica password = swordfish9\n{filler}{runbook}"),
+    )
+    .unwrap();
+    let run_dir = dir.path().join("run");
+    no_panic(&run(&server, &ws, &run_dir).status(0).run());
+    assert!(server
+        .requests()
+        .iter()
+        .all(|r| !r.body_text.contains("hunter2") && !r.body_text.contains("swordfish9")));
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.body_text.contains("[truncated by hatrack")),
+        "the runbook was cut"
+    );
+    // What was redacted before sending is not kept in the run directory either (its
+    // snapshot holds the inputs as they were sent).
+    for entry in walkdir::WalkDir::new(&run_dir) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains("hunter2") && !text.contains("swordfish9"),
+                "{} keeps a redacted secret",
+                entry.path().display()
+            );
+        }
+    }
+    let report = std::fs::read(run_dir.join("report.json")).unwrap();
+    // The workspace is gone: the replay has only the run directory's snapshot.
+    std::fs::rename(&ws, dir.path().join("gone")).unwrap();
+    let out = replay(&run_dir).status(0).run();
+    no_panic(&out);
+    assert_eq!(std::fs::read(run_dir.join("report.json")).unwrap(), report);
+}
+
+/// A workspace whose inputs hold more than a snapshot may (1 GiB in all): the snapshot is
+/// written one file at a time (memory stays far below the inputs' size) and only up to
+/// what a replay reads, leaving the rest out with a warning, so a replay from it alone is
+/// not refused as "edited by hand".
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_keeps_to_the_limits_its_reader_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = reviewer().await;
+    let ws = workspace(dir.path(), "");
+    // 17 × 64 MiB, sparse: 1088 MiB the `ops/**` binding matches (and skips as binary).
+    for i in 0..17 {
+        std::fs::File::create(ws.join(format!("ops/big-{i:02}.log")))
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+    }
+    let run_dir = dir.path().join("run");
+    let out = run(&server, &ws, &run_dir).status(0).run();
+    no_panic(&out);
+    assert!(out.stderr.contains("left out"), "{}", out.stderr);
+    let rss = children_max_rss();
+    assert!(rss < 512 << 20, "writing the snapshot took {rss} bytes");
+    std::fs::rename(&ws, dir.path().join("gone")).unwrap();
+    let out = replay(&run_dir).status(0).run();
+    no_panic(&out);
+    assert!(!out.stderr.contains("edited by hand"), "{}", out.stderr);
+}
+
+/// `--transcript` naming a directory that holds a user's files (not a run directory) is
+/// refused before any request, naming what is there; nothing in it changes. An empty one,
+/// or a run directory, is used as before; a batch is held to the same rule.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transcript_dir_holding_someone_elses_files_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = reviewer().await;
+    let ws = workspace(dir.path(), "");
+    let docs = dir.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    for name in ["report.md", "junit.xml", "run-notes.txt"] {
+        std::fs::write(docs.join(name), format!("my own {name}\n")).unwrap();
+    }
+    let out = run(&server, &ws, &docs)
+        .status(2)
+        .stderr_has("is not empty and is not a hatrack run directory")
+        .stderr_has("junit.xml, report.md, run-notes.txt")
+        .run();
+    no_panic(&out);
+    // A batch into it: the same.
+    let out = Test::new()
+        .arg("run")
+        .arg(&ws)
+        .arg(dir.path().join("gone-too"))
+        .args(["--model", "fake-model", "--base-url", &server.url()])
+        .arg("--transcript")
+        .arg(&docs)
+        .status(2)
+        .stderr_has("is not a hatrack run directory")
+        .run();
+    no_panic(&out);
+    assert_eq!(server.count(), 0);
+    for name in ["report.md", "junit.xml", "run-notes.txt"] {
+        assert_eq!(
+            std::fs::read_to_string(docs.join(name)).unwrap(),
+            format!("my own {name}\n")
+        );
+    }
+    assert_eq!(std::fs::read_dir(&docs).unwrap().count(), 3);
+    // An empty directory is fine, and then it is a run directory.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    no_panic(&run(&server, &ws, &empty).status(0).run());
+    no_panic(&run(&server, &ws, &empty).status(0).run());
 }
 
 // ---------- 6. one writer per run directory; a valid last line is kept ----------

@@ -200,3 +200,50 @@ fn init_with_a_stage_on_disk_writes_its_path() {
         "{shown}"
     );
 }
+
+/// A hatrack.toml that is a link (a repository can commit one) is never written through:
+/// without --force even a dangling link is "already there" (not an I/O error with a
+/// disk-space hint); with --force the link is replaced by a new file and its target keeps
+/// its contents.
+#[cfg(unix)]
+#[test]
+fn init_never_writes_through_a_linked_hatrack_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    airflow_dbt_repo(&repo);
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(&outside, "not hatrack's to change\n").unwrap();
+    let config = repo.join("hatrack.toml");
+
+    // A dangling link: refused by name, left in place.
+    std::os::unix::fs::symlink(dir.path().join("missing.toml"), &config).unwrap();
+    let out = Test::new()
+        .current_dir(&repo)
+        .arg("init")
+        .status(2)
+        .stderr_has("hatrack.toml already exists (a symbolic link)")
+        .stderr_has("pass --force")
+        .run();
+    assert!(!out.stderr.contains("disk space"), "{}", out.stderr);
+    assert!(config.symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(!dir.path().join("missing.toml").exists());
+
+    // A link to an outside file: --force replaces the link, the outside file is untouched.
+    std::fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink(&outside, &config).unwrap();
+    Test::new()
+        .current_dir(&repo)
+        .args(["init", "--force"])
+        .stdout_has("5 input(s) bound")
+        .run();
+    assert_eq!(
+        std::fs::read_to_string(&outside).unwrap(),
+        "not hatrack's to change\n"
+    );
+    let meta = config.symlink_metadata().unwrap();
+    assert!(meta.is_file(), "hatrack.toml is a regular file now");
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("\"extraction jobs\" = [\"dags/**/*.py\"]"));
+}

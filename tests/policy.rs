@@ -378,3 +378,76 @@ fn render_shows_what_a_run_would_send_under_the_same_policy() {
     let body: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(body["model"], "policy-judge");
 }
+
+/// An unset key variable stops a run bound for a server elsewhere before any request (exit
+/// 2, naming the variable: the producer's, a policy's own, the judge's), unless
+/// `HATRACK_ALLOW_NO_API_KEY=1` says that server needs none. A model on this machine needs
+/// no key, and gets no empty `Authorization: Bearer ` header.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unset_key_variable_stops_a_run_bound_elsewhere_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path(), "");
+    let run_dir = dir.path().join("run");
+    let elsewhere = |test: Test| {
+        test.arg("run")
+            .arg(&ws)
+            .args([
+                "--model",
+                "fake-model",
+                "--max-retries",
+                "0",
+                "--timeout",
+                "5",
+            ])
+            .args(["--base-url", "http://models.invalid/v1", "--transcript"])
+            .arg(&run_dir)
+    };
+    let started = std::time::Instant::now();
+    elsewhere(Test::new())
+        .status(2)
+        .stderr_has("OPENAI_API_KEY is not set")
+        .stderr_has("http://models.invalid/v1")
+        .stderr_has("HATRACK_ALLOW_NO_API_KEY=1")
+        .run();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // A policy's own variable is the one named.
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[model]\napi_key_env = \"TEAM_MODEL_KEY\"\n").unwrap();
+    elsewhere(Test::new())
+        .arg("--policy")
+        .arg(&policy)
+        .env("OPENAI_API_KEY", PRODUCER_KEY)
+        .status(2)
+        .stderr_has("TEAM_MODEL_KEY is not set")
+        .run();
+    // Opted out: the run goes on to the server (which does not exist: a provider error).
+    elsewhere(Test::new())
+        .env("HATRACK_ALLOW_NO_API_KEY", "1")
+        .status(3)
+        .run();
+
+    // The judge at an endpoint of its own, without its key.
+    let producer = reviewer().await;
+    run(&producer, &ws, &dir.path().join("run-judge"))
+        .args(["--judge-model", "judge-model"])
+        .args(["--judge-base-url", "https://judge.invalid/v1"])
+        .status(2)
+        .stderr_has("HATRACK_JUDGE_API_KEY is not set")
+        .run();
+    assert_eq!(producer.count(), 0, "nothing was asked before the refusal");
+
+    // A model on this machine needs no key, and is sent no empty one.
+    let local = reviewer().await;
+    Test::new()
+        .arg("run")
+        .arg(&ws)
+        .args(["--model", "fake-model", "--base-url", &local.url()])
+        .args(["--quiet", "--transcript"])
+        .arg(dir.path().join("run-local"))
+        .status(0)
+        .run();
+    assert!(local.count() > 0);
+    for req in local.requests() {
+        assert_eq!(req.header("authorization"), None, "{:?}", req.headers);
+    }
+}

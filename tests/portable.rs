@@ -495,3 +495,104 @@ async fn without_a_snapshot_a_missing_workspace_or_stage_names_the_flag() {
         "a replay wrote a snapshot"
     );
 }
+
+/// The snapshot directories of processes started with `TMPDIR=tmp`.
+#[cfg(unix)]
+fn snapshot_dirs(tmp: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("hatrack-snapshot-")
+        })
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// A replay of `copy` (from its snapshot, `TMPDIR=tmp`) stopped (SIGSTOP) while its
+/// snapshot directory exists and holds files: the process and that directory.
+#[cfg(unix)]
+fn replay_caught_mid_way(copy: &Path, tmp: &Path) -> (std::process::Child, PathBuf) {
+    for _ in 0..20 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hatrack"))
+            .args(["replay", "--quiet"])
+            .arg(copy)
+            .env("TMPDIR", tmp)
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mine = format!("hatrack-snapshot-{}-", child.id());
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            let found = snapshot_dirs(tmp).into_iter().find(|d| {
+                d.file_name().unwrap().to_string_lossy().starts_with(&mine)
+                    && d.join("prompts").exists()
+            });
+            if let Some(dir) = found {
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGSTOP) };
+                if child.try_wait().unwrap().is_none() {
+                    return (child, dir);
+                }
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("no replay was caught while its snapshot directory existed");
+}
+
+/// The directory a replay materializes its snapshot into is private (0700), is removed on
+/// SIGINT, and one left by a process killed outright is removed by the next replay — while
+/// a live process's directory is never touched.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_snapshot_directory_is_private_and_never_left_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, other, copy) = recorded_copy(false).await;
+    let tmp = other.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // Another live process's directory (this test's own pid): never touched.
+    let live = tmp.join(format!("hatrack-snapshot-{}-live", std::process::id()));
+    std::fs::create_dir(&live).unwrap();
+
+    // Interrupted: SIGINT removes it.
+    let (mut child, dir) = replay_caught_mid_way(&copy, &tmp);
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{} is {mode:o}", dir.display());
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+        libc::kill(child.id() as libc::pid_t, libc::SIGCONT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(!dir.exists(), "SIGINT left {}", dir.display());
+
+    // Killed outright: the directory stays, and the next replay removes it.
+    let (mut child, dir) = replay_caught_mid_way(&copy, &tmp);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(dir.exists());
+    let out = Test::new()
+        .args(["replay", "--quiet"])
+        .arg(&copy)
+        .env("TMPDIR", &tmp)
+        .status(0)
+        .run();
+    assert!(!out.stderr.contains("panicked"));
+    assert_eq!(
+        snapshot_dirs(&tmp),
+        [live],
+        "only the live process's directory is left"
+    );
+}

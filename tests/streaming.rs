@@ -361,3 +361,53 @@ async fn through_the_binary_no_stream_sends_plain_requests() {
         .iter()
         .all(|e| e.get("streamed").is_none()));
 }
+
+/// A server that keeps talking after `data: [DONE]` (another content chunk, then silence
+/// with the connection open): nothing after `[DONE]` belongs to the answer, so every answer
+/// is the JSON the model sent, nothing is asked twice, and the run does not wait for the
+/// silence to end.
+#[tokio::test(flavor = "multi_thread")]
+async fn through_the_binary_nothing_after_done_belongs_to_the_answer() {
+    let reviewer = FakeReviewer::new();
+    let server = FakeOpenAi::with_handler(move |req| {
+        let Reply::Http { body, .. } = reviewer.answer(req) else {
+            panic!("a JSON answer")
+        };
+        let body: Value = serde_json::from_str(&body).unwrap();
+        let mut events = sse_events(&body, Duration::ZERO);
+        events.push(support::fake_openai::SseEvent {
+            pause: Duration::ZERO,
+            text: "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"} trailing\"}}]}\n\n"
+                .into(),
+        });
+        Reply::Sse {
+            events,
+            end: SseEnd::Stall(Duration::from_secs(30)),
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let started = Instant::now();
+    Test::new()
+        .args(["run", WORKSPACE, "--model", "fake-model", "--base-url"])
+        .arg(server.url())
+        .args(["--idle-timeout", "20", "--max-retries", "0", "--quiet"])
+        .arg("--transcript")
+        .arg(&run_dir)
+        .status(0)
+        .run();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the run waited for the silence after [DONE]: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.count(), 6, "one request per step, no re-asks");
+    for e in exchanges(&run_dir) {
+        let content = e["response"]["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap();
+        assert!(!content.contains("trailing"), "{content}");
+        serde_json::from_str::<Value>(content).expect("each answer is the JSON sent");
+    }
+}

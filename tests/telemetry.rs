@@ -159,3 +159,76 @@ async fn a_dead_collector_only_warns() {
         .run();
     server.stop();
 }
+
+/// A collector that answers every POST (read whole) with a 307 to `to`.
+async fn redirector(to: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() < len {
+                        continue;
+                    }
+                    let reply = format!(
+                        "HTTP/1.1 307 Temporary Redirect\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                    return;
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A collector that redirects elsewhere (another port is another origin) is not followed:
+/// `OTEL_EXPORTER_OTLP_HEADERS` (a collector's key) and the spans never reach that server,
+/// and the run's exit code does not change.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_exporter_never_follows_a_redirect_to_another_origin() {
+    let (elsewhere, seen) = collector().await;
+    let redirecting = redirector(format!("{elsewhere}/v1/traces")).await;
+    let reviewer = FakeReviewer::new();
+    let server = FakeOpenAi::with_handler(move |req| reviewer.answer(req)).await;
+    let dir = tempfile::tempdir().unwrap();
+    Test::new()
+        .args(["run", "examples/orders-pipeline", "--model", "fake-model"])
+        .args(["--quiet", "--base-url", &server.url(), "--transcript"])
+        .arg(dir.path().join("run"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &redirecting)
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer collector-key-4711",
+        )
+        .status(0)
+        .stderr_has("OpenTelemetry: sending")
+        .stderr_has("another origin")
+        .run();
+    server.stop();
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the redirect was followed to another origin"
+    );
+}

@@ -47,10 +47,16 @@ pub enum BatchError {
 /// blank lines and lines starting with `#` are skipped.
 pub fn read_manifest(path: &Path) -> Result<Vec<PathBuf>, BatchError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| BatchError::Manifest {
-        manifest: shown.clone(),
-        line: 0,
-        message: format!("cannot read it ({e}); pass a text file with one workspace per line"),
+    use crate::safe_fs::{read_bounded_string, Kind, Links};
+    let text = read_bounded_string(path, Kind::MANIFEST, Links::SameDir).map_err(|e| {
+        BatchError::Manifest {
+            manifest: shown.clone(),
+            line: 0,
+            message: format!(
+                "cannot read it ({}); pass a text file with one workspace per line",
+                e.why
+            ),
+        }
     })?;
     let base = path.parent().unwrap_or(Path::new(""));
     let mut listed = Vec::new();
@@ -75,6 +81,9 @@ pub fn read_manifest(path: &Path) -> Result<Vec<PathBuf>, BatchError> {
 /// (`[A-Za-z0-9._-]`, at most 64 characters); names that collide (ignoring case, as some
 /// file systems do) get a suffix from a hash of the path as listed. A name depends only on
 /// the set of workspaces, never on their order, so shards agree on it.
+///
+/// A workspace named like a file of the batch directory itself ([`RESERVED_NAMES`], in any
+/// letter case) gets the name `ws-NAME`, decided here, before any request.
 ///
 /// The same directory listed twice is refused: it would be reviewed twice into one name.
 pub fn members(listed: &[PathBuf]) -> Result<Vec<Member>, BatchError> {
@@ -143,6 +152,25 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Names a batch directory uses for itself (its index files, and `workspace`, the name of a
+/// path that has none): a member named so would collide with them after being paid for.
+pub const RESERVED_NAMES: [&str; 5] = [
+    "batch.json",
+    "batch.md",
+    "batch.html",
+    "junit.xml",
+    "workspace",
+];
+
+/// A member whose name is reserved runs under `ws-NAME` instead.
+fn unreserved(name: String) -> String {
+    if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+        format!("ws-{name}")
+    } else {
+        name
+    }
+}
+
 fn base_name(path: &Path) -> String {
     let named = path
         .canonicalize()
@@ -163,9 +191,9 @@ fn base_name(path: &Path) -> String {
         .collect();
     let safe = safe.trim_start_matches('.').to_string();
     if safe.is_empty() {
-        "workspace".to_string()
+        unreserved("workspace".to_string())
     } else {
-        safe
+        unreserved(safe)
     }
 }
 
@@ -204,7 +232,11 @@ mod tests {
             (a[0].as_str(), a[1].as_str())
         );
         assert_eq!(names(&["/nowhere/.hidden"]), ["hidden"]);
-        assert!(names(&["/"])[0] == "workspace");
+        assert!(names(&["/"])[0] == "ws-workspace");
+        assert_eq!(
+            names(&["/nowhere/batch.json", "/nowhere/JUnit.xml"]),
+            ["ws-batch.json", "ws-JUnit.xml"]
+        );
         assert!(a.iter().all(|n| valid_name(n)));
     }
 

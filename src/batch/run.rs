@@ -21,6 +21,22 @@ use crate::run::setup;
 use crate::secrets::Scrubber;
 use crate::Error;
 
+/// A batch directory is written into only when it is missing, empty, or hatrack's: it holds
+/// the index, or a member's run directory (a batch stopped before its index).
+fn refuse_foreign_batch_dir(dir: &Path) -> Result<(), Error> {
+    let has_member = std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let p = e.path();
+            e.file_type().is_ok_and(|t| t.is_dir())
+                && (p.join(MEMBER_FILE).is_file() || p.join("run.json").is_file())
+        })
+    });
+    if has_member {
+        return Ok(());
+    }
+    crate::run::lifecycle::refuse_foreign_dir(dir, &[index::INDEX_FILE])
+}
+
 pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<i32, Error> {
     refuse_single_run_flags(args)?;
     let mut listed = args.workspaces.clone();
@@ -38,6 +54,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
         members.retain(|m| batch::in_shard(&m.name, shard));
     }
     let dir = args.transcript.clone().unwrap_or_else(default_batch_dir);
+    refuse_foreign_batch_dir(&dir)?;
     let locked = RunDir::open_locked(&dir)?;
 
     // One limit on requests in flight for the whole batch: flags, env and the policy file
@@ -265,7 +282,7 @@ pub(crate) fn write_index(
     if github {
         let [_, markdown, html, _] = batch::render::FILES;
         let (markdown, html) = (dir.path().join(markdown), dir.path().join(html));
-        append_step_summary(&markdown, &html, &Scrubber::default())?;
+        append_step_summary(&markdown, &html, &Scrubber::default());
     }
     if !quiet {
         for w in &index.workspaces {

@@ -74,10 +74,14 @@ pub struct StepCost {
 
 fn read_report(dir: &Path) -> Result<Report, Error> {
     let path = dir.join("report.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = crate::safe_fs::read_bounded_string(
+        &path,
+        crate::safe_fs::Kind::RUN_FILE,
+        crate::safe_fs::Links::Never,
+    )
+    .map_err(|e| {
         Error::usage(format!(
-            "{}: {e}; pass two run directories written by `hatrack run`",
-            path.display()
+            "{e}; pass two run directories written by `hatrack run`"
         ))
     })?;
     serde_json::from_str(&text).map_err(|e| {
@@ -269,7 +273,12 @@ fn changed_artifacts(a: &Report, b: &Report, args: &DiffArgs) -> Vec<ArtifactCha
             (Some(_), None) => "removed",
             (None, None) => continue,
         };
-        let read = |dir: &Path| std::fs::read_to_string(dir.join(path)).unwrap_or_default();
+        // The path comes from a report anyone may have edited: read only inside the run.
+        let read = |dir: &Path| {
+            use crate::safe_fs::{read_bounded_string, Kind, Links};
+            read_bounded_string(&dir.join(path), Kind::RUN_FILE, Links::Within(dir))
+                .unwrap_or_default()
+        };
         let diff = if change == "changed" {
             short_diff(
                 &read(&args.run_a),

@@ -323,11 +323,19 @@ fn render(
 pub fn init(args: &InitArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let dir = setup::workspace_dir(args.dir.as_deref())?;
     let path = dir.join(CONFIG_FILE);
-    if path.exists() && !args.force {
-        return Err(Error::usage(format!(
-            "{} already exists; hatrack init never overwrites it — pass --force to replace it, or edit it by hand",
-            path.display()
-        )));
+    // Whatever is at the name counts, a link (even a dangling one) included: never followed.
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        if !args.force {
+            let what = if meta.file_type().is_symlink() {
+                "already exists (a symbolic link)"
+            } else {
+                "already exists"
+            };
+            return Err(Error::usage(format!(
+                "{} {what}; hatrack init never overwrites it — pass --force to replace it with a new file, or edit it by hand",
+                path.display()
+            )));
+        }
     }
     // With --force over an existing file, keep the stage it names (if it still loads).
     let existing = ConfigFile::load(&dir).unwrap_or_default();
@@ -345,7 +353,7 @@ pub fn init(args: &InitArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let text = render(&spelling, stage_line, &stage, &files);
     // What we wrote must load: a bug here should not leave a broken file behind.
     ConfigFile::parse(&text, &path)?;
-    write_config(&path, &text, args.force)?;
+    write_config(&dir, &text, args.force)?;
     let (entries, _) = entries(&stage, &files);
     let todo: Vec<&Entry> = entries.iter().filter(|e| e.patterns.is_empty()).collect();
     let w = |e: std::io::Error| Error::io("writing to stdout", e);
@@ -378,20 +386,28 @@ fn relative_path(stage_dir: &Path, workspace: &Path) -> String {
     }
 }
 
-fn write_config(path: &Path, text: &str, force: bool) -> Result<(), Error> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if force {
-        options.create(true).truncate(true);
+/// Through the confined writer: a temporary file put in place whole. With --force a link at
+/// the name is replaced by the new file, never written through; without it, a file that
+/// appeared since the check is left alone.
+fn write_config(dir: &Path, text: &str, force: bool) -> Result<(), Error> {
+    use crate::safe_fs::{write_file, write_new_file, SafeFsError};
+    let written = if force {
+        write_file(dir, CONFIG_FILE, text.as_bytes(), true)
     } else {
-        // Never replace a file that appeared since the check above.
-        options.create_new(true);
+        write_new_file(dir, CONFIG_FILE, text.as_bytes())
+    };
+    match written {
+        Ok(_) => Ok(()),
+        Err(SafeFsError::Io { path, source })
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            Err(Error::usage(format!(
+                "{} appeared while hatrack init was writing it; it was left alone — pass --force to replace it",
+                path.display()
+            )))
+        }
+        Err(e) => Err(e.into()),
     }
-    let mut file = options
-        .open(path)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 #[cfg(test)]

@@ -24,7 +24,61 @@ const MAX_FILE: u64 = 256 * 1024 * 1024;
 /// Deepest directory nesting copied from a shard (artifacts sit a few levels down).
 const MAX_DEPTH: usize = 16;
 
+/// `--out` must be a new batch directory: missing or empty (an existing batch would have
+/// its index replaced and its old members left unindexed), and not inside a shard given
+/// (a batch nested in another, which a later merge of that shard would copy).
+fn check_out(args: &MergeArgs) -> Result<(), Error> {
+    let out = &args.out;
+    if let Ok(entries) = std::fs::read_dir(out) {
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| crate::safe_fs::display_name(&e.file_name().to_string_lossy()))
+            .collect();
+        if !names.is_empty() {
+            names.sort();
+            names.truncate(5);
+            return Err(Error::usage(format!(
+                "--out {} is not empty (it holds {}…); merge writes a whole new batch directory: give a new or empty --out DIR",
+                out.display(),
+                names.join(", ")
+            )));
+        }
+    }
+    // Where --out is, or would be created: its nearest existing ancestor, resolved.
+    let absolute = std::path::absolute(out)
+        .map_err(|e| Error::io(format!("resolving {}", out.display()), e))?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut resolved = existing
+        .canonicalize()
+        .unwrap_or_else(|_| existing.to_path_buf());
+    resolved.extend(rest.iter().rev());
+    for shard in &args.shards {
+        let Ok(shard_real) = shard.canonicalize() else {
+            continue;
+        };
+        if resolved.starts_with(&shard_real) {
+            return Err(Error::usage(format!(
+                "--out {} is inside the shard {}; merge into a directory outside every shard",
+                out.display(),
+                shard.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    check_out(args)?;
     let indexes = read_shards(&args.shards)?;
     let member_lists: Vec<Vec<String>> = indexes
         .iter()
@@ -62,6 +116,14 @@ pub fn merge(args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
     }
     let loaded = crate::batch::index::load(locked.path(), &names)
         .map_err(|e| Error::usage(e.to_string()))?;
+    if args.verify {
+        let ran: Vec<&str> = loaded
+            .iter()
+            .filter(|m| m.entry.error.is_none())
+            .map(|m| m.entry.name.as_str())
+            .collect();
+        verify(locked.path(), &ran)?;
+    }
     write_index(
         &locked,
         &loaded,
@@ -133,6 +195,65 @@ fn refuse_incomplete(combined: &Combined) -> Result<(), Error> {
         combined.scope.members.len(),
         scope::listing(&missing.workspaces),
     )))
+}
+
+/// The files of a member's run directory its report consists of.
+const REPORT_FILES: [&str; 3] = ["report.json", "junit.xml", "report.md"];
+
+/// `--verify`: each member (its copy under `out`) replayed offline from its own transcript;
+/// a replay that fails, or that writes a report other than the one the shard brought, is
+/// refused, naming the member and what differs.
+fn verify(out: &Path, members: &[&str]) -> Result<(), Error> {
+    use crate::run::lifecycle::{replay_with, Runner};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    let progress = crate::run::progress::Progress::new(true);
+    for name in members {
+        let dir = out.join(name);
+        let read = |file: &str| {
+            crate::safe_fs::read_bounded(
+                &dir.join(file),
+                crate::safe_fs::Kind::RUN_FILE,
+                crate::safe_fs::Links::Never,
+            )
+            .ok()
+        };
+        let brought: Vec<Option<Vec<u8>>> = REPORT_FILES.iter().map(|f| read(f)).collect();
+        let args = crate::cli::ReplayArgs {
+            transcript: dir.clone(),
+            stage: None,
+            workspace: None,
+            require_signature: None,
+            report: Default::default(),
+        };
+        let runner = Runner {
+            quiet: true,
+            transport: None,
+            progress: progress.member(name),
+            github: false,
+            batch: None,
+        };
+        let refuse = |why: String| {
+            Error::usage(format!(
+                "--verify: member {name}: {why}; its shard was edited after it ran, or recorded by another hatrack: run that shard again"
+            ))
+        };
+        runtime
+            .block_on(replay_with(&args, &runner, &mut std::io::sink()))
+            .map_err(|e| refuse(format!("its transcript does not replay ({e})")))?;
+        for (file, before) in REPORT_FILES.iter().zip(brought) {
+            if read(file) != before {
+                return Err(refuse(format!(
+                    "{file} is not what its transcript reproduces"
+                )));
+            }
+        }
+    }
+    runtime.shutdown_background();
+    Ok(())
 }
 
 /// Copies the regular files under `from` to `root/rel`, never following a symlink (a run

@@ -295,7 +295,12 @@ fn hat_artifacts(run_dir: &Path, hat: &str) -> Vec<Artifact> {
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
                 .join("/");
-            let content = std::fs::read_to_string(e.path()).ok()?;
+            let content = crate::safe_fs::read_bounded_string(
+                e.path(),
+                crate::safe_fs::Kind::RUN_FILE,
+                crate::safe_fs::Links::Within(run_dir),
+            )
+            .ok()?;
             Some(Artifact {
                 name: format!("artifacts/{hat}/{rel}"),
                 content,
@@ -311,10 +316,14 @@ fn hat_artifacts(run_dir: &Path, hat: &str) -> Vec<Artifact> {
 /// show a request that differs from the recorded one for a reason that is not a change.
 fn prior_verdicts(run_dir: &Path) -> Result<Vec<PriorVerdict>, Error> {
     let path = run_dir.join("report.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = crate::safe_fs::read_bounded_string(
+        &path,
+        crate::safe_fs::Kind::RUN_FILE,
+        crate::safe_fs::Links::Never,
+    )
+    .map_err(|e| {
         Error::usage(format!(
-            "{}: {e}; `render signal --against` needs the verdicts that run showed its completion judge (a run that stopped early has none: `hatrack run --resume {}` finishes it)",
-            path.display(),
+            "{e}; `render signal --against` needs the verdicts that run showed its completion judge (a run that stopped early has none: `hatrack run --resume {}` finishes it)",
             run_dir.display()
         ))
     })?;

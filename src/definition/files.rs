@@ -15,7 +15,11 @@ pub(super) fn read(path: &Path) -> io::Result<Vec<u8>> {
                 io::Error::new(io::ErrorKind::NotFound, "not a file of the embedded stages")
             });
     }
-    std::fs::read(path)
+    use crate::safe_fs::{read_bounded, Kind, Links};
+    read_bounded(path, Kind::DEFINITION, Links::Follow).map_err(|e| match e.why {
+        crate::safe_fs::ReadWhy::Io(e) => e,
+        why => io::Error::other(why.to_string()),
+    })
 }
 
 pub(super) fn read_to_string(path: &Path) -> io::Result<String> {

@@ -123,7 +123,16 @@ impl tower::Service<HttpRequestFactory> for StatusAwareService {
             on_tokens: self.on_tokens.clone(),
         };
         Box::pin(async move {
-            let request = factory.build().await?;
+            let mut request = factory.build().await?;
+            // No key (a local model): no Authorization header, rather than an empty one.
+            let auth = reqwest::header::AUTHORIZATION;
+            if request
+                .headers()
+                .get(&auth)
+                .is_some_and(|v| v.as_bytes().trim_ascii() == b"Bearer")
+            {
+                request.headers_mut().remove(&auth);
+            }
             let mut response = client
                 .execute(request)
                 .await
@@ -258,6 +267,10 @@ impl StreamReader {
             }
             if let (Some(hook), true) = (&self.on_tokens, answer.deltas() != before) {
                 hook.notify(step, answer.deltas());
+            }
+            // `[DONE]` ends the answer: what a server sends after it is not read.
+            if answer.done() {
+                break;
             }
         }
         if let Some(last) = lines.finish() {
@@ -606,10 +619,24 @@ fn checked_base(settings: &ModelSettings) -> Result<String, ModelError> {
         )));
     }
     let key = settings.api_key.expose();
+    if key.is_empty() && !settings.allow_no_key && !super::settings::is_loopback(&base) {
+        return Err(ModelError::Config(format!(
+            "{var} is not set (or empty), so requests to {base} would go without an API key; set {var}, or, for a server that needs no key, set {allow}=1 (a model on this machine — localhost, 127.0.0.1, ::1 — needs neither)",
+            var = settings.api_key_env,
+            allow = super::settings::ALLOW_NO_KEY_ENV,
+        )));
+    }
+    if key.contains(['"', '\\']) {
+        return Err(ModelError::Config(format!(
+            "the API key in {} contains a quote or a backslash, which no provider's keys do and which could survive scrubbing in escaped JSON; check the variable",
+            settings.api_key_env
+        )));
+    }
     if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err() {
-        return Err(ModelError::Config(
-            "the API key contains characters that cannot be sent in an HTTP header; check OPENAI_API_KEY".into(),
-        ));
+        return Err(ModelError::Config(format!(
+            "the API key contains characters that cannot be sent in an HTTP header; check {}",
+            settings.api_key_env
+        )));
     }
     Ok(base)
 }
@@ -638,8 +665,9 @@ fn http_client(base: &str, settings: &ModelSettings) -> Result<reqwest::Client, 
 
 /// Redirects are followed only within the origin (scheme, host, port) the request went to:
 /// a 307/308 re-sends the prompt's body, and a key meant for one endpoint must never reach
-/// another. A cross-origin redirect is a provider error saying where it pointed.
-fn same_origin_redirects() -> reqwest::redirect::Policy {
+/// another. A cross-origin redirect is a provider error saying where it pointed. Also the
+/// OpenTelemetry exporter's policy (its headers may carry a collector's key).
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let origin = |u: &reqwest::Url| u.origin().ascii_serialization();
         let first = attempt.previous().first().map(origin);

@@ -78,9 +78,12 @@ fn valid(p: f64) -> bool {
 
 impl Prices {
     pub fn load(path: &Path) -> Result<Prices, PriceError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PriceError::Read {
-            path: path.to_path_buf(),
-            message: e.to_string(),
+        use crate::safe_fs::{read_bounded_string, Kind, Links};
+        let text = read_bounded_string(path, Kind::PRICES, Links::SameDir).map_err(|e| {
+            PriceError::Read {
+                path: path.to_path_buf(),
+                message: e.why.to_string(),
+            }
         })?;
         Prices::parse(&text, path)
     }

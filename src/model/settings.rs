@@ -49,6 +49,14 @@ pub struct ModelSettings {
     pub base_url: String,
     #[serde(skip)]
     pub api_key: Secret,
+    /// The environment variable the key is read from, named when it is missing.
+    #[serde(skip)]
+    pub api_key_env: String,
+    /// Requests may go without a key to a server that is not on this machine
+    /// (`HATRACK_ALLOW_NO_API_KEY=1`: a private server that needs none). A server on this
+    /// machine (localhost, 127.0.0.1, ::1) never needs one.
+    #[serde(skip)]
+    pub allow_no_key: bool,
     /// 0 by default: runs should be repeatable.
     pub temperature: f64,
     /// Fixed by default for the same reason (sent as `seed`; not every server honours it).
@@ -103,6 +111,30 @@ pub struct ModelSettings {
 
 pub const DEFAULT_SEED: i64 = 42;
 
+/// The variable the producing key is read from unless a policy names another.
+pub const DEFAULT_KEY_ENV: &str = "OPENAI_API_KEY";
+
+/// Set to `1` (or `true`): requests may go without a key to a server elsewhere.
+pub const ALLOW_NO_KEY_ENV: &str = "HATRACK_ALLOW_NO_API_KEY";
+
+/// Whether `base_url` is a server on this machine (`localhost`, `*.localhost`, 127.0.0.0/8,
+/// `::1`): a local model that needs no key.
+pub fn is_loopback(base_url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(base_url.trim()) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let lower = host.to_ascii_lowercase();
+    lower == "localhost"
+        || lower.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A streamed answer may pause this long between chunks (a CPU-bound local model emits
 /// several tokens a second; a minute of silence is a stall, not slowness).
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
@@ -140,6 +172,8 @@ impl Default for ModelSettings {
             model: "gpt-4o-mini".to_string(),
             base_url: "https://api.openai.com/v1".to_string(),
             api_key: Secret::default(),
+            api_key_env: DEFAULT_KEY_ENV.to_string(),
+            allow_no_key: false,
             temperature: 0.0,
             seed: Some(DEFAULT_SEED),
             max_tokens: None,

@@ -157,8 +157,12 @@ struct TypedDelta<'a> {
 
 impl StreamAssembler {
     /// Reads one SSE line. Comments, `id:`/`retry:` fields and blank lines are skipped;
-    /// `error:` lines (llama.cpp) and `event: error` are errors.
+    /// `error:` lines (llama.cpp) and `event: error` are errors. Nothing after `data: [DONE]`
+    /// belongs to the answer: it is ignored.
     pub fn line(&mut self, line: &str) -> Result<(), StreamError> {
+        if self.done {
+            return Ok(());
+        }
         if line.is_empty() {
             self.event = None;
             return Ok(());
@@ -193,6 +197,11 @@ impl StreamAssembler {
             n.saturating_add(c.name.len())
                 .saturating_add(c.arguments.len())
         })
+    }
+
+    /// Whether `data: [DONE]` was read: the answer is whole, nothing more is read.
+    pub fn done(&self) -> bool {
+        self.done
     }
 
     /// Whether the stream said it is complete (`[DONE]` or a `finish_reason`).

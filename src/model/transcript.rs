@@ -35,7 +35,10 @@ pub const EXCHANGES_FILE: &str = "exchanges.jsonl";
 pub struct Exchange {
     pub step: String,
     pub attempt: u32,
-    /// sha256 of the canonical request JSON, computed before scrubbing.
+    /// sha256 of the canonical request JSON as recorded (scrubbed), so a replay, which
+    /// renders its requests from scrubbed records, finds it. Transcripts recorded before
+    /// hatrack hashed the scrubbed request hold the hash of the unscrubbed one; a replay
+    /// looks up both.
     pub request_hash: String,
     /// The exact request body (secrets scrubbed).
     pub request: Value,
@@ -550,10 +553,20 @@ struct ReplayIndex {
 }
 
 impl ReplayIndex {
+    /// Each replayable exchange under its recorded `request_hash` and, when that differs, the
+    /// hash of its recorded (scrubbed) request: a transcript recorded before hashes were
+    /// taken after scrubbing still replays a request whose secret was scrubbed.
     fn new(exchanges: Vec<Exchange>) -> ReplayIndex {
         let mut by_key: HashMap<(String, String), Vec<usize>> = HashMap::new();
         for (i, e) in exchanges.iter().enumerate() {
             if e.response.is_some() || e.permanent_error().is_some() {
+                let of_request = request_hash(&e.request);
+                if of_request != e.request_hash {
+                    by_key
+                        .entry((e.step.clone(), of_request))
+                        .or_default()
+                        .push(i);
+                }
                 by_key
                     .entry((e.step.clone(), e.request_hash.clone()))
                     .or_default()
@@ -578,9 +591,10 @@ impl ReplayIndex {
         Some(&self.exchanges[index])
     }
 
-    /// A readable diff of `body` against the recorded request of the same step (the same
-    /// attempt preferred), for a replay miss.
-    fn miss_diff(&self, request: &ModelRequest) -> String {
+    /// A readable diff of `body` (the request scrubbed as it would be recorded: a miss
+    /// message must not print a secret) against the recorded request of the same step (the
+    /// same attempt preferred), for a replay miss.
+    fn miss_diff(&self, request: &ModelRequest, body: &Value) -> String {
         let same_step: Vec<&Exchange> = self
             .exchanges
             .iter()
@@ -604,8 +618,16 @@ impl ReplayIndex {
             );
         };
         let old = pretty(&recorded.request);
-        let new = pretty(&request.body);
+        let new = pretty(body);
         if old == new {
+            if recorded.response.is_some() {
+                return format!(
+                    "the request equals the recorded one for step {} attempt {}, which has a response, but its request_hash {} is not the hash of that request: the line was edited, or recorded in a way this hatrack does not match; record the run again",
+                    recorded.step,
+                    recorded.attempt,
+                    safe_fs_excerpt(&recorded.request_hash)
+                );
+            }
             return format!(
                 "the request equals the recorded one for step {} attempt {}, but that exchange failed ({}) and failed exchanges are not replayed",
                 recorded.step,
@@ -614,7 +636,7 @@ impl ReplayIndex {
                     .error
                     .as_ref()
                     .map(|e| e.message.as_str())
-                    .unwrap_or("no response recorded")
+                    .unwrap_or("no response or error recorded")
             );
         }
         similar::TextDiff::from_lines(&old, &new)
@@ -626,6 +648,10 @@ impl ReplayIndex {
             )
             .to_string()
     }
+}
+
+fn safe_fs_excerpt(text: &str) -> String {
+    crate::safe_fs::display_name(text)
 }
 
 /// Pretty JSON with message contents split on their newlines, so a changed sentence in a
@@ -645,6 +671,8 @@ pub struct TranscriptModel {
     live: Option<Arc<dyn ChatModel>>,
     /// Append replayed hits to `record_to` (it is a different file from the replay source).
     copy_hits: bool,
+    /// What every recorded line is scrubbed with: requests are hashed as they are recorded.
+    scrubber: Scrubber,
 }
 
 impl std::fmt::Debug for TranscriptModel {
@@ -687,6 +715,10 @@ impl TranscriptModel {
             (Some(src), Some(rec)) => !same_file(src, rec.path()),
             _ => false,
         };
+        let scrubber = record_to
+            .as_ref()
+            .map(|r| r.scrubber.clone())
+            .unwrap_or_default();
         TranscriptModel {
             mode,
             has_recorded: !exchanges.is_empty(),
@@ -694,7 +726,14 @@ impl TranscriptModel {
             record_to: record_to.map(Arc::new),
             live,
             copy_hits,
+            scrubber,
         }
+    }
+
+    /// The scrubber requests are hashed after (the run's, also when nothing is recorded).
+    pub fn with_scrubber(mut self, scrubber: Scrubber) -> TranscriptModel {
+        self.scrubber = scrubber;
+        self
     }
 
     /// The usual construction for a run: replay from the transcript at `replay_from` (if
@@ -759,18 +798,21 @@ impl TranscriptModel {
         };
         let recorder = match record_to {
             None => None,
-            Some(path) if mode == RecordMode::All => Some(Recorder::create(path, scrubber)?),
+            Some(path) if mode == RecordMode::All => {
+                Some(Recorder::create(path, scrubber.clone())?)
+            }
             Some(path) if live.is_none() && replay_from.is_some_and(|src| same_file(src, path)) => {
                 None
             }
-            Some(path) => Some(Recorder::append(path, scrubber)?),
+            Some(path) => Some(Recorder::append(path, scrubber.clone())?),
         };
         Ok(TranscriptModel::new(
             mode,
             replay_from.map(|p| (p.to_path_buf(), exchanges)),
             recorder,
             live,
-        ))
+        )
+        .with_scrubber(scrubber))
     }
 
     /// The record mode this model was built with.
@@ -795,9 +837,27 @@ impl TranscriptModel {
     }
 
     async fn complete_inner(&self, request: &ModelRequest) -> Result<ModelReply, ModelError> {
-        let hash = request_hash(&request.body);
+        // Hashed as recorded: scrubbed. A replay renders later requests from scrubbed
+        // records (an answer that echoed the key quotes `[REDACTED]`), so only the scrubbed
+        // request's hash is the same live and replayed.
+        let scrubbed = if self.scrubber.is_empty() {
+            None
+        } else {
+            let mut body = request.body.clone();
+            self.scrubber.scrub_json(&mut body);
+            Some(body)
+        };
+        let hash = request_hash(scrubbed.as_ref().unwrap_or(&request.body));
         if self.replays() {
-            if let Some(hit) = self.replay.lookup(&request.step, &hash) {
+            // Then the unscrubbed hash: a recording made before hashes were scrubbed, or a
+            // replay without the key that recording scrubbed.
+            let hit = self.replay.lookup(&request.step, &hash).or_else(|| {
+                scrubbed.as_ref().and_then(|_| {
+                    self.replay
+                        .lookup(&request.step, &request_hash(&request.body))
+                })
+            });
+            if let Some(hit) = hit {
                 if let Some(mut reply) = hit.replay_reply() {
                     if self.copy_hits {
                         // Carried over from another run: this run did not obtain it live.
@@ -830,7 +890,9 @@ impl TranscriptModel {
         if !self.may_call() {
             return Err(ModelError::ReplayMiss {
                 step: request.step.clone(),
-                diff: self.replay.miss_diff(request),
+                diff: self
+                    .replay
+                    .miss_diff(request, scrubbed.as_ref().unwrap_or(&request.body)),
             });
         }
         let Some(live) = &self.live else {

@@ -15,6 +15,27 @@ const SUMMARY_RESERVE: usize = 16 * 1024;
 /// An annotation's message is cut here (characters), with a visible marker.
 const MESSAGE_MAX: usize = 1_000;
 
+/// Text for a terminal or a CI log: control characters other than newline and tab (ESC
+/// starts colours and OSC-8 hyperlinks, BEL ends them, CR rewrites a line) and invisible
+/// format characters (bidi overrides) are shown as `\u{1b}`, never written raw.
+pub fn printable(s: &str) -> String {
+    if !s
+        .chars()
+        .any(|c| (c.is_control() && c != '\n' && c != '\t') || crate::safe_fs::is_format_char(c))
+    {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if (c.is_control() && c != '\n' && c != '\t') || crate::safe_fs::is_format_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Workflow-command data: `%`, `\r`, `\n` escaped.
 pub fn escape_data(s: &str) -> String {
     s.replace('%', "%25")
@@ -51,7 +72,7 @@ pub fn annotations(report: &Report, path_prefix: Option<&str>) -> String {
                 if loc.in_repository {
                     props.push(format!(
                         "file={}",
-                        escape_property(&format!("{prefix}{}", loc.path))
+                        escape_property(&printable(&format!("{prefix}{}", loc.path)))
                     ));
                     if let Some(line) = loc.line {
                         props.push(format!("line={line}"));
@@ -60,21 +81,22 @@ pub fn annotations(report: &Report, path_prefix: Option<&str>) -> String {
             }
             props.push(format!(
                 "title={}",
-                escape_property(&format!("hatrack: {}", f.rule_id))
+                escape_property(&printable(&format!("hatrack: {}", f.rule_id)))
             ));
             out.push_str(&format!(
                 "::{command} {}::{}\n",
                 props.join(","),
-                escape_data(&cut(&f.message, MESSAGE_MAX))
+                escape_data(&printable(&cut(&f.message, MESSAGE_MAX)))
             ));
         }
     }
     out
 }
 
-/// The step summary: the Markdown report, cut (on a line boundary) to fit under the limit
-/// with a pointer to the full report when it does not.
+/// The step summary: the Markdown report, [`printable`], cut (on a line boundary) to fit
+/// under the limit with a pointer to the full report when it does not.
 pub fn step_summary(markdown: &str, full_report: &str) -> String {
+    let markdown = &printable(markdown);
     let budget = SUMMARY_LIMIT - SUMMARY_RESERVE;
     let mut text = if markdown.len() <= budget {
         markdown.to_string()

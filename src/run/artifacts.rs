@@ -109,6 +109,11 @@ pub fn check_path(path: &str) -> Result<PathBuf, String> {
 /// a case-insensitive file system); one whose path is a directory of another, or under
 /// another (`dir` and `dir/inner.md`: a file cannot also be a directory); and those beyond
 /// [`MAX_ARTIFACTS_PER_HAT`].
+///
+/// Paths arrive scrubbed (the caller scrubs them first, so a live run and its replay, which
+/// reads the scrubbed record, accept the same names). Two secrets in names scrub to one
+/// name (`sk-….md` and `[REDACTED].md`): a name holding `[REDACTED]` that collides with an
+/// earlier one is renamed (`[REDACTED]-2.md`) with a warning, never written over it.
 pub fn accept(hat: &str, proposed: &[(String, String)]) -> (Vec<Artifact>, Vec<String>) {
     let mut accepted: Vec<Artifact> = Vec::new();
     let mut refusals: Vec<String> = Vec::new();
@@ -123,10 +128,23 @@ pub fn accept(hat: &str, proposed: &[(String, String)]) -> (Vec<Artifact>, Vec<S
                 continue;
             }
         };
-        let parts: Vec<String> = clean
+        let mut parts: Vec<String> = clean
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
+        let taken = |folded: &str| files.contains(folded) || dirs.contains(folded);
+        if parts.join("/").contains(crate::secrets::REDACTED)
+            && taken(&parts.join("/").to_lowercase())
+        {
+            if let Some(free) = unique_name(&parts, |f| taken(f)) {
+                refusals.push(format!(
+                    "artifact {} holds a scrubbed secret and, scrubbed, is the name of another artifact; it was written as {}",
+                    excerpt(path),
+                    excerpt(&free.join("/"))
+                ));
+                parts = free;
+            }
+        }
         let rel = parts.join("/");
         let folded = rel.to_lowercase();
         let name = format!("artifacts/{hat}/{rel}");
@@ -193,9 +211,25 @@ pub fn accept(hat: &str, proposed: &[(String, String)]) -> (Vec<Artifact>, Vec<S
     (accepted, warnings)
 }
 
-/// Writes accepted artifacts under `run_dir` (their names already start with `artifacts/`),
-/// passing each content and each file name (below `artifacts/<hat>/`) through `scrub`, and
-/// reports them. Every write is confined to the run directory
+/// `parts` with `-2`, `-3`, … put before the extension of its last component, the first that
+/// is not `taken` (lowercased) and still a valid name.
+fn unique_name(parts: &[String], taken: impl Fn(&str) -> bool) -> Option<Vec<String>> {
+    let (last, dirs) = parts.split_last()?;
+    let (stem, ext) = match last.rfind('.') {
+        Some(i) if i > 0 => (&last[..i], &last[i..]),
+        _ => (last.as_str(), ""),
+    };
+    (2..=MAX_ARTIFACTS_PER_HAT + 1).find_map(|n| {
+        let mut candidate = dirs.to_vec();
+        candidate.push(format!("{stem}-{n}{ext}"));
+        let rel = candidate.join("/");
+        (!taken(&rel.to_lowercase()) && check_path(&rel).is_ok()).then_some(candidate)
+    })
+}
+
+/// Writes accepted artifacts under `run_dir` (their names already start with `artifacts/`
+/// and were scrubbed before [`accept`] made them unique), passing each content through
+/// `scrub`, and reports them. Every write is confined to the run directory
 /// ([`crate::safe_fs::write_file`]): a symlink on the way is an error, never followed.
 pub fn write(
     run_dir: &Path,
@@ -205,18 +239,7 @@ pub fn write(
     let mut reports = Vec::new();
     for a in artifacts {
         let text = scrub(&a.content);
-        // `artifacts/<hat>/` stays as it is; the model-chosen rest may carry a secret.
-        let name = match a.name.splitn(3, '/').collect::<Vec<_>>()[..] {
-            [top, hat, rest] => {
-                let scrubbed = scrub(rest);
-                if scrubbed == rest || check_path(&scrubbed).is_err() {
-                    a.name.clone()
-                } else {
-                    format!("{top}/{hat}/{scrubbed}")
-                }
-            }
-            _ => a.name.clone(),
-        };
+        let name = a.name.clone();
         crate::safe_fs::write_file(run_dir, &name, text.as_bytes(), false).map_err(
             |e| match e {
                 crate::safe_fs::SafeFsError::Io { source, .. } => source,

@@ -517,10 +517,12 @@ async fn run_hat(
     report.tools = asked.tool_note.clone();
     let mut accepted = Vec::new();
     if let Some(a) = &asked.answer {
+        // Names scrubbed before they are checked and made unique: the replay reads them
+        // scrubbed from the record and must accept exactly what the live run accepted.
         let proposed: Vec<(String, String)> = a
             .artifacts
             .iter()
-            .map(|x| (x.path.clone(), x.content.clone()))
+            .map(|x| (plan.scrubber.scrub(&x.path), x.content.clone()))
             .collect();
         let (ok, refused) = artifacts::accept(&hat.name, &proposed);
         run.warnings.extend(refused);

@@ -151,7 +151,6 @@ impl RunRecord {
     /// Reads run.json (never through a symlink, at most [`MAX_RUN_FILE_BYTES`]); any
     /// problem is a usage error naming the file.
     pub fn read(run_dir: &Path) -> Result<RunRecord, Error> {
-        use std::io::Read;
         let path = run_dir.join(RUN_FILE);
         let hint = || {
             format!(
@@ -159,20 +158,12 @@ impl RunRecord {
                 run_dir.display()
             )
         };
-        let file = safe_fs::open_read_no_follow(&path)
-            .map_err(|e| Error::usage(format!("{}: {e}; {}", path.display(), hint())))?;
-        let mut bytes = Vec::new();
-        file.take(MAX_RUN_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::usage(format!("{}: {e}; {}", path.display(), hint())))?;
-        if bytes.len() as u64 > MAX_RUN_FILE_BYTES {
-            return Err(Error::usage(format!(
-                "{}: larger than {} MiB; {}",
-                path.display(),
-                MAX_RUN_FILE_BYTES >> 20,
-                hint()
-            )));
-        }
+        let kind = safe_fs::Kind {
+            what: "a run.json",
+            max: MAX_RUN_FILE_BYTES,
+        };
+        let bytes = safe_fs::read_bounded(&path, kind, safe_fs::Links::Never)
+            .map_err(|e| Error::usage(format!("{e}; {}", hint())))?;
         RunRecord::parse(&bytes)
             .map_err(|e| Error::usage(format!("{}:{e}; {}", path.display(), hint())))
     }

@@ -129,6 +129,9 @@ pub fn model_settings(args: &ModelArgs, config: &ConfigFile) -> Result<ModelSett
     if let Some(key) = env(key_env(config)) {
         s.api_key = Secret::new(key.trim());
     }
+    s.api_key_env = key_env(config).to_string();
+    s.allow_no_key = env(crate::model::settings::ALLOW_NO_KEY_ENV)
+        .is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
     if let Some(t) = m.temperature {
         s.temperature = f64::from(t);
     }
@@ -161,7 +164,7 @@ pub fn key_env(config: &ConfigFile) -> &str {
         .model
         .api_key_env
         .as_deref()
-        .unwrap_or("OPENAI_API_KEY")
+        .unwrap_or(crate::model::settings::DEFAULT_KEY_ENV)
 }
 
 /// The variable the judge's key is read from (a policy's `[judge] api_key_env`).
@@ -201,9 +204,15 @@ pub fn judge_settings(
         s.base_url = url.trim_end_matches('/').to_string();
     }
     s.api_key = match env(judge_key_env(config)) {
-        Some(key) => Secret::new(key),
+        Some(key) => {
+            s.api_key_env = judge_key_env(config).to_string();
+            Secret::new(key)
+        }
         None if s.base_url == producer.base_url => producer.api_key.clone(),
-        None => Secret::default(),
+        None => {
+            s.api_key_env = judge_key_env(config).to_string();
+            Secret::default()
+        }
     };
     check_judge(producer, &s)?;
     Ok(s)

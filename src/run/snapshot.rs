@@ -137,11 +137,36 @@ impl From<SnapshotError> for crate::Error {
     }
 }
 
-/// What a recording run copies into its snapshot, gathered before the first model call.
+/// What a recording run copies into its snapshot, gathered before the first model call:
+/// the stage's files and the templates (small) as they are, the workspace's files by where
+/// they are and what they held (their contents are streamed when the snapshot is written,
+/// one at a time, so memory stays bounded by the largest file, not the workspace).
 pub struct Collected {
     stage_dir: String,
-    files: Vec<(String, Vec<u8>)>,
+    files: Vec<(String, Source)>,
+    /// `[secrets] redact_inputs`, applied to the workspace's inputs as binding does.
+    redact: Vec<regex::Regex>,
 }
+
+/// Where a collected content comes from.
+enum Source {
+    Bytes(Vec<u8>),
+    /// A workspace file and the sha256 it had when collected: read again when the snapshot
+    /// is written, and left out if it changed meanwhile (a snapshot never holds what the run
+    /// did not see).
+    File {
+        path: PathBuf,
+        workspace: PathBuf,
+        sha256: String,
+        redact: bool,
+    },
+}
+
+/// The snapshot's cap on one file, for the bounded reader.
+const OBJECT_KIND: safe_fs::Kind = safe_fs::Kind {
+    what: "a snapshot file",
+    max: MAX_OBJECT_BYTES,
+};
 
 /// Reads the stage's source files, the effective templates, hatrack.toml and the files the
 /// `[inputs]` patterns match. A file that cannot be read is left out: binding has already
@@ -157,11 +182,14 @@ pub fn collect(
     for file in &stage.source_files {
         let rel = slash(file.strip_prefix(base).unwrap_or(file));
         if let Ok(bytes) = crate::definition::read_source_file(file) {
-            files.push((format!("{STAGE}/{rel}"), bytes));
+            files.push((format!("{STAGE}/{rel}"), Source::Bytes(bytes)));
         }
     }
     for (name, text) in prompts.texts() {
-        files.push((format!("{PROMPTS}/{name}"), text.clone().into_bytes()));
+        files.push((
+            format!("{PROMPTS}/{name}"),
+            Source::Bytes(text.clone().into_bytes()),
+        ));
     }
     let patterns: Vec<&str> = config.inputs.values().flat_map(|l| l.patterns()).collect();
     let mut wanted: Vec<String> = inputs::workspace_files(workspace)
@@ -169,12 +197,26 @@ pub fn collect(
         .into_iter()
         .filter(|f| patterns.iter().any(|p| inputs::pattern_matches(p, f)))
         .collect();
-    if workspace.join(CONFIG_FILE).is_file() {
+    if workspace.join(CONFIG_FILE).symlink_metadata().is_ok() {
         wanted.push(CONFIG_FILE.to_string());
     }
+    // Inputs are kept as they were sent: redacted (`[secrets] redact_inputs`) whole, the
+    // order the run used (then scrubbed, like everything written).
+    let redact =
+        crate::secrets::compile_patterns(config.secrets.redact_patterns(), "").unwrap_or_default();
     for rel in wanted {
-        if let Ok(bytes) = read_capped(&workspace.join(&rel), MAX_OBJECT_BYTES) {
-            files.push((format!("{WORKSPACE}/{rel}"), bytes));
+        let path = workspace.join(&rel);
+        let links = safe_fs::Links::Within(workspace);
+        if let Ok(bytes) = safe_fs::read_bounded(&path, OBJECT_KIND, links) {
+            files.push((
+                format!("{WORKSPACE}/{rel}"),
+                Source::File {
+                    path,
+                    workspace: workspace.to_path_buf(),
+                    sha256: sha256(&bytes),
+                    redact: rel != CONFIG_FILE,
+                },
+            ));
         }
     }
     Collected {
@@ -184,7 +226,54 @@ pub fn collect(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         files,
+        redact,
     }
+}
+
+impl Collected {
+    /// A content's bytes as the snapshot keeps them (redacted, then scrubbed) and their
+    /// sha256; `Err` says why it is left out.
+    fn content(&self, source: &Source, scrubber: &Scrubber) -> Result<(Vec<u8>, String), String> {
+        let (raw, raw_hash) = match source {
+            Source::Bytes(bytes) => (bytes.clone(), None),
+            Source::File {
+                path,
+                workspace,
+                sha256: seen,
+                redact,
+            } => {
+                let links = safe_fs::Links::Within(workspace);
+                let bytes = safe_fs::read_bounded(path, OBJECT_KIND, links)
+                    .map_err(|e| e.why.to_string())?;
+                if sha256(&bytes) != *seen {
+                    return Err("it changed while the run went on".to_string());
+                }
+                match std::str::from_utf8(&bytes) {
+                    Ok(text) if *redact && !self.redact.is_empty() => {
+                        let mut text = text.to_string();
+                        for pattern in &self.redact {
+                            text = pattern
+                                .replace_all(&text, crate::secrets::REDACTED)
+                                .into_owned();
+                        }
+                        (text.into_bytes(), None)
+                    }
+                    _ => (bytes, Some(seen)),
+                }
+            }
+        };
+        let clean = scrub_bytes(&raw, scrubber).ok_or_else(not_text)?;
+        // Hashed once when nothing changed it (a workspace may hold a gigabyte).
+        let hash = match raw_hash {
+            Some(h) if clean == raw => h.clone(),
+            _ => sha256(&clean),
+        };
+        Ok((clean, hash))
+    }
+}
+
+fn not_text() -> String {
+    "it is not UTF-8 text and holds something the scrubber would change".to_string()
 }
 
 /// How much a snapshot holds, for the run's log line.
@@ -196,32 +285,69 @@ pub struct Summary {
     pub bytes: u64,
 }
 
+/// Where pass 2 of [`write`] finds a content again: a collected file, or a tool result.
+#[derive(Clone, Copy)]
+enum Origin {
+    File(usize),
+    Tool(usize),
+}
+
 /// Writes the snapshot (scrubbed) into the locked run directory through the confined
 /// writer (no link followed, temp file + rename; the pack is synced before the manifest
 /// that names its contents), and removes a format-1 object store a re-recorded run leaves
 /// behind, so the run carries exactly what it used.
+///
+/// It keeps to the limits [`Snapshot::read`] checks (at most [`MAX_ENTRIES`] entries and
+/// [`MAX_TOTAL_BYTES`] in all: what does not fit is left out with a warning, and a replay
+/// without the workspace misses it honestly) and streams: contents are read, scrubbed and
+/// hashed one at a time, then written into the pack one at a time.
+// long-fn: two passes over the same contents (sizes and hashes, then the pack), side by side.
 pub fn write(
     run_dir: &RunDir,
     collected: &Collected,
     tools: &ToolLog,
     scrubber: &Scrubber,
 ) -> Result<Summary, SnapshotError> {
-    let mut objects: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut store = |bytes: Vec<u8>| {
-        let entry = Entry {
-            sha256: sha256(&bytes),
-            bytes: bytes.len() as u64,
-        };
-        objects.entry(entry.sha256.clone()).or_insert(bytes);
-        entry
+    // Pass 1: every content's scrubbed size and hash, within the reader's limits.
+    let mut sizes: BTreeMap<String, (u64, Origin)> = BTreeMap::new();
+    let mut total: u64 = 0;
+    let mut entries = 0usize;
+    let mut left_out: Vec<String> = Vec::new();
+    let fits = |bytes: u64, entries: &mut usize, total: &mut u64| {
+        if *entries >= MAX_ENTRIES || total.saturating_add(bytes) > MAX_TOTAL_BYTES {
+            return false;
+        }
+        *entries += 1;
+        *total += bytes;
+        true
     };
     let mut files = BTreeMap::new();
-    for (logical, bytes) in &collected.files {
-        if let Some(clean) = scrub_bytes(bytes, scrubber) {
-            files.insert(scrubber.scrub(logical), store(clean));
+    for (i, (logical, source)) in collected.files.iter().enumerate() {
+        let (clean, hash) = match collected.content(source, scrubber) {
+            Ok(content) => content,
+            Err(why) => {
+                if matches!(source, Source::File { .. }) {
+                    left_out.push(format!("{}: {why}", scrubber.scrub(logical)));
+                }
+                continue;
+            }
+        };
+        let name = scrubber.scrub(logical);
+        if !fits(clean.len() as u64, &mut entries, &mut total) {
+            left_out.push(format!("{name}: beyond what a snapshot holds"));
+            continue;
         }
+        let entry = Entry {
+            sha256: hash,
+            bytes: clean.len() as u64,
+        };
+        sizes
+            .entry(entry.sha256.clone())
+            .or_insert((entry.bytes, Origin::File(i)));
+        files.insert(name, entry);
     }
     let mut tool_entries = Vec::new();
+    let mut tool_results: Vec<Vec<u8>> = Vec::new();
     for (key, outcome) in tools {
         let (Ok(call), Ok(mut result)) = (
             serde_json::from_str::<serde_json::Value>(key),
@@ -230,19 +356,47 @@ pub fn write(
             continue;
         };
         result.push(b'\n');
+        if !fits(result.len() as u64, &mut entries, &mut total) {
+            left_out.push(format!(
+                "a result of {}: beyond what a snapshot holds",
+                call
+            ));
+            continue;
+        }
+        let entry = Entry {
+            sha256: sha256(&result),
+            bytes: result.len() as u64,
+        };
+        sizes
+            .entry(entry.sha256.clone())
+            .or_insert((entry.bytes, Origin::Tool(tool_results.len())));
+        tool_results.push(result);
         tool_entries.push(ToolEntry {
             call,
-            result: store(result),
+            result: entry,
         });
     }
-    // `objects` is ordered by sha256: the pack's order.
+    if !left_out.is_empty() {
+        tracing::warn!(
+            "snapshot: {} content(s) left out (a snapshot holds at most {MAX_ENTRIES} entries and {} MiB; a replay without the workspace misses them): {}",
+            left_out.len(),
+            MAX_TOTAL_BYTES >> 20,
+            left_out
+                .iter()
+                .take(5)
+                .map(|w| safe_fs::display_name(w))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    // `sizes` is ordered by sha256: the pack's order.
     let mut offset = 0u64;
-    let pack_table: BTreeMap<String, Slice> = objects
+    let pack_table: BTreeMap<String, Slice> = sizes
         .iter()
-        .map(|(hash, bytes)| {
+        .map(|(hash, (bytes, _))| {
             let slice = Slice {
                 offset,
-                bytes: bytes.len() as u64,
+                bytes: *bytes,
             };
             offset += slice.bytes;
             (hash.clone(), slice)
@@ -258,11 +412,44 @@ pub fn write(
     let summary = Summary {
         files: manifest.files.len(),
         tool_results: manifest.tools.len(),
-        objects: objects.len(),
-        bytes: objects.values().map(|b| b.len() as u64).sum(),
+        objects: sizes.len(),
+        bytes: offset,
     };
-    let pack: Vec<u8> = objects.into_values().flatten().collect();
-    safe_fs::write_file(run_dir.path(), PACK_FILE, &pack, true)?;
+    // Pass 2: each distinct content into the pack, one at a time, checked against pass 1.
+    let mut changed: Option<SnapshotError> = None;
+    safe_fs::write_file_with(run_dir.path(), PACK_FILE, true, &mut |file| {
+        use std::io::Write;
+        for (hash, (_, origin)) in &sizes {
+            let bytes = match *origin {
+                Origin::Tool(i) => std::borrow::Cow::Borrowed(&tool_results[i][..]),
+                Origin::File(i) => {
+                    let (logical, source) = &collected.files[i];
+                    let fail = |message: String| SnapshotError::Object {
+                        path: run_dir.path().join(PACK_FILE),
+                        logical: safe_fs::display_name(&scrubber.scrub(logical)),
+                        message,
+                    };
+                    match collected.content(source, scrubber) {
+                        Ok((b, h)) if h == *hash => std::borrow::Cow::Owned(b),
+                        Ok(_) => {
+                            changed = Some(fail(
+                                "it changed while the snapshot was written; record the run again"
+                                    .into(),
+                            ));
+                            return Err(std::io::Error::other("a snapshot file changed"));
+                        }
+                        Err(why) => {
+                            changed = Some(fail(why));
+                            return Err(std::io::Error::other("a snapshot file changed"));
+                        }
+                    }
+                }
+            };
+            file.write_all(&bytes)?;
+        }
+        Ok(())
+    })
+    .map_err(|e| changed.take().unwrap_or(SnapshotError::Write(e)))?;
     let mut text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
     text.push('\n');
     safe_fs::write_file(run_dir.path(), MANIFEST_FILE, text.as_bytes(), true)?;
@@ -410,13 +597,24 @@ impl Snapshot {
     }
 
     /// Writes the stage, workspace and prompts into a fresh private temporary directory
-    /// (removed when the returned value is dropped), every object verified first.
+    /// (`$TMPDIR/hatrack-snapshot-<pid>-…`, mode 0700), every object verified first. The
+    /// directory is removed when the returned value is dropped, on SIGINT and SIGTERM, and,
+    /// if the process was killed outright, by the next materialize on this machine, which
+    /// removes the directories of processes that no longer exist.
     pub fn materialize(&self) -> Result<Materialized, SnapshotError> {
-        let dir = tempfile::Builder::new()
-            .prefix("hatrack-snapshot-")
-            .tempdir()
-            .map_err(SnapshotError::TempDir)?;
+        temp::remove_stale();
+        temp::guard_signals();
+        let mut builder = tempfile::Builder::new();
+        let prefix = format!("{}{}-", temp::PREFIX, std::process::id());
+        builder.prefix(&prefix);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o700));
+        }
+        let dir = builder.tempdir().map_err(SnapshotError::TempDir)?;
         let root = dir.path().to_path_buf();
+        temp::register(&root);
         let stage_dir = root.join(STAGE).join(&self.manifest.stage_dir);
         let workspace = root.join(WORKSPACE);
         for made in [&stage_dir, &workspace] {
@@ -462,6 +660,119 @@ pub struct Materialized {
     pub workspace: PathBuf,
     pub prompts: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Materialized {
+    fn drop(&mut self) {
+        temp::unregister(self._dir.path());
+    }
+}
+
+/// The temporary directories snapshots are materialized into: private, and never left
+/// behind by an interrupted replay.
+mod temp {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    /// `hatrack-snapshot-<pid>-<random>`: the pid says whose it is.
+    pub const PREFIX: &str = "hatrack-snapshot-";
+
+    /// This process's directories, for the signal handler.
+    static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    pub fn register(dir: &Path) {
+        if let Ok(mut live) = LIVE.lock() {
+            live.push(dir.to_path_buf());
+        }
+    }
+
+    pub fn unregister(dir: &Path) {
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|d| d != dir);
+        }
+    }
+
+    /// On SIGINT or SIGTERM: removes this process's directories, then exits as the signal
+    /// would have (130, 143). Installed once, when a runtime is there to wait on signals.
+    pub fn guard_signals() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        #[cfg(unix)]
+        ONCE.call_once(|| {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            // Registered here, synchronously: a signal from now on is the handler's.
+            let _enter = handle.enter();
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            handle.spawn(async move {
+                let code = tokio::select! {
+                    _ = int.recv() => 130,
+                    _ = term.recv() => 143,
+                };
+                let dirs = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+                for dir in dirs {
+                    // A file written meanwhile can make one attempt fail.
+                    for _ in 0..5 {
+                        if std::fs::remove_dir_all(&dir).is_ok() || !dir.exists() {
+                            break;
+                        }
+                    }
+                }
+                std::process::exit(code);
+            });
+        });
+    }
+
+    /// Removes the directories left by processes of this user that no longer exist (killed
+    /// outright: SIGKILL, a power loss). A directory of a live process is never touched.
+    pub fn remove_stale() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let tmp = std::env::temp_dir();
+            let Ok(entries) = std::fs::read_dir(&tmp) else {
+                return;
+            };
+            let me = unsafe { libc::geteuid() };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+                    continue;
+                };
+                let Some(pid) = rest
+                    .split_once('-')
+                    .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok())
+                else {
+                    continue;
+                };
+                if pid <= 0 || pid as u32 == std::process::id() || alive(pid) {
+                    continue;
+                }
+                let path = entry.path();
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if meta.is_dir() && !meta.file_type().is_symlink() && meta.uid() == me {
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+            }
+        }
+    }
+
+    /// Whether a process with this id exists (one of another user counts as alive).
+    #[cfg(unix)]
+    fn alive(pid: libc::pid_t) -> bool {
+        if unsafe { libc::kill(pid, 0) } == 0 {
+            return true;
+        }
+        std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
 }
 
 /// Every path, hash and size checked before anything is read.
@@ -574,15 +885,11 @@ fn is_real_dir(path: &Path) -> bool {
 
 /// A regular file's bytes (never through a link), at most `cap`.
 fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
-    let file = safe_fs::open_read_no_follow(path).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > cap {
-        return Err(format!("larger than {cap} bytes"));
-    }
-    Ok(bytes)
+    let kind = safe_fs::Kind {
+        what: "a snapshot file",
+        max: cap,
+    };
+    safe_fs::read_bounded(path, kind, safe_fs::Links::Never).map_err(|e| e.why.to_string())
 }
 
 /// One content's bytes from the pack (never through a link).
@@ -665,7 +972,11 @@ mod tests {
 
         let collected = Collected {
             stage_dir: "deployment".into(),
-            files: vec![("workspace/hatrack.toml".into(), text.to_vec())],
+            files: vec![(
+                "workspace/hatrack.toml".into(),
+                Source::Bytes(text.to_vec()),
+            )],
+            redact: Vec::new(),
         };
         let locked = RunDir::open_locked(run).unwrap();
         write(&locked, &collected, &ToolLog::new(), &Scrubber::default()).unwrap();

@@ -215,7 +215,8 @@ fn tell<W: Write + ?Sized>(
     written: &[std::path::PathBuf],
     scrubber: &Scrubber,
 ) {
-    let _ = write!(out, "{}", scrubber.scrub(&report::summary_table(report)));
+    let table = scrubber.scrub(&report::summary_table(report));
+    let _ = write!(out, "{}", report::github::printable(&table));
     if transcript.mode == RecordMode::None {
         let _ = writeln!(
             out,

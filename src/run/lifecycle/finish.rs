@@ -147,39 +147,40 @@ pub(super) fn github_output<W: Write + ?Sized>(
         &out_dir.join("report.md"),
         &out_dir.join("report.html"),
         scrubber,
-    )
+    );
+    Ok(())
 }
 
 /// Appends `markdown` (the file hatrack just wrote), cut under GitHub's limit with a pointer
-/// to `full`, to `$GITHUB_STEP_SUMMARY` when that is set.
-pub(crate) fn append_step_summary(
-    markdown: &Path,
-    full: &Path,
-    scrubber: &Scrubber,
-) -> Result<(), Error> {
+/// to `full`, to `$GITHUB_STEP_SUMMARY` when that is set. Best effort: the reports are
+/// written and the gate decided, so a summary that cannot be written is a warning, never
+/// another exit code. Through the confined writer: a link at that name is never followed,
+/// anything but a regular file (a FIFO would block) is refused, and nothing waits.
+pub(crate) fn append_step_summary(markdown: &Path, full: &Path, scrubber: &Scrubber) {
     let Some(summary_path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty())
     else {
-        return Ok(());
+        return;
     };
-    let text = std::fs::read_to_string(markdown)
-        .map_err(|e| Error::io(format!("reading {}", markdown.display()), e))?;
-    let full = full.display().to_string();
-    let text = report::github::step_summary(&text, &scrubber.scrub(&full));
     let summary_path = PathBuf::from(summary_path);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&summary_path)
-        .map_err(|e| {
-            Error::io(
-                format!("opening $GITHUB_STEP_SUMMARY ({})", summary_path.display()),
-                e,
-            )
-        })?;
-    file.write_all(text.as_bytes()).map_err(|e| {
-        Error::io(
-            format!("writing $GITHUB_STEP_SUMMARY ({})", summary_path.display()),
-            e,
+    let written = (|| -> Result<(), String> {
+        let text = crate::safe_fs::read_bounded_string(
+            markdown,
+            crate::safe_fs::Kind::RUN_FILE,
+            crate::safe_fs::Links::Never,
         )
-    })
+        .map_err(|e| e.to_string())?;
+        let full = full.display().to_string();
+        let text = report::github::step_summary(&text, &scrubber.scrub(&full));
+        let (root, name) = crate::safe_fs::split(&summary_path);
+        let mut file =
+            crate::safe_fs::open_append(&root, &name, false).map_err(|e| e.to_string())?;
+        file.write_all(text.as_bytes()).map_err(|e| e.to_string())
+    })();
+    if let Err(e) = written {
+        tracing::warn!(
+            "$GITHUB_STEP_SUMMARY ({}): the step summary was not written: {}",
+            crate::safe_fs::display_name(&summary_path.display().to_string()),
+            crate::safe_fs::display_name(&e)
+        );
+    }
 }

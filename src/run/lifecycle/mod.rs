@@ -12,7 +12,7 @@ use crate::model::transcript::RecordMode;
 use crate::model::SharedTransport;
 use crate::run::progress::Progress;
 use crate::run::replay_sources;
-use crate::run::rundir::{self, RunRecord, EXCHANGES_FILE};
+use crate::run::rundir::{self, RunRecord, EXCHANGES_FILE, RUN_FILE};
 use crate::run::setup;
 use crate::Error;
 
@@ -145,6 +145,7 @@ fn transcript_plan(args: &RunArgs, workspace: &Path) -> Result<TranscriptPlan, E
                 new.display()
             )));
         }
+        refuse_foreign_dir(&new, &[EXCHANGES_FILE, RUN_FILE])?;
         if !old.join(EXCHANGES_FILE).is_file() {
             return Err(Error::usage(format!(
                 "{}: no exchanges.jsonl; is it a run directory?",
@@ -162,6 +163,7 @@ fn transcript_plan(args: &RunArgs, workspace: &Path) -> Result<TranscriptPlan, E
             .transcript
             .clone()
             .unwrap_or_else(|| default_run_dir(workspace));
+        refuse_foreign_dir(&run_dir, &[EXCHANGES_FILE, RUN_FILE])?;
         recording_plan(args, run_dir)
     };
     Ok(plan)
@@ -312,6 +314,43 @@ pub(crate) fn replay_config(record: &RunRecord, workspace: &Path) -> Result<Conf
         config.agent.max_turns = turns;
     }
     Ok(config)
+}
+
+/// A directory hatrack is to write a run (or a batch) into must be missing, empty, or one
+/// it wrote (it holds one of `markers`): a run writes report.md, junit.xml, run.json… and
+/// would silently replace a user's files of those names. The refusal names what is there.
+pub(crate) fn refuse_foreign_dir(dir: &Path, markers: &[&str]) -> Result<(), Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // Missing (created later) or not a directory (the writer says so).
+        Err(_) => return Ok(()),
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.is_empty()
+        || markers
+            .iter()
+            .any(|m| dir.join(m).symlink_metadata().is_ok())
+    {
+        return Ok(());
+    }
+    names.sort();
+    let shown: Vec<String> = names
+        .iter()
+        .take(5)
+        .map(|n| crate::safe_fs::display_name(n))
+        .collect();
+    let more = match names.len() {
+        n if n > 5 => format!(" and {} more", n - 5),
+        _ => String::new(),
+    };
+    Err(Error::usage(format!(
+        "{} is not empty and is not a hatrack run directory (it holds {}{more}); a run would write its reports over files there: choose a new or empty --transcript DIR",
+        dir.display(),
+        shown.join(", ")
+    )))
 }
 
 pub(super) fn default_run_dir(workspace: &Path) -> PathBuf {
