@@ -32,12 +32,26 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
             "the batch lists no workspace: pass them as arguments or list them in --manifest FILE",
         ));
     }
-    let mut members = batch::members(&listed).map_err(|e| Error::usage(e.to_string()))?;
+    let members = batch::members(&listed).map_err(|e| Error::usage(e.to_string()))?;
+    let dir = args.transcript.clone().unwrap_or_else(default_batch_dir);
+    run_members(args, global, members, &dir, out).await
+}
+
+/// Runs the given members (named by the caller: `hatrack eval` names them after its cases)
+/// as a batch into `dir`, `args.shard` picking the shard's share, and writes the index;
+/// returns the batch's exit code (the worst member's).
+pub(crate) async fn run_members(
+    args: &RunArgs,
+    global: &GlobalArgs,
+    mut members: Vec<Member>,
+    dir: &Path,
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
     let scope = Scope::new(&members, args.shard);
     if let Some(shard) = args.shard {
         members.retain(|m| batch::in_shard(&m.name, shard));
     }
-    let dir = args.transcript.clone().unwrap_or_else(default_batch_dir);
+    let dir = dir.to_path_buf();
     let locked = RunDir::open_locked(&dir)?;
 
     // One limit on requests in flight for the whole batch: flags, env and the policy file
