@@ -4,6 +4,7 @@
 mod attest;
 mod check;
 mod diff;
+mod eval;
 mod init;
 mod list;
 mod merge;
@@ -14,6 +15,7 @@ mod verify;
 pub use attest::attest;
 pub use check::check;
 pub use diff::diff;
+pub use eval::eval;
 pub use init::init;
 pub use list::list;
 pub use merge::merge;
