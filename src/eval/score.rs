@@ -334,7 +334,7 @@ impl SplitMix64 {
 
     /// Uniform in `0..n` (n > 0), by multiply-shift.
     fn below(&mut self, n: u32) -> u32 {
-        ((self.next() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next() >> 32) * u64::from(n)) >> 32) as u32
     }
 }
 

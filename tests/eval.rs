@@ -1,0 +1,498 @@
+//! `hatrack eval` through the binary, against the fake OpenAI server scripted by
+//! `FakeReviewer` (a stand-in for a model, not a model). Three scripted judges with known
+//! answers — an oracle that answers the labels, a contrarian that answers the opposite, and
+//! one that always answers `met` — must score as the labels, counted by hand, say.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::fake_openai::FakeOpenAi;
+use support::fake_reviewer::FakeReviewer;
+use support::Test;
+
+/// One case of the test suite: name, split, expected gate, labels (id, expected).
+struct CaseDef {
+    name: &'static str,
+    split: &'static str,
+    gate: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+}
+
+/// 14 labels met or unmet (7 of each, so the contrarian's κ is −1) and one `any`; two
+/// cases of four are the holdout.
+const SUITE: &[CaseDef] = &[
+    CaseDef {
+        name: "clean",
+        split: "dev",
+        gate: "met",
+        labels: &[
+            ("pipeline-engineer/anti-pattern/1", "met"),
+            ("sre/anti-pattern/1", "met"),
+            ("reliability/check/1", "met"),
+            ("signal/1", "met"),
+        ],
+    },
+    CaseDef {
+        name: "no-retries",
+        split: "dev",
+        gate: "not met",
+        labels: &[
+            ("pipeline-engineer/anti-pattern/1", "unmet"),
+            ("sre/anti-pattern/2", "met"),
+            ("reliability/check/2", "unmet"),
+            ("signal/2", "any"),
+        ],
+    },
+    CaseDef {
+        name: "no-limits",
+        split: "holdout",
+        gate: "not met",
+        labels: &[
+            ("pipeline-engineer/anti-pattern/3", "unmet"),
+            ("sre/anti-pattern/1", "unmet"),
+            ("signal/3", "met"),
+        ],
+    },
+    CaseDef {
+        name: "no-runbook",
+        split: "holdout",
+        gate: "not met",
+        labels: &[
+            ("reliability/check/3", "unmet"),
+            ("signal/4", "unmet"),
+            ("signal/5", "unmet"),
+            ("pipeline-engineer/anti-pattern/2", "met"),
+        ],
+    },
+];
+
+fn marker(case: &str) -> String {
+    format!("Eval case marker: {case}.")
+}
+
+/// Writes the suite under `dir`: each case's workspace (one notes file bound to every
+/// input, carrying the case's marker) and its labels.toml beside it.
+fn write_suite(dir: &Path) -> PathBuf {
+    let suite = dir.join("suite");
+    for case in SUITE {
+        let ws = suite.join(case.name).join("workspace");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::write(
+            ws.join("notes.md"),
+            format!(
+                "# Notes\n\n{}\nFreshness alerts page the on-call.\n",
+                marker(case.name)
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            ws.join("hatrack.toml"),
+            support::inputs_bound_to("notes.md"),
+        )
+        .unwrap();
+        let mut toml = format!(
+            "split = {:?}\ngate = {:?}\n[expect]\n",
+            case.split, case.gate
+        );
+        for (id, expected) in case.labels {
+            toml.push_str(&format!("{id:?} = {expected:?}\n"));
+        }
+        toml.push_str("[why]\n");
+        for (id, _) in case.labels {
+            toml.push_str(&format!("{id:?} = \"notes.md: the case's notes\"\n"));
+        }
+        std::fs::write(suite.join(case.name).join("labels.toml"), toml).unwrap();
+    }
+    suite
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Judge {
+    /// Answers every label as labelled.
+    Oracle,
+    /// Answers every label the other way.
+    Contrarian,
+    /// Answers `met` (or `pass`) to everything.
+    AlwaysMet,
+}
+
+/// The verdict word a judge step uses for `id` (constraints and checks pass/fail, signal
+/// sentences met/unmet).
+fn word(id: &str, met: bool) -> &'static str {
+    match (id.starts_with("signal/"), met) {
+        (true, true) => "met",
+        (true, false) => "unmet",
+        (false, true) => "pass",
+        (false, false) => "fail",
+    }
+}
+
+/// A fake server whose judge answers each case's labels as `judge` does; every request
+/// names its case through the marker in the bound notes.
+async fn server(judge: Judge) -> FakeOpenAi {
+    let mut reviewers: Vec<(String, String, FakeReviewer)> = Vec::new();
+    for case in SUITE {
+        let mut r = FakeReviewer::new();
+        for (id, expected) in case.labels {
+            let met = match (judge, *expected) {
+                (Judge::AlwaysMet, _) | (_, "any") => true,
+                (Judge::Oracle, e) => e == "met",
+                (Judge::Contrarian, e) => e != "met",
+            };
+            r = r.verdict(id, word(id, met));
+        }
+        // The completion judge sees artifacts, not the notes: each case's hats name theirs
+        // after the case.
+        let artifact = format!("plan-{}.md", case.name);
+        reviewers.push((
+            marker(case.name),
+            artifact.clone(),
+            r.artifact_path(&artifact),
+        ));
+    }
+    FakeOpenAi::with_handler(move |req| {
+        let text = req.messages_text();
+        let (_, _, reviewer) = reviewers
+            .iter()
+            .find(|(m, a, _)| text.contains(m.as_str()) || text.contains(a.as_str()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "every request shows its case's notes: {}",
+                    &text[..text.len().min(3000)]
+                )
+            });
+        reviewer.answer(req)
+    })
+    .await
+}
+
+fn eval(server: &FakeOpenAi, suite: &Path, out: &Path) -> Test {
+    Test::new()
+        .arg("eval")
+        .arg(suite)
+        .arg("--out")
+        .arg(out)
+        .args(["--model", "fake-model", "--base-url"])
+        .arg(server.url())
+        .args(["--timeout", "5", "--max-retries", "0"])
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The confusion cells of a metrics object: [[unmet, met, unknown] of defects, … of clean].
+fn cells(metrics: &Value) -> [[u64; 3]; 2] {
+    let row = |r: &Value| {
+        [
+            r["unmet"].as_u64().unwrap(),
+            r["met"].as_u64().unwrap(),
+            r["unknown"].as_u64().unwrap(),
+        ]
+    };
+    let c = &metrics["confusion"];
+    [row(&c["expected_unmet"]), row(&c["expected_met"])]
+}
+
+/// Hand counts from the label table: (defects, clean, any) overall and on the holdout.
+fn label_counts(split: Option<&str>) -> (u64, u64, u64) {
+    let mut n = (0, 0, 0);
+    for case in SUITE.iter().filter(|c| split.is_none_or(|s| c.split == s)) {
+        for (_, e) in case.labels {
+            match *e {
+                "unmet" => n.0 += 1,
+                "met" => n.1 += 1,
+                _ => n.2 += 1,
+            }
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_judges_with_known_answers_score_as_counted_by_hand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path());
+    let (defects, clean, any) = label_counts(None);
+    assert_eq!((defects, clean, any), (7, 7, 1), "the suite as designed");
+
+    // The oracle: everything right, κ = 1; its cases end with the gates the labels expect.
+    let oracle = server(Judge::Oracle).await;
+    let dir = tmp.path().join("oracle");
+    eval(&oracle, &suite, &dir)
+        .stdout_has("14 labelled verdict(s): 14 right, 0 wrong, 0 abstained")
+        .run();
+    let e = json(&dir.join("eval.json"));
+    let all = &e["scores"]["all"]["overall"];
+    assert_eq!(cells(all), [[defects, 0, 0], [0, clean, 0]]);
+    assert_eq!(
+        (all["tpr"]["value"].as_f64(), all["tnr"]["value"].as_f64()),
+        (Some(1.0), Some(1.0))
+    );
+    assert_eq!(all["kappa"].as_f64(), Some(1.0));
+    assert_eq!(e["gate"]["right"], 4);
+    assert_eq!(e["counts"]["unscored"], any);
+    for case in SUITE {
+        let report = json(&dir.join(case.name).join("report.json"));
+        let expected_exit = if case.gate == "met" { 0 } else { 1 };
+        assert_eq!(
+            report["outcome"]["exit_code"], expected_exit,
+            "{}",
+            case.name
+        );
+    }
+
+    // The contrarian: everything wrong, κ = −1.
+    let contrarian = server(Judge::Contrarian).await;
+    let dir = tmp.path().join("contrarian");
+    eval(&contrarian, &suite, &dir).run();
+    let e = json(&dir.join("eval.json"));
+    let all = &e["scores"]["all"]["overall"];
+    assert_eq!(cells(all), [[0, defects, 0], [clean, 0, 0]]);
+    assert_eq!(all["kappa"].as_f64(), Some(-1.0));
+    assert_eq!(e["counts"]["wrong"], defects + clean);
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert_eq!(
+        junit.matches("<failure").count() as u64,
+        defects + clean,
+        "{junit}"
+    );
+    assert_eq!(junit.matches("<skipped").count() as u64, any, "{junit}");
+    assert_eq!(
+        junit.matches("<testcase ").count() as u64,
+        defects + clean + any
+    );
+
+    // Always met: catches no defect, passes every clean item, agrees no better than chance;
+    // every case that should be blocked passes, and the costly error is listed first.
+    let always = server(Judge::AlwaysMet).await;
+    let dir = tmp.path().join("always-met");
+    eval(&always, &suite, &dir).run();
+    let e = json(&dir.join("eval.json"));
+    let all = &e["scores"]["all"]["overall"];
+    assert_eq!(cells(all), [[0, defects, 0], [0, clean, 0]]);
+    assert_eq!(all["tpr"]["value"].as_f64(), Some(0.0));
+    assert_eq!(all["tnr"]["value"].as_f64(), Some(1.0));
+    assert_eq!(all["kappa"].as_f64(), Some(0.0));
+    assert_eq!(all["majority_baseline"].as_f64(), Some(0.5));
+    let should_block = SUITE.iter().filter(|c| c.gate == "not met").count() as u64;
+    assert_eq!(e["gate"]["should_block_but_passed"], should_block);
+    assert_eq!(e["gate"]["cases"][0]["outcome"], "should-block-but-passed");
+    let (h_defects, h_clean, _) = label_counts(Some("holdout"));
+    assert_eq!(
+        cells(&e["scores"]["holdout"]["overall"]),
+        [[0, h_defects, 0], [0, h_clean, 0]]
+    );
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<failure").count() as u64, defects, "{junit}");
+    // Per requirement: the pipeline engineer's first constraint is labelled once unmet, once met.
+    let pe1 = e["scores"]["all"]["by_requirement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "pipeline-engineer/anti-pattern/1")
+        .unwrap();
+    assert_eq!(cells(&pe1["metrics"]), [[0, 1, 0], [0, 1, 0]]);
+    let md = std::fs::read_to_string(dir.join("eval.md")).unwrap();
+    assert!(md.contains("**should block, but passed**"), "{md}");
+    let html = std::fs::read_to_string(dir.join("eval.html")).unwrap();
+    assert!(
+        html.contains("class=\"wrong\"") && html.contains("notes.md: the case&#39;s notes"),
+        "{html}"
+    );
+
+    // Thresholds: a TPR of at least 0.5 on the holdout fails the always-met judge, passes the oracle.
+    let rescore = |dir: &str, status: i32| {
+        Test::new()
+            .args(["eval", "--from"])
+            .arg(tmp.path().join(dir))
+            .arg("--out")
+            .arg(tmp.path().join(format!("{dir}-tpr")))
+            .args(["--min-tpr", "0.5"])
+            .status(status)
+            .stdout_has("--min-tpr 0.5 on holdout")
+            .run()
+    };
+    rescore("always-met", 1);
+    rescore("oracle", 0);
+    eval(&always, &suite, &tmp.path().join("always-met-run"))
+        .args(["--min-tpr", "0.5"])
+        .status(1)
+        .stdout_has("NOT MET")
+        .run();
+
+    // Compare: the discordant items are exactly the `unmet` labels, and McNemar's p is the
+    // exact binomial tail (all discordant pairs on one side: 2 · ½ⁿ).
+    let cmp = tmp.path().join("cmp");
+    Test::new()
+        .args(["eval", "compare"])
+        .arg(tmp.path().join("oracle"))
+        .arg(tmp.path().join("always-met"))
+        .arg("--out")
+        .arg(&cmp)
+        .run();
+    let c = json(&cmp.join("compare.json"));
+    let discordant: BTreeSet<(String, String)> = c["discordant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["case"].as_str().unwrap().to_string(),
+                d["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let unmet: BTreeSet<(String, String)> = SUITE
+        .iter()
+        .flat_map(|c| {
+            c.labels
+                .iter()
+                .filter(|(_, e)| *e == "unmet")
+                .map(move |(id, _)| (c.name.to_string(), id.to_string()))
+        })
+        .collect();
+    assert_eq!(discordant, unmet);
+    let n = unmet.len() as i32;
+    let binomial: f64 = 2.0
+        * (0..=0)
+            .map(|i| choose(n as u64, i) * 0.5f64.powi(n))
+            .sum::<f64>();
+    assert!(
+        (c["mcnemar_p"].as_f64().unwrap() - binomial).abs() < 1e-12,
+        "{c}"
+    );
+    assert_eq!(c["tpr"]["difference"].as_f64(), Some(-1.0));
+    assert_eq!(c["tnr"]["difference"].as_f64(), Some(0.0));
+}
+
+fn choose(n: u64, k: u64) -> f64 {
+    (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+}
+
+/// Every file of an eval directory (junit's `time` attributes are its only timings).
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (rel, std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_eval_scores_again_and_replays_offline_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path());
+    let dir = tmp.path().join("eval");
+    {
+        let oracle = server(Judge::Oracle).await;
+        eval(&oracle, &suite, &dir)
+            .args(["--min-kappa", "0.5"])
+            .run();
+    } // the server is gone: what follows calls no model.
+    let before = files(&dir);
+    let again = tmp.path().join("again");
+    Test::new()
+        .args(["eval", "--from"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&again)
+        .args(["--min-kappa", "0.5"])
+        .run();
+    for f in ["eval.json", "eval.md", "eval.html", "junit.xml"] {
+        assert_eq!(
+            std::fs::read(again.join(f)).unwrap(),
+            before[f],
+            "{f} differs when scored again"
+        );
+    }
+    // The same with the suite named (its labels, not the recorded copy).
+    Test::new()
+        .args(["eval"])
+        .arg(&suite)
+        .arg("--from")
+        .arg(&dir)
+        .arg("--out")
+        .arg(&again)
+        .args(["--min-kappa", "0.5"])
+        .run();
+    assert_eq!(
+        std::fs::read(again.join("eval.json")).unwrap(),
+        before["eval.json"]
+    );
+
+    Test::new()
+        .arg("replay")
+        .arg(&dir)
+        .stdout_has("14 right, 0 wrong")
+        .run();
+    let after = files(&dir);
+    let names: Vec<&String> = before.keys().collect();
+    assert_eq!(names, after.keys().collect::<Vec<_>>());
+    let time = regex::Regex::new(r#" time="[^"]*""#).unwrap();
+    for (name, bytes) in &before {
+        let (a, b) = (
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&after[name]),
+        );
+        assert_eq!(
+            time.replace_all(&a, ""),
+            time.replace_all(&b, ""),
+            "{name} changed on replay"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_or_stale_label_stops_the_eval_before_any_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path());
+    let labels = suite.join("no-limits").join("labels.toml");
+    let text = std::fs::read_to_string(&labels).unwrap();
+    std::fs::write(
+        &labels,
+        text.replace("sre/anti-pattern/1", "sre/anti-patern/1"),
+    )
+    .unwrap();
+    let server = server(Judge::Oracle).await;
+    let out = eval(&server, &suite, &tmp.path().join("typo"))
+        .status(2)
+        .run();
+    assert!(
+        out.stderr.contains("no-limits/labels.toml:5: \"sre/anti-patern/1\" is not a requirement of stage deployment"),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(&labels, format!("stage_digest = \"sha256:0000\"\n{text}")).unwrap();
+    let out = eval(&server, &suite, &tmp.path().join("stale"))
+        .status(2)
+        .run();
+    assert!(
+        out.stderr.contains(
+            "no-limits/labels.toml:1: stale labels: written for stage digest sha256:0000"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        server.count(),
+        0,
+        "no request before the labels are checked"
+    );
+    eval(&server, &suite, &tmp.path().join("allowed"))
+        .arg("--allow-stale-labels")
+        .run();
+    assert!(server.count() > 0);
+}
