@@ -37,16 +37,20 @@ fn word(bit: bool) -> &'static str {
 fn write_case(suite: &Path, runs: &Path, c: usize) {
     let name = format!("case-{c:03}");
     std::fs::create_dir_all(suite.join(&name).join("workspace")).unwrap();
-    let split = if c % 3 == 0 { "holdout" } else { "dev" };
+    let split = if c.is_multiple_of(3) {
+        "holdout"
+    } else {
+        "dev"
+    };
     let mut toml = format!("split = \"{split}\"\ngate = \"not met\"\n[expect]\n");
     let mut why = String::from("[why]\n");
     let mut requirements = Vec::new();
     for r in 0..REQUIREMENTS {
-        let expected = (c + r) % 2 == 0;
-        let got = if (c * 7 + r * 3) % 5 == 0 {
+        let expected = (c + r).is_multiple_of(2);
+        let got = if (c * 7 + r * 3).is_multiple_of(5) {
             "unknown"
         } else {
-            word(expected ^ ((c + r) % 7 == 0))
+            word(expected ^ (c + r).is_multiple_of(7))
         };
         toml.push_str(&format!("{:?} = {:?}\n", id(r), word(expected)));
         why.push_str(&format!("{:?} = \"notes.md: line {r}\"\n", id(r)));
