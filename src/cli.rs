@@ -73,6 +73,36 @@ pub enum Command {
     /// runs again offline; `eval compare A B` compares two evals item by item. Exit 1 when a
     /// threshold (--min-tpr …) is not met.
     Eval(Box<EvalArgs>),
+    /// Ask the judging steps of a recorded run again (new --prompts, --judge-model or a
+    /// policy file's grounding rules) into a new run directory; every hat step replays from
+    /// the recorded run (a hat whose request changed stops it: exit 4).
+    Rejudge(Box<RejudgeArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct RejudgeArgs {
+    /// The recorded run directory (never modified).
+    #[arg(value_name = "RUN")]
+    pub run: PathBuf,
+    /// The new run directory: the hats' exchanges copied from RUN, the judges' asked again.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The workspace, when not where RUN's run.json says (default: there, else RUN's snapshot).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Prompt templates directory for the judges (hats' templates must render as recorded).
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Count `unknown` verdicts as met.
+    #[arg(long)]
+    pub allow_unknown: bool,
+    /// Count unstable verdicts (with --samples) as they are.
+    #[arg(long)]
+    pub allow_unstable: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 #[derive(Debug, Args)]

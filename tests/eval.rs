@@ -671,3 +671,140 @@ async fn the_corpus_runs_through_eval() {
     assert_eq!(e["counts"]["unscored"], count("any"));
     assert!(e["scores"]["holdout"].is_object());
 }
+
+// ---- hatrack rejudge ----
+
+/// Whether a request is a producing hat's (its answer schema is `hat_answer`).
+fn is_hat(req: &support::fake_openai::SeenRequest) -> bool {
+    req.body["response_format"]["json_schema"]["name"] == "hat_answer"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejudge_asks_only_the_judges_again_and_changes_only_what_they_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        ws.join("notes.md"),
+        "# Notes\n\nFreshness alerts page the on-call.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.join("hatrack.toml"),
+        support::inputs_bound_to("notes.md"),
+    )
+    .unwrap();
+    let first = FakeOpenAi::with_handler(|req| FakeReviewer::new().answer(req)).await;
+    let run = tmp.path().join("run");
+    Test::new()
+        .arg("run")
+        .arg(&ws)
+        .args(["--model", "fake-model", "--base-url"])
+        .arg(first.url())
+        .args(["--timeout", "5", "--max-retries", "0", "--transcript"])
+        .arg(&run)
+        .run();
+    let hats_asked = first.requests().iter().filter(|r| is_hat(r)).count();
+    assert!(hats_asked >= 2);
+
+    // A second judge (scripted) that finds monitoring lacking.
+    let flipped = "reliability/check/2";
+    let second = FakeOpenAi::with_handler(move |req| {
+        FakeReviewer::new().verdict(flipped, "fail").answer(req)
+    })
+    .await;
+    let new = tmp.path().join("rejudged");
+    Test::new()
+        .arg("rejudge")
+        .arg(&run)
+        .arg("--out")
+        .arg(&new)
+        .args(["--judge-model", "fake-judge-2", "--base-url"])
+        .arg(second.url())
+        .args(["--timeout", "5", "--max-retries", "0"])
+        .status(1)
+        .run();
+    let seen = second.requests();
+    assert!(seen.iter().all(|r| !is_hat(r)), "a hat was asked again");
+    let judges = json(&run.join("report.json"))["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] != "hat")
+        .count();
+    assert_eq!(
+        seen.len(),
+        judges,
+        "one request per judging step, none for the hats"
+    );
+    assert!(seen.iter().all(|r| r.body["model"] == "fake-judge-2"));
+
+    let (old, new_report) = (
+        json(&run.join("report.json")),
+        json(&new.join("report.json")),
+    );
+    let verdicts = |r: &Value| -> BTreeMap<String, String> {
+        r["requirements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| {
+                (
+                    q["id"].as_str().unwrap().to_string(),
+                    q["verdict"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (verdicts(&old), verdicts(&new_report));
+    let changed: Vec<&String> = a.keys().filter(|id| a[*id] != b[*id]).collect();
+    assert_eq!(changed, [flipped]);
+    assert_eq!(b[flipped], "unmet");
+    let artifacts = |r: &Value| -> Vec<Value> {
+        r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["kind"] == "hat")
+            .map(|s| s["artifacts"].clone())
+            .collect()
+    };
+    assert_eq!(
+        artifacts(&old),
+        artifacts(&new_report),
+        "the hats' artifacts are the recorded ones"
+    );
+    // The rejudged run stands alone: it replays offline.
+    drop(second);
+    Test::new().arg("replay").arg(&new).status(1).run();
+
+    // A hat whose request would change is not asked again: the rejudge stops (exit 4).
+    let prompts = tmp.path().join("prompts");
+    std::fs::create_dir_all(&prompts).unwrap();
+    for f in ["hat.j2", "judge.j2", "review.j2", "signal.j2", "system.j2"] {
+        std::fs::copy(
+            support::repo_root().join("prompts").join(f),
+            prompts.join(f),
+        )
+        .unwrap();
+    }
+    let hat = std::fs::read_to_string(prompts.join("hat.j2")).unwrap();
+    std::fs::write(prompts.join("hat.j2"), format!("{hat}\nBe brief.\n")).unwrap();
+    let third = FakeOpenAi::with_handler(|req| FakeReviewer::new().answer(req)).await;
+    Test::new()
+        .arg("rejudge")
+        .arg(&run)
+        .arg("--out")
+        .arg(tmp.path().join("changed-hat"))
+        .arg("--prompts")
+        .arg(&prompts)
+        .arg("--base-url")
+        .arg(third.url())
+        .status(4)
+        .run();
+    assert_eq!(
+        third.count(),
+        0,
+        "no request once a hat would have to run again"
+    );
+}

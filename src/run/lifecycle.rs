@@ -37,7 +37,7 @@ use crate::Error;
 const STABILITY_THRESHOLD: f64 = 0.8;
 
 /// Everything decided before the first model call.
-struct Prepared {
+pub(super) struct Prepared {
     stage: Stage,
     stage_dir: PathBuf,
     definition_digest: String,
@@ -48,14 +48,14 @@ struct Prepared {
     config: ConfigFile,
     /// A replay from the run's snapshot: the materialised files (kept while the run lasts)
     /// and the recorded tool results that stand in for the workspace.
-    snapshot: Option<Materialized>,
+    pub(super) snapshot: Option<Materialized>,
     tool_log: Option<ToolLog>,
     /// Where each policy key came from, for a new run's run.json (`None`: a replay, which
     /// keeps the policy its run.json recorded).
-    provenance: Option<Provenance>,
+    pub(super) provenance: Option<Provenance>,
 }
 
-fn prepare(
+pub(super) fn prepare(
     stage_dir: PathBuf,
     workspace: PathBuf,
     config: ConfigFile,
@@ -99,7 +99,7 @@ fn prepare(
 /// Renders every step of the table with representative upstream artifacts and verdicts, so
 /// a template error — even inside a loop over artifacts or verdicts — stops the run before
 /// any request is made.
-fn preflight_render(p: &Prepared) -> Result<(), Error> {
+pub(super) fn preflight_render(p: &Prepared) -> Result<(), Error> {
     use crate::run::{context, steps};
     let (produced, prior) = context::representative(&p.stage);
     let shown = context::Shown {
@@ -119,13 +119,16 @@ fn preflight_render(p: &Prepared) -> Result<(), Error> {
 }
 
 /// How the transcript is used.
-struct TranscriptPlan {
-    run_dir: PathBuf,
-    mode: RecordMode,
+pub(super) struct TranscriptPlan {
+    pub(super) run_dir: PathBuf,
+    pub(super) mode: RecordMode,
     /// Exchanges to replay from (this run's own, or another run's with --from-transcript).
-    replay_from: Option<PathBuf>,
+    pub(super) replay_from: Option<PathBuf>,
     /// Append to this run's exchanges.jsonl (false: replay only, the transcript is untouched).
-    record: bool,
+    pub(super) record: bool,
+    /// `hatrack rejudge`: every hat step must replay from this run directory's exchanges
+    /// (a hat is never asked again); only judging steps may call the model.
+    pub(super) hats_from: Option<PathBuf>,
 }
 
 /// How a run is carried out beyond its own arguments: shared by the runs of a batch.
@@ -225,7 +228,7 @@ impl Drop for Turn<'_> {
 }
 
 impl Runner {
-    fn single(global: &GlobalArgs, report: &ReportArgs) -> Runner {
+    pub(super) fn single(global: &GlobalArgs, report: &ReportArgs) -> Runner {
         Runner {
             quiet: global.quiet,
             transport: None,
@@ -276,6 +279,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
             mode: RecordMode::NewEpisodes,
             replay_from: Some(dir.clone()),
             record: true,
+            hats_from: None,
         }
     } else if let Some(old) = &args.from_transcript {
         let new = args
@@ -305,6 +309,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
             mode: RecordMode::NewEpisodes,
             replay_from: Some(old.clone()),
             record: true,
+            hats_from: None,
         }
     } else {
         let run_dir = args
@@ -344,6 +349,7 @@ fn recording_plan(args: &RunArgs, run_dir: PathBuf) -> TranscriptPlan {
         run_dir,
         mode,
         record: mode != RecordMode::None,
+        hats_from: None,
     }
 }
 
@@ -553,6 +559,7 @@ pub(crate) async fn replay_with<W: Write + ?Sized>(
         mode: RecordMode::None,
         replay_from: Some(dir.clone()),
         record: false,
+        hats_from: None,
     };
     execute(
         prepared,
@@ -569,7 +576,7 @@ pub(crate) async fn replay_with<W: Write + ?Sized>(
 /// A replay's configuration: the workspace's bindings with the policy its run.json
 /// recorded, never the policy on disk now. A run.json from before policy was recorded gets
 /// the workspace file checked as a new run's would be (no policy file, not trusted).
-fn replay_config(record: &RunRecord, workspace: &Path) -> Result<ConfigFile, Error> {
+pub(super) fn replay_config(record: &RunRecord, workspace: &Path) -> Result<ConfigFile, Error> {
     let Some(policy) = &record.policy else {
         return Ok(crate::policy::resolve(None, workspace, false)?.config);
     };
@@ -611,7 +618,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-async fn execute<W: Write + ?Sized>(
+pub(super) async fn execute<W: Write + ?Sized>(
     prepared: Prepared,
     (settings, judge): (ModelSettings, ModelSettings),
     transcript: TranscriptPlan,
@@ -915,6 +922,23 @@ fn build_model(
 ) -> Result<Box<dyn ChatModel>, Error> {
     let replay_from = t.replay_from.as_ref().map(|dir| dir.join(EXCHANGES_FILE));
     let record_to = t.record.then(|| t.run_dir.join(EXCHANGES_FILE));
+    if let Some(hats) = &t.hats_from {
+        let inner = TranscriptModel::open(
+            t.mode,
+            replay_from.as_deref(),
+            record_to.as_deref(),
+            settings,
+            Some(judge),
+            scrubber.clone(),
+            crate::model::Handles {
+                shared: runner.transport.as_ref(),
+                prices,
+            },
+        )?;
+        return Ok(Box::new(super::judges_only::JudgesOnly::new(
+            hats, settings, judge, scrubber, inner,
+        )?));
+    }
     Ok(Box::new(TranscriptModel::open(
         t.mode,
         replay_from.as_deref(),
