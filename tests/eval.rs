@@ -808,3 +808,119 @@ async fn rejudge_asks_only_the_judges_again_and_changes_only_what_they_answered(
         "no request once a hat would have to run again"
     );
 }
+
+// ---- cases that fix the hats' artifacts ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_with_fixed_artifacts_asks_only_its_judges_and_replays_without_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = tmp.path().join("suite");
+    for (name, fixed) in [("fixed", true), ("end-to-end", false)] {
+        let ws = suite.join(name).join("workspace");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::write(
+            ws.join("notes.md"),
+            format!("# Notes\n\n{}\n", marker(name)),
+        )
+        .unwrap();
+        std::fs::write(
+            ws.join("hatrack.toml"),
+            support::inputs_bound_to("notes.md"),
+        )
+        .unwrap();
+        std::fs::write(
+            suite.join(name).join("labels.toml"),
+            "gate = \"met\"\n[expect]\n\"pipeline-engineer/anti-pattern/1\" = \"met\"\n[why]\n\"pipeline-engineer/anti-pattern/1\" = \"artifacts/pipeline-engineer/plan.md: retries 3\"\n",
+        )
+        .unwrap();
+        if fixed {
+            for hat in ["pipeline-engineer", "sre"] {
+                let dir = suite.join(name).join("artifacts").join(hat);
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(
+                    dir.join("plan.md"),
+                    format!(
+                        "# Fixed by the case\nHand-written {hat} artifact.\n{}\n",
+                        support::fake_reviewer::ARTIFACT_LINE
+                    ),
+                )
+                .unwrap();
+            }
+        }
+    }
+    let server = FakeOpenAi::with_handler(|req| FakeReviewer::new().answer(req)).await;
+    let dir = tmp.path().join("eval");
+    eval(&server, &suite, &dir).run();
+    let seen = server.requests();
+    let hats: Vec<String> = seen
+        .iter()
+        .filter(|r| is_hat(r))
+        .map(|r| r.messages_text())
+        .collect();
+    assert_eq!(
+        hats.len(),
+        2,
+        "only the end-to-end case's two hats are asked"
+    );
+    assert!(
+        hats.iter().all(|t| !t.contains(&marker("fixed"))),
+        "a fixed case's hat was asked"
+    );
+    assert!(
+        seen.iter()
+            .any(|r| !is_hat(r) && r.messages_text().contains("Hand-written sre artifact.")),
+        "the judges see the fixed artifacts"
+    );
+    let e = json(&dir.join("eval.json"));
+    let modes: BTreeMap<String, String> = e["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().into(),
+                c["mode"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(modes["fixed"], "artifacts");
+    assert_eq!(modes["end-to-end"], "end-to-end");
+    assert_eq!(e["scores"]["artifact_cases"]["overall"]["items"], 1);
+    assert_eq!(e["scores"]["end_to_end_cases"]["overall"]["items"], 1);
+    assert_eq!(e["counts"]["right"], 2);
+    let fixed_report = json(&dir.join("fixed").join("report.json"));
+    let pe = fixed_report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "hat/pipeline-engineer")
+        .unwrap()
+        .clone();
+    assert_eq!(pe["model"], "fake-model");
+    assert!(
+        pe["summary"]
+            .as_str()
+            .unwrap()
+            .contains("not a model's answer"),
+        "{pe}"
+    );
+
+    // The eval replays offline without the suite's files: the fixed answers are recorded.
+    let before = files(&dir);
+    std::fs::rename(&suite, tmp.path().join("moved")).unwrap();
+    drop(server);
+    Test::new().arg("replay").arg(&dir).run();
+    let time = regex::Regex::new(r#" time="[^"]*""#).unwrap();
+    for (name, bytes) in &before {
+        let after = std::fs::read(dir.join(name)).unwrap();
+        let (a, b) = (
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&after),
+        );
+        assert_eq!(
+            time.replace_all(&a, ""),
+            time.replace_all(&b, ""),
+            "{name} changed on replay"
+        );
+    }
+}

@@ -176,6 +176,7 @@ pub async fn replay(
             let member = Member {
                 name,
                 workspace: PathBuf::new(),
+                hats: Default::default(),
             };
             write_member_end(&dir, &member, end, &scrubber)?;
         }
@@ -213,7 +214,7 @@ fn refuse_single_run_flags(args: &RunArgs) -> Result<(), Error> {
 /// One member's run; its end (exit code, and the error when it stopped early).
 async fn run_one(args: &RunArgs, m: &Member, run_dir: PathBuf, runner: &Runner) -> MemberEnd {
     let mut sink = std::io::sink();
-    match run_member(args, &m.workspace, run_dir, runner, &mut sink).await {
+    match run_member(args, (&m.workspace, &m.hats), run_dir, runner, &mut sink).await {
         Ok(exit_code) => MemberEnd {
             exit_code,
             error: None,

@@ -10,6 +10,7 @@ use crate::batch::Member;
 use crate::cli::{EvalArgs, EvalCommand, EvalCompareArgs, GlobalArgs, ReportArgs, RunArgs};
 use crate::eval::labels::{self, LabelErrors, Suite};
 use crate::eval::{self, render, EvalReport, Thresholds, EVAL_FILE, SUITE_FILE};
+use crate::run::judges_only::Hats;
 use crate::run::setup;
 use crate::Error;
 
@@ -120,6 +121,11 @@ async fn run_suite(
         .map(|c| Member {
             name: c.name.clone(),
             workspace: c.workspace.clone(),
+            hats: if c.fixed_artifacts {
+                Hats::Files(suite_dir.join(&c.name).join(labels::ARTIFACTS_DIR))
+            } else {
+                Hats::Asked
+            },
         })
         .collect();
     let batch_exit =
@@ -181,6 +187,27 @@ fn check_stages(
             stages.insert(stage_dir.clone(), (ids, stage.name.clone(), digest));
         }
         let (ids, name, digest) = &stages[&stage_dir];
+        if case.fixed_artifacts {
+            let stage = setup::load_stage(&stage_dir)?.stage;
+            let dir = suite_dir.join(&case.name).join(labels::ARTIFACTS_DIR);
+            for hat in &stage.hats {
+                let fixed = dir.join(&hat.name);
+                let any_file = walkdir::WalkDir::new(&fixed)
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_type().is_file());
+                if !any_file {
+                    problems.push(format!(
+                        "{}: the case fixes artifacts, but none for hat {} (stage {name}): add {}/{}/… or remove {}",
+                        suite_dir.join(&case.labels_file).display(),
+                        hat.name,
+                        labels::ARTIFACTS_DIR,
+                        hat.name,
+                        dir.display()
+                    ));
+                }
+            }
+        }
         if let Err(mut e) =
             labels::check_against_stage(case, suite_dir, ids, (name, digest), allow_stale)
         {

@@ -15,6 +15,9 @@ use toml::Spanned;
 /// The file that makes a directory a case.
 pub const LABELS_FILE: &str = "labels.toml";
 
+/// The directory beside labels.toml that fixes the hats' artifacts.
+pub const ARTIFACTS_DIR: &str = "artifacts";
+
 /// Most cases one suite takes (each is a run).
 pub const MAX_CASES: usize = 10_000;
 
@@ -104,6 +107,10 @@ pub struct Case {
     pub stage_digest: Option<String>,
     #[serde(skip)]
     stage_digest_line: usize,
+    /// The case fixes its hats' artifacts (`artifacts/<hat>/…` beside labels.toml): only
+    /// the judging steps ask a model.
+    #[serde(default)]
+    pub fixed_artifacts: bool,
     /// In the order written.
     pub labels: Vec<Label>,
 }
@@ -245,6 +252,7 @@ pub fn load_case(suite: &Path, name: &str) -> Result<Case, LabelErrors> {
             .as_ref()
             .map_or(1, |d| line_of(&text, d.span().start)),
         labels,
+        fixed_artifacts: suite.join(name).join(ARTIFACTS_DIR).is_dir(),
     })
 }
 

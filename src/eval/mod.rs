@@ -70,6 +70,12 @@ pub struct Scores {
     pub dev: Option<ScoreSet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holdout: Option<ScoreSet>,
+    /// With both kinds of case: the cases with fixed artifacts (their labels follow from
+    /// files alone) and those run end to end (their scores carry the hats' variance), apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_cases: Option<ScoreSet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_to_end_cases: Option<ScoreSet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +138,8 @@ pub struct CaseResult {
     pub split: Split,
     pub labels_file: String,
     pub expected_gate: ExpectedGate,
+    /// `end-to-end` (hats asked) or `artifacts` (the case fixes the hats' artifacts).
+    pub mode: String,
     pub exit_code: i32,
     /// Why the run ended without a report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -348,10 +356,22 @@ pub fn evaluate(suite: &Suite, runs: &[CaseRun], thresholds: &Thresholds) -> Eva
         .map(|(case, run)| case_result(case, run))
         .collect();
     let holdout = cases.iter().any(|c| c.split == Split::Holdout);
+    let both =
+        cases.iter().any(|c| c.mode == "artifacts") && cases.iter().any(|c| c.mode != "artifacts");
+    let of_mode = |artifacts: bool| {
+        let kept: Vec<CaseResult> = cases
+            .iter()
+            .filter(|c| (c.mode == "artifacts") == artifacts)
+            .cloned()
+            .collect();
+        score_set(&kept, None)
+    };
     let scores = Scores {
         all: score_set(&cases, None),
         dev: holdout.then(|| score_set(&cases, Some(Split::Dev))),
         holdout: holdout.then(|| score_set(&cases, Some(Split::Holdout))),
+        artifact_cases: both.then(|| of_mode(true)),
+        end_to_end_cases: both.then(|| of_mode(false)),
     };
     let on = scores.holdout.as_ref().unwrap_or(&scores.all);
     let checks = check_thresholds(&on.overall, thresholds);
@@ -421,6 +441,12 @@ fn case_result(case: &Case, run: &CaseRun) -> CaseResult {
         split: case.split,
         labels_file: case.labels_file.clone(),
         expected_gate: case.gate,
+        mode: if case.fixed_artifacts {
+            "artifacts"
+        } else {
+            "end-to-end"
+        }
+        .to_string(),
         exit_code: run.exit_code,
         error: run.error.clone(),
         items,

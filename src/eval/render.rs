@@ -144,6 +144,12 @@ pub fn markdown(r: &EvalReport) -> String {
         scores_md("Dev", d, &mut out);
     }
     scores_md("All cases", &r.scores.all, &mut out);
+    if let Some(a) = &r.scores.artifact_cases {
+        scores_md("Cases with fixed artifacts (judges only)", a, &mut out);
+    }
+    if let Some(e) = &r.scores.end_to_end_cases {
+        scores_md("Cases run end to end (hats included)", e, &mut out);
+    }
     misses_md(r, &mut out);
     out
 }
@@ -233,6 +239,14 @@ pub fn html(r: &EvalReport) -> String {
         ("Holdout", r.scores.holdout.as_ref()),
         ("Dev", r.scores.dev.as_ref()),
         ("All cases", Some(&r.scores.all)),
+        (
+            "Cases with fixed artifacts (judges only)",
+            r.scores.artifact_cases.as_ref(),
+        ),
+        (
+            "Cases run end to end (hats included)",
+            r.scores.end_to_end_cases.as_ref(),
+        ),
     ] {
         if let Some(set) = set {
             scores_html(name, set, &mut out);
@@ -295,7 +309,13 @@ fn grid_html(r: &EvalReport, out: &mut String) {
     }
     out.push_str("</tr>\n");
     for c in &r.cases {
-        let _ = write!(out, "<tr><th>{} ({})</th>", esc(&c.name), c.split.as_str());
+        let _ = write!(
+            out,
+            "<tr><th>{} ({}, {})</th>",
+            esc(&c.name),
+            c.split.as_str(),
+            esc(&c.mode)
+        );
         for id in &ids {
             match c.items.iter().find(|i| i.id == *id) {
                 None => out.push_str("<td></td>"),

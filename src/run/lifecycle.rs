@@ -20,6 +20,7 @@ use crate::model::{ChatModel, SharedTransport};
 use crate::policy::{Effective, PolicyRecord, Provenance};
 use crate::prompt::Prompts;
 use crate::report;
+use crate::run::judges_only::Hats;
 use crate::run::progress::Progress;
 use crate::run::replay_sources;
 use crate::run::rundir::{
@@ -126,9 +127,9 @@ pub(super) struct TranscriptPlan {
     pub(super) replay_from: Option<PathBuf>,
     /// Append to this run's exchanges.jsonl (false: replay only, the transcript is untouched).
     pub(super) record: bool,
-    /// `hatrack rejudge`: every hat step must replay from this run directory's exchanges
-    /// (a hat is never asked again); only judging steps may call the model.
-    pub(super) hats_from: Option<PathBuf>,
+    /// Where the hat steps' answers come from (asked; replayed from a recorded run for
+    /// `rejudge`; an eval case's fixed artifacts).
+    pub(super) hats: Hats,
 }
 
 /// How a run is carried out beyond its own arguments: shared by the runs of a batch.
@@ -279,7 +280,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
             mode: RecordMode::NewEpisodes,
             replay_from: Some(dir.clone()),
             record: true,
-            hats_from: None,
+            hats: Hats::Asked,
         }
     } else if let Some(old) = &args.from_transcript {
         let new = args
@@ -309,7 +310,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
             mode: RecordMode::NewEpisodes,
             replay_from: Some(old.clone()),
             record: true,
-            hats_from: None,
+            hats: Hats::Asked,
         }
     } else {
         let run_dir = args
@@ -349,7 +350,7 @@ fn recording_plan(args: &RunArgs, run_dir: PathBuf) -> TranscriptPlan {
         run_dir,
         mode,
         record: mode != RecordMode::None,
-        hats_from: None,
+        hats: Hats::Asked,
     }
 }
 
@@ -357,7 +358,7 @@ fn recording_plan(args: &RunArgs, run_dir: PathBuf) -> TranscriptPlan {
 /// `run_dir`, with the batch's shared limit and progress.
 pub(crate) async fn run_member<W: Write + ?Sized>(
     args: &RunArgs,
-    workspace: &Path,
+    (workspace, hats): (&Path, &Hats),
     run_dir: PathBuf,
     runner: &Runner,
     out: &mut W,
@@ -386,7 +387,20 @@ pub(crate) async fn run_member<W: Write + ?Sized>(
     .await;
     drop(turn);
     let (prepared, settings, judge) = prepared?;
-    let transcript = recording_plan(args, run_dir);
+    let transcript = match hats {
+        // A rejudged member: its hats replay from the recorded run, its judges are asked.
+        Hats::Replayed(old) => TranscriptPlan {
+            run_dir,
+            mode: RecordMode::NewEpisodes,
+            replay_from: Some(old.clone()),
+            record: true,
+            hats: hats.clone(),
+        },
+        _ => TranscriptPlan {
+            hats: hats.clone(),
+            ..recording_plan(args, run_dir)
+        },
+    };
     let samples = args.samples.unwrap_or(1);
     execute(
         prepared,
@@ -559,7 +573,7 @@ pub(crate) async fn replay_with<W: Write + ?Sized>(
         mode: RecordMode::None,
         replay_from: Some(dir.clone()),
         record: false,
-        hats_from: None,
+        hats: Hats::Asked,
     };
     execute(
         prepared,
@@ -922,7 +936,10 @@ fn build_model(
 ) -> Result<Box<dyn ChatModel>, Error> {
     let replay_from = t.replay_from.as_ref().map(|dir| dir.join(EXCHANGES_FILE));
     let record_to = t.record.then(|| t.run_dir.join(EXCHANGES_FILE));
-    if let Some(hats) = &t.hats_from {
+    if let Hats::Files(dir) = &t.hats {
+        return canned_hats(t, dir, (settings, judge), scrubber, runner, prices);
+    }
+    if let Hats::Replayed(hats) = &t.hats {
         let inner = TranscriptModel::open(
             t.mode,
             replay_from.as_deref(),
@@ -951,6 +968,61 @@ fn build_model(
             prices,
         },
     )?))
+}
+
+/// An eval case with fixed artifacts: the run's transcript around [`CannedHats`], which
+/// answers the hats from the case's files and asks a live model (built only when the mode
+/// may call one) for the judging steps.
+fn canned_hats(
+    t: &TranscriptPlan,
+    dir: &Path,
+    (settings, judge): (&ModelSettings, &ModelSettings),
+    scrubber: &Scrubber,
+    runner: &Runner,
+    prices: Option<&Arc<crate::model::prices::Prices>>,
+) -> Result<Box<dyn ChatModel>, Error> {
+    use crate::model::transcript::{read_exchanges, Recorder};
+    let replay_from = t.replay_from.as_ref().map(|d| d.join(EXCHANGES_FILE));
+    let exchanges = match &replay_from {
+        Some(path) if path.is_file() && t.mode != RecordMode::All => read_exchanges(path)?,
+        _ => Vec::new(),
+    };
+    let judges = if t.mode.needs_live(&exchanges) {
+        let live = TranscriptModel::open(
+            RecordMode::All,
+            None,
+            None,
+            settings,
+            Some(judge),
+            scrubber.clone(),
+            crate::model::Handles {
+                shared: runner.transport.as_ref(),
+                prices,
+            },
+        )?;
+        Some(Arc::new(live) as Arc<dyn ChatModel>)
+    } else {
+        None
+    };
+    let canned: Option<Arc<dyn ChatModel>> = t.mode.needs_live(&exchanges).then(|| {
+        Arc::new(crate::run::judges_only::CannedHats {
+            dir: dir.to_path_buf(),
+            judges,
+        }) as Arc<dyn ChatModel>
+    });
+    let record_to = match t.record {
+        true => Some(Recorder::append(
+            t.run_dir.join(EXCHANGES_FILE),
+            scrubber.clone(),
+        )?),
+        false => None,
+    };
+    Ok(Box::new(TranscriptModel::new(
+        t.mode,
+        replay_from.map(|p| (p, exchanges)),
+        record_to,
+        canned,
+    )))
 }
 
 /// GitHub Actions output is on with `--github` or when `GITHUB_ACTIONS=true` (as GitHub sets it).

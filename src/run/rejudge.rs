@@ -90,7 +90,7 @@ pub async fn rejudge(
         mode: RecordMode::NewEpisodes,
         replay_from: Some(run.clone()),
         record: true,
-        hats_from: Some(run.clone()),
+        hats: crate::run::judges_only::Hats::Replayed(run.clone()),
     };
     let report_args = crate::cli::ReportArgs {
         prompts: args.prompts.clone(),
