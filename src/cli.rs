@@ -126,6 +126,11 @@ pub struct EvalArgs {
     /// Accept labels whose stage_digest names another version of the stage.
     #[arg(long)]
     pub allow_stale_labels: bool,
+    /// Ask only the judges again: every case's hats replay from its run in this recorded
+    /// eval directory (as `hatrack rejudge` does one run); a case whose hat request changed
+    /// ends with exit 4. Pass the --model the eval was recorded with.
+    #[arg(long, value_name = "DIR", conflicts_with = "from")]
+    pub rejudge_from: Option<PathBuf>,
     /// Exit 1 unless the share of defects caught (TPR) is at least this (0–1), on the
     /// holdout split when the suite has one.
     #[arg(long, value_name = "RATE", value_parser = parse_fraction)]

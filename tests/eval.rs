@@ -924,3 +924,45 @@ async fn a_case_with_fixed_artifacts_asks_only_its_judges_and_replays_without_th
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_rejudge_from_asks_only_the_judges_of_every_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path());
+    let oracle = server(Judge::Oracle).await;
+    let first = tmp.path().join("first");
+    eval(&oracle, &suite, &first).run();
+    // The always-met judge, asked again over the recorded hats.
+    let always = server(Judge::AlwaysMet).await;
+    let second = tmp.path().join("second");
+    eval(&always, &suite, &second)
+        .args(["--rejudge-from"])
+        .arg(&first)
+        .args(["--judge-model", "fake-judge-2"])
+        .run();
+    let seen = always.requests();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|r| !is_hat(r)),
+        "a hat was asked again"
+    );
+    assert!(seen.iter().all(|r| r.body["model"] == "fake-judge-2"));
+    let e = json(&second.join("eval.json"));
+    let (defects, clean, _) = label_counts(None);
+    assert_eq!(
+        cells(&e["scores"]["all"]["overall"]),
+        [[0, defects, 0], [0, clean, 0]]
+    );
+    // Every case's hats' artifacts are the recorded ones.
+    for case in SUITE {
+        let hats = |d: &Path| -> Vec<Value> {
+            json(&d.join(case.name).join("report.json"))["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["kind"] == "hat")
+                .map(|s| s["artifacts"].clone())
+                .collect()
+        };
+        assert_eq!(hats(&first), hats(&second), "{}", case.name);
+    }
+}

@@ -115,16 +115,38 @@ async fn run_suite(
         .unwrap_or_else(|| crate::run::lifecycle::default_dir("eval"));
     let run_args = run_args(args, &dir);
     check_stages(&suite, suite_dir, &run_args, args.allow_stale_labels)?;
+    if let Some(old) = &args.rejudge_from {
+        let missing: Vec<&str> = suite
+            .cases
+            .iter()
+            .filter(|c| !c.fixed_artifacts)
+            .filter(|c| {
+                !old.join(&c.name)
+                    .join(crate::run::rundir::EXCHANGES_FILE)
+                    .is_file()
+            })
+            .map(|c| c.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::usage(format!(
+                "--rejudge-from {}: no recorded run of {}: rejudge an eval directory of the same suite",
+                old.display(),
+                missing.join(", ")
+            )));
+        }
+    }
     let members: Vec<Member> = suite
         .cases
         .iter()
         .map(|c| Member {
             name: c.name.clone(),
             workspace: c.workspace.clone(),
-            hats: if c.fixed_artifacts {
-                Hats::Files(suite_dir.join(&c.name).join(labels::ARTIFACTS_DIR))
-            } else {
-                Hats::Asked
+            hats: match &args.rejudge_from {
+                _ if c.fixed_artifacts => {
+                    Hats::Files(suite_dir.join(&c.name).join(labels::ARTIFACTS_DIR))
+                }
+                Some(old) => Hats::Replayed(old.join(&c.name)),
+                None => Hats::Asked,
             },
         })
         .collect();
