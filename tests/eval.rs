@@ -605,17 +605,23 @@ fn every_why_line_names_a_file_of_its_case_and_no_workspace_holds_an_answer_key(
                 label.line
             );
             for file in named {
+                // A file of the workspace, or one of the case's fixed artifacts.
+                let fixed = file.starts_with("artifacts/")
+                    && corpus().join(&case.name).join(file).is_file();
                 assert!(
-                    ws.join(file).is_file(),
-                    "{}:{}: {file} is not in the workspace",
+                    ws.join(file).is_file() || fixed,
+                    "{}:{}: {file} is not in the workspace or the case's artifacts",
                     case.labels_file,
                     label.line
                 );
             }
         }
-        // Nothing in a reviewed workspace speaks of the labels or of seeded defects.
+        // Nothing a hat or judge reads (the workspace, fixed artifacts) speaks of the labels
+        // or of seeded defects.
+        let artifacts = corpus().join(&case.name).join("artifacts");
         for entry in walkdir::WalkDir::new(&ws)
             .into_iter()
+            .chain(walkdir::WalkDir::new(&artifacts))
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_file())
         {
@@ -649,24 +655,36 @@ fn every_why_line_names_a_file_of_its_case_and_no_workspace_holds_an_answer_key(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_corpus_runs_through_eval() {
-    // A scripted judge (a stand-in for a model) that passes everything: the corpus must load,
-    // bind and run, and its counts must be the labels'.
+    // A scripted judge (a stand-in for a model) that passes everything, citing the artifact
+    // its scripted hats write: the corpus must load, bind and run, and its counts must be the
+    // labels'. In the cases that fix their artifacts that quote is found nowhere, so every
+    // verdict there is ungrounded: unknown.
     let server = FakeOpenAi::with_handler(|req| FakeReviewer::new().answer(req)).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("eval");
     eval(&server, &corpus(), &dir).arg("--quiet").run();
     let suite = hatrack::eval::labels::load_suite(&corpus()).unwrap();
     let e = json(&dir.join("eval.json"));
-    let count = |w: &str| {
+    let count = |w: &str, fixed: bool| {
         suite
             .cases
             .iter()
+            .filter(|c| c.fixed_artifacts == fixed)
             .flat_map(|c| &c.labels)
             .filter(|l| l.expected.as_str() == w)
             .count() as u64
     };
-    let all = &e["scores"]["all"]["overall"];
-    assert_eq!(cells(all), [[0, count("unmet"), 0], [0, count("met"), 0]]);
+    let e2e = &e["scores"]["end_to_end_cases"]["overall"];
+    assert_eq!(
+        cells(e2e),
+        [[0, count("unmet", false), 0], [0, count("met", false), 0]]
+    );
+    let fixed = &e["scores"]["artifact_cases"]["overall"];
+    assert_eq!(
+        cells(fixed),
+        [[0, 0, count("unmet", true)], [0, 0, count("met", true)]]
+    );
+    let count = |w: &str| count(w, true) + count(w, false);
     assert_eq!(e["counts"]["cases"], suite.cases.len() as u64);
     assert_eq!(e["counts"]["unscored"], count("any"));
     assert!(e["scores"]["holdout"].is_object());
