@@ -984,3 +984,44 @@ async fn eval_rejudge_from_asks_only_the_judges_of_every_case() {
         assert_eq!(hats(&first), hats(&second), "{}", case.name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eval_in_shards_merged_scores_as_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path());
+    let oracle = server(Judge::Oracle).await;
+    let whole = tmp.path().join("whole");
+    eval(&oracle, &suite, &whole).run();
+    let mut shards = Vec::new();
+    for i in 1..=2 {
+        let dir = tmp.path().join(format!("shard{i}"));
+        eval(&oracle, &suite, &dir)
+            .args(["--shard", &format!("{i}/2")])
+            .stdout_has("merge every shard")
+            .run();
+        assert!(
+            !dir.join("eval.json").exists(),
+            "a shard is not scored alone"
+        );
+        shards.push(dir);
+    }
+    let merged = tmp.path().join("merged");
+    // The merged batch's own gate: three cases should be (and are) blocked.
+    Test::new()
+        .arg("merge")
+        .args(&shards)
+        .arg("--out")
+        .arg(&merged)
+        .status(1)
+        .run();
+    Test::new()
+        .arg("eval")
+        .arg(&suite)
+        .arg("--from")
+        .arg(&merged)
+        .run();
+    assert_eq!(
+        std::fs::read_to_string(merged.join("eval.json")).unwrap(),
+        std::fs::read_to_string(whole.join("eval.json")).unwrap()
+    );
+}
