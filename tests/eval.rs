@@ -1025,3 +1025,72 @@ async fn an_eval_in_shards_merged_scores_as_one_run() {
         std::fs::read_to_string(whole.join("eval.json")).unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_samples_each_item_has_its_flip_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path());
+    // A scripted judge that, of the three samples of each constraint judge, answers the
+    // second one the other way: every hat-constraint item flips in one sample of three.
+    let asked = std::sync::Mutex::new(BTreeMap::<String, usize>::new());
+    let pass = FakeReviewer::new();
+    let server = FakeOpenAi::with_handler(move |req| {
+        let format = &req.body["response_format"]["json_schema"];
+        if format["name"] != "constraint_answer" {
+            return pass.answer(req);
+        }
+        let ids = format["schema"]["properties"]["constraints"]["items"]["properties"]["id"]
+            ["enum"]
+            .clone();
+        let key = format!(
+            "{}{ids}",
+            req.messages_text()
+                .lines()
+                .find(|l| l.contains("Eval case marker"))
+                .unwrap_or("")
+        );
+        let n = {
+            let mut asked = asked.lock().unwrap();
+            let n = asked.entry(key).or_default();
+            *n += 1;
+            *n
+        };
+        let mut judge = FakeReviewer::new();
+        for id in ids.as_array().unwrap() {
+            judge = judge.verdict(id.as_str().unwrap(), if n == 2 { "fail" } else { "pass" });
+        }
+        judge.answer(req)
+    })
+    .await;
+    let dir = tmp.path().join("eval");
+    eval(&server, &suite, &dir)
+        .args(["--samples", "3", "--jobs", "1"])
+        .run();
+    let e = json(&dir.join("eval.json"));
+    assert_eq!(e["samples"], 3);
+    for case in e["cases"].as_array().unwrap() {
+        for item in case["items"].as_array().unwrap() {
+            let expected = if item["kind"] == "hat-constraint" {
+                0.333333
+            } else {
+                0.0
+            };
+            assert_eq!(item["flip_rate"].as_f64(), Some(expected), "{item}");
+            assert_eq!(item["agreement"]["samples"], 3, "{item}");
+        }
+    }
+    let kinds = e["scores"]["all"]["by_kind"].as_array().unwrap();
+    let hat = kinds
+        .iter()
+        .find(|k| k["kind"] == "hat-constraint")
+        .unwrap();
+    assert_eq!(hat["metrics"]["mean_flip_rate"].as_f64(), Some(0.333333));
+    // The modal verdict is the verdict: two samples of three passed.
+    assert!(e["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["items"].as_array().unwrap())
+        .filter(|i| i["kind"] == "hat-constraint")
+        .all(|i| i["got"] == "met"));
+}
