@@ -126,6 +126,9 @@ pub struct EvalArgs {
     /// Accept labels whose stage_digest names another version of the stage.
     #[arg(long)]
     pub allow_stale_labels: bool,
+    /// Run (or score) only the cases of this split.
+    #[arg(long, value_name = "SPLIT", value_parser = ["dev", "holdout"])]
+    pub split: Option<String>,
     /// Ask only the judges again: every case's hats replay from its run in this recorded
     /// eval directory (as `hatrack rejudge` does one run); a case whose hat request changed
     /// ends with exit 4. Pass the --model the eval was recorded with.

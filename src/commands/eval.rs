@@ -22,8 +22,14 @@ pub async fn eval(args: &EvalArgs, global: &GlobalArgs, out: &mut dyn Write) -> 
         (Some(from), suite) => {
             refuse_run_flags(args)?;
             let (suite, shown) = match suite {
-                Some(dir) => (load_suite(dir)?, dir.clone()),
-                None => (read_suite_file(from)?, PathBuf::new()),
+                Some(dir) => (load_suite(dir, args.split.as_deref())?, dir.clone()),
+                None => {
+                    let mut suite = read_suite_file(from)?;
+                    if let Some(split) = &args.split {
+                        suite.cases.retain(|c| c.split.as_str() == split);
+                    }
+                    (suite, PathBuf::new())
+                }
             };
             let to = args.out.clone().unwrap_or_else(|| from.clone());
             score(from, &to, (&suite, &shown), thresholds(args), args.allow_stale_labels, global, out)
@@ -44,8 +50,18 @@ fn thresholds(args: &EvalArgs) -> Thresholds {
     }
 }
 
-fn load_suite(dir: &Path) -> Result<Suite, Error> {
-    labels::load_suite(dir).map_err(label_error)
+fn load_suite(dir: &Path, split: Option<&str>) -> Result<Suite, Error> {
+    let mut suite = labels::load_suite(dir).map_err(label_error)?;
+    if let Some(split) = split {
+        suite.cases.retain(|c| c.split.as_str() == split);
+        if suite.cases.is_empty() {
+            return Err(Error::usage(format!(
+                "{}: no case of the {split} split",
+                dir.display()
+            )));
+        }
+    }
+    Ok(suite)
 }
 
 fn label_error(e: LabelErrors) -> Error {
@@ -108,7 +124,7 @@ async fn run_suite(
     global: &GlobalArgs,
     out: &mut dyn Write,
 ) -> Result<i32, Error> {
-    let suite = load_suite(suite_dir)?;
+    let suite = load_suite(suite_dir, args.split.as_deref())?;
     let dir = args
         .out
         .clone()
