@@ -68,6 +68,130 @@ pub enum Command {
     /// Check a signed run directory: the signature, every file's digest, no file added, and
     /// the reports agreeing with what was signed (exit 0 when it verifies, 2 when not).
     Verify(VerifyArgs),
+    /// Measure the gate: run a labelled suite (docs/eval.md) and compare every verdict with
+    /// its label (eval.json, eval.md, eval.html, junit.xml); `--from DIR` scores recorded
+    /// runs again offline; `eval compare A B` compares two evals item by item. Exit 1 when a
+    /// threshold (--min-tpr …) is not met.
+    Eval(Box<EvalArgs>),
+    /// Ask the judging steps of a recorded run again (new --prompts, --judge-model or a
+    /// policy file's grounding rules) into a new run directory; every hat step replays from
+    /// the recorded run (a hat whose request changed stops it: exit 4).
+    Rejudge(Box<RejudgeArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct RejudgeArgs {
+    /// The recorded run directory (never modified).
+    #[arg(value_name = "RUN")]
+    pub run: PathBuf,
+    /// The new run directory: the hats' exchanges copied from RUN, the judges' asked again.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The workspace, when not where RUN's run.json says (default: there, else RUN's snapshot).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Prompt templates directory for the judges (hats' templates must render as recorded).
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Count `unknown` verdicts as met.
+    #[arg(long)]
+    pub allow_unknown: bool,
+    /// Count unstable verdicts (with --samples) as they are.
+    #[arg(long)]
+    pub allow_unstable: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
+    /// The suite: a directory of cases, each a subdirectory with labels.toml beside the
+    /// workspace it labels. With --from, optional: the labels the eval ran with are used.
+    #[arg(value_name = "SUITE")]
+    pub suite: Option<PathBuf>,
+    /// The eval directory: one run directory per case (a batch), and eval.json, eval.md,
+    /// eval.html, junit.xml. With --from: where to write the eval files (default: that
+    /// directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Score the runs recorded in this eval (or merged batch) directory again, offline: no
+    /// model is called.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// Accept labels whose stage_digest names another version of the stage.
+    #[arg(long)]
+    pub allow_stale_labels: bool,
+    /// Run (or score) only the cases of this split.
+    #[arg(long, value_name = "SPLIT", value_parser = ["dev", "holdout"])]
+    pub split: Option<String>,
+    /// Ask only the judges again: every case's hats replay from its run in this recorded
+    /// eval directory (as `hatrack rejudge` does one run); a case whose hat request changed
+    /// ends with exit 4. Pass the --model the eval was recorded with.
+    #[arg(long, value_name = "DIR", conflicts_with = "from")]
+    pub rejudge_from: Option<PathBuf>,
+    /// Exit 1 unless the share of defects caught (TPR) is at least this (0–1), on the
+    /// holdout split when the suite has one.
+    #[arg(long, value_name = "RATE", value_parser = parse_fraction)]
+    pub min_tpr: Option<f64>,
+    /// Exit 1 unless the share of clean items passed (TNR) is at least this (0–1).
+    #[arg(long, value_name = "RATE", value_parser = parse_fraction)]
+    pub min_tnr: Option<f64>,
+    /// Exit 1 unless Cohen's κ between labels and verdicts is at least this (−1–1).
+    #[arg(long, value_name = "KAPPA", value_parser = parse_kappa, allow_hyphen_values = true)]
+    pub min_kappa: Option<f64>,
+    /// Exit 1 when the share of unknown verdicts is above this (0–1).
+    #[arg(long, value_name = "RATE", value_parser = parse_fraction)]
+    pub max_abstain: Option<f64>,
+    /// Run only shard I of N of the cases; combine the shards with `hatrack merge`, then
+    /// score with `hatrack eval SUITE --from MERGED`.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    #[command(flatten)]
+    pub stage: StageArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub record_mode: Option<RecordModeArg>,
+    /// Prompt templates directory (default: the shipped prompts/).
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
+    /// Count `unknown` verdicts as met at each case's gate.
+    #[arg(long)]
+    pub allow_unknown: bool,
+    /// Count unstable verdicts (with --samples) as they are at each case's gate.
+    #[arg(long)]
+    pub allow_unstable: bool,
+    /// Model prices (as `run --prices`).
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+    /// Ask each judging step N times (1–32); flip rates per item are reported.
+    #[arg(long, value_name = "N", value_parser = parse_samples)]
+    pub samples: Option<u32>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Compare two eval directories over the same labelled items: every item where one is
+    /// right and the other is not, the exact McNemar test, and the paired TPR/TNR difference.
+    Compare(EvalCompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalCompareArgs {
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+    /// Write compare.json, compare.md and compare.html here (default: print the Markdown).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -464,6 +588,22 @@ fn parse_idle_timeout(s: &str) -> Result<u64, String> {
 }
 fn parse_budget(s: &str) -> Result<u64, String> {
     number(s, &bounds::BUDGET)
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| (0.0..=1.0).contains(x))
+        .ok_or_else(|| "must be a number from 0 to 1".to_string())
+}
+
+fn parse_kappa(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| (-1.0..=1.0).contains(x))
+        .ok_or_else(|| "must be a number from -1 to 1".to_string())
 }
 
 /// The most a price per million tokens can be.

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod definition;
 pub mod error;
+pub mod eval;
 pub mod inputs;
 pub mod memo;
 pub mod model;

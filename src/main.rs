@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         Command::Merge(args) => commands::merge(args, &mut out),
         Command::Attest(args) => commands::attest(args, &cli.global, &mut out),
         Command::Verify(args) => commands::verify(args, &cli.global, &mut out),
+        Command::Eval(args) => block_on(commands::eval(args, &cli.global, &mut out)),
+        Command::Rejudge(args) => block_on(commands::rejudge(args, &cli.global, &mut out)),
     };
     let _ = out.flush();
     if let Some(exporter) = &telemetry {

@@ -29,6 +29,8 @@ pub const MAX_MEMBERS: usize = 10_000;
 pub struct Member {
     pub name: String,
     pub workspace: PathBuf,
+    /// Where its hats' answers come from (an eval case may fix them).
+    pub hats: crate::run::judges_only::Hats,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +121,7 @@ pub fn members(listed: &[PathBuf]) -> Result<Vec<Member>, BatchError> {
         members.push(Member {
             name,
             workspace: path.clone(),
+            hats: Default::default(),
         });
     }
     let mut names: Vec<String> = members.iter().map(|m| m.name.to_lowercase()).collect();

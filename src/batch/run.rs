@@ -48,12 +48,26 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
             "the batch lists no workspace: pass them as arguments or list them in --manifest FILE",
         ));
     }
-    let mut members = batch::members(&listed).map_err(|e| Error::usage(e.to_string()))?;
+    let members = batch::members(&listed).map_err(|e| Error::usage(e.to_string()))?;
+    let dir = args.transcript.clone().unwrap_or_else(default_batch_dir);
+    run_members(args, global, members, &dir, out).await
+}
+
+/// Runs the given members (named by the caller: `hatrack eval` names them after its cases)
+/// as a batch into `dir`, `args.shard` picking the shard's share, and writes the index;
+/// returns the batch's exit code (the worst member's).
+pub(crate) async fn run_members(
+    args: &RunArgs,
+    global: &GlobalArgs,
+    mut members: Vec<Member>,
+    dir: &Path,
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
     let scope = Scope::new(&members, args.shard);
     if let Some(shard) = args.shard {
         members.retain(|m| batch::in_shard(&m.name, shard));
     }
-    let dir = args.transcript.clone().unwrap_or_else(default_batch_dir);
+    let dir = dir.to_path_buf();
     refuse_foreign_batch_dir(&dir)?;
     let locked = RunDir::open_locked(&dir)?;
 
@@ -179,6 +193,7 @@ pub async fn replay(
             let member = Member {
                 name,
                 workspace: PathBuf::new(),
+                hats: Default::default(),
             };
             write_member_end(&dir, &member, end, &scrubber)?;
         }
@@ -216,7 +231,7 @@ fn refuse_single_run_flags(args: &RunArgs) -> Result<(), Error> {
 /// One member's run; its end (exit code, and the error when it stopped early).
 async fn run_one(args: &RunArgs, m: &Member, run_dir: PathBuf, runner: &Runner) -> MemberEnd {
     let mut sink = std::io::sink();
-    match run_member(args, &m.workspace, run_dir, runner, &mut sink).await {
+    match run_member(args, (&m.workspace, &m.hats), run_dir, runner, &mut sink).await {
         Ok(exit_code) => MemberEnd {
             exit_code,
             error: None,

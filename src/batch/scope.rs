@@ -298,6 +298,7 @@ mod tests {
             .map(|n| Member {
                 name: n.to_string(),
                 workspace: PathBuf::from(n),
+                hats: Default::default(),
             })
             .collect()
     }

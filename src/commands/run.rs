@@ -24,7 +24,13 @@ pub async fn replay(
     if let Some(key) = &args.require_signature {
         super::verify::require(dir, key)?;
     }
-    if !dir.join(RUN_FILE).exists() && dir.join(crate::batch::index::INDEX_FILE).is_file() {
+    let batch = !dir.join(RUN_FILE).exists() && dir.join(crate::batch::index::INDEX_FILE).is_file();
+    if batch
+        && dir.join(crate::eval::EVAL_FILE).is_file()
+        && dir.join(crate::eval::SUITE_FILE).is_file()
+    {
+        super::eval::replay(args, global, out).await
+    } else if batch {
         crate::batch::run::replay(args, global, out).await
     } else {
         crate::run::lifecycle::replay(args, global, out).await

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod answer;
 pub mod artifacts;
 pub mod context;
+pub mod judges_only;
 pub mod lifecycle;
 pub mod progress;
 pub mod replay_sources;

@@ -14,6 +14,7 @@ use crate::model::transcript::{now_rfc3339, RecordMode, TranscriptModel};
 use crate::model::ChatModel;
 use crate::policy::{Effective, PolicyRecord};
 use crate::report;
+use crate::run::judges_only::Hats;
 use crate::run::rundir::{
     self, InputDigest, JudgeRecord, ModelRecord, PromptsRecord, RunDir, RunRecord, StageRecord,
     EXCHANGES_FILE, RUN_FILE,
@@ -311,6 +312,26 @@ pub(super) fn build_model(
 ) -> Result<Box<dyn ChatModel>, Error> {
     let replay_from = t.replay_from.as_ref().map(|dir| dir.join(EXCHANGES_FILE));
     let record_to = t.record.then(|| t.run_dir.join(EXCHANGES_FILE));
+    if let Hats::Files(dir) = &t.hats {
+        return super::hats::canned_hats(t, dir, (settings, judge), scrubber, runner, prices);
+    }
+    if let Hats::Replayed(hats) = &t.hats {
+        let inner = TranscriptModel::open(
+            t.mode,
+            replay_from.as_deref(),
+            record_to.as_deref(),
+            settings,
+            Some(judge),
+            scrubber.clone(),
+            crate::model::Handles {
+                shared: runner.transport.as_ref(),
+                prices,
+            },
+        )?;
+        return Ok(Box::new(crate::run::judges_only::JudgesOnly::new(
+            hats, settings, judge, scrubber, inner,
+        )?));
+    }
     Ok(Box::new(TranscriptModel::open(
         t.mode,
         replay_from.as_deref(),

@@ -10,6 +10,7 @@ use crate::cli::{GlobalArgs, RecordModeArg, ReplayArgs, ReportArgs, RunArgs};
 use crate::config::ConfigFile;
 use crate::model::transcript::RecordMode;
 use crate::model::SharedTransport;
+use crate::run::judges_only::Hats;
 use crate::run::progress::Progress;
 use crate::run::replay_sources;
 use crate::run::rundir::{self, RunRecord, EXCHANGES_FILE, RUN_FILE};
@@ -18,7 +19,9 @@ use crate::Error;
 
 mod execute;
 mod finish;
+mod hats;
 mod prepare;
+pub mod rejudge;
 mod resume;
 mod shared;
 
@@ -37,6 +40,9 @@ pub(super) struct TranscriptPlan {
     pub(super) replay_from: Option<PathBuf>,
     /// Append to this run's exchanges.jsonl (false: replay only, the transcript is untouched).
     pub(super) record: bool,
+    /// Where the hat steps' answers come from (asked; replayed from a recorded run for
+    /// `rejudge`; an eval case's fixed artifacts).
+    pub(super) hats: Hats,
 }
 
 /// How a run is carried out beyond its own arguments: shared by the runs of a batch.
@@ -127,6 +133,7 @@ fn transcript_plan(args: &RunArgs, workspace: &Path) -> Result<TranscriptPlan, E
             mode: RecordMode::NewEpisodes,
             replay_from: Some(dir.clone()),
             record: true,
+            hats: Hats::Asked,
         }
     } else if let Some(old) = &args.from_transcript {
         let new = args
@@ -157,6 +164,7 @@ fn transcript_plan(args: &RunArgs, workspace: &Path) -> Result<TranscriptPlan, E
             mode: RecordMode::NewEpisodes,
             replay_from: Some(old.clone()),
             record: true,
+            hats: Hats::Asked,
         }
     } else {
         let run_dir = args
@@ -182,6 +190,7 @@ pub(super) fn recording_plan(args: &RunArgs, run_dir: PathBuf) -> TranscriptPlan
         run_dir,
         mode,
         record: mode != RecordMode::None,
+        hats: Hats::Asked,
     }
 }
 
@@ -189,7 +198,7 @@ pub(super) fn recording_plan(args: &RunArgs, run_dir: PathBuf) -> TranscriptPlan
 /// `run_dir`, with the batch's shared limit and progress.
 pub(crate) async fn run_member<W: Write + ?Sized>(
     args: &RunArgs,
-    workspace: &Path,
+    (workspace, hats): (&Path, &Hats),
     run_dir: PathBuf,
     runner: &Runner,
     out: &mut W,
@@ -218,7 +227,20 @@ pub(crate) async fn run_member<W: Write + ?Sized>(
     .await;
     drop(turn);
     let (prepared, settings, judge) = prepared?;
-    let transcript = recording_plan(args, run_dir);
+    let transcript = match hats {
+        // A rejudged member: its hats replay from the recorded run, its judges are asked.
+        Hats::Replayed(old) => TranscriptPlan {
+            run_dir,
+            mode: RecordMode::NewEpisodes,
+            replay_from: Some(old.clone()),
+            record: true,
+            hats: hats.clone(),
+        },
+        _ => TranscriptPlan {
+            hats: hats.clone(),
+            ..recording_plan(args, run_dir)
+        },
+    };
     let samples = args.samples.unwrap_or(1);
     execute(
         prepared,
@@ -284,6 +306,7 @@ pub(crate) async fn replay_with<W: Write + ?Sized>(
         mode: RecordMode::None,
         replay_from: Some(dir.clone()),
         record: false,
+        hats: Hats::Asked,
     };
     execute(
         prepared,
