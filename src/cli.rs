@@ -209,6 +209,12 @@ pub struct RunArgs {
     /// Ask each judging step N times (1–32) with different seeds; the verdict is the majority.
     #[arg(long, value_name = "N", value_parser = parse_samples)]
     pub samples: Option<u32>,
+    /// A SARIF 2.1.0 or JUnit XML file CI already produced (ruff, checkov, kube-linter,
+    /// pytest…); repeat for more. Its findings are shown to the judges, and an error-level one
+    /// makes unmet the requirement a `[[check]]` maps it to with on_finding = "veto". Kept in
+    /// the run directory (checks.json): a replay needs none of them.
+    #[arg(long, value_name = "FILE")]
+    pub evidence: Vec<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
 }

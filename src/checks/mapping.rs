@@ -322,3 +322,39 @@ pub fn mapped_to(facts: &Facts, f: &Finding) -> Vec<String> {
     }
     out
 }
+
+/// What a judging step's prompt shows of the checks: `null` when there is nothing to show
+/// (the template then renders nothing, so a run without checks sends what it always did),
+/// else `{"note", "items": [{"name", "text"}]}`. Each finding is escaped as data and added
+/// to `sources` under its name, so a judge's quote of it grounds.
+pub fn prompt_values(
+    facts: &Facts,
+    requirements: &[&str],
+    sources: &mut crate::verdict::grounding::Sources,
+) -> serde_json::Value {
+    use crate::verdict::markers::{escape_data, escape_name};
+    let (shown, total) = shown_to(facts, requirements);
+    if shown.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let items: Vec<serde_json::Value> = shown
+        .iter()
+        .map(|f| {
+            let mut text = f.shown_text();
+            let mapped = mapped_to(facts, f);
+            if !mapped.is_empty() {
+                text.push_str(&format!("\nmapped to: {}", mapped.join(", ")));
+            }
+            let name = escape_name(&f.name).into_owned();
+            let text = escape_data(&text).into_owned();
+            sources.add(&name, source_kind(f), &text);
+            serde_json::json!({"name": name, "text": text})
+        })
+        .collect();
+    let note = if total > shown.len() {
+        format!("{} of {total}", shown.len())
+    } else {
+        format!("{total}")
+    };
+    serde_json::json!({"note": note, "items": items})
+}

@@ -199,6 +199,20 @@ impl Facts {
         self.findings.iter().find(|f| f.name == name)
     }
 
+    /// The facts with `scrub` applied to their free text (messages, excerpts, rule names,
+    /// warnings), as every file a run writes is; names, paths and ids are left as they are.
+    pub fn scrubbed(mut self, scrub: &dyn Fn(&str) -> String) -> Facts {
+        for f in &mut self.findings {
+            f.message = scrub(&f.message);
+            f.excerpt = f.excerpt.as_deref().map(scrub);
+            f.rule_name = f.rule_name.as_deref().map(scrub);
+        }
+        for w in &mut self.warnings {
+            *w = scrub(w);
+        }
+        self
+    }
+
     /// `checks.json`'s bytes (pretty JSON, a trailing newline).
     pub fn to_json(&self) -> Vec<u8> {
         let mut text =

@@ -29,6 +29,11 @@ pub struct Report {
     pub requirements: Vec<RequirementReport>,
     pub inputs: Vec<InputReport>,
     pub warnings: Vec<String>,
+    /// What checks found (linters' and tests' findings, probes) and the mappings in force;
+    /// a requirement a check decided names its findings in its `cause`. Omitted for a run
+    /// without checks, so its report keeps its bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<crate::checks::Facts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -38,6 +38,15 @@ pub struct Shown<'a> {
     pub prior: &'a [PriorVerdict],
     /// Steps may read the workspace with tools (the prompt says so).
     pub tools: bool,
+    /// What checks found: shown to the judging steps (`None`: no checks, nothing shown).
+    pub checks: Option<&'a crate::checks::Facts>,
+}
+
+/// The check findings a judging step of `requirements` is shown (`null`: none).
+fn findings(shown: &Shown<'_>, requirements: &[&str], sources: &mut Sources) -> Value {
+    shown.checks.map_or(Value::Null, |facts| {
+        crate::checks::mapping::prompt_values(facts, requirements, sources)
+    })
 }
 
 /// The messages a step sends.
@@ -270,6 +279,7 @@ fn constraint_judge_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessage
         shown.limits.max_artifact_bytes,
         &mut sources,
     );
+    let ids: Vec<&str> = hat.constraints().map(|c| c.id.as_str()).collect();
     let context = json!({
         "stage": stage_context(shown.stage),
         "criteria": criteria_context(shown.stage),
@@ -278,6 +288,7 @@ fn constraint_judge_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessage
         "inputs": inputs,
         "upstream": upstream,
         "artifacts": produced,
+        "findings": findings(shown, &ids, &mut sources),
     });
     let role = format!("constraint judge for the {}", display_name(&hat.name));
     Ok(StepMessages {
@@ -321,6 +332,7 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
             json!({"path": name, "content": content})
         })
         .collect();
+    let ids: Vec<&str> = agent.checks.iter().map(|c| c.id.as_str()).collect();
     let checks: Vec<Value> = agent
         .checks
         .iter()
@@ -342,6 +354,7 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
         "checks": checks,
         "artifacts": artifacts,
         "inputs": inputs,
+        "findings": findings(shown, &ids, &mut sources),
     });
     let role = format!("{} review agent", display_name(&agent.name));
     Ok(StepMessages {
@@ -383,6 +396,12 @@ fn signal_messages(shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
         .iter()
         .map(|r| json!({"id": r.id, "level": r.level.as_str(), "text": r.plain_text()}))
         .collect();
+    let ids: Vec<&str> = shown
+        .stage
+        .completion_signal
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect();
     let verdicts: Vec<Value> = shown
         .prior
         .iter()
@@ -395,6 +414,7 @@ fn signal_messages(shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
         "requirements": requirements,
         "verdicts": verdicts,
         "artifacts": artifacts,
+        "findings": findings(shown, &ids, &mut sources),
     });
     Ok(StepMessages {
         messages: vec![

@@ -82,6 +82,8 @@ pub struct RunPlan {
     pub agent: Option<agent::Agent>,
     /// `--prices`: cost per step and in total in the reports.
     pub prices: Option<std::sync::Arc<crate::model::prices::Prices>>,
+    /// What checks found, and the mappings in force (`None`: the run has no checks).
+    pub checks: Option<crate::checks::Facts>,
 }
 
 impl RunPlan {
@@ -108,6 +110,7 @@ impl RunPlan {
             produced,
             prior,
             tools: self.agent.is_some(),
+            checks: self.checks.as_ref(),
         }
     }
 }
@@ -361,6 +364,11 @@ impl Progressed {
         grounding::distinct_evidence(&mut self.judged, &plan.grounding);
         let repository = self.repository(plan);
         grounding::artifact_only(&mut self.judged, &repository);
+        // Facts beside the judges: a veto's finding makes its requirement unmet, an open
+        // finding refuses a met.
+        if let Some(facts) = &plan.checks {
+            crate::checks::apply(&mut self.judged, facts);
+        }
     }
 }
 
@@ -407,6 +415,9 @@ async fn execute_steps(
         warnings: plan.bindings.warnings.clone(),
         ..Progressed::default()
     };
+    if let Some(facts) = &plan.checks {
+        run.warnings.extend(facts.warnings.iter().cloned());
+    }
 
     // 1. Hats, in order; each reads the artifacts of those before it.
     for step in table.iter().filter(|s| s.kind() == StepKind::Hat) {
@@ -711,6 +722,7 @@ fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
         requirements: run.judged.iter().map(RequirementReport::from).collect(),
         inputs: input_reports(&plan.bindings),
         warnings: run.warnings,
+        checks: plan.checks.clone(),
     }
 }
 

@@ -1,0 +1,191 @@
+//! Facts beside the judges, through the binary: SARIF and JUnit files CI produced, mapped to
+//! requirements with `[[check]]`, and built-in probes. The judge is the fake OpenAI server
+//! scripted by `FakeReviewer` (a stand-in for a model, not a model); the SARIF and JUnit
+//! files below are fixtures shaped like ruff's and a DagBag test's output (stand-ins for
+//! the tools, written by the tests).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::fake_openai::FakeOpenAi;
+use support::fake_reviewer::FakeReviewer;
+use support::{repo_root, Test};
+
+/// The one line of the workspace's notes that judges quote.
+const INPUT_LINE: &str =
+    "Freshness alerts page the data on-call within 15 minutes of a missed SLA.";
+/// ruff's message for AIR301 on `schedule_interval`.
+const AIR301: &str = "`schedule_interval` is removed in Airflow 3.0; use `schedule` instead";
+/// The requirement the tests map checks to (a review check about the repository).
+const MAPPED: &str = "reliability/check/1";
+
+/// A workspace whose every Reads item is bound to `notes.md`, with a DAG at
+/// `dags/etl.py` whose line 21 sets `schedule_interval`.
+fn workspace(dir: &Path) -> PathBuf {
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(ws.join("dags")).unwrap();
+    std::fs::write(
+        ws.join("notes.md"),
+        format!("# Orders pipeline notes\n\n{INPUT_LINE}\nRetries: 3.\n"),
+    )
+    .unwrap();
+    let mut dag = String::from("\"\"\"The orders ETL DAG.\"\"\"\n");
+    for i in 2..21 {
+        dag.push_str(&format!("# line {i}\n"));
+    }
+    dag.push_str("dag = DAG(\"etl\", schedule_interval=\"@daily\")\n");
+    std::fs::write(ws.join("dags/etl.py"), dag).unwrap();
+    std::fs::write(
+        ws.join("hatrack.toml"),
+        support::inputs_bound_to("notes.md"),
+    )
+    .unwrap();
+    ws
+}
+
+/// SARIF as ruff writes it: absolute `file://` URIs, no `partialFingerprints` (a fixture
+/// standing in for ruff's output).
+fn ruff_sarif(ws: &Path) -> String {
+    let abs = ws.canonicalize().unwrap();
+    serde_json::json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "ruff", "version": "0.17.6", "rules": [
+                {"id": "AIR301", "name": "airflow3-removal", "shortDescription": {"text": "Removed in Airflow 3.0"}}
+            ]}},
+            "results": [{
+                "level": "error",
+                "ruleId": "AIR301",
+                "message": {"text": AIR301},
+                "locations": [{"physicalLocation": {
+                    "artifactLocation": {"uri": format!("file://{}/dags/etl.py", abs.display())},
+                    "region": {"startLine": 21, "startColumn": 20, "endLine": 21, "endColumn": 37}
+                }}]
+            }]
+        }]
+    })
+    .to_string()
+}
+
+/// A policy file (outside the workspace) mapping ruff's AIR301 to [`MAPPED`].
+fn policy(dir: &Path, tool: &str, on_finding: &str) -> PathBuf {
+    let file = dir.join("policy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[check]]\nrequirement = \"{MAPPED}\"\ntool = \"{tool}\"\non_finding = \"{on_finding}\"\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+async fn server(reviewer: FakeReviewer) -> FakeOpenAi {
+    FakeOpenAi::with_handler(move |req| reviewer.answer(req)).await
+}
+
+/// Judges that quote the notes, so every requirement is met with grounded evidence.
+fn all_met() -> FakeReviewer {
+    FakeReviewer::new()
+        .cite("constraint_answer", "notes.md", INPUT_LINE)
+        .cite("review_answer", "notes.md", INPUT_LINE)
+}
+
+fn run(server: &FakeOpenAi, ws: &Path, run_dir: &Path) -> Test {
+    Test::new()
+        .arg("run")
+        .arg(ws)
+        .args(["--model", "fake-model", "--base-url"])
+        .arg(server.url())
+        .args(["--timeout", "5", "--max-retries", "0", "--transcript"])
+        .arg(run_dir)
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn requirement<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no requirement {id}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vetoing_finding_makes_a_met_requirement_unmet_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let sarif = dir.path().join("ruff.sarif");
+    std::fs::write(&sarif, ruff_sarif(&ws)).unwrap();
+    let policy = policy(dir.path(), "ruff", "veto");
+    let server = server(all_met()).await;
+
+    // Without the evidence the judges open the gate.
+    run(&server, &ws, &dir.path().join("clean"))
+        .arg("--policy")
+        .arg(&policy)
+        .status(0)
+        .run();
+    let run_dir = dir.path().join("run");
+    run(&server, &ws, &run_dir)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--evidence")
+        .arg(&sarif)
+        .status(1)
+        .run();
+
+    let report = json(&run_dir.join("report.json"));
+    let r = requirement(&report, MAPPED);
+    assert_eq!(r["verdict"], "unmet");
+    assert_eq!(r["claimed"], "met", "the judge said met");
+    assert_eq!(r["cause"]["cause"], "check");
+    assert_eq!(
+        r["cause"]["findings"],
+        serde_json::json!(["ruff AIR301 dags/etl.py:21"])
+    );
+    assert_eq!(
+        r["evidence"][0]["found_in"],
+        serde_json::json!({"kind": "check", "tool": "ruff", "path": "dags/etl.py", "line": 21})
+    );
+    let reasons = report["outcome"]["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(reasons[0]["subject"], MAPPED);
+    let finding = &report["checks"]["findings"][0];
+    assert_eq!(finding["path"], "dags/etl.py");
+    assert_eq!(finding["line"], 21);
+    assert_eq!(finding["rule_name"], "airflow3-removal");
+    assert_eq!(finding["fingerprint"].as_str().unwrap().len(), 64);
+
+    let md = read(&run_dir.join("report.md"));
+    assert!(md.contains("dags/etl.py:21"), "{md}");
+    assert!(md.contains("vetoed by a check"), "{md}");
+    let junit = read(&run_dir.join("junit.xml"));
+    let case = junit
+        .split("<testcase ")
+        .find(|c| c.contains(MAPPED))
+        .unwrap();
+    assert!(case.contains("<failure"), "{case}");
+    assert!(case.contains("dags/etl.py:21"), "{case}");
+    let sarif_out = json(&run_dir.join("report.sarif"));
+    let hatrack = &sarif_out["runs"][0];
+    let result = hatrack["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == MAPPED)
+        .unwrap();
+    let at = &result["locations"][0]["physicalLocation"];
+    assert_eq!(at["artifactLocation"]["uri"], "dags/etl.py");
+    assert_eq!(at["region"]["startLine"], 21);
+}
