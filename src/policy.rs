@@ -906,7 +906,12 @@ mod tests {
         .unwrap();
         let policy = PolicyFile::load(&file).unwrap();
         let r = resolve(Some(&policy), dir.path(), false).unwrap();
-        let tools: Vec<&str> = r.config.check.iter().map(|c| c["tool"].as_str().unwrap()).collect();
+        let tools: Vec<&str> = r
+            .config
+            .check
+            .iter()
+            .map(|c| c["tool"].as_str().unwrap())
+            .collect();
         assert_eq!(tools, ["ruff", "sqlfluff"]);
         // Policy's evidence files are relative to the policy file.
         assert_eq!(

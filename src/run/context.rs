@@ -49,6 +49,22 @@ fn findings(shown: &Shown<'_>, requirements: &[&str], sources: &mut Sources) -> 
     })
 }
 
+/// A judging step's prompt with the findings block ([`crate::prompt::FINDINGS`]) before its
+/// answer instructions (`## Your answer`, else at its end); unchanged without findings, so
+/// a run without checks sends what it always did.
+fn with_findings(shown: &Shown<'_>, text: String, found: &Value) -> Result<String, PromptError> {
+    if found.is_null() {
+        return Ok(text);
+    }
+    let block = shown
+        .prompts
+        .render(crate::prompt::FINDINGS.0, &json!({ "findings": found }))?;
+    Ok(match text.rfind("\n## Your answer") {
+        Some(at) => format!("{}\n\n{block}\n{}", &text[..at], &text[at..]),
+        None => format!("{text}\n\n{block}"),
+    })
+}
+
 /// The messages a step sends.
 pub fn messages(step: &Step<'_>, shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
     match step.target {
@@ -288,13 +304,17 @@ fn constraint_judge_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessage
         "inputs": inputs,
         "upstream": upstream,
         "artifacts": produced,
-        "findings": findings(shown, &ids, &mut sources),
     });
+    let found = findings(shown, &ids, &mut sources);
     let role = format!("constraint judge for the {}", display_name(&hat.name));
     Ok(StepMessages {
         messages: vec![
             system_message(shown, &role)?,
-            ChatMessage::user(shown.prompts.render("judge.j2", &context)?),
+            ChatMessage::user(with_findings(
+                shown,
+                shown.prompts.render("judge.j2", &context)?,
+                &found,
+            )?),
         ],
         sources,
         cuts: Vec::new(),
@@ -354,13 +374,17 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
         "checks": checks,
         "artifacts": artifacts,
         "inputs": inputs,
-        "findings": findings(shown, &ids, &mut sources),
     });
+    let found = findings(shown, &ids, &mut sources);
     let role = format!("{} review agent", display_name(&agent.name));
     Ok(StepMessages {
         messages: vec![
             system_message(shown, &role)?,
-            ChatMessage::user(shown.prompts.render("review.j2", &context)?),
+            ChatMessage::user(with_findings(
+                shown,
+                shown.prompts.render("review.j2", &context)?,
+                &found,
+            )?),
         ],
         sources,
         cuts,
@@ -414,12 +438,16 @@ fn signal_messages(shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
         "requirements": requirements,
         "verdicts": verdicts,
         "artifacts": artifacts,
-        "findings": findings(shown, &ids, &mut sources),
     });
+    let found = findings(shown, &ids, &mut sources);
     Ok(StepMessages {
         messages: vec![
             system_message(shown, "completion judge")?,
-            ChatMessage::user(shown.prompts.render("signal.j2", &context)?),
+            ChatMessage::user(with_findings(
+                shown,
+                shown.prompts.render("signal.j2", &context)?,
+                &found,
+            )?),
         ],
         sources,
         cuts: Vec::new(),

@@ -707,7 +707,7 @@ fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
             judge_model: plan.judge_settings.model.clone(),
             record_mode: plan.record_mode.clone(),
             started_at: plan.started_at.clone(),
-            prompt_digest: plan.prompts.digest().to_string(),
+            prompt_digest: plan.prompts.digest_for(plan.checks.is_some()).to_string(),
             samples: plan.samples,
             usage,
             duration_ms: run

@@ -55,7 +55,10 @@ pub(super) async fn execute<W: Write + ?Sized>(
         &scrubber,
     )
     .await?;
-    let checks = prepared.checks.take().map(|f| f.scrubbed(&|s| scrubber.scrub(s)));
+    let checks = prepared
+        .checks
+        .take()
+        .map(|f| f.scrubbed(&|s| scrubber.scrub(s)));
     if transcript.record {
         record_checks(&locked, checks.as_ref())?;
     }
@@ -170,7 +173,9 @@ fn run_plan(
 fn record_checks(dir: &RunDir, checks: Option<&crate::checks::Facts>) -> Result<(), Error> {
     use crate::checks::CHECKS_FILE;
     match checks {
-        Some(facts) => dir.write_file(CHECKS_FILE, &facts.to_json(), true).map(drop),
+        Some(facts) => dir
+            .write_file(CHECKS_FILE, &facts.to_json(), true)
+            .map(drop),
         None => match std::fs::remove_file(dir.path().join(CHECKS_FILE)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
                 format!("removing {}", dir.path().join(CHECKS_FILE).display()),
@@ -285,7 +290,7 @@ pub(super) fn new_record(
                 .prompts_dir
                 .as_ref()
                 .map(|d| rundir::relative_to(d, run_dir)),
-            digest: p.prompts.digest().to_string(),
+            digest: p.prompts.digest_for(p.checks.is_some()).to_string(),
         },
         model: ModelRecord {
             name: settings.model.clone(),

@@ -107,10 +107,10 @@ pub(super) fn gather_checks(
             .iter()
             .map(|f| (f.clone(), Given::Config)),
     );
-    let stage_label = p
-        .stage_dir
-        .file_name()
-        .map_or_else(|| p.stage.name.clone(), |n| n.to_string_lossy().into_owned());
+    let stage_label = p.stage_dir.file_name().map_or_else(
+        || p.stage.name.clone(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     Ok(gather(&Gather {
         workspace: &p.workspace,
         evidence: files,
