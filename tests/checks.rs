@@ -189,3 +189,111 @@ async fn a_vetoing_finding_makes_a_met_requirement_unmet_in_every_format() {
     assert_eq!(at["artifactLocation"]["uri"], "dags/etl.py");
     assert_eq!(at["region"]["startLine"], 21);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finding_mapped_as_evidence_is_shown_quoted_and_grounds_but_never_passes_a_met() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let sarif = dir.path().join("ruff.sarif");
+    std::fs::write(&sarif, ruff_sarif(&ws)).unwrap();
+    let policy = policy(dir.path(), "ruff", "evidence");
+    let name = "ruff AIR301 dags/etl.py:21";
+
+    // The judge rules unmet quoting the finding: its quote grounds.
+    let quoting = server(
+        all_met()
+            .verdict(MAPPED, "fail")
+            .quote(MAPPED, name, AIR301),
+    )
+    .await;
+    let run_dir = dir.path().join("quoted");
+    run(&quoting, &ws, &run_dir)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--evidence")
+        .arg(&sarif)
+        .status(1)
+        .run();
+    let review = quoting
+        .requests()
+        .into_iter()
+        .find(|r| r.messages_text().contains("review agent"))
+        .unwrap();
+    let prompt = review.messages_text();
+    assert!(
+        prompt.contains(&format!("<<<BEGIN {name}>>>\nerror AIR301 (airflow3-removal) reported by ruff at dags/etl.py:21\n{AIR301}\nmapped to: {MAPPED} (evidence)\n<<<END {name}>>>")),
+        "{prompt}"
+    );
+    let at = |s: &str| prompt.find(s).unwrap();
+    assert!(at("<<<END notes.md>>>") < at(&format!("<<<BEGIN {name}>>>")));
+    assert!(at(&format!("<<<END {name}>>>")) < at("## Your answer"));
+    let report = json(&run_dir.join("report.json"));
+    let r = requirement(&report, MAPPED);
+    assert_eq!(r["verdict"], "unmet");
+    assert!(r["cause"].is_null(), "the judge's own grounded unmet: {r}");
+    assert_eq!(r["evidence"][0]["grounded"], true, "{r}");
+    assert_eq!(r["evidence"][0]["found_in"]["kind"], "check");
+    assert_eq!(
+        r["evidence"][0]["provenance"],
+        "a finding of ruff (a check)"
+    );
+
+    // The judge says met while the error-level finding is open: refused.
+    let server = server(all_met()).await;
+    let run_dir = dir.path().join("met");
+    run(&server, &ws, &run_dir)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--evidence")
+        .arg(&sarif)
+        .status(1)
+        .run();
+    let report = json(&run_dir.join("report.json"));
+    let r = requirement(&report, MAPPED);
+    assert_eq!(
+        (&r["verdict"], &r["claimed"]),
+        (&"unknown".into(), &"met".into())
+    );
+    assert_eq!(r["cause"]["cause"], "open-finding");
+    assert_eq!(r["cause"]["findings"], serde_json::json!([name]));
+    assert!(r["note"]
+        .as_str()
+        .unwrap()
+        .contains("a met is refused while it is open"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_with_evidence_replays_without_the_file_and_without_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let sarif = dir.path().join("ruff.sarif");
+    std::fs::write(&sarif, ruff_sarif(&ws)).unwrap();
+    let policy = policy(dir.path(), "ruff", "veto");
+    let server = server(all_met()).await;
+    let run_dir = dir.path().join("run");
+    run(&server, &ws, &run_dir)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--evidence")
+        .arg(&sarif)
+        .status(1)
+        .run();
+    std::fs::remove_file(&sarif).unwrap();
+    std::fs::remove_file(&policy).unwrap();
+    let out = dir.path().join("replayed");
+    Test::new()
+        .args(["replay"])
+        .arg(&run_dir)
+        .arg("--out")
+        .arg(&out)
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .status(1)
+        .run();
+    for f in ["report.json", "report.md", "junit.xml", "report.sarif"] {
+        assert_eq!(
+            read(&run_dir.join(f)),
+            read(&out.join(f)),
+            "{f} differs on replay"
+        );
+    }
+}
