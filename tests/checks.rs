@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use support::fake_openai::FakeOpenAi;
 use support::fake_reviewer::FakeReviewer;
-use support::{repo_root, Test};
+use support::Test;
 
 /// The one line of the workspace's notes that judges quote.
 const INPUT_LINE: &str =
@@ -296,4 +296,88 @@ async fn a_run_with_evidence_replays_without_the_file_and_without_a_model() {
             "{f} differs on replay"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tools_findings_are_reemitted_as_their_own_sarif_run_and_annotated_at_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let sarif = dir.path().join("ruff.sarif");
+    std::fs::write(&sarif, ruff_sarif(&ws)).unwrap();
+    let policy = policy(dir.path(), "ruff", "veto");
+    let server = server(all_met()).await;
+    let run_dir = dir.path().join("run");
+    let out = run(&server, &ws, &run_dir)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--evidence")
+        .arg(&sarif)
+        .arg("--github")
+        .env("GITHUB_WORKSPACE", dir.path())
+        .status(1)
+        .run();
+    // The vetoed requirement is the first error annotation, at the finding's line.
+    let first = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("::error"))
+        .unwrap();
+    assert!(
+        first.starts_with(&format!(
+            "::error file=ws/dags/etl.py,line=21,title=hatrack%3A {MAPPED}::"
+        )),
+        "{first}"
+    );
+
+    let sarif_out = json(&run_dir.join("report.sarif"));
+    let runs = sarif_out["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "hatrack's run and ruff's");
+    assert_eq!(runs[0]["tool"]["driver"]["name"], "hatrack");
+    assert!(
+        runs[0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["ruleId"] != "AIR301"),
+        "the tool's findings are not merged into hatrack's run"
+    );
+    let ruff = &runs[1];
+    assert_eq!(ruff["tool"]["driver"]["name"], "ruff");
+    assert_eq!(
+        ruff["automationDetails"]["id"],
+        "hatrack-checks/deployment/ruff/"
+    );
+    let result = &ruff["results"][0];
+    assert_eq!(result["ruleId"], "AIR301");
+    assert_eq!(result["level"], "error");
+    let at = &result["locations"][0]["physicalLocation"];
+    assert_eq!(at["artifactLocation"]["uri"], "dags/etl.py");
+    assert_eq!(at["artifactLocation"]["uriBaseId"], "%SRCROOT%");
+    assert_eq!(at["region"]["startLine"], 21);
+    assert_eq!(
+        result["partialFingerprints"]["hatrackCheck/v1"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64,
+        "ruff gave no fingerprint: hatrack's"
+    );
+    assert_eq!(
+        result["properties"]["mappedTo"],
+        serde_json::json!([format!("{MAPPED} (veto)")])
+    );
+
+    let md = read(&run_dir.join("report.md"));
+    assert!(md.contains("### Checks"), "{md}");
+    assert!(
+        md.contains("| `ruff AIR301 dags/etl.py:21` | error |"),
+        "{md}"
+    );
+    let html = read(&run_dir.join("report.html"));
+    assert!(html.contains("<h2>Checks</h2>"));
+    // minijinja escapes `/` in HTML.
+    assert!(
+        html.contains("<code>ruff AIR301 dags&#x2f;etl.py:21</code>"),
+        "{html}"
+    );
 }

@@ -61,6 +61,7 @@ fn render(report: &Report) -> String {
     let mut md = Budget { out: String::new() };
     head(report, &mut md);
     not_met_table(report, &mut md);
+    checks(report, &mut md);
     steps_table(report, &mut md);
     details(report, &mut md);
     warnings(report, &mut md);
@@ -211,6 +212,37 @@ fn not_met_table(report: &Report, md: &mut Budget) {
     if omitted > 0 {
         md.push_marker(&format!(
             "\n… {omitted} more not shown (the comment is capped); see report.html or report.json.\n"
+        ));
+    }
+    md.try_push("\n");
+}
+
+/// What checks found (linters, tests, probes), errors first; absent without checks.
+fn checks(report: &Report, md: &mut Budget) {
+    let Some((summary, rows)) = text::check_rows(report) else {
+        return;
+    };
+    md.try_push(&format!(
+        "### Checks\n\n{}\n\n| Finding | Level | Message | Mapped to |\n|---|---|---|---|\n",
+        esc(&summary)
+    ));
+    let total = report.checks.as_ref().map_or(0, |c| c.findings.len());
+    let mut omitted = total.saturating_sub(rows.len());
+    for row in &rows {
+        let line = format!(
+            "| {} | {} | {} | {} |\n",
+            code(&row.name),
+            row.level,
+            esc(&text::cap(&text::one_line(&row.message), FINDING_IN_TABLE)),
+            esc(&row.mapped_to),
+        );
+        if !md.try_push(&line) {
+            omitted += 1;
+        }
+    }
+    if omitted > 0 {
+        md.push_marker(&format!(
+            "\n… {omitted} more findings in report.json (`checks`).\n"
         ));
     }
     md.try_push("\n");
