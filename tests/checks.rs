@@ -112,6 +112,13 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
+fn schema_name(req: &support::fake_openai::SeenRequest) -> String {
+    req.body["response_format"]["json_schema"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn requirement<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["requirements"]
         .as_array()
@@ -145,10 +152,29 @@ async fn a_vetoing_finding_makes_a_met_requirement_unmet_in_every_format() {
         .status(1)
         .run();
 
+    // The fake judge answers met for every requirement it is asked about; it is not asked
+    // about the vetoed one: the check decided it with no model request.
+    let review = server
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| schema_name(r) == "review_answer")
+        .unwrap();
+    let ids = review.body["response_format"]["json_schema"]["schema"]["properties"]["checks"]
+        ["items"]["properties"]["id"]["enum"]
+        .to_string();
+    assert!(!ids.contains(MAPPED), "{ids}");
+    assert!(ids.contains("reliability/check/2"), "{ids}");
+    assert!(!review.messages_text().contains(&format!("[{MAPPED}]")));
     let report = json(&run_dir.join("report.json"));
     let r = requirement(&report, MAPPED);
     assert_eq!(r["verdict"], "unmet");
-    assert_eq!(r["claimed"], "met", "the judge said met");
+    assert_eq!(r["claimed"], "unknown", "no judge was asked");
+    assert!(r["cause"].get("claimed").is_none(), "{r}");
+    assert!(
+        r["note"].as_str().unwrap().contains("no judge was asked"),
+        "{r}"
+    );
     assert_eq!(r["cause"]["cause"], "check");
     assert_eq!(
         r["cause"]["findings"],

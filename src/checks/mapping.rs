@@ -20,11 +20,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::probes::ProbeSpec;
+pub use super::probes::PROBE_TOOL;
 use super::{ChecksError, Facts, Finding};
 use crate::verdict::{Cause, Evidence, Judged, SourceKind, Verdict};
-
-/// The tool name findings of built-in probes carry.
-pub const PROBE_TOOL: &str = "probe";
 /// Findings shown to one judging step at most.
 pub const MAX_SHOWN: usize = 30;
 /// Findings cited as one vetoed requirement's evidence at most (all are named in the cause).
@@ -225,7 +223,8 @@ pub fn apply(judged: &mut [Judged], facts: &Facts) {
         }
         let (vetoes, open) = open_findings(facts, &r.id);
         if !vetoes.is_empty() {
-            veto(r, &vetoes);
+            let claimed = Some(r.claimed);
+            veto(r, &vetoes, claimed);
         } else if !open.is_empty() && r.verdict == Verdict::Met {
             r.verdict = Verdict::Unknown;
             r.cause = Some(Cause::OpenFinding {
@@ -235,11 +234,40 @@ pub fn apply(judged: &mut [Judged], facts: &Facts) {
     }
 }
 
-fn veto(r: &mut Judged, findings: &[&Finding]) {
+/// The requirements an error-level finding of a veto mapping decides: no judge is asked
+/// about them (they leave their step's prompt and answer schema).
+pub fn vetoed(facts: &Facts) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in facts
+        .mappings
+        .iter()
+        .filter(|m| m.on_finding == OnFinding::Veto)
+    {
+        if !out.contains(&m.requirement)
+            && facts.findings.iter().any(|f| f.is_error() && m.matches(f))
+        {
+            out.push(m.requirement.clone());
+        }
+    }
+    out
+}
+
+/// Decides a requirement no judge was asked about ([`vetoed`]): unmet, cause `check`.
+pub fn decide(r: &mut Judged, facts: &Facts) {
+    let (vetoes, _) = open_findings(facts, &r.id);
+    if vetoes.is_empty() {
+        return;
+    }
+    r.cause = None;
+    r.finding.clear();
+    veto(r, &vetoes, None);
+}
+
+fn veto(r: &mut Judged, findings: &[&Finding], claimed: Option<Verdict>) {
     let judge_said = r.verdict;
     r.verdict = Verdict::Unmet;
     r.cause = Some(Cause::Check {
-        claimed: r.claimed,
+        claimed,
         findings: findings.iter().map(|f| f.name.clone()).collect(),
     });
     let first = findings[0];

@@ -26,8 +26,10 @@ use std::path::Path;
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::mapping::PROBE_TOOL;
 use super::{one_line, Finding, Level};
+
+/// The tool name findings of built-in probes carry.
+pub const PROBE_TOOL: &str = "probe";
 
 /// The largest file a probe reads (larger ones are left out with a warning).
 pub const MAX_FILE_BYTES: u64 = 4 << 20;

@@ -80,7 +80,7 @@ struct Page<'a> {
     /// The effective policy: `(key, value, source)`.
     policy: Vec<(String, String, String)>,
     /// What checks found: a summary line and the findings (`None`: no checks).
-    checks: Option<(String, Vec<text::CheckRow>)>,
+    checks: Option<text::CheckView>,
     steps: Vec<StepView<'a>>,
     judges: Vec<JudgeView>,
     groups: Vec<GroupView<'a>>,
@@ -280,7 +280,7 @@ impl<'a> Page<'a> {
             v8_note: text::v8_note(report),
             trust_note: text::trust_note(report),
             policy: text::policy_rows(report),
-            checks: text::check_rows(report),
+            checks: text::check_view(report),
             steps,
             judges,
             groups,

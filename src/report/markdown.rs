@@ -219,16 +219,25 @@ fn not_met_table(report: &Report, md: &mut Budget) {
 
 /// What checks found (linters, tests, probes), errors first; absent without checks.
 fn checks(report: &Report, md: &mut Budget) {
-    let Some((summary, rows)) = text::check_rows(report) else {
+    let Some(view) = text::check_view(report) else {
         return;
     };
-    md.try_push(&format!(
-        "### Checks\n\n{}\n\n| Finding | Level | Message | Mapped to |\n|---|---|---|---|\n",
-        esc(&summary)
-    ));
-    let total = report.checks.as_ref().map_or(0, |c| c.findings.len());
-    let mut omitted = total.saturating_sub(rows.len());
-    for row in &rows {
+    md.try_push(&format!("### Checks\n\n{}\n\n", esc(&view.summary)));
+    for w in &view.warnings {
+        md.try_push(&format!(
+            "- ⚠️ {}\n",
+            esc(&text::cap(&text::one_line(w), WARNING_MAX))
+        ));
+    }
+    if !view.warnings.is_empty() {
+        md.try_push("\n");
+    }
+    if view.rows.is_empty() {
+        return;
+    }
+    md.try_push("| Finding | Level | Message | Mapped to |\n|---|---|---|---|\n");
+    let mut omitted = view.omitted;
+    for row in &view.rows {
         let line = format!(
             "| {} | {} | {} | {} |\n",
             code(&row.name),
@@ -263,6 +272,7 @@ fn steps_table(report: &Report, md: &mut Budget) {
         let status = match step.status {
             StepStatus::Answered => "answered".to_string(),
             StepStatus::Unparseable => "⚠️ unparseable".to_string(),
+            StepStatus::DecidedByChecks => text::step_status(step.status).to_string(),
         };
         let cost = if priced {
             format!(" {} |", text::usd(step.cost.as_ref()))

@@ -178,6 +178,8 @@ pub enum StepStatus {
     Answered,
     /// Every attempt broke the schema; the step's verdicts are `unknown`.
     Unparseable,
+    /// Checks decided every requirement of the step before any request: it was not asked.
+    DecidedByChecks,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

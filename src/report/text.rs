@@ -234,6 +234,7 @@ pub fn step_status(s: StepStatus) -> &'static str {
     match s {
         StepStatus::Answered => "answered",
         StepStatus::Unparseable => "unparseable",
+        StepStatus::DecidedByChecks => "decided by checks (not asked)",
     }
 }
 
@@ -345,9 +346,34 @@ pub struct CheckRow {
 /// Findings listed at most in Markdown and HTML (all are in report.json).
 pub const MAX_CHECK_ROWS: usize = 40;
 
-/// What checks found, for the reports: one summary line and the findings, errors first,
-/// at most [`MAX_CHECK_ROWS`]. `None` for a run without checks.
-pub fn check_rows(report: &Report) -> Option<(String, Vec<CheckRow>)> {
+/// What checks found, as the Markdown and HTML reports show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckView {
+    /// Counts by level, mappings, evidence files.
+    pub summary: String,
+    /// Errors first, at most [`MAX_CHECK_ROWS`].
+    pub rows: Vec<CheckRow>,
+    /// Findings not listed (all are in report.json).
+    pub omitted: usize,
+    /// What was left out or could not be read (a probe that matched no file, results about
+    /// files outside the workspace).
+    pub warnings: Vec<String>,
+}
+
+/// What checks found, for the reports; `None` for a run without checks.
+pub fn check_view(report: &Report) -> Option<CheckView> {
+    let (summary, rows) = check_rows(report)?;
+    let facts = report.checks.as_ref()?;
+    Some(CheckView {
+        summary,
+        omitted: facts.findings.len().saturating_sub(rows.len()),
+        rows,
+        warnings: facts.warnings.clone(),
+    })
+}
+
+/// One summary line and the findings, errors first, at most [`MAX_CHECK_ROWS`].
+fn check_rows(report: &Report) -> Option<(String, Vec<CheckRow>)> {
     use crate::checks::Level;
     let facts = report.checks.as_ref()?;
     let count = |l: Level| facts.findings.iter().filter(|f| f.level == l).count();

@@ -49,6 +49,16 @@ fn findings(shown: &Shown<'_>, requirements: &[&str], sources: &mut Sources) -> 
     })
 }
 
+/// `values` (requirements as a judge's prompt lists them) without those a check decided
+/// before any request: no judge is asked about them.
+fn undecided(shown: &Shown<'_>, mut values: Vec<Value>) -> Vec<Value> {
+    if let Some(facts) = shown.checks {
+        let decided = crate::checks::mapping::vetoed(facts);
+        values.retain(|v| !decided.iter().any(|d| v["id"] == d.as_str()));
+    }
+    values
+}
+
 /// A judging step's prompt with the findings block ([`crate::prompt::FINDINGS`]) before its
 /// answer instructions (`## Your answer`, else at its end); unchanged without findings, so
 /// a run without checks sends what it always did.
@@ -300,7 +310,7 @@ fn constraint_judge_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessage
         "stage": stage_context(shown.stage),
         "criteria": criteria_context(shown.stage),
         "hat": hat_context(hat),
-        "constraints": constraint_values(hat),
+        "constraints": undecided(shown, constraint_values(hat)),
         "inputs": inputs,
         "upstream": upstream,
         "artifacts": produced,
@@ -371,7 +381,7 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
             "mandate": mandate_with_failure_modes(agent),
             "included_from": included_from,
         },
-        "checks": checks,
+        "checks": undecided(shown, checks),
         "artifacts": artifacts,
         "inputs": inputs,
     });
@@ -435,7 +445,7 @@ fn signal_messages(shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
     let context = json!({
         "stage": stage_context(shown.stage),
         "criteria": criteria_context(shown.stage),
-        "requirements": requirements,
+        "requirements": undecided(shown, requirements),
         "verdicts": verdicts,
         "artifacts": artifacts,
     });

@@ -277,9 +277,11 @@ pub enum Cause {
     /// hats' artifacts: it stays `met`, is counted as such, and blocks unless allowed.
     ArtifactOnly,
     /// An error-level finding of a check mapped to the requirement with `veto`: unmet,
-    /// whatever the judge `claimed`; `findings` names each (as judges are shown them).
+    /// whatever the judge `claimed` (`None`: no judge was asked, the check decided it before
+    /// any request); `findings` names each (as judges are shown them).
     Check {
-        claimed: Verdict,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        claimed: Option<Verdict>,
         findings: Vec<String>,
     },
     /// The judge said `met` while an error-level finding of a check mapped to the
@@ -337,8 +339,11 @@ impl Cause {
             }
             Cause::ArtifactOnly => "met, but grounded only in a hat's own output: this requirement is about the repository, so a met needs at least one quote from a repository file (a bound input, or a file read with read_file)".into(),
             Cause::Check { claimed, findings } => format!(
-                "unmet by a check, whatever the judge says (it said {}): {} {} an error-level finding of a check mapped to this requirement with on_finding = \"veto\"",
-                claimed.as_str(),
+                "unmet by a check, {}: {} {} an error-level finding of a check mapped to this requirement with on_finding = \"veto\"",
+                match claimed {
+                    Some(v) => format!("whatever the judge says (it said {})", v.as_str()),
+                    None => "decided before any request (no judge was asked)".to_string(),
+                },
                 findings.join(", "),
                 if findings.len() == 1 { "is" } else { "are" }
             ),
