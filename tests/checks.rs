@@ -407,3 +407,170 @@ async fn the_tools_findings_are_reemitted_as_their_own_sarif_run_and_annotated_a
         "{html}"
     );
 }
+
+/// A JUnit report as a DagBag import test writes it under pytest (a fixture standing in for
+/// the test run's output).
+const DAGBAG_JUNIT: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<testsuites>
+  <testsuite name="dag-integrity" errors="0" failures="1" skipped="0" tests="2" time="1.2">
+    <testcase classname="tests.test_dag_integrity" name="test_dagbag_imports_without_errors" file="tests/test_dag_integrity.py" line="14" time="1.1">
+      <failure message="AssertionError: DAG import errors: dags/etl.py: TypeError: DAG.__init__() got an unexpected keyword argument 'schedule_interval'">def test_dagbag_imports_without_errors():
+&gt;       assert not dagbag.import_errors
+E       AssertionError: DAG import errors</failure>
+    </testcase>
+    <testcase classname="tests.test_dag_integrity" name="test_every_dag_has_retries" file="tests/test_dag_integrity.py" line="21" time="0.1"/>
+  </testsuite>
+</testsuites>
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_junit_case_vetoes_its_requirement_like_a_sarif_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let junit = dir.path().join("pytest.xml");
+    std::fs::write(&junit, DAGBAG_JUNIT).unwrap();
+    let policy = policy(dir.path(), "junit:dag-integrity", "veto");
+    let server = server(all_met()).await;
+    let run_dir = dir.path().join("run");
+    run(&server, &ws, &run_dir)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--evidence")
+        .arg(&junit)
+        .status(1)
+        .run();
+    let report = json(&run_dir.join("report.json"));
+    let r = requirement(&report, MAPPED);
+    let name =
+        "junit:dag-integrity test_dagbag_imports_without_errors tests/test_dag_integrity.py:14";
+    assert_eq!(r["verdict"], "unmet");
+    assert_eq!(r["cause"]["cause"], "check");
+    assert_eq!(r["cause"]["findings"], serde_json::json!([name]));
+    assert_eq!(
+        r["evidence"][0]["found_in"],
+        serde_json::json!({"kind": "check", "tool": "junit:dag-integrity", "path": "tests/test_dag_integrity.py", "line": 14})
+    );
+    assert!(r["evidence"][0]["quote"]
+        .as_str()
+        .unwrap()
+        .contains("unexpected keyword argument 'schedule_interval'"));
+    // The passing case is a passing record: evidence for, not a veto.
+    let findings = report["checks"]["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2);
+    assert_eq!(findings[1]["level"], "pass");
+    assert_eq!(report["outcome"]["reasons"].as_array().unwrap().len(), 1);
+    let md = read(&run_dir.join("report.md"));
+    assert!(md.contains("tests/test\\_dag\\_integrity.py:14"), "{md}");
+    let junit_out = read(&run_dir.join("junit.xml"));
+    let case = junit_out
+        .split("<testcase ")
+        .find(|c| c.contains(MAPPED))
+        .unwrap();
+    assert!(case.contains("<failure"), "{case}");
+    assert!(case.contains("tests/test_dag_integrity.py:14"), "{case}");
+    let sarif_out = json(&run_dir.join("report.sarif"));
+    let result = sarif_out["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == MAPPED)
+        .unwrap();
+    let at = &result["locations"][0]["physicalLocation"];
+    assert_eq!(at["artifactLocation"]["uri"], "tests/test_dag_integrity.py");
+    assert_eq!(at["region"]["startLine"], 14);
+    assert_eq!(
+        sarif_out["runs"][1]["tool"]["driver"]["name"],
+        "junit:dag-integrity"
+    );
+}
+
+/// What a temporary directory holds, recursively (relative paths), for "nothing was written
+/// outside the run directory".
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|e| e.path().strip_prefix(dir).unwrap().display().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_evidence_stops_the_run_before_any_request_or_is_a_bounded_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let server = server(all_met()).await;
+    let huge = dir.path().join("huge.sarif");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(100 << 20)
+        .unwrap();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "huge.sarif",
+            String::new(),
+            "an evidence file is at most 32 MiB",
+        ),
+        (
+            "bad.sarif",
+            "{\"version\": \"2.1.0\", \"runs\": [".into(),
+            "invalid SARIF: line 1",
+        ),
+        (
+            "typed.sarif",
+            "{\"version\": \"2.1.0\", \"runs\": [{\"tool\": 3}]}".into(),
+            "runs[0].tool",
+        ),
+        (
+            "bad.xml",
+            "<testsuites><testsuite name=\"s\"><testcase name=\"c\"></testsuites>".into(),
+            "invalid JUnit XML",
+        ),
+        (
+            "neither.txt",
+            "just text".into(),
+            "not SARIF 2.1.0 or JUnit XML",
+        ),
+        ("missing.sarif", String::new(), "missing.sarif"),
+    ];
+    for (file, text, wanted) in &cases {
+        let path = dir.path().join(file);
+        if !text.is_empty() {
+            std::fs::write(&path, text).unwrap();
+        }
+        let before = tree(dir.path());
+        let out = run(&server, &ws, &dir.path().join(format!("run-{file}")))
+            .arg("--evidence")
+            .arg(&path)
+            .status(2)
+            .run();
+        assert!(out.stderr.contains(wanted), "{file}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        assert_eq!(tree(dir.path()), before, "{file}: something was written");
+    }
+    assert_eq!(server.count(), 0, "no request before the evidence is read");
+
+    // A result about a file outside the workspace is left out with a warning; the run goes on.
+    let outside = dir.path().join("outside.sarif");
+    let sarif = ruff_sarif(&ws).replace(
+        &format!("{}/dags/etl.py", ws.canonicalize().unwrap().display()),
+        "/etc/passwd",
+    );
+    std::fs::write(&outside, sarif).unwrap();
+    let run_dir = dir.path().join("run-outside");
+    run(&server, &ws, &run_dir)
+        .arg("--evidence")
+        .arg(&outside)
+        .status(0)
+        .run();
+    let report = json(&run_dir.join("report.json"));
+    assert_eq!(report["checks"]["findings"], serde_json::json!([]));
+    let warning = report["checks"]["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("1 ruff result(s) about files outside the workspace left out")
+            && warning.contains("/etc/passwd lies outside the workspace"),
+        "{warning}"
+    );
+    assert!(read(&run_dir.join("report.md")).contains("outside the workspace"));
+}
