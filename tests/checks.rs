@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use support::fake_openai::FakeOpenAi;
 use support::fake_reviewer::FakeReviewer;
-use support::Test;
+use support::{repo_root, Test};
 
 /// The one line of the workspace's notes that judges quote.
 const INPUT_LINE: &str =
@@ -31,8 +31,11 @@ fn workspace(dir: &Path) -> PathBuf {
         format!("# Orders pipeline notes\n\n{INPUT_LINE}\nRetries: 3.\n"),
     )
     .unwrap();
-    let mut dag = String::from("\"\"\"The orders ETL DAG.\"\"\"\n");
-    for i in 2..21 {
+    // It passes the deployment stage's own probes (retries, timeouts, limits).
+    let mut dag = String::from(
+        "\"\"\"The orders ETL DAG.\"\"\"\ndefault_args = {\"retries\": 2, \"execution_timeout\": 600}\nmax_active_runs = 1\n",
+    );
+    for i in 4..21 {
         dag.push_str(&format!("# line {i}\n"));
     }
     dag.push_str("dag = DAG(\"etl\", schedule_interval=\"@daily\")\n");
@@ -42,6 +45,11 @@ fn workspace(dir: &Path) -> PathBuf {
         support::inputs_bound_to("notes.md"),
     )
     .unwrap();
+    // The deployment stage without its own checks.toml, so only the mappings a test gives
+    // apply (the shipped ones are tested on the examples).
+    let stage = dir.join("deployment");
+    support::copy_dir(&repo_root().join("hats/deployment"), &stage);
+    std::fs::remove_file(stage.join("checks.toml")).unwrap();
     ws
 }
 
@@ -94,10 +102,13 @@ fn all_met() -> FakeReviewer {
         .cite("review_answer", "notes.md", INPUT_LINE)
 }
 
+/// A run of `ws` against the stage [`workspace`] put beside it.
 fn run(server: &FakeOpenAi, ws: &Path, run_dir: &Path) -> Test {
     Test::new()
         .arg("run")
         .arg(ws)
+        .arg("--stage")
+        .arg(ws.parent().unwrap().join("deployment"))
         .args(["--model", "fake-model", "--base-url"])
         .arg(server.url())
         .args(["--timeout", "5", "--max-retries", "0", "--transcript"])
@@ -247,7 +258,7 @@ async fn a_finding_mapped_as_evidence_is_shown_quoted_and_grounds_but_never_pass
         .unwrap();
     let prompt = review.messages_text();
     assert!(
-        prompt.contains(&format!("<<<BEGIN {name}>>>\nerror AIR301 (airflow3-removal) reported by ruff at dags/etl.py:21\n{AIR301}\nmapped to: {MAPPED} (evidence)\n<<<END {name}>>>")),
+        prompt.contains(&format!("<<<BEGIN {name}>>>\nerror · ruff AIR301 (airflow3-removal) · dags/etl.py:21\n{AIR301}\nmapped to: {MAPPED} (evidence)\n<<<END {name}>>>")),
         "{prompt}"
     );
     let at = |s: &str| prompt.find(s).unwrap();

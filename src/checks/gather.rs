@@ -95,7 +95,8 @@ pub fn gather(g: &Gather<'_>) -> Result<Option<Facts>, ChecksError> {
 fn mappings(g: &Gather<'_>) -> Result<Vec<Mapping>, ChecksError> {
     let mut out = Vec::new();
     let stage_file = g.stage_dir.join(STAGE_CHECKS_FILE);
-    if std::fs::symlink_metadata(&stage_file).is_ok() {
+    let embedded = crate::definition::embedded::contains(&stage_file);
+    if embedded || std::fs::symlink_metadata(&stage_file).is_ok() {
         let label = format!("{}/{STAGE_CHECKS_FILE}", g.stage_label);
         for (i, spec) in read_checks_toml(&stage_file)?.iter().enumerate() {
             out.push(spec.mapping(&label, i + 1, &g.requirements)?);
@@ -124,12 +125,19 @@ pub fn read_checks_toml(path: &Path) -> Result<Vec<CheckSpec>, ChecksError> {
         #[serde(default)]
         check: Vec<CheckSpec>,
     }
-    let bytes = read_capped(path, MAX_CHECKS_TOML_BYTES, false)?;
     let fail = |message: String| ChecksError::ChecksFile {
         path: path.to_path_buf(),
         message,
     };
-    let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8".into()))?;
+    // A stage compiled into hatrack carries its checks.toml too.
+    let text = match crate::definition::embedded::read(path) {
+        Some(text) => text.to_string(),
+        None if crate::definition::embedded::contains(path) => return Ok(Vec::new()),
+        None => {
+            let bytes = read_capped(path, MAX_CHECKS_TOML_BYTES, false)?;
+            String::from_utf8(bytes).map_err(|_| fail("not UTF-8".into()))?
+        }
+    };
     let file: File = toml::from_str(&text).map_err(|e| {
         let line = e
             .span()

@@ -140,13 +140,12 @@ impl Finding {
     /// The text a judge is shown under the finding's name, and may quote: the message on a
     /// line of its own, so a quote of it stands alone.
     pub fn shown_text(&self) -> String {
-        let mut head = format!("{} {}", self.level.as_str(), self.rule);
+        let mut head = format!("{} · {} {}", self.level.as_str(), self.tool, self.rule);
         if let Some(name) = &self.rule_name {
             head.push_str(&format!(" ({name})"));
         }
-        head.push_str(&format!(" reported by {}", self.tool));
         if let Some(at) = self.location() {
-            head.push_str(&format!(" at {at}"));
+            head.push_str(&format!(" · {at}"));
         }
         let mut text = format!("{head}\n{}", self.message);
         if let Some(line) = &self.excerpt {
