@@ -585,3 +585,141 @@ async fn hostile_evidence_stops_the_run_before_any_request_or_is_a_bounded_warni
     );
     assert!(read(&run_dir.join("report.md")).contains("outside the workspace"));
 }
+
+/// A run of a shipped example against the shipped stage (with its checks.toml).
+fn example_run(server: &FakeOpenAi, example: &str, run_dir: &Path) -> Test {
+    Test::new()
+        .arg("run")
+        .arg(repo_root().join("examples").join(example))
+        .arg("--stage")
+        .arg(repo_root().join("hats/deployment"))
+        .args(["--model", "fake-model", "--base-url"])
+        .arg(server.url())
+        .args(["--timeout", "5", "--max-retries", "0", "--transcript"])
+        .arg(run_dir)
+}
+
+/// Every requirement id an answer schema of `server`'s requests enumerated.
+fn asked_about(server: &FakeOpenAi) -> String {
+    server
+        .requests()
+        .iter()
+        .map(|r| r.body["response_format"]["json_schema"]["schema"].to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gaps_example_fails_on_probes_alone_with_no_model_request_for_what_they_decide() {
+    let dir = tempfile::tempdir().unwrap();
+    // A judge that says met to everything it is asked.
+    let server = server(FakeReviewer::new()).await;
+    let run_dir = dir.path().join("gaps");
+    example_run(&server, "orders-pipeline-gaps", &run_dir)
+        .status(1)
+        .run();
+    let report = json(&run_dir.join("report.json"));
+    let decided = [
+        "pipeline-engineer/anti-pattern/1",
+        "pipeline-engineer/anti-pattern/3",
+        "sre/anti-pattern/1",
+        "reliability/check/1",
+    ];
+    let asked = asked_about(&server);
+    for id in decided {
+        let r = requirement(&report, id);
+        assert_eq!(r["verdict"], "unmet", "{id}: {r}");
+        assert_eq!(r["cause"]["cause"], "check", "{id}");
+        assert!(
+            !asked.contains(&format!("\"{id}\"")),
+            "a judge was asked about {id}"
+        );
+    }
+    assert!(asked.contains("\"pipeline-engineer/anti-pattern/2\""));
+    // The offending file and its first line are the evidence.
+    let r = requirement(&report, "pipeline-engineer/anti-pattern/1");
+    assert_eq!(
+        r["cause"]["findings"],
+        serde_json::json!([
+            "probe dag-retries dags/orders_daily.py:1",
+            "probe dag-timeouts dags/orders_daily.py:1"
+        ])
+    );
+    assert_eq!(
+        r["evidence"][0]["found_in"],
+        serde_json::json!({"kind": "check", "tool": "probe", "path": "dags/orders_daily.py", "line": 1})
+    );
+    let first_line = read(&repo_root().join("examples/orders-pipeline-gaps/dags/orders_daily.py"))
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let finding = report["checks"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "probe dag-retries dags/orders_daily.py:1")
+        .unwrap();
+    assert_eq!(finding["excerpt"], first_line.as_str());
+    assert_eq!(finding["level"], "error");
+    // The empty alert channel, at its line.
+    let r = requirement(&report, "sre/anti-pattern/1");
+    let names = r["cause"]["findings"].to_string();
+    assert!(
+        names.contains("probe empty-alert-route dags/orders_daily.py:15"),
+        "{names}"
+    );
+    assert!(
+        names.contains("probe empty-alert-route ops/monitoring.yml:3"),
+        "{names}"
+    );
+    let md = read(&run_dir.join("report.md"));
+    assert!(md.contains("decided before any request"), "{md}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_complete_example_the_probes_are_evidence_a_judge_may_quote_for_met() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "pipeline-engineer/anti-pattern/1";
+    let name = "probe dag-retries dags/orders_daily.py:77";
+    let server =
+        server(FakeReviewer::new().quote(id, name, "line 77 of dags/orders_daily.py matches"))
+            .await;
+    let run_dir = dir.path().join("complete");
+    example_run(&server, "orders-pipeline", &run_dir)
+        .any_status()
+        .run();
+    let judge = server
+        .requests()
+        .into_iter()
+        .find(|r| {
+            r.messages_text()
+                .contains("constraint judge for the Pipeline Engineer")
+        })
+        .unwrap();
+    let prompt = judge.messages_text();
+    assert!(
+        prompt.contains(&format!(
+            "<<<BEGIN {name}>>>\npass · probe dag-retries · dags/orders_daily.py:77\n"
+        )),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("\"retries\": 3,"),
+        "the matched line is shown"
+    );
+    let report = json(&run_dir.join("report.json"));
+    let r = requirement(&report, id);
+    assert_eq!(r["verdict"], "met", "{r}");
+    assert!(r["cause"].is_null(), "{r}");
+    assert_eq!(r["evidence"][0]["grounded"], true);
+    assert_eq!(r["evidence"][0]["found_in"]["kind"], "check");
+    let errors = report["checks"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["level"] == "error")
+        .count();
+    assert_eq!(errors, 0, "the complete example passes every probe");
+}
