@@ -723,3 +723,57 @@ async fn on_the_complete_example_the_probes_are_evidence_a_judge_may_quote_for_m
         .count();
     assert_eq!(errors, 0, "the complete example passes every probe");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_declarations_stop_the_run_before_any_request_and_a_nested_pattern_stays_linear() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let server = server(all_met()).await;
+    let bound = support::inputs_bound_to("notes.md");
+    let probe = |requirement: &str, pattern: &str| {
+        format!(
+            "{bound}[[check]]\nrequirement = \"{requirement}\"\nname = \"p\"\nprobe = {{ files = \"dags/*.py\", must_match = '''{pattern}''' }}\non_finding = \"veto\"\n"
+        )
+    };
+    for (config, wanted) in [
+        (
+            probe(MAPPED, "(a{1000}){1000}"),
+            "[[check]] 1: probe must_match",
+        ),
+        (probe(MAPPED, "x*"), "matches the empty string"),
+        (probe(MAPPED, "(unclosed"), "[[check]] 1: probe must_match"),
+        (
+            probe("reliability/check/99", "retries"),
+            "is not one of the stage's",
+        ),
+        (
+            format!("{bound}[[check]]\nrequirement = \"{MAPPED}\"\ntool = \"ruff\"\nrulez = []\n"),
+            "unknown field `rulez`",
+        ),
+    ] {
+        std::fs::write(ws.join("hatrack.toml"), &config).unwrap();
+        let out = run(&server, &ws, &dir.path().join("refused"))
+            .status(2)
+            .run();
+        assert!(out.stderr.contains(wanted), "{wanted}: {}", out.stderr);
+        assert!(!dir.path().join("refused").exists(), "nothing written");
+    }
+    assert_eq!(server.count(), 0);
+
+    // Nested repetition on a long line: Rust regexes do not backtrack, so the probe takes
+    // linear time (a backtracking engine would take longer than the age of the universe).
+    std::fs::write(ws.join("dags/long.py"), "x".repeat(200_000)).unwrap();
+    std::fs::write(ws.join("hatrack.toml"), probe(MAPPED, "(x+x+)+y")).unwrap();
+    let started = std::time::Instant::now();
+    let run_dir = dir.path().join("linear");
+    run(&server, &ws, &run_dir).status(1).run();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let report = json(&run_dir.join("report.json"));
+    let r = requirement(&report, MAPPED);
+    assert_eq!(r["cause"]["cause"], "check", "no line matches: vetoed");
+    // The workspace's own mapping is recorded where it came from.
+    assert_eq!(
+        report["checks"]["mappings"][0]["from"],
+        "hatrack.toml or policy"
+    );
+}
