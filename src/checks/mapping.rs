@@ -386,3 +386,140 @@ pub fn prompt_values(
     };
     serde_json::json!({"note": note, "items": items})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::{Level, FORMAT};
+    use crate::verdict::{RequirementKind, Subject};
+
+    fn finding(tool: &str, rule: &str, level: Level) -> Finding {
+        Finding {
+            name: format!("{tool} {rule} a.py:3"),
+            tool: tool.into(),
+            rule: rule.into(),
+            rule_name: Some(format!("{rule}-name")),
+            level,
+            message: format!("{rule} was found here"),
+            path: Some("a.py".into()),
+            line: Some(3),
+            excerpt: None,
+            fingerprint: "f".into(),
+            origin: "x.sarif".into(),
+        }
+    }
+
+    fn mapping(requirement: &str, tool: &str, rules: &[&str], on: OnFinding) -> Mapping {
+        Mapping {
+            requirement: requirement.into(),
+            tool: tool.into(),
+            rules: rules.iter().map(|r| r.to_string()).collect(),
+            on_finding: on,
+            probe: None,
+            why: None,
+            from: "test".into(),
+        }
+    }
+
+    fn judged(id: &str, verdict: Verdict) -> Judged {
+        Judged {
+            id: id.into(),
+            kind: RequirementKind::ReviewCheck,
+            level: "MUST".into(),
+            mandatory: true,
+            text: "t".into(),
+            source: "f:1".into(),
+            judged_by: "review/x".into(),
+            about: Subject::Repository,
+            model: "m".into(),
+            verdict,
+            claimed: verdict,
+            cause: None,
+            finding: "all good".into(),
+            severity: None,
+            evidence: Vec::new(),
+            agreement: None,
+        }
+    }
+
+    #[test]
+    fn rules_match_by_id_or_name_without_case_and_an_empty_list_takes_every_rule() {
+        let f = finding("Ruff", "AIR301", Level::Error);
+        assert!(mapping("r", "ruff", &["air301"], OnFinding::Veto).matches(&f));
+        assert!(mapping("r", "ruff", &["AIR301-NAME"], OnFinding::Veto).matches(&f));
+        assert!(mapping("r", "ruff", &[], OnFinding::Veto).matches(&f));
+        assert!(!mapping("r", "ruff", &["AIR302"], OnFinding::Veto).matches(&f));
+        assert!(!mapping("r", "sqlfluff", &[], OnFinding::Veto).matches(&f));
+    }
+
+    #[test]
+    fn a_veto_unmets_an_evidence_mapping_refuses_a_met_and_warnings_do_neither() {
+        let facts = Facts {
+            format: FORMAT,
+            mappings: vec![
+                mapping("vetoed", "ruff", &["AIR301"], OnFinding::Veto),
+                mapping("open", "ruff", &["AIR302"], OnFinding::Evidence),
+                mapping("warned", "ruff", &["AIR311"], OnFinding::Veto),
+            ],
+            findings: vec![
+                finding("ruff", "AIR301", Level::Error),
+                finding("ruff", "AIR302", Level::Error),
+                finding("ruff", "AIR311", Level::Warning),
+            ],
+            ..Facts::default()
+        };
+        assert_eq!(vetoed(&facts), ["vetoed"]);
+        let mut all = vec![
+            judged("vetoed", Verdict::Met),
+            judged("open", Verdict::Met),
+            judged("warned", Verdict::Met),
+        ];
+        apply(&mut all, &facts);
+        assert_eq!(all[0].verdict, Verdict::Unmet);
+        assert_eq!(
+            all[0].cause,
+            Some(Cause::Check {
+                claimed: Some(Verdict::Met),
+                findings: vec!["ruff AIR301 a.py:3".into()]
+            })
+        );
+        assert!(all[0]
+            .finding
+            .starts_with("ruff AIR301 a.py:3: AIR301 was found here"));
+        assert!(all[0].finding.ends_with("the judge said met: all good"));
+        assert_eq!(
+            all[0].evidence[0].found_in,
+            Some(source_kind(&facts.findings[0]))
+        );
+        assert_eq!(all[1].verdict, Verdict::Unknown);
+        assert!(matches!(all[1].cause, Some(Cause::OpenFinding { .. })));
+        assert_eq!(all[2].verdict, Verdict::Met, "a warning vetoes nothing");
+        let again = all.clone();
+        apply(&mut all, &facts);
+        assert_eq!(all, again, "idempotent");
+        // An unmet judge's ruling stays, an evidence mapping leaves it alone.
+        let mut unmet = vec![judged("open", Verdict::Unmet)];
+        apply(&mut unmet, &facts);
+        assert_eq!((unmet[0].verdict, &unmet[0].cause), (Verdict::Unmet, &None));
+    }
+
+    #[test]
+    fn a_step_is_shown_its_mapped_findings_first_then_other_problems_capped() {
+        let mut findings: Vec<Finding> = (0..40)
+            .map(|i| finding("ruff", &format!("R{i:02}"), Level::Warning))
+            .collect();
+        findings.push(finding("probe", "retries", Level::Pass));
+        findings.push(finding("ruff", "UNMAPPED-PASS", Level::Pass));
+        let facts = Facts {
+            format: FORMAT,
+            mappings: vec![mapping("mine", "probe", &["retries"], OnFinding::Veto)],
+            findings,
+            ..Facts::default()
+        };
+        let (shown, total) = shown_to(&facts, &["mine"]);
+        assert_eq!(total, 41, "40 warnings and the mapped passing record");
+        assert_eq!(shown.len(), MAX_SHOWN);
+        assert_eq!(shown[0].rule, "retries");
+        assert!(shown.iter().all(|f| f.rule != "UNMAPPED-PASS"));
+    }
+}
