@@ -229,11 +229,10 @@ impl ProbeRun<'_> {
     /// `must_match` (`want`) or `must_not_match` over each file, line by line.
     fn lines(&mut self, matched: &[&String], re: &Regex, want: bool) {
         if matched.is_empty() {
-            let message = format!(
-                "no file matches {}: the probe checked nothing",
-                self.pattern
-            );
-            self.finding(Level::Warning, message, None);
+            self.warnings.push(format!(
+                "probe {}: no file matches {}: it checked nothing",
+                self.name, self.pattern
+            ));
             return;
         }
         let shown = one_line(re.as_str(), 80);
