@@ -491,6 +491,14 @@ struct Merge<'a> {
 impl Merge<'_> {
     /// Takes one workspace key as its trust allows.
     fn take(&mut self, name: &str, value: Value) {
+        if name == "evidence.files" && !self.trusted && names_outside(&value) {
+            self.refused.push(Refusal {
+                key: name.to_string(),
+                line: line_of(self.text, name),
+                why: "names a file outside the workspace: the workspace's evidence files are relative paths inside it (give other files with --evidence or a policy file)".to_string(),
+            });
+            return;
+        }
         let verdict = match trust_of(name) {
             Trust::Binding => Ok(value.clone()),
             Trust::Policy => Err("is policy".to_string()),
@@ -580,6 +588,18 @@ impl Merge<'_> {
         }
         table.insert(last.to_string(), value);
     }
+}
+
+/// A list of paths with one that is absolute or climbs out with `..`.
+fn names_outside(value: &Value) -> bool {
+    value.as_array().is_some_and(|files| {
+        files.iter().filter_map(Value::as_str).any(|f| {
+            let p = Path::new(f);
+            p.is_absolute()
+                || p.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+        })
+    })
 }
 
 fn get<'t>(table: &'t Table, name: &str) -> Option<&'t Value> {
@@ -919,6 +939,15 @@ mod tests {
             std::path::absolute(outside.path().join("ruff.sarif")).unwrap()
         );
         assert_eq!(r.provenance.from_files["check"], Origin::Workspace);
+        // The workspace's own evidence files stay inside it.
+        let dir = ws("[evidence]\nfiles = [\"ok.sarif\", \"/etc/passwd\"]\n");
+        let err = resolve(None, dir.path(), false).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2: [evidence] files names a file outside the workspace"),
+            "{err}"
+        );
+        let dir = ws("[evidence]\nfiles = [\"../x.sarif\"]\n");
+        assert!(resolve(None, dir.path(), false).is_err());
     }
 
     #[test]
