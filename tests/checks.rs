@@ -777,3 +777,26 @@ async fn bad_declarations_stop_the_run_before_any_request_and_a_nested_pattern_s
         "hatrack.toml or policy"
     );
 }
+
+#[test]
+fn hatrack_check_checks_a_stages_checks_toml_as_a_run_would() {
+    Test::new()
+        .args(["check", "hats/deployment"])
+        .stdout_has("checks: 9 mappings in 1 checks.toml")
+        .run();
+    let dir = tempfile::tempdir().unwrap();
+    let stage = dir.path().join("deployment");
+    support::copy_dir(&repo_root().join("hats/deployment"), &stage);
+    std::fs::write(
+        stage.join("checks.toml"),
+        "[[check]]\nrequirement = \"sre/anti-pattern/9\"\ntool = \"ruff\"\n",
+    )
+    .unwrap();
+    Test::new()
+        .arg("check")
+        .arg(&stage)
+        .status(2)
+        .stderr_has("checks.toml: [[check]] 1: requirement \"sre/anti-pattern/9\" is not one of the stage's")
+        .stdout_has("1 file with an error")
+        .run();
+}

@@ -91,17 +91,50 @@ pub fn gather(g: &Gather<'_>) -> Result<Option<Facts>, ChecksError> {
     Ok(Some(facts))
 }
 
-/// The stage's `checks.toml` entries, then the configuration's.
-fn mappings(g: &Gather<'_>) -> Result<Vec<Mapping>, ChecksError> {
-    let mut out = Vec::new();
-    let stage_file = g.stage_dir.join(STAGE_CHECKS_FILE);
+/// The mappings of a stage's `checks.toml` (none without one), each checked against the
+/// stage's `requirements`; `label` names the stage directory in messages.
+pub fn stage_mappings(
+    stage_dir: &Path,
+    label: &str,
+    requirements: &[String],
+) -> Result<Vec<Mapping>, ChecksError> {
+    let stage_file = stage_dir.join(STAGE_CHECKS_FILE);
     let embedded = crate::definition::embedded::contains(&stage_file);
-    if embedded || std::fs::symlink_metadata(&stage_file).is_ok() {
-        let label = format!("{}/{STAGE_CHECKS_FILE}", g.stage_label);
-        for (i, spec) in read_checks_toml(&stage_file)?.iter().enumerate() {
-            out.push(spec.mapping(&label, i + 1, &g.requirements)?);
+    if !embedded && std::fs::symlink_metadata(&stage_file).is_err() {
+        return Ok(Vec::new());
+    }
+    let label = format!("{label}/{STAGE_CHECKS_FILE}");
+    let mut out = Vec::new();
+    for (i, spec) in read_checks_toml(&stage_file)?.iter().enumerate() {
+        out.push(spec.mapping(&label, i + 1, requirements)?);
+    }
+    probe_names(&out)?;
+    Ok(out)
+}
+
+/// One name, one probe: the same name on two different probes is an error.
+fn probe_names(mappings: &[Mapping]) -> Result<(), ChecksError> {
+    for (i, m) in mappings.iter().enumerate() {
+        let clash = mappings[..i].iter().any(|o| {
+            o.probe.is_some() && m.probe.is_some() && o.rules == m.rules && o.probe != m.probe
+        });
+        if clash {
+            return Err(ChecksError::Mapping {
+                origin: m.from.clone(),
+                index: i + 1,
+                message: format!(
+                    "the probe name {:?} is already used by another probe: give each probe its own name",
+                    m.rules.first().map_or("", String::as_str)
+                ),
+            });
         }
     }
+    Ok(())
+}
+
+/// The stage's `checks.toml` entries, then the configuration's.
+fn mappings(g: &Gather<'_>) -> Result<Vec<Mapping>, ChecksError> {
+    let mut out = stage_mappings(g.stage_dir, &g.stage_label, &g.requirements)?;
     for (i, table) in g.config_checks.iter().enumerate() {
         let label = "hatrack.toml or policy";
         let spec: CheckSpec =
@@ -114,6 +147,7 @@ fn mappings(g: &Gather<'_>) -> Result<Vec<Mapping>, ChecksError> {
                 })?;
         out.push(spec.mapping(label, i + 1, &g.requirements)?);
     }
+    probe_names(&out)?;
     Ok(out)
 }
 
@@ -201,24 +235,11 @@ fn run_probes(
     g: &Gather<'_>,
     mappings: &[Mapping],
 ) -> Result<(Vec<Finding>, Vec<String>), ChecksError> {
-    let mut probes: BTreeMap<&str, (&ProbeSpec, &Mapping)> = BTreeMap::new();
-    for (i, m) in mappings.iter().enumerate() {
-        let (Some(spec), Some(name)) = (&m.probe, m.rules.first()) else {
-            continue;
-        };
-        match probes.get(name.as_str()) {
-            Some((other, _)) if *other != spec => {
-                return Err(ChecksError::Mapping {
-                    origin: m.from.clone(),
-                    index: i + 1,
-                    message: format!(
-                        "the probe name {name:?} is already used by another probe: give each probe its own name"
-                    ),
-                })
-            }
-            _ => {
-                probes.insert(name, (spec, m));
-            }
+    // Names are unique per probe ([`probe_names`]): each runs once.
+    let mut probes: BTreeMap<&str, &ProbeSpec> = BTreeMap::new();
+    for m in mappings {
+        if let (Some(spec), Some(name)) = (&m.probe, m.rules.first()) {
+            probes.insert(name, spec);
         }
     }
     if probes.is_empty() {
@@ -232,7 +253,7 @@ fn run_probes(
     };
     let mut findings = Vec::new();
     let mut warnings = Vec::new();
-    for (name, (spec, _)) in probes {
+    for (name, spec) in probes {
         let (found, warned) = probes::run(name, spec, &probing);
         findings.extend(found);
         warnings.extend(warned);
