@@ -45,12 +45,15 @@ pub struct Gather<'a> {
     pub redact: &'a [Regex],
     /// `[tools] deny` globs, besides the built-in deny list.
     pub deny: &'a [String],
+    /// `--run-checks`: allowlisted tools hatrack runs itself, and their timeout (seconds).
+    pub run_tools: &'a [String],
+    pub tool_timeout: u64,
 }
 
 /// The run's facts; `None` when there is nothing: no mapping and no evidence file.
 pub fn gather(g: &Gather<'_>) -> Result<Option<Facts>, ChecksError> {
     let mappings = mappings(g)?;
-    if mappings.is_empty() && g.evidence.is_empty() {
+    if mappings.is_empty() && g.evidence.is_empty() && g.run_tools.is_empty() {
         return Ok(None);
     }
     if g.evidence.len() > MAX_EVIDENCE_FILES {
@@ -82,6 +85,9 @@ pub fn gather(g: &Gather<'_>) -> Result<Option<Facts>, ChecksError> {
                 path: PathBuf::from(file),
             });
         }
+    }
+    for tool in g.run_tools {
+        run_tool(g, tool, &root, &mut facts, &mut warnings)?;
     }
     let (probed, probe_warnings) = run_probes(g, &facts.mappings)?;
     facts.findings.extend(probed);
@@ -227,6 +233,56 @@ fn ingest(
         findings: read.findings.len(),
     };
     Ok((record, read))
+}
+
+/// Runs one allowlisted tool (`--run-checks`) with the rules its mappings name, and reads
+/// its SARIF; what isolated it is said in the warnings when bubblewrap did not.
+fn run_tool(
+    g: &Gather<'_>,
+    tool: &str,
+    root: &Root,
+    facts: &mut Facts,
+    warnings: &mut Vec<String>,
+) -> Result<(), ChecksError> {
+    let mut rules: Vec<String> = Vec::new();
+    for m in facts
+        .mappings
+        .iter()
+        .filter(|m| m.tool.eq_ignore_ascii_case(tool))
+    {
+        rules.extend(
+            m.rules
+                .iter()
+                .filter(|r| !rules.contains(r))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    let workspace = g.workspace.canonicalize().map_err(|e| ChecksError::Read {
+        path: g.workspace.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let ran = super::runner::run(tool, &rules, &workspace, g.tool_timeout)?;
+    let origin = format!("{tool} (run by hatrack)");
+    let read = sarif::read(&ran.stdout, Path::new(&origin), &origin, root)?;
+    if !ran.record.isolation.starts_with("bubblewrap") {
+        warnings.push(format!(
+            "{tool} ran without a sandbox: {}",
+            ran.record.isolation
+        ));
+    }
+    warnings.extend(read.warnings);
+    facts.files.push(EvidenceFile {
+        file: origin,
+        format: "sarif".to_string(),
+        sha256: ran.record.stdout_sha256.clone(),
+        bytes: ran.record.stdout_bytes,
+        tools: read.tools,
+        findings: read.findings.len(),
+    });
+    facts.findings.extend(read.findings);
+    facts.runs.push(ran.record);
+    Ok(())
 }
 
 /// Each declared probe once (a probe mapped to two requirements runs once; one name with

@@ -22,6 +22,7 @@ pub mod junit;
 pub mod location;
 pub mod mapping;
 pub mod probes;
+pub mod runner;
 pub mod sarif;
 
 use std::io::Read;
@@ -185,6 +186,10 @@ pub struct Facts {
     pub findings: Vec<Finding>,
     /// What was left out or could not be read, one sentence each.
     pub warnings: Vec<String>,
+    /// The tools hatrack ran itself (`--run-checks`): a replay reads their findings here
+    /// and never runs them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<runner::ToolRun>,
 }
 
 impl Facts {
@@ -276,6 +281,8 @@ pub enum ChecksError {
     ChecksFile { path: PathBuf, message: String },
     #[error("{}: {message}; replay it with the hatrack that recorded it, or run it again", .path.display())]
     Record { path: PathBuf, message: String },
+    #[error("--run-checks {tool}: {message}")]
+    Tool { tool: String, message: String },
 }
 
 impl From<ChecksError> for crate::Error {

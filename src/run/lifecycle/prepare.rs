@@ -83,8 +83,9 @@ pub(super) fn prepare(
 /// request (exit 2).
 pub(super) fn gather_checks(
     p: &Prepared,
-    evidence: &[PathBuf],
+    args: &crate::cli::RunArgs,
 ) -> Result<Option<crate::checks::Facts>, Error> {
+    let evidence = &args.evidence;
     use crate::checks::{gather, Gather, Given};
     let requirements: Vec<String> = crate::run::steps::table(&p.stage)
         .iter()
@@ -120,6 +121,10 @@ pub(super) fn gather_checks(
         requirements,
         redact: &redact,
         deny: &p.config.tools.deny,
+        run_tools: &args.run_checks,
+        tool_timeout: args
+            .check_timeout
+            .unwrap_or(crate::checks::runner::DEFAULT_TIMEOUT_SECS),
     })?)
 }
 
