@@ -800,3 +800,219 @@ fn hatrack_check_checks_a_stages_checks_toml_as_a_run_would() {
         .stdout_has("1 file with an error")
         .run();
 }
+
+/// A stand-in for ruff (a test fixture, not ruff): a shell script named `ruff` in its own
+/// directory that records its arguments and environment in `record/` and answers with one
+/// AIR301 finding — or, with `hang`, starts a child and waits for ever.
+fn fake_ruff(dir: &Path, ws: &Path, hang: bool) -> PathBuf {
+    let bin = dir.join("fake-bin");
+    let record = dir.join("record");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&record).unwrap();
+    let sarif = ruff_sarif(ws).replace('\'', "");
+    let body = if hang {
+        format!(
+            "/bin/sleep 300 &\necho $! > '{}/child.pid'\nwait\n",
+            record.display()
+        )
+    } else {
+        format!("printf '%s\\n' '{sarif}'\n")
+    };
+    let script = format!(
+        "#!/bin/sh\n/usr/bin/env > '{r}/env.txt'\necho \"$@\" > '{r}/args.txt'\n{body}",
+        r = record.display()
+    );
+    let path = bin.join("ruff");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+fn with_path(bin: &Path) -> String {
+    format!("{}:/usr/bin:/bin", bin.display())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_hatrack_runs_gets_its_arguments_and_no_environment_and_replays_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let bin = fake_ruff(dir.path(), &ws, false);
+    let policy = policy(dir.path(), "ruff", "veto");
+    let server = server(all_met()).await;
+    let run_dir = dir.path().join("run");
+    run(&server, &ws, &run_dir)
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--run-checks", "ruff"])
+        .env("PATH", with_path(&bin))
+        .env(
+            "OPENAI_API_KEY",
+            "sk-test-key-that-no-tool-may-see-0123456789",
+        )
+        .status(1)
+        .run();
+    let record = dir.path().join("record");
+    assert_eq!(
+        read(&record.join("args.txt")).trim(),
+        "check --isolated --no-cache --exit-zero --output-format sarif --select=AIR ."
+    );
+    let env = read(&record.join("env.txt"));
+    assert!(!env.contains("OPENAI"), "the tool saw: {env}");
+    assert!(!env.contains("sk-test-key"), "the tool saw: {env}");
+    let report = json(&run_dir.join("report.json"));
+    assert_eq!(requirement(&report, MAPPED)["cause"]["cause"], "check");
+    let ran = &report["checks"]["runs"][0];
+    assert_eq!(ran["tool"], "ruff");
+    assert_eq!(ran["exit_code"], 0);
+    assert!(ran["isolation"]
+        .as_str()
+        .unwrap()
+        .contains("an empty environment"));
+
+    // The replay reads the findings from checks.json: no tool on PATH, no model.
+    std::fs::remove_dir_all(&bin).unwrap();
+    let out = dir.path().join("replayed");
+    Test::new()
+        .arg("replay")
+        .arg(&run_dir)
+        .arg("--out")
+        .arg(&out)
+        .env("PATH", "/usr/bin:/bin")
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .status(1)
+        .run();
+    for f in ["report.json", "report.md", "junit.xml", "report.sarif"] {
+        assert_eq!(read(&run_dir.join(f)), read(&out.join(f)), "{f}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_that_hangs_is_killed_with_its_children_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let bin = fake_ruff(dir.path(), &ws, true);
+    let server = server(all_met()).await;
+    let started = std::time::Instant::now();
+    let out = run(&server, &ws, &dir.path().join("run"))
+        .args(["--run-checks", "ruff", "--check-timeout", "1"])
+        .env("PATH", with_path(&bin))
+        .status(2)
+        .run();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(
+        out.stderr.contains(
+            "--run-checks ruff: did not finish within 1 s and was killed with its process group"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.count(), 0, "no request");
+    let pid = read(&dir.path().join("record/child.pid"))
+        .trim()
+        .to_string();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit(") ").next().unwrap_or("").chars().next();
+    assert!(
+        stat.is_empty() || state == Some('Z'),
+        "the tool's child still runs: {stat}"
+    );
+    // A tool that is not allowlisted is refused before anything runs.
+    run(&server, &ws, &dir.path().join("refused"))
+        .args(["--run-checks", "bash"])
+        .status(2)
+        .stderr_has("hatrack runs only ruff itself")
+        .run();
+}
+
+/// The directory holding a real ruff: `.venv/local-model/bin` (where `.ci/run` installs it
+/// from PyPI), else one on PATH; `None` (skipped, failing under CI=true) without one.
+fn real_ruff() -> Option<PathBuf> {
+    let venv = repo_root().join(".venv/local-model/bin");
+    if venv.join("ruff").is_file() {
+        return Some(venv);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(dir) = std::env::split_paths(&path).find(|d| d.join("ruff").is_file()) {
+        return Some(dir);
+    }
+    let message = "ruff is not installed (.ci/run installs it into .venv/local-model)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true: {message}");
+    }
+    eprintln!("skipped: {message}");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_ruff_vetoes_a_removed_airflow_argument_and_the_run_replays_without_ruff() {
+    let Some(ruff) = real_ruff() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("orders-pipeline");
+    support::copy_dir(&repo_root().join("examples/orders-pipeline"), &ws);
+    let dag = ws.join("dags/orders_daily.py");
+    let text = read(&dag);
+    assert!(text.contains("    schedule=\""));
+    std::fs::write(
+        &dag,
+        text.replacen("    schedule=\"", "    schedule_interval=\"", 1),
+    )
+    .unwrap();
+    let line = read(&dag)
+        .lines()
+        .position(|l| l.contains("schedule_interval="))
+        .unwrap()
+        + 1;
+    let server = server(FakeReviewer::new()).await;
+    let run_dir = dir.path().join("run");
+    Test::new()
+        .arg("run")
+        .arg(&ws)
+        .arg("--stage")
+        .arg(repo_root().join("hats/deployment"))
+        .args(["--model", "fake-model", "--base-url"])
+        .arg(server.url())
+        .args([
+            "--timeout",
+            "5",
+            "--max-retries",
+            "0",
+            "--run-checks",
+            "ruff",
+            "--transcript",
+        ])
+        .arg(&run_dir)
+        .env("PATH", with_path(&ruff))
+        .status(1)
+        .run();
+    let report = json(&run_dir.join("report.json"));
+    let r = requirement(&report, "signal/1");
+    assert_eq!(r["verdict"], "unmet");
+    assert_eq!(
+        r["cause"]["findings"],
+        serde_json::json!([format!("ruff AIR301 dags/orders_daily.py:{line}")])
+    );
+    assert!(
+        !asked_about(&server).contains("\"signal/1\""),
+        "no judge asked"
+    );
+    let out = dir.path().join("replayed");
+    Test::new()
+        .arg("replay")
+        .arg(&run_dir)
+        .arg("--out")
+        .arg(&out)
+        .env("PATH", "/usr/bin:/bin")
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .status(1)
+        .run();
+    for f in [
+        "report.json",
+        "report.md",
+        "report.html",
+        "junit.xml",
+        "report.sarif",
+    ] {
+        assert_eq!(read(&run_dir.join(f)), read(&out.join(f)), "{f}");
+    }
+}

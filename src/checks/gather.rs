@@ -265,7 +265,7 @@ fn run_tool(
     let ran = super::runner::run(tool, &rules, &workspace, g.tool_timeout)?;
     let origin = format!("{tool} (run by hatrack)");
     let read = sarif::read(&ran.stdout, Path::new(&origin), &origin, root)?;
-    if !ran.record.isolation.starts_with("bubblewrap") {
+    if !ran.record.sandboxed {
         warnings.push(format!(
             "{tool} ran without a sandbox: {}",
             ran.record.isolation

@@ -36,6 +36,8 @@ pub struct ToolRun {
     pub args: Vec<String>,
     pub exit_code: Option<i32>,
     pub duration_ms: u64,
+    /// It ran inside bubblewrap.
+    pub sandboxed: bool,
     /// What isolated it: `bubblewrap (…)` or what was applied without it.
     pub isolation: String,
     /// sha256 of its standard output (the SARIF read).
@@ -238,6 +240,7 @@ pub fn run(
             args,
             exit_code: status.code(),
             duration_ms: started.elapsed().as_millis() as u64,
+            sandboxed: bubblewrap().is_ok(),
             isolation,
             stdout_sha256: hex::encode(Sha256::digest(&stdout)),
             stdout_bytes: stdout.len() as u64,
