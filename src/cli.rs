@@ -333,6 +333,20 @@ pub struct RunArgs {
     /// Ask each judging step N times (1–32) with different seeds; the verdict is the majority.
     #[arg(long, value_name = "N", value_parser = parse_samples)]
     pub samples: Option<u32>,
+    /// A SARIF 2.1.0 or JUnit XML file CI already produced (ruff, checkov, kube-linter,
+    /// pytest…); repeat for more. Its findings are shown to the judges, and an error-level one
+    /// makes unmet the requirement a `[[check]]` maps it to with on_finding = "veto". Kept in
+    /// the run directory (checks.json): a replay needs none of them.
+    #[arg(long, value_name = "FILE")]
+    pub evidence: Vec<PathBuf>,
+    /// Run these allowlisted linters (ruff) on the workspace, with arguments hatrack builds,
+    /// an empty environment, a timeout and an output cap, inside bubblewrap when it can;
+    /// their findings join --evidence, and a replay reads them from checks.json.
+    #[arg(long, value_name = "TOOL,…", value_delimiter = ',')]
+    pub run_checks: Vec<String>,
+    /// Seconds a --run-checks tool may run before it is killed (1–3600; default 120).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub check_timeout: Option<u64>,
     #[command(flatten)]
     pub trust: TrustArgs,
 }

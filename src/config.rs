@@ -39,6 +39,23 @@ pub struct ConfigFile {
     /// How lenient the gate is: policy only (the workspace may only leave these off).
     #[serde(default)]
     pub gate: GateSection,
+    /// `[[check]]`: rule mappings and probes, read by [`crate::checks`] (policy's, then what
+    /// the workspace adds; the workspace cannot take one away).
+    #[serde(default)]
+    pub check: Vec<toml::Table>,
+    /// `[evidence]`: SARIF and JUnit files CI produced, read by [`crate::checks`].
+    #[serde(default)]
+    pub evidence: EvidenceSection,
+}
+
+/// `[evidence]`: what linters and tests already found.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceSection {
+    /// SARIF 2.1.0 or JUnit XML files: in a policy file relative to it, in the workspace's
+    /// file relative to the workspace (and inside it).
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 /// `[gate]`: leniencies of the gate, as `--allow-unknown` / `--allow-unstable`.

@@ -7,6 +7,7 @@
 
 pub mod attest;
 pub mod batch;
+pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod config;

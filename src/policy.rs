@@ -134,6 +134,8 @@ pub const KEYS: &[Key] = &[
     key("tools.deny", Trust::Addition, "what the tools may never read"),
     key("secrets.scrub_patterns", Trust::Addition, "what is scrubbed from every file written"),
     key("secrets.redact_inputs", Trust::Addition, "what is redacted before it is sent"),
+    key("check", Trust::Addition, "which checks' findings make a requirement unmet or refuse its met"),
+    key("evidence.files", Trust::Addition, "which linters' and tests' findings the judges see"),
     key("inputs.*", Trust::Binding, "which files answer each Reads item"),
     key("limits.*", Trust::Binding, "how much of each file is quoted"),
 ];
@@ -158,7 +160,11 @@ pub fn markdown_table() -> String {
         "| Key | What the workspace may do | Flag / environment | Why it matters |\n|---|---|---|---|\n",
     );
     for k in KEYS {
-        let (section, name) = k.name.rsplit_once('.').unwrap_or(("", k.name));
+        let shown = match k.name.rsplit_once('.') {
+            Some((section, name)) => format!("`[{section}] {name}`"),
+            // A top-level array of tables.
+            None => format!("`[[{}]]`", k.name),
+        };
         let outranks: Vec<String> = k
             .flag
             .map(|f| format!("`{f}`"))
@@ -166,7 +172,7 @@ pub fn markdown_table() -> String {
             .chain(k.env.map(|e| format!("`{e}`")))
             .collect();
         out.push_str(&format!(
-            "| `[{section}] {name}` | {} | {} | {} |\n",
+            "| {shown} | {} | {} | {} |\n",
             k.trust.says(),
             if outranks.is_empty() {
                 "—".to_string()
@@ -202,6 +208,7 @@ fn trust_of(name: &str) -> Trust {
 fn display(name: &str) -> String {
     match name.rsplit_once('.') {
         Some((section, key)) => format!("[{section}] {key}"),
+        None if name == "check" => "[[check]]".to_string(),
         None => name.to_string(),
     }
 }
@@ -318,6 +325,19 @@ impl PolicyFile {
                 if crate::definition::embedded::parse(p).is_none() {
                     let base = path.parent().unwrap_or(Path::new("."));
                     *p = base.join(&*p).to_string_lossy().into_owned();
+                }
+            }
+        }
+        // `[evidence] files` relative to the policy file too.
+        if let Some(Value::Table(evidence)) = table.get_mut("evidence") {
+            if let Some(Value::Array(files)) = evidence.get_mut("files") {
+                let base = path.parent().unwrap_or(Path::new("."));
+                for f in files.iter_mut() {
+                    if let Value::String(p) = f {
+                        let joined = base.join(&*p);
+                        let joined = std::path::absolute(&joined).unwrap_or(joined);
+                        *p = joined.to_string_lossy().into_owned();
+                    }
                 }
             }
         }
@@ -471,6 +491,14 @@ struct Merge<'a> {
 impl Merge<'_> {
     /// Takes one workspace key as its trust allows.
     fn take(&mut self, name: &str, value: Value) {
+        if name == "evidence.files" && !self.trusted && names_outside(&value) {
+            self.refused.push(Refusal {
+                key: name.to_string(),
+                line: line_of(self.text, name),
+                why: "names a file outside the workspace: the workspace's evidence files are relative paths inside it (give other files with --evidence or a policy file)".to_string(),
+            });
+            return;
+        }
         let verdict = match trust_of(name) {
             Trust::Binding => Ok(value.clone()),
             Trust::Policy => Err("is policy".to_string()),
@@ -562,8 +590,23 @@ impl Merge<'_> {
     }
 }
 
+/// A list of paths with one that is absolute or climbs out with `..`.
+fn names_outside(value: &Value) -> bool {
+    value.as_array().is_some_and(|files| {
+        files.iter().filter_map(Value::as_str).any(|f| {
+            let p = Path::new(f);
+            p.is_absolute()
+                || p.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+        })
+    })
+}
+
 fn get<'t>(table: &'t Table, name: &str) -> Option<&'t Value> {
-    let (section, key) = name.split_once('.')?;
+    let Some((section, key)) = name.split_once('.') else {
+        // A top-level key (`[[check]]`).
+        return table.get(name);
+    };
     table.get(section)?.as_table()?.get(key)
 }
 
@@ -869,6 +912,42 @@ mod tests {
             "docs/policy.md must hold this table:\n{}",
             markdown_table()
         );
+    }
+
+    #[test]
+    fn the_workspace_adds_check_mappings_but_cannot_drop_policys() {
+        let dir = ws("[[check]]\nrequirement = \"a\"\ntool = \"sqlfluff\"\n");
+        let outside = tempfile::tempdir().unwrap();
+        let file = outside.path().join("policy.toml");
+        std::fs::write(
+            &file,
+            "[[check]]\nrequirement = \"a\"\ntool = \"ruff\"\non_finding = \"veto\"\n[evidence]\nfiles = [\"ruff.sarif\"]\n",
+        )
+        .unwrap();
+        let policy = PolicyFile::load(&file).unwrap();
+        let r = resolve(Some(&policy), dir.path(), false).unwrap();
+        let tools: Vec<&str> = r
+            .config
+            .check
+            .iter()
+            .map(|c| c["tool"].as_str().unwrap())
+            .collect();
+        assert_eq!(tools, ["ruff", "sqlfluff"]);
+        // Policy's evidence files are relative to the policy file.
+        assert_eq!(
+            Path::new(&r.config.evidence.files[0]),
+            std::path::absolute(outside.path().join("ruff.sarif")).unwrap()
+        );
+        assert_eq!(r.provenance.from_files["check"], Origin::Workspace);
+        // The workspace's own evidence files stay inside it.
+        let dir = ws("[evidence]\nfiles = [\"ok.sarif\", \"/etc/passwd\"]\n");
+        let err = resolve(None, dir.path(), false).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2: [evidence] files names a file outside the workspace"),
+            "{err}"
+        );
+        let dir = ws("[evidence]\nfiles = [\"../x.sarif\"]\n");
+        assert!(resolve(None, dir.path(), false).is_err());
     }
 
     #[test]

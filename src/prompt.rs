@@ -16,6 +16,12 @@ pub const TEMPLATES: [(&str, &str); 5] = [
     ("signal.j2", include_str!("../prompts/signal.j2")),
 ];
 
+/// The findings block judging steps are shown when a run has checks. It is not one of
+/// [`TEMPLATES`]: rendered only for runs with checks, and folded into the digest only for
+/// them ([`Prompts::digest_for`]), so a run without checks sends and records what it did
+/// before checks existed.
+pub const FINDINGS: (&str, &str) = ("findings.j2", include_str!("../prompts/findings.j2"));
+
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
     #[error("{}: {message}", .path.display())]
@@ -34,6 +40,8 @@ pub struct Prompts {
     pub origins: Vec<(String, String)>,
     /// Each template's name and effective text (what a run's snapshot keeps).
     texts: Vec<(String, String)>,
+    /// [`Prompts::digest`] with [`FINDINGS`] folded in: a run with checks records it.
+    digest_with_findings: String,
 }
 
 impl Prompts {
@@ -51,19 +59,7 @@ impl Prompts {
         let mut origins = Vec::new();
         let mut texts = Vec::new();
         for (name, shipped) in TEMPLATES {
-            let (source, origin) =
-                match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
-                    Some(path) => {
-                        use crate::safe_fs::{read_bounded_string, Kind, Links};
-                        let text = read_bounded_string(&path, Kind::TEMPLATE, Links::Follow)
-                            .map_err(|e| PromptError::Read {
-                                path: path.clone(),
-                                message: e.why.to_string(),
-                            })?;
-                        (text, path.display().to_string())
-                    }
-                    None => (shipped.to_string(), "shipped".to_string()),
-                };
+            let (source, origin) = effective(dir, name, shipped)?;
             hasher.update(name.as_bytes());
             hasher.update([0]);
             hasher.update(source.as_bytes());
@@ -73,12 +69,35 @@ impl Prompts {
                 .map_err(|e| render_error(name, &e))?;
             origins.push((name.to_string(), origin));
         }
+        let digest = hex::encode(hasher.finalize());
+        let (name, shipped) = FINDINGS;
+        let (source, origin) = effective(dir, name, shipped)?;
+        let mut hasher = Sha256::new();
+        for part in [digest.as_str(), name, source.as_str()] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        texts.push((name.to_string(), source.clone()));
+        env.add_template_owned(name, source)
+            .map_err(|e| render_error(name, &e))?;
+        origins.push((name.to_string(), origin));
         Ok(Prompts {
             env,
-            digest: hex::encode(hasher.finalize()),
+            digest,
             origins,
             texts,
+            digest_with_findings: hex::encode(hasher.finalize()),
         })
+    }
+
+    /// The digest of the templates a run renders: with the findings block when it has
+    /// checks.
+    pub fn digest_for(&self, checks: bool) -> &str {
+        if checks {
+            &self.digest_with_findings
+        } else {
+            &self.digest
+        }
     }
 
     /// Each template's name and effective text, in [`TEMPLATES`] order.
@@ -104,6 +123,28 @@ impl Prompts {
             .render(minijinja::value::Serde(context))
             .map_err(|e| render_error(template, &e))?;
         Ok(text.trim().to_string())
+    }
+}
+
+/// A template's text: `dir/<name>` when that file exists, else the shipped one; and where
+/// it came from.
+fn effective(
+    dir: Option<&Path>,
+    name: &str,
+    shipped: &str,
+) -> Result<(String, String), PromptError> {
+    match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
+        Some(path) => {
+            use crate::safe_fs::{read_bounded_string, Kind, Links};
+            let text = read_bounded_string(&path, Kind::TEMPLATE, Links::Follow).map_err(|e| {
+                PromptError::Read {
+                    path: path.clone(),
+                    message: e.why.to_string(),
+                }
+            })?;
+            Ok((text, path.display().to_string()))
+        }
+        None => Ok((shipped.to_string(), "shipped".to_string())),
     }
 }
 

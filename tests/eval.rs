@@ -673,18 +673,37 @@ async fn the_corpus_runs_through_eval() {
             .filter(|l| l.expected.as_str() == w)
             .count() as u64
     };
-    let e2e = &e["scores"]["end_to_end_cases"]["overall"];
+    // End to end, the judge passes everything, so only the stage's probes (checks.toml) can
+    // catch a defect: they catch some, with no model, and never fire on a clean item.
+    let e2e = cells(&e["scores"]["end_to_end_cases"]["overall"]);
+    let caught_by_checks = e2e[0][0];
+    assert!(caught_by_checks > 0, "{e2e:?}");
     assert_eq!(
-        cells(e2e),
-        [[0, count("unmet", false), 0], [0, count("met", false), 0]]
+        e2e,
+        [
+            [
+                caught_by_checks,
+                count("unmet", false) - caught_by_checks,
+                0
+            ],
+            [0, count("met", false), 0]
+        ]
     );
     // In the cases that fix their artifacts, a met grounds only where the scripted judge
-    // quotes a repository line (review checks do); the rest are ungrounded: unknown. Never
-    // unmet, and every label counted once.
+    // quotes a repository line (review checks do); the rest are ungrounded: unknown, or unmet
+    // where a probe of the workspace decides a requirement whose label is about what a hat
+    // wrote (the workspace lacks what the fixed artifact adds). Every label counted once.
     let fixed = cells(&e["scores"]["artifact_cases"]["overall"]);
-    assert_eq!(fixed[0][0] + fixed[1][0], 0, "{fixed:?}");
-    assert_eq!(fixed[0][1] + fixed[0][2], count("unmet", true), "{fixed:?}");
-    assert_eq!(fixed[1][1] + fixed[1][2], count("met", true), "{fixed:?}");
+    assert_eq!(
+        fixed[0].iter().sum::<u64>(),
+        count("unmet", true),
+        "{fixed:?}"
+    );
+    assert_eq!(
+        fixed[1].iter().sum::<u64>(),
+        count("met", true),
+        "{fixed:?}"
+    );
     let count = |w: &str| count(w, true) + count(w, false);
     assert_eq!(e["counts"]["cases"], suite.cases.len() as u64);
     assert_eq!(e["counts"]["unscored"], count("any"));

@@ -114,7 +114,52 @@ pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
         .iter()
         .filter(|d| d.severity == Severity::Error)
         .count();
-    Ok(if errors > 0 { 2 } else { 0 })
+    let check_errors = stage_checks(&tree, out, &mut err);
+    Ok(if errors + check_errors > 0 { 2 } else { 0 })
+}
+
+/// Each stage's `checks.toml` (docs/checks.md), checked as a run would: its requirements
+/// exist, its probes' patterns compile. Returns how many files have an error.
+fn stage_checks(tree: &LoadedTree, out: &mut dyn Write, err: &mut dyn Write) -> usize {
+    let stages = tree
+        .studios
+        .iter()
+        .flat_map(|s| s.stages.iter())
+        .chain(tree.stages.iter());
+    let (mut mappings, mut files, mut errors) = (0usize, 0usize, 0usize);
+    for stage in stages {
+        let requirements: Vec<String> = crate::run::steps::table(stage)
+            .iter()
+            .flat_map(|s| s.requirements(stage))
+            .map(|r| r.id.clone())
+            .collect();
+        let label = stage.dir.display().to_string();
+        match crate::checks::gather::stage_mappings(&stage.dir, &label, &requirements) {
+            Ok(found) if found.is_empty() => {}
+            Ok(found) => {
+                files += 1;
+                mappings += found.len();
+            }
+            Err(e) => {
+                errors += 1;
+                let _ = writeln!(err, "{e}");
+            }
+        }
+    }
+    if files + errors > 0 {
+        let _ = writeln!(
+            out,
+            "checks: {} in {}{}",
+            plural(mappings, "mapping", "mappings"),
+            plural(files, "checks.toml", "checks.toml files"),
+            if errors > 0 {
+                format!(", {} with an error", plural(errors, "file", "files"))
+            } else {
+                String::new()
+            }
+        );
+    }
+    errors
 }
 
 fn write_summary(path: &Path, tree: &LoadedTree, out: &mut dyn Write) -> std::io::Result<()> {

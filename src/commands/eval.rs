@@ -115,6 +115,9 @@ fn run_args(args: &EvalArgs, dir: &Path) -> RunArgs {
         },
         samples: args.samples,
         trust: args.trust.clone(),
+        evidence: Vec::new(),
+        run_checks: Vec::new(),
+        check_timeout: None,
     }
 }
 

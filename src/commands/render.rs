@@ -49,6 +49,11 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
         }
         None => (Vec::new(), Vec::new()),
     };
+    // Against a run: the findings it showed its judges.
+    let checks = match run_dir {
+        Some(dir) => crate::checks::Facts::read_recorded(dir)?,
+        None => None,
+    };
     let shown = context::Shown {
         prompts: &prompts,
         stage: &stage,
@@ -58,6 +63,7 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
         produced: &produced,
         prior: &prior,
         tools: config.agent.tools,
+        checks: checks.as_ref(),
     };
     let StepMessages { messages, .. } = context::messages(&step, &shown)?;
     let spec = step.schema(&stage);

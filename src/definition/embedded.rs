@@ -20,6 +20,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../hats/deployment/STAGE.md"),
     ),
     (
+        "deployment/checks.toml",
+        include_str!("../../hats/deployment/checks.toml"),
+    ),
+    (
         "deployment/hats/pipeline-engineer.md",
         include_str!("../../hats/deployment/hats/pipeline-engineer.md"),
     ),
@@ -191,7 +195,16 @@ mod tests {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["STAGE.md", "hats", "outputs", "review-agents"]);
+        assert_eq!(
+            names,
+            [
+                "STAGE.md",
+                "checks.toml",
+                "hats",
+                "outputs",
+                "review-agents"
+            ]
+        );
         assert!(list(&dir.join("nothing")).is_none());
     }
 }

@@ -137,11 +137,29 @@ fn with_finding(head: &str, r: Option<&RequirementReport>) -> String {
     }
 }
 
-/// The first grounded quote from the repository, else the first from an artifact.
+/// The file and line of a check's finding among the evidence (the most precise place there
+/// is), else the first grounded quote from the repository, else the first from an artifact.
 fn location(r: &RequirementReport) -> Option<Location> {
     let grounded = || r.evidence.iter().filter(|e| e.grounded);
+    let checked = grounded().find_map(|e| match &e.found_in {
+        Some(SourceKind::Check {
+            path: Some(path),
+            line,
+            ..
+        }) => Some(Location {
+            path: path.clone(),
+            line: line.map(|l| l as usize),
+            in_repository: true,
+            quote: e.quote.clone(),
+        }),
+        _ => None,
+    });
+    if checked.is_some() {
+        return checked;
+    }
     let input = grounded().find(|e| e.found_in == Some(SourceKind::Input));
-    let any = input.or_else(|| grounded().next())?;
+    let artifact = || grounded().find(|e| matches!(e.found_in, Some(SourceKind::Artifact { .. })));
+    let any = input.or_else(artifact)?;
     Some(Location {
         path: any.source.trim().trim_start_matches("./").to_string(),
         line: any.line,

@@ -79,6 +79,8 @@ struct Page<'a> {
     trust_note: Option<&'static str>,
     /// The effective policy: `(key, value, source)`.
     policy: Vec<(String, String, String)>,
+    /// What checks found: a summary line and the findings (`None`: no checks).
+    checks: Option<text::CheckView>,
     steps: Vec<StepView<'a>>,
     judges: Vec<JudgeView>,
     groups: Vec<GroupView<'a>>,
@@ -278,6 +280,7 @@ impl<'a> Page<'a> {
             v8_note: text::v8_note(report),
             trust_note: text::trust_note(report),
             policy: text::policy_rows(report),
+            checks: text::check_view(report),
             steps,
             judges,
             groups,

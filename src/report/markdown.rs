@@ -61,6 +61,7 @@ fn render(report: &Report) -> String {
     let mut md = Budget { out: String::new() };
     head(report, &mut md);
     not_met_table(report, &mut md);
+    checks(report, &mut md);
     steps_table(report, &mut md);
     details(report, &mut md);
     warnings(report, &mut md);
@@ -216,6 +217,46 @@ fn not_met_table(report: &Report, md: &mut Budget) {
     md.try_push("\n");
 }
 
+/// What checks found (linters, tests, probes), errors first; absent without checks.
+fn checks(report: &Report, md: &mut Budget) {
+    let Some(view) = text::check_view(report) else {
+        return;
+    };
+    md.try_push(&format!("### Checks\n\n{}\n\n", esc(&view.summary)));
+    for w in &view.warnings {
+        md.try_push(&format!(
+            "- ⚠️ {}\n",
+            esc(&text::cap(&text::one_line(w), WARNING_MAX))
+        ));
+    }
+    if !view.warnings.is_empty() {
+        md.try_push("\n");
+    }
+    if view.rows.is_empty() {
+        return;
+    }
+    md.try_push("| Finding | Level | Message | Mapped to |\n|---|---|---|---|\n");
+    let mut omitted = view.omitted;
+    for row in &view.rows {
+        let line = format!(
+            "| {} | {} | {} | {} |\n",
+            code(&row.name),
+            row.level,
+            esc(&text::cap(&text::one_line(&row.message), FINDING_IN_TABLE)),
+            esc(&row.mapped_to),
+        );
+        if !md.try_push(&line) {
+            omitted += 1;
+        }
+    }
+    if omitted > 0 {
+        md.push_marker(&format!(
+            "\n… {omitted} more findings in report.json (`checks`).\n"
+        ));
+    }
+    md.try_push("\n");
+}
+
 fn steps_table(report: &Report, md: &mut Budget) {
     if report.steps.is_empty() {
         return;
@@ -231,6 +272,7 @@ fn steps_table(report: &Report, md: &mut Budget) {
         let status = match step.status {
             StepStatus::Answered => "answered".to_string(),
             StepStatus::Unparseable => "⚠️ unparseable".to_string(),
+            StepStatus::DecidedByChecks => text::step_status(step.status).to_string(),
         };
         let cost = if priced {
             format!(" {} |", text::usd(step.cost.as_ref()))

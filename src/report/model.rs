@@ -29,6 +29,11 @@ pub struct Report {
     pub requirements: Vec<RequirementReport>,
     pub inputs: Vec<InputReport>,
     pub warnings: Vec<String>,
+    /// What checks found (linters' and tests' findings, probes) and the mappings in force;
+    /// a requirement a check decided names its findings in its `cause`. Omitted for a run
+    /// without checks, so its report keeps its bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<crate::checks::Facts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,6 +178,8 @@ pub enum StepStatus {
     Answered,
     /// Every attempt broke the schema; the step's verdicts are `unknown`.
     Unparseable,
+    /// Checks decided every requirement of the step before any request: it was not asked.
+    DecidedByChecks,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,12 +13,15 @@ use sha2::{Digest, Sha256};
 use super::findings::{findings, Finding};
 use super::model::{Blocker, Report, RequirementReport};
 use super::{Exporter, ReportError};
+use crate::checks::Level;
 
 pub const SARIF_VERSION: &str = "2.1.0";
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 /// The key of hatrack's fingerprint in `partialFingerprints` (versioned: a change of recipe
 /// gets a new key rather than silently new values).
 pub const FINGERPRINT_KEY: &str = "hatrackFinding/v1";
+/// The key of a re-emitted check finding's fingerprint (the tool's own, else hatrack's).
+pub const CHECK_FINGERPRINT_KEY: &str = "hatrackCheck/v1";
 /// Where results with no repository location point: the workspace's configuration.
 const FALLBACK_FILE: &str = "hatrack.toml";
 /// The base the repository's files are relative to (GitHub's convention).
@@ -182,10 +185,7 @@ fn sarif(report: &Report) -> Value {
             result(f, index)
         })
         .collect();
-    json!({
-        "$schema": SCHEMA,
-        "version": SARIF_VERSION,
-        "runs": [{
+    let mut runs = vec![json!({
             "tool": {
                 "driver": {
                     "name": "hatrack",
@@ -197,8 +197,110 @@ fn sarif(report: &Report) -> Value {
             "automationDetails": { "id": format!("hatrack/{}/", report.stage.name) },
             "results": results,
             "properties": run_properties(report),
-        }],
+    })];
+    if let Some(facts) = &report.checks {
+        runs.extend(check_runs(report, facts));
+    }
+    json!({
+        "$schema": SCHEMA,
+        "version": SARIF_VERSION,
+        "runs": runs,
     })
+}
+
+/// The tools' own findings, re-emitted each tool under its own run and category
+/// (`hatrack-checks/<stage>/<tool>/`), never merged into hatrack's: paths relative to the
+/// repository, a fingerprint on every result (the tool's, else hatrack's), and the
+/// requirements each is mapped to. Passing records are not results.
+fn check_runs(report: &Report, facts: &crate::checks::Facts) -> Vec<Value> {
+    let mut tools: Vec<&str> = Vec::new();
+    for f in facts.findings.iter().filter(|f| f.level != Level::Pass) {
+        if !tools.contains(&f.tool.as_str()) {
+            tools.push(&f.tool);
+        }
+    }
+    tools
+        .into_iter()
+        .map(|tool| {
+            let mine: Vec<&crate::checks::Finding> = facts
+                .findings
+                .iter()
+                .filter(|f| f.tool == tool && f.level != Level::Pass)
+                .collect();
+            let mut rules: Vec<(&str, Option<&str>)> = Vec::new();
+            for f in &mine {
+                if !rules.iter().any(|(id, _)| *id == f.rule) {
+                    rules.push((&f.rule, f.rule_name.as_deref()));
+                }
+            }
+            let results: Vec<Value> = mine
+                .iter()
+                .map(|f| check_result(facts, f, rules.iter().position(|(id, _)| *id == f.rule)))
+                .collect();
+            let rules: Vec<Value> = rules
+                .iter()
+                .map(|(id, name)| {
+                    let mut rule = json!({
+                        "id": id,
+                        "shortDescription": { "text": name.unwrap_or(id) },
+                        "properties": { "tags": ["hatrack-check"] },
+                    });
+                    if let Some(name) = name {
+                        rule["name"] = json!(name);
+                    }
+                    rule
+                })
+                .collect();
+            json!({
+                "tool": { "driver": { "name": tool, "rules": rules } },
+                "automationDetails": {
+                    "id": format!("hatrack-checks/{}/{tool}/", report.stage.name)
+                },
+                "results": results,
+            })
+        })
+        .collect()
+}
+
+fn check_result(
+    facts: &crate::checks::Facts,
+    f: &crate::checks::Finding,
+    index: Option<usize>,
+) -> Value {
+    let level = match f.level {
+        Level::Error => "error",
+        Level::Warning => "warning",
+        Level::Note | Level::Pass => "note",
+    };
+    let mut physical = json!({
+        "artifactLocation": {
+            "uri": f.path.as_deref().unwrap_or(FALLBACK_FILE),
+            "uriBaseId": SRCROOT,
+        },
+    });
+    if let (Some(line), Some(_)) = (f.line, &f.path) {
+        physical["region"] = json!({ "startLine": line });
+    }
+    let mut message = f.message.clone();
+    if let Some(excerpt) = &f.excerpt {
+        message.push_str(&format!(" — {excerpt}"));
+    }
+    let mut result = json!({
+        "ruleId": f.rule,
+        "level": level,
+        "message": { "text": message },
+        "locations": [{ "physicalLocation": physical }],
+        "partialFingerprints": { CHECK_FINGERPRINT_KEY: f.fingerprint },
+        "properties": {
+            "finding": f.name,
+            "origin": f.origin,
+            "mappedTo": crate::checks::mapping::mapped_to(facts, f),
+        },
+    });
+    if let Some(index) = index {
+        result["ruleIndex"] = json!(index);
+    }
+    result
 }
 
 /// The run's properties; `completionSignal` appears only for a stage without one, so the

@@ -234,6 +234,7 @@ pub fn step_status(s: StepStatus) -> &'static str {
     match s {
         StepStatus::Answered => "answered",
         StepStatus::Unparseable => "unparseable",
+        StepStatus::DecidedByChecks => "decided by checks (not asked)",
     }
 }
 
@@ -327,4 +328,84 @@ mod tests {
         assert!(capped.starts_with(&"é".repeat(10)));
         assert!(capped.contains("[truncated: 20 more characters"));
     }
+}
+
+/// One finding of a check as the Markdown and HTML reports list it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckRow {
+    /// `ruff AIR301 dags/etl.py:21`.
+    pub name: String,
+    /// `error`, `warning`, `note`, `pass`.
+    pub level: &'static str,
+    /// The message, and the repository line a probe read.
+    pub message: String,
+    /// `reliability/check/1 (veto)`, comma-separated; empty when unmapped.
+    pub mapped_to: String,
+}
+
+/// Findings listed at most in Markdown and HTML (all are in report.json).
+pub const MAX_CHECK_ROWS: usize = 40;
+
+/// What checks found, as the Markdown and HTML reports show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckView {
+    /// Counts by level, mappings, evidence files.
+    pub summary: String,
+    /// Errors first, at most [`MAX_CHECK_ROWS`].
+    pub rows: Vec<CheckRow>,
+    /// Findings not listed (all are in report.json).
+    pub omitted: usize,
+    /// What was left out or could not be read (a probe that matched no file, results about
+    /// files outside the workspace).
+    pub warnings: Vec<String>,
+}
+
+/// What checks found, for the reports; `None` for a run without checks.
+pub fn check_view(report: &Report) -> Option<CheckView> {
+    let (summary, rows) = check_rows(report)?;
+    let facts = report.checks.as_ref()?;
+    Some(CheckView {
+        summary,
+        omitted: facts.findings.len().saturating_sub(rows.len()),
+        rows,
+        warnings: facts.warnings.clone(),
+    })
+}
+
+/// One summary line and the findings, errors first, at most [`MAX_CHECK_ROWS`].
+fn check_rows(report: &Report) -> Option<(String, Vec<CheckRow>)> {
+    use crate::checks::Level;
+    let facts = report.checks.as_ref()?;
+    let count = |l: Level| facts.findings.iter().filter(|f| f.level == l).count();
+    let files: Vec<String> = facts
+        .files
+        .iter()
+        .map(|f| format!("{} ({}: {})", f.file, f.format, f.tools.join(", ")))
+        .collect();
+    let summary = format!(
+        "{} finding(s): {} error, {} warning, {} note, {} passing record(s) · {} mapping(s) · evidence files: {}",
+        facts.findings.len(),
+        count(Level::Error),
+        count(Level::Warning),
+        count(Level::Note),
+        count(Level::Pass),
+        facts.mappings.len(),
+        if files.is_empty() { "none".to_string() } else { files.join(", ") }
+    );
+    let mut findings: Vec<&crate::checks::Finding> = facts.findings.iter().collect();
+    findings.sort_by_key(|f| f.level);
+    let rows = findings
+        .into_iter()
+        .take(MAX_CHECK_ROWS)
+        .map(|f| CheckRow {
+            name: f.name.clone(),
+            level: f.level.as_str(),
+            message: match &f.excerpt {
+                Some(line) => format!("{} — {line}", f.message),
+                None => f.message.clone(),
+            },
+            mapped_to: crate::checks::mapping::mapped_to(facts, f).join(", "),
+        })
+        .collect();
+    Some((summary, rows))
 }

@@ -38,6 +38,41 @@ pub struct Shown<'a> {
     pub prior: &'a [PriorVerdict],
     /// Steps may read the workspace with tools (the prompt says so).
     pub tools: bool,
+    /// What checks found: shown to the judging steps (`None`: no checks, nothing shown).
+    pub checks: Option<&'a crate::checks::Facts>,
+}
+
+/// The check findings a judging step of `requirements` is shown (`null`: none).
+fn findings(shown: &Shown<'_>, requirements: &[&str], sources: &mut Sources) -> Value {
+    shown.checks.map_or(Value::Null, |facts| {
+        crate::checks::mapping::prompt_values(facts, requirements, sources)
+    })
+}
+
+/// `values` (requirements as a judge's prompt lists them) without those a check decided
+/// before any request: no judge is asked about them.
+fn undecided(shown: &Shown<'_>, mut values: Vec<Value>) -> Vec<Value> {
+    if let Some(facts) = shown.checks {
+        let decided = crate::checks::mapping::vetoed(facts);
+        values.retain(|v| !decided.iter().any(|d| v["id"] == d.as_str()));
+    }
+    values
+}
+
+/// A judging step's prompt with the findings block ([`crate::prompt::FINDINGS`]) before its
+/// answer instructions (`## Your answer`, else at its end); unchanged without findings, so
+/// a run without checks sends what it always did.
+fn with_findings(shown: &Shown<'_>, text: String, found: &Value) -> Result<String, PromptError> {
+    if found.is_null() {
+        return Ok(text);
+    }
+    let block = shown
+        .prompts
+        .render(crate::prompt::FINDINGS.0, &json!({ "findings": found }))?;
+    Ok(match text.rfind("\n## Your answer") {
+        Some(at) => format!("{}\n\n{block}\n{}", &text[..at], &text[at..]),
+        None => format!("{text}\n\n{block}"),
+    })
 }
 
 /// The messages a step sends.
@@ -270,20 +305,26 @@ fn constraint_judge_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessage
         shown.limits.max_artifact_bytes,
         &mut sources,
     );
+    let ids: Vec<&str> = hat.constraints().map(|c| c.id.as_str()).collect();
     let context = json!({
         "stage": stage_context(shown.stage),
         "criteria": criteria_context(shown.stage),
         "hat": hat_context(hat),
-        "constraints": constraint_values(hat),
+        "constraints": undecided(shown, constraint_values(hat)),
         "inputs": inputs,
         "upstream": upstream,
         "artifacts": produced,
     });
+    let found = findings(shown, &ids, &mut sources);
     let role = format!("constraint judge for the {}", display_name(&hat.name));
     Ok(StepMessages {
         messages: vec![
             system_message(shown, &role)?,
-            ChatMessage::user(shown.prompts.render("judge.j2", &context)?),
+            ChatMessage::user(with_findings(
+                shown,
+                shown.prompts.render("judge.j2", &context)?,
+                &found,
+            )?),
         ],
         sources,
         cuts: Vec::new(),
@@ -321,6 +362,7 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
             json!({"path": name, "content": content})
         })
         .collect();
+    let ids: Vec<&str> = agent.checks.iter().map(|c| c.id.as_str()).collect();
     let checks: Vec<Value> = agent
         .checks
         .iter()
@@ -339,15 +381,20 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
             "mandate": mandate_with_failure_modes(agent),
             "included_from": included_from,
         },
-        "checks": checks,
+        "checks": undecided(shown, checks),
         "artifacts": artifacts,
         "inputs": inputs,
     });
+    let found = findings(shown, &ids, &mut sources);
     let role = format!("{} review agent", display_name(&agent.name));
     Ok(StepMessages {
         messages: vec![
             system_message(shown, &role)?,
-            ChatMessage::user(shown.prompts.render("review.j2", &context)?),
+            ChatMessage::user(with_findings(
+                shown,
+                shown.prompts.render("review.j2", &context)?,
+                &found,
+            )?),
         ],
         sources,
         cuts,
@@ -383,6 +430,12 @@ fn signal_messages(shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
         .iter()
         .map(|r| json!({"id": r.id, "level": r.level.as_str(), "text": r.plain_text()}))
         .collect();
+    let ids: Vec<&str> = shown
+        .stage
+        .completion_signal
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect();
     let verdicts: Vec<Value> = shown
         .prior
         .iter()
@@ -392,14 +445,19 @@ fn signal_messages(shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
     let context = json!({
         "stage": stage_context(shown.stage),
         "criteria": criteria_context(shown.stage),
-        "requirements": requirements,
+        "requirements": undecided(shown, requirements),
         "verdicts": verdicts,
         "artifacts": artifacts,
     });
+    let found = findings(shown, &ids, &mut sources);
     Ok(StepMessages {
         messages: vec![
             system_message(shown, "completion judge")?,
-            ChatMessage::user(shown.prompts.render("signal.j2", &context)?),
+            ChatMessage::user(with_findings(
+                shown,
+                shown.prompts.render("signal.j2", &context)?,
+                &found,
+            )?),
         ],
         sources,
         cuts: Vec::new(),

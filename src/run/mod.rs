@@ -83,9 +83,19 @@ pub struct RunPlan {
     pub agent: Option<agent::Agent>,
     /// `--prices`: cost per step and in total in the reports.
     pub prices: Option<std::sync::Arc<crate::model::prices::Prices>>,
+    /// What checks found, and the mappings in force (`None`: the run has no checks).
+    pub checks: Option<crate::checks::Facts>,
 }
 
 impl RunPlan {
+    /// The requirements a check decided before any request (no judge is asked about them).
+    pub fn decided(&self) -> Vec<String> {
+        self.checks
+            .as_ref()
+            .map(crate::checks::mapping::vetoed)
+            .unwrap_or_default()
+    }
+
     /// The settings a step is asked with: the judge model for judging steps.
     pub fn settings_for(&self, step: &Step<'_>) -> &ModelSettings {
         if step.is_judge() {
@@ -109,6 +119,7 @@ impl RunPlan {
             produced,
             prior,
             tools: self.agent.is_some(),
+            checks: self.checks.as_ref(),
         }
     }
 }
@@ -362,6 +373,11 @@ impl Progressed {
         grounding::distinct_evidence(&mut self.judged, &plan.grounding);
         let repository = self.repository(plan);
         grounding::artifact_only(&mut self.judged, &repository);
+        // Facts beside the judges: a veto's finding makes its requirement unmet, an open
+        // finding refuses a met.
+        if let Some(facts) = &plan.checks {
+            crate::checks::apply(&mut self.judged, facts);
+        }
     }
 }
 
@@ -584,9 +600,16 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
     }: StepMessages,
 ) -> Result<Judging, Error> {
     let base = plan.settings_for(step);
-    let spec = step.schema(&plan.stage);
+    // Requirements a check decided are asked of no judge; a step left with none is not asked.
+    let decided = plan.decided();
+    let spec = step.schema_without(&plan.stage, &decided);
+    let asked = step
+        .requirements(&plan.stage)
+        .iter()
+        .any(|r| !decided.contains(&r.id));
+    let rounds = if asked { plan.samples } else { 0 };
     // Samples differ only in their seed; they run together (bounded by the model layer).
-    let asked_all: Vec<Asked<T>> = futures::future::try_join_all((0..plan.samples).map(|k| {
+    let asked_all: Vec<Asked<T>> = futures::future::try_join_all((0..rounds).map(|k| {
         let settings = samples::settings_for(base, k);
         let (messages, spec) = (&messages, &spec);
         async move {
@@ -606,29 +629,23 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
     let outcomes: Vec<&StructuredOutcome> = asked_all.iter().map(|a| &a.outcome).collect();
     let answered = asked_all.iter().any(|a| a.answer.is_some());
     let mut report = step_report(step, &base.model, &outcomes, answered);
+    if !asked {
+        report.status = StepStatus::DecidedByChecks;
+    }
     report.trail = asked_all.iter().flat_map(|a| a.trail.clone()).collect();
     report.tools = asked_all.iter().find_map(|a| a.tool_note.clone());
-    // Each sample is grounded in what it was shown: the prompt's sources and the files it read.
-    // (cloned only for a sample that read files).
-    let sample_sources: Vec<std::borrow::Cow<'_, Sources>> = asked_all
-        .iter()
-        .map(|a| {
-            if a.read.is_empty() {
-                return std::borrow::Cow::Borrowed(&sources);
-            }
-            let mut s = sources.clone();
-            for (path, text) in &a.read {
-                s.add(path, crate::verdict::SourceKind::Input, text);
-            }
-            std::borrow::Cow::Owned(s)
-        })
-        .collect();
+    let sample_sources = sample_sources(&asked_all, &sources);
     report.summary = asked_all
         .iter()
         .find_map(|a| a.answer.as_ref().map(|x| x.summary().to_string()));
     let mut judged = Vec::new();
     for req in step.requirements(&plan.stage) {
         let mut r = unjudged(req, plan, step);
+        if let Some(facts) = plan.checks.as_ref().filter(|_| decided.contains(&req.id)) {
+            crate::checks::mapping::decide(&mut r, facts);
+            judged.push(r);
+            continue;
+        }
         let sampled: Vec<SampledVerdict> = asked_all
             .iter()
             .zip(&sample_sources)
@@ -639,6 +656,27 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
     }
     let read = asked_all.into_iter().flat_map(|a| a.read).collect();
     Ok((report, judged, read))
+}
+
+/// Each sample is grounded in what it was shown: the prompt's sources and the files it
+/// read (cloned only for a sample that read files).
+fn sample_sources<'s, T>(
+    asked_all: &[Asked<T>],
+    sources: &'s Sources,
+) -> Vec<std::borrow::Cow<'s, Sources>> {
+    asked_all
+        .iter()
+        .map(|a| {
+            if a.read.is_empty() {
+                return std::borrow::Cow::Borrowed(sources);
+            }
+            let mut s = sources.clone();
+            for (path, text) in &a.read {
+                s.add(path, crate::verdict::SourceKind::Input, text);
+            }
+            std::borrow::Cow::Owned(s)
+        })
+        .collect()
 }
 
 /// The gate over the rulings, and the report: output structs built once, at the end.
@@ -699,7 +737,7 @@ fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
             judge_model: plan.judge_settings.model.clone(),
             record_mode: plan.record_mode.clone(),
             started_at: plan.started_at.clone(),
-            prompt_digest: plan.prompts.digest().to_string(),
+            prompt_digest: plan.prompts.digest_for(plan.checks.is_some()).to_string(),
             samples: plan.samples,
             usage,
             duration_ms: run
@@ -714,6 +752,7 @@ fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
         requirements: run.judged.iter().map(RequirementReport::from).collect(),
         inputs: input_reports(&plan.bindings),
         warnings: run.warnings,
+        checks: plan.checks.clone(),
     }
 }
 

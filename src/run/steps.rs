@@ -83,10 +83,17 @@ impl<'s> Step<'s> {
 
     /// The answer schema, sent as `response_format` (strict).
     pub fn schema(&self, stage: &Stage) -> JsonSchemaSpec {
+        self.schema_without(stage, &[])
+    }
+
+    /// The answer schema without the requirements in `decided` (a check decided them, so
+    /// no judge is asked about them).
+    pub fn schema_without(&self, stage: &Stage, decided: &[String]) -> JsonSchemaSpec {
         let ids: Vec<String> = self
             .requirements(stage)
             .iter()
             .map(|r| r.id.clone())
+            .filter(|id| !decided.contains(id))
             .collect();
         let (name, schema) = match self.target {
             Target::Hat(_) => ("hat_answer", answer::hat_schema()),

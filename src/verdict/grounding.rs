@@ -11,7 +11,8 @@
 //! quotes are the same evidence when they share a run of words longer than half the shorter
 //! one (one inside the other, or overlapping windows of one line) — it grounds nothing
 //! ([`Ungrounded::Reused`]), so one heading quoted for every requirement grounds one of them.
-//! A quote of 8 words or more says enough to stand for more than one requirement.
+//! A quote of 8 words or more says enough to stand for more than one requirement, and so does
+//! a quote of a check's finding (one finding may speak to several requirements).
 //! See [`distinct_evidence`].
 
 use std::sync::OnceLock;
@@ -255,7 +256,11 @@ pub fn distinct_evidence(judged: &mut [Judged], rules: &GroundingRules) {
         }
         let mut lost = false;
         for e in r.evidence.iter_mut().filter(|e| e.grounded()) {
-            if word_count(&e.quote) >= rules.shared_quote_min_words {
+            // A check's finding is specific by nature: one finding may speak to several
+            // requirements.
+            if word_count(&e.quote) >= rules.shared_quote_min_words
+                || matches!(e.found_in, Some(SourceKind::Check { .. }))
+            {
                 continue;
             }
             let words = evidence_words(&e.quote);
@@ -287,7 +292,9 @@ pub fn distinct_evidence(judged: &mut [Judged], rules: &GroundingRules) {
 /// Marks each `met` on a requirement about the repository whose grounded quotes all come
 /// from hats' artifacts as [`Cause::ArtifactOnly`]. An artifact quote whose words also occur
 /// in a file of `repository` (the run's bound inputs and files read with tools) counts as
-/// repository evidence: it records that file in `repository_copy`. Idempotent.
+/// repository evidence: it records that file in `repository_copy`. A check's finding is
+/// never repository evidence by itself (a clean run is evidence for, never proof of, met),
+/// but one whose words a repository file holds counts as that file. Idempotent.
 pub fn artifact_only(judged: &mut [Judged], repository: &Sources) {
     for r in judged.iter_mut() {
         if r.verdict != Verdict::Met || r.about != Subject::Repository || r.cause.is_some() {
@@ -296,7 +303,10 @@ pub fn artifact_only(judged: &mut [Judged], repository: &Sources) {
         let mut from_repository = false;
         for e in r.evidence.iter_mut().filter(|e| e.grounded()) {
             if e.repository_copy.is_none()
-                && matches!(e.found_in, Some(SourceKind::Artifact { .. }))
+                && matches!(
+                    e.found_in,
+                    Some(SourceKind::Artifact { .. } | SourceKind::Check { .. })
+                )
             {
                 e.repository_copy = repository.repository_copy(&e.quote);
             }

@@ -147,6 +147,15 @@ pub enum SourceKind {
     Input,
     /// An artifact an agent (hat) of this run wrote.
     Artifact { hat: String },
+    /// A finding of a check (a linter's or a test's result, or a built-in probe's), about
+    /// `path` at `line` of the repository when it names one.
+    Check {
+        tool: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<u32>,
+    },
 }
 
 impl SourceKind {
@@ -155,6 +164,7 @@ impl SourceKind {
         match self {
             SourceKind::Input => "quoted from the repository".to_string(),
             SourceKind::Artifact { hat } => format!("quoted from the {hat}'s artifact"),
+            SourceKind::Check { tool, .. } => format!("a finding of {tool} (a check)"),
         }
     }
 }
@@ -266,6 +276,17 @@ pub enum Cause {
     /// A `met` on a requirement about the repository whose grounded quotes all come from
     /// hats' artifacts: it stays `met`, is counted as such, and blocks unless allowed.
     ArtifactOnly,
+    /// An error-level finding of a check mapped to the requirement with `veto`: unmet,
+    /// whatever the judge `claimed` (`None`: no judge was asked, the check decided it before
+    /// any request); `findings` names each (as judges are shown them).
+    Check {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        claimed: Option<Verdict>,
+        findings: Vec<String>,
+    },
+    /// The judge said `met` while an error-level finding of a check mapped to the
+    /// requirement (as evidence) is open: refused, as ungrounded evidence is.
+    OpenFinding { findings: Vec<String> },
 }
 
 impl Cause {
@@ -281,6 +302,8 @@ impl Cause {
             Cause::JudgeUndecided => "the judge could not tell",
             Cause::SamplesTied => "the samples tied",
             Cause::ArtifactOnly => "grounded only in a hat's own output",
+            Cause::Check { .. } => "vetoed by a check",
+            Cause::OpenFinding { .. } => "a check's finding is open",
         }
     }
 
@@ -315,6 +338,20 @@ impl Cause {
                     .into()
             }
             Cause::ArtifactOnly => "met, but grounded only in a hat's own output: this requirement is about the repository, so a met needs at least one quote from a repository file (a bound input, or a file read with read_file)".into(),
+            Cause::Check { claimed, findings } => format!(
+                "unmet by a check, {}: {} {} an error-level finding of a check mapped to this requirement with on_finding = \"veto\"",
+                match claimed {
+                    Some(v) => format!("whatever the judge says (it said {})", v.as_str()),
+                    None => "decided before any request (no judge was asked)".to_string(),
+                },
+                findings.join(", "),
+                if findings.len() == 1 { "is" } else { "are" }
+            ),
+            Cause::OpenFinding { findings } => format!(
+                "downgraded from met to unknown: {} {} an open error-level finding of a check mapped to this requirement; a met is refused while it is open",
+                findings.join(", "),
+                if findings.len() == 1 { "is" } else { "are" }
+            ),
         }
     }
 }

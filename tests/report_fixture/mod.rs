@@ -468,6 +468,7 @@ pub fn sample_report() -> Report {
             "input `Validation report` (reports/validation-report.md) truncated to 64 KiB of 412,000 bytes".into(),
             "review agent `security (from development)` not found: skipped".into(),
         ],
+        checks: None,
     }
 }
 

@@ -30,7 +30,7 @@ use crate::Error;
 pub(super) const STABILITY_THRESHOLD: f64 = 0.8;
 
 pub(super) async fn execute<W: Write + ?Sized>(
-    prepared: Prepared,
+    mut prepared: Prepared,
     (settings, judge): (ModelSettings, ModelSettings),
     transcript: TranscriptPlan,
     report_args: &ReportArgs,
@@ -56,6 +56,13 @@ pub(super) async fn execute<W: Write + ?Sized>(
         &scrubber,
     )
     .await?;
+    let checks = prepared
+        .checks
+        .take()
+        .map(|f| f.scrubbed(&|s| scrubber.scrub(s)));
+    if transcript.record {
+        record_checks(&locked, checks.as_ref())?;
+    }
     let locked = Arc::new(locked);
 
     // Tokens of streamed answers show on the step's line as they arrive.
@@ -89,6 +96,7 @@ pub(super) async fn execute<W: Write + ?Sized>(
         let (dir, scrubber) = (locked.clone(), scrubber.clone());
         tokio::spawn(sources.write_early(wait, dir, scrubber))
     });
+    let plan = RunPlan { checks, ..plan };
     let report = run::execute(&plan, model.as_ref(), &runner.progress).await;
     let report = finish_snapshot(&locked, snapshotting, &plan, &scrubber, report).await?;
 
@@ -156,7 +164,27 @@ fn run_plan(
         agent,
         prices,
         stage: prepared.stage,
+        checks: None,
     })
+}
+
+/// `checks.json` beside run.json: what checks found, so a replay shows the judges the same
+/// findings without the tools' files. A recording without checks removes an earlier one, so
+/// a replay never shows findings this recording did not.
+fn record_checks(dir: &RunDir, checks: Option<&crate::checks::Facts>) -> Result<(), Error> {
+    use crate::checks::CHECKS_FILE;
+    match checks {
+        Some(facts) => dir
+            .write_file(CHECKS_FILE, &facts.to_json(), true)
+            .map(drop),
+        None => match std::fs::remove_file(dir.path().join(CHECKS_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
+                format!("removing {}", dir.path().join(CHECKS_FILE).display()),
+                e,
+            )),
+            _ => Ok(()),
+        },
+    }
 }
 
 /// run.json: written for a new run (or a full re-record), kept otherwise, so a replay
@@ -264,7 +292,7 @@ pub(super) fn new_record(
                 .prompts_dir
                 .as_ref()
                 .map(|d| rundir::relative_to(d, run_dir)),
-            digest: p.prompts.digest().to_string(),
+            digest: p.prompts.digest_for(p.checks.is_some()).to_string(),
         },
         model: ModelRecord {
             name: settings.model.clone(),

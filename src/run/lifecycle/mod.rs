@@ -26,7 +26,7 @@ mod resume;
 mod shared;
 
 use execute::execute;
-use prepare::{preflight_render, prepare};
+use prepare::{gather_checks, preflight_render, prepare};
 use resume::check_resume_flags;
 
 pub(crate) use finish::{append_step_summary, github_enabled, on_github_actions};
@@ -103,6 +103,11 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     let prompts_dir = args.report.prompts.clone();
     let mut prepared = prepare(stage_dir, workspace, config, prompts_dir, None)?;
     prepared.provenance = Some(provenance);
+    // A resumed run shows the judges what it recorded; a new one gathers its checks.
+    prepared.checks = match &args.resume {
+        Some(dir) => crate::checks::Facts::read_recorded(dir)?,
+        None => gather_checks(&prepared, args)?,
+    };
     preflight_render(&prepared)?;
 
     let transcript = transcript_plan(args, &prepared.workspace)?;
@@ -221,6 +226,7 @@ pub(crate) async fn run_member<W: Write + ?Sized>(
         let prompts = args.report.prompts.clone();
         let mut prepared = prepare(stage_dir, workspace, config, prompts, batch.as_deref())?;
         prepared.provenance = Some(provenance);
+        prepared.checks = gather_checks(&prepared, &args)?;
         preflight_render(&prepared)?;
         Ok((prepared, settings, judge))
     })
@@ -301,6 +307,8 @@ pub(crate) async fn replay_with<W: Write + ?Sized>(
     )?;
     prepared.snapshot = sources.snapshot;
     prepared.tool_log = sources.tool_log;
+    // The findings the run recorded: a replay needs neither the tools' files nor a probe.
+    prepared.checks = crate::checks::Facts::read_recorded(dir)?;
     let transcript = TranscriptPlan {
         run_dir: dir.clone(),
         mode: RecordMode::None,

@@ -31,6 +31,9 @@ pub(super) struct Prepared {
     /// Where each policy key came from, for a new run's run.json (`None`: a replay, which
     /// keeps the policy its run.json recorded).
     pub(super) provenance: Option<Provenance>,
+    /// What checks found (a new run's, gathered; a replay's, as recorded): `None` when the
+    /// run has no checks, so its prompts are those of a run without them.
+    pub(super) checks: Option<crate::checks::Facts>,
 }
 
 pub(super) fn prepare(
@@ -71,7 +74,58 @@ pub(super) fn prepare(
         snapshot: None,
         tool_log: None,
         provenance: None,
+        checks: None,
     })
+}
+
+/// A new run's checks: the stage's `checks.toml`, the configuration's `[[check]]` and
+/// `[evidence]`, and `--evidence` files; every declaration and file checked before any
+/// request (exit 2).
+pub(super) fn gather_checks(
+    p: &Prepared,
+    args: &crate::cli::RunArgs,
+) -> Result<Option<crate::checks::Facts>, Error> {
+    let evidence = &args.evidence;
+    use crate::checks::{gather, Gather, Given};
+    let requirements: Vec<String> = crate::run::steps::table(&p.stage)
+        .iter()
+        .flat_map(|s| s.requirements(&p.stage))
+        .map(|r| r.id.clone())
+        .collect();
+    let redact = crate::secrets::compile_patterns(
+        p.config.secrets.redact_patterns(),
+        "[secrets] redact_inputs",
+    )
+    .map_err(|e| Error::usage(e.to_string()))?;
+    let mut files: Vec<(String, Given)> = evidence
+        .iter()
+        .map(|f| (f.to_string_lossy().into_owned(), Given::Flag))
+        .collect();
+    files.extend(
+        p.config
+            .evidence
+            .files
+            .iter()
+            .map(|f| (f.clone(), Given::Config)),
+    );
+    let stage_label = p.stage_dir.file_name().map_or_else(
+        || p.stage.name.clone(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok(gather(&Gather {
+        workspace: &p.workspace,
+        evidence: files,
+        stage_dir: &p.stage_dir,
+        stage_label,
+        config_checks: &p.config.check,
+        requirements,
+        redact: &redact,
+        deny: &p.config.tools.deny,
+        run_tools: &args.run_checks,
+        tool_timeout: args
+            .check_timeout
+            .unwrap_or(crate::checks::runner::DEFAULT_TIMEOUT_SECS),
+    })?)
 }
 
 /// Renders every step of the table with representative upstream artifacts and verdicts, so
@@ -89,6 +143,7 @@ pub(super) fn preflight_render(p: &Prepared) -> Result<(), Error> {
         produced: &produced,
         prior: &prior,
         tools: p.config.agent.tools,
+        checks: p.checks.as_ref(),
     };
     for step in steps::table(&p.stage) {
         context::messages(&step, &shown)?;

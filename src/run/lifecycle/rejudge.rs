@@ -37,6 +37,9 @@ fn run_args(args: &RejudgeArgs, workspace: &Path) -> RunArgs {
         },
         samples: None,
         trust: args.trust.clone(),
+        evidence: Vec::new(),
+        run_checks: Vec::new(),
+        check_timeout: None,
     }
 }
 

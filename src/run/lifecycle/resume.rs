@@ -49,6 +49,12 @@ fn setting_conflicts(args: &RunArgs, rec: &RunRecord, dir: &Path) -> Vec<String>
             rec.model.max_reasks
         ));
     }
+    if !args.evidence.is_empty() || !args.run_checks.is_empty() {
+        conflicts.push(
+            "--evidence / --run-checks (a resumed run keeps the findings its checks.json recorded)"
+                .to_string(),
+        );
+    }
     if let Some(n) = args.samples.filter(|n| *n != rec.samples) {
         conflicts.push(format!("--samples {n} (recorded: {})", rec.samples));
     }
