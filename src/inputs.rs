@@ -10,7 +10,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest, Sha256};
 
 use crate::config::{normalise_item, ConfigFile, LimitsSection, CONFIG_FILE};
-use crate::definition::Stage;
+use crate::definition::{Hat, Stage};
 
 /// One file quoted into a prompt.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,7 +161,35 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
     let mut errors = Vec::new();
     let hat_names: Vec<&str> = stage.hats.iter().map(|h| h.name.as_str()).collect();
     let files = WorkspaceFiles::scan(workspace).map_err(|e| InputErrors(vec![e]))?;
-    let redact = crate::secrets::compile_patterns(
+    let redact = redact_patterns(workspace, config)?;
+    let binder = Binder {
+        workspace,
+        config,
+        files,
+        redact,
+        hat_names,
+    };
+    for (index, hat) in stage.hats.iter().enumerate() {
+        let items = binder.bind_hat(index, hat, &mut bindings.warnings, &mut errors);
+        bindings.hats.push(HatInputs {
+            hat: hat.name.clone(),
+            items,
+        });
+    }
+    if errors.is_empty() {
+        Ok(bindings)
+    } else {
+        Err(InputErrors(errors))
+    }
+}
+
+/// The `[secrets] redact_inputs` patterns, compiled once for every input of the stage; a bad
+/// pattern stops binding before any file is read.
+fn redact_patterns(
+    workspace: &Path,
+    config: &ConfigFile,
+) -> Result<Vec<regex::Regex>, InputErrors> {
+    crate::secrets::compile_patterns(
         config.secrets.redact_patterns(),
         &format!(
             "{} [secrets] redact_inputs",
@@ -173,14 +201,47 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
             path: workspace.join(CONFIG_FILE).display().to_string(),
             message: e.to_string(),
         }])
-    })?;
+    })
+}
 
-    for (index, hat) in stage.hats.iter().enumerate() {
+/// What binding needs from the whole stage, gathered once so each hat and item is bound
+/// against the same workspace scan, configuration and redaction patterns.
+struct Binder<'a> {
+    workspace: &'a Path,
+    config: &'a ConfigFile,
+    files: WorkspaceFiles,
+    redact: Vec<regex::Regex>,
+    /// Every hat of the sequence, in order: an item may name an earlier one.
+    hat_names: Vec<&'a str>,
+}
+
+/// The files one Reads item resolved to, once read.
+#[derive(Default)]
+struct ItemFiles {
+    /// Read, and quoted into the prompt.
+    quoted: Vec<InputFile>,
+    /// `"<file>: <why>"` for each file skipped.
+    skipped: Vec<String>,
+    /// One warning per file cut, skipped or redacted.
+    notes: Vec<String>,
+}
+
+impl Binder<'_> {
+    /// Binds one hat's Reads items, in order: to an earlier hat, or to workspace files
+    /// through `[inputs]`. Every item shares the hat's one input budget. What cannot be bound
+    /// goes to `errors`, so every problem of the stage is reported at once.
+    fn bind_hat(
+        &self,
+        index: usize,
+        hat: &Hat,
+        warnings: &mut Vec<String>,
+        errors: &mut Vec<InputError>,
+    ) -> Vec<BoundItem> {
         let mut items = Vec::new();
-        let mut budget = config.limits.max_input_bytes;
+        let mut budget = self.config.limits.max_input_bytes;
         for item in split_reads(hat.reads.as_deref().unwrap_or("")) {
-            if let Some(other) = named_hat(&item, hat_names.iter().copied()) {
-                if hat_names[..index].contains(&other) {
+            if let Some(other) = named_hat(&item, self.hat_names.iter().copied()) {
+                if self.hat_names[..index].contains(&other) {
                     items.push(BoundItem {
                         item,
                         binding: Binding::Hat(other.to_string()),
@@ -194,69 +255,25 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
                 }
                 continue;
             }
-            let Some((key, list)) = config.input_for(&item) else {
+            let Some((key, list)) = self.config.input_for(&item) else {
                 errors.push(InputError::Unbound {
                     hat: hat.name.clone(),
                     key: normalise_item(&item),
                     item,
-                    config: workspace.join(CONFIG_FILE).display().to_string(),
+                    config: self.workspace.join(CONFIG_FILE).display().to_string(),
                 });
                 continue;
             };
-            match files.resolve(&hat.name, &item, list.patterns()) {
+            match self.files.resolve(&hat.name, &item, list.patterns()) {
                 Ok(paths) => {
-                    let mut quoted = Vec::new();
-                    let mut skipped = Vec::new();
-                    let mut notes = Vec::new();
-                    for path in paths {
-                        let shown = crate::safe_fs::display_name(&path);
-                        match read_input(workspace, &path, &config.limits, &mut budget, &redact) {
-                            Ok(Ok((file, redacted))) => {
-                                if redacted > 0 {
-                                    notes.push(format!(
-                                        "hat {}: input {shown}: {redacted} passage(s) redacted by [secrets] redact_inputs before sending",
-                                        hat.name
-                                    ));
-                                }
-                                if file.truncated {
-                                    notes.push(format!(
-                                        "hat {}: input {shown} was cut at {} of {} bytes to fit the prompt (raise [limits] in hatrack.toml, or let the agent read the rest with its tools)",
-                                        hat.name, file.shown_bytes, file.bytes
-                                    ));
-                                }
-                                quoted.push(file);
-                            }
-                            Ok(Err(why)) => {
-                                notes.push(format!(
-                                    "hat {}: input {shown} {why} and was skipped",
-                                    hat.name
-                                ));
-                                skipped.push(format!("{shown}: {why}"));
-                            }
-                            Err(e) => errors.push(e),
-                        }
-                    }
-                    // Bounded: a glob over thousands of files must not flood the report.
-                    let listed = notes.len().min(MAX_LISTED_NOTES);
-                    bindings.warnings.extend(notes.drain(..listed));
-                    if !notes.is_empty() {
-                        bindings.warnings.push(format!(
-                            "hat {}: Reads item {:?}: and {} more inputs cut, skipped or redacted",
-                            hat.name,
-                            item,
-                            notes.len()
-                        ));
-                    }
-                    if quoted.is_empty() && !skipped.is_empty() {
-                        let mut list: Vec<String> = skipped.iter().take(10).cloned().collect();
-                        if skipped.len() > 10 {
-                            list.push(format!("and {} more", skipped.len() - 10));
-                        }
-                        errors.push(InputError::NothingReadable {
-                            hat: hat.name.clone(),
-                            item: item.clone(),
-                            skipped: list.join("; "),
-                        });
+                    let ItemFiles {
+                        quoted,
+                        skipped,
+                        notes,
+                    } = self.read_files(&hat.name, paths, &mut budget, errors);
+                    push_listed_notes(warnings, &hat.name, &item, notes);
+                    if let Some(e) = nothing_readable(&hat.name, &item, &quoted, &skipped) {
+                        errors.push(e);
                     }
                     items.push(BoundItem {
                         item,
@@ -269,16 +286,87 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
                 Err(mut e) => errors.append(&mut e),
             }
         }
-        bindings.hats.push(HatInputs {
-            hat: hat.name.clone(),
-            items,
-        });
+        items
     }
-    if errors.is_empty() {
-        Ok(bindings)
-    } else {
-        Err(InputErrors(errors))
+
+    /// Reads the files one item resolved to, out of the hat's `budget`, noting each file cut,
+    /// skipped or redacted (a file that cannot be read at all goes to `errors`).
+    fn read_files(
+        &self,
+        hat: &str,
+        paths: Vec<String>,
+        budget: &mut usize,
+        errors: &mut Vec<InputError>,
+    ) -> ItemFiles {
+        let mut read = ItemFiles::default();
+        for path in paths {
+            let shown = crate::safe_fs::display_name(&path);
+            match read_input(
+                self.workspace,
+                &path,
+                &self.config.limits,
+                budget,
+                &self.redact,
+            ) {
+                Ok(Ok((file, redacted))) => {
+                    if redacted > 0 {
+                        read.notes.push(format!(
+                            "hat {hat}: input {shown}: {redacted} passage(s) redacted by [secrets] redact_inputs before sending"
+                        ));
+                    }
+                    if file.truncated {
+                        read.notes.push(format!(
+                            "hat {hat}: input {shown} was cut at {} of {} bytes to fit the prompt (raise [limits] in hatrack.toml, or let the agent read the rest with its tools)",
+                            file.shown_bytes, file.bytes
+                        ));
+                    }
+                    read.quoted.push(file);
+                }
+                Ok(Err(why)) => {
+                    read.notes
+                        .push(format!("hat {hat}: input {shown} {why} and was skipped"));
+                    read.skipped.push(format!("{shown}: {why}"));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        read
     }
+}
+
+/// Adds one item's notes to the warnings, the first [`MAX_LISTED_NOTES`] one by one and the
+/// rest counted: a glob over thousands of files must not flood the report.
+fn push_listed_notes(warnings: &mut Vec<String>, hat: &str, item: &str, mut notes: Vec<String>) {
+    let listed = notes.len().min(MAX_LISTED_NOTES);
+    warnings.extend(notes.drain(..listed));
+    if !notes.is_empty() {
+        warnings.push(format!(
+            "hat {hat}: Reads item {item:?}: and {} more inputs cut, skipped or redacted",
+            notes.len()
+        ));
+    }
+}
+
+/// The error for an item whose every file was skipped (naming at most ten of them): a
+/// reviewer that saw nothing must not pass.
+fn nothing_readable(
+    hat: &str,
+    item: &str,
+    quoted: &[InputFile],
+    skipped: &[String],
+) -> Option<InputError> {
+    if !quoted.is_empty() || skipped.is_empty() {
+        return None;
+    }
+    let mut list: Vec<String> = skipped.iter().take(10).cloned().collect();
+    if skipped.len() > 10 {
+        list.push(format!("and {} more", skipped.len() - 10));
+    }
+    Some(InputError::NothingReadable {
+        hat: hat.to_string(),
+        item: item.to_string(),
+        skipped: list.join("; "),
+    })
 }
 
 /// The workspace's files, relative (`/`-separated) and sorted, as binding sees them (`.git`,
