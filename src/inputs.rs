@@ -535,26 +535,52 @@ fn read_input(
     budget: &mut usize,
     redact: &[regex::Regex],
 ) -> Result<Result<(InputFile, usize), String>, InputError> {
-    use std::io::Read;
     let full = workspace.join(path);
-    let io = |e: std::io::Error| InputError::Io {
+    let (file, size) = match open_input(workspace, &full)? {
+        Ok(opened) => opened,
+        Err(why) => return Ok(Err(why)),
+    };
+    let keep = if redact.is_empty() {
+        limits.max_file_bytes.saturating_add(4)
+    } else {
+        usize::MAX
+    };
+    let read = match read_text(file, size, keep, &full)? {
+        Ok(read) => read,
+        Err(why) => return Ok(Err(why)),
+    };
+    let (read, redacted) = redact_text(read, redact);
+    Ok(Ok((quote(path, read, limits, budget), redacted)))
+}
+
+/// An I/O failure on an input, named by its full path.
+fn io_error(full: &Path, e: std::io::Error) -> InputError {
+    InputError::Io {
         path: full.display().to_string(),
         message: e.to_string(),
-    };
-    // A regular file inside the workspace, or nothing: never a FIFO (it would block), a
-    // device, or a link out of the workspace. Its size is checked below, to skip it.
+    }
+}
+
+/// Opens an input: a regular file inside the workspace, or nothing — never a FIFO (it would
+/// block), a device, or a link out of the workspace — and at most [`MAX_INPUT_FILE_BYTES`].
+/// `Ok(Err(why))` when it is skipped; otherwise the file and its size.
+fn open_input(
+    workspace: &Path,
+    full: &Path,
+) -> Result<Result<(std::fs::File, u64), String>, InputError> {
+    // Any size here: the size is checked below, to skip the file rather than fail.
     let any_size = crate::safe_fs::Kind {
         what: "an input",
         max: u64::MAX,
     };
-    let (mut file, size) = match crate::safe_fs::open_bounded(
-        &full,
+    let (file, size) = match crate::safe_fs::open_bounded(
+        full,
         any_size,
         crate::safe_fs::Links::Within(workspace),
     ) {
         Ok(opened) => opened,
         Err(e) => match e.why {
-            crate::safe_fs::ReadWhy::Io(e) => return Err(io(e)),
+            crate::safe_fs::ReadWhy::Io(e) => return Err(io_error(full, e)),
             why => return Ok(Err(why.to_string())),
         },
     };
@@ -564,11 +590,27 @@ fn read_input(
             MAX_INPUT_FILE_BYTES >> 20
         )));
     }
-    let keep = if redact.is_empty() {
-        limits.max_file_bytes.saturating_add(4)
-    } else {
-        usize::MAX
-    };
+    Ok(Ok((file, size)))
+}
+
+/// An input's text: what is kept of it, and the size and sha256 of the whole file (of the
+/// redacted text, once [`redact_text`] has run).
+struct InputText {
+    text: String,
+    bytes: u64,
+    sha256: String,
+}
+
+/// Streams `file` through the hash and the UTF-8 check, keeping at most its first `keep`
+/// bytes, so memory stays bounded whatever the file's size. `Ok(Err(why))` when it is
+/// skipped: binary, not UTF-8, or grown beyond [`MAX_INPUT_FILE_BYTES`] since it was opened.
+fn read_text(
+    mut file: std::fs::File,
+    size: u64,
+    keep: usize,
+    full: &Path,
+) -> Result<Result<InputText, String>, InputError> {
+    use std::io::Read;
     let mut kept: Vec<u8> = Vec::with_capacity(keep.min(size as usize));
     let mut hasher = Sha256::new();
     let mut total: u64 = 0;
@@ -579,7 +621,7 @@ fn read_input(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(io_error(full, e)),
         };
         let data = &chunk[..n];
         if data.contains(&0) {
@@ -610,8 +652,17 @@ fn read_input(
     if !carry.is_empty() {
         return Ok(Err("is not UTF-8".into()));
     }
-    // The kept prefix may end inside a character when the file is longer.
-    let text = match String::from_utf8(kept) {
+    Ok(Ok(InputText {
+        text: whole_characters(kept),
+        bytes: total,
+        sha256: hex::encode(hasher.finalize()),
+    }))
+}
+
+/// The kept bytes (valid UTF-8 but perhaps for their end) as text: the kept prefix may end
+/// inside a character when the file is longer, and that last part is dropped.
+fn whole_characters(kept: Vec<u8>) -> String {
+    match String::from_utf8(kept) {
         Ok(t) => t,
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
@@ -619,31 +670,52 @@ fn read_input(
             bytes.truncate(valid);
             String::from_utf8(bytes).unwrap_or_default()
         }
-    };
-    let mut sha256 = hex::encode(hasher.finalize());
-    let mut file_bytes = total;
-    let mut redacted = 0;
-    let mut text = text;
-    if !redact.is_empty() {
-        for pattern in redact {
-            if pattern.find_iter(&text).any(|m| !m.is_empty()) {
-                text = pattern
-                    .replace_all(&text, crate::secrets::REDACTED)
-                    .into_owned();
-            }
-        }
-        // Counted in the redacted text, so a replay from the (already redacted) snapshot
-        // counts the same.
-        redacted = text.matches(crate::secrets::REDACTED).count();
-        file_bytes = text.len() as u64;
-        sha256 = hex::encode(Sha256::digest(text.as_bytes()));
     }
+}
+
+/// With `redact` patterns, the whole text redacted (before any cut), its size and sha256
+/// those of the redacted text, and how many redacted passages it holds; without, the text
+/// as it is and 0.
+fn redact_text(read: InputText, redact: &[regex::Regex]) -> (InputText, usize) {
+    if redact.is_empty() {
+        return (read, 0);
+    }
+    let mut text = read.text;
+    for pattern in redact {
+        if pattern.find_iter(&text).any(|m| !m.is_empty()) {
+            text = pattern
+                .replace_all(&text, crate::secrets::REDACTED)
+                .into_owned();
+        }
+    }
+    // Counted in the redacted text, so a replay from the (already redacted) snapshot
+    // counts the same.
+    let redacted = text.matches(crate::secrets::REDACTED).count();
+    let bytes = text.len() as u64;
+    let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+    (
+        InputText {
+            text,
+            bytes,
+            sha256,
+        },
+        redacted,
+    )
+}
+
+/// The input as the prompt quotes it: escaped as data, cut at the per-file cap and at what
+/// is left of the step's `budget`, which the quoted text then uses up.
+fn quote(path: &str, read: InputText, limits: &LimitsSection, budget: &mut usize) -> InputFile {
     // Inputs are data: nothing in them may spell hatrack's framing or notes (ordinary text
     // is left as it is).
-    let text = crate::verdict::markers::escape_data(&text).into_owned();
-    let total = file_bytes;
+    let text = crate::verdict::markers::escape_data(&read.text).into_owned();
+    let file_bytes = read.bytes;
     let whole = file_bytes as usize <= limits.max_file_bytes;
-    let total = if whole { text.len() } else { total as usize };
+    let total = if whole {
+        text.len()
+    } else {
+        file_bytes as usize
+    };
     let cap = limits.max_file_bytes.min(*budget);
     let (content, truncated) = truncate_of(&text, total, cap);
     *budget = budget.saturating_sub(content.len());
@@ -656,17 +728,14 @@ fn read_input(
     } else {
         file_bytes
     };
-    Ok(Ok((
-        InputFile {
-            path: path.to_string(),
-            content,
-            bytes: file_bytes,
-            sha256,
-            truncated,
-            shown_bytes,
-        },
-        redacted,
-    )))
+    InputFile {
+        path: path.to_string(),
+        content,
+        bytes: file_bytes,
+        sha256: read.sha256,
+        truncated,
+        shown_bytes,
+    }
 }
 
 /// Cuts `text` to at most `cap` bytes on a character boundary, with a visible marker.
