@@ -10,7 +10,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest, Sha256};
 
 use crate::config::{normalise_item, ConfigFile, LimitsSection, CONFIG_FILE};
-use crate::definition::Stage;
+use crate::definition::{Hat, Stage};
 
 /// One file quoted into a prompt.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,7 +161,35 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
     let mut errors = Vec::new();
     let hat_names: Vec<&str> = stage.hats.iter().map(|h| h.name.as_str()).collect();
     let files = WorkspaceFiles::scan(workspace).map_err(|e| InputErrors(vec![e]))?;
-    let redact = crate::secrets::compile_patterns(
+    let redact = redact_patterns(workspace, config)?;
+    let binder = Binder {
+        workspace,
+        config,
+        files,
+        redact,
+        hat_names,
+    };
+    for (index, hat) in stage.hats.iter().enumerate() {
+        let items = binder.bind_hat(index, hat, &mut bindings.warnings, &mut errors);
+        bindings.hats.push(HatInputs {
+            hat: hat.name.clone(),
+            items,
+        });
+    }
+    if errors.is_empty() {
+        Ok(bindings)
+    } else {
+        Err(InputErrors(errors))
+    }
+}
+
+/// The `[secrets] redact_inputs` patterns, compiled once for every input of the stage; a bad
+/// pattern stops binding before any file is read.
+fn redact_patterns(
+    workspace: &Path,
+    config: &ConfigFile,
+) -> Result<Vec<regex::Regex>, InputErrors> {
+    crate::secrets::compile_patterns(
         config.secrets.redact_patterns(),
         &format!(
             "{} [secrets] redact_inputs",
@@ -173,14 +201,47 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
             path: workspace.join(CONFIG_FILE).display().to_string(),
             message: e.to_string(),
         }])
-    })?;
+    })
+}
 
-    for (index, hat) in stage.hats.iter().enumerate() {
+/// What binding needs from the whole stage, gathered once so each hat and item is bound
+/// against the same workspace scan, configuration and redaction patterns.
+struct Binder<'a> {
+    workspace: &'a Path,
+    config: &'a ConfigFile,
+    files: WorkspaceFiles,
+    redact: Vec<regex::Regex>,
+    /// Every hat of the sequence, in order: an item may name an earlier one.
+    hat_names: Vec<&'a str>,
+}
+
+/// The files one Reads item resolved to, once read.
+#[derive(Default)]
+struct ItemFiles {
+    /// Read, and quoted into the prompt.
+    quoted: Vec<InputFile>,
+    /// `"<file>: <why>"` for each file skipped.
+    skipped: Vec<String>,
+    /// One warning per file cut, skipped or redacted.
+    notes: Vec<String>,
+}
+
+impl Binder<'_> {
+    /// Binds one hat's Reads items, in order: to an earlier hat, or to workspace files
+    /// through `[inputs]`. Every item shares the hat's one input budget. What cannot be bound
+    /// goes to `errors`, so every problem of the stage is reported at once.
+    fn bind_hat(
+        &self,
+        index: usize,
+        hat: &Hat,
+        warnings: &mut Vec<String>,
+        errors: &mut Vec<InputError>,
+    ) -> Vec<BoundItem> {
         let mut items = Vec::new();
-        let mut budget = config.limits.max_input_bytes;
+        let mut budget = self.config.limits.max_input_bytes;
         for item in split_reads(hat.reads.as_deref().unwrap_or("")) {
-            if let Some(other) = named_hat(&item, hat_names.iter().copied()) {
-                if hat_names[..index].contains(&other) {
+            if let Some(other) = named_hat(&item, self.hat_names.iter().copied()) {
+                if self.hat_names[..index].contains(&other) {
                     items.push(BoundItem {
                         item,
                         binding: Binding::Hat(other.to_string()),
@@ -194,69 +255,25 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
                 }
                 continue;
             }
-            let Some((key, list)) = config.input_for(&item) else {
+            let Some((key, list)) = self.config.input_for(&item) else {
                 errors.push(InputError::Unbound {
                     hat: hat.name.clone(),
                     key: normalise_item(&item),
                     item,
-                    config: workspace.join(CONFIG_FILE).display().to_string(),
+                    config: self.workspace.join(CONFIG_FILE).display().to_string(),
                 });
                 continue;
             };
-            match files.resolve(&hat.name, &item, list.patterns()) {
+            match self.files.resolve(&hat.name, &item, list.patterns()) {
                 Ok(paths) => {
-                    let mut quoted = Vec::new();
-                    let mut skipped = Vec::new();
-                    let mut notes = Vec::new();
-                    for path in paths {
-                        let shown = crate::safe_fs::display_name(&path);
-                        match read_input(workspace, &path, &config.limits, &mut budget, &redact) {
-                            Ok(Ok((file, redacted))) => {
-                                if redacted > 0 {
-                                    notes.push(format!(
-                                        "hat {}: input {shown}: {redacted} passage(s) redacted by [secrets] redact_inputs before sending",
-                                        hat.name
-                                    ));
-                                }
-                                if file.truncated {
-                                    notes.push(format!(
-                                        "hat {}: input {shown} was cut at {} of {} bytes to fit the prompt (raise [limits] in hatrack.toml, or let the agent read the rest with its tools)",
-                                        hat.name, file.shown_bytes, file.bytes
-                                    ));
-                                }
-                                quoted.push(file);
-                            }
-                            Ok(Err(why)) => {
-                                notes.push(format!(
-                                    "hat {}: input {shown} {why} and was skipped",
-                                    hat.name
-                                ));
-                                skipped.push(format!("{shown}: {why}"));
-                            }
-                            Err(e) => errors.push(e),
-                        }
-                    }
-                    // Bounded: a glob over thousands of files must not flood the report.
-                    let listed = notes.len().min(MAX_LISTED_NOTES);
-                    bindings.warnings.extend(notes.drain(..listed));
-                    if !notes.is_empty() {
-                        bindings.warnings.push(format!(
-                            "hat {}: Reads item {:?}: and {} more inputs cut, skipped or redacted",
-                            hat.name,
-                            item,
-                            notes.len()
-                        ));
-                    }
-                    if quoted.is_empty() && !skipped.is_empty() {
-                        let mut list: Vec<String> = skipped.iter().take(10).cloned().collect();
-                        if skipped.len() > 10 {
-                            list.push(format!("and {} more", skipped.len() - 10));
-                        }
-                        errors.push(InputError::NothingReadable {
-                            hat: hat.name.clone(),
-                            item: item.clone(),
-                            skipped: list.join("; "),
-                        });
+                    let ItemFiles {
+                        quoted,
+                        skipped,
+                        notes,
+                    } = self.read_files(&hat.name, paths, &mut budget, errors);
+                    push_listed_notes(warnings, &hat.name, &item, notes);
+                    if let Some(e) = nothing_readable(&hat.name, &item, &quoted, &skipped) {
+                        errors.push(e);
                     }
                     items.push(BoundItem {
                         item,
@@ -269,16 +286,87 @@ pub fn bind(stage: &Stage, workspace: &Path, config: &ConfigFile) -> Result<Bind
                 Err(mut e) => errors.append(&mut e),
             }
         }
-        bindings.hats.push(HatInputs {
-            hat: hat.name.clone(),
-            items,
-        });
+        items
     }
-    if errors.is_empty() {
-        Ok(bindings)
-    } else {
-        Err(InputErrors(errors))
+
+    /// Reads the files one item resolved to, out of the hat's `budget`, noting each file cut,
+    /// skipped or redacted (a file that cannot be read at all goes to `errors`).
+    fn read_files(
+        &self,
+        hat: &str,
+        paths: Vec<String>,
+        budget: &mut usize,
+        errors: &mut Vec<InputError>,
+    ) -> ItemFiles {
+        let mut read = ItemFiles::default();
+        for path in paths {
+            let shown = crate::safe_fs::display_name(&path);
+            match read_input(
+                self.workspace,
+                &path,
+                &self.config.limits,
+                budget,
+                &self.redact,
+            ) {
+                Ok(Ok((file, redacted))) => {
+                    if redacted > 0 {
+                        read.notes.push(format!(
+                            "hat {hat}: input {shown}: {redacted} passage(s) redacted by [secrets] redact_inputs before sending"
+                        ));
+                    }
+                    if file.truncated {
+                        read.notes.push(format!(
+                            "hat {hat}: input {shown} was cut at {} of {} bytes to fit the prompt (raise [limits] in hatrack.toml, or let the agent read the rest with its tools)",
+                            file.shown_bytes, file.bytes
+                        ));
+                    }
+                    read.quoted.push(file);
+                }
+                Ok(Err(why)) => {
+                    read.notes
+                        .push(format!("hat {hat}: input {shown} {why} and was skipped"));
+                    read.skipped.push(format!("{shown}: {why}"));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        read
     }
+}
+
+/// Adds one item's notes to the warnings, the first [`MAX_LISTED_NOTES`] one by one and the
+/// rest counted: a glob over thousands of files must not flood the report.
+fn push_listed_notes(warnings: &mut Vec<String>, hat: &str, item: &str, mut notes: Vec<String>) {
+    let listed = notes.len().min(MAX_LISTED_NOTES);
+    warnings.extend(notes.drain(..listed));
+    if !notes.is_empty() {
+        warnings.push(format!(
+            "hat {hat}: Reads item {item:?}: and {} more inputs cut, skipped or redacted",
+            notes.len()
+        ));
+    }
+}
+
+/// The error for an item whose every file was skipped (naming at most ten of them): a
+/// reviewer that saw nothing must not pass.
+fn nothing_readable(
+    hat: &str,
+    item: &str,
+    quoted: &[InputFile],
+    skipped: &[String],
+) -> Option<InputError> {
+    if !quoted.is_empty() || skipped.is_empty() {
+        return None;
+    }
+    let mut list: Vec<String> = skipped.iter().take(10).cloned().collect();
+    if skipped.len() > 10 {
+        list.push(format!("and {} more", skipped.len() - 10));
+    }
+    Some(InputError::NothingReadable {
+        hat: hat.to_string(),
+        item: item.to_string(),
+        skipped: list.join("; "),
+    })
 }
 
 /// The workspace's files, relative (`/`-separated) and sorted, as binding sees them (`.git`,
@@ -447,26 +535,52 @@ fn read_input(
     budget: &mut usize,
     redact: &[regex::Regex],
 ) -> Result<Result<(InputFile, usize), String>, InputError> {
-    use std::io::Read;
     let full = workspace.join(path);
-    let io = |e: std::io::Error| InputError::Io {
+    let (file, size) = match open_input(workspace, &full)? {
+        Ok(opened) => opened,
+        Err(why) => return Ok(Err(why)),
+    };
+    let keep = if redact.is_empty() {
+        limits.max_file_bytes.saturating_add(4)
+    } else {
+        usize::MAX
+    };
+    let read = match read_text(file, size, keep, &full)? {
+        Ok(read) => read,
+        Err(why) => return Ok(Err(why)),
+    };
+    let (read, redacted) = redact_text(read, redact);
+    Ok(Ok((quote(path, read, limits, budget), redacted)))
+}
+
+/// An I/O failure on an input, named by its full path.
+fn io_error(full: &Path, e: std::io::Error) -> InputError {
+    InputError::Io {
         path: full.display().to_string(),
         message: e.to_string(),
-    };
-    // A regular file inside the workspace, or nothing: never a FIFO (it would block), a
-    // device, or a link out of the workspace. Its size is checked below, to skip it.
+    }
+}
+
+/// Opens an input: a regular file inside the workspace, or nothing — never a FIFO (it would
+/// block), a device, or a link out of the workspace — and at most [`MAX_INPUT_FILE_BYTES`].
+/// `Ok(Err(why))` when it is skipped; otherwise the file and its size.
+fn open_input(
+    workspace: &Path,
+    full: &Path,
+) -> Result<Result<(std::fs::File, u64), String>, InputError> {
+    // Any size here: the size is checked below, to skip the file rather than fail.
     let any_size = crate::safe_fs::Kind {
         what: "an input",
         max: u64::MAX,
     };
-    let (mut file, size) = match crate::safe_fs::open_bounded(
-        &full,
+    let (file, size) = match crate::safe_fs::open_bounded(
+        full,
         any_size,
         crate::safe_fs::Links::Within(workspace),
     ) {
         Ok(opened) => opened,
         Err(e) => match e.why {
-            crate::safe_fs::ReadWhy::Io(e) => return Err(io(e)),
+            crate::safe_fs::ReadWhy::Io(e) => return Err(io_error(full, e)),
             why => return Ok(Err(why.to_string())),
         },
     };
@@ -476,11 +590,27 @@ fn read_input(
             MAX_INPUT_FILE_BYTES >> 20
         )));
     }
-    let keep = if redact.is_empty() {
-        limits.max_file_bytes.saturating_add(4)
-    } else {
-        usize::MAX
-    };
+    Ok(Ok((file, size)))
+}
+
+/// An input's text: what is kept of it, and the size and sha256 of the whole file (of the
+/// redacted text, once [`redact_text`] has run).
+struct InputText {
+    text: String,
+    bytes: u64,
+    sha256: String,
+}
+
+/// Streams `file` through the hash and the UTF-8 check, keeping at most its first `keep`
+/// bytes, so memory stays bounded whatever the file's size. `Ok(Err(why))` when it is
+/// skipped: binary, not UTF-8, or grown beyond [`MAX_INPUT_FILE_BYTES`] since it was opened.
+fn read_text(
+    mut file: std::fs::File,
+    size: u64,
+    keep: usize,
+    full: &Path,
+) -> Result<Result<InputText, String>, InputError> {
+    use std::io::Read;
     let mut kept: Vec<u8> = Vec::with_capacity(keep.min(size as usize));
     let mut hasher = Sha256::new();
     let mut total: u64 = 0;
@@ -491,7 +621,7 @@ fn read_input(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(io_error(full, e)),
         };
         let data = &chunk[..n];
         if data.contains(&0) {
@@ -522,8 +652,17 @@ fn read_input(
     if !carry.is_empty() {
         return Ok(Err("is not UTF-8".into()));
     }
-    // The kept prefix may end inside a character when the file is longer.
-    let text = match String::from_utf8(kept) {
+    Ok(Ok(InputText {
+        text: whole_characters(kept),
+        bytes: total,
+        sha256: hex::encode(hasher.finalize()),
+    }))
+}
+
+/// The kept bytes (valid UTF-8 but perhaps for their end) as text: the kept prefix may end
+/// inside a character when the file is longer, and that last part is dropped.
+fn whole_characters(kept: Vec<u8>) -> String {
+    match String::from_utf8(kept) {
         Ok(t) => t,
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
@@ -531,31 +670,52 @@ fn read_input(
             bytes.truncate(valid);
             String::from_utf8(bytes).unwrap_or_default()
         }
-    };
-    let mut sha256 = hex::encode(hasher.finalize());
-    let mut file_bytes = total;
-    let mut redacted = 0;
-    let mut text = text;
-    if !redact.is_empty() {
-        for pattern in redact {
-            if pattern.find_iter(&text).any(|m| !m.is_empty()) {
-                text = pattern
-                    .replace_all(&text, crate::secrets::REDACTED)
-                    .into_owned();
-            }
-        }
-        // Counted in the redacted text, so a replay from the (already redacted) snapshot
-        // counts the same.
-        redacted = text.matches(crate::secrets::REDACTED).count();
-        file_bytes = text.len() as u64;
-        sha256 = hex::encode(Sha256::digest(text.as_bytes()));
     }
+}
+
+/// With `redact` patterns, the whole text redacted (before any cut), its size and sha256
+/// those of the redacted text, and how many redacted passages it holds; without, the text
+/// as it is and 0.
+fn redact_text(read: InputText, redact: &[regex::Regex]) -> (InputText, usize) {
+    if redact.is_empty() {
+        return (read, 0);
+    }
+    let mut text = read.text;
+    for pattern in redact {
+        if pattern.find_iter(&text).any(|m| !m.is_empty()) {
+            text = pattern
+                .replace_all(&text, crate::secrets::REDACTED)
+                .into_owned();
+        }
+    }
+    // Counted in the redacted text, so a replay from the (already redacted) snapshot
+    // counts the same.
+    let redacted = text.matches(crate::secrets::REDACTED).count();
+    let bytes = text.len() as u64;
+    let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+    (
+        InputText {
+            text,
+            bytes,
+            sha256,
+        },
+        redacted,
+    )
+}
+
+/// The input as the prompt quotes it: escaped as data, cut at the per-file cap and at what
+/// is left of the step's `budget`, which the quoted text then uses up.
+fn quote(path: &str, read: InputText, limits: &LimitsSection, budget: &mut usize) -> InputFile {
     // Inputs are data: nothing in them may spell hatrack's framing or notes (ordinary text
     // is left as it is).
-    let text = crate::verdict::markers::escape_data(&text).into_owned();
-    let total = file_bytes;
+    let text = crate::verdict::markers::escape_data(&read.text).into_owned();
+    let file_bytes = read.bytes;
     let whole = file_bytes as usize <= limits.max_file_bytes;
-    let total = if whole { text.len() } else { total as usize };
+    let total = if whole {
+        text.len()
+    } else {
+        file_bytes as usize
+    };
     let cap = limits.max_file_bytes.min(*budget);
     let (content, truncated) = truncate_of(&text, total, cap);
     *budget = budget.saturating_sub(content.len());
@@ -568,17 +728,14 @@ fn read_input(
     } else {
         file_bytes
     };
-    Ok(Ok((
-        InputFile {
-            path: path.to_string(),
-            content,
-            bytes: file_bytes,
-            sha256,
-            truncated,
-            shown_bytes,
-        },
-        redacted,
-    )))
+    InputFile {
+        path: path.to_string(),
+        content,
+        bytes: file_bytes,
+        sha256: read.sha256,
+        truncated,
+        shown_bytes,
+    }
 }
 
 /// Cuts `text` to at most `cap` bytes on a character boundary, with a visible marker.

@@ -115,11 +115,8 @@ pub fn check_path(path: &str) -> Result<PathBuf, String> {
 /// name (`sk-….md` and `[REDACTED].md`): a name holding `[REDACTED]` that collides with an
 /// earlier one is renamed (`[REDACTED]-2.md`) with a warning, never written over it.
 pub fn accept(hat: &str, proposed: &[(String, String)]) -> (Vec<Artifact>, Vec<String>) {
-    let mut accepted: Vec<Artifact> = Vec::new();
+    let mut accepted = Accepted::default();
     let mut refusals: Vec<String> = Vec::new();
-    // Lowercased relative paths taken as files, and as directories.
-    let mut files: HashSet<String> = HashSet::new();
-    let mut dirs: HashSet<String> = HashSet::new();
     for (path, content) in proposed {
         let clean = match check_path(path) {
             Ok(clean) => clean,
@@ -128,72 +125,119 @@ pub fn accept(hat: &str, proposed: &[(String, String)]) -> (Vec<Artifact>, Vec<S
                 continue;
             }
         };
-        let mut parts: Vec<String> = clean
+        let parts: Vec<String> = clean
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
-        let taken = |folded: &str| files.contains(folded) || dirs.contains(folded);
+        let parts = accepted.apart_from_scrubbed(path, parts, &mut refusals);
+        let rel = parts.join("/");
+        let folded = rel.to_lowercase();
+        let name = format!("artifacts/{hat}/{rel}");
+        // The directories it would be in, lowercased.
+        let prefixes: Vec<String> = (1..parts.len())
+            .map(|n| parts[..n].join("/").to_lowercase())
+            .collect();
+        if let Some(why) = accepted.refusal(path, &name, &folded, &prefixes) {
+            refusals.push(why);
+            continue;
+        }
+        accepted.files.insert(folded);
+        accepted.dirs.extend(prefixes);
+        accepted.artifacts.push(Artifact {
+            name,
+            content: content.clone(),
+        });
+    }
+    let warnings = listed_refusals(hat, &refusals);
+    // Name order, not answer order: later prompts quote artifacts in this order, and
+    // `hatrack render --against` rebuilds it from the files on disk.
+    let mut accepted = accepted.artifacts;
+    accepted.sort_by(|a, b| a.name.cmp(&b.name));
+    (accepted, warnings)
+}
+
+/// A hat's artifacts accepted so far, and the relative paths they take, lowercased (on a
+/// case-insensitive file system names that differ only in case are one): as files, and as
+/// the directories holding them.
+#[derive(Default)]
+struct Accepted {
+    artifacts: Vec<Artifact>,
+    files: HashSet<String>,
+    dirs: HashSet<String>,
+}
+
+impl Accepted {
+    /// Whether a lowercased relative path is taken, as a file or as a directory.
+    fn taken(&self, folded: &str) -> bool {
+        self.files.contains(folded) || self.dirs.contains(folded)
+    }
+
+    /// `parts`, unless they hold a scrubbed secret and are taken: two secrets can scrub to
+    /// one name, and neither may be written over the other, so the later one is renamed to
+    /// the first free `-2`, `-3`, … (noted among the `refusals`).
+    fn apart_from_scrubbed(
+        &self,
+        path: &str,
+        parts: Vec<String>,
+        refusals: &mut Vec<String>,
+    ) -> Vec<String> {
         if parts.join("/").contains(crate::secrets::REDACTED)
-            && taken(&parts.join("/").to_lowercase())
+            && self.taken(&parts.join("/").to_lowercase())
         {
-            if let Some(free) = unique_name(&parts, |f| taken(f)) {
+            if let Some(free) = unique_name(&parts, |f| self.taken(f)) {
                 refusals.push(format!(
                     "artifact {} holds a scrubbed secret and, scrubbed, is the name of another artifact; it was written as {}",
                     excerpt(path),
                     excerpt(&free.join("/"))
                 ));
-                parts = free;
+                return free;
             }
         }
-        let rel = parts.join("/");
-        let folded = rel.to_lowercase();
-        let name = format!("artifacts/{hat}/{rel}");
-        if accepted.iter().any(|a| a.name == name) {
-            refusals.push(format!(
+        parts
+    }
+
+    /// Why an artifact with a valid path is refused next to those accepted before it: the
+    /// same name twice, or but for letter case; a directory of another; a path under
+    /// another; one beyond [`MAX_ARTIFACTS_PER_HAT`]. `None` when it is accepted.
+    fn refusal(&self, path: &str, name: &str, folded: &str, prefixes: &[String]) -> Option<String> {
+        if self.artifacts.iter().any(|a| a.name == name) {
+            return Some(format!(
                 "artifact {} was given twice; the first one was kept",
                 excerpt(path)
             ));
-            continue;
         }
-        if files.contains(&folded) {
-            refusals.push(format!(
+        if self.files.contains(folded) {
+            return Some(format!(
                 "artifact {} differs from another only in letter case; the first one was kept",
                 excerpt(path)
             ));
-            continue;
         }
-        if dirs.contains(&folded) {
-            refusals.push(format!(
+        if self.dirs.contains(folded) {
+            return Some(format!(
                 "artifact {} names a directory that holds other artifacts; it was dropped",
                 excerpt(path)
             ));
-            continue;
         }
-        let prefixes: Vec<String> = (1..parts.len())
-            .map(|n| parts[..n].join("/").to_lowercase())
-            .collect();
-        if let Some(p) = prefixes.iter().find(|p| files.contains(*p)) {
-            refusals.push(format!(
+        if let Some(p) = prefixes.iter().find(|p| self.files.contains(*p)) {
+            return Some(format!(
                 "artifact {} would be inside {}, which is an artifact (a file); it was dropped",
                 excerpt(path),
                 excerpt(p)
             ));
-            continue;
         }
-        if accepted.len() >= MAX_ARTIFACTS_PER_HAT {
-            refusals.push(format!(
+        if self.artifacts.len() >= MAX_ARTIFACTS_PER_HAT {
+            return Some(format!(
                 "artifact {} is beyond the {MAX_ARTIFACTS_PER_HAT} a hat may produce; it was dropped",
                 excerpt(path)
             ));
-            continue;
         }
-        files.insert(folded);
-        dirs.extend(prefixes);
-        accepted.push(Artifact {
-            name,
-            content: content.clone(),
-        });
+        None
     }
+}
+
+/// The refusals as the report's warnings: the first [`MAX_LISTED_REFUSALS`] one by one, then
+/// one counting the rest, so a flood of bad names cannot flood the report.
+fn listed_refusals(hat: &str, refusals: &[String]) -> Vec<String> {
     let mut warnings: Vec<String> = refusals
         .iter()
         .take(MAX_LISTED_REFUSALS)
@@ -205,10 +249,7 @@ pub fn accept(hat: &str, proposed: &[(String, String)]) -> (Vec<Artifact>, Vec<S
             refusals.len() - MAX_LISTED_REFUSALS
         ));
     }
-    // Name order, not answer order: later prompts quote artifacts in this order, and
-    // `hatrack render --against` rebuilds it from the files on disk.
-    accepted.sort_by(|a, b| a.name.cmp(&b.name));
-    (accepted, warnings)
+    warnings
 }
 
 /// `parts` with `-2`, `-3`, … put before the extension of its last component, the first that

@@ -777,6 +777,30 @@ mod temp {
 
 /// Every path, hash and size checked before anything is read.
 fn validate(m: &Manifest) -> Result<(), String> {
+    check_header(m)?;
+    let mut total: u64 = 0;
+    let entries = m
+        .files
+        .iter()
+        .map(|(k, e)| (k.as_str(), e))
+        .chain(m.tools.iter().map(|t| ("a tool result", &t.result)));
+    for (logical, entry) in entries {
+        check_entry(m, logical, entry)?;
+        total = total.saturating_add(entry.bytes);
+    }
+    check_pack_table(m)?;
+    if total > MAX_TOTAL_BYTES {
+        return Err(format!(
+            "{total} bytes in all, more than {} MiB",
+            MAX_TOTAL_BYTES >> 20
+        ));
+    }
+    Ok(())
+}
+
+/// The manifest as a whole: a format this hatrack reads, a bounded number of entries, and a
+/// stage directory that is one plain name (it becomes a path).
+fn check_header(m: &Manifest) -> Result<(), String> {
     if !(1..=FORMAT).contains(&m.format) {
         return Err(format!(
             "format {} (this hatrack reads formats 1 to {FORMAT})",
@@ -792,51 +816,54 @@ fn validate(m: &Manifest) -> Result<(), String> {
             safe_fs::display_name(&m.stage_dir)
         ));
     }
-    let mut total: u64 = 0;
-    let entries = m
-        .files
-        .iter()
-        .map(|(k, e)| (k.as_str(), e))
-        .chain(m.tools.iter().map(|t| ("a tool result", &t.result)));
-    for (logical, entry) in entries {
-        let shown = safe_fs::display_name(logical);
-        if logical != "a tool result" && !is_logical_path(logical) {
-            return Err(format!(
-                "{shown}: not a relative path of plain names under stage/, workspace/ or prompts/"
-            ));
-        }
-        if !is_hash(&entry.sha256) {
-            return Err(format!(
-                "{shown}: sha256 {} is not 64 lowercase hex digits",
-                safe_fs::display_name(&entry.sha256)
-            ));
-        }
-        if entry.bytes > MAX_OBJECT_BYTES {
-            return Err(format!(
-                "{shown}: {} bytes, more than the {} MiB a snapshot file may have",
-                entry.bytes,
-                MAX_OBJECT_BYTES >> 20
-            ));
-        }
-        total = total.saturating_add(entry.bytes);
-        if m.format >= 2 {
-            match m.pack.get(&entry.sha256) {
-                Some(slice) if slice.bytes == entry.bytes => {}
-                Some(slice) => {
-                    return Err(format!(
-                        "{shown}: sha256 {} is given two sizes ({} bytes, {} in the pack table)",
-                        entry.sha256, entry.bytes, slice.bytes
-                    ))
-                }
-                None => {
-                    return Err(format!(
-                        "{shown}: sha256 {} is not in the pack table",
-                        entry.sha256
-                    ))
-                }
+    Ok(())
+}
+
+/// One file or tool result: a logical path that stays inside the snapshot, a well-formed
+/// hash, a bounded size and, from format 2, a pack-table slice of that same size.
+fn check_entry(m: &Manifest, logical: &str, entry: &Entry) -> Result<(), String> {
+    let shown = safe_fs::display_name(logical);
+    if logical != "a tool result" && !is_logical_path(logical) {
+        return Err(format!(
+            "{shown}: not a relative path of plain names under stage/, workspace/ or prompts/"
+        ));
+    }
+    if !is_hash(&entry.sha256) {
+        return Err(format!(
+            "{shown}: sha256 {} is not 64 lowercase hex digits",
+            safe_fs::display_name(&entry.sha256)
+        ));
+    }
+    if entry.bytes > MAX_OBJECT_BYTES {
+        return Err(format!(
+            "{shown}: {} bytes, more than the {} MiB a snapshot file may have",
+            entry.bytes,
+            MAX_OBJECT_BYTES >> 20
+        ));
+    }
+    if m.format >= 2 {
+        match m.pack.get(&entry.sha256) {
+            Some(slice) if slice.bytes == entry.bytes => {}
+            Some(slice) => {
+                return Err(format!(
+                    "{shown}: sha256 {} is given two sizes ({} bytes, {} in the pack table)",
+                    entry.sha256, entry.bytes, slice.bytes
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "{shown}: sha256 {} is not in the pack table",
+                    entry.sha256
+                ))
             }
         }
     }
+    Ok(())
+}
+
+/// The pack table: none in format 1; otherwise well-formed hashes and slices that fit in a
+/// file (bounded, and whose end does not overflow).
+fn check_pack_table(m: &Manifest) -> Result<(), String> {
     if m.format == 1 && !m.pack.is_empty() {
         return Err("format 1 has no pack table".to_string());
     }
@@ -850,12 +877,6 @@ fn validate(m: &Manifest) -> Result<(), String> {
         if slice.bytes > MAX_OBJECT_BYTES || slice.offset.checked_add(slice.bytes).is_none() {
             return Err(format!("pack table: {hash} has an impossible slice"));
         }
-    }
-    if total > MAX_TOTAL_BYTES {
-        return Err(format!(
-            "{total} bytes in all, more than {} MiB",
-            MAX_TOTAL_BYTES >> 20
-        ));
     }
     Ok(())
 }
