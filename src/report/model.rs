@@ -173,6 +173,10 @@ pub enum StepStatus {
     Answered,
     /// Every attempt broke the schema; the step's verdicts are `unknown`.
     Unparseable,
+    /// The step's next request could not fit the model's context window (estimated before
+    /// sending, or refused by the provider); the step's verdicts are `unknown`, the rest of
+    /// the stage ran.
+    ContextExceeded,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
