@@ -113,25 +113,7 @@ pub async fn ask_structured(
                 return Ok(outcome);
             }
         };
-        outcome.attempts = attempt;
-        // Clamped per exchange (a replayed transcript may carry edited numbers), so that the
-        // plain sums callers make over steps cannot overflow either.
-        if reply.usage.clamped() != reply.usage || reply.duration_ms > MAX_EXCHANGE_MS {
-            tracing::warn!(
-                step,
-                attempt,
-                "the exchange reports impossible usage or duration ({:?}, {} ms); counted at the maximum",
-                reply.usage,
-                reply.duration_ms
-            );
-        }
-        outcome.usage.add(&reply.usage.clamped());
-        outcome.duration_ms = outcome
-            .duration_ms
-            .saturating_add(reply.duration_ms.min(MAX_EXCHANGE_MS));
-        outcome.sources.push(reply.source);
-        outcome.origins.push(reply.origin);
-
+        outcome.count(&reply, step, attempt);
         let content = reply.content.clone().unwrap_or_default();
         let problem = check_answer(&reply, &content, &validator);
         match problem {
@@ -155,6 +137,30 @@ pub async fn ask_structured(
         }
     }
     Ok(outcome)
+}
+
+impl StructuredOutcome {
+    /// Counts one exchange: attempts, usage, time and where its answer came from. Usage and
+    /// time are clamped per exchange (a replayed transcript may carry edited numbers), so
+    /// that the plain sums callers make over steps cannot overflow either.
+    fn count(&mut self, reply: &super::ModelReply, step: &str, attempt: u32) {
+        self.attempts = attempt;
+        if reply.usage.clamped() != reply.usage || reply.duration_ms > MAX_EXCHANGE_MS {
+            tracing::warn!(
+                step,
+                attempt,
+                "the exchange reports impossible usage or duration ({:?}, {} ms); counted at the maximum",
+                reply.usage,
+                reply.duration_ms
+            );
+        }
+        self.usage.add(&reply.usage.clamped());
+        self.duration_ms = self
+            .duration_ms
+            .saturating_add(reply.duration_ms.min(MAX_EXCHANGE_MS));
+        self.sources.push(reply.source);
+        self.origins.push(reply.origin);
+    }
 }
 
 /// Why an answer is not acceptable, or `None` when it is.
