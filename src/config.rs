@@ -153,6 +153,9 @@ pub struct ModelSection {
     pub budget: Option<u64>,
     /// Bytes of one response body read at most (default 8 MiB).
     pub max_response_bytes: Option<u64>,
+    /// The model's context window in tokens; every request is sized to fit it (default: what
+    /// the server says, else 32768).
+    pub context_tokens: Option<u64>,
     /// Further request-body fields, sent as they are (e.g. `frequency_penalty = 1.0`).
     #[serde(default)]
     pub request: serde_json::Map<String, serde_json::Value>,
@@ -395,6 +398,11 @@ impl ConfigFile {
             "[model] max_response_bytes",
             m.max_response_bytes,
             &bounds::MAX_RESPONSE_BYTES,
+        ));
+        put(opt(
+            "[model] context_tokens",
+            m.context_tokens,
+            &bounds::CONTEXT_TOKENS,
         ));
         for field in m.request.keys() {
             if RESERVED_REQUEST_FIELDS.contains(&field.as_str()) {

@@ -119,6 +119,7 @@ pub const KEYS: &[Key] = &[
     flagged("model.stream", Trust::Binding, "--no-stream", None, "streamed or whole answers"),
     flagged("model.jobs", Trust::Binding, "--jobs", None, "requests in flight"),
     key("model.max_response_bytes", Trust::Binding, "the largest answer read"),
+    key("model.context_tokens", Trust::Binding, "the model's context window every request is sized to fit (it neither redirects nor loosens: a request that does not fit ends its step unknown)"),
     flagged("judge.model", Trust::Policy, "--judge-model", Some("HATRACK_JUDGE_MODEL"), "which model judges"),
     flagged("judge.base_url", Trust::Policy, "--judge-base-url", Some(JUDGE_BASE_URL_ENV), "where judging requests and their key go"),
     key("judge.api_key_env", Trust::Policy, "which environment variable is sent as the judge's key"),

@@ -186,3 +186,50 @@ async fn budget_usd_stops_before_a_request_that_could_exceed_it() {
         .run();
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_prompt_tokens_are_priced_at_the_cached_input_price_and_shown() {
+    // A stand-in provider that serves 60 of every 100 prompt tokens from its cache.
+    let reviewer = FakeReviewer::new();
+    let server = FakeOpenAi::with_handler(move |req| {
+        let mut body = support::fake_openai::chat_body("", "stop", 100, 50);
+        if let support::fake_openai::Reply::Http { body: text, .. } = reviewer.answer(req) {
+            body = serde_json::from_str(&text).unwrap();
+        }
+        body["usage"]["prompt_tokens_details"]["cached_tokens"] = 60.into();
+        support::fake_openai::Reply::json(200, body)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    const CACHED: f64 = 1.5e-8;
+    let prices = dir.path().join("prices.json");
+    std::fs::write(
+        &prices,
+        format!(
+            r#"{{"fake-model": {{"input_cost_per_token": {INPUT:e}, "output_cost_per_token": {OUTPUT:e}, "cache_read_input_token_cost": {CACHED:e}}}}}"#
+        ),
+    )
+    .unwrap();
+    let out = run(&server, &run_dir)
+        .arg("--prices")
+        .arg(&prices)
+        .status(0)
+        .run();
+    let report = json(&run_dir.join("report.json"));
+    let steps = report["steps"].as_array().unwrap();
+    for step in steps {
+        assert_eq!(step["usage"]["cached_tokens"], 60, "{}", step["id"]);
+        let expected = 40.0 * INPUT + 60.0 * CACHED + 50.0 * OUTPUT;
+        let got = step["cost"]["usd"].as_f64().unwrap();
+        assert!(close(got, expected), "{}: {got} != {expected}", step["id"]);
+    }
+    let total = out.stdout.lines().find(|l| l.starts_with("total")).unwrap();
+    assert!(total.contains("(60% cached)"), "{total}");
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    let cached = 60 * steps.len();
+    assert!(
+        md.contains(&format!("({cached} prompt tokens cached, 60%)")),
+        "{md}"
+    );
+}

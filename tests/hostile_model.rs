@@ -338,26 +338,8 @@ struct ProviderCase {
 #[tokio::test(flavor = "multi_thread")]
 async fn provider_errors_are_named_for_their_cause_and_not_retried_when_futile() {
     let cases = vec![
-        // llama.cpp's shape, from a real run: a re-ask that outgrew the context.
-        ProviderCase {
-            reply: Reply::json(
-                400,
-                json!({"error": {"code": 400, "message": "the request exceeds the available context size (8244 tokens > 8192), try increasing it", "type": "exceed_context_size_error", "n_prompt_tokens": 8244, "n_ctx": 8192}}),
-            ),
-            says: &["context window", "HTTP 400", "1 attempt(s)"],
-            hint: "[limits]",
-            requests: 1,
-        },
-        // OpenAI's shape.
-        ProviderCase {
-            reply: Reply::json(
-                400,
-                json!({"error": {"message": "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.", "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}),
-            ),
-            says: &["context window"],
-            hint: "max_tokens",
-            requests: 1,
-        },
+        // A provider's "context length exceeded" ends only its step, not the run (exit 1):
+        // tests/context_window.rs.
         ProviderCase {
             reply: Reply::json(
                 401,

@@ -130,7 +130,7 @@ fn markdown_steps_table_shows_status_source_attempts_tokens_time() {
     assert!(row.contains("unparseable"), "{row}");
     assert!(row.contains("| live |"), "{row}");
     assert!(row.contains("| 3 |"), "{row}");
-    assert!(row.contains("9,400 / 3,100"), "{row}");
+    assert!(row.contains("9,400 / 0 / 3,100"), "{row}");
     assert!(row.contains("31.0 s"), "{row}");
     assert!(md
         .lines()
@@ -384,7 +384,7 @@ fn html_shows_status_gate_and_the_hat_sequence_in_order() {
     );
     assert!(sequence.contains("⚠ unparseable"));
     assert!(sequence.contains(">replayed<") && sequence.contains(">live<"));
-    assert!(sequence.contains("9,400 / 3,100") && sequence.contains("31.0 s"));
+    assert!(sequence.contains("9,400 / 0 / 3,100") && sequence.contains("31.0 s"));
 
     let html = render(&HtmlExporter, &met_report());
     assert!(html.contains("✓ Signal met"));
@@ -507,7 +507,7 @@ fn summary_table_has_a_line_per_step_and_the_outcome() {
         .lines()
         .find(|l| l.starts_with("review/reliability"))
         .expect("a line for the review step");
-    for part in ["unparseable", "live", "9,400 / 3,100", "31.0 s"] {
+    for part in ["unparseable", "live", "9,400 / 0 / 3,100", "31.0 s"] {
         assert!(
             step_line.contains(part),
             "{part} missing from {step_line:?}"
@@ -532,6 +532,41 @@ fn summary_table_has_a_line_per_step_and_the_outcome() {
     let text = summary_table(&met_report());
     assert!(text.contains("signal met (exit 0)"));
     assert!(text.contains("gate auto: no human approval needed"));
+}
+
+#[test]
+fn cached_prompt_tokens_show_per_step_and_their_share_in_the_total() {
+    let mut report = sample_report();
+    let review = report
+        .steps
+        .iter_mut()
+        .find(|s| s.id == "review/reliability")
+        .unwrap();
+    review.usage.cached_tokens = 4_700;
+    report.run.usage.cached_tokens = 14_815; // half of the run's 29,630 prompt tokens
+    let text = summary_table(&report);
+    let step_line = text
+        .lines()
+        .find(|l| l.starts_with("review/reliability"))
+        .unwrap();
+    assert!(step_line.contains("9,400 / 4,700 / 3,100"), "{step_line}");
+    let total = text.lines().find(|l| l.starts_with("total")).unwrap();
+    assert!(
+        total.contains("29,630 / 14,815 / 8,683 (50% cached)"),
+        "{total}"
+    );
+    let md = render(&MarkdownExporter, &report);
+    assert!(
+        md.contains("Total: 29,630 / 8,683 tokens (14,815 prompt tokens cached, 50%)"),
+        "{md}"
+    );
+    assert!(md.contains("| 9,400 / 4,700 / 3,100 |"));
+    let html = render(&HtmlExporter, &report);
+    assert!(
+        html.contains("14,815, 50% of the prompt tokens cached"),
+        "{html}"
+    );
+    assert!(html.contains("9,400 / 4,700 / 3,100"));
 }
 
 #[test]

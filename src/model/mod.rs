@@ -32,6 +32,7 @@ pub mod settings;
 pub mod stream;
 pub mod structured;
 pub mod transcript;
+pub mod window;
 
 pub use budget::Budget;
 pub use openai::{LiveModel, SharedTransport};

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! A model the table does not price has an **unknown** cost, never 0. Cached prompt tokens
-//! are priced as ordinary prompt tokens (an upper bound).
+//! (`usage.prompt_tokens_details.cached_tokens`) are priced at the cached-input price when
+//! the table has one (LiteLLM's `cache_read_input_token_cost`, or `cached_input` per million
+//! in the TOML form), else as ordinary prompt tokens (an upper bound).
 //!
 //! [`UsdBudget`] refuses a request before it is sent when its estimated cost (the token
 //! budget's estimate: prompt characters / 4, plus `max_tokens`) could push the run over the
@@ -31,11 +33,19 @@ use super::{BoxFuture, ChatModel, ModelError, ModelReply, ModelRequest};
 pub struct Price {
     pub input: f64,
     pub output: f64,
+    /// Per prompt token served from the provider's cache, when the table says.
+    pub cached_input: Option<f64>,
 }
 
 impl Price {
-    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
-        prompt_tokens as f64 * self.input + completion_tokens as f64 * self.output
+    /// The cost of `usage`: uncached prompt tokens at the input price, cached ones at the
+    /// cached-input price (the input price without one), completion at the output price.
+    pub fn cost(&self, usage: &super::Usage) -> f64 {
+        let cached = usage.cached_tokens.min(usage.prompt_tokens);
+        let fresh = usage.prompt_tokens - cached;
+        fresh as f64 * self.input
+            + cached as f64 * self.cached_input.unwrap_or(self.input)
+            + usage.completion_tokens as f64 * self.output
     }
 }
 
@@ -60,6 +70,7 @@ pub enum PriceError {
 struct LiteLlmEntry {
     input_cost_per_token: Option<f64>,
     output_cost_per_token: Option<f64>,
+    cache_read_input_token_cost: Option<f64>,
 }
 
 /// One table of the TOML form.
@@ -70,6 +81,9 @@ struct TomlEntry {
     input: f64,
     /// USD per million completion tokens.
     output: f64,
+    /// USD per million prompt tokens served from the provider's cache.
+    #[serde(default)]
+    cached_input: Option<f64>,
 }
 
 fn valid(p: f64) -> bool {
@@ -106,12 +120,20 @@ impl Prices {
                 if let (Some(input), Some(output)) =
                     (entry.input_cost_per_token, entry.output_cost_per_token)
                 {
-                    if !valid(input) || !valid(output) {
+                    let cached_input = entry.cache_read_input_token_cost;
+                    if !valid(input) || !valid(output) || !cached_input.is_none_or(valid) {
                         return Err(format_err(format!(
                             "{name:?}: prices must be finite and not negative"
                         )));
                     }
-                    models.insert(name, Price { input, output });
+                    models.insert(
+                        name,
+                        Price {
+                            input,
+                            output,
+                            cached_input,
+                        },
+                    );
                 }
             }
         } else {
@@ -126,7 +148,7 @@ impl Prices {
                 ))
             })?;
             for (name, e) in raw {
-                if !valid(e.input) || !valid(e.output) {
+                if !valid(e.input) || !valid(e.output) || !e.cached_input.is_none_or(valid) {
                     return Err(format_err(format!(
                         "[{name:?}]: prices must be finite and not negative"
                     )));
@@ -136,6 +158,7 @@ impl Prices {
                     Price {
                         input: e.input / 1e6,
                         output: e.output / 1e6,
+                        cached_input: e.cached_input.map(|c| c / 1e6),
                     },
                 );
             }
@@ -169,9 +192,8 @@ impl Prices {
     }
 
     /// USD for this usage of `model`; `None` when the table does not price it.
-    pub fn cost(&self, model: &str, prompt_tokens: u64, completion_tokens: u64) -> Option<f64> {
-        self.get(model)
-            .map(|p| p.cost(prompt_tokens, completion_tokens))
+    pub fn cost(&self, model: &str, usage: &super::Usage) -> Option<f64> {
+        self.get(model).map(|p| p.cost(usage))
     }
 }
 
@@ -211,9 +233,12 @@ impl UsdBudget {
             .get("max_tokens")
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(DEFAULT_COMPLETION_ESTIMATE);
-        self.prices
-            .cost(model, prompt, completion)
-            .unwrap_or(f64::INFINITY)
+        let usage = super::Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cached_tokens: 0,
+        };
+        self.prices.cost(model, &usage).unwrap_or(f64::INFINITY)
     }
 
     async fn complete_inner(&self, request: &ModelRequest) -> Result<ModelReply, ModelError> {
@@ -240,14 +265,7 @@ impl UsdBudget {
                 .get("model")
                 .and_then(|m| m.as_str())
                 .unwrap_or("");
-            let cost = self
-                .prices
-                .cost(
-                    model,
-                    reply.usage.prompt_tokens,
-                    reply.usage.completion_tokens,
-                )
-                .unwrap_or(estimate);
+            let cost = self.prices.cost(model, &reply.usage).unwrap_or(estimate);
             state.0 += cost;
         }
         result
@@ -283,8 +301,39 @@ mod tests {
         let (pa, pb) = (a.get("gpt-4o-mini").unwrap(), b.get("gpt-4o-mini").unwrap());
         assert!((pa.input - pb.input).abs() < 1e-15 && (pa.output - pb.output).abs() < 1e-15);
         assert!(a.get("dall-e-3").is_none() && a.get("sample_spec").is_none());
-        let cost = a.cost("gpt-4o-mini", 1_000_000, 1_000_000).unwrap();
+        let million = crate::model::Usage {
+            prompt_tokens: 1_000_000,
+            completion_tokens: 1_000_000,
+            cached_tokens: 0,
+        };
+        let cost = a.cost("gpt-4o-mini", &million).unwrap();
         assert!((cost - 0.75).abs() < 1e-9, "{cost}");
+    }
+
+    #[test]
+    fn cached_prompt_tokens_cost_the_cached_price_when_the_table_has_one() {
+        let json = r#"{"m": {"input_cost_per_token": 1e-6, "output_cost_per_token": 4e-6, "cache_read_input_token_cost": 1e-7},
+                       "plain": {"input_cost_per_token": 1e-6, "output_cost_per_token": 4e-6}}"#;
+        let a = Prices::parse(json, Path::new("p.json")).unwrap();
+        let b = Prices::parse(
+            "[m]\ninput = 1.0\noutput = 4.0\ncached_input = 0.1\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        let usage = crate::model::Usage {
+            prompt_tokens: 1_000,
+            completion_tokens: 100,
+            cached_tokens: 600,
+        };
+        // 400 fresh at 1e-6, 600 cached at 1e-7, 100 out at 4e-6.
+        let expected = 400.0 * 1e-6 + 600.0 * 1e-7 + 100.0 * 4e-6;
+        for prices in [&a, &b] {
+            let cost = prices.cost("m", &usage).unwrap();
+            assert!((cost - expected).abs() < 1e-15, "{cost} != {expected}");
+        }
+        // Without a cached price, cached tokens cost what other prompt tokens cost.
+        let plain = a.cost("plain", &usage).unwrap();
+        assert!((plain - (1_000.0 * 1e-6 + 100.0 * 4e-6)).abs() < 1e-15);
     }
 
     #[test]
@@ -296,7 +345,7 @@ mod tests {
             Path::new("p.json"),
         )
         .unwrap();
-        assert_eq!(p.cost("llama-3", 10, 10), None);
+        assert_eq!(p.cost("llama-3", &crate::model::Usage::default()), None);
         assert_eq!(p.get("gpt-4o"), None, "two providers price gpt-4o");
         assert_eq!(p.get("o3").unwrap().input, 5e-6);
         assert_eq!(p.get("openai/gpt-4o").unwrap().input, 1e-6);

@@ -107,6 +107,10 @@ pub struct ModelSettings {
     /// Bytes of one response body read at most; a longer answer fails the request (exit 3)
     /// instead of filling memory and being quoted back in re-asks.
     pub max_response_bytes: usize,
+    /// The model's context window in tokens (`[model] context_tokens`, what the server said,
+    /// or what run.json recorded); `None`: [`super::window::DEFAULT_CONTEXT_TOKENS`]. Every
+    /// request is sized to fit it ([`super::window::fit`]).
+    pub context_tokens: Option<u64>,
 }
 
 pub const DEFAULT_SEED: i64 = 42;
@@ -191,6 +195,7 @@ impl Default for ModelSettings {
             backoff_max: Duration::from_secs(30),
             retry_after_max: Duration::from_secs(60),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            context_tokens: None,
         }
     }
 }
@@ -228,6 +233,8 @@ pub mod bounds {
     pub const BUDGET: RangeInclusive<u64> = 1..=1_000_000_000_000;
     /// `max_tokens` of each request.
     pub const MAX_TOKENS: RangeInclusive<u64> = 1..=1_048_576;
+    /// `[model] context_tokens`: 256 tokens to 16 million.
+    pub const CONTEXT_TOKENS: RangeInclusive<u64> = 256..=16 * 1024 * 1024;
     /// `[model] max_response_bytes`: 1 KiB to 256 MiB.
     pub const MAX_RESPONSE_BYTES: RangeInclusive<u64> = 1024..=256 * 1024 * 1024;
     /// `[limits]` byte caps of what is quoted into one prompt: 1 byte to 64 MiB.

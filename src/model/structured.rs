@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::request::{build_body, ChatMessage, JsonSchemaSpec};
 use super::settings::ModelSettings;
+use super::window;
 use super::{ChatModel, ModelError, ModelRequest, ReplySource, Usage};
 
 /// Validation errors listed per re-ask at most (a broken answer can have hundreds).
@@ -41,6 +42,9 @@ pub struct StructuredOutcome {
     pub sources: Vec<ReplySource>,
     /// Where each attempt's answer was first obtained (see [`crate::model::ModelReply::origin`]).
     pub origins: Vec<ReplySource>,
+    /// The step ended because its next request could not fit the model's context window
+    /// (estimated before sending, or said by the provider): why, in a sentence.
+    pub overflow: Option<String>,
 }
 
 /// The compiled validator for `schema`. Compiling a schema costs more than a step's own
@@ -83,32 +87,33 @@ pub async fn ask_structured(
     // Saturating: `max_reasks` is range-checked where it is read, but u32::MAX must not wrap
     // to zero attempts here either.
     let max_attempts = settings.max_reasks.saturating_add(1);
+    let window = window::window_of(settings);
     for attempt in 1..=max_attempts {
+        // Re-ask notes are cut to fit; a prompt that cannot fit is not sent.
+        let body = window::fit(&mut conversation, messages.len(), window, |m| {
+            build_body(settings, m, Some(schema))
+        });
+        let body = match body {
+            Ok(body) => body,
+            Err(overflow) => {
+                outcome.overflow = Some(overflow.to_string());
+                return Ok(outcome);
+            }
+        };
         let request = ModelRequest {
             step: step.to_string(),
             attempt,
-            body: build_body(settings, &conversation, Some(schema)),
+            body,
         };
-        let reply = model.complete(&request).await?;
-        outcome.attempts = attempt;
-        // Clamped per exchange (a replayed transcript may carry edited numbers), so that the
-        // plain sums callers make over steps cannot overflow either.
-        if reply.usage.clamped() != reply.usage || reply.duration_ms > MAX_EXCHANGE_MS {
-            tracing::warn!(
-                step,
-                attempt,
-                "the exchange reports impossible usage or duration ({:?}, {} ms); counted at the maximum",
-                reply.usage,
-                reply.duration_ms
-            );
-        }
-        outcome.usage.add(&reply.usage.clamped());
-        outcome.duration_ms = outcome
-            .duration_ms
-            .saturating_add(reply.duration_ms.min(MAX_EXCHANGE_MS));
-        outcome.sources.push(reply.source);
-        outcome.origins.push(reply.origin);
-
+        let reply = match model.complete(&request).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                outcome.overflow = Some(window::refused_as_too_long(&e).ok_or(e)?);
+                outcome.attempts = attempt;
+                return Ok(outcome);
+            }
+        };
+        outcome.count(&reply, step, attempt);
         let content = reply.content.clone().unwrap_or_default();
         let problem = check_answer(&reply, &content, &validator);
         match problem {
@@ -132,6 +137,30 @@ pub async fn ask_structured(
         }
     }
     Ok(outcome)
+}
+
+impl StructuredOutcome {
+    /// Counts one exchange: attempts, usage, time and where its answer came from. Usage and
+    /// time are clamped per exchange (a replayed transcript may carry edited numbers), so
+    /// that the plain sums callers make over steps cannot overflow either.
+    fn count(&mut self, reply: &super::ModelReply, step: &str, attempt: u32) {
+        self.attempts = attempt;
+        if reply.usage.clamped() != reply.usage || reply.duration_ms > MAX_EXCHANGE_MS {
+            tracing::warn!(
+                step,
+                attempt,
+                "the exchange reports impossible usage or duration ({:?}, {} ms); counted at the maximum",
+                reply.usage,
+                reply.duration_ms
+            );
+        }
+        self.usage.add(&reply.usage.clamped());
+        self.duration_ms = self
+            .duration_ms
+            .saturating_add(reply.duration_ms.min(MAX_EXCHANGE_MS));
+        self.sources.push(reply.source);
+        self.origins.push(reply.origin);
+    }
 }
 
 /// Why an answer is not acceptable, or `None` when it is.

@@ -71,13 +71,17 @@ pub struct ExchangeError {
 impl Exchange {
     /// The reply this exchange replays as, if it succeeded.
     /// The recorded error when the provider refused the request itself as malformed (a plain
-    /// 400, e.g. `tools` it does not support), which asking again cannot change. Failures a
-    /// user can fix and then resume (a key, a model name, a quota) are asked again.
+    /// 400, e.g. `tools` it does not support) or as too long for its context window, which
+    /// asking again cannot change. Failures a user can fix and then resume (a key, a model
+    /// name, a quota) are asked again.
     pub fn permanent_error(&self) -> Option<&ExchangeError> {
+        use super::ProviderErrorKind::{BadRequest, ContextExceeded};
         self.error.as_ref().filter(|e| {
             e.status.is_some_and(|s| {
-                super::openai::classify_status(s, &e.message)
-                    == super::ProviderErrorKind::BadRequest
+                matches!(
+                    super::openai::classify_status(s, &e.message),
+                    BadRequest | ContextExceeded
+                )
             })
         })
     }

@@ -79,6 +79,7 @@ fn suite(report: &Report, judge: &str) -> TestSuite {
             Property::new("source", step.source.as_str()),
             Property::new("attempts", step.attempts.to_string()),
             Property::new("prompt_tokens", step.usage.prompt_tokens.to_string()),
+            Property::new("cached_tokens", step.usage.cached_tokens.to_string()),
             Property::new(
                 "completion_tokens",
                 step.usage.completion_tokens.to_string(),
@@ -90,7 +91,7 @@ fn suite(report: &Report, judge: &str) -> TestSuite {
                 cost.usd.map_or("unknown".to_string(), |v| format!("{v}")),
             ));
         }
-        if step.status == StepStatus::Unparseable || !step.errors.is_empty() {
+        if step.status != StepStatus::Answered || !step.errors.is_empty() {
             let mut err = format!(
                 "step {} is {} after {} attempt(s)\n",
                 step.id,

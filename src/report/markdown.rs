@@ -263,9 +263,9 @@ fn steps_table(report: &Report, md: &mut Budget) {
     }
     let priced = report.run.cost.is_some();
     if priced {
-        md.try_push("### Steps\n\n| Step | Status | Source | Attempts | Tokens (in / out) | Time | Cost |\n|---|---|---|---:|---:|---:|---:|\n");
+        md.try_push("### Steps\n\n| Step | Status | Source | Attempts | Tokens (in / cached / out) | Time | Cost |\n|---|---|---|---:|---:|---:|---:|\n");
     } else {
-        md.try_push("### Steps\n\n| Step | Status | Source | Attempts | Tokens (in / out) | Time |\n|---|---|---|---:|---:|---:|\n");
+        md.try_push("### Steps\n\n| Step | Status | Source | Attempts | Tokens (in / cached / out) | Time |\n|---|---|---|---:|---:|---:|\n");
     }
     let mut omitted = 0;
     for step in &report.steps {
@@ -273,6 +273,7 @@ fn steps_table(report: &Report, md: &mut Budget) {
             StepStatus::Answered => "answered".to_string(),
             StepStatus::Unparseable => "⚠️ unparseable".to_string(),
             StepStatus::DecidedByChecks => text::step_status(step.status).to_string(),
+            StepStatus::ContextExceeded => "⚠️ context exceeded".to_string(),
         };
         let cost = if priced {
             format!(" {} |", text::usd(step.cost.as_ref()))
@@ -280,14 +281,13 @@ fn steps_table(report: &Report, md: &mut Budget) {
             String::new()
         };
         let row = format!(
-            "| {} {} | {} | {} | {} | {} / {} | {} |{cost}\n",
+            "| {} {} | {} | {} | {} | {} | {} |{cost}\n",
             code(&step.id),
             esc(&step.name),
             status,
             esc(&step.source),
             step.attempts,
-            text::int(step.usage.prompt_tokens),
-            text::int(step.usage.completion_tokens),
+            text::tokens(&step.usage),
             text::duration(step.duration_ms),
         );
         if omitted > 0 || !md.try_push(&row) {
@@ -303,9 +303,11 @@ fn steps_table(report: &Report, md: &mut Budget) {
         None => String::new(),
     };
     md.try_push(&format!(
-        "\nTotal: {} / {} tokens, {}{cost}.\n\n",
+        "\nTotal: {} / {} tokens ({} prompt tokens cached, {}), {}{cost}.\n\n",
         text::int(u.prompt_tokens),
         text::int(u.completion_tokens),
+        text::int(u.cached_tokens),
+        text::cached_share(&u),
         text::duration(report.run.duration_ms)
     ));
 }
@@ -383,6 +385,12 @@ fn step_notes(step: &StepReport) -> String {
         s.push_str(&format!(
             "⚠️ **Unparseable:** no attempt of {} gave a schema-valid answer; its verdicts are unknown.\n\n",
             step.attempts
+        ));
+    }
+    if step.status == StepStatus::ContextExceeded {
+        s.push_str(&format!(
+            "⚠️ **Context exceeded:** a request of this step could not fit the model's context window; its verdicts are unknown. {}.\n\n",
+            esc(crate::verdict::CONTEXT_HINT)
         ));
     }
     for (i, err) in step.errors.iter().enumerate() {

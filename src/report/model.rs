@@ -180,6 +180,10 @@ pub enum StepStatus {
     Unparseable,
     /// Checks decided every requirement of the step before any request: it was not asked.
     DecidedByChecks,
+    /// The step's next request could not fit the model's context window (estimated before
+    /// sending, or refused by the provider); the step's verdicts are `unknown`, the rest of
+    /// the stage ran.
+    ContextExceeded,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

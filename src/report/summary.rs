@@ -1,7 +1,7 @@
 //! The short plain-text table printed on stdout after a run. No colour codes: the caller
 //! decides whether to colour anything.
 
-use super::model::Report;
+use super::model::{Report, StepStatus};
 use super::text;
 
 /// Lines of "why" shown before pointing at the full reports.
@@ -16,8 +16,9 @@ fn more(out: &mut String, total: usize) {
     }
 }
 
-/// One line per step (step, status, source, tokens, time), the verdict counts, the outcome
-/// line with the exit code, and the gate note. Ends with a newline.
+/// One line per step (step, status, source, tokens in / cached / out, time), the run's
+/// total with its cached share of the prompt tokens, the verdict counts, the outcome line
+/// with the exit code, and the gate note. Ends with a newline.
 pub fn summary_table(report: &Report) -> String {
     let priced = report.run.cost.is_some();
     let mut header = vec![
@@ -25,7 +26,7 @@ pub fn summary_table(report: &Report) -> String {
         "status",
         "source",
         "attempts",
-        "tokens in/out",
+        "tokens in/cached/out",
         "time",
     ];
     if priced {
@@ -40,11 +41,7 @@ pub fn summary_table(report: &Report) -> String {
                 text::step_status(s.status).to_string(),
                 s.source.clone(),
                 s.attempts.to_string(),
-                format!(
-                    "{} / {}",
-                    text::int(s.usage.prompt_tokens),
-                    text::int(s.usage.completion_tokens)
-                ),
+                text::tokens(&s.usage),
                 text::duration(s.duration_ms),
             ];
             if priced {
@@ -63,25 +60,33 @@ pub fn summary_table(report: &Report) -> String {
             .iter()
             .fold(0u32, |t, s| t.saturating_add(s.attempts))
             .to_string(),
-        format!(
-            "{} / {}",
-            text::int(u.prompt_tokens),
-            text::int(u.completion_tokens)
-        ),
+        format!("{} ({} cached)", text::tokens(&u), text::cached_share(&u)),
         text::duration(report.run.duration_ms),
     ];
     if priced {
         total.push(text::usd(report.run.cost.as_ref()));
     }
     rows.push(total);
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut out = format!(
+        "hatrack · stage {} · run {}\n\n",
+        report.stage.name, report.run.id
+    );
+    out.push_str(&table(&header, &rows));
+    out.push('\n');
+    out.push_str(&footer(report));
+    out
+}
 
+/// The header, the step rows, a rule and the total row, columns aligned (numbers to the
+/// right, words to the left).
+fn table(header: &[String], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    // Numbers right-aligned, words left-aligned.
     let right = [false, false, false, true, true, true, true];
     let line = |cells: &[String]| -> String {
         let mut s = String::new();
@@ -102,36 +107,47 @@ pub fn summary_table(report: &Report) -> String {
         }
         s.trim_end().to_string() + "\n"
     };
-
-    let mut out = format!(
-        "hatrack · stage {} · run {}\n\n",
-        report.stage.name, report.run.id
-    );
-    out.push_str(&line(
-        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-    ));
-    for row in &rows[..rows.len() - 1] {
+    let mut out = line(header);
+    let (last, steps) = rows.split_last().expect("the total row is always there");
+    for row in steps {
         out.push_str(&line(row));
     }
     let rule: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
     out.push_str(&"-".repeat(rule));
     out.push('\n');
-    out.push_str(&line(&rows[rows.len() - 1]));
-    out.push('\n');
+    out.push_str(&line(last));
+    out
+}
 
+/// The verdict counts, why the signal is not met, what to do about steps that did not fit
+/// the context window, the outcome line and the gate note.
+fn footer(report: &Report) -> String {
     let c = report.outcome.counts;
-    out.push_str(&format!(
+    let mut out = format!(
         "verdicts: {}, {} unmet, {} unknown · {} · {}\n",
         text::met_count(report),
         c.unmet,
         c.unknown,
         text::blocking(report),
         text::models(report)
-    ));
+    );
     for reason in report.outcome.reasons.iter().take(MAX_LINES) {
         out.push_str(&format!("  why: {}\n", text::short(&reason.message, 110)));
     }
     more(&mut out, report.outcome.reasons.len());
+    let overflowed: Vec<&str> = report
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::ContextExceeded)
+        .map(|s| s.id.as_str())
+        .collect();
+    if !overflowed.is_empty() {
+        out.push_str(&format!(
+            "context exceeded: {} (verdicts unknown; the rest of the stage ran)\nhint: {}\n",
+            overflowed.join(", "),
+            crate::verdict::CONTEXT_HINT
+        ));
+    }
     out.push('\n');
     out.push_str(&text::outcome_line(report));
     out.push('\n');

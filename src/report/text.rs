@@ -189,7 +189,28 @@ pub fn duration(ms: u64) -> String {
     }
 }
 
-/// `12,345`.
+/// `3,240 / 1,200 / 155`: prompt, cached prompt and completion tokens.
+pub fn tokens(u: &super::model::TokenUsage) -> String {
+    format!(
+        "{} / {} / {}",
+        int(u.prompt_tokens),
+        int(u.cached_tokens),
+        int(u.completion_tokens)
+    )
+}
+
+/// `32%`: the share of prompt tokens the provider served from its cache (whole percent,
+/// rounded down; `0%` without prompt tokens).
+pub fn cached_share(u: &super::model::TokenUsage) -> String {
+    let share = u
+        .cached_tokens
+        .min(u.prompt_tokens)
+        .saturating_mul(100)
+        .checked_div(u.prompt_tokens)
+        .unwrap_or(0);
+    format!("{share}%")
+}
+
 /// A cost as people read it: `$0.0123` under a dollar, `$4.57` above; `unknown` when the
 /// model has no price (never `$0`).
 pub fn usd(cost: Option<&super::model::Cost>) -> String {
@@ -200,6 +221,7 @@ pub fn usd(cost: Option<&super::model::Cost>) -> String {
     }
 }
 
+/// `12,345`.
 pub fn int(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
@@ -235,6 +257,7 @@ pub fn step_status(s: StepStatus) -> &'static str {
         StepStatus::Answered => "answered",
         StepStatus::Unparseable => "unparseable",
         StepStatus::DecidedByChecks => "decided by checks (not asked)",
+        StepStatus::ContextExceeded => "context exceeded",
     }
 }
 

@@ -15,7 +15,8 @@ use crate::model::structured::{
     ask_structured, excerpt, reask, validate_reply, StructuredOutcome, MAX_EXCHANGE_MS,
     REASK_EXCERPT_BYTES,
 };
-use crate::model::{ChatModel, ModelError, ModelRequest, ProviderErrorKind};
+use crate::model::window;
+use crate::model::{ChatModel, ModelError, ModelReply, ModelRequest, ProviderErrorKind};
 use crate::run::tool_answers::ToolAnswers;
 use crate::secrets::Scrubber;
 use crate::tools::{Trail, Workspace};
@@ -71,22 +72,26 @@ pub async fn ask(
         return Ok(AgentOutcome::plain(plain, None));
     };
     let validator = crate::model::structured::validator(step, spec)?;
-    let tools = Workspace::definitions();
-    let mut conversation = messages.to_vec();
-    let mut out = AgentOutcome::plain(StructuredOutcome::default(), None);
-    let mut reasks_left = settings.max_reasks;
-    let mut tool_bytes = 0usize;
-    let max_turns = agent.max_turns.max(1);
-    for turn in 1..=max_turns {
-        let request = ModelRequest {
-            step: step.to_string(),
-            attempt: turn,
-            body: build_body_with_tools(settings, &conversation, Some(spec), Some(&tools)),
+    let mut state = Turns {
+        conversation: messages.to_vec(),
+        prompt_len: messages.len(),
+        out: AgentOutcome::plain(StructuredOutcome::default(), None),
+        reasks_left: settings.max_reasks,
+        tool_bytes: 0,
+        max_turns: agent.max_turns.max(1),
+    };
+    for turn in 1..=state.max_turns {
+        let request = match state.request(step, settings, spec, turn) {
+            Ok(request) => request,
+            Err(overflow) => {
+                state.out.structured.overflow = Some(overflow.to_string());
+                return Ok(state.out);
+            }
         };
         let reply = match model.complete(&request).await {
             Ok(reply) => reply,
             // A plain 400 on the first turn: the provider does not take `tools` (a context
-            // overflow is a 400 too, but another request would not fit either).
+            // overflow has a kind of its own).
             Err(ModelError::Provider {
                 status: Some(400),
                 kind: ProviderErrorKind::BadRequest,
@@ -96,9 +101,76 @@ pub async fn ask(
                 let note = "the provider refused `tools` (HTTP 400): answered in one request over the bound inputs";
                 return Ok(AgentOutcome::plain(plain, Some(note.into())));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                state.out.structured.overflow = Some(window::refused_as_too_long(&e).ok_or(e)?);
+                state.out.structured.attempts = turn;
+                return Ok(state.out);
+            }
         };
-        let o = &mut out.structured;
+        if state.take(agent, &reply, turn, &validator) {
+            return Ok(state.out);
+        }
+    }
+    let max_turns = state.max_turns;
+    state.out.structured.errors.push(format!(
+        "the agent used all {max_turns} turns ([agent] max_turns) without a final answer"
+    ));
+    Ok(state.out)
+}
+
+/// An agent's conversation as it goes, turn by turn.
+struct Turns {
+    conversation: Vec<ChatMessage>,
+    /// Messages of the step's prompt (never cut); what follows is the agent's own.
+    prompt_len: usize,
+    out: AgentOutcome,
+    reasks_left: u32,
+    tool_bytes: usize,
+    max_turns: u32,
+}
+
+impl Turns {
+    /// The next request, sized to fit the window: tool results and re-ask notes re-sent
+    /// from earlier turns are cut first. The last turn may not call tools
+    /// (`tool_choice: "none"`), so it answers.
+    fn request(
+        &mut self,
+        step: &str,
+        settings: &ModelSettings,
+        spec: &JsonSchemaSpec,
+        turn: u32,
+    ) -> Result<ModelRequest, window::Overflow> {
+        let tools = Workspace::definitions();
+        let last = turn == self.max_turns;
+        let body = window::fit(
+            &mut self.conversation,
+            self.prompt_len,
+            window::window_of(settings),
+            |m| {
+                let mut body = build_body_with_tools(settings, m, Some(spec), Some(&tools));
+                if let (true, Some(fields)) = (last, body.as_object_mut()) {
+                    fields.insert("tool_choice".into(), Value::from("none"));
+                }
+                body
+            },
+        )?;
+        Ok(ModelRequest {
+            step: step.to_string(),
+            attempt: turn,
+            body,
+        })
+    }
+
+    /// Takes one reply: runs its tool calls, or validates its answer (re-asking when it is
+    /// invalid and re-asks are left). True when the step is done.
+    fn take(
+        &mut self,
+        agent: &Agent,
+        reply: &ModelReply,
+        turn: u32,
+        validator: &jsonschema::Validator,
+    ) -> bool {
+        let o = &mut self.out.structured;
         o.attempts = turn;
         // Clamped per exchange, as in `ask_structured`: a replayed transcript may carry
         // edited numbers.
@@ -110,46 +182,44 @@ pub async fn ask(
         o.origins.push(reply.origin);
         let content = reply.content.clone().unwrap_or_default();
         if !reply.tool_calls.is_empty() {
-            conversation.push(ChatMessage::assistant_tool_calls(
+            self.conversation.push(ChatMessage::assistant_tool_calls(
                 content,
                 Value::Array(reply.tool_calls.clone()),
             ));
             for (i, call) in reply.tool_calls.iter().enumerate() {
-                let (id, result) = run_call(agent, call, i, &mut tool_bytes, &mut out);
-                conversation.push(ChatMessage::tool(id, result));
+                let (id, result) = run_call(agent, call, i, &mut self.tool_bytes, &mut self.out);
+                self.conversation.push(ChatMessage::tool(id, result));
             }
-            continue;
+            return false;
         }
-        if out.trail.is_empty() && turn == 1 {
-            out.note =
+        if self.out.trail.is_empty() && turn == 1 {
+            self.out.note =
                 Some("the model made no tool calls: it answered from the bound inputs".into());
         }
-        match validate_reply(&reply, &validator) {
+        match validate_reply(reply, validator) {
             Ok(value) => {
-                out.structured.value = Some(value);
-                return Ok(out);
+                self.out.structured.value = Some(value);
+                true
             }
             Err(problem) => {
                 // Excerpts only: a long or cut-off answer must not grow the next request.
                 let problem = excerpt(&problem, REASK_EXCERPT_BYTES);
-                tracing::warn!(step, turn, "invalid structured answer: {problem}");
-                out.structured
+                tracing::warn!(turn, "invalid structured answer: {problem}");
+                self.out
+                    .structured
                     .errors
                     .push(format!("turn {turn}: {problem}"));
-                if reasks_left == 0 {
-                    return Ok(out);
+                if self.reasks_left == 0 {
+                    return true;
                 }
-                reasks_left -= 1;
+                self.reasks_left -= 1;
                 let shown = excerpt(&content, REASK_EXCERPT_BYTES);
-                conversation.push(ChatMessage::assistant(shown));
-                conversation.push(reask(&problem));
+                self.conversation.push(ChatMessage::assistant(shown));
+                self.conversation.push(reask(&problem));
+                false
             }
         }
     }
-    out.structured.errors.push(format!(
-        "the agent used all {max_turns} turns ([agent] max_turns) without a final answer"
-    ));
-    Ok(out)
 }
 
 /// Runs one tool call; returns the call id and the (scrubbed) result for the model.

@@ -221,7 +221,9 @@ fn step_report(
     let mut errors = Vec::new();
     let mut attempts = 0;
     let mut duration_ms = 0;
+    let mut overflowed = false;
     for o in outcomes {
+        overflowed |= o.overflow.is_some();
         usage.add(&TokenUsage {
             prompt_tokens: o.usage.prompt_tokens,
             completion_tokens: o.usage.completion_tokens,
@@ -229,6 +231,7 @@ fn step_report(
         });
         origins.extend(o.origins.iter().copied());
         errors.extend(o.errors.iter().cloned());
+        errors.extend(o.overflow.iter().cloned());
         attempts = u32::saturating_add(attempts, o.attempts);
         duration_ms = u64::saturating_add(duration_ms, o.duration_ms);
     }
@@ -237,10 +240,10 @@ fn step_report(
         kind: step.kind(),
         name: step.name(),
         model: model.to_string(),
-        status: if answered {
-            StepStatus::Answered
-        } else {
-            StepStatus::Unparseable
+        status: match (answered, overflowed) {
+            (true, _) => StepStatus::Answered,
+            (false, true) => StepStatus::ContextExceeded,
+            (false, false) => StepStatus::Unparseable,
         },
         attempts,
         usage,
@@ -304,17 +307,19 @@ fn unjudged(r: &Requirement, plan: &RunPlan, step: &Step<'_>) -> Judged {
 /// One judge's word on one requirement, grounded; `unknown` with its cause when the answer
 /// (or the whole step) gave none.
 fn sample_verdict<T: Verdicts>(
-    answer: Option<&T>,
+    asked: &Asked<T>,
     id: &str,
     sources: &Sources,
     step: &str,
 ) -> SampledVerdict {
-    let Some(v) = answer.and_then(|a| a.verdict_for(id)) else {
+    let Some(v) = asked.answer.as_ref().and_then(|a| a.verdict_for(id)) else {
+        let step = step.to_string();
         return SampledVerdict {
             claimed: Verdict::Unknown,
             verdict: Verdict::Unknown,
-            cause: Some(Cause::NoAnswer {
-                step: step.to_string(),
+            cause: Some(match asked.outcome.overflow {
+                Some(_) => Cause::ContextExceeded { step },
+                None => Cause::NoAnswer { step },
             }),
             finding: String::new(),
             severity: None,
@@ -487,17 +492,27 @@ async fn execute_steps(
         }
     }
 
-    for s in run
-        .steps
-        .iter()
-        .filter(|s| s.status == StepStatus::Unparseable)
-    {
-        run.warnings.push(format!(
-            "{} gave no schema-valid answer after {} attempt(s); its verdicts are unknown",
-            s.id, s.attempts
-        ));
-    }
+    step_warnings(&mut run);
     Ok(assemble(plan, run))
+}
+
+/// A warning for each step that gave no answer: unparseable, or its request did not fit.
+fn step_warnings(run: &mut Progressed) {
+    for s in &run.steps {
+        match s.status {
+            StepStatus::Answered | StepStatus::DecidedByChecks => {}
+            StepStatus::Unparseable => run.warnings.push(format!(
+                "{} gave no schema-valid answer after {} attempt(s); its verdicts are unknown",
+                s.id, s.attempts
+            )),
+            StepStatus::ContextExceeded => run.warnings.push(format!(
+                "{}: {}; its verdicts are unknown, the rest of the stage ran; hint: {}",
+                s.id,
+                s.errors.last().map(String::as_str).unwrap_or_default(),
+                crate::verdict::CONTEXT_HINT
+            )),
+        }
+    }
 }
 
 /// Asks one hat for its artifacts and writes the accepted ones.
@@ -649,7 +664,7 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
         let sampled: Vec<SampledVerdict> = asked_all
             .iter()
             .zip(&sample_sources)
-            .map(|(a, s)| sample_verdict(a.answer.as_ref(), &req.id, s, &step.id))
+            .map(|(a, s)| sample_verdict(a, &req.id, s, &step.id))
             .collect();
         samples::apply(&mut r, &sampled, plan.stability_threshold);
         judged.push(r);
@@ -762,7 +777,12 @@ fn price_steps(prices: &crate::model::prices::Prices, steps: &mut [StepReport]) 
     let mut total = Some(0.0);
     let mut unpriced: Vec<String> = Vec::new();
     for s in steps {
-        let usd = prices.cost(&s.model, s.usage.prompt_tokens, s.usage.completion_tokens);
+        let usage = crate::model::Usage {
+            prompt_tokens: s.usage.prompt_tokens,
+            completion_tokens: s.usage.completion_tokens,
+            cached_tokens: s.usage.cached_tokens,
+        };
+        let usd = prices.cost(&s.model, &usage);
         if usd.is_none() && !unpriced.contains(&s.model) {
             unpriced.push(s.model.clone());
         }

@@ -64,6 +64,13 @@ pub struct ModelRecord {
     /// The judging steps' model (absent in runs recorded before judges had their own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<JudgeRecord>,
+    /// The context window every request was sized to fit, in tokens (absent in runs recorded
+    /// before requests were sized: they replay unsized, as they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u64>,
+    /// Where that size came from: `[model] context_tokens`, `server`, or `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_from: Option<String>,
 }
 
 /// The model every judging step asked, and where (credentials removed).
@@ -71,6 +78,9 @@ pub struct ModelRecord {
 pub struct JudgeRecord {
     pub name: String,
     pub base_url: String,
+    /// The judge's context window, when it was sized apart from the producing model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -56,6 +56,12 @@ pub fn read_window(start: usize, last: usize, total: usize) -> String {
     )
 }
 
+/// `[hatrack: 2048 bytes cut to fit the model's context window]`: a re-ask note or a re-sent
+/// tool result shortened so the request fits.
+pub fn cut_to_fit(left_out: usize) -> String {
+    format!("{NOTE}{left_out} bytes cut to fit the model's context window{NOTE_CLOSE}")
+}
+
 /// `[hatrack: the file has 12 lines]`.
 pub fn file_lines(total: usize) -> String {
     format!("{NOTE}the file has {total} lines{NOTE_CLOSE}")
@@ -185,6 +191,7 @@ mod tests {
             line_cut(500),
             read_window(1, 80, 200),
             file_lines(3),
+            cut_to_fit(2048),
         ] {
             assert!(contains_mark(&mark), "{mark}");
             let text = format!("before {mark} after");

@@ -268,6 +268,9 @@ pub enum Cause {
     NoEvidence,
     /// The step gave no schema-valid answer for this requirement.
     NoAnswer { step: String },
+    /// The step's request could not fit the model's context window (estimated before it was
+    /// sent, or refused by the provider as too long), so the step gave no answer.
+    ContextExceeded { step: String },
     /// The judge itself answered `unknown`.
     JudgeUndecided,
     /// With `--samples`, the most frequent verdicts tied: `unmet` when `unmet` was among
@@ -299,6 +302,7 @@ impl Cause {
             Cause::Ungrounded { .. } => "ungrounded evidence",
             Cause::NoEvidence => "no evidence cited",
             Cause::NoAnswer { .. } => "no answer",
+            Cause::ContextExceeded { .. } => "context exceeded",
             Cause::JudgeUndecided => "the judge could not tell",
             Cause::SamplesTied => "the samples tied",
             Cause::ArtifactOnly => "grounded only in a hat's own output",
@@ -332,6 +336,9 @@ impl Cause {
             Cause::NoAnswer { step } => {
                 format!("{step} gave no usable answer for this requirement")
             }
+            Cause::ContextExceeded { step } => format!(
+                "context exceeded: {step}'s request did not fit the model's context window, so it gave no answer ({CONTEXT_HINT})"
+            ),
             Cause::JudgeUndecided => "the judge answered unknown".into(),
             Cause::SamplesTied => {
                 "the samples tied: a tie that includes unmet is unmet, any other tie is unknown"
@@ -355,6 +362,9 @@ impl Cause {
         }
     }
 }
+
+/// What to do about a step whose request did not fit the model's context window.
+pub const CONTEXT_HINT: &str = "quote less with [limits] max_file_bytes / max_input_bytes / max_artifact_bytes, lower [model] max_tokens, or set [model] context_tokens to the model's real window";
 
 /// A verdict as the completion judge is shown it: see [`Judged::shown_verdict`].
 pub fn shown_verdict(verdict: Verdict, cause: Option<&Cause>) -> Verdict {

@@ -10,6 +10,11 @@
 //! Answers come from a script (one [`Reply`] per request, in order) or from a function of
 //! the request ([`FakeOpenAi::with_handler`]). Every request is logged.
 //!
+//! `GET` requests (hatrack asking a server its context window: `/props`, `/v1/models`) are
+//! answered apart — 404 unless [`FakeOpenAi::says_context`] makes the fake answer as
+//! llama.cpp's server does — and logged apart ([`FakeOpenAi::gets`]): they neither use the
+//! script nor count as requests.
+//!
 //! Streaming: a request with `"stream": true` gets a 200 chat answer as server-sent events
 //! (role, content in small deltas, tool-call deltas, finish_reason, a usage chunk, `[DONE]`),
 //! as OpenAI and llama.cpp send them, unless [`FakeOpenAi::ignore_stream`] makes it a
@@ -376,6 +381,9 @@ struct Shared {
     max_in_flight: AtomicUsize,
     /// Answer `"stream": true` requests as SSE (false: plain JSON regardless).
     stream_when_asked: AtomicBool,
+    /// The context window `GET /props` and `GET /v1/models` report (`None`: 404).
+    context: Mutex<Option<u64>>,
+    gets: Mutex<Vec<SeenRequest>>,
 }
 
 /// The running fake server. Stops when dropped (or with [`FakeOpenAi::stop`]).
@@ -413,6 +421,8 @@ impl FakeOpenAi {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             stream_when_asked: AtomicBool::new(true),
+            context: Mutex::new(None),
+            gets: Mutex::new(Vec::new()),
         });
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = {
@@ -469,6 +479,17 @@ impl FakeOpenAi {
         self.shared.stream_when_asked.store(false, Ordering::SeqCst);
     }
 
+    /// Answers `GET /props` (`default_generation_settings.n_ctx`) and `GET /v1/models`
+    /// (`meta.n_ctx`) with this context window, as llama.cpp's server does.
+    pub fn says_context(&self, tokens: u64) {
+        *self.shared.context.lock().unwrap() = Some(tokens);
+    }
+
+    /// Every `GET` received so far (hatrack asking the server about its model).
+    pub fn gets(&self) -> Vec<SeenRequest> {
+        self.shared.gets.lock().unwrap().clone()
+    }
+
     /// Appends replies to the script.
     pub fn push(&self, replies: impl IntoIterator<Item = Reply>) {
         self.shared.script.lock().unwrap().extend(replies);
@@ -495,6 +516,27 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         let Some(request) = read_request(&mut stream, &mut buffer).await else {
             return;
         };
+        if request.method == "GET" {
+            shared.gets.lock().unwrap().push(request.clone());
+            let reply = match (*shared.context.lock().unwrap(), request.path.as_str()) {
+                (Some(n), "/props") => Reply::json(
+                    200,
+                    json!({"default_generation_settings": {"n_ctx": n}, "model_alias": "fake-openai"}),
+                ),
+                (Some(n), "/v1/models") => Reply::json(
+                    200,
+                    json!({"object": "list", "data": [{"id": "fake-openai", "object": "model", "meta": {"n_ctx": n}}]}),
+                ),
+                _ => Reply::json(
+                    404,
+                    json!({"error": {"message": "not found", "type": "fake"}}),
+                ),
+            };
+            if !write_reply(&mut stream, reply).await {
+                return;
+            }
+            continue;
+        }
         shared.count.fetch_add(1, Ordering::SeqCst);
         shared.log.lock().unwrap().push(request.clone());
         let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -540,6 +582,11 @@ async fn answer(stream: &mut TcpStream, shared: &Shared, request: &SeenRequest) 
     if request.body["stream"] == true && shared.stream_when_asked.load(Ordering::SeqCst) {
         reply = as_stream(reply);
     }
+    write_reply(stream, reply).await
+}
+
+/// Writes one (unwrapped) reply; false when the connection must be closed afterwards.
+async fn write_reply(stream: &mut TcpStream, reply: Reply) -> bool {
     match reply {
         Reply::Http {
             status,

@@ -64,6 +64,7 @@ pub(super) async fn execute<W: Write + ?Sized>(
         record_checks(&locked, checks.as_ref())?;
     }
     let locked = Arc::new(locked);
+    setup::apply_windows(&mut settings, &mut judge, &record.model);
 
     // Tokens of streamed answers show on the step's line as they arrive.
     settings.on_tokens = runner.progress.token_observer();
@@ -208,7 +209,19 @@ async fn open_record(
                     run_dir.display()
                 )));
             }
-            let record = new_record(prepared, models, run_dir, samples, transcript.mode, gate);
+            // The context windows are asked of the server here, by a run about to call it,
+            // and recorded, so that a replay never asks.
+            let (mut settings, mut judge) = (models.0.clone(), models.1.clone());
+            let from = setup::resolve_windows(&mut settings, &mut judge).await;
+            let mut record = new_record(
+                prepared,
+                (&settings, &judge),
+                run_dir,
+                samples,
+                transcript.mode,
+                gate,
+            );
+            record.model.context_from = Some(from.to_string());
             // A file and an fsync: off the async workers, which a batch's requests share.
             let scrubber = scrubber.clone();
             blocking(move || {
@@ -305,7 +318,12 @@ pub(super) fn new_record(
             judge: Some(JudgeRecord {
                 name: judge.model.clone(),
                 base_url: rundir::sanitise_url(&judge.base_url),
+                context_tokens: judge
+                    .context_tokens
+                    .filter(|_| judge.context_tokens != settings.context_tokens),
             }),
+            context_tokens: settings.context_tokens,
+            context_from: None,
         },
         samples: samples.max(1),
         inputs,
