@@ -259,6 +259,11 @@ impl Kind {
         what: "a prompt template",
         max: 1 << 20,
     };
+    /// A case's `labels.toml` of a labelled suite.
+    pub const LABELS: Kind = Kind {
+        what: "a labels.toml",
+        max: 1 << 20,
+    };
     /// A report or an artifact a run directory holds (read by `diff`, `render`, the step
     /// summary).
     pub const RUN_FILE: Kind = Kind {

@@ -1114,3 +1114,39 @@ async fn with_samples_each_item_has_its_flip_rate() {
         .filter(|i| i["kind"] == "hat-constraint")
         .all(|i| i["got"] == "met"));
 }
+
+/// A labels.toml that is a FIFO, a device or a link out of its case is refused at once
+/// (exit 2, naming the file) by the one bounded reader, before any request.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labels_file_that_is_not_a_regular_file_is_refused_before_any_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server(Judge::Oracle).await;
+    for (i, make) in ["fifo", "device", "outside"].into_iter().enumerate() {
+        let suite = write_suite(&tmp.path().join(format!("s{i}")));
+        let labels = suite.join("no-limits").join("labels.toml");
+        std::fs::remove_file(&labels).unwrap();
+        match make {
+            "fifo" => {
+                let c = std::ffi::CString::new(labels.to_str().unwrap()).unwrap();
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }
+            "device" => std::os::unix::fs::symlink("/dev/zero", &labels).unwrap(),
+            _ => {
+                let outside = tmp.path().join(format!("outside-{i}.toml"));
+                std::fs::write(&outside, "gate = \"met\"\n").unwrap();
+                std::os::unix::fs::symlink(&outside, &labels).unwrap();
+            }
+        }
+        let started = std::time::Instant::now();
+        let out = eval(&server, &suite, &tmp.path().join(format!("out{i}")))
+            .status(2)
+            .run();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{make}"
+        );
+        assert!(out.stderr.contains("labels.toml"), "{make}: {}", out.stderr);
+    }
+    assert_eq!(server.count(), 0);
+}

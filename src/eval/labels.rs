@@ -21,9 +21,6 @@ pub const ARTIFACTS_DIR: &str = "artifacts";
 /// Most cases one suite takes (each is a run).
 pub const MAX_CASES: usize = 10_000;
 
-/// Largest labels.toml read.
-const MAX_LABELS_BYTES: u64 = 1 << 20;
-
 /// The right verdict for one requirement in one case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -146,8 +143,9 @@ struct RawLabels {
     why: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
-/// Loads every case of `dir` (each subdirectory with a labels.toml; a subdirectory without
-/// one is not a case). Every problem of every case is reported at once.
+/// Loads every case of `dir` (each subdirectory with a labels.toml — whatever kind of file it
+/// is, so one that is not a regular file is refused, never silently skipped; a subdirectory
+/// without one is not a case). Every problem of every case is reported at once.
 pub fn load_suite(dir: &Path) -> Result<Suite, LabelErrors> {
     let shown = dir.display();
     let entries = std::fs::read_dir(dir).map_err(|e| {
@@ -157,7 +155,7 @@ pub fn load_suite(dir: &Path) -> Result<Suite, LabelErrors> {
     })?;
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.path().join(LABELS_FILE).is_file())
+        .filter(|e| e.path().join(LABELS_FILE).symlink_metadata().is_ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
@@ -380,17 +378,11 @@ fn near<'a>(id: &str, ids: &'a BTreeSet<String>) -> Option<&'a String> {
     ids.iter().find(|c| c.starts_with(prefix))
 }
 
+/// Through the one bounded reader: a regular file only (a FIFO would hang), at most
+/// [`crate::safe_fs::Kind::LABELS`] bytes, a link only to a file beside it.
 fn read_capped(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read it ({e})"))?;
-    let mut text = String::new();
-    file.take(MAX_LABELS_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read it as UTF-8 text ({e})"))?;
-    if text.len() as u64 > MAX_LABELS_BYTES {
-        return Err(format!("larger than {MAX_LABELS_BYTES} bytes"));
-    }
-    Ok(text)
+    use crate::safe_fs::{read_bounded_string, Kind, Links};
+    read_bounded_string(path, Kind::LABELS, Links::SameDir).map_err(|e| e.why.to_string())
 }
 
 /// The 1-based line of a byte offset.

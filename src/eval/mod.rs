@@ -261,9 +261,6 @@ pub struct CaseRun {
     error: Option<String>,
 }
 
-/// Largest report.json read.
-const MAX_REPORT_BYTES: u64 = 64 << 20;
-
 /// Reads every case's run directory `dir/<case>/`: its report.json, and member.json (the
 /// batch's record of how it ended) when the run ended without a report.
 pub fn read_runs(dir: &Path, suite: &Suite) -> Result<Vec<CaseRun>, crate::Error> {
@@ -307,15 +304,10 @@ fn read_run(run_dir: &Path) -> Result<CaseRun, crate::Error> {
     )))
 }
 
+/// A recorded run's file through the one bounded reader (never through a link).
 fn read_capped(path: &Path) -> Result<String, crate::Error> {
-    use std::io::Read;
-    let file =
-        std::fs::File::open(path).map_err(|e| crate::Error::io(path.display().to_string(), e))?;
-    let mut text = String::new();
-    file.take(MAX_REPORT_BYTES)
-        .read_to_string(&mut text)
-        .map_err(|e| crate::Error::io(path.display().to_string(), e))?;
-    Ok(text)
+    use crate::safe_fs::{read_bounded_string, Kind, Links};
+    Ok(read_bounded_string(path, Kind::RUN_FILE, Links::Never)?)
 }
 
 /// Labels whose id the recorded run does not have (labels of another stage, or a typo),
