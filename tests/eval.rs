@@ -438,6 +438,34 @@ async fn a_recorded_eval_scores_again_and_replays_offline_byte_for_byte() {
         .arg(&dir)
         .stdout_has("14 right, 0 wrong")
         .run();
+    // A case whose last run ended in an error (here: as a replay that missed would record
+    // it) is scored from that end, not from a report left by an earlier run.
+    let broken = tmp.path().join("broken");
+    copy_dir(&dir, &broken);
+    std::fs::write(
+        broken.join("clean").join("member.json"),
+        "{\"exit_code\": 4, \"error\": \"replaying clean: no recorded exchange matches\"}\n",
+    )
+    .unwrap();
+    Test::new()
+        .args(["eval", "--from"])
+        .arg(&broken)
+        .status(4)
+        .stdout_has("1 without a gate")
+        .run();
+    let e = json(&broken.join("eval.json"));
+    let clean = e["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "clean")
+        .unwrap();
+    assert_eq!(clean["exit_code"], 4);
+    assert!(clean["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["got"] == "unknown"));
     let after = files(&dir);
     let names: Vec<&String> = before.keys().collect();
     assert_eq!(names, after.keys().collect::<Vec<_>>());
@@ -1093,4 +1121,18 @@ async fn with_samples_each_item_has_its_flip_rate() {
         .flat_map(|c| c["items"].as_array().unwrap())
         .filter(|i| i["kind"] == "hat-constraint")
         .all(|i| i["got"] == "met"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let target = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
