@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use support::fake_openai::FakeOpenAi;
 use support::fake_reviewer::FakeReviewer;
-use support::Test;
+use support::{copy_dir, Test};
 
 /// One case of the test suite: name, split, expected gate, labels (id, expected).
 struct CaseDef {
@@ -438,6 +438,34 @@ async fn a_recorded_eval_scores_again_and_replays_offline_byte_for_byte() {
         .arg(&dir)
         .stdout_has("14 right, 0 wrong")
         .run();
+    // A case whose last run ended in an error (here: as a replay that missed would record
+    // it) is scored from that end, not from a report left by an earlier run.
+    let broken = tmp.path().join("broken");
+    copy_dir(&dir, &broken);
+    std::fs::write(
+        broken.join("clean").join("member.json"),
+        "{\"exit_code\": 4, \"error\": \"replaying clean: no recorded exchange matches\"}\n",
+    )
+    .unwrap();
+    Test::new()
+        .args(["eval", "--from"])
+        .arg(&broken)
+        .status(4)
+        .stdout_has("1 without a gate")
+        .run();
+    let e = json(&broken.join("eval.json"));
+    let clean = e["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "clean")
+        .unwrap();
+    assert_eq!(clean["exit_code"], 4);
+    assert!(clean["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["got"] == "unknown"));
     let after = files(&dir);
     let names: Vec<&String> = before.keys().collect();
     assert_eq!(names, after.keys().collect::<Vec<_>>());

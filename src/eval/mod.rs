@@ -273,6 +273,28 @@ pub fn read_runs(dir: &Path, suite: &Suite) -> Result<Vec<CaseRun>, crate::Error
 
 fn read_run(run_dir: &Path) -> Result<CaseRun, crate::Error> {
     let report_path = run_dir.join("report.json");
+    let member_path = run_dir.join(crate::batch::index::MEMBER_FILE);
+    // How the batch says the run last ended: an error there (a replay that missed, a
+    // provider that failed) outranks a report.json left from an earlier run.
+    let member: Option<MemberSeen> = if member_path.is_file() {
+        Some(
+            serde_json::from_str(&read_capped(&member_path)?)
+                .map_err(|e| crate::Error::usage(format!("{}: {e}", member_path.display())))?,
+        )
+    } else {
+        None
+    };
+    if let Some(MemberSeen {
+        exit_code,
+        error: Some(error),
+    }) = member
+    {
+        return Ok(CaseRun {
+            report: None,
+            exit_code: exit_code.unwrap_or(2),
+            error: Some(error),
+        });
+    }
     if report_path.is_file() {
         let text = read_capped(&report_path)?;
         let report: RunReport = serde_json::from_str(&text).map_err(|e| {
@@ -284,18 +306,11 @@ fn read_run(run_dir: &Path) -> Result<CaseRun, crate::Error> {
             error: None,
         });
     }
-    let member_path = run_dir.join(crate::batch::index::MEMBER_FILE);
-    if member_path.is_file() {
-        let member: MemberSeen = serde_json::from_str(&read_capped(&member_path)?)
-            .map_err(|e| crate::Error::usage(format!("{}: {e}", member_path.display())))?;
+    if let Some(member) = member {
         return Ok(CaseRun {
             report: None,
             exit_code: member.exit_code.unwrap_or(2),
-            error: Some(
-                member
-                    .error
-                    .unwrap_or_else(|| "the run ended without a report".into()),
-            ),
+            error: Some("the run ended without a report".into()),
         });
     }
     Err(crate::Error::usage(format!(
