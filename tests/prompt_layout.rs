@@ -132,3 +132,56 @@ async fn every_request_opens_with_the_bytes_the_run_shares_and_asks_only_about_i
         }
     }
 }
+
+/// Without `[model] max_tokens`, each step's answer budget is what its answer needs: a hat
+/// gets room for its artifacts, a judging step a frame plus one share per requirement it
+/// rules on — not one number for all; `[model] max_tokens` sets one for every step.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_step_gets_the_answer_budget_its_requirements_need() {
+    use hatrack::run::steps::{ANSWER_FRAME_TOKENS, HAT_ANSWER_TOKENS, TOKENS_PER_VERDICT};
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = dir.path().join("ws");
+    support::copy_dir(
+        &support::repo_root().join("examples/orders-pipeline"),
+        &workspace,
+    );
+    let config = workspace.join("hatrack.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("[model]\nmax_tokens = 1536\n"));
+    let without = text.replace("[model]\nmax_tokens = 1536\n", "");
+    for fixed in [None, Some(700u64)] {
+        let configured = match fixed {
+            Some(f) => format!("{without}\n[model]\nmax_tokens = {f}\n"),
+            None => without.clone(),
+        };
+        std::fs::write(&config, configured).unwrap();
+        let server = FakeOpenAi::with_handler({
+            let r = FakeReviewer::new();
+            move |req| r.answer(req)
+        })
+        .await;
+        Test::new()
+            .args(["run"])
+            .arg(&workspace)
+            .args(["--model", "fake-model", "--jobs", "1", "--base-url"])
+            .arg(server.url())
+            .arg("--transcript")
+            .arg(dir.path().join(format!("run-{}", fixed.unwrap_or(0))))
+            .any_status()
+            .run();
+        let requests = server.requests();
+        assert_eq!(requests.len(), 6);
+        let mut sizes = BTreeSet::new();
+        for r in &requests {
+            let n = schema_ids(r).len() as u64;
+            let want = match fixed {
+                Some(f) => f,
+                None if n == 0 => u64::from(HAT_ANSWER_TOKENS),
+                None => u64::from(ANSWER_FRAME_TOKENS) + n * u64::from(TOKENS_PER_VERDICT),
+            };
+            assert_eq!(r.body["max_tokens"], want, "{n} requirement(s)");
+            sizes.insert(want);
+        }
+        assert_eq!(sizes.len() > 1, fixed.is_none(), "{sizes:?}");
+    }
+}

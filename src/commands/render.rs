@@ -68,14 +68,14 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let StepMessages { messages, .. } = context::messages(&step, &shown)?;
     let spec = step.schema(&stage);
     let evidence = evidence_rules(&step, &stage);
-    let settings = if step.is_judge() { &judge } else { &settings };
+    let settings = step.sized(if step.is_judge() { &judge } else { &settings }, &stage);
     let step = step.id;
     // The first turn's request: with the tool definitions when steps are agents.
     let tools = config
         .agent
         .tools
         .then(crate::tools::Workspace::definitions);
-    let body = build_body_with_tools(settings, &messages, Some(&spec), tools.as_ref());
+    let body = build_body_with_tools(&settings, &messages, Some(&spec), tools.as_ref());
 
     let Some(dir) = run_dir else {
         write_request(out, args.json, &body, &messages, tools.as_ref());

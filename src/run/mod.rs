@@ -97,12 +97,16 @@ impl RunPlan {
     }
 
     /// The settings a step is asked with: the judge model for judging steps.
-    pub fn settings_for(&self, step: &Step<'_>) -> &ModelSettings {
-        if step.is_judge() {
+    /// The settings a step is asked with: the judge's for judging steps, the producing
+    /// model's for hats; without `[model] max_tokens`, the step's own answer budget
+    /// ([`Step::answer_tokens`]).
+    pub fn settings_for(&self, step: &Step<'_>) -> std::borrow::Cow<'_, ModelSettings> {
+        let base = if step.is_judge() {
             &self.judge_settings
         } else {
             &self.settings
-        }
+        };
+        step.sized(base, &self.stage)
     }
 
     fn shown<'a>(
@@ -550,7 +554,7 @@ async fn run_hat(
     let asked: Asked<answer::HatAnswer> = ask(
         model,
         &step.id,
-        settings,
+        &settings,
         &messages,
         &spec,
         plan.agent.as_ref(),
@@ -643,7 +647,7 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
     let rounds = if asked { plan.samples } else { 0 };
     // Samples differ only in their seed; they run together (bounded by the model layer).
     let asked_all: Vec<Asked<T>> = futures::future::try_join_all((0..rounds).map(|k| {
-        let settings = samples::settings_for(base, k);
+        let settings = samples::settings_for(&base, k);
         let (messages, spec) = (&messages, &spec);
         async move {
             ask(
