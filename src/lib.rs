@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod definition;
+pub mod diff;
 pub mod error;
 pub mod eval;
 pub mod inputs;
