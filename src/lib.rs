@@ -16,6 +16,7 @@ pub mod diff;
 pub mod error;
 pub mod eval;
 pub mod inputs;
+pub mod listing;
 pub mod memo;
 pub mod model;
 pub mod policy;
