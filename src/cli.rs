@@ -172,6 +172,12 @@ pub struct EvalArgs {
     /// Ask each judging step N times (1–32); flip rates per item are reported.
     #[arg(long, value_name = "N", value_parser = parse_samples)]
     pub samples: Option<u32>,
+    /// Measure the judges alone: run every case without the stage's checks.toml and any
+    /// [[check]] (no probe, no veto, no finding shown). Only eval has this: a gate never
+    /// runs without its checks. `eval compare` of such a run and one with checks shows what
+    /// the checks add.
+    #[arg(long)]
+    pub without_checks: bool,
     #[command(flatten)]
     pub trust: TrustArgs,
 }
@@ -349,6 +355,10 @@ pub struct RunArgs {
     pub check_timeout: Option<u64>,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// Apply no checks at all (`eval --without-checks`: measuring the judges alone). Not a
+    /// flag of `run`: a gate always applies its stage's checks.
+    #[arg(skip)]
+    pub without_checks: bool,
 }
 
 /// Where policy comes from: the keys that decide where requests and keys go, which model

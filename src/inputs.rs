@@ -3,7 +3,7 @@
 //! through `hatrack.toml [inputs]`. Inputs are untrusted text: they are size-capped here and
 //! quoted as data by the prompts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
@@ -61,17 +61,23 @@ impl Bindings {
         self.hats.iter().find(|h| h.hat == hat)
     }
 
-    /// Every workspace file bound anywhere, each once, in first-seen order: what review
-    /// agents and the completion judge see beside the artifacts.
+    /// Every workspace file bound anywhere, each once, in first-seen order, each as the hat
+    /// that saw most of it saw it (a file two hats read may be cut by one hat's
+    /// `max_input_bytes` and not by the other's): what every step is shown.
     pub fn all_files(&self) -> Vec<&InputFile> {
-        let mut seen = BTreeSet::new();
-        let mut files = Vec::new();
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut files: Vec<&InputFile> = Vec::new();
         for hat in &self.hats {
             for item in &hat.items {
                 if let Binding::Workspace { files: fs, .. } = &item.binding {
                     for f in fs {
-                        if seen.insert(f.path.as_str()) {
-                            files.push(f);
+                        match seen.get(f.path.as_str()) {
+                            Some(&at) if files[at].shown_bytes < f.shown_bytes => files[at] = f,
+                            Some(_) => {}
+                            None => {
+                                seen.insert(f.path.as_str(), files.len());
+                                files.push(f);
+                            }
                         }
                     }
                 }

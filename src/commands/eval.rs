@@ -75,6 +75,7 @@ fn refuse_run_flags(args: &EvalArgs) -> Result<(), Error> {
         ),
         ("--record-mode", args.record_mode.is_some()),
         ("--policy", args.trust.policy.is_some()),
+        ("--without-checks", args.without_checks),
     ];
     match given.iter().find(|(_, g)| *g) {
         Some((flag, _)) => Err(Error::usage(format!(
@@ -109,5 +110,6 @@ fn run_args(args: &EvalArgs, dir: &Path) -> RunArgs {
         evidence: Vec::new(),
         run_checks: Vec::new(),
         check_timeout: None,
+        without_checks: args.without_checks,
     }
 }

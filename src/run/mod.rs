@@ -373,6 +373,16 @@ impl Progressed {
         sources
     }
 
+    /// The inputs a step's prompt cut to fit `max_input_bytes`: every step shares them, so
+    /// each is said once.
+    fn warn_cuts(&mut self, cuts: &[String]) {
+        for cut in cuts {
+            if !self.warnings.contains(cut) {
+                self.warnings.push(cut.clone());
+            }
+        }
+    }
+
     /// The run-wide evidence rules, after a batch of rulings: distinct requirements need
     /// distinct evidence; a `met` about the repository needs a repository quote.
     fn settle_evidence(&mut self, plan: &RunPlan) {
@@ -446,7 +456,7 @@ async fn execute_steps(
     let mut asks = Vec::new();
     for step in judges {
         let messages = context::messages(step, &plan.shown(&run.produced, &[]))?;
-        run.warnings.extend(messages.cuts.iter().cloned());
+        run.warn_cuts(&messages.cuts);
         asks.push(judge(plan, model, progress, step, messages));
     }
     for (report, judged, read) in futures::future::try_join_all(asks).await? {
@@ -476,21 +486,6 @@ async fn execute_steps(
         run.judged.extend(judged);
         run.read.extend(read);
         run.settle_evidence(plan);
-        if plan.agent.is_none() {
-            let about_repository: Vec<&str> = run
-                .judged
-                .iter()
-                .filter(|r| r.judged_by == signal.id && r.about == Subject::Repository)
-                .map(|r| r.id.as_str())
-                .collect();
-            if !about_repository.is_empty() {
-                run.warnings.push(format!(
-                    "the completion judge is shown only the hats' artifacts and has no tools ([agent] tools = false): {} {} about the repository, so a met there counts only when its quote's words also occur in a repository file (else it is grounded only in a hat's own output)",
-                    about_repository.join(", "),
-                    if about_repository.len() == 1 { "is" } else { "are" }
-                ));
-            }
-        }
     }
 
     step_warnings(&mut run);
@@ -527,7 +522,9 @@ async fn run_hat(
     let Target::Hat(hat) = step.target else {
         unreachable!("run_hat is called for hat steps only")
     };
-    let StepMessages { messages, .. } = context::messages(step, &plan.shown(&run.produced, &[]))?;
+    let StepMessages { messages, cuts, .. } =
+        context::messages(step, &plan.shown(&run.produced, &[]))?;
+    run.warn_cuts(&cuts);
     let settings = plan.settings_for(step);
     let spec = step.schema(&plan.stage);
     let asked: Asked<answer::HatAnswer> = ask(

@@ -40,6 +40,7 @@ fn run_args(args: &RejudgeArgs, workspace: &Path) -> RunArgs {
         evidence: Vec::new(),
         run_checks: Vec::new(),
         check_timeout: None,
+        without_checks: false,
     }
 }
 
