@@ -745,7 +745,7 @@ impl TranscriptModel {
     /// only when `mode` may call the model — so `none`, and `once` over a recorded
     /// transcript, never construct a client and cannot open a socket. `judge`: the judging
     /// steps' settings, when they name another endpoint (requests are routed by model). With
-    /// `settings.budget`, the live model sits behind a [`Budget`](super::Budget) (and with
+    /// `settings.budget`, the live model sits behind a [`TokenBudget`](super::TokenBudget) (and with
     /// `settings.budget_usd`, a [`UsdBudget`](super::prices::UsdBudget)): a budget counts
     /// what this run spends, replayed exchanges are free.
     ///
@@ -788,7 +788,7 @@ impl TranscriptModel {
                 _ => client,
             };
             let client: Arc<dyn ChatModel> = match settings.budget {
-                Some(tokens) => Arc::new(super::Budget::new(client, tokens)),
+                Some(tokens) => Arc::new(super::TokenBudget::new(client, tokens)),
                 None => client,
             };
             Some(match (settings.budget_usd, prices) {

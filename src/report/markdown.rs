@@ -33,12 +33,12 @@ impl Exporter for MarkdownExporter {
     }
 }
 
-/// Text accumulated under a byte budget.
-struct Budget {
+/// The report text, accumulated under its byte cap ([`MAX_BYTES`]).
+struct SizedText {
     out: String,
 }
 
-impl Budget {
+impl SizedText {
     /// Appends `block` if it fits (keeping [`RESERVE`] free); says whether it did.
     fn try_push(&mut self, block: &str) -> bool {
         if self.out.len() + block.len() + RESERVE <= MAX_BYTES {
@@ -58,7 +58,7 @@ impl Budget {
 }
 
 fn render(report: &Report) -> String {
-    let mut md = Budget { out: String::new() };
+    let mut md = SizedText { out: String::new() };
     head(report, &mut md);
     not_met_table(report, &mut md);
     checks(report, &mut md);
@@ -70,7 +70,7 @@ fn render(report: &Report) -> String {
 }
 
 /// The effective policy, key by key with its source (docs/policy.md).
-fn policy(report: &Report, md: &mut Budget) {
+fn policy(report: &Report, md: &mut SizedText) {
     let rows = text::policy_rows(report);
     if rows.is_empty() {
         return;
@@ -90,7 +90,7 @@ fn policy(report: &Report, md: &mut Budget) {
     }
 }
 
-fn head(report: &Report, md: &mut Budget) {
+fn head(report: &Report, md: &mut SizedText) {
     let icon = if report.outcome.signal_met {
         "✅"
     } else {
@@ -169,7 +169,7 @@ fn level(r: &RequirementReport) -> String {
     format!("{} ({})", r.level, text::weight(r))
 }
 
-fn not_met_table(report: &Report, md: &mut Budget) {
+fn not_met_table(report: &Report, md: &mut SizedText) {
     let rows = not_met(report);
     if rows.is_empty() {
         md.try_push("Every requirement is met.\n\n");
@@ -218,7 +218,7 @@ fn not_met_table(report: &Report, md: &mut Budget) {
 }
 
 /// What checks found (linters, tests, probes), errors first; absent without checks.
-fn checks(report: &Report, md: &mut Budget) {
+fn checks(report: &Report, md: &mut SizedText) {
     let Some(view) = text::check_view(report) else {
         return;
     };
@@ -257,7 +257,7 @@ fn checks(report: &Report, md: &mut Budget) {
     md.try_push("\n");
 }
 
-fn steps_table(report: &Report, md: &mut Budget) {
+fn steps_table(report: &Report, md: &mut SizedText) {
     if report.steps.is_empty() {
         return;
     }
@@ -312,7 +312,7 @@ fn steps_table(report: &Report, md: &mut Budget) {
     ));
 }
 
-fn details(report: &Report, md: &mut Budget) {
+fn details(report: &Report, md: &mut SizedText) {
     if report.requirements.is_empty() {
         return;
     }
@@ -487,7 +487,7 @@ fn requirement_block(r: &RequirementReport) -> String {
     s
 }
 
-fn warnings(report: &Report, md: &mut Budget) {
+fn warnings(report: &Report, md: &mut SizedText) {
     if report.warnings.is_empty() {
         return;
     }
