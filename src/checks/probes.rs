@@ -249,13 +249,17 @@ impl ProbeRun<'_> {
                         self.finding(
                             Level::Pass,
                             message,
-                            Some((file, n as u32, self.excerpt(line))),
+                            Some((file, n as u32, self.redacted_line(line))),
                         );
                     }
                     None => {
                         let first = text.lines().next().unwrap_or("");
                         let message = format!("no line of {file} matches `{shown}`: the probe {} requires one in every file matching {}", self.name, self.pattern);
-                        self.finding(Level::Error, message, Some((file, 1, self.excerpt(first))));
+                        self.finding(
+                            Level::Error,
+                            message,
+                            Some((file, 1, self.redacted_line(first))),
+                        );
                     }
                 }
                 continue;
@@ -269,7 +273,7 @@ impl ProbeRun<'_> {
                 self.finding(
                     Level::Error,
                     message,
-                    Some((file, n as u32, self.excerpt(line))),
+                    Some((file, n as u32, self.redacted_line(line))),
                 );
             }
         }
@@ -318,7 +322,7 @@ impl ProbeRun<'_> {
     }
 
     /// A repository line as an excerpt: redacted, capped, one line.
-    fn excerpt(&self, line: &str) -> String {
+    fn redacted_line(&self, line: &str) -> String {
         let mut text = line.trim().to_string();
         for pattern in self.probing.redact {
             text = pattern

@@ -629,7 +629,7 @@ impl ReplayIndex {
                     "the request equals the recorded one for step {} attempt {}, which has a response, but its request_hash {} is not the hash of that request: the line was edited, or recorded in a way this hatrack does not match; record the run again",
                     recorded.step,
                     recorded.attempt,
-                    safe_fs_excerpt(&recorded.request_hash)
+                    crate::safe_fs::printable_name(&recorded.request_hash)
                 );
             }
             return format!(
@@ -652,10 +652,6 @@ impl ReplayIndex {
             )
             .to_string()
     }
-}
-
-fn safe_fs_excerpt(text: &str) -> String {
-    crate::safe_fs::display_name(text)
 }
 
 /// Pretty JSON with message contents split on their newlines, so a changed sentence in a

@@ -179,8 +179,8 @@ pub(crate) fn append_step_summary(markdown: &Path, full: &Path, scrubber: &Scrub
     if let Err(e) = written {
         tracing::warn!(
             "$GITHUB_STEP_SUMMARY ({}): the step summary was not written: {}",
-            crate::safe_fs::display_name(&summary_path.display().to_string()),
-            crate::safe_fs::display_name(&e)
+            crate::safe_fs::printable_name(&summary_path.display().to_string()),
+            crate::safe_fs::printable_name(&e)
         );
     }
 }
