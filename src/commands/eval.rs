@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::cli::{EvalArgs, EvalCommand, GlobalArgs, ReportArgs, RunArgs};
+use crate::cli::{EvalArgs, EvalCommand, GateArgs, GlobalArgs, ReportArgs, RunArgs};
 use crate::eval::run::{run_suite, score_recorded, SuiteRun};
 use crate::eval::Thresholds;
 use crate::Error;
@@ -100,8 +100,10 @@ fn run_args(args: &EvalArgs, dir: &Path) -> RunArgs {
         report: ReportArgs {
             prompts: args.prompts.clone(),
             out: None,
-            allow_unknown: args.allow_unknown,
-            allow_unstable: args.allow_unstable,
+            gate: GateArgs {
+                allow_unknown: args.allow_unknown,
+                allow_unstable: args.allow_unstable,
+            },
             prices: args.prices.clone(),
             github: false,
         },

@@ -51,7 +51,7 @@ pub(super) async fn execute<W: Write + ?Sized>(
         &prepared,
         (&settings, &judge),
         &transcript,
-        setup::gate_policy(report_args, &prepared.config),
+        setup::gate_policy(&report_args.gate, &prepared.config),
         samples,
         &scrubber,
     )
@@ -76,7 +76,7 @@ pub(super) async fn execute<W: Write + ?Sized>(
         config: prepared.config.clone(),
         prompts: prepared.prompts.clone(),
     });
-    let gate = setup::gate_policy(report_args, &prepared.config);
+    let gate = setup::gate_policy(&report_args.gate, &prepared.config);
     let plan = run_plan(
         prepared,
         (settings, judge),
