@@ -71,6 +71,15 @@ pub fn printable_name(text: &str) -> String {
     }
 }
 
+/// A relative path as `/`-separated text, whatever the platform (`a/b/c.md`; empty for an
+/// empty path): how paths are written in reports, run.json, messages and tool answers.
+pub fn slash_path(path: &Path) -> String {
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Why a confined write was refused or failed. Names the path and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SafeFsError {

@@ -180,7 +180,7 @@ pub fn collect(
     let mut files = Vec::new();
     let base = stage.dir.parent().unwrap_or(&stage.dir);
     for file in &stage.source_files {
-        let rel = slash(file.strip_prefix(base).unwrap_or(file));
+        let rel = safe_fs::slash_path(file.strip_prefix(base).unwrap_or(file));
         if let Ok(bytes) = crate::definition::read_source_file(file) {
             files.push((format!("{STAGE}/{rel}"), Source::Bytes(bytes)));
         }
@@ -939,13 +939,6 @@ fn read_packed(path: &Path, slice: Slice) -> Result<Vec<u8>, String> {
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-fn slash(p: &Path) -> String {
-    p.components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 #[cfg(test)]

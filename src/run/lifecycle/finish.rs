@@ -130,11 +130,7 @@ pub(super) fn github_output<W: Write + ?Sized>(
                 .map(Path::to_path_buf)
         })
         .map(|rel| {
-            let rel = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/");
+            let rel = crate::safe_fs::slash_path(&rel);
             if rel.is_empty() {
                 rel
             } else {

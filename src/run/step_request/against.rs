@@ -2,7 +2,7 @@
 //! completion judge), and the request it would send now compared with the one it sent.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::definition::Stage;
 use crate::model::transcript::read_exchanges;
@@ -90,12 +90,7 @@ fn hat_artifacts(run_dir: &Path, hat: &str) -> Vec<Artifact> {
         .flatten()
         .filter(|e| e.file_type().is_file())
         .filter_map(|e| {
-            let rel: PathBuf = e.path().strip_prefix(&root).ok()?.to_path_buf();
-            let rel = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/");
+            let rel = crate::safe_fs::slash_path(e.path().strip_prefix(&root).ok()?);
             let content = crate::safe_fs::read_bounded_string(
                 e.path(),
                 crate::safe_fs::Kind::RUN_FILE,
