@@ -621,8 +621,8 @@ impl ReplayIndex {
                 }
             );
         };
-        let old = pretty(&recorded.request);
-        let new = pretty(body);
+        let old = request_lines(&recorded.request);
+        let new = request_lines(body);
         if old == new {
             if recorded.response.is_some() {
                 return format!(
@@ -656,7 +656,7 @@ impl ReplayIndex {
 
 /// Pretty JSON with message contents split on their newlines, so a changed sentence in a
 /// prompt shows as one changed line rather than one giant changed string.
-fn pretty(body: &Value) -> String {
+pub fn request_lines(body: &Value) -> String {
     let text = serde_json::to_string_pretty(body).unwrap_or_default();
     text.replace("\\n", "\\n\n")
 }

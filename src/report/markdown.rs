@@ -8,6 +8,7 @@
 
 use super::model::{Report, RequirementReport, StepReport, StepStatus, Verdict};
 use super::{text, Exporter, ReportError};
+use crate::verdict::fold_whitespace;
 
 /// The whole comment stays under this many bytes (bytes ≥ characters, so this is safe for
 /// GitHub's character limit too).
@@ -102,7 +103,7 @@ fn head(report: &Report, md: &mut SizedText) {
         code(&report.stage.name),
         report.outcome.exit_code
     );
-    let summary = text::one_line(&report.outcome.summary);
+    let summary = fold_whitespace(&report.outcome.summary);
     if !summary.is_empty() {
         s.push_str(&esc(&text::cap(&summary, FINDING_IN_DETAILS)));
         s.push_str("\n\n");
@@ -124,7 +125,7 @@ fn head(report: &Report, md: &mut SizedText) {
         for reason in &report.outcome.reasons {
             s.push_str(&format!(
                 "- {}\n",
-                esc(&text::cap(&text::one_line(&reason.message), 400))
+                esc(&text::cap(&fold_whitespace(&reason.message), 400))
             ));
         }
         s.push('\n');
@@ -203,7 +204,7 @@ fn not_met_table(report: &Report, md: &mut SizedText) {
             esc(&text::short(&r.text, 100)),
             esc(&level(r)),
             code(&r.judged_by),
-            esc(&text::cap(&text::one_line(&finding), FINDING_IN_TABLE)),
+            esc(&text::cap(&fold_whitespace(&finding), FINDING_IN_TABLE)),
         );
         if omitted > 0 || !md.try_push(&row) {
             omitted += 1;
@@ -226,7 +227,7 @@ fn checks(report: &Report, md: &mut SizedText) {
     for w in &view.warnings {
         md.try_push(&format!(
             "- ⚠️ {}\n",
-            esc(&text::cap(&text::one_line(w), WARNING_MAX))
+            esc(&text::cap(&fold_whitespace(w), WARNING_MAX))
         ));
     }
     if !view.warnings.is_empty() {
@@ -242,7 +243,7 @@ fn checks(report: &Report, md: &mut SizedText) {
             "| {} | {} | {} | {} |\n",
             code(&row.name),
             row.level,
-            esc(&text::cap(&text::one_line(&row.message), FINDING_IN_TABLE)),
+            esc(&text::cap(&fold_whitespace(&row.message), FINDING_IN_TABLE)),
             esc(&row.mapped_to),
         );
         if !md.try_push(&line) {
@@ -378,7 +379,7 @@ fn step_notes(step: &StepReport) -> String {
     if let Some(summary) = step.summary.as_deref().filter(|t| !t.trim().is_empty()) {
         s.push_str(&format!(
             "_Step summary:_ {}\n\n",
-            esc(&text::cap(&text::one_line(summary), FINDING_IN_DETAILS))
+            esc(&text::cap(&fold_whitespace(summary), FINDING_IN_DETAILS))
         ));
     }
     if step.status == StepStatus::Unparseable {
@@ -397,7 +398,7 @@ fn step_notes(step: &StepReport) -> String {
         s.push_str(&format!(
             "- attempt {}: {}\n",
             i + 1,
-            esc(&text::cap(&text::one_line(err), 400))
+            esc(&text::cap(&fold_whitespace(err), 400))
         ));
     }
     if !step.errors.is_empty() {
@@ -440,7 +441,7 @@ fn requirement_block(r: &RequirementReport) -> String {
             .as_deref()
             .map(|sev| format!(", severity {}", esc(sev)))
             .unwrap_or_default(),
-        esc(&text::cap(&text::one_line(&r.text), FINDING_IN_DETAILS)),
+        esc(&text::cap(&fold_whitespace(&r.text), FINDING_IN_DETAILS)),
     );
     let mut facts = Vec::new();
     if r.claimed != r.verdict {
@@ -463,13 +464,13 @@ fn requirement_block(r: &RequirementReport) -> String {
     if !r.finding.trim().is_empty() {
         s.push_str(&format!(
             "Finding: {}\n\n",
-            esc(&text::cap(&text::one_line(&r.finding), FINDING_IN_DETAILS))
+            esc(&text::cap(&fold_whitespace(&r.finding), FINDING_IN_DETAILS))
         ));
     }
     if let Some(note) = r.note.as_deref().filter(|n| !n.trim().is_empty()) {
         s.push_str(&format!(
             "Note: {}\n\n",
-            esc(&text::cap(&text::one_line(note), FINDING_IN_DETAILS))
+            esc(&text::cap(&fold_whitespace(note), FINDING_IN_DETAILS))
         ));
     }
     for e in &r.evidence {
@@ -494,7 +495,7 @@ fn warnings(report: &Report, md: &mut SizedText) {
     md.try_push("### Warnings\n\n");
     let mut omitted = 0;
     for w in &report.warnings {
-        let line = format!("- {}\n", esc(&text::cap(&text::one_line(w), WARNING_MAX)));
+        let line = format!("- {}\n", esc(&text::cap(&fold_whitespace(w), WARNING_MAX)));
         if omitted > 0 || !md.try_push(&line) {
             omitted += 1;
         }
@@ -525,7 +526,7 @@ pub fn esc(s: &str) -> String {
 /// An inline code span that survives backticks inside `s`; a `|` (which would still split
 /// a table cell) is replaced by a lookalike.
 fn code(s: &str) -> String {
-    let s = text::one_line(s).replace('|', "¦");
+    let s = fold_whitespace(s).replace('|', "¦");
     let longest = longest_backtick_run(&s);
     let fence = "`".repeat(longest + 1);
     let pad = if s.starts_with('`') || s.ends_with('`') {

@@ -24,6 +24,8 @@ pub mod gate;
 pub mod grounding;
 pub mod markers;
 
+pub use grounding::fold_whitespace;
+
 use serde::{Deserialize, Serialize};
 
 /// A judge's ruling on one requirement, after grounding.

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::definition::Stage;
-use crate::model::transcript::read_exchanges;
+use crate::model::transcript::{read_exchanges, request_lines};
 use crate::report::Report;
 use crate::run::artifacts::Artifact;
 use crate::run::context::PriorVerdict;
@@ -30,8 +30,8 @@ pub fn compare_with_recorded(
         );
         return Ok(1);
     };
-    let old_text = pretty(&old.request);
-    let new_text = pretty(body);
+    let old_text = request_lines(&old.request);
+    let new_text = request_lines(body);
     if old_text == new_text {
         let _ = writeln!(
             out,
@@ -50,13 +50,6 @@ pub fn compare_with_recorded(
         )
     );
     Ok(1)
-}
-
-/// Message text with its newlines shown as lines, so a changed sentence is one changed line.
-fn pretty(body: &serde_json::Value) -> String {
-    serde_json::to_string_pretty(body)
-        .expect("JSON values serialise")
-        .replace("\\n", "\\n\n")
 }
 
 /// The artifacts a step would have been shown in that run: a hat sees those of the hats
