@@ -446,15 +446,32 @@ async fn execute_steps(
         run_hat(plan, model, progress, step, &mut run).await?;
     }
 
-    // 2. Constraint judges and review agents rule on what the hats produced. They are
-    //    independent, so they run together; the model layer bounds the requests in flight
-    //    (`--jobs`), and results keep the table's order.
-    let judges: Vec<&Step<'_>> = table
+    // 2. Constraint judges and review agents, together.
+    run_judges(plan, model, progress, &table, &mut run).await?;
+    // 3. The completion judge rules on each completion-signal requirement (a stage
+    //    without a completion signal has no such step: the gate rules on the rest).
+    if let Some(signal) = table.iter().find(|s| s.kind() == StepKind::Signal) {
+        run_signal(plan, model, progress, signal, &mut run).await?;
+    }
+    step_warnings(&mut run);
+    Ok(assemble(plan, run))
+}
+
+/// Constraint judges and review agents rule on what the hats produced. They are
+/// independent, so they run together; the model layer bounds the requests in flight
+/// (`--jobs`), and results keep the table's order.
+async fn run_judges(
+    plan: &RunPlan,
+    model: &dyn ChatModel,
+    progress: &Progress,
+    table: &[Step<'_>],
+    run: &mut Progressed,
+) -> Result<(), Error> {
+    let mut asks = Vec::new();
+    for step in table
         .iter()
         .filter(|s| matches!(s.kind(), StepKind::ConstraintJudge | StepKind::Review))
-        .collect();
-    let mut asks = Vec::new();
-    for step in judges {
+    {
         let messages = context::messages(step, &plan.shown(&run.produced, &[]))?;
         run.warn_cuts(&messages.cuts);
         asks.push(judge(plan, model, progress, step, messages));
@@ -464,32 +481,36 @@ async fn execute_steps(
         run.judged.extend(judged);
         run.read.extend(read);
     }
-    // The run-wide evidence rules (before the completion judge is shown the verdicts so far,
-    // and again once it has ruled).
+    // The run-wide evidence rules, before the completion judge is shown the verdicts so far.
     run.settle_evidence(plan);
+    Ok(())
+}
 
-    // 3. The completion judge rules on each completion-signal requirement (a stage
-    //    without a completion signal has no such step: the gate rules on the rest).
-    if let Some(signal) = table.iter().find(|s| s.kind() == StepKind::Signal) {
-        let prior: Vec<PriorVerdict> = run
-            .judged
-            .iter()
-            .map(|r| PriorVerdict {
-                id: r.id.clone(),
-                verdict: r.shown_verdict().as_str().to_string(),
-                finding: r.finding.clone(),
-            })
-            .collect();
-        let messages = context::messages(signal, &plan.shown(&run.produced, &prior))?;
-        let (report, judged, read) = judge(plan, model, progress, signal, messages).await?;
-        run.steps.push(report);
-        run.judged.extend(judged);
-        run.read.extend(read);
-        run.settle_evidence(plan);
-    }
-
-    step_warnings(&mut run);
-    Ok(assemble(plan, run))
+/// The completion judge, shown every verdict so far; the evidence rules settle again once
+/// it has ruled.
+async fn run_signal(
+    plan: &RunPlan,
+    model: &dyn ChatModel,
+    progress: &Progress,
+    signal: &Step<'_>,
+    run: &mut Progressed,
+) -> Result<(), Error> {
+    let prior: Vec<PriorVerdict> = run
+        .judged
+        .iter()
+        .map(|r| PriorVerdict {
+            id: r.id.clone(),
+            verdict: r.shown_verdict().as_str().to_string(),
+            finding: r.finding.clone(),
+        })
+        .collect();
+    let messages = context::messages(signal, &plan.shown(&run.produced, &prior))?;
+    let (report, judged, read) = judge(plan, model, progress, signal, messages).await?;
+    run.steps.push(report);
+    run.judged.extend(judged);
+    run.read.extend(read);
+    run.settle_evidence(plan);
+    Ok(())
 }
 
 /// A warning for each step that gave no answer: unparseable, or its request did not fit.
