@@ -95,12 +95,8 @@ pub struct RejudgeArgs {
     pub prompts: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Count `unknown` verdicts as met.
-    #[arg(long)]
-    pub allow_unknown: bool,
-    /// Count unstable verdicts (with --samples) as they are.
-    #[arg(long)]
-    pub allow_unstable: bool,
+    #[command(flatten)]
+    pub gate: GateArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
 }
@@ -437,6 +433,18 @@ pub struct MergeArgs {
     pub verify: bool,
 }
 
+/// The gate's leniencies asked for on the command line (a policy's `[gate]` may grant them
+/// too; a workspace never can).
+#[derive(Debug, Clone, Args, Default)]
+pub struct GateArgs {
+    /// Count `unknown` verdicts as met.
+    #[arg(long)]
+    pub allow_unknown: bool,
+    /// Count unstable verdicts (with --samples) as they are.
+    #[arg(long)]
+    pub allow_unstable: bool,
+}
+
 #[derive(Debug, Clone, Args, Default)]
 pub struct ReportArgs {
     /// Prompt templates directory (default: the shipped prompts/).
@@ -445,12 +453,8 @@ pub struct ReportArgs {
     /// Write reports here instead of into the run directory.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Count `unknown` verdicts as met.
-    #[arg(long)]
-    pub allow_unknown: bool,
-    /// Count unstable verdicts (with --samples) as they are.
-    #[arg(long)]
-    pub allow_unstable: bool,
+    #[command(flatten)]
+    pub gate: GateArgs,
     /// Model prices: LiteLLM's model-prices JSON, or TOML tables of USD per million tokens
     /// (`["gpt-4o-mini"]` input = 0.15, output = 0.60). Adds cost per step and in total to
     /// every report; a model the file does not price has an unknown cost.

@@ -306,7 +306,7 @@ impl Binder<'_> {
     ) -> ItemFiles {
         let mut read = ItemFiles::default();
         for path in paths {
-            let shown = crate::safe_fs::display_name(&path);
+            let shown = crate::safe_fs::printable_name(&path);
             match read_input(
                 self.workspace,
                 &path,

@@ -7,8 +7,10 @@
 //! read as absent.
 
 pub mod compare;
+pub mod files;
 pub mod labels;
 pub mod render;
+pub mod run;
 pub mod score;
 
 use std::collections::{BTreeMap, BTreeSet};

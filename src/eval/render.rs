@@ -213,7 +213,7 @@ fn misses_md(r: &EvalReport, out: &mut String) {
             i.expected.as_str(),
             i.got.as_str(),
             md_cell(&i.why),
-            md_cell(&crate::safe_fs::excerpt(&i.finding))
+            md_cell(&crate::safe_fs::escaped_excerpt(&i.finding))
         );
     }
     out.push('\n');

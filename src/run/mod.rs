@@ -19,6 +19,7 @@ pub mod rundir;
 pub mod samples;
 pub mod setup;
 pub mod snapshot;
+pub mod step_request;
 pub mod steps;
 pub mod tool_answers;
 

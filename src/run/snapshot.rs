@@ -180,7 +180,7 @@ pub fn collect(
     let mut files = Vec::new();
     let base = stage.dir.parent().unwrap_or(&stage.dir);
     for file in &stage.source_files {
-        let rel = slash(file.strip_prefix(base).unwrap_or(file));
+        let rel = safe_fs::slash_path(file.strip_prefix(base).unwrap_or(file));
         if let Ok(bytes) = crate::definition::read_source_file(file) {
             files.push((format!("{STAGE}/{rel}"), Source::Bytes(bytes)));
         }
@@ -384,7 +384,7 @@ pub fn write(
             left_out
                 .iter()
                 .take(5)
-                .map(|w| safe_fs::display_name(w))
+                .map(|w| safe_fs::printable_name(w))
                 .collect::<Vec<_>>()
                 .join("; ")
         );
@@ -426,7 +426,7 @@ pub fn write(
                     let (logical, source) = &collected.files[i];
                     let fail = |message: String| SnapshotError::Object {
                         path: run_dir.path().join(PACK_FILE),
-                        logical: safe_fs::display_name(&scrubber.scrub(logical)),
+                        logical: safe_fs::printable_name(&scrubber.scrub(logical)),
                         message,
                     };
                     match collected.content(source, scrubber) {
@@ -562,7 +562,7 @@ impl Snapshot {
         let path = self.object_path(entry);
         let fail = |message: String| SnapshotError::Object {
             path: path.clone(),
-            logical: safe_fs::display_name(logical),
+            logical: safe_fs::printable_name(logical),
             message,
         };
         let bytes = if self.packed() {
@@ -588,7 +588,7 @@ impl Snapshot {
         if actual != entry.sha256 {
             return Err(SnapshotError::HashMismatch {
                 path,
-                logical: safe_fs::display_name(logical),
+                logical: safe_fs::printable_name(logical),
                 expected: entry.sha256.clone(),
                 actual,
             });
@@ -639,7 +639,7 @@ impl Snapshot {
             let logical = format!("tools: {}", entry.call);
             let bad = |message: String| SnapshotError::Object {
                 path: self.object_path(&entry.result),
-                logical: safe_fs::display_name(&logical),
+                logical: safe_fs::printable_name(&logical),
                 message,
             };
             let call: Call = serde_json::from_value(entry.call.clone())
@@ -813,7 +813,7 @@ fn check_header(m: &Manifest) -> Result<(), String> {
     if !is_plain_name(&m.stage_dir) {
         return Err(format!(
             "stage_dir {} is not a plain directory name",
-            safe_fs::display_name(&m.stage_dir)
+            safe_fs::printable_name(&m.stage_dir)
         ));
     }
     Ok(())
@@ -822,7 +822,7 @@ fn check_header(m: &Manifest) -> Result<(), String> {
 /// One file or tool result: a logical path that stays inside the snapshot, a well-formed
 /// hash, a bounded size and, from format 2, a pack-table slice of that same size.
 fn check_entry(m: &Manifest, logical: &str, entry: &Entry) -> Result<(), String> {
-    let shown = safe_fs::display_name(logical);
+    let shown = safe_fs::printable_name(logical);
     if logical != "a tool result" && !is_logical_path(logical) {
         return Err(format!(
             "{shown}: not a relative path of plain names under stage/, workspace/ or prompts/"
@@ -831,7 +831,7 @@ fn check_entry(m: &Manifest, logical: &str, entry: &Entry) -> Result<(), String>
     if !is_hash(&entry.sha256) {
         return Err(format!(
             "{shown}: sha256 {} is not 64 lowercase hex digits",
-            safe_fs::display_name(&entry.sha256)
+            safe_fs::printable_name(&entry.sha256)
         ));
     }
     if entry.bytes > MAX_OBJECT_BYTES {
@@ -871,7 +871,7 @@ fn check_pack_table(m: &Manifest) -> Result<(), String> {
         if !is_hash(hash) {
             return Err(format!(
                 "pack table: {} is not 64 lowercase hex digits",
-                safe_fs::display_name(hash)
+                safe_fs::printable_name(hash)
             ));
         }
         if slice.bytes > MAX_OBJECT_BYTES || slice.offset.checked_add(slice.bytes).is_none() {
@@ -939,13 +939,6 @@ fn read_packed(path: &Path, slice: Slice) -> Result<Vec<u8>, String> {
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-fn slash(p: &Path) -> String {
-    p.components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 
 use crate::definition::{AgentOrigin, Hat, Requirement, ReviewAgent, Stage};
 use crate::model::request::JsonSchemaSpec;
-use crate::report::StepKind;
 use crate::run::answer;
 use crate::verdict::RequirementKind;
+use crate::verdict::StepKind;
 
 pub const SIGNAL_STEP: &str = "signal";
 
