@@ -91,6 +91,14 @@ pub enum InputError {
         key: String,
         config: String,
     },
+    #[error("hat {hat}: Reads item {item:?} is not bound yet: {config} [inputs] still holds the placeholder {pattern:?} that `hatrack init` wrote because it found no file for it (its TODO line lists the closest candidates it saw).\n  write the file(s) that hold it in place of the placeholder:\n    [inputs]\n    \"{key}\" = \"path/to/file\"   # or a list of globs: [\"dir/**/*.sql\"]")]
+    Placeholder {
+        hat: String,
+        item: String,
+        key: String,
+        pattern: String,
+        config: String,
+    },
     #[error("hat {hat}: Reads item {item:?}: {pattern:?} matches no file in the workspace {workspace}; fix the path in hatrack.toml [inputs]")]
     NoMatch {
         hat: String,
@@ -264,6 +272,16 @@ impl Binder<'_> {
                 });
                 continue;
             };
+            if let Some(pattern) = self.files.placeholder(list.patterns()) {
+                errors.push(InputError::Placeholder {
+                    hat: hat.name.clone(),
+                    item,
+                    key: key.to_string(),
+                    pattern: pattern.to_string(),
+                    config: self.workspace.join(CONFIG_FILE).display().to_string(),
+                });
+                continue;
+            }
             match self.files.resolve(&hat.name, &item, list.patterns()) {
                 Ok(paths) => {
                     let ItemFiles {
@@ -369,8 +387,12 @@ fn nothing_readable(
     })
 }
 
+/// How `hatrack init` starts the placeholder it writes for an item it found no file for.
+pub const PLACEHOLDER_PREFIX: &str = "TODO/";
+
 /// The workspace's files, relative (`/`-separated) and sorted, as binding sees them (`.git`,
-/// `target`, `node_modules`, `.venv` and hatrack's run and batch directories are skipped).
+/// `target`, `node_modules`, `.venv` and hatrack's run and batch directories are skipped;
+/// of a dbt project's `target/`, only `run_results.json` is seen).
 pub fn workspace_files(root: &Path) -> Result<Vec<String>, InputError> {
     Ok(WorkspaceFiles::scan(root)?.files)
 }
@@ -416,11 +438,16 @@ impl WorkspaceFiles {
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| {
-                let skipped = matches!(
-                    e.file_name().to_str(),
-                    Some(".git" | "target" | "node_modules" | ".venv")
-                );
-                let run_dir = e.file_type().is_dir() && crate::tools::is_run_dir(e.path());
+                let is_dir = e.file_type().is_dir();
+                if e.path().parent().is_some_and(is_dbt_target) {
+                    return !is_dir && e.file_name() == "run_results.json";
+                }
+                let skipped = match e.file_name().to_str() {
+                    Some("target") => !is_dbt_target(e.path()),
+                    Some(".git" | "node_modules" | ".venv") => true,
+                    _ => false,
+                };
+                let run_dir = is_dir && crate::tools::is_run_dir(e.path());
                 !skipped && !run_dir
             });
         for entry in walker.flatten() {
@@ -431,6 +458,15 @@ impl WorkspaceFiles {
             }
         }
         Ok(WorkspaceFiles { root, files })
+    }
+
+    /// The first of `patterns` that is `hatrack init`'s placeholder (`TODO/…`) and binds no
+    /// file: the item is unbound, not a path to fix.
+    fn placeholder<'p>(&self, patterns: Vec<&'p str>) -> Option<&'p str> {
+        patterns.into_iter().find(|p| {
+            clean_pattern(p).starts_with(PLACEHOLDER_PREFIX)
+                && !self.files.iter().any(|f| pattern_matches(p, f))
+        })
     }
 
     /// Paths (relative, sorted, deduplicated) matching any of the patterns. A pattern without
@@ -502,6 +538,15 @@ impl WorkspaceFiles {
             Err(errors)
         }
     }
+}
+
+/// A dbt project's `target/` directory (beside its `dbt_project.yml`): walked for its
+/// `run_results.json` only, the evidence of the project's last tests.
+pub fn is_dbt_target(dir: &Path) -> bool {
+    dir.file_name().is_some_and(|n| n == "target")
+        && dir
+            .parent()
+            .is_some_and(|p| p.join("dbt_project.yml").is_file())
 }
 
 fn rel_to_slash(rel: &Path) -> String {
@@ -807,6 +852,26 @@ mod tests {
         assert_eq!(
             workspace_files(root).unwrap(),
             vec!["docs/artifacts/sre/plan.md".to_string()]
+        );
+    }
+
+    #[test]
+    fn of_a_dbt_projects_target_only_run_results_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "dbt/dbt_project.yml",
+            "dbt/target/run_results.json",
+            "dbt/target/manifest.json",
+            "dbt/target/run/x.sql",
+            "target/run_results.json",
+        ] {
+            std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+            std::fs::write(root.join(f), "{}\n").unwrap();
+        }
+        assert_eq!(
+            workspace_files(root).unwrap(),
+            ["dbt/dbt_project.yml", "dbt/target/run_results.json"]
         );
     }
 
