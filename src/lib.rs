@@ -14,6 +14,7 @@ pub mod config;
 pub mod definition;
 pub mod error;
 pub mod eval;
+pub mod init;
 pub mod inputs;
 pub mod memo;
 pub mod model;
