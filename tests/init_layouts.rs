@@ -356,7 +356,7 @@ fn plain_airflow_with_plugins_follows_airflow_cfg_and_airflowignore() {
 }
 
 #[test]
-fn kubernetes_and_helm_are_the_infrastructure_and_variable_files_stay_out() {
+fn kubernetes_and_helm_are_the_infrastructure_and_secret_files_stay_out() {
     let repo = tempfile::tempdir().unwrap();
     let r = repo.path();
     write(
@@ -408,6 +408,11 @@ fn kubernetes_and_helm_are_the_infrastructure_and_variable_files_stay_out() {
                 "db_password = \"hunter2-not-for-prompts\"\n",
             ),
             (".github/workflows/deploy.yml", "on: push\n"),
+            ("deploy/.env", "WAREHOUSE_PASSWORD=env-not-for-prompts\n"),
+            (
+                "deploy/README.md",
+                "# Deploying\n\nhelm upgrade --install clickstream charts/clickstream\n",
+            ),
             (
                 "runbooks/clickstream.md",
                 "# Clickstream\n\nIf the CronJob fails twice, page #platform.\n",
@@ -417,12 +422,15 @@ fn kubernetes_and_helm_are_the_infrastructure_and_variable_files_stay_out() {
     let text = init_all_bound(r, r);
     assert_eq!(
         line(&text, "infrastructure requirements from the intent"),
-        r#""infrastructure requirements from the intent" = ["README.md", "charts/clickstream/Chart.yaml", "charts/clickstream/values*.yaml", "charts/clickstream/templates/**", "k8s/base/**/*.yaml", "k8s/overlays/prod/**/*.yaml", "terraform/**/*.tf", ".github/workflows/**", "runbooks/**"]"#
+        r#""infrastructure requirements from the intent" = ["README.md", "deploy/README.md", "charts/clickstream/Chart.yaml", "charts/clickstream/values*.yaml", "charts/clickstream/templates/**", "k8s/base/**/*.yaml", "k8s/overlays/prod/**/*.yaml", "terraform/**/*.tf", ".github/workflows/**", "runbooks/**"]"#
     );
     let all = render_every_step(r);
     assert!(shown(&all, "k8s/overlays/prod/patch.yaml"));
     assert!(shown(&all, "charts/clickstream/templates/cronjob.yaml"));
-    assert!(!all.contains("not-for-prompts"), "a tfvars file was bound");
+    assert!(
+        !all.contains("not-for-prompts"),
+        "a tfvars or .env file was bound"
+    );
 }
 
 #[test]
@@ -490,4 +498,37 @@ fn a_todo_names_its_closest_candidates_and_render_says_the_item_is_unbound() {
         .stderr_has("\"validation report\" = \"path/to/file\"")
         .run();
     assert!(!out.stderr.contains("matches no file"), "{}", out.stderr);
+}
+
+#[test]
+fn prefect_flows_are_the_jobs_and_prefect_yaml_the_deployment() {
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    write(
+        r,
+        &[
+            ("README.md", "# Shipments\n\nIntent: shipments loaded every hour; SLA 20 minutes.\n"),
+            ("prefect.yaml", "deployments:\n  - name: shipments-hourly\n    entrypoint: flows/shipments.py:load\n    schedule: {cron: '0 * * * *'}\n"),
+            ("flows/shipments.py", "from prefect import flow, task\n\n@flow\ndef load():\n    pass\n"),
+            ("flows/carriers.py", "import requests\n"),
+            ("dbt_project.yml", "name: shipments\nmodel-paths: [marts]\n"),
+            ("marts/fct_shipments.sql", "select 1 as id\n"),
+            ("marts/schema.yml", SCHEMA_WITH_TESTS),
+            ("docs/incident-response.md", "# Shipments\n\nRetry the flow run, then page #logistics-data.\n"),
+        ],
+    );
+    let text = init_all_bound(r, r);
+    assert_eq!(
+        line(&text, "extraction jobs"),
+        r#""extraction jobs" = ["flows/**/*.py"]"#
+    );
+    assert_eq!(
+        line(&text, "infrastructure requirements from the intent"),
+        r#""infrastructure requirements from the intent" = ["README.md", "prefect.yaml"]"#
+    );
+    assert_eq!(
+        line(&text, "sla requirements from discovery"),
+        r#""sla requirements from discovery" = ["README.md", "docs/incident-response.md"]"#
+    );
+    render_every_step(r);
 }

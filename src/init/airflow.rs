@@ -19,14 +19,10 @@ pub struct DagFolder {
 }
 
 impl DagFolder {
-    /// The patterns that bind its DAGs: one glob, or the files one by one when
-    /// `.airflowignore` excludes some.
+    /// The pattern that binds its DAGs (written as the files one by one when
+    /// `.airflowignore` excludes some: see `Layout::excluded`).
     pub fn patterns(&self) -> Vec<String> {
-        if self.ignored.is_empty() {
-            vec![join(&self.dir, "**/*.py")]
-        } else {
-            self.dag_files.clone()
-        }
+        vec![join(&self.dir, "**/*.py")]
     }
 
     /// What runs beside the DAGs: plugins (operators, hooks) and an Astronomer `include/`.

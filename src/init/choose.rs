@@ -2,6 +2,8 @@
 //! the patterns of that kind the layout offers, kept when they bind files nothing before
 //! them bound. Deterministic: fixed rules, files in lexicographic order.
 
+use std::collections::HashSet;
+
 use crate::config::{normalise_item, CONFIG_FILE};
 use crate::inputs::pattern_matches;
 
@@ -194,26 +196,33 @@ fn candidates(kind: Kind, layout: &Layout, repo: &Repo) -> (Vec<String>, Vec<Str
 /// The patterns for one item, chosen against the workspace's files.
 pub fn choose(item: &str, layout: &Layout, repo: &Repo) -> Choice {
     let words = words(item);
-    let excluded = layout.excluded();
-    let files: Vec<&String> = repo.files.iter().filter(|f| *f != CONFIG_FILE).collect();
-    let mut bound: Vec<&String> = Vec::new();
+    let excluded = &layout.excluded;
+    let files: Vec<&String> = repo
+        .files
+        .iter()
+        .filter(|f| *f != CONFIG_FILE && excluded.binary_search(f).is_err())
+        .collect();
+    let mut bound: HashSet<&String> = HashSet::new();
     let mut patterns: Vec<String> = Vec::new();
     let mut add = |pattern: &str, patterns: &mut Vec<String>| {
-        if patterns.iter().any(|p| p == pattern)
-            || excluded.iter().any(|f| pattern_matches(pattern, f))
-        {
+        if patterns.iter().any(|p| p == pattern) {
             return false;
         }
         let new: Vec<&String> = files
             .iter()
             .copied()
-            .filter(|f| pattern_matches(pattern, f) && !bound.contains(f))
+            .filter(|f| !bound.contains(f) && pattern_matches(pattern, f))
             .collect();
         if new.is_empty() {
             return false;
         }
+        // A pattern that would also bind an excluded file is written as the files it may bind.
+        if excluded.iter().any(|f| pattern_matches(pattern, f)) {
+            patterns.extend(new.iter().map(|f| f.to_string()));
+        } else {
+            patterns.push(pattern.to_string());
+        }
         bound.extend(new);
-        patterns.push(pattern.to_string());
         true
     };
     if let Some(kind) = kind(&words) {
@@ -279,7 +288,7 @@ pub fn closest<'f>(item: &str, files: &'f [String]) -> Vec<&'f String> {
     let hints = hints(kind(&words));
     let mut scored: Vec<(usize, &String)> = files
         .iter()
-        .filter(|f| *f != CONFIG_FILE)
+        .filter(|f| *f != CONFIG_FILE && !super::layout::never_bound(f))
         .map(|f| {
             let lower = f.to_lowercase();
             let score = significant

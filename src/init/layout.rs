@@ -17,13 +17,22 @@ pub struct Layout {
     /// Deployment and infrastructure patterns.
     pub infra: Vec<String>,
     pub runbooks: Vec<String>,
+    /// Files never bound: what `.airflowignore` excludes, and files that commonly hold
+    /// secrets (`.env`, keys, `*.tfvars`, dbt's `profiles.yml`, `airflow_settings.yaml`).
+    /// A pattern that would bind one is written as the other files it binds, one by one.
+    pub excluded: Vec<String>,
 }
 
 impl Layout {
     pub fn detect(repo: &Repo) -> Layout {
         let dags = airflow::dag_folders(repo);
         let dag_dirs: Vec<String> = dags.iter().map(|d| d.dir.clone()).collect();
+        let mut excluded: Vec<String> = dags.iter().flat_map(|d| d.ignored.clone()).collect();
+        excluded.extend(repo.files.iter().filter(|f| never_bound(f)).cloned());
+        excluded.sort();
+        excluded.dedup();
         Layout {
+            excluded,
             dbt: dbt::projects(repo),
             astro: airflow::astro_roots(repo),
             orchestrated: orchestrators::find(repo, &dag_dirs),
@@ -31,11 +40,6 @@ impl Layout {
             infra: infra::patterns(repo),
             runbooks: docs::runbooks(repo),
         }
-    }
-
-    /// Files `.airflowignore` excludes: no pattern that binds one of them is written.
-    pub fn excluded(&self) -> Vec<&String> {
-        self.dags.iter().flat_map(|d| &d.ignored).collect()
     }
 
     /// The directories the pipelines live in, one per dbt project, DAG folder and
@@ -64,6 +68,30 @@ impl Layout {
     }
 }
 
+/// Beside the paths an agent's tools never read, files that hold credentials in these
+/// ecosystems.
+const SECRET_FILES: &[&str] = &[
+    "**/*.tfvars",
+    "**/*.tfvars.json",
+    "**/profiles.yml",
+    "**/airflow_settings.yaml",
+];
+
+/// Whether init never binds `file` (relative), whatever pattern would match it.
+pub fn never_bound(file: &str) -> bool {
+    static SET: std::sync::OnceLock<globset::GlobSet> = std::sync::OnceLock::new();
+    let set = SET.get_or_init(|| {
+        let mut b = globset::GlobSetBuilder::new();
+        for p in crate::tools::DEFAULT_DENY.iter().chain(SECRET_FILES) {
+            if let Ok(g) = globset::GlobBuilder::new(p).case_insensitive(true).build() {
+                b.add(g);
+            }
+        }
+        b.build().unwrap_or_else(|_| globset::GlobSet::empty())
+    });
+    set.is_match(file)
+}
+
 /// Where one part of a pipeline lives.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Anchor {
@@ -73,4 +101,26 @@ pub struct Anchor {
     /// The directory its pipeline lives in (a DAG folder's Airflow home, a dbt project's own
     /// directory).
     pub home: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_that_hold_secrets_are_never_bound() {
+        for f in [
+            ".env",
+            "deploy/.env.prod",
+            "terraform/prod.tfvars",
+            "dbt/profiles.yml",
+            "airflow_settings.yaml",
+            "certs/tls.key",
+        ] {
+            assert!(never_bound(f), "{f}");
+        }
+        for f in ["dags/a.py", "dbt/dbt_project.yml", "terraform/main.tf"] {
+            assert!(!never_bound(f), "{f}");
+        }
+    }
 }
