@@ -400,8 +400,15 @@ pub fn workspace_files(root: &Path) -> Result<Vec<String>, InputError> {
 /// Whether `file` (relative, `/`-separated) is one a `[inputs]` pattern binds: it matches
 /// the glob, or the pattern names a directory holding it. An invalid glob matches nothing.
 pub fn pattern_matches(pattern: &str, file: &str) -> bool {
+    pattern_matcher(pattern)(file)
+}
+
+/// [`pattern_matches`] for one pattern compiled once, to test many files against it.
+pub fn pattern_matcher(pattern: &str) -> impl Fn(&str) -> bool {
     let clean = clean_pattern(pattern);
-    file.starts_with(&format!("{clean}/")) || glob(clean).is_ok_and(|g| g.is_match(file))
+    let dir = format!("{clean}/");
+    let glob = glob(clean).ok();
+    move |file: &str| file.starts_with(&dir) || glob.as_ref().is_some_and(|g| g.is_match(file))
 }
 
 /// A pattern as written in `[inputs]`, without a leading `./` or a trailing `/`.

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use crate::config::{normalise_item, CONFIG_FILE};
-use crate::inputs::pattern_matches;
+use crate::inputs::pattern_matcher;
 
 use super::docs::INTENT_DOCS;
 use super::layout::Layout;
@@ -208,16 +208,16 @@ pub fn choose(item: &str, layout: &Layout, repo: &Repo) -> Choice {
         if patterns.iter().any(|p| p == pattern) {
             return false;
         }
-        let new: Vec<&String> = files
-            .iter()
-            .copied()
-            .filter(|f| !bound.contains(f) && pattern_matches(pattern, f))
+        let matches = pattern_matcher(pattern);
+        let new: Vec<&String> = matching(pattern, &files, &matches)
+            .into_iter()
+            .filter(|f| !bound.contains(f))
             .collect();
         if new.is_empty() {
             return false;
         }
         // A pattern that would also bind an excluded file is written as the files it may bind.
-        if excluded.iter().any(|f| pattern_matches(pattern, f)) {
+        if excluded.iter().any(|f| matches(f)) {
             patterns.extend(new.iter().map(|f| f.to_string()));
         } else {
             patterns.push(pattern.to_string());
@@ -246,6 +246,26 @@ pub fn choose(item: &str, layout: &Layout, repo: &Repo) -> Choice {
         files: bound.len(),
         patterns,
     }
+}
+
+/// The files (sorted) a pattern binds: a plain path (a file, or a directory and what it
+/// holds) is looked up, a glob tried against each file.
+fn matching<'f>(
+    pattern: &str,
+    files: &[&'f String],
+    matches: &dyn Fn(&str) -> bool,
+) -> Vec<&'f String> {
+    if pattern.contains(['*', '?', '[', '{']) {
+        return files.iter().copied().filter(|f| matches(f)).collect();
+    }
+    let clean = pattern.trim_start_matches("./").trim_end_matches('/');
+    let start = files.partition_point(|f| f.as_str() < clean);
+    files[start..]
+        .iter()
+        .copied()
+        .take_while(|f| f.starts_with(clean))
+        .filter(|f| matches(f))
+        .collect()
 }
 
 fn significant(words: &[String]) -> Vec<&String> {
