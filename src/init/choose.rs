@@ -137,6 +137,11 @@ fn kind(words: &[String]) -> Option<Kind> {
         .map(|(k, _)| *k)
 }
 
+/// Whether an item asks for validation evidence.
+pub fn is_validation(item: &str) -> bool {
+    kind(&words(item)) == Some(Kind::Validation)
+}
+
 fn owned(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }

@@ -20,7 +20,12 @@ pub struct Entry {
     pub closest: Vec<String>,
     /// …and, for a workspace inside a larger repository, outside it (repository-relative).
     pub outside: Vec<String>,
+    /// Where the ecosystem found keeps such a thing, when nothing fits.
+    pub hint: Option<&'static str>,
 }
+
+/// What to say of missing validation evidence in a dbt project.
+const DBT_EVIDENCE: &str = "dbt keeps its evidence in target/run_results.json (write it with `dbt build` or `dbt test` before hatrack runs, e.g. in CI) and in schema YAML that declares tests";
 
 /// What one workspace's file says besides its entries.
 #[derive(Debug, Clone, Default)]
@@ -67,12 +72,17 @@ pub fn entries(
             } else {
                 Default::default()
             };
+            let hint = (choice.patterns.is_empty()
+                && !layout.dbt.is_empty()
+                && super::choose::is_validation(&item))
+            .then_some(DBT_EVIDENCE);
             out.push(Entry {
                 key,
                 hats: vec![hat.name.clone()],
                 choice,
                 closest,
                 outside,
+                hint,
             });
         }
     }
@@ -159,6 +169,12 @@ fn entry_text(e: &Entry) -> String {
             "#   outside this workspace (not readable from it): {}\n",
             quoted_list(&e.outside)
         ));
+    }
+    if let Some(hint) = e.hint {
+        for l in comment(&format!("{hint}.")).lines() {
+            t.push_str(&l.replacen("# ", "#   ", 1));
+            t.push('\n');
+        }
     }
     t.push_str(&format!(
         "{} = {}\n",
@@ -249,6 +265,31 @@ mod tests {
     #[test]
     fn toml_strings_are_escaped() {
         assert_eq!(toml_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+    }
+
+    #[test]
+    fn a_todo_in_a_dbt_project_says_where_dbt_keeps_its_evidence() {
+        let e = Entry {
+            key: "validation report".into(),
+            hats: vec!["sre".into()],
+            choice: Choice::default(),
+            closest: vec!["tests/test_rows.py".into()],
+            outside: Vec::new(),
+            hint: Some(DBT_EVIDENCE),
+        };
+        let t = entry_text(&e);
+        assert!(
+            t.contains("#   closest seen: \"tests/test_rows.py\"\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("#   dbt keeps its evidence in target/run_results.json"),
+            "{t}"
+        );
+        assert!(
+            t.ends_with("\"validation report\" = \"TODO/validation-report\"\n"),
+            "{t}"
+        );
     }
 
     #[test]
