@@ -234,6 +234,10 @@ fn a_monorepo_with_two_pipelines_gets_a_workspace_each_and_a_batch_manifest() {
     let manifest = std::fs::read_to_string(r.join("hatrack-workspaces.txt")).unwrap();
     let listed: Vec<&str> = manifest.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(listed, ["pipelines/orders", "pipelines/payments"]);
+    // As `hatrack run --manifest` reads it: each line a workspace holding its hatrack.toml.
+    let members = hatrack::batch::read_manifest(&r.join("hatrack-workspaces.txt")).unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m.join("hatrack.toml").is_file()));
 
     let orders = r.join("pipelines/orders");
     let text = std::fs::read_to_string(orders.join("hatrack.toml")).unwrap();
@@ -267,6 +271,13 @@ fn a_monorepo_with_two_pipelines_gets_a_workspace_each_and_a_batch_manifest() {
         .status(2)
         .stderr_has("already exists")
         .run();
+    let before = std::fs::read_to_string(payments.join("hatrack.toml")).unwrap();
+    Test::new().current_dir(r).args(["init", "--force"]).run();
+    assert_eq!(
+        std::fs::read_to_string(payments.join("hatrack.toml")).unwrap(),
+        before,
+        "init is deterministic"
+    );
 }
 
 #[test]
