@@ -584,6 +584,37 @@ async fn hostile_evidence_stops_the_run_before_any_request_or_is_a_bounded_warni
         "{warning}"
     );
     assert!(read(&run_dir.join("report.md")).contains("outside the workspace"));
+
+    // Evidence files go through the one bounded reader: a FIFO is refused at once (never
+    // waited on), and a link at a flag's name may not lead out of its own directory (a link
+    // committed in a reviewed repository cannot point --evidence at a file of the runner).
+    #[cfg(unix)]
+    {
+        let fifo = dir.path().join("fifo.sarif");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::write(dir.path().join("secret.sarif"), ruff_sarif(&ws)).unwrap();
+        let link = repo.join("linked.sarif");
+        std::os::unix::fs::symlink(dir.path().join("secret.sarif"), &link).unwrap();
+        let asked = server.count();
+        for (path, wanted) in [(fifo, "a FIFO"), (link, "outside")] {
+            let started = std::time::Instant::now();
+            let out = run(&server, &ws, &dir.path().join("run-refused"))
+                .arg("--evidence")
+                .arg(&path)
+                .status(2)
+                .run();
+            assert!(started.elapsed() < std::time::Duration::from_secs(20));
+            assert!(out.stderr.contains(wanted), "{}", out.stderr);
+        }
+        assert_eq!(
+            server.count(),
+            asked,
+            "no request before the evidence is read"
+        );
+    }
 }
 
 /// A run of a shipped example against the shipped stage (with its checks.toml).

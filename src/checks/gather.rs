@@ -174,7 +174,7 @@ pub fn read_checks_toml(path: &Path) -> Result<Vec<CheckSpec>, ChecksError> {
         Some(text) => text.to_string(),
         None if crate::definition::embedded::contains(path) => return Ok(Vec::new()),
         None => {
-            let bytes = read_capped(path, MAX_CHECKS_TOML_BYTES, false)?;
+            let bytes = read_capped(path, MAX_CHECKS_TOML_BYTES, crate::safe_fs::Links::Never)?;
             String::from_utf8(bytes).map_err(|_| fail("not UTF-8".into()))?
         }
     };
@@ -209,7 +209,12 @@ fn ingest(
             workspace.join(rel)
         }
     };
-    let bytes = read_capped(&path, MAX_EVIDENCE_BYTES, *given == Given::Flag)?;
+    // A flag's file may be a link within its own directory; a configuration's never is.
+    let links = match given {
+        Given::Flag => crate::safe_fs::Links::SameDir,
+        Given::Config => crate::safe_fs::Links::Never,
+    };
+    let bytes = read_capped(&path, MAX_EVIDENCE_BYTES, links)?;
     let (format, read) = if sarif::looks_like(&bytes) {
         ("sarif", sarif::read(&bytes, &path, file, root)?)
     } else if junit::looks_like(&bytes) {

@@ -25,7 +25,6 @@ pub mod probes;
 pub mod runner;
 pub mod sarif;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -232,7 +231,7 @@ impl Facts {
         if std::fs::symlink_metadata(&path).is_err() {
             return Ok(None);
         }
-        let bytes = read_capped(&path, MAX_RECORD_BYTES, false)?;
+        let bytes = read_capped(&path, MAX_RECORD_BYTES, crate::safe_fs::Links::Never)?;
         let facts: Facts = serde_json::from_slice(&bytes).map_err(|e| ChecksError::Record {
             path: path.clone(),
             message: format!("line {}: {e}", e.line()),
@@ -325,41 +324,28 @@ pub fn capped_line(text: &str, max: usize) -> String {
     capped(&text.replace(['\n', '\r'], " "), max)
 }
 
-/// Reads a file of at most `max` bytes: a regular file only (a FIFO would hang), its size
-/// checked before reading. `follow`: a link given on the command line is followed; a path
-/// from a file the workspace wrote is not.
-pub fn read_capped(path: &Path, max: u64, follow: bool) -> Result<Vec<u8>, ChecksError> {
-    let fail = |message: String| ChecksError::Read {
-        path: path.to_path_buf(),
-        message,
+/// Reads a checks file (`checks.toml`, an evidence file, the recorded checks.json) through
+/// the one bounded reader ([`crate::safe_fs::read_bounded`]): a regular file of at most
+/// `max` bytes; links as `links` allows. Its refusals read as the checks' own errors.
+pub fn read_capped(
+    path: &Path,
+    max: u64,
+    links: crate::safe_fs::Links<'_>,
+) -> Result<Vec<u8>, ChecksError> {
+    use crate::safe_fs::{read_bounded, Kind, ReadWhy};
+    let kind = Kind {
+        what: "a checks file",
+        max,
     };
-    let file = if follow {
-        let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(fail("not a regular file".into()));
-        }
-        std::fs::File::open(path).map_err(|e| fail(e.to_string()))?
-    } else {
-        crate::safe_fs::open_read_no_follow(path).map_err(|e| fail(e.to_string()))?
-    };
-    let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
-    if len > max {
-        return Err(ChecksError::TooLarge {
+    read_bounded(path, kind, links).map_err(|e| match e.why {
+        ReadWhy::TooLarge { len, max, .. } => ChecksError::TooLarge {
             path: path.to_path_buf(),
             bytes: len,
             max,
-        });
-    }
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(e.to_string()))?;
-    if bytes.len() as u64 > max {
-        return Err(ChecksError::TooLarge {
+        },
+        why => ChecksError::Read {
             path: path.to_path_buf(),
-            bytes: bytes.len() as u64,
-            max,
-        });
-    }
-    Ok(bytes)
+            message: why.to_string(),
+        },
+    })
 }
