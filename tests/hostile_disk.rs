@@ -919,9 +919,10 @@ async fn a_snapshot_keeps_to_the_limits_its_reader_checks() {
     assert!(!out.stderr.contains("edited by hand"), "{}", out.stderr);
 }
 
-/// `--transcript` naming a directory that holds a user's files (not a run directory) is
-/// refused before any request, naming what is there; nothing in it changes. An empty one,
-/// or a run directory, is used as before; a batch is held to the same rule.
+/// `--transcript` naming a directory that holds a user's files (not a run directory), or
+/// another workspace's run, is refused before any request, naming what is there; nothing
+/// in it changes. An empty one, or this workspace's run directory, is used as before; a
+/// batch is held to the same rule.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transcript_dir_holding_someone_elses_files_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -963,6 +964,25 @@ async fn a_transcript_dir_holding_someone_elses_files_is_refused() {
     std::fs::create_dir(&empty).unwrap();
     no_panic(&run(&server, &ws, &empty).status(0).run());
     no_panic(&run(&server, &ws, &empty).status(0).run());
+
+    // A run directory holding another workspace's run is not written over either: its
+    // run.json, reports and transcript stay as they were.
+    let other = dir.path().join("other");
+    support::copy_dir(&ws, &other);
+    let before: Vec<(String, Vec<u8>)> = ["run.json", "report.json", "exchanges.jsonl"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(empty.join(f)).unwrap()))
+        .collect();
+    let asked = server.count();
+    let out = run(&server, &other, &empty)
+        .status(2)
+        .stderr_has("holds a run of another workspace")
+        .run();
+    no_panic(&out);
+    assert_eq!(server.count(), asked);
+    for (f, bytes) in before {
+        assert_eq!(std::fs::read(empty.join(&f)).unwrap(), bytes, "{f} changed");
+    }
 }
 
 // ---------- 6. one writer per run directory; a valid last line is kept ----------

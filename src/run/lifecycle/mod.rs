@@ -177,6 +177,7 @@ fn transcript_plan(args: &RunArgs, workspace: &Path) -> Result<TranscriptPlan, E
             .clone()
             .unwrap_or_else(|| default_run_dir(workspace));
         refuse_foreign_dir(&run_dir, &[EXCHANGES_FILE, RUN_FILE])?;
+        refuse_another_workspaces_run(&run_dir, workspace)?;
         recording_plan(args, run_dir)
     };
     Ok(plan)
@@ -381,6 +382,32 @@ pub(crate) fn refuse_foreign_dir(dir: &Path, markers: &[&str]) -> Result<(), Err
         "{} is not empty and is not a hatrack run directory (it holds {}{more}); a run would write its reports over files there: choose a new or empty --transcript DIR",
         dir.display(),
         shown.join(", ")
+    )))
+}
+
+/// A run directory holding the run of another workspace is not written over: its reports and
+/// run.json would be replaced and its transcript mixed with this run's. Re-running the same
+/// workspace into its own directory (the record modes) stays allowed.
+fn refuse_another_workspaces_run(run_dir: &Path, workspace: &Path) -> Result<(), Error> {
+    if !run_dir.join(RUN_FILE).is_file() {
+        return Ok(());
+    }
+    let Ok(record) = RunRecord::read(run_dir) else {
+        return Ok(()); // the run itself says what is wrong with it
+    };
+    let recorded = run_dir.join(&record.workspace);
+    let same = match (recorded.canonicalize(), workspace.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "{} holds a run of another workspace ({}); a run of {} would overwrite its reports and mix their transcripts: choose a new --transcript DIR",
+        run_dir.display(),
+        crate::safe_fs::printable_name(&record.workspace),
+        workspace.display()
     )))
 }
 
