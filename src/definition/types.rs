@@ -82,6 +82,12 @@ pub struct Requirement {
     /// written. The item's own `text` holds no keyword, so a judge needs both to read it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lead_in: Option<String>,
+    /// The label of the list the requirement comes from, as written, when it is more than
+    /// the plain `Check` / `Anti-patterns`: a qualified label (`Check (per DAG)`) or a list
+    /// of what to reject or forbid (`Reject if`, `Forbidden`), whose keyword-less items are
+    /// MUST NOT. Reported per requirement in report.json (`label`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 impl Requirement {
