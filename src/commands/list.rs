@@ -17,11 +17,14 @@ use crate::Error;
 ///
 /// ```text
 /// { "stage": { name, studio, dir, file, title, description, gates: ["external"],
-///              needs_human, elaboration, digest, fix_hats: [..], interpretation },
+///              needs_human, elaboration, digest, fix_hats: [..], interpretation,
+///              studio_fix_hats: [..], studio_agents_not_applied: [..],
+///              phases: [ { name, file, body } ] },
 ///   "inputs": [ { stage, kind: "discovery"|"output", name, source: "file:line" } ],
 ///   "hats": [ { name, file, focus, produces, reads, responsibilities, process, interpretation,
 ///               constraints: [Requirement], other_requirements: [Requirement] } ],
-///   "review_agents": [ { name, file, origin: "own"|"included", from_stage, interpretation, mandate,
+///   "review_agents": [ { name, file, origin: "own"|"included"|"studio", from_stage, studio,
+///                        applies_to: [..], interpretation, mandate,
 ///                        checks: [Requirement], failure_modes: [..] } ],
 ///   "criteria": { good: [..], bad: [..] } | null,
 ///   "completion_signal": { text, requirements: [Requirement] },
@@ -29,7 +32,7 @@ use crate::Error;
 ///   "warnings": [ "file:line: warning: …" ] }
 /// Requirement = { id, level: "MUST NOT"|"MUST"|"implicit"|"SHOULD NOT"|"SHOULD"|"MAY",
 ///                 keywords: [..], text (verbatim, bold markers kept), section,
-///                 source: "file:line", malformed, lead_in,
+///                 source: "file:line", malformed, lead_in, label,
 ///                 about: "repository"|"hat-output"|null (what a met needs; null for
 ///                 sentences that are not judged) }
 /// Artifact = { name, file, location, scope, format, required }
@@ -65,6 +68,19 @@ pub struct StageView {
     pub fix_hats: Vec<String>,
     /// v8 `interpretation:` as written.
     pub interpretation: Option<String>,
+    /// v8 studio-level `fix-hats/`: shown, never run.
+    pub studio_fix_hats: Vec<String>,
+    /// Studio-level review agents whose `applies_to:` leaves this stage out.
+    pub studio_agents_not_applied: Vec<String>,
+    /// `phases/*.md`: guidance for the method's phases, shown, never run.
+    pub phases: Vec<PhaseView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PhaseView {
+    pub name: String,
+    pub file: String,
+    pub body: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,6 +116,10 @@ pub struct AgentView {
     pub origin: &'static str,
     /// For included agents, the stage they come from.
     pub from_stage: Option<String>,
+    /// For a studio-level agent (v8 `<studio>/review-agents/`), its studio.
+    pub studio: Option<String>,
+    /// v8 front-matter `applies_to:` as written.
+    pub applies_to: Vec<String>,
     /// v8 front-matter `interpretation:` (`lens`/`strict`), shown as written.
     pub interpretation: Option<String>,
     pub mandate: String,
@@ -131,6 +151,8 @@ pub struct RequirementView {
     pub malformed: bool,
     /// For a v8 check whose keyword is in the `## Check` lead-in: that sentence.
     pub lead_in: Option<String>,
+    /// The list's label as written when qualified or a reject list (`Reject if`).
+    pub label: Option<String>,
     /// What a judged requirement is about: `repository` (a `met` needs a quote from a
     /// repository file) or `hat-output` (a `met` may rest on a hat's artifact).
     pub about: Option<Subject>,
@@ -156,6 +178,7 @@ fn requirement_view(r: &Requirement) -> RequirementView {
         source: r.source.to_string(),
         malformed: r.malformed,
         lead_in: r.lead_in.clone(),
+        label: r.label.clone(),
         about: None,
     }
 }
@@ -232,6 +255,17 @@ fn stage_view(stage: &Stage) -> StageView {
         digest: definition_digest(stage),
         fix_hats: stage.fix_hats.clone(),
         interpretation: stage.interpretation.clone(),
+        studio_fix_hats: stage.studio_fix_hats.clone(),
+        studio_agents_not_applied: stage.studio_agents_not_applied.clone(),
+        phases: stage
+            .phases
+            .iter()
+            .map(|p| PhaseView {
+                name: p.name.clone(),
+                file: p.file.display().to_string(),
+                body: p.body.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -276,10 +310,13 @@ fn agent_view(a: &ReviewAgent, hats: &[String]) -> AgentView {
     AgentView {
         name: a.name.clone(),
         file: a.file.display().to_string(),
-        origin: match a.origin {
-            AgentOrigin::Own => "own",
-            AgentOrigin::Included { .. } => "included",
+        origin: match (&a.origin, &a.studio_level) {
+            (AgentOrigin::Own, Some(_)) => "studio",
+            (AgentOrigin::Own, None) => "own",
+            (AgentOrigin::Included { .. }, _) => "included",
         },
+        studio: a.studio_level.clone(),
+        applies_to: a.applies_to.clone(),
         from_stage: match &a.origin {
             AgentOrigin::Own => None,
             AgentOrigin::Included { stage } => Some(stage.clone()),
@@ -348,9 +385,13 @@ fn write_requirements(
             Some(Subject::HatOutput) => "  [evidence: hat output]",
             None => "",
         };
+        let label = match &r.label {
+            Some(l) => format!("  [listed under {l:?}]"),
+            None => String::new(),
+        };
         writeln!(
             out,
-            "{indent}{:<8}  {:<width$}  {}{flag}{about}",
+            "{indent}{:<8}  {:<width$}  {}{label}{flag}{about}",
             r.level,
             r.id,
             plain(&r.text)
@@ -436,6 +477,18 @@ fn write_stage(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(i) = &s.interpretation {
         writeln!(out, "  interpretation: {i}")?;
     }
+    if !s.studio_fix_hats.is_empty() {
+        let names = s.studio_fix_hats.join(", ");
+        writeln!(out, "  studio fix hats: {names} (not run by hatrack)")?;
+    }
+    if !s.studio_agents_not_applied.is_empty() {
+        let names = s.studio_agents_not_applied.join(", ");
+        writeln!(out, "  studio review agents not applying here: {names}")?;
+    }
+    for p in &s.phases {
+        writeln!(out, "  phase {} ({}; guidance, not run):", p.name, p.file)?;
+        writeln!(out, "    {}", plain(&p.body).replace('\n', "\n    "))?;
+    }
     if v.inputs.is_empty() {
         writeln!(out, "  stage inputs: none")?;
     } else {
@@ -481,11 +534,15 @@ fn write_hats(hats: &[HatView], out: &mut dyn Write) -> std::io::Result<()> {
 fn write_agents(agents: &[AgentView], out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "\nReview agents:")?;
     for a in agents {
-        let origin = match &a.from_stage {
-            Some(st) => format!("included from stage {st}"),
-            None => "own".into(),
+        let origin = match (&a.from_stage, &a.studio) {
+            (Some(st), _) => format!("included from stage {st}"),
+            (None, Some(studio)) => format!("studio-level, from studio {studio}"),
+            (None, None) => "own".into(),
         };
         writeln!(out, "- {} ({origin})  ({})", a.name, a.file)?;
+        if !a.applies_to.is_empty() {
+            writeln!(out, "   Applies to: {}", a.applies_to.join(", "))?;
+        }
         if let Some(i) = &a.interpretation {
             writeln!(out, "   Interpretation: {i}")?;
         }

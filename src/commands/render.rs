@@ -88,9 +88,30 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<i32, Error> {
                 let _ = writeln!(out, "{line}");
             }
         }
+        if !args.json {
+            write_phases(out, &stage);
+        }
         return Ok(0);
     };
     compare_with_recorded(out, dir, &step, &body)
+}
+
+/// The stage's phase files and studio fix hats, after the request: shown, never sent (the
+/// method runs them in its elaborate, execute and fix phases; hatrack runs none).
+fn write_phases(out: &mut dyn Write, stage: &crate::definition::Stage) {
+    if stage.phases.is_empty() && stage.studio_fix_hats.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "──── phases and fix hats (not sent: hatrack runs neither) ────"
+    );
+    for p in &stage.phases {
+        let _ = writeln!(out, "phase {} ({}):\n{}", p.name, p.file.display(), p.body);
+    }
+    if !stage.studio_fix_hats.is_empty() {
+        let _ = writeln!(out, "studio fix hats: {}", stage.studio_fix_hats.join(", "));
+    }
 }
 
 /// The workspace, its config and the stage to render: from the arguments, else from the

@@ -493,7 +493,21 @@ pub fn build_agent(
         mandate,
         checks: parts.checks,
         failure_modes: parts.failure_modes,
+        applies_to: fm_list(&doc.front_matter, "applies_to"),
+        studio_level: None,
         body: doc.body.trim().to_string(),
+    }
+}
+
+/// A front-matter value that is a string or a list of strings, as a list.
+fn fm_list(fm: &FrontMatter, key: &str) -> Vec<String> {
+    match fm.get(key) {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -102,7 +102,7 @@ pub(super) async fn execute<W: Write + ?Sized>(
     let report = finish_snapshot(&locked, snapshotting, &plan, &scrubber, report).await?;
 
     let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
-    let (report, written) = write_reports(report, &out_dir, &scrubber).await?;
+    let (report, written) = write_reports(report, &plan.stage, &out_dir, &scrubber).await?;
     if runner.github {
         github_output(&report, &prepared_workspace, &out_dir, &scrubber, out)?;
     }
@@ -236,9 +236,12 @@ async fn open_record(
 /// The reports, every format, into `out_dir`: on a blocking thread.
 async fn write_reports(
     report: report::Report,
+    stage: &crate::definition::Stage,
     out_dir: &Path,
     scrubber: &Scrubber,
 ) -> Result<(report::Report, Vec<std::path::PathBuf>), Error> {
+    // Each requirement keeps the label of the list its definition wrote it under.
+    let report = report.with_labels(stage);
     let (out_dir, scrubber) = (out_dir.to_path_buf(), scrubber.clone());
     blocking(move || -> Result<_, Error> {
         std::fs::create_dir_all(&out_dir)
