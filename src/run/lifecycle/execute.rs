@@ -327,6 +327,8 @@ pub(super) fn new_record(
             }),
             context_tokens: settings.context_tokens,
             context_from: None,
+            stream: Some(settings.stream),
+            idle_timeout: Some(humantime::format_duration(settings.idle_timeout).to_string()),
         },
         samples: samples.max(1),
         inputs,
