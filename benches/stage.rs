@@ -4,6 +4,8 @@
 //!   release binary, against the fake OpenAI server answering at once — the time hatrack
 //!   itself adds to a run (target: under 15 ms);
 //! - the same stage replayed from that run's transcript;
+//! - hatrack's CPU per exchange: user + system time of a `--samples 32` run minus a
+//!   `--samples 1` run, per extra exchange (target: under 0.3 ms);
 //! - the cost of one workspace tool call (`list_files`, `read_file`, `search`) on the example
 //!   workspace: what an agent turn adds besides the model.
 //!
@@ -37,6 +39,83 @@ fn hatrack(args: &[&str], dir: &Path) -> Duration {
         "hatrack {args:?} failed: {status}"
     );
     took
+}
+
+/// User + system CPU time of the children this process has waited for.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a valid start.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_CHILDREN is a valid `who`.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// hatrack's CPU (user + system) for a live run of the stage with `samples` per judging step,
+/// and the exchanges it made.
+fn cpu_of_run(url: &str, samples: &str, prompts: &[&str], dir: &Path) -> (Duration, usize) {
+    let before = children_cpu();
+    let mut args = vec![
+        "--quiet",
+        "run",
+        "examples/orders-pipeline",
+        "--model",
+        "bench",
+        "--samples",
+        samples,
+        "--base-url",
+        url,
+    ];
+    args.extend(prompts);
+    args.push("--transcript");
+    hatrack(&args, dir);
+    let cpu = children_cpu() - before;
+    let exchanges = std::fs::read_to_string(dir.join("exchanges.jsonl"))
+        .expect("the run's transcript")
+        .lines()
+        .count();
+    (cpu, exchanges)
+}
+
+/// CPU per exchange: the median extra CPU of a 32-sample run over a 1-sample run, per extra
+/// exchange (what hatrack spends per exchange once a run is under way), for the shipped
+/// layout and for the per-step one (`--prompts benches/layouts/per-step`).
+fn cpu_per_exchange(url: &str, tmp: &Path) {
+    for (label, prompts) in [
+        ("shared dossier (shipped)", &[][..]),
+        (
+            "per-step layout",
+            &["--prompts", "benches/layouts/per-step"][..],
+        ),
+    ] {
+        println!("hatrack's CPU per exchange, {label} (user + system, median of 7)");
+        cpu_per_exchange_of(url, prompts, &tmp.join(label.replace(' ', "-")));
+    }
+}
+
+fn cpu_per_exchange_of(url: &str, prompts: &[&str], tmp: &Path) {
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (mut one, mut many) = (Vec::new(), Vec::new());
+    let (mut n_one, mut n_many) = (0, 0);
+    for i in 0..7 {
+        let (cpu, n) = cpu_of_run(url, "1", prompts, &tmp.join(format!("cpu-1-{i}")));
+        one.push(cpu);
+        n_one = n;
+        let (cpu, n) = cpu_of_run(url, "32", prompts, &tmp.join(format!("cpu-32-{i}")));
+        many.push(cpu);
+        n_many = n;
+    }
+    let (one, many) = (median(one), median(many));
+    let per = many.saturating_sub(one).as_secs_f64() * 1000.0 / (n_many - n_one) as f64;
+    println!(
+        "  --samples 1: {:.1} ms for {n_one} exchanges; --samples 32: {:.1} ms for {n_many}",
+        one.as_secs_f64() * 1000.0,
+        many.as_secs_f64() * 1000.0
+    );
+    println!("  => {per:.3} ms per extra exchange (target < 0.3 ms)");
 }
 
 fn tool_calls() {
@@ -121,5 +200,6 @@ fn main() {
     stats("run (6 exchanges, recorded)", live);
     stats("replay of that run", replays);
     println!("  fake server requests served: {}", fake.count());
+    cpu_per_exchange(&url, tmp.path());
     tool_calls();
 }

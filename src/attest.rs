@@ -872,7 +872,7 @@ fn subjects_outside(statement: &Statement) -> Vec<String> {
         .map(|s| {
             format!(
                 "{ENVELOPE_FILE}: names the subject {}, which is not a path inside the run directory",
-                crate::safe_fs::display_name(&s.name)
+                crate::safe_fs::printable_name(&s.name)
             )
         })
         .collect()
@@ -906,7 +906,7 @@ fn subject_changes(statement: &Statement, now: &[Subject]) -> Vec<String> {
         if !signed.contains_key(name) {
             problems.push(format!(
                 "{} was added after the run was attested",
-                crate::safe_fs::display_name(name)
+                crate::safe_fs::printable_name(name)
             ));
         }
     }

@@ -95,12 +95,8 @@ pub struct RejudgeArgs {
     pub prompts: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Count `unknown` verdicts as met.
-    #[arg(long)]
-    pub allow_unknown: bool,
-    /// Count unstable verdicts (with --samples) as they are.
-    #[arg(long)]
-    pub allow_unstable: bool,
+    #[command(flatten)]
+    pub gate: GateArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
 }
@@ -172,6 +168,12 @@ pub struct EvalArgs {
     /// Ask each judging step N times (1–32); flip rates per item are reported.
     #[arg(long, value_name = "N", value_parser = parse_samples)]
     pub samples: Option<u32>,
+    /// Measure the judges alone: run every case without the stage's checks.toml and any
+    /// [[check]] (no probe, no veto, no finding shown). Only eval has this: a gate never
+    /// runs without its checks. `eval compare` of such a run and one with checks shows what
+    /// the checks add.
+    #[arg(long)]
+    pub without_checks: bool,
     #[command(flatten)]
     pub trust: TrustArgs,
 }
@@ -349,6 +351,10 @@ pub struct RunArgs {
     pub check_timeout: Option<u64>,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// Apply no checks at all (`eval --without-checks`: measuring the judges alone). Not a
+    /// flag of `run`: a gate always applies its stage's checks.
+    #[arg(skip)]
+    pub without_checks: bool,
 }
 
 /// Where policy comes from: the keys that decide where requests and keys go, which model
@@ -427,6 +433,18 @@ pub struct MergeArgs {
     pub verify: bool,
 }
 
+/// The gate's leniencies asked for on the command line (a policy's `[gate]` may grant them
+/// too; a workspace never can).
+#[derive(Debug, Clone, Args, Default)]
+pub struct GateArgs {
+    /// Count `unknown` verdicts as met.
+    #[arg(long)]
+    pub allow_unknown: bool,
+    /// Count unstable verdicts (with --samples) as they are.
+    #[arg(long)]
+    pub allow_unstable: bool,
+}
+
 #[derive(Debug, Clone, Args, Default)]
 pub struct ReportArgs {
     /// Prompt templates directory (default: the shipped prompts/).
@@ -435,12 +453,8 @@ pub struct ReportArgs {
     /// Write reports here instead of into the run directory.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Count `unknown` verdicts as met.
-    #[arg(long)]
-    pub allow_unknown: bool,
-    /// Count unstable verdicts (with --samples) as they are.
-    #[arg(long)]
-    pub allow_unstable: bool,
+    #[command(flatten)]
+    pub gate: GateArgs,
     /// Model prices: LiteLLM's model-prices JSON, or TOML tables of USD per million tokens
     /// (`["gpt-4o-mini"]` input = 0.15, output = 0.60). Adds cost per step and in total to
     /// every report; a model the file does not price has an unknown cost.

@@ -446,9 +446,7 @@ impl ConfigFile {
 
 /// Lowercase, whitespace folded, trailing punctuation dropped: how Reads items are compared.
 pub fn normalise_item(item: &str) -> String {
-    item.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::verdict::fold_whitespace(item)
         .trim_end_matches(['.', ';', ':'])
         .to_lowercase()
 }

@@ -3,7 +3,7 @@
 //! through `hatrack.toml [inputs]`. Inputs are untrusted text: they are size-capped here and
 //! quoted as data by the prompts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
@@ -61,17 +61,23 @@ impl Bindings {
         self.hats.iter().find(|h| h.hat == hat)
     }
 
-    /// Every workspace file bound anywhere, each once, in first-seen order: what review
-    /// agents and the completion judge see beside the artifacts.
+    /// Every workspace file bound anywhere, each once, in first-seen order, each as the hat
+    /// that saw most of it saw it (a file two hats read may be cut by one hat's
+    /// `max_input_bytes` and not by the other's): what every step is shown.
     pub fn all_files(&self) -> Vec<&InputFile> {
-        let mut seen = BTreeSet::new();
-        let mut files = Vec::new();
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut files: Vec<&InputFile> = Vec::new();
         for hat in &self.hats {
             for item in &hat.items {
                 if let Binding::Workspace { files: fs, .. } = &item.binding {
                     for f in fs {
-                        if seen.insert(f.path.as_str()) {
-                            files.push(f);
+                        match seen.get(f.path.as_str()) {
+                            Some(&at) if files[at].shown_bytes < f.shown_bytes => files[at] = f,
+                            Some(_) => {}
+                            None => {
+                                seen.insert(f.path.as_str(), files.len());
+                                files.push(f);
+                            }
                         }
                     }
                 }
@@ -89,6 +95,14 @@ pub enum InputError {
         hat: String,
         item: String,
         key: String,
+        config: String,
+    },
+    #[error("hat {hat}: Reads item {item:?} is not bound yet: {config} [inputs] still holds the placeholder {pattern:?} that `hatrack init` wrote because it found no file for it (its TODO line lists the closest candidates it saw).\n  write the file(s) that hold it in place of the placeholder:\n    [inputs]\n    \"{key}\" = \"path/to/file\"   # or a list of globs: [\"dir/**/*.sql\"]")]
+    Placeholder {
+        hat: String,
+        item: String,
+        key: String,
+        pattern: String,
         config: String,
     },
     #[error("hat {hat}: Reads item {item:?}: {pattern:?} matches no file in the workspace {workspace}; fix the path in hatrack.toml [inputs]")]
@@ -264,6 +278,16 @@ impl Binder<'_> {
                 });
                 continue;
             };
+            if let Some(pattern) = self.files.placeholder(list.patterns()) {
+                errors.push(InputError::Placeholder {
+                    hat: hat.name.clone(),
+                    item,
+                    key: key.to_string(),
+                    pattern: pattern.to_string(),
+                    config: self.workspace.join(CONFIG_FILE).display().to_string(),
+                });
+                continue;
+            }
             match self.files.resolve(&hat.name, &item, list.patterns()) {
                 Ok(paths) => {
                     let ItemFiles {
@@ -300,7 +324,7 @@ impl Binder<'_> {
     ) -> ItemFiles {
         let mut read = ItemFiles::default();
         for path in paths {
-            let shown = crate::safe_fs::display_name(&path);
+            let shown = crate::safe_fs::printable_name(&path);
             match read_input(
                 self.workspace,
                 &path,
@@ -369,8 +393,12 @@ fn nothing_readable(
     })
 }
 
+/// How `hatrack init` starts the placeholder it writes for an item it found no file for.
+pub const PLACEHOLDER_PREFIX: &str = "TODO/";
+
 /// The workspace's files, relative (`/`-separated) and sorted, as binding sees them (`.git`,
-/// `target`, `node_modules`, `.venv` and hatrack's run and batch directories are skipped).
+/// `target`, `node_modules`, `.venv` and hatrack's run and batch directories are skipped;
+/// of a dbt project's `target/`, only `run_results.json` is seen).
 pub fn workspace_files(root: &Path) -> Result<Vec<String>, InputError> {
     Ok(WorkspaceFiles::scan(root)?.files)
 }
@@ -378,8 +406,15 @@ pub fn workspace_files(root: &Path) -> Result<Vec<String>, InputError> {
 /// Whether `file` (relative, `/`-separated) is one a `[inputs]` pattern binds: it matches
 /// the glob, or the pattern names a directory holding it. An invalid glob matches nothing.
 pub fn pattern_matches(pattern: &str, file: &str) -> bool {
+    pattern_matcher(pattern)(file)
+}
+
+/// [`pattern_matches`] for one pattern compiled once, to test many files against it.
+pub fn pattern_matcher(pattern: &str) -> impl Fn(&str) -> bool {
     let clean = clean_pattern(pattern);
-    file.starts_with(&format!("{clean}/")) || glob(clean).is_ok_and(|g| g.is_match(file))
+    let dir = format!("{clean}/");
+    let glob = glob(clean).ok();
+    move |file: &str| file.starts_with(&dir) || glob.as_ref().is_some_and(|g| g.is_match(file))
 }
 
 /// A pattern as written in `[inputs]`, without a leading `./` or a trailing `/`.
@@ -416,11 +451,16 @@ impl WorkspaceFiles {
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| {
-                let skipped = matches!(
-                    e.file_name().to_str(),
-                    Some(".git" | "target" | "node_modules" | ".venv")
-                );
-                let run_dir = e.file_type().is_dir() && crate::tools::is_run_dir(e.path());
+                let is_dir = e.file_type().is_dir();
+                if e.path().parent().is_some_and(is_dbt_target) {
+                    return !is_dir && e.file_name() == "run_results.json";
+                }
+                let skipped = match e.file_name().to_str() {
+                    Some("target") => !is_dbt_target(e.path()),
+                    Some(".git" | "node_modules" | ".venv") => true,
+                    _ => false,
+                };
+                let run_dir = is_dir && crate::tools::is_run_dir(e.path());
                 !skipped && !run_dir
             });
         for entry in walker.flatten() {
@@ -431,6 +471,15 @@ impl WorkspaceFiles {
             }
         }
         Ok(WorkspaceFiles { root, files })
+    }
+
+    /// The first of `patterns` that is `hatrack init`'s placeholder (`TODO/…`) and binds no
+    /// file: the item is unbound, not a path to fix.
+    fn placeholder<'p>(&self, patterns: Vec<&'p str>) -> Option<&'p str> {
+        patterns.into_iter().find(|p| {
+            clean_pattern(p).starts_with(PLACEHOLDER_PREFIX)
+                && !self.files.iter().any(|f| pattern_matches(p, f))
+        })
     }
 
     /// Paths (relative, sorted, deduplicated) matching any of the patterns. A pattern without
@@ -502,6 +551,15 @@ impl WorkspaceFiles {
             Err(errors)
         }
     }
+}
+
+/// A dbt project's `target/` directory (beside its `dbt_project.yml`): walked for its
+/// `run_results.json` only, the evidence of the project's last tests.
+pub fn is_dbt_target(dir: &Path) -> bool {
+    dir.file_name().is_some_and(|n| n == "target")
+        && dir
+            .parent()
+            .is_some_and(|p| p.join("dbt_project.yml").is_file())
 }
 
 fn rel_to_slash(rel: &Path) -> String {
@@ -807,6 +865,26 @@ mod tests {
         assert_eq!(
             workspace_files(root).unwrap(),
             vec!["docs/artifacts/sre/plan.md".to_string()]
+        );
+    }
+
+    #[test]
+    fn of_a_dbt_projects_target_only_run_results_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "dbt/dbt_project.yml",
+            "dbt/target/run_results.json",
+            "dbt/target/manifest.json",
+            "dbt/target/run/x.sql",
+            "target/run_results.json",
+        ] {
+            std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+            std::fs::write(root.join(f), "{}\n").unwrap();
+        }
+        assert_eq!(
+            workspace_files(root).unwrap(),
+            ["dbt/dbt_project.yml", "dbt/target/run_results.json"]
         );
     }
 

@@ -82,7 +82,7 @@ fn hint(err: &Error) -> Option<&'static str> {
     match err {
         Error::Model(ModelError::Provider { kind, .. }) => Some(match kind {
             K::ContextExceeded => {
-                "the prompt plus max_tokens is larger than the model's context window: quote less of the inputs (lower [limits] max_file_bytes / max_input_bytes / max_artifact_bytes in hatrack.toml), set [model] max_tokens so that prompt + answer fit, or choose a model with a longer context (for llama.cpp, start the server with a larger --ctx-size)"
+                "the prompt plus max_tokens is larger than the model's context window: quote less of the inputs (lower [limits] max_file_bytes / max_input_bytes / max_artifact_bytes in hatrack.toml), set [model] max_tokens so that prompt + answer fit, set [model] context_tokens to the model's real window, or choose a model with a longer context (for llama.cpp, start the server with a larger --ctx-size)"
             }
             K::Auth => {
                 "the provider refused the key: set OPENAI_API_KEY (or the variable a policy's [model] api_key_env names; HATRACK_JUDGE_API_KEY for a judge at its own endpoint) to a valid key for this --base-url"

@@ -8,12 +8,13 @@ use minijinja::{Environment, UndefinedBehavior};
 use sha2::{Digest, Sha256};
 
 /// The templates hatrack renders, with the shipped text of each.
-pub const TEMPLATES: [(&str, &str); 5] = [
+pub const TEMPLATES: [(&str, &str); 6] = [
     ("system.j2", include_str!("../prompts/system.j2")),
     ("hat.j2", include_str!("../prompts/hat.j2")),
     ("judge.j2", include_str!("../prompts/judge.j2")),
     ("review.j2", include_str!("../prompts/review.j2")),
     ("signal.j2", include_str!("../prompts/signal.j2")),
+    ("dossier.j2", include_str!("../prompts/dossier.j2")),
 ];
 
 /// The findings block judging steps are shown when a run has checks. It is not one of

@@ -17,7 +17,7 @@
 //!   ([`open_read_no_follow`]: no link, no FIFO or device).
 //!
 //! The root itself is the user's choice (`--transcript DIR`) and may be a symlink. Names from
-//! untrusted sources are shown in messages through [`display_name`] / [`excerpt`]: short,
+//! untrusted sources are shown in messages through [`printable_name`] / [`escaped_excerpt`]: short,
 //! with control and bidi characters escaped.
 
 use std::fs::{self, File, OpenOptions};
@@ -40,7 +40,7 @@ pub fn is_format_char(c: char) -> bool {
 
 /// A short, printable excerpt of an untrusted string for a warning: at most
 /// [`EXCERPT_CHARS`] characters, control and format characters shown as `\u{..}`.
-pub fn excerpt(text: &str) -> String {
+pub fn escaped_excerpt(text: &str) -> String {
     let mut out = String::from("\"");
     for (i, c) in text.chars().enumerate() {
         if i == EXCERPT_CHARS {
@@ -62,13 +62,22 @@ pub fn excerpt(text: &str) -> String {
     out
 }
 
-/// An untrusted name for a message: as it is when short and printable, else [`excerpt`].
-pub fn display_name(text: &str) -> String {
+/// An untrusted name for a message: as it is when short and printable, else [`escaped_excerpt`].
+pub fn printable_name(text: &str) -> String {
     if text.chars().count() <= 200 && !text.chars().any(|c| c.is_control() || is_format_char(c)) {
         text.to_string()
     } else {
-        excerpt(text)
+        escaped_excerpt(text)
     }
+}
+
+/// A relative path as `/`-separated text, whatever the platform (`a/b/c.md`; empty for an
+/// empty path): how paths are written in reports, run.json, messages and tool answers.
+pub fn slash_path(path: &Path) -> String {
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Why a confined write was refused or failed. Names the path and says what to do.

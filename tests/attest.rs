@@ -142,8 +142,9 @@ fn a_signed_run_verifies_and_its_statement_lists_every_file() {
     let tmp = tempfile::tempdir().unwrap();
     let run = shipped_run(tmp.path());
     let (key, public) = keys(tmp.path(), "signer");
+    let count = files(&run).len();
     let out = attest(&run, &key)
-        .stdout_has("signed 11 file(s)")
+        .stdout_has(format!("signed {count} file(s)"))
         .stdout_has("gate: not met (exit 1); predicate type https://hatrack.dev/attestation/run/v1")
         .run();
     assert!(out.stdout.contains(ENVELOPE), "{}", out.stdout);
@@ -197,7 +198,7 @@ fn a_signed_run_verifies_and_its_statement_lists_every_file() {
     );
 
     verify(&run, &public)
-        .stdout_has("verified: 11 file(s) signed by keyid")
+        .stdout_has(format!("verified: {count} file(s) signed by keyid"))
         .stdout_has("gate not met (exit 1)")
         .run();
     Test::new()
@@ -234,10 +235,7 @@ fn one_changed_byte_fails_verification_naming_the_file() {
             "report.json changed since the run was attested",
         ),
         ("snapshot/manifest.json", "snapshot/manifest.json changed"),
-        (
-            "artifacts/pipeline-engineer/staging-integration-test.md",
-            "staging-integration-test.md changed",
-        ),
+        ("report.md", "report.md changed"),
     ] {
         let path = run.join(file);
         let original = change_one_byte(&path);
@@ -279,6 +277,7 @@ fn one_changed_byte_fails_verification_naming_the_file() {
     std::fs::write(&path, &original).unwrap();
 
     // A file added, a file removed.
+    std::fs::create_dir_all(run.join("artifacts")).unwrap();
     std::fs::write(run.join("artifacts").join("late.md"), "added after signing").unwrap();
     verify(&run, &public)
         .status(2)
@@ -363,7 +362,10 @@ print("verified", len(statement["subject"]), statement["predicate"]["gate"]["out
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.trim(), "verified 11 not met");
+    assert_eq!(
+        stdout.trim(),
+        format!("verified {} not met", files(&run).len())
+    );
 
     // The same envelope with another payload (an extra subject) does not verify there either.
     let mut value = envelope(&run);

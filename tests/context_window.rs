@@ -16,7 +16,7 @@ use support::fake_openai::{chat_body, FakeOpenAi, Reply, SeenRequest};
 use support::fake_reviewer::FakeReviewer;
 use support::{copy_dir, repo_root, Test};
 
-/// The example workspace with `ops/monitoring.yml` grown to 60 KB, quoted whole: the SRE
+/// The example workspace with `ops/monitoring.yml` grown by 40 KB, quoted whole: the SRE
 /// reads it (and so do its constraint judge and the review agent, which sees every input),
 /// the Pipeline Engineer does not.
 fn big_runbook_workspace(dir: &Path, model: &str) -> PathBuf {
@@ -24,7 +24,7 @@ fn big_runbook_workspace(dir: &Path, model: &str) -> PathBuf {
     copy_dir(&repo_root().join("examples/orders-pipeline"), &ws);
     let line = "# check the freshness alert, then page the data on-call engineer\n";
     let grown = std::fs::read_to_string(ws.join("ops/monitoring.yml")).unwrap()
-        + &line.repeat(60_000 / line.len());
+        + &line.repeat(40_000 / line.len());
     std::fs::write(ws.join("ops/monitoring.yml"), grown).unwrap();
     let config = std::fs::read_to_string(ws.join("hatrack.toml")).unwrap();
     let inputs = &config[..config.find("[limits]").unwrap()];
@@ -102,8 +102,24 @@ fn assert_overflowed(report: &Value, stdout: &str, overflowed: &[&str], answered
     );
 }
 
+/// What the fake (a stand-in for a model) was asked, by answer schema, sorted.
+fn asked(server: &FakeOpenAi) -> Vec<String> {
+    let mut asked: Vec<String> = server.requests().iter().map(schema_name).collect();
+    asked.sort();
+    asked
+}
+
+const ALL_STEPS: [&str; 6] = [
+    "hat/pipeline-engineer",
+    "hat/sre",
+    "judge/pipeline-engineer",
+    "judge/sre",
+    "review/reliability",
+    "signal",
+];
+
 #[tokio::test(flavor = "multi_thread")]
-async fn inputs_larger_than_the_context_end_their_steps_unknown_and_the_rest_of_the_stage_runs() {
+async fn inputs_larger_than_the_context_send_nothing_and_every_step_ends_unknown_with_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let ws = big_runbook_workspace(dir.path(), "context_tokens = 16384\n");
     let server = FakeOpenAi::with_handler({
@@ -113,28 +129,14 @@ async fn inputs_larger_than_the_context_end_their_steps_unknown_and_the_rest_of_
     .await;
     let run_dir = dir.path().join("run");
     let out = run(&server, &ws, &run_dir).status(1).run();
-
-    // Nothing is sent that the estimator says does not fit; only the Pipeline Engineer, its
-    // judge and the completion judge (shown artifacts only) were asked.
-    let requests = server.requests();
-    for r in &requests {
-        assert!(estimate_needed(&r.body) <= usable(16384));
-    }
-    let mut asked: Vec<String> = requests.iter().map(schema_name).collect();
-    asked.sort();
-    assert_eq!(asked, ["constraint_answer", "hat_answer", "signal_answer"]);
+    // Every step is shown every input: none fits, so nothing is sent at all.
+    assert!(asked(&server).is_empty());
     assert!(
         server.gets().is_empty(),
         "the window was configured: no probe"
     );
-
     let report = json_file(&run_dir.join("report.json"));
-    assert_overflowed(
-        &report,
-        &out.stdout,
-        &["hat/sre", "judge/sre", "review/reliability"],
-        &["hat/pipeline-engineer", "judge/pipeline-engineer", "signal"],
-    );
+    assert_overflowed(&report, &out.stdout, &ALL_STEPS, &[]);
     let sre = step(&report, "hat/sre");
     assert_eq!(sre["attempts"], 0, "never sent");
     assert!(sre["errors"][0]
@@ -144,6 +146,46 @@ async fn inputs_larger_than_the_context_end_their_steps_unknown_and_the_rest_of_
     let run_json = json_file(&run_dir.join("run.json"));
     assert_eq!(run_json["model"]["context_tokens"], 16384);
     assert_eq!(run_json["model"]["context_from"], "[model] context_tokens");
+    replays_identically(&run_dir, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn steps_that_no_longer_fit_end_unknown_and_the_rest_of_the_stage_runs() {
+    // The Pipeline Engineer's artifact is 6 KB: the steps shown it no longer fit a window
+    // with room for the first hat's request and 1,000 tokens more.
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    copy_dir(&repo_root().join("examples/orders-pipeline"), &ws);
+    let config = std::fs::read_to_string(ws.join("hatrack.toml")).unwrap();
+    let config = config.replace("max_artifact_bytes = 2000", "max_artifact_bytes = 12000");
+    std::fs::write(ws.join("hatrack.toml"), &config).unwrap();
+    let reviewer = FakeReviewer::new()
+        .artifact_text(&"The plan retries every task three times.\n".repeat(150));
+    let handler = {
+        let r = reviewer.clone();
+        move |req: &SeenRequest| r.answer(req)
+    };
+    let sizing = FakeOpenAi::with_handler(handler.clone()).await;
+    run(&sizing, &ws, &dir.path().join("sizing")).run();
+    let first = estimate_needed(&sizing.requests()[0].body);
+    let window = (first + 1000) * 100 / 95 + 100;
+    std::fs::write(
+        ws.join("hatrack.toml"),
+        config.replace(
+            "[model]\n",
+            &format!("[model]\ncontext_tokens = {window}\n"),
+        ),
+    )
+    .unwrap();
+    let server = FakeOpenAi::with_handler(handler).await;
+    let run_dir = dir.path().join("run");
+    let out = run(&server, &ws, &run_dir).status(1).run();
+    for r in server.requests() {
+        assert!(estimate_needed(&r.body) <= usable(window));
+    }
+    assert_eq!(asked(&server), ["hat_answer"]);
+    let report = json_file(&run_dir.join("report.json"));
+    assert_overflowed(&report, &out.stdout, &ALL_STEPS[1..], &ALL_STEPS[..1]);
     replays_identically(&run_dir, 1);
 }
 
@@ -166,24 +208,17 @@ async fn the_window_comes_from_the_server_and_a_replay_asks_no_server() {
     let report = json_file(&run_dir.join("report.json"));
     assert_eq!(step(&report, "hat/sre")["status"], "context-exceeded");
 
-    // A server that says nothing: the documented default, which the SRE's inputs fit and
-    // the review agent's (every input, every artifact) do not.
+    // A server that says nothing: the documented default, which these inputs fit.
     let quiet = FakeOpenAi::with_handler({
         let r = FakeReviewer::new();
         move |req| r.answer(req)
     })
     .await;
     let other = dir.path().join("other");
-    run(&quiet, &ws, &other).status(1).run();
+    run(&quiet, &ws, &other).status(0).run();
     let run_json = json_file(&other.join("run.json"));
     assert_eq!(run_json["model"]["context_tokens"], 32768);
     assert_eq!(run_json["model"]["context_from"], "default");
-    let report = json_file(&other.join("report.json"));
-    assert_eq!(step(&report, "hat/sre")["status"], "answered");
-    assert_eq!(
-        step(&report, "review/reliability")["status"],
-        "context-exceeded"
-    );
 
     server.stop();
     replays_identically(&run_dir, 1);
@@ -284,8 +319,11 @@ async fn a_re_ask_note_is_cut_to_fit_with_a_visible_note() {
             note.contains("[hatrack: ") && note.contains("cut to fit the model's context window"),
             "{note}"
         );
-        // The step's own prompt is sent whole.
-        assert_eq!(r.body["messages"][1], first.body["messages"][1]);
+        // The step's own prompt is sent whole: as its first ask sent it.
+        assert!(server
+            .requests()
+            .iter()
+            .any(|a| a.message_count() == 2 && a.body["messages"][1] == r.body["messages"][1]));
     }
     let report = json_file(&run_dir.join("report.json"));
     let pe = step(&report, "hat/pipeline-engineer");
@@ -373,7 +411,7 @@ async fn a_first_ask_refused_as_too_long_in_either_providers_words_ends_only_its
         let dir = tempfile::tempdir().unwrap();
         let reviewer = FakeReviewer::new();
         let server = FakeOpenAi::with_handler(move |req| {
-            if req.messages_text().contains("You are the SRE") {
+            if req.messages_text().contains("# Your role: SRE\n") {
                 Reply::json(400, refusal.clone())
             } else {
                 reviewer.answer(req)

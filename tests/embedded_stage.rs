@@ -49,7 +49,7 @@ fn list_check_and_render_work_from_an_empty_directory() {
         .current_dir(empty.path())
         .args(["render", "pipeline-engineer"])
         .arg(repo_root().join("examples/orders-pipeline"))
-        .stdout_has("You are the Pipeline Engineer")
+        .stdout_has("# Your role: Pipeline Engineer")
         .run();
     Test::new()
         .current_dir(empty.path())

@@ -738,6 +738,123 @@ async fn the_corpus_runs_through_eval() {
     assert!(e["scores"]["holdout"].is_object());
 }
 
+/// The judges alone vs the judges with the stage's checks: the same always-`met` scripted
+/// judge (a stand-in for a model) over the corpus, once `--without-checks`. Without checks it
+/// catches no defect; with them, every defect it catches is a check's veto, and `eval
+/// compare` lists exactly the items the checks turned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_corpus_scored_with_and_without_checks_shows_what_the_checks_add() {
+    let server = FakeOpenAi::with_handler(|req| FakeReviewer::new().answer(req)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (with, without) = (tmp.path().join("with"), tmp.path().join("without"));
+    eval(&server, &corpus(), &with).arg("--quiet").run();
+    eval(&server, &corpus(), &without)
+        .args(["--quiet", "--without-checks"])
+        .run();
+    let (w, wo) = (
+        json(&with.join("eval.json")),
+        json(&without.join("eval.json")),
+    );
+    let cases = w["counts"]["cases"].as_u64().unwrap();
+    assert_eq!(w["checks"]["cases_with_checks"], cases);
+    assert_eq!(wo["checks"]["cases_with_checks"], 0);
+    assert_eq!(wo["checks"]["vetoed"], 0);
+    let vetoed: BTreeSet<(String, String)> = w["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| {
+            c["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["vetoed_by_check"] == true)
+                .map(move |i| {
+                    (
+                        c["name"].as_str().unwrap().to_string(),
+                        i["id"].as_str().unwrap().to_string(),
+                    )
+                })
+        })
+        .collect();
+    assert_eq!(w["checks"]["vetoed"], vetoed.len() as u64);
+    assert!(
+        w["checks"]["vetoed_right"].as_u64().unwrap() > 0,
+        "{}",
+        w["checks"]
+    );
+    // End to end the scripted judge passes everything: only checks catch a defect.
+    let e2e = |e: &Value| cells(&e["scores"]["end_to_end_cases"]["overall"])[0][0];
+    assert_eq!(e2e(&wo), 0);
+    assert!(e2e(&w) > 0);
+    let md = std::fs::read_to_string(without.join("eval.md")).unwrap();
+    assert!(md.contains("Checks: none applied"), "{md}");
+
+    let cmp = tmp.path().join("cmp");
+    Test::new()
+        .args(["eval", "compare"])
+        .arg(&without)
+        .arg(&with)
+        .arg("--out")
+        .arg(&cmp)
+        .run();
+    let c = json(&cmp.join("compare.json"));
+    let turned: BTreeSet<(String, String)> = c["discordant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["case"].as_str().unwrap().to_string(),
+                d["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // Every item one got right and the other not is one a check vetoed (a veto on an item
+    // labelled met counts too: the checks made it wrong).
+    assert!(!turned.is_empty());
+    assert!(turned.is_subset(&vetoed), "{turned:?} vs {vetoed:?}");
+    assert_eq!(
+        c["only_b_right"].as_u64().unwrap(),
+        w["checks"]["vetoed_right"].as_u64().unwrap() - vetoed_right_also_right_without(&wo, &w)
+    );
+}
+
+/// Vetoed defects the judges alone already got right (unmet) — not turned by the checks.
+fn vetoed_right_also_right_without(without: &Value, with: &Value) -> u64 {
+    let got = |e: &Value, case: &str, id: &str| -> String {
+        e["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == case)
+            .and_then(|c| {
+                c["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|i| i["id"] == id)
+            })
+            .map(|i| i["outcome"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    with["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| {
+            let name = c["name"].as_str().unwrap();
+            c["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["vetoed_by_check"] == true && i["expected"] == "unmet")
+                .map(move |i| (name, i["id"].as_str().unwrap()))
+        })
+        .filter(|(case, id)| got(without, case, id) == "right")
+        .count() as u64
+}
+
 // ---- hatrack rejudge ----
 
 /// Whether a request is a producing hat's (its answer schema is `hat_answer`).

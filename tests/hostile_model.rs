@@ -810,7 +810,7 @@ mod properties {
         fn parsing_helpers_never_panic(text in ".{0,300}", status in 0u16..1000, max in 0usize..5000) {
             let _ = hatrack::model::openai::parse_retry_after(&text, Duration::from_secs(60));
             let _ = hatrack::model::openai::classify_status(status, &text);
-            let cut = hatrack::model::structured::excerpt(&text, max);
+            let cut = hatrack::model::structured::head_and_tail(&text, max);
             prop_assert!(cut.len() <= text.len().max(max + 64));
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
                 let reply = hatrack::model::ModelReply::from_body(v.clone(), 0, hatrack::model::ReplySource::Live);

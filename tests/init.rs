@@ -131,12 +131,16 @@ fn what_init_cannot_find_is_a_todo_that_stops_the_run_by_name() {
         text.contains("# TODO: no file found for \"validation report\""),
         "{text}"
     );
-    Test::new()
+    // The placeholder is an unbound item, told as such — not a path to fix.
+    let out = Test::new()
         .current_dir(repo.path())
         .args(["render", "pipeline-engineer"])
         .status(2)
-        .stderr_has("TODO/validation-report")
+        .stderr_has("Reads item \"validation report\" is not bound yet")
+        .stderr_has("\"TODO/validation-report\" that `hatrack init` wrote")
+        .stderr_has("\"validation report\" = \"path/to/file\"")
         .run();
+    assert!(!out.stderr.contains("matches no file"), "{}", out.stderr);
 }
 
 #[test]

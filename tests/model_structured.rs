@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hatrack::model::{
-    ask_structured, build_body, read_exchanges, Budget, ChatMessage, ChatModel, JsonSchemaSpec,
-    LiveModel, ModelError, ModelSettings, RecordMode, Recorder, ReplySource, Secret,
+    ask_structured, build_body, read_exchanges, ChatMessage, ChatModel, JsonSchemaSpec, LiveModel,
+    ModelError, ModelSettings, RecordMode, Recorder, ReplySource, Secret, TokenBudget,
     TranscriptModel,
 };
 use hatrack::secrets::Scrubber;
@@ -263,8 +263,8 @@ async fn the_budget_refuses_before_sending() {
         ..settings(&fake.url())
     };
     let live: Arc<dyn ChatModel> = Arc::new(LiveModel::new(&s).unwrap());
-    // Estimate of one request: 200 max_tokens + ~13 prompt tokens. Budget fits one and a bit.
-    let budget = Budget::new(live, 600);
+    // Estimate of one request: 200 max_tokens + ~13 prompt tokens. TokenBudget fits one and a bit.
+    let budget = TokenBudget::new(live, 600);
     ask_structured(&budget, "hat/a", &s, &messages(), &schema())
         .await
         .unwrap();
@@ -300,7 +300,7 @@ async fn replayed_exchanges_count_their_recorded_usage() {
         None,
         None,
     ));
-    let budget = Budget::new(replay, 100_000);
+    let budget = TokenBudget::new(replay, 100_000);
     ask_structured(&budget, "hat/a", &s, &messages(), &schema())
         .await
         .unwrap();

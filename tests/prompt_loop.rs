@@ -57,7 +57,7 @@ fn step_of(req: &SeenRequest) -> String {
             "judge/pipeline-engineer".into()
         }
         "constraint_answer" => "judge/sre".into(),
-        _ if text.contains("You are the Pipeline Engineer") => "hat/pipeline-engineer".into(),
+        _ if text.contains("# Your role: Pipeline Engineer\n") => "hat/pipeline-engineer".into(),
         _ => "hat/sre".into(),
     }
 }

@@ -92,7 +92,7 @@ pub struct MemberReport {
 impl MemberReport {
     /// Its error, else its summary, on one line.
     pub fn detail(&self) -> String {
-        crate::report::text::one_line(self.error.as_deref().unwrap_or(&self.summary))
+        crate::verdict::fold_whitespace(self.error.as_deref().unwrap_or(&self.summary))
     }
 }
 

@@ -14,7 +14,7 @@ use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::Reader;
 
 use super::location::Root;
-use super::{capped, one_line, ChecksError, Finding, Level, MAX_MESSAGE_CHARS, MAX_NAME_CHARS};
+use super::{capped, capped_line, ChecksError, Finding, Level, MAX_MESSAGE_CHARS, MAX_NAME_CHARS};
 
 /// What one JUnit file held.
 pub struct Read {
@@ -136,7 +136,7 @@ impl State<'_> {
                 self.saw_root = true;
                 if !empty {
                     let name = attribute(e, "name")?.unwrap_or_else(|| "tests".to_string());
-                    self.suites.push(one_line(&name, MAX_NAME_CHARS));
+                    self.suites.push(capped_line(&name, MAX_NAME_CHARS));
                 }
             }
             b"testcase" => {
@@ -214,7 +214,7 @@ impl State<'_> {
             Some(Err(why)) => {
                 self.outside.push(format!(
                     "{} {}",
-                    one_line(case.file.as_deref().unwrap_or(""), 120),
+                    capped_line(case.file.as_deref().unwrap_or(""), 120),
                     why.describe()
                 ));
                 None
@@ -231,8 +231,8 @@ impl State<'_> {
         self.out.findings.push(Finding {
             name: String::new(),
             tool,
-            rule: one_line(&case.name, MAX_NAME_CHARS),
-            rule_name: case.class.map(|c| one_line(&c, MAX_NAME_CHARS)),
+            rule: capped_line(&case.name, MAX_NAME_CHARS),
+            rule_name: case.class.map(|c| capped_line(&c, MAX_NAME_CHARS)),
             level: if case.failed {
                 Level::Error
             } else {

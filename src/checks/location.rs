@@ -92,14 +92,11 @@ impl Outside {
 }
 
 fn joined(rel: &Path) -> Result<String, Outside> {
-    let parts: Vec<String> = rel
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    if parts.is_empty() {
+    let joined = crate::safe_fs::slash_path(rel);
+    if joined.is_empty() {
         return Err(Outside::Root);
     }
-    Ok(parts.join("/"))
+    Ok(joined)
 }
 
 /// `.` and `..` resolved lexically; `None` when `..` climbs above the start (or the root).

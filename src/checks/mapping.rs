@@ -271,7 +271,11 @@ fn veto(r: &mut Judged, findings: &[&Finding], claimed: Option<Verdict>) {
         findings: findings.iter().map(|f| f.name.clone()).collect(),
     });
     let first = findings[0];
-    let mut finding = format!("{}: {}", first.name, super::one_line(&first.message, 300));
+    let mut finding = format!(
+        "{}: {}",
+        first.name,
+        super::capped_line(&first.message, 300)
+    );
     if findings.len() > 1 {
         finding.push_str(&format!(" (and {} more)", findings.len() - 1));
     }

@@ -295,7 +295,7 @@ impl From<ChecksError> for crate::Error {
 /// on its own line: the same finding keeps its fingerprint when lines above it move. The
 /// `occurrence` tells identical findings in one file apart.
 pub fn fingerprint(tool: &str, rule: &str, path: &str, message: &str, occurrence: usize) -> String {
-    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let message = crate::verdict::fold_whitespace(message);
     let mut h = Sha256::new();
     for part in [tool, rule, path, &message, &occurrence.to_string()] {
         h.update(part.as_bytes());
@@ -321,7 +321,7 @@ pub fn capped(text: &str, max: usize) -> String {
 }
 
 /// One line of `text`, capped (names, rule ids, tool names).
-pub fn one_line(text: &str, max: usize) -> String {
+pub fn capped_line(text: &str, max: usize) -> String {
     capped(&text.replace(['\n', '\r'], " "), max)
 }
 

@@ -26,7 +26,7 @@ use std::path::Path;
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::{one_line, Finding, Level};
+use super::{capped_line, Finding, Level};
 
 /// The tool name findings of built-in probes carry.
 pub const PROBE_TOOL: &str = "probe";
@@ -108,12 +108,12 @@ fn compile(pattern: &str, key: &str) -> Result<Regex, String> {
         .build()
         .map_err(|e| {
             let e = e.to_string();
-            format!("probe {key} {:?}: {}", one_line(pattern, 80), e.trim())
+            format!("probe {key} {:?}: {}", capped_line(pattern, 80), e.trim())
         })?;
     if regex.is_match("") {
         return Err(format!(
             "probe {key} {:?} matches the empty string, so it would hold (or fail) on every line: make it match something",
-            one_line(pattern, 80)
+            capped_line(pattern, 80)
         ));
     }
     Ok(regex)
@@ -235,7 +235,7 @@ impl ProbeRun<'_> {
             ));
             return;
         }
-        let shown = one_line(re.as_str(), 80);
+        let shown = capped_line(re.as_str(), 80);
         let mut hits = 0usize;
         for file in matched {
             let Some(text) = self.read(file) else {
@@ -249,13 +249,17 @@ impl ProbeRun<'_> {
                         self.finding(
                             Level::Pass,
                             message,
-                            Some((file, n as u32, self.excerpt(line))),
+                            Some((file, n as u32, self.redacted_line(line))),
                         );
                     }
                     None => {
                         let first = text.lines().next().unwrap_or("");
                         let message = format!("no line of {file} matches `{shown}`: the probe {} requires one in every file matching {}", self.name, self.pattern);
-                        self.finding(Level::Error, message, Some((file, 1, self.excerpt(first))));
+                        self.finding(
+                            Level::Error,
+                            message,
+                            Some((file, 1, self.redacted_line(first))),
+                        );
                     }
                 }
                 continue;
@@ -269,7 +273,7 @@ impl ProbeRun<'_> {
                 self.finding(
                     Level::Error,
                     message,
-                    Some((file, n as u32, self.excerpt(line))),
+                    Some((file, n as u32, self.redacted_line(line))),
                 );
             }
         }
@@ -318,14 +322,14 @@ impl ProbeRun<'_> {
     }
 
     /// A repository line as an excerpt: redacted, capped, one line.
-    fn excerpt(&self, line: &str) -> String {
+    fn redacted_line(&self, line: &str) -> String {
         let mut text = line.trim().to_string();
         for pattern in self.probing.redact {
             text = pattern
                 .replace_all(&text, crate::secrets::REDACTED)
                 .into_owned();
         }
-        one_line(&text, MAX_EXCERPT_CHARS)
+        capped_line(&text, MAX_EXCERPT_CHARS)
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{one_line, ChecksError, MAX_EVIDENCE_BYTES};
+use super::{capped_line, ChecksError, MAX_EVIDENCE_BYTES};
 
 /// The tools `--run-checks` runs: a name and the arguments hatrack gives it. Others are
 /// refused (give their SARIF with `--evidence`).
@@ -113,7 +113,7 @@ fn bubblewrap() -> Result<PathBuf, String> {
                 Ok(out) if out.status.success() => Ok(bwrap),
                 Ok(out) => Err(format!(
                     "bubblewrap cannot make a sandbox here ({})",
-                    one_line(&String::from_utf8_lossy(&out.stderr), 160)
+                    capped_line(&String::from_utf8_lossy(&out.stderr), 160)
                 )),
                 Err(e) => Err(format!("bubblewrap cannot run ({e})")),
             }
@@ -231,7 +231,7 @@ pub fn run(
     if !status.success() {
         return Err(fail(format!(
             "exited with {status} ({isolation}): {}",
-            one_line(&tail, STDERR_KEPT)
+            capped_line(&tail, STDERR_KEPT)
         )));
     }
     Ok(Ran {

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::location::Root;
-use super::{capped, one_line, ChecksError, Finding, Level, MAX_MESSAGE_CHARS, MAX_NAME_CHARS};
+use super::{capped, capped_line, ChecksError, Finding, Level, MAX_MESSAGE_CHARS, MAX_NAME_CHARS};
 
 #[derive(Debug, Deserialize)]
 struct Log {
@@ -159,7 +159,10 @@ pub fn read(bytes: &[u8], path: &Path, origin: &str, root: &Root) -> Result<Read
             "\"version\" is {}, and hatrack reads SARIF 2.1.0",
             log.version
                 .as_deref()
-                .map_or("missing".to_string(), |v| format!("{:?}", one_line(v, 40)))
+                .map_or("missing".to_string(), |v| format!(
+                    "{:?}",
+                    capped_line(v, 40)
+                ))
         )));
     }
     let mut out = Read {
@@ -174,7 +177,7 @@ pub fn read(bytes: &[u8], path: &Path, origin: &str, root: &Root) -> Result<Read
 }
 
 fn read_run(run: &Run, origin: &str, root: &Root, out: &mut Read) {
-    let tool = one_line(&run.tool.driver.name, MAX_NAME_CHARS);
+    let tool = capped_line(&run.tool.driver.name, MAX_NAME_CHARS);
     if !out.tools.contains(&tool) {
         out.tools.push(tool.clone());
     }
@@ -247,10 +250,10 @@ fn rule_of(run: &Run, result: &SarifResult) -> RuleOf {
         .or_else(|| rule.and_then(|r| r.id.clone()))
         .unwrap_or_else(|| "(no rule)".to_string());
     RuleOf {
-        id: one_line(&id, MAX_NAME_CHARS),
+        id: capped_line(&id, MAX_NAME_CHARS),
         name: rule
             .and_then(|r| r.name.as_deref())
-            .map(|n| one_line(n, MAX_NAME_CHARS))
+            .map(|n| capped_line(n, MAX_NAME_CHARS))
             .filter(|n| !n.is_empty() && *n != id),
         description: rule
             .and_then(|r| r.short_description.as_ref())
@@ -295,7 +298,7 @@ fn tool_fingerprint(result: &SarifResult) -> String {
         .iter()
         .chain(&result.fingerprints)
         .next()
-        .map(|(k, v)| one_line(&format!("{k}:{v}"), MAX_NAME_CHARS))
+        .map(|(k, v)| capped_line(&format!("{k}:{v}"), MAX_NAME_CHARS))
         .unwrap_or_default()
 }
 
@@ -336,7 +339,7 @@ fn place(
     let base = base_uri(run, artifact.uri_base_id.as_deref());
     match root.uri(uri, base.as_deref()) {
         Ok(path) => Ok((Some(capped(&path, MAX_NAME_CHARS * 2)), line)),
-        Err(why) => Err(format!("{} {}", one_line(uri, 120), why.describe())),
+        Err(why) => Err(format!("{} {}", capped_line(uri, 120), why.describe())),
     }
 }
 

@@ -32,7 +32,7 @@ fn check_out(args: &MergeArgs) -> Result<(), Error> {
     if let Ok(entries) = std::fs::read_dir(out) {
         let mut names: Vec<String> = entries
             .flatten()
-            .map(|e| crate::safe_fs::display_name(&e.file_name().to_string_lossy()))
+            .map(|e| crate::safe_fs::printable_name(&e.file_name().to_string_lossy()))
             .collect();
         if !names.is_empty() {
             names.sort();

@@ -29,7 +29,7 @@ pub async fn replay(
         && dir.join(crate::eval::EVAL_FILE).is_file()
         && dir.join(crate::eval::SUITE_FILE).is_file()
     {
-        super::eval::replay(args, global, out).await
+        crate::eval::run::replay(args, global, out).await
     } else if batch {
         crate::batch::run::replay(args, global, out).await
     } else {

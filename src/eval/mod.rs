@@ -7,8 +7,10 @@
 //! read as absent.
 
 pub mod compare;
+pub mod files;
 pub mod labels;
 pub mod render;
+pub mod run;
 pub mod score;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,7 +49,24 @@ pub struct EvalReport {
     pub thresholds: Vec<ThresholdCheck>,
     pub scores: Scores,
     pub gate: GateView,
+    /// What the stage's checks decided in these runs (absent from evals before it).
+    #[serde(default)]
+    pub checks: ChecksView,
     pub cases: Vec<CaseResult>,
+}
+
+/// What checks (the stage's checks.toml, `[[check]]`, evidence) did in an eval's runs, so
+/// an eval with checks and one `--without-checks` can be told apart and their difference
+/// read: `eval compare` of the two lists every item the checks turned.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChecksView {
+    /// Cases whose run applied checks (0: `--without-checks`, the judges alone).
+    pub cases_with_checks: u32,
+    /// Labelled items a check's veto made unmet (cause `check`), whatever the judge said.
+    pub vetoed: u32,
+    /// Of those, labelled `unmet` (a defect caught by facts) and labelled `met` (a false veto).
+    pub vetoed_right: u32,
+    pub vetoed_wrong: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +186,9 @@ pub struct ItemResult {
     pub agreement: Option<AgreementSeen>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flip_rate: Option<f64>,
+    /// A check's veto decided it (cause `check`), not the judge.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vetoed_by_check: bool,
 }
 
 /// The thresholds of `--min-tpr` … `--max-abstain`.
@@ -197,6 +219,8 @@ struct RunReport {
     run: RunSeen,
     outcome: OutcomeSeen,
     requirements: Vec<RequirementSeen>,
+    /// Present when the run applied checks.
+    checks: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -229,6 +253,13 @@ struct RequirementSeen {
     finding: String,
     evidence: Vec<EvidenceSeen>,
     agreement: Option<AgreementSeen>,
+    cause: Option<CauseSeen>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct CauseSeen {
+    cause: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -403,6 +434,7 @@ pub fn evaluate(suite: &Suite, runs: &[CaseRun], thresholds: &Thresholds) -> Eva
         thresholds: checks,
         scores,
         gate: gate_view(&cases),
+        checks: checks_view(runs, &cases),
         cases,
     }
 }
@@ -440,6 +472,9 @@ fn case_result(case: &Case, run: &CaseRun) -> CaseResult {
                         f64::from(a.samples - a.agree.min(a.samples)) / f64::from(a.samples),
                     )
                 }),
+                vetoed_by_check: judged
+                    .and_then(|j| j.cause.as_ref())
+                    .is_some_and(|c| c.cause == "check"),
             }
         })
         .collect();
@@ -538,6 +573,22 @@ fn counts(cases: &[CaseResult]) -> Counts {
     }
     c.items = c.right + c.wrong + c.abstained;
     c
+}
+
+fn checks_view(runs: &[CaseRun], cases: &[CaseResult]) -> ChecksView {
+    let vetoed: Vec<&ItemResult> = items_of(cases, None)
+        .filter(|i| i.vetoed_by_check)
+        .collect();
+    let labelled = |e: Expected| vetoed.iter().filter(|i| i.expected == e).count() as u32;
+    ChecksView {
+        cases_with_checks: runs
+            .iter()
+            .filter(|r| r.report.as_ref().is_some_and(|r| r.checks.is_some()))
+            .count() as u32,
+        vetoed: vetoed.len() as u32,
+        vetoed_right: labelled(Expected::Unmet),
+        vetoed_wrong: labelled(Expected::Met),
+    }
 }
 
 fn gate_view(cases: &[CaseResult]) -> GateView {

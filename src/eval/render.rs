@@ -116,6 +116,7 @@ pub fn markdown(r: &EvalReport) -> String {
         c.right, c.wrong, c.abstained, c.unscored,
         list(&r.models), list(&r.judge_models), r.samples
     );
+    let _ = writeln!(out, "{}\n", checks_line(r));
     thresholds_md(r, &mut out);
     let g = &r.gate;
     let _ = writeln!(
@@ -152,6 +153,18 @@ pub fn markdown(r: &EvalReport) -> String {
     }
     misses_md(r, &mut out);
     out
+}
+
+/// What checks did, in one sentence (markdown and HTML).
+fn checks_line(r: &EvalReport) -> String {
+    let k = &r.checks;
+    if k.cases_with_checks == 0 {
+        return "Checks: none applied (the judges alone, as `--without-checks` runs them).".into();
+    }
+    format!(
+        "Checks: applied in {} of {} case(s); a check's veto decided {} labelled verdict(s): {} on a labelled defect, {} on an item labelled met.",
+        k.cases_with_checks, r.counts.cases, k.vetoed, k.vetoed_right, k.vetoed_wrong
+    )
 }
 
 fn list(v: &[String]) -> String {
@@ -200,7 +213,7 @@ fn misses_md(r: &EvalReport, out: &mut String) {
             i.expected.as_str(),
             i.got.as_str(),
             md_cell(&i.why),
-            md_cell(&crate::safe_fs::excerpt(&i.finding))
+            md_cell(&crate::safe_fs::escaped_excerpt(&i.finding))
         );
     }
     out.push('\n');
@@ -234,6 +247,7 @@ pub fn html(r: &EvalReport) -> String {
     let md = markdown(r);
     let title = md.lines().next().unwrap_or("").trim_start_matches("# ");
     let _ = writeln!(out, "<h1>{}</h1>", esc(title));
+    let _ = writeln!(out, "<p>{}</p>", esc(&checks_line(r).replace('`', "")));
     gate_html(r, &mut out);
     for (name, set) in [
         ("Holdout", r.scores.holdout.as_ref()),

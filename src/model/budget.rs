@@ -16,7 +16,7 @@ use super::{BoxFuture, ChatModel, ModelError, ModelReply, ModelRequest};
 pub const DEFAULT_COMPLETION_ESTIMATE: u64 = 1024;
 
 /// A [`ChatModel`] that refuses requests once the budget could be exceeded.
-pub struct Budget {
+pub struct TokenBudget {
     inner: Arc<dyn ChatModel>,
     budget: u64,
     state: Mutex<BudgetState>,
@@ -28,18 +28,18 @@ struct BudgetState {
     reserved: u64,
 }
 
-impl std::fmt::Debug for Budget {
+impl std::fmt::Debug for TokenBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Budget")
+        f.debug_struct("TokenBudget")
             .field("budget", &self.budget)
             .field("used", &self.used())
             .finish()
     }
 }
 
-impl Budget {
-    pub fn new(inner: Arc<dyn ChatModel>, budget: u64) -> Budget {
-        Budget {
+impl TokenBudget {
+    pub fn new(inner: Arc<dyn ChatModel>, budget: u64) -> TokenBudget {
+        TokenBudget {
             inner,
             budget,
             state: Mutex::new(BudgetState::default()),
@@ -66,7 +66,7 @@ impl Budget {
     }
 
     async fn complete_inner(&self, request: &ModelRequest) -> Result<ModelReply, ModelError> {
-        let estimate = Budget::estimate(&request.body);
+        let estimate = TokenBudget::estimate(&request.body);
         {
             let mut state = self.lock();
             // Saturating: a provider reporting absurd usage must stop the run, not wrap the
@@ -95,7 +95,7 @@ impl Budget {
     }
 }
 
-impl ChatModel for Budget {
+impl ChatModel for TokenBudget {
     fn complete<'a>(
         &'a self,
         request: &'a ModelRequest,

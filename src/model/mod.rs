@@ -7,7 +7,7 @@
 //! let body = build_body(&settings, &messages, Some(&schema));      // what `render` prints
 //! let model = TranscriptModel::open(mode, Some(&old), Some(&new), &settings, None, scrubber, Handles::default())?;
 //! let model: Arc<dyn ChatModel> = match settings.budget {
-//!     Some(tokens) => Arc::new(Budget::new(Arc::new(model), tokens)),
+//!     Some(tokens) => Arc::new(TokenBudget::new(Arc::new(model), tokens)),
 //!     None => Arc::new(model),
 //! };
 //! let outcome = ask_structured(model.as_ref(), "hat/sre", &settings, &messages, &schema).await?;
@@ -15,7 +15,7 @@
 //! - [`LiveModel`] (openai.rs): async-openai, timeouts, the one retry layer, `jobs` in flight.
 //! - [`TranscriptModel`] (transcript.rs): replay by step + request hash, VCR record modes,
 //!   `exchanges.jsonl` writing ([`Recorder`]) and reading ([`read_exchanges`]).
-//! - [`Budget`]: refuses a request before it could exceed the token budget.
+//! - [`TokenBudget`]: refuses a request before it could exceed the token budget.
 //! - [`ask_structured`]: JSON Schema answers with bounded re-asks.
 
 use std::future::Future;
@@ -34,7 +34,7 @@ pub mod structured;
 pub mod transcript;
 pub mod window;
 
-pub use budget::Budget;
+pub use budget::TokenBudget;
 pub use openai::{LiveModel, SharedTransport};
 pub use request::{build_body, build_body_with_tools, request_hash, ChatMessage, JsonSchemaSpec};
 pub use settings::{ModelSettings, Secret, TokenObserver};

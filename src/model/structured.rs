@@ -123,11 +123,11 @@ pub async fn ask_structured(
                 return Ok(outcome);
             }
             Some(problem) => {
-                let problem = excerpt(&problem, REASK_EXCERPT_BYTES);
+                let problem = head_and_tail(&problem, REASK_EXCERPT_BYTES);
                 tracing::warn!(step, attempt, "invalid structured answer: {problem}");
                 outcome.errors.push(format!("attempt {attempt}: {problem}"));
                 if attempt < max_attempts {
-                    conversation.push(ChatMessage::assistant(excerpt(
+                    conversation.push(ChatMessage::assistant(head_and_tail(
                         &content,
                         REASK_EXCERPT_BYTES,
                     )));
@@ -201,7 +201,7 @@ fn check_answer(
             } else {
                 path
             };
-            excerpt(&format!("at {at}: {e}"), MAX_ERROR_CHARS)
+            head_and_tail(&format!("at {at}: {e}"), MAX_ERROR_CHARS)
         })
         .collect();
     if listed.is_empty() {
@@ -239,7 +239,7 @@ pub fn reask(problem: &str) -> ChatMessage {
 /// `text` when it is at most `max` bytes; else its start and its end (cut at character
 /// boundaries) around a marker saying how much was left out. Never longer than
 /// `max` + the marker.
-pub fn excerpt(text: &str, max: usize) -> String {
+pub fn head_and_tail(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
@@ -299,13 +299,13 @@ mod tests {
 
     #[test]
     fn excerpts_keep_short_text_and_bound_long_text() {
-        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(head_and_tail("short", 10), "short");
         let long = "é".repeat(10_000);
-        let cut = excerpt(&long, 2048);
+        let cut = head_and_tail(&long, 2048);
         assert!(cut.len() < 2048 + 64, "{}", cut.len());
         assert!(cut.contains("bytes left out"));
         for max in 0..12 {
-            let _ = excerpt("aé€😀bc", max);
+            let _ = head_and_tail("aé€😀bc", max);
         }
     }
 }

@@ -629,15 +629,15 @@ impl ReplayIndex {
                 }
             );
         };
-        let old = pretty(&recorded.request);
-        let new = pretty(body);
+        let old = request_lines(&recorded.request);
+        let new = request_lines(body);
         if old == new {
             if recorded.response.is_some() {
                 return format!(
                     "the request equals the recorded one for step {} attempt {}, which has a response, but its request_hash {} is not the hash of that request: the line was edited, or recorded in a way this hatrack does not match; record the run again",
                     recorded.step,
                     recorded.attempt,
-                    safe_fs_excerpt(&recorded.request_hash)
+                    crate::safe_fs::printable_name(&recorded.request_hash)
                 );
             }
             return format!(
@@ -662,13 +662,9 @@ impl ReplayIndex {
     }
 }
 
-fn safe_fs_excerpt(text: &str) -> String {
-    crate::safe_fs::display_name(text)
-}
-
 /// Pretty JSON with message contents split on their newlines, so a changed sentence in a
 /// prompt shows as one changed line rather than one giant changed string.
-fn pretty(body: &Value) -> String {
+pub fn request_lines(body: &Value) -> String {
     let text = serde_json::to_string_pretty(body).unwrap_or_default();
     text.replace("\\n", "\\n\n")
 }
@@ -753,7 +749,7 @@ impl TranscriptModel {
     /// only when `mode` may call the model — so `none`, and `once` over a recorded
     /// transcript, never construct a client and cannot open a socket. `judge`: the judging
     /// steps' settings, when they name another endpoint (requests are routed by model). With
-    /// `settings.budget`, the live model sits behind a [`Budget`](super::Budget) (and with
+    /// `settings.budget`, the live model sits behind a [`TokenBudget`](super::TokenBudget) (and with
     /// `settings.budget_usd`, a [`UsdBudget`](super::prices::UsdBudget)): a budget counts
     /// what this run spends, replayed exchanges are free.
     ///
@@ -796,7 +792,7 @@ impl TranscriptModel {
                 _ => client,
             };
             let client: Arc<dyn ChatModel> = match settings.budget {
-                Some(tokens) => Arc::new(super::Budget::new(client, tokens)),
+                Some(tokens) => Arc::new(super::TokenBudget::new(client, tokens)),
                 None => client,
             };
             Some(match (settings.budget_usd, prices) {
@@ -861,42 +857,8 @@ impl TranscriptModel {
         };
         let hash = request_hash(scrubbed.as_ref().unwrap_or(&request.body));
         if self.replays() {
-            // Then the unscrubbed hash: a recording made before hashes were scrubbed, or a
-            // replay without the key that recording scrubbed.
-            let hit = self.replay.lookup(&request.step, &hash).or_else(|| {
-                scrubbed.as_ref().and_then(|_| {
-                    self.replay
-                        .lookup(&request.step, &request_hash(&request.body))
-                })
-            });
-            if let Some(hit) = hit {
-                if let Some(mut reply) = hit.replay_reply() {
-                    if self.copy_hits {
-                        // Carried over from another run: this run did not obtain it live.
-                        reply.origin = ReplySource::Replayed;
-                        if let Some(rec) = &self.record_to {
-                            let copy = Exchange {
-                                replayed: true,
-                                ..hit.clone()
-                            };
-                            record_now(rec, copy).await?;
-                        }
-                    }
-                    return Ok(reply);
-                }
-                // A recorded client error (the provider refused this very request) replays
-                // as that error: the same request would be refused again. Transient failures
-                // (timeouts, 408, 429, 5xx) are not replayed; they are asked again.
-                if let Some(e) = hit.permanent_error() {
-                    let status = e.status.unwrap_or_default();
-                    return Err(ModelError::Provider {
-                        step: request.step.clone(),
-                        attempts: 1,
-                        last: e.message.clone(),
-                        status: e.status,
-                        kind: super::openai::classify_status(status, &e.message),
-                    });
-                }
+            if let Some(answer) = self.replayed(request, &hash, scrubbed.is_some()).await {
+                return answer;
             }
         }
         if !self.may_call() {
@@ -907,6 +869,64 @@ impl TranscriptModel {
                     .miss_diff(request, scrubbed.as_ref().unwrap_or(&request.body)),
             });
         }
+        self.call_and_record(request, hash).await
+    }
+
+    /// The recorded answer to this request, if the transcript holds one: its reply, or the
+    /// client error the provider gave it. `None` means ask the model (no record, or a
+    /// transient failure).
+    async fn replayed(
+        &self,
+        request: &ModelRequest,
+        hash: &str,
+        was_scrubbed: bool,
+    ) -> Option<Result<ModelReply, ModelError>> {
+        // Then the unscrubbed hash: a recording made before hashes were scrubbed, or a
+        // replay without the key that recording scrubbed.
+        let hit = self.replay.lookup(&request.step, hash).or_else(|| {
+            was_scrubbed
+                .then(|| {
+                    self.replay
+                        .lookup(&request.step, &request_hash(&request.body))
+                })
+                .flatten()
+        })?;
+        if let Some(mut reply) = hit.replay_reply() {
+            if self.copy_hits {
+                // Carried over from another run: this run did not obtain it live.
+                reply.origin = ReplySource::Replayed;
+                if let Some(rec) = &self.record_to {
+                    let copy = Exchange {
+                        replayed: true,
+                        ..hit.clone()
+                    };
+                    if let Err(e) = record_now(rec, copy).await {
+                        return Some(Err(e));
+                    }
+                }
+            }
+            return Some(Ok(reply));
+        }
+        // A recorded client error (the provider refused this very request) replays
+        // as that error: the same request would be refused again. Transient failures
+        // (timeouts, 408, 429, 5xx) are not replayed; they are asked again.
+        let e = hit.permanent_error()?;
+        let status = e.status.unwrap_or_default();
+        Some(Err(ModelError::Provider {
+            step: request.step.clone(),
+            attempts: 1,
+            last: e.message.clone(),
+            status: e.status,
+            kind: super::openai::classify_status(status, &e.message),
+        }))
+    }
+
+    /// Asks the live model and records the exchange (its reply or the provider's error).
+    async fn call_and_record(
+        &self,
+        request: &ModelRequest,
+        hash: String,
+    ) -> Result<ModelReply, ModelError> {
         let Some(live) = &self.live else {
             return Err(ModelError::Config(format!(
                 "record mode {} needs to call the model for step {}, but no live model was configured",

@@ -175,95 +175,6 @@ struct FileView<'a> {
 impl<'a> Page<'a> {
     fn new(report: &'a Report) -> Self {
         let judge_ids = text::judges(report);
-        let judges = judge_ids
-            .iter()
-            .map(|id| JudgeView {
-                id: id.clone(),
-                label: report
-                    .steps
-                    .iter()
-                    .find(|s| &s.id == id)
-                    .map(|s| s.name.clone())
-                    .unwrap_or_else(|| id.clone()),
-            })
-            .collect();
-        let steps = report
-            .steps
-            .iter()
-            .map(|s| {
-                let count = |v: Verdict| {
-                    report
-                        .requirements
-                        .iter()
-                        .filter(|r| r.judged_by == s.id && r.verdict == v)
-                        .count()
-                };
-                StepView {
-                    step: s,
-                    kind: match s.kind {
-                        StepKind::Hat => "hat",
-                        StepKind::ConstraintJudge => "constraint judge",
-                        StepKind::Review => "review agent",
-                        StepKind::Signal => "completion judge",
-                    },
-                    status: text::step_status(s.status),
-                    unparseable: s.status != StepStatus::Answered,
-                    tokens_in: text::int(s.usage.prompt_tokens),
-                    tokens_cached: text::int(s.usage.cached_tokens),
-                    tokens_out: text::int(s.usage.completion_tokens),
-                    time: text::duration(s.duration_ms),
-                    cost: s.cost.as_ref().map(|c| text::usd(Some(c))),
-                    met: count(Verdict::Met),
-                    unmet: count(Verdict::Unmet),
-                    unknown: count(Verdict::Unknown),
-                    artifacts: s
-                        .artifacts
-                        .iter()
-                        .map(|a| ArtifactView {
-                            path: &a.path,
-                            size: bytes(a.bytes),
-                            sha256: &a.sha256,
-                            sha256_short: a.sha256.get(..12).unwrap_or(&a.sha256),
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
-        let groups = [
-            RequirementKind::HatConstraint,
-            RequirementKind::ReviewCheck,
-            RequirementKind::Signal,
-        ]
-        .into_iter()
-        .map(|kind| GroupView {
-            label: text::kind_label(kind),
-            rows: report
-                .requirements
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.kind == kind)
-                .map(|(i, r)| row(i, r, &judge_ids))
-                .collect(),
-        })
-        .filter(|g| !g.rows.is_empty())
-        .collect();
-        let inputs = report
-            .inputs
-            .iter()
-            .map(|input| InputView {
-                input,
-                files: input
-                    .files
-                    .iter()
-                    .map(|f| FileView {
-                        path: &f.path,
-                        size: bytes(f.bytes),
-                        truncated: f.truncated,
-                        shown: bytes(f.shown_bytes),
-                    })
-                    .collect(),
-            })
-            .collect();
         let u = report.run.usage;
         let note = text::gate_note(report);
         let (gate_label, gate_text) = note.split_once(": ").unwrap_or(("gate", &note));
@@ -283,10 +194,10 @@ impl<'a> Page<'a> {
             trust_note: text::trust_note(report),
             policy: text::policy_rows(report),
             checks: text::check_view(report),
-            steps,
-            judges,
-            groups,
-            inputs,
+            steps: report.steps.iter().map(|s| step(report, s)).collect(),
+            judges: judges(report, &judge_ids),
+            groups: groups(report, &judge_ids),
+            inputs: report.inputs.iter().map(input).collect(),
             total_tokens_in: text::int(u.prompt_tokens),
             total_tokens_out: text::int(u.completion_tokens),
             total_cached: format!("{}, {}", text::int(u.cached_tokens), text::cached_share(&u)),
@@ -299,6 +210,103 @@ impl<'a> Page<'a> {
                 .map(|c| c.unpriced_models.join(", "))
                 .unwrap_or_default(),
         }
+    }
+}
+
+/// The verdict matrix's columns: each judge by the name of its step.
+fn judges(report: &Report, judge_ids: &[String]) -> Vec<JudgeView> {
+    judge_ids
+        .iter()
+        .map(|id| JudgeView {
+            id: id.clone(),
+            label: report
+                .steps
+                .iter()
+                .find(|s| &s.id == id)
+                .map(|s| s.name.clone())
+                .unwrap_or_else(|| id.clone()),
+        })
+        .collect()
+}
+
+/// One step's row in the hat sequence: its kind, status, usage, the verdicts it gave and
+/// what it wrote.
+fn step<'a>(report: &Report, s: &'a StepReport) -> StepView<'a> {
+    let count = |v: Verdict| {
+        report
+            .requirements
+            .iter()
+            .filter(|r| r.judged_by == s.id && r.verdict == v)
+            .count()
+    };
+    StepView {
+        step: s,
+        kind: match s.kind {
+            StepKind::Hat => "hat",
+            StepKind::ConstraintJudge => "constraint judge",
+            StepKind::Review => "review agent",
+            StepKind::Signal => "completion judge",
+        },
+        status: text::step_status(s.status),
+        unparseable: s.status != StepStatus::Answered,
+        tokens_in: text::int(s.usage.prompt_tokens),
+        tokens_cached: text::int(s.usage.cached_tokens),
+        tokens_out: text::int(s.usage.completion_tokens),
+        time: text::duration(s.duration_ms),
+        cost: s.cost.as_ref().map(|c| text::usd(Some(c))),
+        met: count(Verdict::Met),
+        unmet: count(Verdict::Unmet),
+        unknown: count(Verdict::Unknown),
+        artifacts: s
+            .artifacts
+            .iter()
+            .map(|a| ArtifactView {
+                path: &a.path,
+                size: bytes(a.bytes),
+                sha256: &a.sha256,
+                sha256_short: a.sha256.get(..12).unwrap_or(&a.sha256),
+            })
+            .collect(),
+    }
+}
+
+/// The requirements grouped by kind (hat constraints, review checks, the signal), empty
+/// groups left out.
+fn groups<'a>(report: &'a Report, judge_ids: &[String]) -> Vec<GroupView<'a>> {
+    [
+        RequirementKind::HatConstraint,
+        RequirementKind::ReviewCheck,
+        RequirementKind::Signal,
+    ]
+    .into_iter()
+    .map(|kind| GroupView {
+        label: text::kind_label(kind),
+        rows: report
+            .requirements
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.kind == kind)
+            .map(|(i, r)| row(i, r, judge_ids))
+            .collect(),
+    })
+    .filter(|g| !g.rows.is_empty())
+    .collect()
+}
+
+/// A bound input and its files, with what each showed of its size.
+fn input(input: &InputReport) -> InputView<'_> {
+    InputView {
+        input,
+        files: input
+            .files
+            .iter()
+            .map(|f| FileView {
+                path: &f.path,
+                size: bytes(f.bytes),
+                truncated: f.truncated,
+                shown: bytes(f.shown_bytes),
+            })
+            .collect(),
     }
 }
 

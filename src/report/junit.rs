@@ -14,6 +14,7 @@ use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite}
 
 use super::model::{Blocker, Reason, Report, RequirementReport, StepStatus, Verdict};
 use super::{text, Exporter, ReportError};
+use crate::verdict::fold_whitespace;
 
 pub struct JunitExporter;
 
@@ -209,7 +210,7 @@ fn case(report: &Report, r: &RequirementReport) -> TestCase {
 
 /// `[MUST, blocking] finding`, one line.
 fn message(r: &RequirementReport, text_: &str, fallback: &str) -> String {
-    let body = text::one_line(text_);
+    let body = fold_whitespace(text_);
     let body = if body.is_empty() {
         fallback.to_string()
     } else {
@@ -232,7 +233,7 @@ fn reason_for_unknown(r: &RequirementReport) -> String {
 fn evidence_text(r: &RequirementReport) -> String {
     let mut s = format!(
         "requirement: {}\nsource: {}\n",
-        text::one_line(&r.text),
+        fold_whitespace(&r.text),
         r.source
     );
     if let Some(sev) = &r.severity {

@@ -8,6 +8,7 @@
 
 use super::model::{Report, RequirementReport, StepReport, StepStatus, Verdict};
 use super::{text, Exporter, ReportError};
+use crate::verdict::fold_whitespace;
 
 /// The whole comment stays under this many bytes (bytes ≥ characters, so this is safe for
 /// GitHub's character limit too).
@@ -33,12 +34,12 @@ impl Exporter for MarkdownExporter {
     }
 }
 
-/// Text accumulated under a byte budget.
-struct Budget {
+/// The report text, accumulated under its byte cap ([`MAX_BYTES`]).
+struct SizedText {
     out: String,
 }
 
-impl Budget {
+impl SizedText {
     /// Appends `block` if it fits (keeping [`RESERVE`] free); says whether it did.
     fn try_push(&mut self, block: &str) -> bool {
         if self.out.len() + block.len() + RESERVE <= MAX_BYTES {
@@ -58,7 +59,7 @@ impl Budget {
 }
 
 fn render(report: &Report) -> String {
-    let mut md = Budget { out: String::new() };
+    let mut md = SizedText { out: String::new() };
     head(report, &mut md);
     not_met_table(report, &mut md);
     checks(report, &mut md);
@@ -70,7 +71,7 @@ fn render(report: &Report) -> String {
 }
 
 /// The effective policy, key by key with its source (docs/policy.md).
-fn policy(report: &Report, md: &mut Budget) {
+fn policy(report: &Report, md: &mut SizedText) {
     let rows = text::policy_rows(report);
     if rows.is_empty() {
         return;
@@ -90,7 +91,7 @@ fn policy(report: &Report, md: &mut Budget) {
     }
 }
 
-fn head(report: &Report, md: &mut Budget) {
+fn head(report: &Report, md: &mut SizedText) {
     let icon = if report.outcome.signal_met {
         "✅"
     } else {
@@ -102,7 +103,7 @@ fn head(report: &Report, md: &mut Budget) {
         code(&report.stage.name),
         report.outcome.exit_code
     );
-    let summary = text::one_line(&report.outcome.summary);
+    let summary = fold_whitespace(&report.outcome.summary);
     if !summary.is_empty() {
         s.push_str(&esc(&text::cap(&summary, FINDING_IN_DETAILS)));
         s.push_str("\n\n");
@@ -124,7 +125,7 @@ fn head(report: &Report, md: &mut Budget) {
         for reason in &report.outcome.reasons {
             s.push_str(&format!(
                 "- {}\n",
-                esc(&text::cap(&text::one_line(&reason.message), 400))
+                esc(&text::cap(&fold_whitespace(&reason.message), 400))
             ));
         }
         s.push('\n');
@@ -169,7 +170,7 @@ fn level(r: &RequirementReport) -> String {
     format!("{} ({})", r.level, text::weight(r))
 }
 
-fn not_met_table(report: &Report, md: &mut Budget) {
+fn not_met_table(report: &Report, md: &mut SizedText) {
     let rows = not_met(report);
     if rows.is_empty() {
         md.try_push("Every requirement is met.\n\n");
@@ -203,7 +204,7 @@ fn not_met_table(report: &Report, md: &mut Budget) {
             esc(&text::short(&r.text, 100)),
             esc(&level(r)),
             code(&r.judged_by),
-            esc(&text::cap(&text::one_line(&finding), FINDING_IN_TABLE)),
+            esc(&text::cap(&fold_whitespace(&finding), FINDING_IN_TABLE)),
         );
         if omitted > 0 || !md.try_push(&row) {
             omitted += 1;
@@ -218,7 +219,7 @@ fn not_met_table(report: &Report, md: &mut Budget) {
 }
 
 /// What checks found (linters, tests, probes), errors first; absent without checks.
-fn checks(report: &Report, md: &mut Budget) {
+fn checks(report: &Report, md: &mut SizedText) {
     let Some(view) = text::check_view(report) else {
         return;
     };
@@ -226,7 +227,7 @@ fn checks(report: &Report, md: &mut Budget) {
     for w in &view.warnings {
         md.try_push(&format!(
             "- ⚠️ {}\n",
-            esc(&text::cap(&text::one_line(w), WARNING_MAX))
+            esc(&text::cap(&fold_whitespace(w), WARNING_MAX))
         ));
     }
     if !view.warnings.is_empty() {
@@ -242,7 +243,7 @@ fn checks(report: &Report, md: &mut Budget) {
             "| {} | {} | {} | {} |\n",
             code(&row.name),
             row.level,
-            esc(&text::cap(&text::one_line(&row.message), FINDING_IN_TABLE)),
+            esc(&text::cap(&fold_whitespace(&row.message), FINDING_IN_TABLE)),
             esc(&row.mapped_to),
         );
         if !md.try_push(&line) {
@@ -257,7 +258,7 @@ fn checks(report: &Report, md: &mut Budget) {
     md.try_push("\n");
 }
 
-fn steps_table(report: &Report, md: &mut Budget) {
+fn steps_table(report: &Report, md: &mut SizedText) {
     if report.steps.is_empty() {
         return;
     }
@@ -312,7 +313,7 @@ fn steps_table(report: &Report, md: &mut Budget) {
     ));
 }
 
-fn details(report: &Report, md: &mut Budget) {
+fn details(report: &Report, md: &mut SizedText) {
     if report.requirements.is_empty() {
         return;
     }
@@ -378,7 +379,7 @@ fn step_notes(step: &StepReport) -> String {
     if let Some(summary) = step.summary.as_deref().filter(|t| !t.trim().is_empty()) {
         s.push_str(&format!(
             "_Step summary:_ {}\n\n",
-            esc(&text::cap(&text::one_line(summary), FINDING_IN_DETAILS))
+            esc(&text::cap(&fold_whitespace(summary), FINDING_IN_DETAILS))
         ));
     }
     if step.status == StepStatus::Unparseable {
@@ -397,7 +398,7 @@ fn step_notes(step: &StepReport) -> String {
         s.push_str(&format!(
             "- attempt {}: {}\n",
             i + 1,
-            esc(&text::cap(&text::one_line(err), 400))
+            esc(&text::cap(&fold_whitespace(err), 400))
         ));
     }
     if !step.errors.is_empty() {
@@ -440,7 +441,7 @@ fn requirement_block(r: &RequirementReport) -> String {
             .as_deref()
             .map(|sev| format!(", severity {}", esc(sev)))
             .unwrap_or_default(),
-        esc(&text::cap(&text::one_line(&r.text), FINDING_IN_DETAILS)),
+        esc(&text::cap(&fold_whitespace(&r.text), FINDING_IN_DETAILS)),
     );
     let mut facts = Vec::new();
     if r.claimed != r.verdict {
@@ -463,13 +464,13 @@ fn requirement_block(r: &RequirementReport) -> String {
     if !r.finding.trim().is_empty() {
         s.push_str(&format!(
             "Finding: {}\n\n",
-            esc(&text::cap(&text::one_line(&r.finding), FINDING_IN_DETAILS))
+            esc(&text::cap(&fold_whitespace(&r.finding), FINDING_IN_DETAILS))
         ));
     }
     if let Some(note) = r.note.as_deref().filter(|n| !n.trim().is_empty()) {
         s.push_str(&format!(
             "Note: {}\n\n",
-            esc(&text::cap(&text::one_line(note), FINDING_IN_DETAILS))
+            esc(&text::cap(&fold_whitespace(note), FINDING_IN_DETAILS))
         ));
     }
     for e in &r.evidence {
@@ -487,14 +488,14 @@ fn requirement_block(r: &RequirementReport) -> String {
     s
 }
 
-fn warnings(report: &Report, md: &mut Budget) {
+fn warnings(report: &Report, md: &mut SizedText) {
     if report.warnings.is_empty() {
         return;
     }
     md.try_push("### Warnings\n\n");
     let mut omitted = 0;
     for w in &report.warnings {
-        let line = format!("- {}\n", esc(&text::cap(&text::one_line(w), WARNING_MAX)));
+        let line = format!("- {}\n", esc(&text::cap(&fold_whitespace(w), WARNING_MAX)));
         if omitted > 0 || !md.try_push(&line) {
             omitted += 1;
         }
@@ -525,7 +526,7 @@ pub fn esc(s: &str) -> String {
 /// An inline code span that survives backticks inside `s`; a `|` (which would still split
 /// a table cell) is replaced by a lookalike.
 fn code(s: &str) -> String {
-    let s = text::one_line(s).replace('|', "¦");
+    let s = fold_whitespace(s).replace('|', "¦");
     let longest = longest_backtick_run(&s);
     let fence = "`".repeat(longest + 1);
     let pad = if s.starts_with('`') || s.ends_with('`') {

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::verdict::gate::GateDecision;
 pub use crate::verdict::gate::{Blocker, Reason, VerdictCounts};
-pub use crate::verdict::{Agreement, Cause, RequirementKind, SourceKind, Subject, Verdict};
+pub use crate::verdict::{
+    Agreement, Cause, RequirementKind, SourceKind, StepKind, StepStatus, Subject, Verdict,
+};
 use crate::verdict::{Evidence, Judged};
 
 /// Bumped whenever a field of `report.json` changes meaning or disappears.
@@ -151,39 +153,6 @@ impl From<&GateDecision> for Outcome {
             no_completion_signal: d.no_completion_signal,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepKind {
-    /// A producing hat: writes artifacts, judges nothing.
-    Hat,
-    /// Judges one hat's constraints (never the hat itself).
-    ConstraintJudge,
-    Review,
-    Signal,
-}
-
-impl StepKind {
-    /// Hats produce, every other step judges.
-    pub fn is_judge(self) -> bool {
-        self != StepKind::Hat
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepStatus {
-    /// The model gave a schema-valid answer.
-    Answered,
-    /// Every attempt broke the schema; the step's verdicts are `unknown`.
-    Unparseable,
-    /// Checks decided every requirement of the step before any request: it was not asked.
-    DecidedByChecks,
-    /// The step's next request could not fit the model's context window (estimated before
-    /// sending, or refused by the provider); the step's verdicts are `unknown`, the rest of
-    /// the stage ran.
-    ContextExceeded,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -48,11 +48,7 @@ impl Exporter for SarifExporter {
 /// sha256 (hex) of the rule id, the quoted source and the quote (lowercased, whitespace
 /// folded), each on its own line.
 pub fn fingerprint(rule_id: &str, source: &str, quote: &str) -> String {
-    let quote = quote
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase();
+    let quote = crate::verdict::fold_whitespace(quote).to_lowercase();
     let mut h = Sha256::new();
     h.update(rule_id.as_bytes());
     h.update(b"\n");

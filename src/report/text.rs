@@ -2,6 +2,7 @@
 //! PR comment, the HTML page and the JUnit file say the same thing in the same words.
 
 use super::model::{Report, RequirementKind, StepStatus, Verdict};
+use crate::verdict::fold_whitespace;
 
 /// The headline: `signal met` or `signal NOT met`.
 pub fn status_words(report: &Report) -> &'static str {
@@ -295,11 +296,6 @@ pub fn judges(report: &Report) -> Vec<String> {
     out
 }
 
-/// Whitespace runs (newlines included) collapsed to one space, for one-line contexts.
-pub fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// At most `max` characters of `s`; a cut text ends with a visible marker saying how much
 /// was left out and where to find the rest.
 pub fn cap(s: &str, max: usize) -> String {
@@ -317,7 +313,7 @@ pub fn cap(s: &str, max: usize) -> String {
 
 /// A short one-line version of a requirement's text, for names and table cells.
 pub fn short(s: &str, max: usize) -> String {
-    let line = one_line(s);
+    let line = fold_whitespace(s);
     if line.chars().count() <= max {
         return line;
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::model::request::{build_body_with_tools, ChatMessage, JsonSchemaSpec};
 use crate::model::settings::ModelSettings;
 use crate::model::structured::{
-    ask_structured, excerpt, reask, validate_reply, StructuredOutcome, MAX_EXCHANGE_MS,
+    ask_structured, head_and_tail, reask, validate_reply, StructuredOutcome, MAX_EXCHANGE_MS,
     REASK_EXCERPT_BYTES,
 };
 use crate::model::window;
@@ -203,7 +203,7 @@ impl Turns {
             }
             Err(problem) => {
                 // Excerpts only: a long or cut-off answer must not grow the next request.
-                let problem = excerpt(&problem, REASK_EXCERPT_BYTES);
+                let problem = head_and_tail(&problem, REASK_EXCERPT_BYTES);
                 tracing::warn!(turn, "invalid structured answer: {problem}");
                 self.out
                     .structured
@@ -213,7 +213,7 @@ impl Turns {
                     return true;
                 }
                 self.reasks_left -= 1;
-                let shown = excerpt(&content, REASK_EXCERPT_BYTES);
+                let shown = head_and_tail(&content, REASK_EXCERPT_BYTES);
                 self.conversation.push(ChatMessage::assistant(shown));
                 self.conversation.push(reask(&problem));
                 false

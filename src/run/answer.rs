@@ -4,9 +4,10 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// One quote offered as evidence, and where it was copied from.
+/// One quote a judge offered as evidence, and the source it named: unchecked (grounding
+/// turns it into a [`crate::verdict::Evidence`]).
 #[derive(Debug, Clone, Deserialize)]
-pub struct Evidence {
+pub struct OfferedEvidence {
     pub source: String,
     pub quote: String,
 }
@@ -31,7 +32,7 @@ pub struct ConstraintVerdict {
     /// `pass`, `fail`, `unknown`.
     pub verdict: String,
     pub finding: String,
-    pub evidence: Vec<Evidence>,
+    pub evidence: Vec<OfferedEvidence>,
 }
 
 /// A constraint judge's answer on one hat's constraints.
@@ -49,7 +50,7 @@ pub struct CheckVerdict {
     /// `high`, `medium`, `low`.
     pub severity: String,
     pub finding: String,
-    pub evidence: Vec<Evidence>,
+    pub evidence: Vec<OfferedEvidence>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,7 +65,7 @@ pub struct SignalVerdict {
     /// `met`, `unmet`, `unknown`.
     pub verdict: String,
     pub finding: String,
-    pub evidence: Vec<Evidence>,
+    pub evidence: Vec<OfferedEvidence>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -200,7 +201,7 @@ pub struct VerdictView<'a> {
     pub verdict: &'a str,
     pub finding: &'a str,
     pub severity: Option<&'a str>,
-    pub evidence: &'a [Evidence],
+    pub evidence: &'a [OfferedEvidence],
 }
 
 /// An answer that rules on requirements by id: read the same way for constraint judges,

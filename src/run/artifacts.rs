@@ -11,7 +11,8 @@ use std::path::{Component, Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::report::ArtifactReport;
-pub use crate::safe_fs::{excerpt, is_format_char};
+use crate::safe_fs::escaped_excerpt;
+pub use crate::safe_fs::is_format_char;
 
 /// The longest name of one path component, in bytes (what common file systems allow).
 pub const MAX_COMPONENT_BYTES: usize = 255;
@@ -121,7 +122,10 @@ pub fn accept(hat: &str, proposed: &[(String, String)]) -> (Vec<Artifact>, Vec<S
         let clean = match check_path(path) {
             Ok(clean) => clean,
             Err(why) => {
-                refusals.push(format!("artifact path {} refused: {why}", excerpt(path)));
+                refusals.push(format!(
+                    "artifact path {} refused: {why}",
+                    escaped_excerpt(path)
+                ));
                 continue;
             }
         };
@@ -187,8 +191,8 @@ impl Accepted {
             if let Some(free) = unique_name(&parts, |f| self.taken(f)) {
                 refusals.push(format!(
                     "artifact {} holds a scrubbed secret and, scrubbed, is the name of another artifact; it was written as {}",
-                    excerpt(path),
-                    excerpt(&free.join("/"))
+                    escaped_excerpt(path),
+                    escaped_excerpt(&free.join("/"))
                 ));
                 return free;
             }
@@ -203,32 +207,32 @@ impl Accepted {
         if self.artifacts.iter().any(|a| a.name == name) {
             return Some(format!(
                 "artifact {} was given twice; the first one was kept",
-                excerpt(path)
+                escaped_excerpt(path)
             ));
         }
         if self.files.contains(folded) {
             return Some(format!(
                 "artifact {} differs from another only in letter case; the first one was kept",
-                excerpt(path)
+                escaped_excerpt(path)
             ));
         }
         if self.dirs.contains(folded) {
             return Some(format!(
                 "artifact {} names a directory that holds other artifacts; it was dropped",
-                excerpt(path)
+                escaped_excerpt(path)
             ));
         }
         if let Some(p) = prefixes.iter().find(|p| self.files.contains(*p)) {
             return Some(format!(
                 "artifact {} would be inside {}, which is an artifact (a file); it was dropped",
-                excerpt(path),
-                excerpt(p)
+                escaped_excerpt(path),
+                escaped_excerpt(p)
             ));
         }
         if self.artifacts.len() >= MAX_ARTIFACTS_PER_HAT {
             return Some(format!(
                 "artifact {} is beyond the {MAX_ARTIFACTS_PER_HAT} a hat may produce; it was dropped",
-                excerpt(path)
+                escaped_excerpt(path)
             ));
         }
         None
@@ -384,7 +388,7 @@ mod tests {
         assert_eq!(w.len(), MAX_LISTED_REFUSALS + 1);
         assert!(w.last().unwrap().contains("and 9980 more"), "{w:?}");
         assert!(w.iter().all(|m| m.len() < 300), "{}", w[0]);
-        assert_eq!(excerpt("a\u{202e}b\n"), "\"a\\u{202e}b\\u{a}\"");
+        assert_eq!(escaped_excerpt("a\u{202e}b\n"), "\"a\\u{202e}b\\u{a}\"");
         let many: Vec<(String, String)> = (0..MAX_ARTIFACTS_PER_HAT + 5)
             .map(|i| (format!("f{i}.md"), String::new()))
             .collect();

@@ -2,6 +2,28 @@
 //! grounding checks quotes against exactly what the model saw, under exactly the names its
 //! BEGIN markers gave). `hatrack render`, preflight and the run itself all build messages
 //! here, so what render prints is what a run sends.
+//!
+//! **The layout: what steps share comes first, byte for byte.** Every request is the system
+//! message (`system.j2`: the stage and the rules, no role) and one user message: first the
+//! run's dossier (`dossier.j2`: the stage's completion signal, every bound input once — in
+//! binding order, each as cut by `[limits]`, together at most `max_input_bytes` — and every
+//! artifact produced so far, by hat in production order), then the step's own part (its
+//! role, what it reads or judges, its requirements, how to answer: `hat.j2`, `judge.j2`,
+//! `review.j2`, `signal.j2`). So every request opens with the same system message, stage and
+//! inputs; the steps after the hats share the artifacts too; a re-ask repeats its request
+//! whole before its note. Providers that cache prompt prefixes (OpenAI from 1,024 tokens,
+//! vLLM, llama.cpp's slot cache) then process the shared part once.
+//!
+//! One dossier for the whole run was chosen over one per hat: the hats of a stage read most
+//! of the same files, and only a run-wide dossier lets the review agent and the completion
+//! judge (who see everything) share their prefix with the hats and the constraint judges.
+//! What each step may rely on is said in its own part: a hat is told which dossier entries
+//! its Reads items are (the rest is the stage's shared context), a constraint judge what its
+//! hat read and produced; every step rules only on its own requirements.
+//!
+//! A `--prompts` directory written for the earlier layout (each step quoting its own inputs)
+//! keeps working with an empty `dossier.j2`: the step's part is then its whole message and it
+//! is grounded in what that part quotes (`benches/layouts/per-step/` holds that layout).
 
 use serde_json::{json, Value};
 
@@ -272,73 +294,47 @@ fn constraint_values(hat: &Hat) -> Vec<Value> {
         .collect()
 }
 
-/// A hat's messages: its role, constraints (to honour, not to grade), and what it reads.
-fn hat_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessages, PromptError> {
+/// The part of the user message every step of a run shares, byte for byte, and the step's
+/// sources it quotes. See the module docs for the layout.
+struct Dossier {
+    text: String,
+    sources: Sources,
+    cuts: Vec<String>,
+}
+
+/// The stage, every bound input (each once, in binding order, together at most
+/// `max_input_bytes`) and every artifact produced so far, by hat in production order.
+fn dossier(shown: &Shown<'_>) -> Result<Dossier, PromptError> {
     let mut sources = Sources::new(shown.rules);
-    let (inputs, upstream) = hat_reads(shown, hat, &mut sources);
-    let context = json!({
-        "stage": stage_context(shown.stage),
-        "hat": hat_context(hat),
-        "constraints": constraint_values(hat),
-        "inputs": inputs,
-        "upstream": upstream,
-    });
-    let role = display_name(&hat.name);
-    Ok(StepMessages {
-        messages: vec![
-            system_message(shown, &role)?,
-            ChatMessage::user(shown.prompts.render("hat.j2", &context)?),
-        ],
+    let (inputs, cuts) = all_input_values(shown, &mut sources);
+    let cap = shown.limits.max_artifact_bytes;
+    let produced: Vec<Value> = shown
+        .produced
+        .iter()
+        .map(|(hat, artifacts)| {
+            json!({
+                "hat": display_name(hat),
+                "artifacts": artifact_values(hat, artifacts, cap, &mut sources),
+            })
+        })
+        .collect();
+    let text = shown.prompts.render(
+        "dossier.j2",
+        &json!({"stage": stage_context(shown.stage), "inputs": inputs, "produced": produced}),
+    )?;
+    Ok(Dossier {
+        text,
         sources,
-        cuts: Vec::new(),
+        cuts,
     })
 }
 
-/// A constraint judge's messages: the hat's constraints, what the hat was given, and what
-/// it produced.
-fn constraint_judge_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessages, PromptError> {
-    let mut sources = Sources::new(shown.rules);
-    let (inputs, upstream) = hat_reads(shown, hat, &mut sources);
-    let produced = artifact_values(
-        &hat.name,
-        produced_by(shown, &hat.name),
-        shown.limits.max_artifact_bytes,
-        &mut sources,
-    );
-    let ids: Vec<&str> = hat.constraints().map(|c| c.id.as_str()).collect();
-    let context = json!({
-        "stage": stage_context(shown.stage),
-        "criteria": criteria_context(shown.stage),
-        "hat": hat_context(hat),
-        "constraints": undecided(shown, constraint_values(hat)),
-        "inputs": inputs,
-        "upstream": upstream,
-        "artifacts": produced,
-    });
-    let found = findings(shown, &ids, &mut sources);
-    let role = format!("constraint judge for the {}", display_name(&hat.name));
-    Ok(StepMessages {
-        messages: vec![
-            system_message(shown, &role)?,
-            ChatMessage::user(with_findings(
-                shown,
-                shown.prompts.render("judge.j2", &context)?,
-                &found,
-            )?),
-        ],
-        sources,
-        cuts: Vec::new(),
-    })
-}
-
-/// A review agent's messages: its mandate and checks, every hat's artifacts, and the bound
-/// inputs (each once, together at most `max_input_bytes`).
-fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessages, PromptError> {
-    let mut sources = Sources::new(shown.rules);
-    let artifacts = all_artifact_values(shown, &mut sources);
+/// Every bound input once, cut so that together they stay within `max_input_bytes` (a cut
+/// is said once, in `cuts`), each added to `sources`.
+fn all_input_values(shown: &Shown<'_>, sources: &mut Sources) -> (Vec<Value>, Vec<String>) {
     let mut left = shown.limits.max_input_bytes;
     let mut cuts = Vec::new();
-    let inputs: Vec<Value> = shown
+    let inputs = shown
         .bindings
         .all_files()
         .into_iter()
@@ -347,8 +343,7 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
                 (f.content.clone(), false)
             } else {
                 cuts.push(format!(
-                    "review/{}: input {} was cut at {} of {} bytes to fit [limits] max_input_bytes = {}",
-                    agent.name,
+                    "input {} was cut at {} of {} bytes to fit [limits] max_input_bytes = {}",
                     f.path,
                     left.min(f.shown_bytes as usize),
                     f.bytes,
@@ -362,7 +357,125 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
             json!({"path": name, "content": content})
         })
         .collect();
-    let ids: Vec<&str> = agent.checks.iter().map(|c| c.id.as_str()).collect();
+    (inputs, cuts)
+}
+
+/// A step's messages: the shared system message, then one user message holding the dossier
+/// and, after it, the step's own part (`template` over `context`, with the check findings
+/// about `judged` before its answer instructions). A dossier template that renders nothing
+/// (a `--prompts` override in the one-prompt-per-step layout) leaves the step's part alone,
+/// grounded in `own` (what that part quotes) instead of the dossier.
+fn step_messages(
+    shown: &Shown<'_>,
+    role: &str,
+    template: &str,
+    context: &Value,
+    own: Sources,
+    judged: &[&str],
+) -> Result<StepMessages, PromptError> {
+    let Dossier {
+        text,
+        sources,
+        cuts,
+    } = dossier(shown)?;
+    let (dossier_text, mut sources) = if text.is_empty() {
+        (None, own)
+    } else {
+        (Some(text), sources)
+    };
+    let found = findings(shown, judged, &mut sources);
+    let step = with_findings(shown, shown.prompts.render(template, context)?, &found)?;
+    let user = match dossier_text {
+        Some(text) => format!("{text}\n\n{step}"),
+        None => step,
+    };
+    Ok(StepMessages {
+        messages: vec![system_message(shown, role)?, ChatMessage::user(user)],
+        sources,
+        cuts,
+    })
+}
+
+/// The names a hat's Reads items are shown under in the dossier: files for workspace items,
+/// artifacts for an earlier hat's.
+fn reads_values(shown: &Shown<'_>, hat: &Hat) -> Vec<Value> {
+    let items = shown
+        .bindings
+        .for_hat(&hat.name)
+        .map(|h| h.items.as_slice())
+        .unwrap_or_default();
+    items
+        .iter()
+        .map(|item| {
+            let (from, names): (String, Vec<String>) = match &item.binding {
+                Binding::Workspace { files, .. } => (
+                    "the repository".into(),
+                    files
+                        .iter()
+                        .map(|f| escape_name(&f.path).into_owned())
+                        .collect(),
+                ),
+                Binding::Hat(other) => (
+                    format!("the {}", display_name(other)),
+                    produced_by(shown, other)
+                        .iter()
+                        .map(|a| escape_name(&a.name).into_owned())
+                        .collect(),
+                ),
+            };
+            json!({"item": item.item, "from": from, "names": names})
+        })
+        .collect()
+}
+
+/// A hat's messages: its role, what it reads, its constraints (to honour, not to grade).
+fn hat_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessages, PromptError> {
+    let mut own = Sources::new(shown.rules);
+    let (inputs, upstream) = hat_reads(shown, hat, &mut own);
+    let context = json!({
+        "stage": stage_context(shown.stage),
+        "hat": hat_context(hat),
+        "constraints": constraint_values(hat),
+        "reads": reads_values(shown, hat),
+        "inputs": inputs,
+        "upstream": upstream,
+    });
+    let role = display_name(&hat.name);
+    step_messages(shown, &role, "hat.j2", &context, own, &[])
+}
+
+/// A constraint judge's messages: the hat's constraints, what the hat read, and what it
+/// produced.
+fn constraint_judge_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessages, PromptError> {
+    let mut own = Sources::new(shown.rules);
+    let (inputs, upstream) = hat_reads(shown, hat, &mut own);
+    let produced = artifact_values(
+        &hat.name,
+        produced_by(shown, &hat.name),
+        shown.limits.max_artifact_bytes,
+        &mut own,
+    );
+    let context = json!({
+        "stage": stage_context(shown.stage),
+        "criteria": criteria_context(shown.stage),
+        "hat": hat_context(hat),
+        "constraints": undecided(shown, constraint_values(hat)),
+        "reads": reads_values(shown, hat),
+        "inputs": inputs,
+        "upstream": upstream,
+        "artifacts": produced,
+    });
+    let ids: Vec<&str> = hat.constraints().map(|c| c.id.as_str()).collect();
+    let role = format!("constraint judge for the {}", display_name(&hat.name));
+    step_messages(shown, &role, "judge.j2", &context, own, &ids)
+}
+
+/// A review agent's messages: its mandate and checks over every hat's artifacts and the
+/// bound inputs.
+fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessages, PromptError> {
+    let mut own = Sources::new(shown.rules);
+    let artifacts = all_artifact_values(shown, &mut own);
+    let (inputs, _) = all_input_values(shown, &mut own);
     let checks: Vec<Value> = agent
         .checks
         .iter()
@@ -385,20 +498,9 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
         "artifacts": artifacts,
         "inputs": inputs,
     });
-    let found = findings(shown, &ids, &mut sources);
+    let ids: Vec<&str> = agent.checks.iter().map(|c| c.id.as_str()).collect();
     let role = format!("{} review agent", display_name(&agent.name));
-    Ok(StepMessages {
-        messages: vec![
-            system_message(shown, &role)?,
-            ChatMessage::user(with_findings(
-                shown,
-                shown.prompts.render("review.j2", &context)?,
-                &found,
-            )?),
-        ],
-        sources,
-        cuts,
-    })
+    step_messages(shown, &role, "review.j2", &context, own, &ids)
 }
 
 /// A check as its judge reads it. A v8 check takes its keyword from the lead-in sentence
@@ -419,11 +521,11 @@ pub struct PriorVerdict {
     pub finding: String,
 }
 
-/// The completion judge's messages: the signal's requirements, the verdicts so far, and the
-/// artifacts.
+/// The completion judge's messages: the signal's requirements and the verdicts so far,
+/// over the dossier (the bound inputs and the artifacts).
 fn signal_messages(shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
-    let mut sources = Sources::new(shown.rules);
-    let artifacts = all_artifact_values(shown, &mut sources);
+    let mut own = Sources::new(shown.rules);
+    let artifacts = all_artifact_values(shown, &mut own);
     let requirements: Vec<Value> = shown
         .stage
         .completion_signal
@@ -449,19 +551,7 @@ fn signal_messages(shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
         "verdicts": verdicts,
         "artifacts": artifacts,
     });
-    let found = findings(shown, &ids, &mut sources);
-    Ok(StepMessages {
-        messages: vec![
-            system_message(shown, "completion judge")?,
-            ChatMessage::user(with_findings(
-                shown,
-                shown.prompts.render("signal.j2", &context)?,
-                &found,
-            )?),
-        ],
-        sources,
-        cuts: Vec::new(),
-    })
+    step_messages(shown, "completion judge", "signal.j2", &context, own, &ids)
 }
 
 /// Stand-ins for what a run produces, so preflight can render every template's loops

@@ -121,10 +121,7 @@ fn canned(dir: &Path, hat: &str) -> Result<ModelReply, ModelError> {
             continue;
         }
         let rel = entry.path().strip_prefix(&root).unwrap_or(entry.path());
-        let path: Vec<String> = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect();
+        let path = crate::safe_fs::slash_path(rel);
         let content = std::fs::read_to_string(entry.path())
             .map_err(|e| fail(format!("{}: {e} (artifacts are UTF-8 text)", rel.display())))?;
         total += content.len() as u64;
@@ -133,7 +130,7 @@ fn canned(dir: &Path, hat: &str) -> Result<ModelReply, ModelError> {
                 "more than {MAX_CANNED_BYTES} bytes of artifacts"
             )));
         }
-        artifacts.push(serde_json::json!({"path": path.join("/"), "content": content}));
+        artifacts.push(serde_json::json!({"path": path, "content": content}));
     }
     let content = serde_json::json!({
         "summary": format!("The {hat}'s artifacts as the eval case fixes them ({} file(s)): not a model's answer.", artifacts.len()),

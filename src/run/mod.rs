@@ -19,6 +19,7 @@ pub mod rundir;
 pub mod samples;
 pub mod setup;
 pub mod snapshot;
+pub mod step_request;
 pub mod steps;
 pub mod tool_answers;
 
@@ -97,12 +98,16 @@ impl RunPlan {
     }
 
     /// The settings a step is asked with: the judge model for judging steps.
-    pub fn settings_for(&self, step: &Step<'_>) -> &ModelSettings {
-        if step.is_judge() {
+    /// The settings a step is asked with: the judge's for judging steps, the producing
+    /// model's for hats; without `[model] max_tokens`, the step's own answer budget
+    /// ([`Step::answer_tokens`]).
+    pub fn settings_for(&self, step: &Step<'_>) -> std::borrow::Cow<'_, ModelSettings> {
+        let base = if step.is_judge() {
             &self.judge_settings
         } else {
             &self.settings
-        }
+        };
+        step.sized(base, &self.stage)
     }
 
     fn shown<'a>(
@@ -372,6 +377,16 @@ impl Progressed {
         sources
     }
 
+    /// The inputs a step's prompt cut to fit `max_input_bytes`: every step shares them, so
+    /// each is said once.
+    fn warn_cuts(&mut self, cuts: &[String]) {
+        for cut in cuts {
+            if !self.warnings.contains(cut) {
+                self.warnings.push(cut.clone());
+            }
+        }
+    }
+
     /// The run-wide evidence rules, after a batch of rulings: distinct requirements need
     /// distinct evidence; a `met` about the repository needs a repository quote.
     fn settle_evidence(&mut self, plan: &RunPlan) {
@@ -435,17 +450,34 @@ async fn execute_steps(
         run_hat(plan, model, progress, step, &mut run).await?;
     }
 
-    // 2. Constraint judges and review agents rule on what the hats produced. They are
-    //    independent, so they run together; the model layer bounds the requests in flight
-    //    (`--jobs`), and results keep the table's order.
-    let judges: Vec<&Step<'_>> = table
+    // 2. Constraint judges and review agents, together.
+    run_judges(plan, model, progress, &table, &mut run).await?;
+    // 3. The completion judge rules on each completion-signal requirement (a stage
+    //    without a completion signal has no such step: the gate rules on the rest).
+    if let Some(signal) = table.iter().find(|s| s.kind() == StepKind::Signal) {
+        run_signal(plan, model, progress, signal, &mut run).await?;
+    }
+    step_warnings(&mut run);
+    Ok(assemble(plan, run))
+}
+
+/// Constraint judges and review agents rule on what the hats produced. They are
+/// independent, so they run together; the model layer bounds the requests in flight
+/// (`--jobs`), and results keep the table's order.
+async fn run_judges(
+    plan: &RunPlan,
+    model: &dyn ChatModel,
+    progress: &Progress,
+    table: &[Step<'_>],
+    run: &mut Progressed,
+) -> Result<(), Error> {
+    let mut asks = Vec::new();
+    for step in table
         .iter()
         .filter(|s| matches!(s.kind(), StepKind::ConstraintJudge | StepKind::Review))
-        .collect();
-    let mut asks = Vec::new();
-    for step in judges {
+    {
         let messages = context::messages(step, &plan.shown(&run.produced, &[]))?;
-        run.warnings.extend(messages.cuts.iter().cloned());
+        run.warn_cuts(&messages.cuts);
         asks.push(judge(plan, model, progress, step, messages));
     }
     for (report, judged, read) in futures::future::try_join_all(asks).await? {
@@ -453,47 +485,36 @@ async fn execute_steps(
         run.judged.extend(judged);
         run.read.extend(read);
     }
-    // The run-wide evidence rules (before the completion judge is shown the verdicts so far,
-    // and again once it has ruled).
+    // The run-wide evidence rules, before the completion judge is shown the verdicts so far.
     run.settle_evidence(plan);
+    Ok(())
+}
 
-    // 3. The completion judge rules on each completion-signal requirement (a stage
-    //    without a completion signal has no such step: the gate rules on the rest).
-    if let Some(signal) = table.iter().find(|s| s.kind() == StepKind::Signal) {
-        let prior: Vec<PriorVerdict> = run
-            .judged
-            .iter()
-            .map(|r| PriorVerdict {
-                id: r.id.clone(),
-                verdict: r.shown_verdict().as_str().to_string(),
-                finding: r.finding.clone(),
-            })
-            .collect();
-        let messages = context::messages(signal, &plan.shown(&run.produced, &prior))?;
-        let (report, judged, read) = judge(plan, model, progress, signal, messages).await?;
-        run.steps.push(report);
-        run.judged.extend(judged);
-        run.read.extend(read);
-        run.settle_evidence(plan);
-        if plan.agent.is_none() {
-            let about_repository: Vec<&str> = run
-                .judged
-                .iter()
-                .filter(|r| r.judged_by == signal.id && r.about == Subject::Repository)
-                .map(|r| r.id.as_str())
-                .collect();
-            if !about_repository.is_empty() {
-                run.warnings.push(format!(
-                    "the completion judge is shown only the hats' artifacts and has no tools ([agent] tools = false): {} {} about the repository, so a met there counts only when its quote's words also occur in a repository file (else it is grounded only in a hat's own output)",
-                    about_repository.join(", "),
-                    if about_repository.len() == 1 { "is" } else { "are" }
-                ));
-            }
-        }
-    }
-
-    step_warnings(&mut run);
-    Ok(assemble(plan, run))
+/// The completion judge, shown every verdict so far; the evidence rules settle again once
+/// it has ruled.
+async fn run_signal(
+    plan: &RunPlan,
+    model: &dyn ChatModel,
+    progress: &Progress,
+    signal: &Step<'_>,
+    run: &mut Progressed,
+) -> Result<(), Error> {
+    let prior: Vec<PriorVerdict> = run
+        .judged
+        .iter()
+        .map(|r| PriorVerdict {
+            id: r.id.clone(),
+            verdict: r.shown_verdict().as_str().to_string(),
+            finding: r.finding.clone(),
+        })
+        .collect();
+    let messages = context::messages(signal, &plan.shown(&run.produced, &prior))?;
+    let (report, judged, read) = judge(plan, model, progress, signal, messages).await?;
+    run.steps.push(report);
+    run.judged.extend(judged);
+    run.read.extend(read);
+    run.settle_evidence(plan);
+    Ok(())
 }
 
 /// A warning for each step that gave no answer: unparseable, or its request did not fit.
@@ -526,13 +547,15 @@ async fn run_hat(
     let Target::Hat(hat) = step.target else {
         unreachable!("run_hat is called for hat steps only")
     };
-    let StepMessages { messages, .. } = context::messages(step, &plan.shown(&run.produced, &[]))?;
+    let StepMessages { messages, cuts, .. } =
+        context::messages(step, &plan.shown(&run.produced, &[]))?;
+    run.warn_cuts(&cuts);
     let settings = plan.settings_for(step);
     let spec = step.schema(&plan.stage);
     let asked: Asked<answer::HatAnswer> = ask(
         model,
         &step.id,
-        settings,
+        &settings,
         &messages,
         &spec,
         plan.agent.as_ref(),
@@ -625,7 +648,7 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
     let rounds = if asked { plan.samples } else { 0 };
     // Samples differ only in their seed; they run together (bounded by the model layer).
     let asked_all: Vec<Asked<T>> = futures::future::try_join_all((0..rounds).map(|k| {
-        let settings = samples::settings_for(base, k);
+        let settings = samples::settings_for(&base, k);
         let (messages, spec) = (&messages, &spec);
         async move {
             ask(

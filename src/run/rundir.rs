@@ -265,10 +265,7 @@ pub fn relative_to(path: &Path, base: &Path) -> String {
     if rel.as_os_str().is_empty() {
         ".".into()
     } else {
-        rel.components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/")
+        crate::safe_fs::slash_path(&rel)
     }
 }
 

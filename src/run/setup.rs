@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{ModelArgs, ReportArgs, RunArgs, StageArgs};
+use crate::cli::{GateArgs, ModelArgs, RunArgs, StageArgs};
 use crate::config::ConfigFile;
 use crate::definition::{self, LoadedStage};
 use crate::model::settings::{ModelSettings, Secret};
@@ -77,8 +77,8 @@ fn given_flags(args: &RunArgs) -> Vec<&'static str> {
         (m.max_retries.is_some(), "--max-retries"),
         (m.max_reasks.is_some(), "--max-reasks"),
         (m.budget.is_some(), "--budget"),
-        (r.allow_unknown, "--allow-unknown"),
-        (r.allow_unstable, "--allow-unstable"),
+        (r.gate.allow_unknown, "--allow-unknown"),
+        (r.gate.allow_unstable, "--allow-unstable"),
     ]
     .into_iter()
     .filter_map(|(given, flag)| given.then_some(flag))
@@ -86,10 +86,10 @@ fn given_flags(args: &RunArgs) -> Vec<&'static str> {
 }
 
 /// The gate's leniencies: a flag, or the policy's `[gate]`.
-pub fn gate_policy(report: &ReportArgs, config: &ConfigFile) -> crate::verdict::gate::GatePolicy {
+pub fn gate_policy(flags: &GateArgs, config: &ConfigFile) -> crate::verdict::gate::GatePolicy {
     crate::verdict::gate::GatePolicy {
-        allow_unknown: report.allow_unknown || config.gate.allow_unknown,
-        allow_unstable: report.allow_unstable || config.gate.allow_unstable,
+        allow_unknown: flags.allow_unknown || config.gate.allow_unknown,
+        allow_unstable: flags.allow_unstable || config.gate.allow_unstable,
         allow_nothing_judged: config.gate.allow_nothing_judged,
         allow_artifact_only: config.gate.allow_artifact_only,
     }

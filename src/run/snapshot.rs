@@ -185,7 +185,7 @@ pub fn collect(
         let Ok(rel) = file.strip_prefix(base) else {
             continue;
         };
-        let rel = slash(rel);
+        let rel = safe_fs::slash_path(rel);
         if let Ok(bytes) = crate::definition::read_source_file(file) {
             files.push((format!("{STAGE}/{rel}"), Source::Bytes(bytes)));
         }
@@ -389,7 +389,7 @@ pub fn write(
             left_out
                 .iter()
                 .take(5)
-                .map(|w| safe_fs::display_name(w))
+                .map(|w| safe_fs::printable_name(w))
                 .collect::<Vec<_>>()
                 .join("; ")
         );
@@ -431,7 +431,7 @@ pub fn write(
                     let (logical, source) = &collected.files[i];
                     let fail = |message: String| SnapshotError::Object {
                         path: run_dir.path().join(PACK_FILE),
-                        logical: safe_fs::display_name(&scrubber.scrub(logical)),
+                        logical: safe_fs::printable_name(&scrubber.scrub(logical)),
                         message,
                     };
                     match collected.content(source, scrubber) {
@@ -567,7 +567,7 @@ impl Snapshot {
         let path = self.object_path(entry);
         let fail = |message: String| SnapshotError::Object {
             path: path.clone(),
-            logical: safe_fs::display_name(logical),
+            logical: safe_fs::printable_name(logical),
             message,
         };
         let bytes = if self.packed() {
@@ -593,7 +593,7 @@ impl Snapshot {
         if actual != entry.sha256 {
             return Err(SnapshotError::HashMismatch {
                 path,
-                logical: safe_fs::display_name(logical),
+                logical: safe_fs::printable_name(logical),
                 expected: entry.sha256.clone(),
                 actual,
             });
@@ -644,7 +644,7 @@ impl Snapshot {
             let logical = format!("tools: {}", entry.call);
             let bad = |message: String| SnapshotError::Object {
                 path: self.object_path(&entry.result),
-                logical: safe_fs::display_name(&logical),
+                logical: safe_fs::printable_name(&logical),
                 message,
             };
             let call: Call = serde_json::from_value(entry.call.clone())
@@ -818,7 +818,7 @@ fn check_header(m: &Manifest) -> Result<(), String> {
     if !is_plain_name(&m.stage_dir) {
         return Err(format!(
             "stage_dir {} is not a plain directory name",
-            safe_fs::display_name(&m.stage_dir)
+            safe_fs::printable_name(&m.stage_dir)
         ));
     }
     Ok(())
@@ -827,7 +827,7 @@ fn check_header(m: &Manifest) -> Result<(), String> {
 /// One file or tool result: a logical path that stays inside the snapshot, a well-formed
 /// hash, a bounded size and, from format 2, a pack-table slice of that same size.
 fn check_entry(m: &Manifest, logical: &str, entry: &Entry) -> Result<(), String> {
-    let shown = safe_fs::display_name(logical);
+    let shown = safe_fs::printable_name(logical);
     if logical != "a tool result" && !is_logical_path(logical) {
         return Err(format!(
             "{shown}: not a relative path of plain names under stage/, workspace/ or prompts/"
@@ -836,7 +836,7 @@ fn check_entry(m: &Manifest, logical: &str, entry: &Entry) -> Result<(), String>
     if !is_hash(&entry.sha256) {
         return Err(format!(
             "{shown}: sha256 {} is not 64 lowercase hex digits",
-            safe_fs::display_name(&entry.sha256)
+            safe_fs::printable_name(&entry.sha256)
         ));
     }
     if entry.bytes > MAX_OBJECT_BYTES {
@@ -876,7 +876,7 @@ fn check_pack_table(m: &Manifest) -> Result<(), String> {
         if !is_hash(hash) {
             return Err(format!(
                 "pack table: {} is not 64 lowercase hex digits",
-                safe_fs::display_name(hash)
+                safe_fs::printable_name(hash)
             ));
         }
         if slice.bytes > MAX_OBJECT_BYTES || slice.offset.checked_add(slice.bytes).is_none() {
@@ -944,13 +944,6 @@ fn read_packed(path: &Path, slice: Slice) -> Result<Vec<u8>, String> {
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-fn slash(p: &Path) -> String {
-    p.components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 
 use crate::definition::{AgentOrigin, Hat, Requirement, ReviewAgent, Stage};
 use crate::model::request::JsonSchemaSpec;
-use crate::report::StepKind;
 use crate::run::answer;
 use crate::verdict::RequirementKind;
+use crate::verdict::StepKind;
 
 pub const SIGNAL_STEP: &str = "signal";
 
@@ -31,6 +31,15 @@ pub enum Target<'s> {
     Review(&'s ReviewAgent),
     Signal,
 }
+
+/// A hat's answer budget without `[model] max_tokens`: room for its artifacts (a DAG, a
+/// runbook, a plan), about 16 KB of text.
+pub const HAT_ANSWER_TOKENS: u32 = 4096;
+/// A judging answer's frame (braces, keys, the step's summary) without `[model] max_tokens`.
+pub const ANSWER_FRAME_TOKENS: u32 = 256;
+/// One verdict without `[model] max_tokens`: the id, the verdict, a finding of a few
+/// sentences and two or three quoted lines with their sources.
+pub const TOKENS_PER_VERDICT: u32 = 384;
 
 #[derive(Debug, Clone)]
 pub struct Step<'s> {
@@ -79,6 +88,40 @@ impl<'s> Step<'s> {
             Target::Review(_) => RequirementKind::ReviewCheck,
             Target::Signal => RequirementKind::Signal,
         }
+    }
+
+    /// The `max_tokens` a step's answer gets when `[model] max_tokens` is unset: what its
+    /// answer schema needs for the requirements it rules on, not one number for all. A hat
+    /// writes artifacts ([`HAT_ANSWER_TOKENS`]); a judging step writes, per requirement, a
+    /// verdict, a finding and a few quoted lines ([`TOKENS_PER_VERDICT`]) around a fixed
+    /// frame ([`ANSWER_FRAME_TOKENS`]). A cut-off answer is re-asked more briefly.
+    pub fn answer_tokens(&self, stage: &Stage) -> u32 {
+        match self.target {
+            Target::Hat(_) => HAT_ANSWER_TOKENS,
+            _ => {
+                let n = self.requirements(stage).len() as u32;
+                ANSWER_FRAME_TOKENS.saturating_add(n.saturating_mul(TOKENS_PER_VERDICT))
+            }
+        }
+    }
+
+    /// `base` as this step sends it: its own answer budget when `max_tokens` is unset, at
+    /// most a quarter of a known context window (the rest is the prompt's). The run and
+    /// `hatrack render` both ask through here, so render shows what a run sends.
+    pub fn sized<'m>(
+        &self,
+        base: &'m crate::model::settings::ModelSettings,
+        stage: &Stage,
+    ) -> std::borrow::Cow<'m, crate::model::settings::ModelSettings> {
+        if base.max_tokens.is_some() {
+            return std::borrow::Cow::Borrowed(base);
+        }
+        let mut sized = base.clone();
+        let window_share = base
+            .context_tokens
+            .map_or(u32::MAX, |w| u32::try_from(w / 4).unwrap_or(u32::MAX));
+        sized.max_tokens = Some(self.answer_tokens(stage).min(window_share).max(1));
+        std::borrow::Cow::Owned(sized)
     }
 
     /// The answer schema, sent as `response_format` (strict).

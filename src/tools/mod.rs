@@ -587,11 +587,7 @@ fn cap_line(line: &str, max: usize) -> String {
 }
 
 fn slash(p: &Path) -> String {
-    let s = p
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/");
+    let s = crate::safe_fs::slash_path(p);
     if s.is_empty() {
         ".".into()
     } else {

@@ -136,7 +136,7 @@ impl Sources {
 
     /// Checks one quote.
     pub fn ground(&self, source: &str, quote: &str) -> Evidence {
-        let folded = fold(strip_wrapping_quotes(quote)).replace(BREAK, " ");
+        let folded = fold_whitespace(strip_wrapping_quotes(quote)).replace(BREAK, " ");
         let result = self.meaningful(&folded).and_then(|()| {
             if markers::contains_mark(&folded) {
                 return Err(Ungrounded::HatrackMark);
@@ -165,7 +165,7 @@ impl Sources {
     /// The name of a repository source (kind [`SourceKind::Input`]) whose text holds
     /// `quote` (whitespace folded, at word boundaries, marks stripped), if any.
     pub fn repository_copy(&self, quote: &str) -> Option<String> {
-        let folded = fold(strip_wrapping_quotes(quote)).replace(BREAK, " ");
+        let folded = fold_whitespace(strip_wrapping_quotes(quote)).replace(BREAK, " ");
         if folded.is_empty() || markers::contains_mark(&folded) {
             return None;
         }
@@ -364,12 +364,13 @@ impl Folded {
     }
 }
 
-/// Whitespace runs folded to one space, ends trimmed.
-fn fold(text: &str) -> String {
+/// Whitespace runs (newlines included) folded to one space, ends trimmed: how quotes are
+/// matched, fingerprints are taken, Reads items compared and text put on one line.
+pub fn fold_whitespace(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// [`fold`], and for each word of the result its offset there and its 1-based line in `text`.
+/// [`fold_whitespace`], and for each word of the result its offset there and its 1-based line in `text`.
 fn fold_with_lines(text: &str) -> (String, Vec<(usize, usize)>) {
     let mut folded = String::with_capacity(text.len());
     let mut lines = Vec::new();

@@ -24,6 +24,8 @@ pub mod gate;
 pub mod grounding;
 pub mod markers;
 
+pub use grounding::fold_whitespace;
+
 use serde::{Deserialize, Serialize};
 
 /// A judge's ruling on one requirement, after grounding.
@@ -126,6 +128,40 @@ impl Subject {
             Subject::HatOutput => "a met may rest on a hat's artifact",
         }
     }
+}
+
+/// What a step of the stage does: produce (a hat) or judge (the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    /// A producing hat: writes artifacts, judges nothing.
+    Hat,
+    /// Judges one hat's constraints (never the hat itself).
+    ConstraintJudge,
+    Review,
+    Signal,
+}
+
+impl StepKind {
+    /// Hats produce, every other step judges.
+    pub fn is_judge(self) -> bool {
+        self != StepKind::Hat
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    /// The model gave a schema-valid answer.
+    Answered,
+    /// Every attempt broke the schema; the step's verdicts are `unknown`.
+    Unparseable,
+    /// Checks decided every requirement of the step before any request: it was not asked.
+    DecidedByChecks,
+    /// The step's next request could not fit the model's context window (estimated before
+    /// sending, or refused by the provider); the step's verdicts are `unknown`, the rest of
+    /// the stage ran.
+    ContextExceeded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -97,11 +97,10 @@ impl FakeReviewer {
         let schema = &format["schema"]["properties"];
         match format["name"].as_str() {
             Some("hat_answer") => {
-                // The hat's title, from the first line of its prompt ("# Your role: SRE").
+                // The hat's title, from its prompt's role line ("# Your role: SRE").
                 let hat = prompt(request)
                     .lines()
-                    .next()
-                    .and_then(|l| l.strip_prefix("# Your role: "))
+                    .find_map(|l| l.strip_prefix("# Your role: "))
                     .unwrap_or("hat")
                     .to_string();
                 let quoted = repository_line(request)

@@ -51,18 +51,12 @@ pub(super) async fn execute<W: Write + ?Sized>(
         &prepared,
         (&settings, &judge),
         &transcript,
-        setup::gate_policy(report_args, &prepared.config),
+        setup::gate_policy(&report_args.gate, &prepared.config),
         samples,
         &scrubber,
     )
     .await?;
-    let checks = prepared
-        .checks
-        .take()
-        .map(|f| f.scrubbed(&|s| scrubber.scrub(s)));
-    if transcript.record {
-        record_checks(&locked, checks.as_ref())?;
-    }
+    let checks = scrubbed_checks(&mut prepared, &scrubber, transcript.record, &locked)?;
     let locked = Arc::new(locked);
     setup::apply_windows(&mut settings, &mut judge, &record.model);
 
@@ -82,7 +76,7 @@ pub(super) async fn execute<W: Write + ?Sized>(
         config: prepared.config.clone(),
         prompts: prepared.prompts.clone(),
     });
-    let gate = setup::gate_policy(report_args, &prepared.config);
+    let gate = setup::gate_policy(&report_args.gate, &prepared.config);
     let plan = run_plan(
         prepared,
         (settings, judge),
@@ -100,16 +94,38 @@ pub(super) async fn execute<W: Write + ?Sized>(
     let plan = RunPlan { checks, ..plan };
     let report = run::execute(&plan, model.as_ref(), &runner.progress).await;
     let report = finish_snapshot(&locked, snapshotting, &plan, &scrubber, report).await?;
-
     let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
-    let (report, written) = write_reports(report, &plan.stage, &out_dir, &scrubber).await?;
+    // Each requirement keeps the label of the list its definition wrote it under.
+    let report = publish(
+        report.with_labels(&plan.stage),
+        (&out_dir, &prepared_workspace),
+        &transcript,
+        &scrubber,
+        runner,
+        out,
+    )
+    .await?;
+    Ok(report.outcome.exit_code)
+}
+
+/// Writes the reports to `out_dir`, the GitHub output when asked, and the summary unless
+/// quiet.
+async fn publish<W: Write + ?Sized>(
+    report: report::Report,
+    (out_dir, workspace): (&Path, &Path),
+    transcript: &TranscriptPlan,
+    scrubber: &Scrubber,
+    runner: &Runner,
+    out: &mut W,
+) -> Result<report::Report, Error> {
+    let (report, written) = write_reports(report, out_dir, scrubber).await?;
     if runner.github {
-        github_output(&report, &prepared_workspace, &out_dir, &scrubber, out)?;
+        github_output(&report, workspace, out_dir, scrubber, out)?;
     }
     if !runner.quiet {
-        tell(out, &report, &transcript, &written, &scrubber);
+        tell(out, &report, transcript, &written, scrubber);
     }
-    Ok(report.outcome.exit_code)
+    Ok(report)
 }
 
 /// Everything the stage sequence needs, from what was prepared and recorded.
@@ -172,6 +188,24 @@ fn run_plan(
 /// `checks.json` beside run.json: what checks found, so a replay shows the judges the same
 /// findings without the tools' files. A recording without checks removes an earlier one, so
 /// a replay never shows findings this recording did not.
+/// The run's facts, scrubbed, and (when recording) written to the run directory for a
+/// replay to read.
+fn scrubbed_checks(
+    prepared: &mut Prepared,
+    scrubber: &Scrubber,
+    record: bool,
+    dir: &RunDir,
+) -> Result<Option<crate::checks::Facts>, Error> {
+    let checks = prepared
+        .checks
+        .take()
+        .map(|f| f.scrubbed(&|s| scrubber.scrub(s)));
+    if record {
+        record_checks(dir, checks.as_ref())?;
+    }
+    Ok(checks)
+}
+
 fn record_checks(dir: &RunDir, checks: Option<&crate::checks::Facts>) -> Result<(), Error> {
     use crate::checks::CHECKS_FILE;
     match checks {
@@ -236,12 +270,9 @@ async fn open_record(
 /// The reports, every format, into `out_dir`: on a blocking thread.
 async fn write_reports(
     report: report::Report,
-    stage: &crate::definition::Stage,
     out_dir: &Path,
     scrubber: &Scrubber,
 ) -> Result<(report::Report, Vec<std::path::PathBuf>), Error> {
-    // Each requirement keeps the label of the list its definition wrote it under.
-    let report = report.with_labels(stage);
     let (out_dir, scrubber) = (out_dir.to_path_buf(), scrubber.clone());
     blocking(move || -> Result<_, Error> {
         std::fs::create_dir_all(&out_dir)

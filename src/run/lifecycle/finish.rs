@@ -130,11 +130,7 @@ pub(super) fn github_output<W: Write + ?Sized>(
                 .map(Path::to_path_buf)
         })
         .map(|rel| {
-            let rel = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/");
+            let rel = crate::safe_fs::slash_path(&rel);
             if rel.is_empty() {
                 rel
             } else {
@@ -179,8 +175,8 @@ pub(crate) fn append_step_summary(markdown: &Path, full: &Path, scrubber: &Scrub
     if let Err(e) = written {
         tracing::warn!(
             "$GITHUB_STEP_SUMMARY ({}): the step summary was not written: {}",
-            crate::safe_fs::display_name(&summary_path.display().to_string()),
-            crate::safe_fs::display_name(&e)
+            crate::safe_fs::printable_name(&summary_path.display().to_string()),
+            crate::safe_fs::printable_name(&e)
         );
     }
 }

@@ -371,7 +371,7 @@ pub(crate) fn refuse_foreign_dir(dir: &Path, markers: &[&str]) -> Result<(), Err
     let shown: Vec<String> = names
         .iter()
         .take(5)
-        .map(|n| crate::safe_fs::display_name(n))
+        .map(|n| crate::safe_fs::printable_name(n))
         .collect();
     let more = match names.len() {
         n if n > 5 => format!(" and {} more", n - 5),

@@ -40,6 +40,7 @@ fn run_args(args: &RejudgeArgs, workspace: &Path) -> RunArgs {
         evidence: Vec::new(),
         run_checks: Vec::new(),
         check_timeout: None,
+        without_checks: false,
     }
 }
 
@@ -99,8 +100,7 @@ pub async fn rejudge(
     };
     let report_args = crate::cli::ReportArgs {
         prompts: args.prompts.clone(),
-        allow_unknown: args.allow_unknown,
-        allow_unstable: args.allow_unstable,
+        gate: args.gate.clone(),
         ..Default::default()
     };
     let runner = Runner::single(global, &report_args);

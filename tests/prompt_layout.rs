@@ -1,0 +1,187 @@
+//! The request layout a provider's prompt cache can reuse, through the binary against the
+//! fake OpenAI server (a stand-in for a model, scripted by `FakeReviewer`, that records every
+//! request body): every step's request opens with the same bytes — the system message, the
+//! stage, every bound input — then what the hats produced so far in production order, and
+//! only then its own role and task. Each step is still asked only about its own
+//! requirements.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use support::fake_openai::{FakeOpenAi, SeenRequest};
+use support::fake_reviewer::FakeReviewer;
+use support::Test;
+
+const END: &str = "<<<END ";
+
+fn message(r: &SeenRequest, i: usize) -> &str {
+    r.body["messages"][i]["content"].as_str().unwrap()
+}
+
+/// The ids a prompt lists as `- [id] …` lines, after the shared part.
+fn listed_ids(user: &str, shared: usize) -> BTreeSet<String> {
+    user[shared..]
+        .lines()
+        .filter_map(|l| l.strip_prefix("- ["))
+        .filter_map(|l| l.split_once(']'))
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
+/// The requirement ids of a request's answer schema (none for a hat).
+fn schema_ids(r: &SeenRequest) -> BTreeSet<String> {
+    let props = &r.body["response_format"]["json_schema"]["schema"]["properties"];
+    ["constraints", "checks", "requirements"]
+        .iter()
+        .filter_map(|k| props[*k]["items"]["properties"]["id"]["enum"].as_array())
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_opens_with_the_bytes_the_run_shares_and_asks_only_about_its_own_requirements(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeOpenAi::with_handler({
+        let r = FakeReviewer::new();
+        move |req| r.answer(req)
+    })
+    .await;
+    Test::new()
+        .args(["run", "examples/orders-pipeline", "--model", "fake-model"])
+        .args(["--jobs", "1", "--base-url"])
+        .arg(server.url())
+        .arg("--transcript")
+        .arg(dir.path().join("run"))
+        .run();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 6);
+
+    // The first request (the first hat) is shown no artifact: its last frame closes the last
+    // bound input. System, stage and inputs end there.
+    let first = &requests[0];
+    let first_user = message(first, 1);
+    let inputs_end = first_user.rfind(END).unwrap();
+    let inputs_end = inputs_end + first_user[inputs_end..].find('\n').unwrap();
+    assert!(
+        inputs_end > first_user.len() / 2,
+        "the inputs are most of it"
+    );
+    for (i, r) in requests.iter().enumerate().skip(1) {
+        assert_eq!(message(r, 0), message(first, 0), "request {i}: system");
+        let user = message(r, 1);
+        assert_eq!(
+            &user[..inputs_end],
+            &first_user[..inputs_end],
+            "request {i} does not open with the shared stage and inputs"
+        );
+        // And with an earlier request it shares at least that much, often more (the
+        // artifacts produced before both).
+        let best = requests[..i]
+            .iter()
+            .map(|e| common_prefix(message(e, 1), user))
+            .max()
+            .unwrap();
+        assert!(best >= inputs_end, "request {i}");
+    }
+    // The judges, the review and the completion judge all see both hats' artifacts in
+    // production order, so they share everything up to their own part.
+    let judges: Vec<&SeenRequest> = requests
+        .iter()
+        .filter(|r| !schema_ids(r).is_empty())
+        .collect();
+    let role = |r: &SeenRequest| message(r, 1).find("\n# Your role: ").unwrap();
+    for r in &judges {
+        let shared = role(judges[0]);
+        assert_eq!(message(r, 1)[..shared], message(judges[0], 1)[..shared]);
+        let user = message(r, 1);
+        let pe = user.find("## Produced by the Pipeline Engineer").unwrap();
+        let sre = user.find("## Produced by the SRE").unwrap();
+        assert!(inputs_end < pe && pe < sre && sre < role(r));
+    }
+
+    // Each step lists only its own requirements after the shared part (the completion judge
+    // is also shown the verdicts so far, as before).
+    for r in &requests {
+        let ids = schema_ids(r);
+        let user = message(r, 1);
+        let own = listed_ids(user, role(r));
+        if r.body["response_format"]["json_schema"]["name"] == "signal_answer" {
+            assert!(ids.is_subset(&own));
+        } else if ids.is_empty() {
+            let hat = user[role(r)..].lines().nth(1).unwrap().to_string();
+            let prefix = if hat.contains("Pipeline Engineer") {
+                "pipeline-engineer/"
+            } else {
+                "sre/"
+            };
+            assert!(
+                own.iter().all(|id| id.starts_with(prefix)),
+                "{hat}: {own:?}"
+            );
+        } else {
+            assert_eq!(own, ids);
+        }
+    }
+}
+
+/// Without `[model] max_tokens`, each step's answer budget is what its answer needs: a hat
+/// gets room for its artifacts, a judging step a frame plus one share per requirement it
+/// rules on — not one number for all; `[model] max_tokens` sets one for every step.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_step_gets_the_answer_budget_its_requirements_need() {
+    use hatrack::run::steps::{ANSWER_FRAME_TOKENS, HAT_ANSWER_TOKENS, TOKENS_PER_VERDICT};
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = dir.path().join("ws");
+    support::copy_dir(
+        &support::repo_root().join("examples/orders-pipeline"),
+        &workspace,
+    );
+    let config = workspace.join("hatrack.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("[model]\nmax_tokens = 1536\n"));
+    let without = text.replace("[model]\nmax_tokens = 1536\n", "");
+    for fixed in [None, Some(700u64)] {
+        let configured = match fixed {
+            Some(f) => format!("{without}\n[model]\nmax_tokens = {f}\n"),
+            None => without.clone(),
+        };
+        std::fs::write(&config, configured).unwrap();
+        let server = FakeOpenAi::with_handler({
+            let r = FakeReviewer::new();
+            move |req| r.answer(req)
+        })
+        .await;
+        Test::new()
+            .args(["run"])
+            .arg(&workspace)
+            .args(["--model", "fake-model", "--jobs", "1", "--base-url"])
+            .arg(server.url())
+            .arg("--transcript")
+            .arg(dir.path().join(format!("run-{}", fixed.unwrap_or(0))))
+            .any_status()
+            .run();
+        let requests = server.requests();
+        assert_eq!(requests.len(), 6);
+        let mut sizes = BTreeSet::new();
+        for r in &requests {
+            let n = schema_ids(r).len() as u64;
+            let want = match fixed {
+                Some(f) => f,
+                None if n == 0 => u64::from(HAT_ANSWER_TOKENS),
+                None => u64::from(ANSWER_FRAME_TOKENS) + n * u64::from(TOKENS_PER_VERDICT),
+            };
+            assert_eq!(r.body["max_tokens"], want, "{n} requirement(s)");
+            sizes.insert(want);
+        }
+        assert_eq!(sizes.len() > 1, fixed.is_none(), "{sizes:?}");
+    }
+}

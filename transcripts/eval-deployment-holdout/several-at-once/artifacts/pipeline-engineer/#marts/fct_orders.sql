@@ -1,0 +1,1 @@
+Your summary of your role and actions.
