@@ -414,6 +414,8 @@ impl ConfigFile {
         if let Some(t) = m.temperature {
             put(check_f64("[model] temperature", f64::from(t), &bounds::TEMPERATURE).map(drop));
         }
+        let turns = u64::from(self.agent.max_turns);
+        put(check("[agent] max_turns", turns, &bounds::MAX_TURNS).map(drop));
         for (what, v) in [
             ("[limits] max_file_bytes", l.max_file_bytes),
             ("[limits] max_input_bytes", l.max_input_bytes),
@@ -452,6 +454,27 @@ pub fn normalise_item(item: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `[agent] max_turns` is bounded (1..=64, as documented): 0 would let a step make no
+    /// request at all, and a huge value an agent loop without end.
+    #[test]
+    fn max_turns_is_bounded() {
+        let check = |turns: &str| {
+            let text = format!("[agent]\ntools = true\nmax_turns = {turns}\n");
+            ConfigFile::parse(&text, Path::new("hatrack.toml")).and_then(|c| {
+                c.validate(Path::new("hatrack.toml"))?;
+                Ok(c)
+            })
+        };
+        for ok in ["1", "8", "64"] {
+            assert!(check(ok).is_ok(), "{ok}");
+        }
+        for bad in ["0", "65", "4000000000"] {
+            let err = check(bad).unwrap_err().to_string();
+            assert!(err.contains("[agent] max_turns"), "{bad}: {err}");
+            assert!(err.contains("64"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn a_typo_in_the_config_names_file_and_line() {

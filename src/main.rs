@@ -121,6 +121,9 @@ fn hint(err: &Error) -> Option<&'static str> {
         Error::Model(ModelError::Transcript { .. }) => Some(
             "the run directory's transcript could not be read or written: check free disk space and the permissions of the file named above",
         ),
+        Error::Model(ModelError::TranscriptFull { .. }) => Some(
+            "the run asked and answered more than one transcript may record: lower [model] max_tokens or max_response_bytes, or cut the inputs with [limits]; the exchanges recorded so far are kept, and `hatrack run --resume DIR` continues after a change",
+        ),
         Error::Model(ModelError::TranscriptDamaged { .. }) => Some(
             "the transcript was edited or damaged at the line named above: restore exchanges.jsonl from where it was committed or copied, or record a new run with `hatrack run --transcript NEW_DIR`",
         ),
@@ -163,4 +166,24 @@ fn init_logging(cli: &Cli) -> Option<hatrack::telemetry::Exporter> {
         .with(otlp.map(|l| l.with_filter(own_spans)))
         .init();
     exporter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_transcript_has_its_own_hint_not_the_disk_one() {
+        let full = Error::Model(hatrack::model::ModelError::TranscriptFull {
+            path: "run/exchanges.jsonl".into(),
+            message: "the exchange of step hat/sre attempt 1 takes 40000000 bytes".into(),
+        });
+        let hint = hint(&full).unwrap();
+        assert!(
+            hint.contains("max_tokens") && hint.contains("[limits]"),
+            "{hint}"
+        );
+        assert!(!hint.contains("disk space"), "{hint}");
+        assert_eq!(full.exit_code(), 2);
+    }
 }

@@ -29,8 +29,13 @@ fn the_whole_corpus_checks_clean_with_the_expected_counts() {
         // We also split after a closing quote, bold marker or parenthesis, which is where
         // those sentences really end: two separate requirements each.
         .stdout_has("422 completion-signal requirements (318 MUST, 104 implicit)")
+        // software/{design,product} have `phases/` (ELABORATION, EXECUTION): read and shown,
+        // adding no requirement. The 1.x corpus has no studio-level agents or fix hats, and
+        // no qualified or reject label: the counts above are those before they were read.
+        .stdout_has("4 phase files: guidance, shown, not run")
         .stdout_has("0 errors, 14 warnings")
         .run();
+    assert!(!out.stdout.contains("studio level:"), "{}", out.stdout);
     let dangling: Vec<&str> = out
         .stderr
         .lines()
@@ -73,7 +78,40 @@ fn one_studio_and_one_stage_of_the_corpus_can_be_checked_alone() {
         .arg("check")
         .arg(corpus.join("software/stages/design"))
         .stdout_has("0 studios, 1 stage, 2 hats")
+        .stdout_has("2 phase files: guidance, shown, not run")
         .run();
+}
+
+#[test]
+fn the_corpus_phase_files_are_listed_and_no_label_is_kept_on_its_plain_lists() {
+    let Some(corpus) = corpus_dir() else { return };
+    let out = Test::new()
+        .args(["list", "--format", "json", "--stage"])
+        .arg(corpus.join("software/stages/design"))
+        .run();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let phases: Vec<&str> = v["stage"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["ELABORATION", "EXECUTION"]);
+    let labelled = v["hats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| h["constraints"].as_array().unwrap())
+        .chain(
+            v["review_agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|a| a["checks"].as_array().unwrap()),
+        )
+        .filter(|r| !r["label"].is_null())
+        .count();
+    assert_eq!(labelled, 0);
 }
 
 #[test]

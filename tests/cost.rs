@@ -233,3 +233,89 @@ async fn cached_prompt_tokens_are_priced_at_the_cached_input_price_and_shown() {
         "{md}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn budget_usd_stops_a_run_midway_and_keeps_what_it_finished() {
+    // Every answer reports a million prompt tokens: $0.15 at the fake model's price, far
+    // more than any request's estimate (its prompt and max_tokens), so the cap is reached
+    // by what was spent, not by what was feared. With $0.25, the two hats are answered
+    // ($0.30 spent) and the next request, the first judge's, is refused.
+    let reviewer = FakeReviewer::new();
+    let server = FakeOpenAi::with_handler(move |req| match reviewer.answer(req) {
+        support::fake_openai::Reply::Http { body, .. } => {
+            let mut body: Value = serde_json::from_str(&body).unwrap();
+            body["usage"]["prompt_tokens"] = 1_000_000.into();
+            body["usage"]["total_tokens"] =
+                (1_000_000 + body["usage"]["completion_tokens"].as_u64().unwrap()).into();
+            support::fake_openai::Reply::json(200, body)
+        }
+        other => other,
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let prices = litellm(dir.path(), "fake-model");
+    run(&server, &run_dir)
+        .arg("--prices")
+        .arg(&prices)
+        .args(["--budget-usd", "0.25"])
+        .status(5)
+        .stderr_has("judge/pipeline-engineer: the next request")
+        .stderr_has("could exceed the budget of $0.25")
+        .run();
+    assert_eq!(server.count(), 2, "the two hats, then nothing");
+    // What it finished is kept: both hats' exchanges and artifacts.
+    let exchanges = std::fs::read_to_string(run_dir.join("exchanges.jsonl")).unwrap();
+    let steps: Vec<String> = exchanges
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["step"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(steps, ["hat/pipeline-engineer", "hat/sre"]);
+    for hat in ["pipeline-engineer", "sre"] {
+        let plan = run_dir.join("artifacts").join(hat).join("plan.md");
+        let text = std::fs::read_to_string(&plan).unwrap_or_else(|e| panic!("{plan:?}: {e}"));
+        assert!(
+            text.contains(support::fake_reviewer::ARTIFACT_LINE),
+            "{text}"
+        );
+    }
+    // Resumed with a larger cap, the run finishes without asking for the hats again: each
+    // exchange is recorded, and the hats' are still the only ones.
+    run_resume(&server, &run_dir, &prices);
+    assert!(server.count() > 2, "the judges were asked on resume");
+    server.stop();
+    let exchanges = std::fs::read_to_string(run_dir.join("exchanges.jsonl")).unwrap();
+    let hats: Vec<String> = exchanges
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["step"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .filter(|s| s.starts_with("hat/"))
+        .collect();
+    assert_eq!(hats, ["hat/pipeline-engineer", "hat/sre"]);
+    assert_eq!(
+        json(&run_dir.join("report.json"))["outcome"]["exit_code"],
+        0
+    );
+}
+
+fn run_resume(server: &FakeOpenAi, run_dir: &Path, prices: &Path) {
+    Test::new()
+        .args(["run", "--quiet", "--base-url"])
+        .arg(server.url())
+        .arg("--resume")
+        .arg(run_dir)
+        .arg("--prices")
+        .arg(prices)
+        .args(["--budget-usd", "100"])
+        .status(0)
+        .run();
+}

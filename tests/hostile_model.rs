@@ -303,6 +303,28 @@ fn render_against_a_run_without_a_readable_report_names_the_file() {
     no_panic(&render(2, "not a report this hatrack can read"));
 }
 
+/// An artifact of the run that cannot be read (here: not UTF-8) is reported, naming the
+/// file, never skipped: a request rendered without it would differ from the recorded one
+/// for a reason that is not a change.
+#[test]
+fn render_against_a_run_with_an_unreadable_artifact_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = shipped_run_copy(dir.path());
+    let artifacts = run.join("artifacts/pipeline-engineer/deploy");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("broken.md"), b"plan \xff\xfe\n").unwrap();
+    let out = Test::new()
+        .args(["render", "sre", WORKSPACE, "--stage", "hats/deployment"])
+        .arg("--against")
+        .arg(&run)
+        .status(2)
+        .stderr_has("artifacts/pipeline-engineer/deploy/broken.md")
+        .stderr_has("an artifact of hat `pipeline-engineer`")
+        .stderr_has("not UTF-8")
+        .run();
+    no_panic(&out);
+}
+
 // ── I/O ──────────────────────────────────────────────────────────────────────────────
 
 #[test]

@@ -451,3 +451,55 @@ async fn an_unset_key_variable_stops_a_run_bound_elsewhere_and_names_it() {
         assert_eq!(req.header("authorization"), None, "{:?}", req.headers);
     }
 }
+
+/// The judge endpoint router: with `--judge-base-url`, every judging step (constraint
+/// judges, review agents, the completion judge) goes to the judge's server with the judge's
+/// model and key, and every hat goes to the producer's — none crosses over. Both servers are
+/// fakes (`FakeOpenAi` scripted by `FakeReviewer`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_judge_endpoint_gets_every_judging_step_and_nothing_else() {
+    let producer = reviewer().await;
+    let judge = reviewer().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path(), "");
+    let run_dir = dir.path().join("run");
+    run(&producer, &ws, &run_dir)
+        .args(["--judge-model", "judge-model", "--judge-base-url"])
+        .arg(judge.url())
+        .env("HATRACK_JUDGE_API_KEY", JUDGE_KEY)
+        .status(0)
+        .run();
+    let schema = |r: &support::fake_openai::SeenRequest| {
+        r.body["response_format"]["json_schema"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let produced = producer.requests();
+    assert!(!produced.is_empty());
+    for req in &produced {
+        assert_eq!(
+            schema(req),
+            "hat_answer",
+            "a judging step went to the producer"
+        );
+        assert_eq!(req.body["model"], "fake-model");
+        assert!(bearer(req).contains(PRODUCER_KEY));
+    }
+    let judged = judge.requests();
+    let mut kinds: Vec<String> = judged.iter().map(schema).collect();
+    kinds.sort();
+    kinds.dedup();
+    assert!(kinds.iter().all(|k| k != "hat_answer"), "{kinds:?}");
+    assert!(kinds.contains(&"review_answer".to_string()), "{kinds:?}");
+    assert!(kinds.contains(&"signal_answer".to_string()), "{kinds:?}");
+    for req in &judged {
+        assert_eq!(req.body["model"], "judge-model");
+        assert!(bearer(req).contains(JUDGE_KEY), "{}", bearer(req));
+    }
+    // The report says which model judged what.
+    let report = json(&run_dir.join("report.json"));
+    for r in report["requirements"].as_array().unwrap() {
+        assert_eq!(r["model"], "judge-model", "{}", r["id"]);
+    }
+}

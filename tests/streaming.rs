@@ -411,3 +411,37 @@ async fn through_the_binary_nothing_after_done_belongs_to_the_answer() {
         serde_json::from_str::<Value>(content).expect("each answer is the JSON sent");
     }
 }
+
+/// run.json says how answers were read: streamed or not, and the idle timeout a stream
+/// had (so a stalled run can be read back without guessing its flags). The model is a fake
+/// (`FakeOpenAi` scripted by `FakeReviewer`).
+#[tokio::test(flavor = "multi_thread")]
+async fn run_json_records_stream_and_idle_timeout() {
+    let reviewer = FakeReviewer::new();
+    let server = FakeOpenAi::with_handler(move |req| reviewer.answer(req)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let model = |run_dir: &Path| -> Value {
+        let text = std::fs::read_to_string(run_dir.join("run.json")).unwrap();
+        serde_json::from_str::<Value>(&text).unwrap()["model"].clone()
+    };
+    let streamed = dir.path().join("streamed");
+    run_in(&server, &streamed).status(0).run();
+    assert_eq!(model(&streamed)["stream"], true);
+    assert_eq!(model(&streamed)["idle_timeout"], "1s");
+    let plain = dir.path().join("plain");
+    Test::new()
+        .args(["run", WORKSPACE, "--model", "fake-model", "--base-url"])
+        .arg(server.url())
+        .args([
+            "--no-stream",
+            "--idle-timeout",
+            "90",
+            "--quiet",
+            "--transcript",
+        ])
+        .arg(&plain)
+        .status(0)
+        .run();
+    assert_eq!(model(&plain)["stream"], false);
+    assert_eq!(model(&plain)["idle_timeout"], "1m 30s");
+}

@@ -15,6 +15,11 @@ use support::Test;
 const STUDIO: &str = "tests/fixtures/v8/orchestration";
 const BUILD: &str = "tests/fixtures/v8/orchestration/stages/build";
 const RELEASE: &str = "tests/fixtures/v8/orchestration/stages/release";
+/// Labels as the method writes them: `**Check (…):**`, `**Reject:**`, `**Reject if
+/// (…):**`, `**Forbidden:**`; studio-level review agents and fix hats, `applies_to:`, phases.
+const WAREHOUSE: &str = "tests/fixtures/v8/warehouse";
+const MODEL: &str = "tests/fixtures/v8/warehouse/stages/model";
+const PUBLISH: &str = "tests/fixtures/v8/warehouse/stages/publish";
 
 fn list_json(stage: &str) -> Value {
     let out = Test::new()
@@ -190,6 +195,17 @@ async fn server(reviewer: FakeReviewer) -> FakeOpenAi {
 
 /// Runs the build stage; returns the exit code and the report.json.
 async fn run_build(dir: &Path, reviewer: FakeReviewer) -> (i32, Value, Vec<SeenRequest>, String) {
+    run_stage(dir, BUILD, reviewer).await
+}
+
+/// Runs `stage` against the README workspace with the fake model (a stand-in for the model,
+/// scripted by `FakeReviewer`); returns the exit code, the report.json, the requests and
+/// stdout.
+async fn run_stage(
+    dir: &Path,
+    stage: &str,
+    reviewer: FakeReviewer,
+) -> (i32, Value, Vec<SeenRequest>, String) {
     let ws = workspace(dir);
     let server = server(reviewer).await;
     let run_dir = dir.join("run");
@@ -197,7 +213,7 @@ async fn run_build(dir: &Path, reviewer: FakeReviewer) -> (i32, Value, Vec<SeenR
         .arg("run")
         .arg(&ws)
         .args(["--stage"])
-        .arg(support::repo_root().join(BUILD))
+        .arg(support::repo_root().join(stage))
         .args(["--model", "fake-model", "--base-url"])
         .arg(server.url())
         .args(["--timeout", "5", "--max-retries", "0", "--transcript"])
@@ -332,4 +348,190 @@ async fn a_stage_without_a_signal_fails_when_a_constraint_judge_fails() {
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert_eq!(reasons[0]["subject"], "verifier/anti-pattern/1");
     assert_eq!(report["outcome"]["no_completion_signal"], true);
+}
+
+#[test]
+fn qualified_labels_and_reject_lists_check_clean_with_their_checks_counted() {
+    let out = Test::new()
+        .args(["check", WAREHOUSE])
+        .status(0)
+        .stdout_has("1 studio, 2 stages, 2 hats, 2 review agents, 0 outputs, 0 discovery")
+        // tests: 2 under `Check (per model, lens)`, 2 under `Reject`, 1 under `Reject if
+        // (advisory)` with a SHOULD lead-in; access: 1; the studio's: 1 + 2 under `Reject if`.
+        .stdout_has("9 review checks (4 MUST NOT, 3 MUST, 1 SHOULD NOT, 1 SHOULD)")
+        // modeler: its anti-pattern and the `Forbidden` item; publisher: 1.
+        .stdout_has("3 hat constraints (3 MUST NOT)")
+        .stdout_has("studio level: 2 review agents (run on the stages they apply to), 1 fix hat (shown, not run)")
+        .stdout_has("1 phase file: guidance, shown, not run")
+        .stdout_has("0 errors, 0 warnings")
+        .run();
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+#[test]
+fn reject_items_are_must_not_checks_with_their_label_kept() {
+    let v = list_json(MODEL);
+    let tests = &v["review_agents"][0];
+    assert_eq!(tests["name"], "tests");
+    let checks = tests["checks"].as_array().unwrap();
+    let got: Vec<(&str, &str, &str)> = checks
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap(),
+                c["level"].as_str().unwrap(),
+                c["label"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("tests/check/1", "MUST", "Check (per model, lens)"),
+            ("tests/check/2", "SHOULD", "Check (per model, lens)"),
+            ("tests/check/3", "MUST NOT", "Reject"),
+            ("tests/check/4", "MUST NOT", "Reject"),
+            ("tests/check/5", "SHOULD NOT", "Reject if (advisory)"),
+        ]
+    );
+    assert_eq!(checks[2]["text"], "A model whose tests are all disabled");
+    // The judge reads the list's label (or its lead-in) before a keyword-less item.
+    assert_eq!(checks[2]["lead_in"], "Reject:");
+    assert_eq!(
+        checks[4]["lead_in"],
+        "The agent **SHOULD** reject a model when:"
+    );
+    assert_eq!(checks[2]["malformed"], false);
+    // A hat's `Forbidden` list holds constraints at MUST NOT, label kept.
+    let constraints = v["hats"][0]["constraints"].as_array().unwrap();
+    assert_eq!(constraints.len(), 2);
+    assert_eq!(constraints[1]["level"], "MUST NOT");
+    assert_eq!(constraints[1]["label"], "Forbidden");
+    assert!(constraints[0]["label"].is_null());
+    // 1.x and plain v8 labels keep no label.
+    assert!(list_json(BUILD)["review_agents"][0]["checks"][0]["label"].is_null());
+}
+
+#[test]
+fn studio_review_agents_apply_to_their_stages_and_fix_hats_and_phases_are_shown() {
+    let model = list_json(MODEL);
+    let names = |v: &Value| -> Vec<(String, String)> {
+        v["review_agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap().to_string(),
+                    a["origin"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |n: &str, o: &str| (n.to_string(), o.to_string());
+    assert_eq!(
+        names(&model),
+        [pair("tests", "own"), pair("consistency", "studio")]
+    );
+    assert_eq!(
+        model["stage"]["studio_agents_not_applied"],
+        serde_json::json!(["release-gate"])
+    );
+    assert_eq!(
+        model["stage"]["studio_fix_hats"],
+        serde_json::json!(["reconciler"])
+    );
+    assert_eq!(model["stage"]["phases"][0]["name"], "EXECUTION");
+    let publish = list_json(PUBLISH);
+    assert_eq!(
+        names(&publish),
+        [
+            pair("access", "own"),
+            pair("consistency", "studio"),
+            pair("release-gate", "studio")
+        ]
+    );
+    assert_eq!(
+        publish["review_agents"][2]["applies_to"],
+        serde_json::json!(["publish"])
+    );
+    assert_eq!(
+        publish["review_agents"][2]["checks"][1]["level"],
+        "MUST NOT"
+    );
+    assert_eq!(
+        publish["review_agents"][2]["checks"][1]["label"],
+        "Reject if"
+    );
+    Test::new()
+        .args(["list", "--stage", MODEL])
+        .stdout_has("studio fix hats: reconciler (not run by hatrack)")
+        .stdout_has("studio review agents not applying here: release-gate")
+        .stdout_has("phase EXECUTION (")
+        .stdout_has("- consistency (studio-level, from studio warehouse)")
+        .stdout_has(
+            "tests/check/3  A model whose tests are all disabled  [listed under \"Reject\"]",
+        )
+        .run();
+    // `render` shows the phases and fix hats after the request, never in it.
+    let ws = tempfile::tempdir().unwrap();
+    Test::new()
+        .args(["render", "review/consistency", "--stage", MODEL])
+        .arg(ws.path())
+        .stdout_has("──── phases and fix hats (not sent: hatrack runs neither) ────")
+        .stdout_has("**Untested joins** are the highest-priority finding.")
+        .stdout_has("studio fix hats: reconciler")
+        .run();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_judges_reject_items_as_must_not_and_keeps_their_label_in_report_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let reviewer = FakeReviewer::new().verdict("tests/check/3", "fail");
+    let (status, report, requests, _) = run_stage(dir.path(), MODEL, reviewer).await;
+    assert_eq!(status, 1, "{report:#}");
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "hat/modeler",
+            "judge/modeler",
+            "review/tests",
+            "review/consistency"
+        ]
+    );
+    let find = |id: &str| {
+        report["requirements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {report:#}"))
+            .clone()
+    };
+    let rejected = find("tests/check/3");
+    assert_eq!(rejected["level"], "MUST NOT");
+    assert_eq!(rejected["label"], "Reject");
+    assert_eq!(rejected["blocking"], true);
+    assert_eq!(find("modeler/anti-pattern/2")["label"], "Forbidden");
+    assert_eq!(find("tests/check/5")["label"], "Reject if (advisory)");
+    assert!(find("consistency/check/1").get("label").is_none());
+    let reasons = report["outcome"]["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(reasons[0]["subject"], "tests/check/3");
+    // The review judge reads each reject item after its list's label.
+    let review: String = requests
+        .iter()
+        .filter(|r| schema_name(r) == "review_answer")
+        .map(|r| r.messages_text())
+        .collect();
+    assert!(
+        review.contains("[tests/check/3] Reject: A model whose tests are all disabled"),
+        "{review}"
+    );
 }

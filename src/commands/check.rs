@@ -22,6 +22,12 @@ struct Counts {
     signal: BTreeMap<Level, usize>,
     /// Stages with no completion-signal requirement (the v8 layout).
     without_signal: usize,
+    /// Studio-level review agents (v8), each counted once however many stages it reviews.
+    studio_agents: std::collections::BTreeSet<PathBuf>,
+    /// Studio-level fix hats (v8): shown, never run.
+    studio_fix_hats: usize,
+    /// `phases/*.md` files: shown, never run.
+    phases: usize,
 }
 
 impl Counts {
@@ -38,7 +44,21 @@ impl Counts {
         for stage in stages {
             c.add_stage(stage);
         }
+        for studio in &tree.studios {
+            c.studio_fix_hats += studio.fix_hats.len();
+            for agent in &studio.review_agents {
+                c.add_studio_agent(agent);
+            }
+        }
         c
+    }
+
+    fn add_studio_agent(&mut self, agent: &crate::definition::ReviewAgent) {
+        if self.studio_agents.insert(agent.file.clone()) {
+            for r in &agent.checks {
+                *self.checks.entry(r.level).or_default() += 1;
+            }
+        }
     }
 
     fn add_stage(&mut self, stage: &Stage) {
@@ -55,8 +75,11 @@ impl Counts {
                 }
             }
         }
+        self.phases += stage.phases.len();
         for agent in &stage.review_agents {
-            if agent.origin == crate::definition::AgentOrigin::Own {
+            if agent.studio_level.is_some() {
+                self.add_studio_agent(agent);
+            } else if agent.origin == crate::definition::AgentOrigin::Own {
                 self.own_agents += 1;
                 for r in &agent.checks {
                     *self.checks.entry(r.level).or_default() += 1;
@@ -203,6 +226,21 @@ fn write_summary(path: &Path, tree: &LoadedTree, out: &mut dyn Write) -> std::io
                 "keyword sentence",
                 "keyword sentences"
             )
+        )?;
+    }
+    if !c.studio_agents.is_empty() || c.studio_fix_hats > 0 {
+        writeln!(
+            out,
+            "studio level: {} (run on the stages they apply to), {} (shown, not run)",
+            plural(c.studio_agents.len(), "review agent", "review agents"),
+            plural(c.studio_fix_hats, "fix hat", "fix hats"),
+        )?;
+    }
+    if c.phases > 0 {
+        writeln!(
+            out,
+            "{}: guidance, shown, not run",
+            plural(c.phases, "phase file", "phase files")
         )?;
     }
     if c.without_signal > 0 {

@@ -90,6 +90,39 @@ pub fn normalise_label(raw: &str) -> String {
     l
 }
 
+/// A normalised label without a trailing qualifier: `check (per dag)` → `check`,
+/// `reject if (rfc 2119)` → `reject if`. The method writes qualifiers after a label's name
+/// (`**Check (lens):**`); what kind of section it is depends on the name only.
+pub fn base_label(label: &str) -> String {
+    let mut l = normalise_label(label);
+    while l.ends_with(')') {
+        match l.rfind('(') {
+            Some(open) if open > 0 => l = l[..open].trim_end().to_string(),
+            _ => break,
+        }
+    }
+    l
+}
+
+/// Whether a label names a list of what to reject or forbid (`**Reject:**`, `**Reject
+/// if:**`, `**Forbidden:**`, `**Never:**`, `**Must not:**`, …): its items are checks or
+/// constraints at MUST NOT unless an item says otherwise.
+pub fn is_reject_label(label: &str) -> bool {
+    let l = base_label(label);
+    let first = l.split_whitespace().next().unwrap_or("");
+    matches!(
+        first,
+        "reject" | "forbid" | "forbidden" | "prohibited" | "disallowed" | "never"
+    ) || l == "must not"
+        || l.starts_with("must not ")
+}
+
+/// Whether a label names a list of checks (`**Check:**`, `## Check`, `**Check (…):**`,
+/// `**Checks:**`).
+pub fn is_check_label(label: &str) -> bool {
+    matches!(base_label(label).as_str(), "check" | "checks")
+}
+
 impl BodySection {
     /// An empty section that starts at `line`.
     fn new(start: SectionStart, label: String, heading: String, line: usize) -> BodySection {
@@ -337,5 +370,27 @@ mod tests {
         assert_eq!(normalise_label("Anti-patterns (RFC 2119)"), "anti-patterns");
         assert_eq!(normalise_label("Anti Patterns"), "anti-patterns");
         assert_eq!(normalise_label("Criteria Guidance"), "criteria guidance");
+    }
+
+    #[test]
+    fn qualified_and_reject_labels() {
+        assert_eq!(base_label("Check (per DAG, lens)"), "check");
+        assert_eq!(base_label("Reject if (RFC 2119)"), "reject if");
+        assert!(is_check_label("Check (lens: retries)"));
+        assert!(is_check_label("Checks"));
+        assert!(!is_check_label("Checklist"));
+        for l in [
+            "Reject",
+            "Reject if",
+            "Forbidden",
+            "Never",
+            "Must not (ever)",
+        ] {
+            assert!(is_reject_label(l), "{l}");
+        }
+        assert!(!is_reject_label("What you do NOT do"));
+        assert!(!is_reject_label("Rejected alternatives"));
+        assert!(!is_reject_label("Nevertheless"));
+        assert!(!is_reject_label("Mandate"));
     }
 }

@@ -178,8 +178,9 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
     let fix_hats = parse_fix_hats(dir, stage_file, &doc, diags);
     warn_unlisted_hats(dir, &hat_names, &fix_hats, diags);
 
-    let (review_agents, includes) =
+    let (review_agents, includes, not_applied) =
         load_review_agents(dir, stage_file, &doc, &mut source_files, diags);
+    let (phases, studio_fix_hats) = load_guidance(dir, &mut source_files, diags);
 
     let outputs = load_each(dir, "outputs", &mut source_files, diags, |file, d, _| {
         build_artifact(ArtifactKind::Output, &stem(file), file, d)
@@ -229,9 +230,36 @@ fn build_stage(dir: &Path, stage_file: &Path, diags: &mut Diags) -> Option<Stage
         discovery,
         fix_hats,
         interpretation,
+        phases,
+        studio_fix_hats,
+        studio_agents_not_applied: not_applied,
         source_files,
         front_matter: doc.front_matter.clone(),
     })
+}
+
+/// What the stage is shown with but never runs: its `phases/*.md` and the names of its
+/// studio's `fix-hats/` (v8).
+fn load_guidance(
+    dir: &Path,
+    source_files: &mut Vec<PathBuf>,
+    diags: &mut Diags,
+) -> (Vec<Phase>, Vec<String>) {
+    let phases = load_each(dir, "phases", source_files, diags, |file, d, _| Phase {
+        name: stem(file),
+        file: file.to_path_buf(),
+        front_matter: d.front_matter.clone(),
+        body: d.body.trim().to_string(),
+    });
+    let studio_fix_hats = studio_of(dir)
+        .map(|studio| {
+            md_files(&studio.join("fix-hats"), &mut Diags::default())
+                .iter()
+                .map(|f| stem(f))
+                .collect()
+        })
+        .unwrap_or_default();
+    (phases, studio_fix_hats)
 }
 
 /// Every `*.md` of `dir/sub` (sorted), built by `build`. Each file is recorded in
@@ -339,15 +367,19 @@ fn warn_unlisted_hats(dir: &Path, hat_names: &[String], fix_hats: &[String], dia
 }
 
 /// The stage's review agents: its own (every file of review-agents/, sorted), then those
-/// `review-agents-include:` names from sibling stages; returned with the includes as read.
-/// A stage with none is a warning: nothing would review the hats' work.
+/// `review-agents-include:` names from sibling stages, then the studio-level agents
+/// (`<studio>/review-agents/`, v8) whose `applies_to:` takes this stage in; returned with
+/// the includes as read and the names of the studio agents that do not apply. An agent
+/// whose `applies_to:` leaves its own stage out does not run there. A stage with none is a
+/// warning: nothing would review the hats' work.
 fn load_review_agents(
     dir: &Path,
     stage_file: &Path,
     doc: &Document,
     source_files: &mut Vec<PathBuf>,
     diags: &mut Diags,
-) -> (Vec<ReviewAgent>, Vec<Include>) {
+) -> (Vec<ReviewAgent>, Vec<Include>, Vec<String>) {
+    let name = dir_name(dir);
     let mut review_agents = load_each(
         dir,
         "review-agents",
@@ -364,6 +396,17 @@ fn load_review_agents(
         source_files,
         diags,
     );
+    review_agents.retain(|a| {
+        let keep = a.origin != AgentOrigin::Own || a.applies_to_stage(&name);
+        if !keep {
+            diags.warn(&a.file, None, format!("review agent `{}` has `applies_to: [{}]`, which names no pattern matching its own stage `{name}`, so it does not run; add the stage to `applies_to:` or move the agent", a.name, a.applies_to.join(", ")));
+        }
+        keep
+    });
+    let not_applied = match studio_of(dir) {
+        Some(studio) => add_studio_agents(&studio, &name, &mut review_agents, source_files, diags),
+        None => Vec::new(),
+    };
     if review_agents.is_empty() {
         diags.warn(
             stage_file,
@@ -371,7 +414,47 @@ fn load_review_agents(
             "stage has no review agents (review-agents/*.md); nothing will review the hats' work",
         );
     }
-    (review_agents, includes)
+    (review_agents, includes, not_applied)
+}
+
+/// The studio-level review agents (`<studio>/review-agents/*.md`, sorted), each built with
+/// its diagnostics; what `check` counts once per studio.
+fn studio_agents(studio: &Path, diags: &mut Diags) -> Vec<(PathBuf, ReviewAgent)> {
+    let studio_name = dir_name(studio);
+    let mut found = Vec::new();
+    for file in md_files(&studio.join("review-agents"), diags) {
+        if let Some(doc) = read_document(&file, diags) {
+            let mut agent = build_agent(&stem(&file), &file, AgentOrigin::Own, &doc, diags);
+            agent.studio_level = Some(studio_name.clone());
+            found.push((file, agent));
+        }
+    }
+    found
+}
+
+/// Appends the studio-level agents that apply to stage `stage` (a stage agent of the same
+/// name wins, with a warning); returns the names of those that do not apply.
+fn add_studio_agents(
+    studio: &Path,
+    stage: &str,
+    review_agents: &mut Vec<ReviewAgent>,
+    source_files: &mut Vec<PathBuf>,
+    diags: &mut Diags,
+) -> Vec<String> {
+    let mut not_applied = Vec::new();
+    for (file, agent) in studio_agents(studio, diags) {
+        if !agent.applies_to_stage(stage) {
+            not_applied.push(agent.name);
+            continue;
+        }
+        if review_agents.iter().any(|a| a.name == agent.name) {
+            diags.warn(&file, None, format!("studio review agent `{}` has the name of a review agent of stage `{stage}`; the stage's agent wins there — rename one of them", agent.name));
+            continue;
+        }
+        source_files.push(file);
+        review_agents.push(agent);
+    }
+    not_applied
 }
 
 /// `review-agents-include:`: appends the named agents of sibling stages to `review_agents`.
@@ -747,6 +830,8 @@ fn load_studio_into(tree: &mut LoadedTree, dir: &Path) {
         category: get("category").unwrap_or_else(|| "general".into()),
         front_matter: fm.clone(),
         stages: Vec::new(),
+        review_agents: Vec::new(),
+        fix_hats: Vec::new(),
     };
     let stages_dir = dir.join("stages");
     for name in &stage_names {
@@ -768,8 +853,57 @@ fn load_studio_into(tree: &mut LoadedTree, dir: &Path) {
             diags.warn(&file, stages_line, format!("stage directory {} is not listed in `stages:`, so it never runs; add it or delete it", p.display()));
         }
     }
+    load_studio_level(&mut studio, &file, &mut diags);
     tree.diagnostics.extend(diags.0);
     tree.studios.push(studio);
+}
+
+/// The studio's own v8 definitions: `review-agents/` (each stage already holds those that
+/// apply to it) and `fix-hats/` (never run: what a fix hat lacks, such as an anti-pattern
+/// list, is not worth a diagnostic). Each stage read the studio's agents again, so each
+/// problem is said once.
+fn load_studio_level(studio: &mut Studio, file: &Path, diags: &mut Diags) {
+    let dir = studio.dir.clone();
+    studio.review_agents = studio_agents(&dir, diags)
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    warn_unused_stage_patterns(studio, file, diags);
+    studio.fix_hats = md_files(&dir.join("fix-hats"), diags)
+        .iter()
+        .filter_map(|f| {
+            let doc = read_document(f, diags)?;
+            Some(build_hat(&stem(f), f, &doc, &mut Diags::default()))
+        })
+        .collect();
+    let mut seen = Vec::new();
+    diags.0.retain(|d| {
+        let new = !seen.contains(d);
+        if new {
+            seen.push(d.clone());
+        }
+        new
+    });
+}
+
+/// A studio agent's `applies_to:` stage pattern that matches none of the studio's stages
+/// is most likely a misspelt stage name: the agent then runs nowhere it was meant to.
+fn warn_unused_stage_patterns(studio: &Studio, file: &Path, diags: &mut Diags) {
+    for agent in &studio.review_agents {
+        for pattern in agent.applies_to.iter().filter(|p| is_stage_pattern(p)) {
+            let probe = ReviewAgent {
+                applies_to: vec![pattern.clone()],
+                ..agent.clone()
+            };
+            if !studio
+                .stages
+                .iter()
+                .any(|s| probe.applies_to_stage(&s.name))
+            {
+                diags.warn(&agent.file, None, format!("`applies_to: {pattern}` of studio review agent `{}` matches no stage of {} (stages: {}); fix the stage name", agent.name, file.display(), studio.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")));
+            }
+        }
+    }
 }
 
 /// Whether `query` names the studio at `dir` (its directory, `name`, `slug` or an alias,
@@ -880,14 +1014,21 @@ pub fn resolve_stage_dir(
 /// can no longer be read contributes its error text, so the digest still changes.
 pub fn definition_digest(stage: &Stage) -> String {
     let base = stage.dir.parent().unwrap_or(&stage.dir);
+    let studio = base.parent().unwrap_or(base);
     let mut hasher = Sha256::new();
     for file in &stage.source_files {
-        let rel = file.strip_prefix(base).unwrap_or(file);
+        // A studio-level file (`<studio>/review-agents/x.md`) is named from the studio
+        // (`../review-agents/x.md`), so the digest does not depend on where the studio is.
+        let (prefix, rel) = match (file.strip_prefix(base), file.strip_prefix(studio)) {
+            (Ok(rel), _) => ("", rel),
+            (Err(_), Ok(rel)) => ("../", rel),
+            _ => ("", file.as_path()),
+        };
         let rel: Vec<String> = rel
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
-        let rel = rel.join("/");
+        let rel = format!("{prefix}{}", rel.join("/"));
         hasher.update((rel.len() as u64).to_le_bytes());
         hasher.update(rel.as_bytes());
         let bytes = files::read(file).unwrap_or_else(|e| format!("unreadable: {e}").into_bytes());

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::body::{parse_body, Block, BodySection, SectionStart};
+use super::body::{
+    base_label, is_check_label, is_reject_label, parse_body, Block, BodySection, SectionStart,
+};
 use super::document::Document;
 use super::rfc2119::{keywords, looks_malformed, primary_level, units};
 use super::types::*;
@@ -102,7 +104,38 @@ fn requirement(
         },
         malformed: looks_malformed(text, kws),
         lead_in: None,
+        label: None,
     }
+}
+
+/// The label of a section as requirements keep it: the heading as written when it is a
+/// list of what to reject or forbid, or carries a qualifier (`Check (per DAG)`); `None`
+/// for the plain spellings (`Check`, `## Check`, `Anti-patterns (RFC 2119)`).
+fn kept_label(sec: &BodySection) -> Option<String> {
+    if sec.start == SectionStart::Preamble {
+        return None;
+    }
+    let qualified = base_label(&sec.heading) != sec.label;
+    (is_reject_label(&sec.heading) || qualified).then(|| sec.heading.trim().to_string())
+}
+
+/// The level a keyword-less item of a reject list gets: the lead-in's (or the label's)
+/// keyword says how strongly the listed things are rejected — `The agent **MUST** reject:`
+/// and a bare `**Reject:**` make MUST NOT, `**SHOULD** reject` makes SHOULD NOT.
+fn reject_level(stated: Option<Level>) -> Level {
+    match stated {
+        None | Some(Level::Must | Level::MustNot | Level::Implicit) => Level::MustNot,
+        Some(Level::Should | Level::ShouldNot) => Level::ShouldNot,
+        Some(Level::May) => Level::May,
+    }
+}
+
+/// The first section whose label, qualifier removed, is `name`.
+fn section_text_base(sections: &[BodySection], name: &str) -> Option<String> {
+    sections
+        .iter()
+        .find(|s| s.start != SectionStart::Preamble && base_label(&s.heading) == name)
+        .map(|s| s.text.clone())
 }
 
 /// Builds a hat. Every keyword unit of the body becomes a requirement tagged by section:
@@ -159,14 +192,28 @@ fn hat_requirements(
     };
     let mut counters: HashMap<String, usize> = HashMap::new();
     for sec in sections {
-        let is_anti = sec.label == "anti-patterns";
+        let is_reject = sec.start != SectionStart::Preamble && is_reject_label(&sec.heading);
+        let is_anti = sec.label == "anti-patterns" || is_reject;
         if is_anti {
             found.anti_sections += 1;
         }
+        let label = kept_label(sec);
+        let mut stated = None;
         for block in &sec.blocks {
             for unit in units(block) {
                 let kws = keywords(&unit.text);
-                let Some(level) = primary_level(&kws) else {
+                if let (true, false, Some(l)) = (is_reject, unit.is_item, primary_level(&kws)) {
+                    // A lead-in sentence says how strongly the list is rejected.
+                    stated = Some((l, unit.text.clone()));
+                }
+                let own = primary_level(&kws);
+                let level = match own {
+                    None if is_reject && unit.is_item => {
+                        Some(reject_level(stated.as_ref().map(|s| s.0)))
+                    }
+                    other => other,
+                };
+                let Some(level) = level else {
                     if is_anti && unit.is_item {
                         diags.warn(
                             file,
@@ -183,12 +230,9 @@ fn hat_requirements(
                 } else {
                     (sec.label.clone(), slug(&sec.label))
                 };
-                if section == "anti-patterns" {
-                    found.constraints += 1;
-                }
                 let n = counters.entry(id_part.clone()).or_insert(0);
                 *n += 1;
-                found.requirements.push(requirement(
+                let mut req = requirement(
                     format!("{name}/{id_part}/{n}"),
                     level,
                     &kws,
@@ -196,7 +240,20 @@ fn hat_requirements(
                     &section,
                     file,
                     unit.line,
-                ));
+                );
+                if section == "anti-patterns" {
+                    found.constraints += 1;
+                    req.label = label.clone();
+                    if own.is_none() {
+                        // The keyword is the list's, not this text's.
+                        req.malformed = false;
+                        req.lead_in = Some(match &stated {
+                            Some((_, lead)) => lead.clone(),
+                            None => format!("{}:", sec.heading.trim()),
+                        });
+                    }
+                }
+                found.requirements.push(req);
             }
         }
     }
@@ -248,12 +305,14 @@ fn is_failure_modes(label: &str) -> bool {
     l.starts_with("common failure modes") || l.starts_with("failure modes")
 }
 
-/// How a check section reads its keyword-less items, set by the paragraph before them.
+/// How a check section reads its keyword-less items, set by its label and by the paragraph
+/// before them.
 enum ItemMode {
     /// 1.x: every item carries its own keyword; one without is warned about.
     Plain,
     /// v8: "The agent **MUST** verify, and file feedback for any violation:" — each item
-    /// after it is a check at the lead-in's level.
+    /// after it is a check at the lead-in's level. A label carrying a keyword
+    /// (`**Check (SHOULD):**`) reads the same way.
     LeadIn {
         text: String,
         level: Level,
@@ -264,16 +323,51 @@ enum ItemMode {
 }
 
 impl ItemMode {
+    /// The mode a section starts in: a reject list (`**Reject if:**`) makes each
+    /// keyword-less item a check at MUST NOT (SHOULD NOT when its label says SHOULD); a
+    /// label with a keyword lends it to its items; any other label reads items plainly.
+    fn of_label(sec: &BodySection) -> ItemMode {
+        let heading = sec.heading.trim();
+        let kws = keywords(heading);
+        let stated = primary_level(&kws);
+        if is_reject_label(heading) {
+            return ItemMode::LeadIn {
+                text: format!("{heading}:"),
+                level: reject_level(stated),
+                kws,
+            };
+        }
+        match stated {
+            Some(level) => ItemMode::LeadIn {
+                text: format!("{heading}:"),
+                level,
+                kws,
+            },
+            None => ItemMode::Plain,
+        }
+    }
+
     /// A paragraph of a check section: a lead-in when it carries a keyword and introduces
-    /// a list (ends with `:`), failure-mode guidance when it says so, else plain prose.
-    fn after(lines: &[(usize, String)]) -> ItemMode {
+    /// a list (ends with `:`), failure-mode guidance when it says so, else plain prose. In
+    /// a reject list a lead-in's level is what is rejected ("The agent **MUST** reject:"
+    /// → MUST NOT), and plain prose leaves the list's own mode in place.
+    fn after(self, lines: &[(usize, String)], reject: bool) -> ItemMode {
         let text = super::body::join_paragraph(lines);
         if is_failure_modes(&text) {
             return ItemMode::FailureModes;
         }
         let kws = keywords(&text);
         match primary_level(&kws) {
-            Some(level) if text.trim_end().ends_with(':') => ItemMode::LeadIn { text, level, kws },
+            Some(level) if text.trim_end().ends_with(':') => ItemMode::LeadIn {
+                level: if reject {
+                    reject_level(Some(level))
+                } else {
+                    level
+                },
+                text,
+                kws,
+            },
+            _ if reject => self,
             _ => ItemMode::Plain,
         }
     }
@@ -286,8 +380,10 @@ struct AgentParts {
     failure_modes: Vec<String>,
 }
 
-/// One check section: items with their own keyword are checks (1.x), keyword-less items
-/// take the level of a lead-in paragraph above them (v8), or are failure-mode guidance.
+/// One check section (or a sibling list of what to reject): items with their own keyword
+/// are checks (1.x), keyword-less items take the level of a lead-in paragraph above them
+/// (v8) or of the label, or are failure-mode guidance. A qualified or reject label is kept
+/// on each check.
 fn read_check_section(
     name: &str,
     file: &Path,
@@ -295,11 +391,13 @@ fn read_check_section(
     parts: &mut AgentParts,
     diags: &mut Diags,
 ) {
-    let mut mode = ItemMode::Plain;
+    let reject = is_reject_label(&sec.heading);
+    let label = kept_label(sec);
+    let mut mode = ItemMode::of_label(sec);
     for block in &sec.blocks {
         let (text, line) = match block {
             Block::Paragraph { lines } => {
-                mode = ItemMode::after(lines);
+                mode = mode.after(lines, reject);
                 continue;
             }
             Block::Item { text, line } => (text, *line),
@@ -307,9 +405,9 @@ fn read_check_section(
         let id = format!("{name}/check/{}", parts.checks.len() + 1);
         let kws = keywords(text);
         if let Some(level) = primary_level(&kws) {
-            parts
-                .checks
-                .push(requirement(id, level, &kws, text, "check", file, line));
+            let mut check = requirement(id, level, &kws, text, "check", file, line);
+            check.label = label.clone();
+            parts.checks.push(check);
             continue;
         }
         match &mode {
@@ -317,6 +415,7 @@ fn read_check_section(
                 let mut check = requirement(id, *level, kws, text, "check", file, line);
                 check.malformed = false; // the keyword is not in this text
                 check.lead_in = Some(lead.clone());
+                check.label = label.clone();
                 parts.checks.push(check);
             }
             ItemMode::FailureModes => parts.failure_modes.push(text.clone()),
@@ -353,7 +452,7 @@ pub fn build_agent(
     diags: &mut Diags,
 ) -> ReviewAgent {
     let sections = parse_body(&doc.body, doc.body_line);
-    let mandate = section_text(&sections, "mandate").unwrap_or_default();
+    let mandate = section_text_base(&sections, "mandate").unwrap_or_default();
     if mandate.is_empty() {
         diags.warn(
             file,
@@ -362,14 +461,18 @@ pub fn build_agent(
         );
     }
     let mut parts = AgentParts::default();
+    let is_checks = |s: &BodySection| {
+        s.start != SectionStart::Preamble
+            && (is_check_label(&s.heading) || is_reject_label(&s.heading))
+    };
     for sec in &sections {
-        if sec.label == "check" {
+        if is_checks(sec) {
             read_check_section(name, file, sec, &mut parts, diags);
         } else if is_failure_modes(&sec.label) {
             read_failure_modes(sec, &mut parts.failure_modes);
         }
     }
-    match sections.iter().find(|s| s.label == "check") {
+    match sections.iter().find(|s| is_checks(s)) {
         None => diags.error(
             file,
             Some(doc.body_line),
@@ -390,7 +493,21 @@ pub fn build_agent(
         mandate,
         checks: parts.checks,
         failure_modes: parts.failure_modes,
+        applies_to: fm_list(&doc.front_matter, "applies_to"),
+        studio_level: None,
         body: doc.body.trim().to_string(),
+    }
+}
+
+/// A front-matter value that is a string or a list of strings, as a list.
+fn fm_list(fm: &FrontMatter, key: &str) -> Vec<String> {
+    match fm.get(key) {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

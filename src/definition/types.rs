@@ -82,6 +82,12 @@ pub struct Requirement {
     /// written. The item's own `text` holds no keyword, so a judge needs both to read it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lead_in: Option<String>,
+    /// The label of the list the requirement comes from, as written, when it is more than
+    /// the plain `Check` / `Anti-patterns`: a qualified label (`Check (per DAG)`) or a list
+    /// of what to reject or forbid (`Reject if`, `Forbidden`), whose keyword-less items are
+    /// MUST NOT. Reported per requirement in report.json (`label`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 impl Requirement {
@@ -154,6 +160,53 @@ pub struct ReviewAgent {
     /// v8 "Common failure modes to look for": what to watch for, shown to the review judge
     /// as guidance. Never judged one by one (they are not checks). Items verbatim.
     pub failure_modes: Vec<String>,
+    /// v8 front-matter `applies_to:` as written. Entries without `.` or `/` name stages
+    /// (globs: `deploy*`): the agent runs on a stage one of them matches. File globs
+    /// (`*.tsx`) name artifact kinds hatrack cannot tell before a run: shown, not gating.
+    pub applies_to: Vec<String>,
+    /// For a studio-level agent (`<studio>/review-agents/`, v8), the studio directory it
+    /// comes from. It reviews each stage it applies to as one of the stage's own (origin
+    /// `own`); `None` for a stage's agents.
+    pub studio_level: Option<String>,
+    pub body: String,
+}
+
+impl ReviewAgent {
+    /// Whether the agent runs on the stage `stage`: when `applies_to:` names no stage
+    /// (absent, or file globs only), or one of its stage patterns matches.
+    pub fn applies_to_stage(&self, stage: &str) -> bool {
+        let stages: Vec<&String> = self
+            .applies_to
+            .iter()
+            .filter(|p| is_stage_pattern(p))
+            .collect();
+        stages.is_empty() || stages.iter().any(|p| glob_matches(p, stage))
+    }
+}
+
+/// An `applies_to:` entry that names stages (no `.` or `/`), not files.
+pub fn is_stage_pattern(pattern: &str) -> bool {
+    !pattern.contains('.') && !pattern.contains('/')
+}
+
+/// `*` and `?` glob over a whole name, case-insensitive.
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    globset::GlobBuilder::new(pattern)
+        .case_insensitive(true)
+        .literal_separator(true)
+        .build()
+        .map(|g| g.compile_matcher().is_match(name))
+        .unwrap_or(false)
+}
+
+/// A phase file (`phases/ELABORATION.md`, `phases/EXECUTION.md`): guidance for the method's
+/// elaborate and execute phases. Read and shown; hatrack runs no phases.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    /// The file stem as written (`EXECUTION`).
+    pub name: String,
+    pub file: PathBuf,
+    pub front_matter: FrontMatter,
     pub body: String,
 }
 
@@ -274,6 +327,12 @@ pub struct Stage {
     pub fix_hats: Vec<String>,
     /// v8 `interpretation:` (`lens` or `strict`, as written): shown, not acted on.
     pub interpretation: Option<String>,
+    /// `phases/*.md`, sorted: shown, never run.
+    pub phases: Vec<Phase>,
+    /// The studio's `fix-hats/` (v8, intent-scope findings), by name: shown, never run.
+    pub studio_fix_hats: Vec<String>,
+    /// Studio-level review agents whose `applies_to:` leaves this stage out, by name.
+    pub studio_agents_not_applied: Vec<String>,
     /// Every file read to build this stage, sorted: the input to the definition digest.
     pub source_files: Vec<PathBuf>,
 }
@@ -291,6 +350,11 @@ pub struct Studio {
     pub category: String,
     pub front_matter: FrontMatter,
     pub stages: Vec<Stage>,
+    /// v8 studio-level `review-agents/`, sorted by name (each stage holds those that apply
+    /// to it, as origin `studio`).
+    pub review_agents: Vec<ReviewAgent>,
+    /// v8 studio-level `fix-hats/`, sorted: shown, never run.
+    pub fix_hats: Vec<Hat>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -20,11 +20,14 @@ pub use text::write_text;
 ///
 /// ```text
 /// { "stage": { name, studio, dir, file, title, description, gates: ["external"],
-///              needs_human, elaboration, digest, fix_hats: [..], interpretation },
+///              needs_human, elaboration, digest, fix_hats: [..], interpretation,
+///              studio_fix_hats: [..], studio_agents_not_applied: [..],
+///              phases: [ { name, file, body } ] },
 ///   "inputs": [ { stage, kind: "discovery"|"output", name, source: "file:line" } ],
 ///   "hats": [ { name, file, focus, produces, reads, responsibilities, process, interpretation,
 ///               constraints: [Requirement], other_requirements: [Requirement] } ],
-///   "review_agents": [ { name, file, origin: "own"|"included", from_stage, interpretation, mandate,
+///   "review_agents": [ { name, file, origin: "own"|"included"|"studio", from_stage, studio,
+///                        applies_to: [..], interpretation, mandate,
 ///                        checks: [Requirement], failure_modes: [..] } ],
 ///   "criteria": { good: [..], bad: [..] } | null,
 ///   "completion_signal": { text, requirements: [Requirement] },
@@ -32,7 +35,7 @@ pub use text::write_text;
 ///   "warnings": [ "file:line: warning: …" ] }
 /// Requirement = { id, level: "MUST NOT"|"MUST"|"implicit"|"SHOULD NOT"|"SHOULD"|"MAY",
 ///                 keywords: [..], text (verbatim, bold markers kept), section,
-///                 source: "file:line", malformed, lead_in,
+///                 source: "file:line", malformed, lead_in, label,
 ///                 about: "repository"|"hat-output"|null (what a met needs; null for
 ///                 sentences that are not judged) }
 /// Artifact = { name, file, location, scope, format, required }
@@ -68,6 +71,19 @@ pub struct StageView {
     pub fix_hats: Vec<String>,
     /// v8 `interpretation:` as written.
     pub interpretation: Option<String>,
+    /// v8 studio-level `fix-hats/`: shown, never run.
+    pub studio_fix_hats: Vec<String>,
+    /// Studio-level review agents whose `applies_to:` leaves this stage out.
+    pub studio_agents_not_applied: Vec<String>,
+    /// `phases/*.md`: guidance for the method's phases, shown, never run.
+    pub phases: Vec<PhaseView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PhaseView {
+    pub name: String,
+    pub file: String,
+    pub body: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +119,10 @@ pub struct AgentView {
     pub origin: &'static str,
     /// For included agents, the stage they come from.
     pub from_stage: Option<String>,
+    /// For a studio-level agent (v8 `<studio>/review-agents/`), its studio.
+    pub studio: Option<String>,
+    /// v8 front-matter `applies_to:` as written.
+    pub applies_to: Vec<String>,
     /// v8 front-matter `interpretation:` (`lens`/`strict`), shown as written.
     pub interpretation: Option<String>,
     pub mandate: String,
@@ -134,6 +154,8 @@ pub struct RequirementView {
     pub malformed: bool,
     /// For a v8 check whose keyword is in the `## Check` lead-in: that sentence.
     pub lead_in: Option<String>,
+    /// The list's label as written when qualified or a reject list (`Reject if`).
+    pub label: Option<String>,
     /// What a judged requirement is about: `repository` (a `met` needs a quote from a
     /// repository file) or `hat-output` (a `met` may rest on a hat's artifact).
     pub about: Option<Subject>,
@@ -159,6 +181,7 @@ fn requirement_view(r: &Requirement) -> RequirementView {
         source: r.source.to_string(),
         malformed: r.malformed,
         lead_in: r.lead_in.clone(),
+        label: r.label.clone(),
         about: None,
     }
 }
@@ -235,6 +258,17 @@ fn stage_view(stage: &Stage) -> StageView {
         digest: definition_digest(stage),
         fix_hats: stage.fix_hats.clone(),
         interpretation: stage.interpretation.clone(),
+        studio_fix_hats: stage.studio_fix_hats.clone(),
+        studio_agents_not_applied: stage.studio_agents_not_applied.clone(),
+        phases: stage
+            .phases
+            .iter()
+            .map(|p| PhaseView {
+                name: p.name.clone(),
+                file: p.file.display().to_string(),
+                body: p.body.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -279,10 +313,13 @@ fn agent_view(a: &ReviewAgent, hats: &[String]) -> AgentView {
     AgentView {
         name: a.name.clone(),
         file: a.file.display().to_string(),
-        origin: match a.origin {
-            AgentOrigin::Own => "own",
-            AgentOrigin::Included { .. } => "included",
+        origin: match (&a.origin, &a.studio_level) {
+            (AgentOrigin::Own, Some(_)) => "studio",
+            (AgentOrigin::Own, None) => "own",
+            (AgentOrigin::Included { .. }, _) => "included",
         },
+        studio: a.studio_level.clone(),
+        applies_to: a.applies_to.clone(),
         from_stage: match &a.origin {
             AgentOrigin::Own => None,
             AgentOrigin::Included { stage } => Some(stage.clone()),

@@ -26,9 +26,13 @@ fn write_requirements(
             Some(Subject::HatOutput) => "  [evidence: hat output]",
             None => "",
         };
+        let label = match &r.label {
+            Some(l) => format!("  [listed under {l:?}]"),
+            None => String::new(),
+        };
         writeln!(
             out,
-            "{indent}{:<8}  {:<width$}  {}{flag}{about}",
+            "{indent}{:<8}  {:<width$}  {}{label}{flag}{about}",
             r.level,
             r.id,
             plain(&r.text)
@@ -115,6 +119,18 @@ fn write_stage(v: &ListView, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(i) = &s.interpretation {
         writeln!(out, "  interpretation: {i}")?;
     }
+    if !s.studio_fix_hats.is_empty() {
+        let names = s.studio_fix_hats.join(", ");
+        writeln!(out, "  studio fix hats: {names} (not run by hatrack)")?;
+    }
+    if !s.studio_agents_not_applied.is_empty() {
+        let names = s.studio_agents_not_applied.join(", ");
+        writeln!(out, "  studio review agents not applying here: {names}")?;
+    }
+    for p in &s.phases {
+        writeln!(out, "  phase {} ({}; guidance, not run):", p.name, p.file)?;
+        writeln!(out, "    {}", plain(&p.body).replace('\n', "\n    "))?;
+    }
     if v.inputs.is_empty() {
         writeln!(out, "  stage inputs: none")?;
     } else {
@@ -160,11 +176,15 @@ fn write_hats(hats: &[HatView], out: &mut dyn Write) -> std::io::Result<()> {
 fn write_agents(agents: &[AgentView], out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "\nReview agents:")?;
     for a in agents {
-        let origin = match &a.from_stage {
-            Some(st) => format!("included from stage {st}"),
-            None => "own".into(),
+        let origin = match (&a.from_stage, &a.studio) {
+            (Some(st), _) => format!("included from stage {st}"),
+            (None, Some(studio)) => format!("studio-level, from studio {studio}"),
+            (None, None) => "own".into(),
         };
         writeln!(out, "- {} ({origin})  ({})", a.name, a.file)?;
+        if !a.applies_to.is_empty() {
+            writeln!(out, "   Applies to: {}", a.applies_to.join(", "))?;
+        }
         if let Some(i) = &a.interpretation {
             writeln!(out, "   Interpretation: {i}")?;
         }

@@ -342,6 +342,11 @@ pub enum ModelError {
     /// [`ModelError::Transcript`] so the advice is to restore the file, not to check the disk.
     #[error("transcript {path}: {message}")]
     TranscriptDamaged { path: String, message: String },
+    /// Exit 2: recording an exchange would pass the recorder's own size limits (a line, or
+    /// the whole transcript): nothing is wrong with the disk or the file, the run asked and
+    /// answered more than one run may record.
+    #[error("transcript {path}: {message}")]
+    TranscriptFull { path: String, message: String },
     /// Exit 2: bad model configuration (base URL, key, …).
     #[error("model configuration: {0}")]
     Config(String),

@@ -307,11 +307,25 @@ async fn read_capped(
     Ok((bytes, true))
 }
 
-/// `Retry-After` in (possibly fractional) seconds, at most `max`: a huge or infinite value
-/// (`1e20`, `inf`) is the cap, never a panic. Negative, NaN and the HTTP-date form are
-/// ignored (the computed backoff applies).
+/// `Retry-After` in (possibly fractional) seconds or as an HTTP date (RFC 9110
+/// IMF-fixdate, `Wed, 21 Oct 2015 07:28:00 GMT`), at most `max`: a huge or infinite value
+/// (`1e20`, `inf`) is the cap, never a panic; a date already past is no wait. Negative, NaN
+/// and unreadable values are ignored (the computed backoff applies).
 pub fn parse_retry_after(value: &str, max: Duration) -> Option<Duration> {
-    let secs: f64 = value.trim().parse().ok()?;
+    parse_retry_after_at(value, max, std::time::SystemTime::now())
+}
+
+/// [`parse_retry_after`] with the current time given.
+pub fn parse_retry_after_at(
+    value: &str,
+    max: Duration,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    let Ok(secs) = value.trim().parse::<f64>() else {
+        let at = http_date(value.trim())?;
+        let wait = at.duration_since(now).unwrap_or(Duration::ZERO);
+        return Some(wait.min(max));
+    };
     if secs.is_nan() || secs < 0.0 {
         return None;
     }
@@ -319,6 +333,42 @@ pub fn parse_retry_after(value: &str, max: Duration) -> Option<Duration> {
         return Some(max);
     }
     Duration::try_from_secs_f64(secs).ok().map(|d| d.min(max))
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form RFC 9110 requires senders to
+/// use, as a time; anything else is `None`.
+fn http_date(text: &str) -> Option<std::time::SystemTime> {
+    let (_, rest) = text.split_once(", ")?;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    let valid = (1..=31).contains(&day) && (0..24).contains(h) && (0..60).contains(m);
+    if !valid || !(0..61).contains(sec) || !(1970..=9999).contains(&year) {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = u64::try_from(days * 86_400 + h * 3600 + m * 60 + sec).ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// At most [`ERROR_BODY_SNIPPET`] characters of `text`, with `…` when cut.
@@ -853,14 +903,45 @@ mod tests {
             parse_retry_after(" 0.5 ", max),
             Some(Duration::from_millis(500))
         );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", max),
-            None
-        );
+        assert_eq!(parse_retry_after("soon", max), None);
         assert_eq!(parse_retry_after("-1", max), None);
         assert_eq!(parse_retry_after("NaN", max), None);
         for huge in ["1e20", "inf", "+Infinity", "18446744073709551616", "1e308"] {
             assert_eq!(parse_retry_after(huge, max), Some(max), "{huge}");
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_an_http_date() {
+        let max = Duration::from_secs(60);
+        // 2015-10-21T07:28:00Z is 1445412480 seconds after the epoch.
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480 - 7);
+        let date = "Wed, 21 Oct 2015 07:28:00 GMT";
+        assert_eq!(
+            parse_retry_after_at(date, max, now),
+            Some(Duration::from_secs(7))
+        );
+        // Past: no wait. Far future: the cap.
+        let later = now + Duration::from_secs(3600);
+        assert_eq!(parse_retry_after_at(date, max, later), Some(Duration::ZERO));
+        let early = now - Duration::from_secs(86_400);
+        assert_eq!(parse_retry_after_at(date, max, early), Some(max));
+        // A leap-year date and the end of a year.
+        assert_eq!(
+            http_date("Thu, 29 Feb 2024 00:00:00 GMT"),
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(1_709_164_800))
+        );
+        assert_eq!(
+            http_date("Fri, 31 Dec 1999 23:59:59 GMT"),
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(946_684_799))
+        );
+        for bad in [
+            "Wed, 21 Oct 2015 07:28:00 PST",
+            "Wed, 32 Oct 2015 07:28:00 GMT",
+            "Wed, 21 Foo 2015 07:28:00 GMT",
+            "21 Oct 2015",
+        ] {
+            assert_eq!(parse_retry_after_at(bad, max, now), None, "{bad}");
         }
     }
 

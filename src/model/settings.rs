@@ -239,6 +239,8 @@ pub mod bounds {
     pub const MAX_RESPONSE_BYTES: RangeInclusive<u64> = 1024..=256 * 1024 * 1024;
     /// `[limits]` byte caps of what is quoted into one prompt: 1 byte to 64 MiB.
     pub const LIMIT_BYTES: RangeInclusive<u64> = 1..=64 * 1024 * 1024;
+    /// `[agent] max_turns`: model turns of one step (tool turns, the answer, its re-asks).
+    pub const MAX_TURNS: RangeInclusive<u64> = 1..=64;
     /// `temperature` (the OpenAI range).
     pub const TEMPERATURE: RangeInclusive<f64> = 0.0..=2.0;
 

@@ -157,6 +157,14 @@ fn transcript_error(path: &Path, message: impl Into<String>) -> ModelError {
     }
 }
 
+/// Recording would pass the recorder's own size limits.
+fn full(path: &Path, message: String) -> ModelError {
+    ModelError::TranscriptFull {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
 /// The file was read but what it holds is not a transcript hatrack wrote.
 fn damaged(path: &Path, message: impl Into<String>) -> ModelError {
     ModelError::TranscriptDamaged {
@@ -409,7 +417,7 @@ impl Recorder {
             serde_json::to_string(&value).map_err(encode)?
         };
         if line.len() > MAX_LINE_BYTES {
-            return Err(transcript_error(
+            return Err(full(
                 &self.path,
                 format!(
                     "the exchange of step {} attempt {} takes {} bytes, more than a transcript line may hold ({} MiB); it was not recorded (lower max_tokens or the inputs' [limits])",
@@ -433,7 +441,7 @@ impl Recorder {
             .lock()
             .map_err(|_| transcript_error(&self.path, "writer poisoned by an earlier panic"))?;
         if state.len + line.len() as u64 > MAX_TRANSCRIPT_BYTES {
-            return Err(transcript_error(
+            return Err(full(
                 &self.path,
                 format!(
                     "recording step {} would grow the transcript past {} MiB, the most one run may take; the run stops here (lower max_tokens or the inputs' [limits])",
@@ -1053,8 +1061,10 @@ mod tests {
         recorder.record(&exchange("small".into())).unwrap();
         let err = recorder
             .record(&exchange("x".repeat(MAX_LINE_BYTES)))
-            .unwrap_err()
-            .to_string();
+            .unwrap_err();
+        // The recorder's own limit, not a disk or file problem: its own error and hint.
+        assert!(matches!(err, ModelError::TranscriptFull { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(
             err.contains("more than a transcript line may hold"),
             "{err}"

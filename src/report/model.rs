@@ -234,6 +234,30 @@ pub struct RequirementReport {
     pub note: Option<String>,
     /// With `--samples N`: how many samples agreed with the verdict.
     pub agreement: Option<Agreement>,
+    /// The label of the list it was written under, as written, when more than the plain
+    /// `Check` / `Anti-patterns`: a qualified label (`Check (per DAG)`) or a list of what to
+    /// reject or forbid (`Reject if`, `Forbidden`). Omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl Report {
+    /// Keeps on each requirement the label of the list the definition wrote it under (see
+    /// [`RequirementReport::label`]), looked up by id in `stage`.
+    pub fn with_labels(mut self, stage: &crate::definition::Stage) -> Report {
+        let defined = stage
+            .hats
+            .iter()
+            .flat_map(|h| h.requirements.iter())
+            .chain(stage.review_agents.iter().flat_map(|a| a.checks.iter()));
+        let labels: std::collections::HashMap<&str, &str> = defined
+            .filter_map(|r| Some((r.id.as_str(), r.label.as_deref()?)))
+            .collect();
+        for r in &mut self.requirements {
+            r.label = labels.get(r.id.as_str()).map(|l| l.to_string());
+        }
+        self
+    }
 }
 
 impl RequirementReport {
@@ -311,6 +335,7 @@ impl From<&Judged> for RequirementReport {
             cause: j.cause.clone(),
             note: j.note(),
             agreement: j.agreement,
+            label: None,
         }
     }
 }

@@ -71,6 +71,14 @@ pub struct ModelRecord {
     /// Where that size came from: `[model] context_tokens`, `server`, or `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_from: Option<String>,
+    /// Whether answers were streamed (`--stream`, `[model] stream`); absent in runs
+    /// recorded before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// How long a streamed answer may stall between chunks (`--idle-timeout`, `[model]
+    /// idle_timeout`), as written by humans (`30s`, `2m`); absent before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
 }
 
 /// The model every judging step asked, and where (credentials removed).

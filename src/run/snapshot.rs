@@ -180,7 +180,12 @@ pub fn collect(
     let mut files = Vec::new();
     let base = stage.dir.parent().unwrap_or(&stage.dir);
     for file in &stage.source_files {
-        let rel = safe_fs::slash_path(file.strip_prefix(base).unwrap_or(file));
+        // Studio-level files (v8 `<studio>/review-agents/`) lie outside the stage's
+        // parent: the snapshot keeps the stage directory only (docs/snapshot.md).
+        let Ok(rel) = file.strip_prefix(base) else {
+            continue;
+        };
+        let rel = safe_fs::slash_path(rel);
         if let Ok(bytes) = crate::definition::read_source_file(file) {
             files.push((format!("{STAGE}/{rel}"), Source::Bytes(bytes)));
         }

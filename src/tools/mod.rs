@@ -827,4 +827,150 @@ mod tests {
             })
         );
     }
+
+    /// A workspace over `files` (path, content) with `caps`.
+    fn capped(files: &[(&str, String)], caps: Caps) -> (tempfile::TempDir, Workspace) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        let w = Workspace::new(dir.path(), &[], caps).unwrap();
+        (dir, w)
+    }
+
+    #[test]
+    fn max_bytes_stops_a_read_before_the_line_that_would_pass_it() {
+        let body: String = (1..=10).map(|i| format!("line {i:02} ......\n")).collect();
+        let caps = Caps {
+            max_bytes: 40,
+            ..Caps::default()
+        };
+        let (_d, w) = capped(&[("a.txt", body)], caps);
+        let o = read(&w, "a.txt");
+        let shown = o.read.as_ref().unwrap().1.clone();
+        assert_eq!(shown, "line 01 ......\nline 02 ......\n"); // a third would make 45
+        assert!(o.text.contains("continue at line 3"), "{}", o.text);
+    }
+
+    #[test]
+    fn max_line_bytes_cuts_one_long_line_with_a_marker() {
+        let caps = Caps {
+            max_line_bytes: 8,
+            ..Caps::default()
+        };
+        let (_d, w) = capped(&[("a.txt", "0123456789abcdef\nshort\n".into())], caps);
+        let o = read(&w, "a.txt");
+        assert!(o.text.starts_with("01234567 "), "{}", o.text);
+        assert!(!o.text.contains("89abcdef"), "{}", o.text);
+        assert!(o.text.contains("short"));
+        let hit = w.call(&Call::Search {
+            pattern: "0123".into(),
+            path_glob: "**".into(),
+        });
+        assert!(hit.text.contains("a.txt:1: 01234567 "), "{}", hit.text);
+        assert!(!hit.text.contains("89abcdef"), "{}", hit.text);
+    }
+
+    #[test]
+    fn max_hits_keeps_the_first_hits_and_counts_the_rest() {
+        let body: String = (1..=7).map(|i| format!("retries = {i}\n")).collect();
+        let caps = Caps {
+            max_hits: 3,
+            ..Caps::default()
+        };
+        let (_d, w) = capped(&[("dag.py", body)], caps);
+        let o = w.call(&Call::Search {
+            pattern: "retries".into(),
+            path_glob: "**".into(),
+        });
+        assert_eq!(
+            o.text.lines().filter(|l| l.starts_with("dag.py:")).count(),
+            3
+        );
+        assert!(o.text.contains("dag.py:3: retries = 3"), "{}", o.text);
+        assert!(!o.text.contains("dag.py:4:"), "{}", o.text);
+        assert!(o.text.contains("… 4 more matches"), "{}", o.text);
+    }
+
+    #[test]
+    fn max_entries_lists_the_first_entries_and_counts_the_rest() {
+        let files: Vec<(String, String)> = (1..=6)
+            .map(|i| (format!("f{i}.txt"), String::new()))
+            .collect();
+        let files: Vec<(&str, String)> =
+            files.iter().map(|(p, c)| (p.as_str(), c.clone())).collect();
+        let caps = Caps {
+            max_entries: 4,
+            ..Caps::default()
+        };
+        let (_d, w) = capped(&files, caps);
+        let o = w.call(&Call::ListFiles {
+            path: ".".into(),
+            depth: 1,
+        });
+        assert_eq!(o.text.lines().filter(|l| l.ends_with("bytes)")).count(), 4);
+        assert!(o.text.contains("… 2 more entries not listed"), "{}", o.text);
+    }
+
+    #[test]
+    fn max_depth_bounds_how_deep_a_listing_goes_whatever_is_asked() {
+        let caps = Caps {
+            max_depth: 2,
+            ..Caps::default()
+        };
+        let (_d, w) = capped(&[("a/b/c/deep.txt", "x".into())], caps);
+        let o = w.call(&Call::ListFiles {
+            path: ".".into(),
+            depth: 50,
+        });
+        assert!(o.text.contains("a/b/"), "{}", o.text);
+        assert!(!o.text.contains("a/b/c"), "{}", o.text);
+    }
+
+    #[test]
+    fn max_file_bytes_refuses_reading_and_skips_searching_a_larger_file() {
+        let caps = Caps {
+            max_file_bytes: 16,
+            ..Caps::default()
+        };
+        let big = "retries = 3 and a long tail\n".to_string();
+        let (_d, w) = capped(
+            &[("big.py", big), ("small.py", "retries = 1\n".into())],
+            caps,
+        );
+        let o = read(&w, "big.py");
+        assert!(o.refused.is_some(), "{}", o.text);
+        assert!(o.text.contains("over the 16-byte limit"), "{}", o.text);
+        let hits = w.call(&Call::Search {
+            pattern: "retries".into(),
+            path_glob: "**".into(),
+        });
+        assert!(hits.text.contains("small.py:1:"), "{}", hits.text);
+        assert!(!hits.text.contains("big.py"), "{}", hits.text);
+    }
+
+    /// `a/` and `a-b/` side by side: a listing is the tree in name order — a directory's
+    /// entries follow it — not the lines sorted as strings (which would put `a-b/` before
+    /// `a/`, since `-` sorts before `/`).
+    #[test]
+    fn a_listing_keeps_a_directory_s_entries_under_it_next_to_a_dashed_sibling() {
+        let files = [
+            ("a/x.txt", String::new()),
+            ("a-b/y.txt", String::new()),
+            ("a.txt", String::new()),
+        ];
+        let (_d, w) = capped(&files, Caps::default());
+        let o = w.call(&Call::ListFiles {
+            path: ".".into(),
+            depth: 3,
+        });
+        let names: Vec<&str> = o
+            .text
+            .lines()
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(names, ["a/", "a/x.txt", "a-b/", "a-b/y.txt", "a.txt"]);
+    }
 }

@@ -767,6 +767,36 @@ mod tests {
         assert_eq!(two[1].verdict, Met);
     }
 
+    /// The 15-character minimum on its own: a quote with words enough (3) but 14 non-space
+    /// characters grounds nothing; one more character and it grounds.
+    #[test]
+    fn fifteen_characters_are_needed_whatever_the_word_count() {
+        let mut s = Sources::new(GroundingRules::default());
+        s.add(
+            "a.md",
+            SourceKind::Input,
+            "set to on at six am and ok by ten\n",
+        );
+        // "to on at six am": 5 words, 11 non-space characters.
+        let short = s.ground("a.md", "to on at six am");
+        assert!(!short.grounded(), "{short:?}");
+        // "set to on at six am": 6 words, 14 characters — still one short.
+        let fourteen = s.ground("a.md", "set to on at six am");
+        assert!(!fourteen.grounded(), "{fourteen:?}");
+        assert_eq!(
+            fourteen.problem,
+            Some(Ungrounded::Meaningless {
+                words: 6,
+                chars: 14,
+                min_words: 3,
+                min_chars: 15
+            })
+        );
+        // "six am and ok by ten": 6 words, 15 characters.
+        let fifteen = s.ground("a.md", "six am and ok by ten");
+        assert!(fifteen.grounded(), "{fifteen:?}");
+    }
+
     #[test]
     fn rules_are_configurable() {
         let mut s = Sources::new(GroundingRules {

@@ -90,6 +90,7 @@ fn req(
         cause: None,
         note: None,
         agreement: None,
+        label: None,
     }
 }
 

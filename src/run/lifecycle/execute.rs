@@ -95,8 +95,9 @@ pub(super) async fn execute<W: Write + ?Sized>(
     let report = run::execute(&plan, model.as_ref(), &runner.progress).await;
     let report = finish_snapshot(&locked, snapshotting, &plan, &scrubber, report).await?;
     let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
+    // Each requirement keeps the label of the list its definition wrote it under.
     let report = publish(
-        report,
+        report.with_labels(&plan.stage),
         (&out_dir, &prepared_workspace),
         &transcript,
         &scrubber,
@@ -357,6 +358,8 @@ pub(super) fn new_record(
             }),
             context_tokens: settings.context_tokens,
             context_from: None,
+            stream: Some(settings.stream),
+            idle_timeout: Some(humantime::format_duration(settings.idle_timeout).to_string()),
         },
         samples: samples.max(1),
         inputs,

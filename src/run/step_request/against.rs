@@ -53,12 +53,13 @@ pub fn compare_with_recorded(
 }
 
 /// The artifacts a step would have been shown in that run: a hat sees those of the hats
-/// before it, every judge sees all of them.
+/// before it, every judge sees all of them. One that cannot be read is an error (see
+/// [`hat_artifacts`]).
 pub(super) fn produced_before(
     run_dir: &Path,
     stage: &Stage,
     step: &Step<'_>,
-) -> Vec<(String, Vec<Artifact>)> {
+) -> Result<Vec<(String, Vec<Artifact>)>, Error> {
     let hats = match step.target {
         Target::Hat(hat) => {
             let index = stage
@@ -71,33 +72,56 @@ pub(super) fn produced_before(
         _ => &stage.hats[..],
     };
     hats.iter()
-        .map(|h| (h.name.clone(), hat_artifacts(run_dir, &h.name)))
+        .map(|h| Ok((h.name.clone(), hat_artifacts(run_dir, &h.name)?)))
         .collect()
 }
 
 /// A hat's artifacts as a run wrote them, in name order (the order a run quotes them in).
-fn hat_artifacts(run_dir: &Path, hat: &str) -> Vec<Artifact> {
+/// One that cannot be read (or listed) is an error naming it: rendering without it would
+/// show a request that differs from the recorded one for a reason that is not a change.
+fn hat_artifacts(run_dir: &Path, hat: &str) -> Result<Vec<Artifact>, Error> {
     let root = run_dir.join("artifacts").join(hat);
-    let mut out: Vec<Artifact> = walkdir::WalkDir::new(&root)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| {
-            let rel = crate::safe_fs::slash_path(e.path().strip_prefix(&root).ok()?);
-            let content = crate::safe_fs::read_bounded_string(
-                e.path(),
-                crate::safe_fs::Kind::RUN_FILE,
-                crate::safe_fs::Links::Within(run_dir),
-            )
-            .ok()?;
-            Some(Artifact {
-                name: format!("artifacts/{hat}/{rel}"),
-                content,
-            })
-        })
-        .collect();
+    let unreadable = |path: &Path, why: String| {
+        Error::usage(format!(
+            "{}: an artifact of hat `{hat}` in the run rendered against cannot be read ({why}); the request would differ from the recorded one for a reason that is not a change — restore the file from where the run directory came from, or render without --against",
+            path.display()
+        ))
+    };
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(&root) {
+        let entry = match entry {
+            Ok(e) => e,
+            // No artifacts directory: the hat wrote none.
+            Err(e)
+                if e.depth() == 0
+                    && e.io_error()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) =>
+            {
+                break
+            }
+            Err(e) => {
+                let path = e.path().unwrap_or(&root).to_path_buf();
+                return Err(unreadable(&path, e.to_string()));
+            }
+        };
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel =
+            crate::safe_fs::slash_path(entry.path().strip_prefix(&root).unwrap_or(entry.path()));
+        let content = crate::safe_fs::read_bounded_string(
+            entry.path(),
+            crate::safe_fs::Kind::RUN_FILE,
+            crate::safe_fs::Links::Within(run_dir),
+        )
+        .map_err(|e| unreadable(entry.path(), e.why.to_string()))?;
+        out.push(Artifact {
+            name: format!("artifacts/{hat}/{rel}"),
+            content,
+        });
+    }
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
+    Ok(out)
 }
 
 /// The verdicts a run showed its completion judge, from its report.json. A missing or

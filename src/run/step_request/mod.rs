@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::RenderArgs;
 use crate::config::ConfigFile;
-use crate::definition::Stage;
+use crate::definition::{Phase, Stage};
 use crate::inputs;
 use crate::model::request::build_body_with_tools;
 use crate::model::{ChatMessage, ModelSettings};
@@ -35,6 +35,9 @@ pub struct StepRequest {
     pub evidence: Vec<String>,
     /// `--against`: the run directory it was rendered against.
     pub against: Option<PathBuf>,
+    /// The stage's phase files and studio fix hats: shown after the request, never sent.
+    pub phases: Vec<Phase>,
+    pub studio_fix_hats: Vec<String>,
 }
 
 /// The request `args.step` would send (as a run renders it), and what to show beside it.
@@ -61,7 +64,7 @@ pub fn build(args: &RenderArgs) -> Result<StepRequest, Error> {
                 Target::Signal => against::prior_verdicts(dir)?,
                 _ => Vec::new(),
             };
-            (against::produced_before(dir, &stage, &step), prior)
+            (against::produced_before(dir, &stage, &step)?, prior)
         }
         None => (Vec::new(), Vec::new()),
     };
@@ -99,6 +102,8 @@ pub fn build(args: &RenderArgs) -> Result<StepRequest, Error> {
         tools,
         evidence,
         against: run_dir.map(Path::to_path_buf),
+        phases: stage.phases.clone(),
+        studio_fix_hats: stage.studio_fix_hats.clone(),
     })
 }
 
@@ -192,13 +197,15 @@ fn evidence_rules(step: &Step<'_>, stage: &crate::definition::Stage) -> Vec<Stri
 }
 
 /// Without `--against`: the request as JSON, or its messages and tool signatures as text
-/// followed by the evidence rules (not sent).
+/// followed by the evidence rules, the phases and the studio fix hats (not sent).
 pub fn write_request(out: &mut dyn Write, json: bool, request: &StepRequest) {
     let StepRequest {
         body,
         messages,
         tools,
         evidence,
+        phases,
+        studio_fix_hats,
         ..
     } = request;
     if json {
@@ -218,6 +225,25 @@ pub fn write_request(out: &mut dyn Write, json: bool, request: &StepRequest) {
         for line in evidence {
             let _ = writeln!(out, "{line}");
         }
+    }
+    write_phases(out, phases, studio_fix_hats);
+}
+
+/// The stage's phase files and studio fix hats, after the request: shown, never sent (the
+/// method runs them in its elaborate, execute and fix phases; hatrack runs none).
+fn write_phases(out: &mut dyn Write, phases: &[Phase], studio_fix_hats: &[String]) {
+    if phases.is_empty() && studio_fix_hats.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "──── phases and fix hats (not sent: hatrack runs neither) ────"
+    );
+    for p in phases {
+        let _ = writeln!(out, "phase {} ({}):\n{}", p.name, p.file.display(), p.body);
+    }
+    if !studio_fix_hats.is_empty() {
+        let _ = writeln!(out, "studio fix hats: {}", studio_fix_hats.join(", "));
     }
 }
 
