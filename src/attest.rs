@@ -716,16 +716,19 @@ fn read_json(run_dir: &Path, name: &str) -> Result<Value, AttestError> {
 }
 
 fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
-    let file =
-        crate::safe_fs::open_read_no_follow(path).map_err(|e| format!("cannot read it ({e})"))?;
-    let mut bytes = Vec::new();
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read it ({e})"))?;
-    if bytes.len() as u64 > cap {
-        return Err(format!("larger than {cap} bytes"));
-    }
-    Ok(bytes)
+    // The one bounded reader: a FIFO or a device is refused at once, a link is never
+    // followed, and nothing past `cap` is read.
+    let kind = crate::safe_fs::Kind {
+        what: "a signed run's file",
+        max: cap,
+    };
+    crate::safe_fs::read_bounded(path, kind, crate::safe_fs::Links::Never).map_err(|e| {
+        match e.why {
+            crate::safe_fs::ReadWhy::TooLarge { .. } => format!("larger than {cap} bytes"),
+            crate::safe_fs::ReadWhy::Io(io) => format!("cannot read it ({io})"),
+            why => format!("cannot read it ({why})"),
+        }
+    })
 }
 
 /// Signs the run directory: the envelope line to write into [`ENVELOPE_FILE`], and the

@@ -293,6 +293,25 @@ fn one_changed_byte_fails_verification_naming_the_file() {
     std::fs::write(run.join("report.sarif"), sarif).unwrap();
     verify(&run, &public).run();
 
+    // A signed file swapped for a FIFO is refused at once (never waited on), named.
+    #[cfg(unix)]
+    {
+        let md = run.join("report.md");
+        let kept = std::fs::read(&md).unwrap();
+        std::fs::remove_file(&md).unwrap();
+        let c = std::ffi::CString::new(md.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = std::time::Instant::now();
+        verify(&run, &public)
+            .status(2)
+            .stderr_has("report.md")
+            .run();
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        std::fs::remove_file(&md).unwrap();
+        std::fs::write(&md, kept).unwrap();
+        verify(&run, &public).run();
+    }
+
     // Another signer's key, and no signature at all.
     let (_, stranger) = keys(tmp.path(), "stranger");
     verify(&run, &stranger)
