@@ -210,12 +210,7 @@ async fn ask<T: DeserializeOwned>(
 fn source_label_of(r: &Requirement, stage: &Stage) -> String {
     let base = stage.dir.parent().unwrap_or(&stage.dir);
     let file = r.source.file.strip_prefix(base).unwrap_or(&r.source.file);
-    let file = file
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/");
-    format!("{file}:{}", r.source.line)
+    format!("{}:{}", crate::safe_fs::slash_path(file), r.source.line)
 }
 
 fn hat_names(stage: &Stage) -> Vec<String> {
