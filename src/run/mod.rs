@@ -655,7 +655,7 @@ fn sample_sources<'s, T>(
 }
 
 /// The gate over the run's rulings and the artifacts each hat wrote.
-fn decide(plan: &RunPlan, run: &Progressed, gates: &[String]) -> gate::GateDecision {
+fn decide(plan: &RunPlan, run: &Progressed) -> gate::GateDecision {
     let stage = &plan.stage;
     let hats: Vec<HatOutput<'_>> = run
         .steps
@@ -674,7 +674,13 @@ fn decide(plan: &RunPlan, run: &Progressed, gates: &[String]) -> gate::GateDecis
     if !stage.completion_signal.is_empty() {
         judging.push(SIGNAL_STEP.to_string());
     }
-    let decision = gate::decide(&run.judged, &hats, &judging, gates, plan.policy);
+    let needs_human: Vec<String> = stage
+        .gates
+        .iter()
+        .filter(|g| g.needs_human())
+        .map(|g| g.as_str().to_string())
+        .collect();
+    let decision = gate::decide(&run.judged, &hats, &judging, &needs_human, plan.policy);
     if stage.completion_signal.is_empty() {
         return decision.without_completion_signal();
     }
@@ -713,7 +719,7 @@ fn step_reports(
 fn assemble(plan: &RunPlan, run: Progressed) -> Report {
     let stage = &plan.stage;
     let gates: Vec<String> = stage.gates.iter().map(|g| g.as_str().to_string()).collect();
-    let decision = decide(plan, &run, &gates);
+    let decision = decide(plan, &run);
     let requirements = run.judged.iter().map(RequirementReport::from).collect();
     let (steps, usage, duration_ms, cost) = step_reports(plan, run.steps);
     Report {
