@@ -134,10 +134,27 @@ pub fn models(report: &Report) -> String {
     }
 }
 
+/// What the stage's `review:` gate still asks of people once hatrack is done: a label
+/// (`gate external`) and what it asks (`a human approval is still required`). Shown as
+/// `label: text` on one line, or with the label set apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateNote {
+    /// `gate` and the stage's gate kinds as written (`auto` when it names none).
+    pub label: String,
+    /// What those kinds still ask, `; `-separated.
+    pub text: String,
+}
+
+impl std::fmt::Display for GateNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.label, self.text)
+    }
+}
+
 /// What the stage's `review:` gate still asks of people once hatrack is done, e.g.
 /// `gate external: a human approval is still required`. Each gate kind is read as its type
 /// ([`GateKind`]), never matched as text.
-pub fn gate_note(report: &Report) -> String {
+pub fn gate_note(report: &Report) -> GateNote {
     let gates = &report.stage.gates;
     let kinds = if gates.is_empty() {
         "auto".to_string()
@@ -187,7 +204,10 @@ pub fn gate_note(report: &Report) -> String {
     } else if report.outcome.human_approval_required && !approval_said {
         parts.push("a human approval is still required".into());
     }
-    format!("gate {kinds}: {}", parts.join("; "))
+    GateNote {
+        label: format!("gate {kinds}"),
+        text: parts.join("; "),
+    }
 }
 
 /// `850 ms`, `12.3 s`, `2 m 03 s`.
