@@ -186,3 +186,69 @@ pub fn price(prices: &Prices, steps: &[StepOutcome]) -> (Vec<Cost>, Cost) {
     };
     (each, total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(model: &str, prompt_tokens: u64) -> StepOutcome {
+        StepOutcome {
+            id: "hat/a".into(),
+            kind: StepKind::Hat,
+            name: "a".into(),
+            model: model.into(),
+            status: StepStatus::Answered,
+            attempts: 1,
+            usage: Usage {
+                prompt_tokens,
+                completion_tokens: 0,
+                cached_tokens: 0,
+            },
+            duration_ms: 5,
+            origin: Origin::Replayed,
+            summary: None,
+            artifacts: vec![WrittenArtifact {
+                path: "artifacts/a/x.md".into(),
+                bytes: 3,
+                sha256: "00".into(),
+            }],
+            errors: Vec::new(),
+            trail: Vec::new(),
+            tools: None,
+        }
+    }
+
+    #[test]
+    fn the_origin_of_a_step_is_live_replayed_or_mixed() {
+        use ReplySource::{Live, Replayed};
+        assert_eq!(Origin::of(&[]), Origin::Live);
+        assert_eq!(Origin::of(&[Live, Live]), Origin::Live);
+        assert_eq!(Origin::of(&[Replayed, Replayed]), Origin::Replayed);
+        assert_eq!(Origin::of(&[Live, Replayed]).as_str(), "mixed");
+    }
+
+    #[test]
+    fn the_report_says_what_the_outcome_holds() {
+        let r = outcome("m", 7).into_report(None);
+        assert_eq!(r.source, "replayed");
+        assert_eq!(r.usage.prompt_tokens, 7);
+        assert_eq!(r.artifacts.len(), 1);
+        assert_eq!(r.artifacts[0].path, "artifacts/a/x.md");
+        assert!(r.cost.is_none());
+    }
+
+    #[test]
+    fn one_unpriced_model_makes_the_total_unknown() {
+        let prices = Prices::parse(
+            r#"{"m": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}}"#,
+            std::path::Path::new("p.json"),
+        )
+        .unwrap();
+        let (each, total) = price(&prices, &[outcome("m", 1000), outcome("other", 1)]);
+        assert_eq!(each[0].usd, Some(1e-3));
+        assert_eq!(each[1].usd, None);
+        assert_eq!(each[1].unpriced_models, vec!["other".to_string()]);
+        assert_eq!(total.usd, None);
+        assert_eq!(total.unpriced_models, vec!["other".to_string()]);
+    }
+}
