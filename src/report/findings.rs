@@ -23,6 +23,26 @@ impl Severity {
             Severity::Note => "note",
         }
     }
+
+    /// A requirement not met that is not one of the gate's reasons: a note for a `MAY`, else
+    /// a warning.
+    pub fn not_counted(r: &RequirementReport) -> Severity {
+        if r.level == "MAY" {
+            Severity::Note
+        } else {
+            Severity::Warning
+        }
+    }
+
+    /// The level of a requirement's rule: an error when the gate counts it against the
+    /// signal (`blocking`), else as [`Severity::not_counted`].
+    pub fn of_rule(r: &RequirementReport) -> Severity {
+        if r.blocking {
+            Severity::Error
+        } else {
+            Severity::not_counted(r)
+        }
+    }
 }
 
 /// Where a finding's evidence points.
@@ -96,11 +116,7 @@ pub fn findings(report: &Report) -> Vec<Finding<'_>> {
             (r.verdict != Verdict::Met || r.artifact_only()) && !blocking.contains(&r.id.as_str())
         })
         .map(|r| {
-            let severity = if r.level == "MAY" {
-                Severity::Note
-            } else {
-                Severity::Warning
-            };
+            let severity = Severity::not_counted(r);
             let rank = u8::from(r.verdict != Verdict::Unmet);
             let state = if r.artifact_only() {
                 "met but grounded only in a hat's own output"

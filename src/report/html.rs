@@ -176,8 +176,10 @@ impl<'a> Page<'a> {
     fn new(report: &'a Report) -> Self {
         let judge_ids = text::judges(report);
         let u = report.run.usage;
-        let note = text::gate_note(report);
-        let (gate_label, gate_text) = note.split_once(": ").unwrap_or(("gate", &note));
+        let text::GateNote {
+            label: gate_label,
+            text: gate_text,
+        } = text::gate_note(report);
         Page {
             report,
             met: report.outcome.signal_met,
@@ -186,8 +188,8 @@ impl<'a> Page<'a> {
             } else {
                 "Signal NOT met".into()
             },
-            gate_label: gate_label.to_string(),
-            gate_text: gate_text.to_string(),
+            gate_label,
+            gate_text,
             outcome_line: text::outcome_line(report),
             signal_note: text::signal_note(report),
             v8_note: text::v8_note(report),

@@ -108,9 +108,12 @@ fn head(report: &Report, md: &mut SizedText) {
         s.push_str(&esc(&text::cap(&summary, FINDING_IN_DETAILS)));
         s.push_str("\n\n");
     }
-    let note = text::gate_note(report);
-    let (gate, rest) = note.split_once(": ").unwrap_or((&note, ""));
-    s.push_str(&format!("> **{}:** {}\n\n", esc(gate), esc(rest)));
+    let gate = text::gate_note(report);
+    s.push_str(&format!(
+        "> **{}:** {}\n\n",
+        esc(&gate.label),
+        esc(&gate.text)
+    ));
     if let Some(note) = text::signal_note(report) {
         s.push_str(&format!("> **{}**\n\n", esc(note)));
     }

@@ -10,7 +10,7 @@
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::findings::{findings, Finding};
+use super::findings::{findings, Finding, Severity};
 use super::model::{Blocker, Report, RequirementReport};
 use super::{Exporter, ReportError};
 use crate::checks::Level;
@@ -60,13 +60,7 @@ pub fn fingerprint(rule_id: &str, source: &str, quote: &str) -> String {
 
 /// The rule's level: `error` for a blocking requirement, else `warning` (`note` for MAY).
 fn level_of(r: &RequirementReport) -> &'static str {
-    if r.blocking {
-        "error"
-    } else if r.level == "MAY" {
-        "note"
-    } else {
-        "warning"
-    }
+    Severity::of_rule(r).as_str()
 }
 
 fn rule(r: &RequirementReport) -> Value {

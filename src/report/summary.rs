@@ -151,7 +151,7 @@ fn footer(report: &Report) -> String {
     out.push('\n');
     out.push_str(&text::outcome_line(report));
     out.push('\n');
-    out.push_str(&text::gate_note(report));
+    out.push_str(&text::gate_note(report).to_string());
     out.push('\n');
     out
 }

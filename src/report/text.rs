@@ -2,6 +2,7 @@
 //! PR comment, the HTML page and the JUnit file say the same thing in the same words.
 
 use super::model::{Report, RequirementKind, StepStatus, Verdict};
+use crate::definition::GateKind;
 use crate::verdict::fold_whitespace;
 
 /// The headline: `signal met` or `signal NOT met`.
@@ -133,29 +134,58 @@ pub fn models(report: &Report) -> String {
     }
 }
 
+/// What the stage's `review:` gate still asks of people once hatrack is done: a label
+/// (`gate external`) and what it asks (`a human approval is still required`). Shown as
+/// `label: text` on one line, or with the label set apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateNote {
+    /// `gate` and the stage's gate kinds as written (`auto` when it names none).
+    pub label: String,
+    /// What those kinds still ask, `; `-separated.
+    pub text: String,
+}
+
+impl std::fmt::Display for GateNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.label, self.text)
+    }
+}
+
 /// What the stage's `review:` gate still asks of people once hatrack is done, e.g.
-/// `gate external: a human approval is still required`.
-pub fn gate_note(report: &Report) -> String {
+/// `gate external: a human approval is still required`. Each gate kind is read as its type
+/// ([`GateKind`]), never matched as text.
+pub fn gate_note(report: &Report) -> GateNote {
     let gates = &report.stage.gates;
     let kinds = if gates.is_empty() {
         "auto".to_string()
     } else {
         gates.join(", ")
     };
+    let parsed: Vec<GateKind> = gates.iter().map(|g| GateKind::parse(g)).collect();
     let mut parts: Vec<String> = Vec::new();
-    let has = |k: &str| gates.iter().any(|g| g.eq_ignore_ascii_case(k));
-    if has("external") {
-        parts.push("a human approval is still required (external review)".into());
+    // What each kind that needs a person still asks, and whether it is an approval.
+    let asks = [
+        (
+            GateKind::External,
+            "a human approval is still required (external review)",
+            true,
+        ),
+        (
+            GateKind::Await,
+            "the stage still waits for an external event",
+            false,
+        ),
+        (GateKind::Ask, "a person must still approve the stage", true),
+    ];
+    let mut approval_said = false;
+    for (kind, words, approval) in asks {
+        if parsed.contains(&kind) {
+            parts.push(words.into());
+            approval_said |= approval;
+        }
     }
-    if has("await") {
-        parts.push("the stage still waits for an external event".into());
-    }
-    if has("ask") {
-        parts.push("a person must still approve the stage".into());
-    }
-    for g in gates {
-        let known = ["auto", "ask", "external", "await"];
-        if !known.iter().any(|k| g.eq_ignore_ascii_case(k)) {
+    for (g, kind) in gates.iter().zip(&parsed) {
+        if matches!(kind, GateKind::Other(_)) {
             parts.push(format!(
                 "gate kind `{g}` is not one hatrack knows; check it by hand"
             ));
@@ -171,11 +201,13 @@ pub fn gate_note(report: &Report) -> String {
                 "no human approval needed: the stage advances on the signal".into()
             });
         }
-    } else if report.outcome.human_approval_required && !parts.iter().any(|p| p.contains("approv"))
-    {
+    } else if report.outcome.human_approval_required && !approval_said {
         parts.push("a human approval is still required".into());
     }
-    format!("gate {kinds}: {}", parts.join("; "))
+    GateNote {
+        label: format!("gate {kinds}"),
+        text: parts.join("; "),
+    }
 }
 
 /// `850 ms`, `12.3 s`, `2 m 03 s`.

@@ -10,7 +10,6 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::report::ArtifactReport;
 use crate::safe_fs::escaped_excerpt;
 pub use crate::safe_fs::is_format_char;
 
@@ -29,6 +28,15 @@ pub struct Artifact {
     /// `artifacts/<hat>/<path>`: how reports and later prompts name it.
     pub name: String,
     pub content: String,
+}
+
+/// An artifact as written: its name, and the size and digest of the (scrubbed) bytes on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenArtifact {
+    /// Relative to the run directory: `artifacts/<hat>/<path>`.
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 /// Names Windows reserves whatever the extension (a run directory is portable: it may be
@@ -274,14 +282,14 @@ fn unique_name(parts: &[String], taken: impl Fn(&str) -> bool) -> Option<Vec<Str
 
 /// Writes accepted artifacts under `run_dir` (their names already start with `artifacts/`
 /// and were scrubbed before [`accept`] made them unique), passing each content through
-/// `scrub`, and reports them. Every write is confined to the run directory
+/// `scrub`, and says what was written. Every write is confined to the run directory
 /// ([`crate::safe_fs::write_file`]): a symlink on the way is an error, never followed.
 pub fn write(
     run_dir: &Path,
     artifacts: &[Artifact],
     scrub: &dyn Fn(&str) -> String,
-) -> std::io::Result<Vec<ArtifactReport>> {
-    let mut reports = Vec::new();
+) -> std::io::Result<Vec<WrittenArtifact>> {
+    let mut written = Vec::new();
     for a in artifacts {
         let text = scrub(&a.content);
         let name = a.name.clone();
@@ -291,13 +299,13 @@ pub fn write(
                 other => std::io::Error::other(other.to_string()),
             },
         )?;
-        reports.push(ArtifactReport {
+        written.push(WrittenArtifact {
             path: name,
             bytes: text.len() as u64,
             sha256: hex::encode(Sha256::digest(text.as_bytes())),
         });
     }
-    Ok(reports)
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod artifacts;
 pub mod context;
 pub mod judges_only;
 pub mod lifecycle;
+pub mod outcome;
 pub mod progress;
 pub mod replay_sources;
 pub mod rundir;
@@ -35,20 +36,21 @@ use crate::inputs::{Binding, Bindings};
 use crate::model::request::ChatMessage;
 use crate::model::settings::ModelSettings;
 use crate::model::structured::StructuredOutcome;
-use crate::model::{ChatModel, ReplySource};
+use crate::model::ChatModel;
 use crate::prompt::Prompts;
 use crate::report::{
     Cost, InputFileReport, InputReport, Outcome, Report, RequirementReport, RunInfo, StageInfo,
-    StepKind, StepReport, StepStatus, TokenUsage,
+    StepReport, TokenUsage,
 };
 use crate::secrets::Scrubber;
 use crate::verdict::gate::{self, GatePolicy, HatOutput};
 use crate::verdict::grounding::{self, GroundingRules, Sources};
-use crate::verdict::{Cause, Judged, SourceKind, Subject, Verdict};
+use crate::verdict::{Cause, Judged, SourceKind, StepKind, StepStatus, Subject, Verdict};
 use crate::Error;
 use answer::Verdicts;
 use artifacts::Artifact;
 use context::{display_name, PriorVerdict, Shown, StepMessages};
+use outcome::{Origin, StepOutcome};
 use progress::Progress;
 use samples::SampledVerdict;
 use steps::{Step, Target};
@@ -192,7 +194,7 @@ async fn ask<T: DeserializeOwned>(
         },
         outcome.usage.total(),
         outcome.duration_ms as f64 / 1000.0,
-        source_label(&outcome.sources)
+        Origin::of(&outcome.sources).as_str()
     ));
     Ok(Asked {
         answer,
@@ -203,78 +205,12 @@ async fn ask<T: DeserializeOwned>(
     })
 }
 
-fn source_label(sources: &[ReplySource]) -> &'static str {
-    let replayed = sources
-        .iter()
-        .filter(|s| **s == ReplySource::Replayed)
-        .count();
-    match replayed {
-        0 => "live",
-        n if n == sources.len() => "replayed",
-        _ => "mixed",
-    }
-}
-
-fn step_report(
-    step: &Step<'_>,
-    model: &str,
-    outcomes: &[&StructuredOutcome],
-    answered: bool,
-) -> StepReport {
-    let mut usage = TokenUsage::default();
-    let mut origins = Vec::new();
-    let mut errors = Vec::new();
-    let mut attempts = 0;
-    let mut duration_ms = 0;
-    let mut overflowed = false;
-    for o in outcomes {
-        overflowed |= o.overflow.is_some();
-        usage.add(&TokenUsage {
-            prompt_tokens: o.usage.prompt_tokens,
-            completion_tokens: o.usage.completion_tokens,
-            cached_tokens: o.usage.cached_tokens,
-        });
-        origins.extend(o.origins.iter().copied());
-        errors.extend(o.errors.iter().cloned());
-        errors.extend(o.overflow.iter().cloned());
-        attempts = u32::saturating_add(attempts, o.attempts);
-        duration_ms = u64::saturating_add(duration_ms, o.duration_ms);
-    }
-    StepReport {
-        id: step.id.clone(),
-        kind: step.kind(),
-        name: step.name(),
-        model: model.to_string(),
-        status: match (answered, overflowed) {
-            (true, _) => StepStatus::Answered,
-            (false, true) => StepStatus::ContextExceeded,
-            (false, false) => StepStatus::Unparseable,
-        },
-        attempts,
-        usage,
-        duration_ms,
-        cost: None,
-        // Where the answers were first obtained, so a replay reports what the recorded run did.
-        source: source_label(&origins).to_string(),
-        summary: None,
-        artifacts: Vec::new(),
-        errors,
-        trail: Vec::new(),
-        tools: None,
-    }
-}
-
 /// `deployment/hats/sre.md:14`: relative to the stage directory's parent, so the report reads
 /// the same wherever the stage was loaded from.
 fn source_label_of(r: &Requirement, stage: &Stage) -> String {
     let base = stage.dir.parent().unwrap_or(&stage.dir);
     let file = r.source.file.strip_prefix(base).unwrap_or(&r.source.file);
-    let file = file
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/");
-    format!("{file}:{}", r.source.line)
+    format!("{}:{}", crate::safe_fs::slash_path(file), r.source.line)
 }
 
 fn hat_names(stage: &Stage) -> Vec<String> {
@@ -348,10 +284,11 @@ fn sample_verdict<T: Verdicts>(
     }
 }
 
-/// What the run has so far: step reports, rulings, artifacts by hat, warnings.
+/// What the run has so far: step outcomes, rulings, artifacts by hat, warnings. The run's
+/// working state: report structs are built from it once, in [`assemble`].
 #[derive(Default)]
 struct Progressed {
-    steps: Vec<StepReport>,
+    steps: Vec<StepOutcome>,
     judged: Vec<Judged>,
     produced: Vec<(String, Vec<Artifact>)>,
     warnings: Vec<String>,
@@ -480,8 +417,8 @@ async fn run_judges(
         run.warn_cuts(&messages.cuts);
         asks.push(judge(plan, model, progress, step, messages));
     }
-    for (report, judged, read) in futures::future::try_join_all(asks).await? {
-        run.steps.push(report);
+    for (outcome, judged, read) in futures::future::try_join_all(asks).await? {
+        run.steps.push(outcome);
         run.judged.extend(judged);
         run.read.extend(read);
     }
@@ -509,8 +446,8 @@ async fn run_signal(
         })
         .collect();
     let messages = context::messages(signal, &plan.shown(&run.produced, &prior))?;
-    let (report, judged, read) = judge(plan, model, progress, signal, messages).await?;
-    run.steps.push(report);
+    let (outcome, judged, read) = judge(plan, model, progress, signal, messages).await?;
+    run.steps.push(outcome);
     run.judged.extend(judged);
     run.read.extend(read);
     run.settle_evidence(plan);
@@ -562,14 +499,14 @@ async fn run_hat(
         progress,
     )
     .await?;
-    let mut report = step_report(
+    let mut outcome = StepOutcome::of(
         step,
         &settings.model,
         &[&asked.outcome],
         asked.answer.is_some(),
     );
-    report.trail = asked.trail.clone();
-    report.tools = asked.tool_note.clone();
+    outcome.trail = asked.trail.clone();
+    outcome.tools = asked.tool_note.clone();
     let mut accepted = Vec::new();
     if let Some(a) = &asked.answer {
         // Names scrubbed before they are checked and made unique: the replay reads them
@@ -582,7 +519,7 @@ async fn run_hat(
         let (ok, refused) = artifacts::accept(&hat.name, &proposed);
         run.warnings.extend(refused);
         let scrub = |s: &str| plan.scrubber.scrub(s);
-        report.artifacts = artifacts::write(&plan.run_dir, &ok, &scrub).map_err(|e| {
+        outcome.artifacts = artifacts::write(&plan.run_dir, &ok, &scrub).map_err(|e| {
             Error::io(
                 format!(
                     "writing artifacts of {} under {}",
@@ -592,17 +529,17 @@ async fn run_hat(
                 e,
             )
         })?;
-        report.summary = Some(a.summary.clone());
+        outcome.summary = Some(a.summary.clone());
         accepted = ok;
     }
-    run.steps.push(report);
+    run.steps.push(outcome);
     run.produced.push((hat.name.clone(), accepted));
     run.read.extend(asked.read);
     Ok(())
 }
 
-/// A judging step's report, its rulings, and the files it read with the tools.
-type Judging = (StepReport, Vec<Judged>, Vec<(String, String)>);
+/// A judging step's outcome, its rulings, and the files it read with the tools.
+type Judging = (StepOutcome, Vec<Judged>, Vec<(String, String)>);
 
 /// Asks a judging step with the answer type its kind uses.
 async fn judge(
@@ -666,14 +603,14 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
     .await?;
     let outcomes: Vec<&StructuredOutcome> = asked_all.iter().map(|a| &a.outcome).collect();
     let answered = asked_all.iter().any(|a| a.answer.is_some());
-    let mut report = step_report(step, &base.model, &outcomes, answered);
+    let mut outcome = StepOutcome::of(step, &base.model, &outcomes, answered);
     if !asked {
-        report.status = StepStatus::DecidedByChecks;
+        outcome.status = StepStatus::DecidedByChecks;
     }
-    report.trail = asked_all.iter().flat_map(|a| a.trail.clone()).collect();
-    report.tools = asked_all.iter().find_map(|a| a.tool_note.clone());
+    outcome.trail = asked_all.iter().flat_map(|a| a.trail.clone()).collect();
+    outcome.tools = asked_all.iter().find_map(|a| a.tool_note.clone());
     let sample_sources = sample_sources(&asked_all, &sources);
-    report.summary = asked_all
+    outcome.summary = asked_all
         .iter()
         .find_map(|a| a.answer.as_ref().map(|x| x.summary().to_string()));
     let mut judged = Vec::new();
@@ -693,7 +630,7 @@ async fn judge_samples<T: DeserializeOwned + Verdicts>(
         judged.push(r);
     }
     let read = asked_all.into_iter().flat_map(|a| a.read).collect();
-    Ok((report, judged, read))
+    Ok((outcome, judged, read))
 }
 
 /// Each sample is grounded in what it was shown: the prompt's sources and the files it
@@ -717,10 +654,9 @@ fn sample_sources<'s, T>(
         .collect()
 }
 
-/// The gate over the rulings, and the report: output structs built once, at the end.
-fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
+/// The gate over the run's rulings and the artifacts each hat wrote.
+fn decide(plan: &RunPlan, run: &Progressed) -> gate::GateDecision {
     let stage = &plan.stage;
-    let gates: Vec<String> = stage.gates.iter().map(|g| g.as_str().to_string()).collect();
     let hats: Vec<HatOutput<'_>> = run
         .steps
         .iter()
@@ -738,18 +674,54 @@ fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
     if !stage.completion_signal.is_empty() {
         judging.push(SIGNAL_STEP.to_string());
     }
-    let mut decision = gate::decide(&run.judged, &hats, &judging, &gates, plan.policy);
+    let needs_human: Vec<String> = stage
+        .gates
+        .iter()
+        .filter(|g| g.needs_human())
+        .map(|g| g.as_str().to_string())
+        .collect();
+    let decision = gate::decide(&run.judged, &hats, &judging, &needs_human, plan.policy);
     if stage.completion_signal.is_empty() {
-        decision = decision.without_completion_signal();
+        return decision.without_completion_signal();
     }
-    let mut usage = TokenUsage::default();
-    for s in &run.steps {
+    decision
+}
+
+/// The run's steps as report.json shows them, and what the run used in all: tokens, time
+/// and (with `--prices`) cost.
+fn step_reports(
+    plan: &RunPlan,
+    steps: Vec<StepOutcome>,
+) -> (Vec<StepReport>, TokenUsage, u64, Option<Cost>) {
+    let mut usage = crate::model::Usage::default();
+    let mut duration_ms = 0u64;
+    for s in &steps {
         usage.add(&s.usage);
+        duration_ms = duration_ms.saturating_add(s.duration_ms);
     }
-    let cost = plan
-        .prices
-        .as_deref()
-        .map(|prices| price_steps(prices, &mut run.steps));
+    let (costs, total) = match plan.prices.as_deref() {
+        Some(prices) => {
+            let (each, total) = outcome::price(prices, &steps);
+            (each.into_iter().map(Some).collect(), Some(total))
+        }
+        None => (vec![None; steps.len()], None),
+    };
+    let reports = steps
+        .into_iter()
+        .zip(costs)
+        .map(|(s, cost)| s.into_report(cost))
+        .collect();
+    (reports, outcome::token_usage(&usage), duration_ms, total)
+}
+
+/// The gate over the rulings, and the report: output structs built once, at the end, from
+/// the run's working state.
+fn assemble(plan: &RunPlan, run: Progressed) -> Report {
+    let stage = &plan.stage;
+    let gates: Vec<String> = stage.gates.iter().map(|g| g.as_str().to_string()).collect();
+    let decision = decide(plan, &run);
+    let requirements = run.judged.iter().map(RequirementReport::from).collect();
+    let (steps, usage, duration_ms, cost) = step_reports(plan, run.steps);
     Report {
         schema_version: crate::report::SCHEMA_VERSION,
         hatrack_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -778,50 +750,16 @@ fn assemble(plan: &RunPlan, mut run: Progressed) -> Report {
             prompt_digest: plan.prompts.digest_for(plan.checks.is_some()).to_string(),
             samples: plan.samples,
             usage,
-            duration_ms: run
-                .steps
-                .iter()
-                .fold(0u64, |t, s| t.saturating_add(s.duration_ms)),
+            duration_ms,
             cost,
             policy: plan.effective_policy.clone(),
         },
         outcome: Outcome::from(&decision),
-        steps: run.steps,
-        requirements: run.judged.iter().map(RequirementReport::from).collect(),
+        steps,
+        requirements,
         inputs: input_reports(&plan.bindings),
         warnings: run.warnings,
         checks: plan.checks.clone(),
-    }
-}
-
-/// Prices each step's tokens at its model's rates and returns the run's total: unknown as
-/// soon as one step's model has no price (never counted as 0).
-fn price_steps(prices: &crate::model::prices::Prices, steps: &mut [StepReport]) -> Cost {
-    let mut total = Some(0.0);
-    let mut unpriced: Vec<String> = Vec::new();
-    for s in steps {
-        let usage = crate::model::Usage {
-            prompt_tokens: s.usage.prompt_tokens,
-            completion_tokens: s.usage.completion_tokens,
-            cached_tokens: s.usage.cached_tokens,
-        };
-        let usd = prices.cost(&s.model, &usage);
-        if usd.is_none() && !unpriced.contains(&s.model) {
-            unpriced.push(s.model.clone());
-        }
-        total = total.zip(usd).map(|(t, c)| t + c);
-        s.cost = Some(Cost {
-            usd,
-            unpriced_models: if usd.is_none() {
-                vec![s.model.clone()]
-            } else {
-                Vec::new()
-            },
-        });
-    }
-    Cost {
-        usd: total,
-        unpriced_models: unpriced,
     }
 }
 

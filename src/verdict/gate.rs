@@ -190,12 +190,14 @@ pub struct HatOutput<'a> {
 
 /// Decides the gate. `judging` names every step that must rule on something: each hat's
 /// constraint judge (whether or not the hat has constraints), each review agent and the
-/// completion judge, as their requirements' `judged_by` names them.
+/// completion judge, as their requirements' `judged_by` names them. `needs_human` names the
+/// stage's gate kinds that still need a person once hatrack is done (`external`, `await`,
+/// `ask`: the definition's typed gate kinds say which).
 pub fn decide(
     judged: &[Judged],
     hats: &[HatOutput<'_>],
     judging: &[String],
-    gates: &[String],
+    needs_human: &[String],
     policy: GatePolicy,
 ) -> GateDecision {
     let mut counts = VerdictCounts::default();
@@ -241,17 +243,12 @@ pub fn decide(
             reasons.push(reason);
         }
     }
-    let needs_human = gates
-        .iter()
-        .filter(|g| matches!(g.as_str(), "external" | "await" | "ask"))
-        .cloned()
-        .collect();
     GateDecision {
         signal_met: reasons.is_empty(),
         counts,
         blocking_total,
         reasons,
-        needs_human,
+        needs_human: needs_human.to_vec(),
         policy,
         no_completion_signal: false,
     }
