@@ -18,15 +18,22 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::check(args, &mut out),
         Command::List(args) => commands::list(args, &mut out),
         Command::Render(args) => commands::render(args, &mut out),
-        Command::Run(args) => block_on(commands::run(args, &cli.global, &mut out)),
-        Command::Replay(args) => block_on(commands::replay(args, &cli.global, &mut out)),
+        Command::Run(args) => block_on(
+            commands::run(args, &cli.global, &mut out),
+            Threads::for_batch(args.is_batch()),
+        ),
+        Command::Replay(args) => {
+            block_on(commands::replay(args, &cli.global, &mut out), Threads::Two)
+        }
         Command::Diff(args) => commands::diff(args, &mut out),
         Command::Init(args) => commands::init(args, &mut out),
         Command::Merge(args) => commands::merge(args, &mut out),
         Command::Attest(args) => commands::attest(args, &cli.global, &mut out),
         Command::Verify(args) => commands::verify(args, &cli.global, &mut out),
-        Command::Eval(args) => block_on(commands::eval(args, &cli.global, &mut out)),
-        Command::Rejudge(args) => block_on(commands::rejudge(args, &cli.global, &mut out)),
+        Command::Eval(args) => block_on(commands::eval(args, &cli.global, &mut out), Threads::Two),
+        Command::Rejudge(args) => {
+            block_on(commands::rejudge(args, &cli.global, &mut out), Threads::Two)
+        }
     };
     let _ = out.flush();
     if let Some(exporter) = &telemetry {
@@ -41,11 +48,43 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs an async command on a small runtime (two worker threads: the machine has two cores
-/// and the work is mostly waiting on the model).
-fn block_on<F: std::future::Future<Output = Result<i32, Error>>>(future: F) -> Result<i32, Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+/// The threads an async command runs on.
+#[derive(Clone, Copy)]
+enum Threads {
+    /// One run: every task on the calling thread. Its work is waiting on the model; with a
+    /// second worker each streamed chunk woke a task on the other thread (a futex and an
+    /// eventfd write per chunk, most of the CPU a zero-latency exchange cost).
+    One,
+    /// A batch or an evaluation: two worker threads (the machine has two cores), so runs
+    /// that compute at the same time use both. Also a replay and a rejudge, which may work
+    /// from a materialized snapshot: its SIGINT handler then runs beside a busy task.
+    Two,
+}
+
+impl Threads {
+    fn for_batch(batch: bool) -> Threads {
+        if batch {
+            Threads::Two
+        } else {
+            Threads::One
+        }
+    }
+}
+
+/// Runs an async command on a small runtime (see [`Threads`]).
+fn block_on<F: std::future::Future<Output = Result<i32, Error>>>(
+    future: F,
+    threads: Threads,
+) -> Result<i32, Error> {
+    let mut builder = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::Two => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;

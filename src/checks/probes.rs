@@ -101,11 +101,17 @@ impl ProbeSpec {
 
 /// A pattern compiled with a size limit (a pattern like `(a{1000}){1000}` is refused, not
 /// built), refused when it matches the empty string (it would hold, or fail, on every line).
+/// Compiled once per process: a run checks its probes when it reads the stage's mappings and
+/// compiles them again to run them, and building a regex costs more than the probe.
 fn compile(pattern: &str, key: &str) -> Result<Regex, String> {
-    let regex = RegexBuilder::new(pattern)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
+    static PATTERNS: crate::memo::Memo<Regex> = crate::memo::Memo::new(1024);
+    let regex = PATTERNS
+        .get_or_try(pattern, || {
+            RegexBuilder::new(pattern)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_SIZE_LIMIT)
+                .build()
+        })
         .map_err(|e| {
             let e = e.to_string();
             format!("probe {key} {:?}: {}", capped_line(pattern, 80), e.trim())
