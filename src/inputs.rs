@@ -872,16 +872,17 @@ mod tests {
     fn of_a_dbt_projects_target_only_run_results_are_seen() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        for f in [
-            "dbt/dbt_project.yml",
-            "dbt/target/run_results.json",
-            "dbt/target/manifest.json",
-            "dbt/target/run/x.sql",
-            "target/run_results.json",
-        ] {
-            std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
-            std::fs::write(root.join(f), "{}\n").unwrap();
-        }
+        crate::safe_fs::write_test_files(
+            root,
+            &[
+                "dbt/dbt_project.yml",
+                "dbt/target/run_results.json",
+                "dbt/target/manifest.json",
+                "dbt/target/run/x.sql",
+                "target/run_results.json",
+            ],
+            "{}\n",
+        );
         assert_eq!(
             workspace_files(root).unwrap(),
             ["dbt/dbt_project.yml", "dbt/target/run_results.json"]

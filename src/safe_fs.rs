@@ -664,6 +664,16 @@ pub fn split(path: &Path) -> (PathBuf, String) {
     (root, name)
 }
 
+/// Tests' fixtures: each of `files` (relative, `/`-separated) written under `root` with
+/// `content`, its directories made first.
+#[cfg(test)]
+pub(crate) fn write_test_files(root: &Path, files: &[&str], content: &str) {
+    for f in files {
+        fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+        fs::write(root.join(f), content).unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

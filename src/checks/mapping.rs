@@ -395,7 +395,6 @@ pub fn prompt_values(
 mod tests {
     use super::*;
     use crate::checks::{Level, FORMAT};
-    use crate::verdict::{RequirementKind, Subject};
 
     fn finding(tool: &str, rule: &str, level: Level) -> Finding {
         Finding {
@@ -427,22 +426,8 @@ mod tests {
 
     fn judged(id: &str, verdict: Verdict) -> Judged {
         Judged {
-            id: id.into(),
-            kind: RequirementKind::ReviewCheck,
-            level: "MUST".into(),
-            mandatory: true,
-            text: "t".into(),
-            source: "f:1".into(),
-            judged_by: "review/x".into(),
-            about: Subject::Repository,
-            model: "m".into(),
-            verdict,
-            claimed: verdict,
-            cause: None,
             finding: "all good".into(),
-            severity: None,
-            evidence: Vec::new(),
-            agreement: None,
+            ..Judged::review_check(id, verdict)
         }
     }
 

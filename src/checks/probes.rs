@@ -183,17 +183,10 @@ impl ProbeRun<'_> {
             None => (None, None, None),
         };
         self.findings.push(Finding {
-            name: String::new(),
-            tool: PROBE_TOOL.to_string(),
-            rule: self.name.to_string(),
-            rule_name: None,
-            level,
-            message,
             path,
             line,
             excerpt: excerpt.filter(|e| !e.is_empty()),
-            fingerprint: String::new(),
-            origin: PROBE_TOOL.to_string(),
+            ..self.bare(level, message)
         });
     }
 

@@ -83,24 +83,21 @@ pub struct StepCost {
 }
 
 fn read_report(dir: &Path) -> Result<Report, Error> {
-    let path = dir.join("report.json");
-    let text = crate::safe_fs::read_bounded_string(
-        &path,
-        crate::safe_fs::Kind::RUN_FILE,
-        crate::safe_fs::Links::Never,
+    crate::report::json::read_recorded(
+        dir,
+        |e| {
+            Error::usage(format!(
+                "{e}; pass two run directories written by `hatrack run`"
+            ))
+        },
+        |path, e| {
+            Error::usage(format!(
+                "{}:{}: not a hatrack report: {e}",
+                path.display(),
+                e.line()
+            ))
+        },
     )
-    .map_err(|e| {
-        Error::usage(format!(
-            "{e}; pass two run directories written by `hatrack run`"
-        ))
-    })?;
-    serde_json::from_str(&text).map_err(|e| {
-        Error::usage(format!(
-            "{}:{}: not a hatrack report: {e}",
-            path.display(),
-            e.line()
-        ))
-    })
 }
 
 /// Each step's requests by turn (every sample's; one per distinct request, so the retries

@@ -8,6 +8,7 @@ use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite}
 
 use super::score::{Metrics, Outcome, Rate};
 use super::{EvalReport, GateOutcome, ScoreSet};
+use crate::report::markdown::html_escape as esc;
 
 /// The files, in the order they are written.
 pub const FILES: [&str; 4] = ["eval.json", "eval.md", "eval.html", "junit.xml"];
@@ -217,21 +218,6 @@ fn misses_md(r: &EvalReport, out: &mut String) {
         );
     }
     out.push('\n');
-}
-
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .5em;font-size:90%;vertical-align:top}th{background:#f4f4f4}.right{background:#dff0d8}.wrong{background:#f2dede}.abstained{background:#fcf8e3}.unscored{background:#eee;color:#777}details{max-width:28em}summary{cursor:pointer}";

@@ -180,18 +180,19 @@ mod tests {
     fn a_dbt_projects_run_results_is_the_one_file_of_target_seen() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        for f in [
-            "dbt/dbt_project.yml",
-            "dbt/target/run_results.json",
-            "dbt/target/manifest.json",
-            "dbt/target/compiled/x.sql",
-            "dbt/dbt_packages/p/models/a.sql",
-            "target/debug/x",
-            "venv/lib/site.py",
-        ] {
-            std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
-            std::fs::write(root.join(f), "x").unwrap();
-        }
+        crate::safe_fs::write_test_files(
+            root,
+            &[
+                "dbt/dbt_project.yml",
+                "dbt/target/run_results.json",
+                "dbt/target/manifest.json",
+                "dbt/target/compiled/x.sql",
+                "dbt/dbt_packages/p/models/a.sql",
+                "target/debug/x",
+                "venv/lib/site.py",
+            ],
+            "x",
+        );
         assert_eq!(
             Repo::scan(root).unwrap().files,
             ["dbt/dbt_project.yml", "dbt/target/run_results.json"]

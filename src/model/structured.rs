@@ -154,6 +154,12 @@ impl StructuredOutcome {
                 reply.duration_ms
             );
         }
+        self.add_exchange(reply);
+    }
+
+    /// Adds one exchange's usage and time (each clamped to what one exchange can take) and
+    /// where its answer came from; the attempt count is the caller's.
+    pub fn add_exchange(&mut self, reply: &super::ModelReply) {
         self.usage.add(&reply.usage.clamped());
         self.duration_ms = self
             .duration_ms

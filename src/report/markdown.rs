@@ -559,7 +559,8 @@ fn longest_backtick_run(s: &str) -> usize {
     longest
 }
 
-fn html_escape(s: &str) -> String {
+/// Text made safe inside HTML (an element or a quoted attribute): `& < > " '` as entities.
+pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {

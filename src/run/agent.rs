@@ -12,8 +12,7 @@ use serde_json::Value;
 use crate::model::request::{build_body_with_tools, ChatMessage, JsonSchemaSpec};
 use crate::model::settings::ModelSettings;
 use crate::model::structured::{
-    ask_structured, head_and_tail, reask, validate_reply, StructuredOutcome, MAX_EXCHANGE_MS,
-    REASK_EXCERPT_BYTES,
+    ask_structured, head_and_tail, reask, validate_reply, StructuredOutcome, REASK_EXCERPT_BYTES,
 };
 use crate::model::window;
 use crate::model::{ChatModel, ModelError, ModelReply, ModelRequest, ProviderErrorKind};
@@ -174,12 +173,7 @@ impl Turns {
         o.attempts = turn;
         // Clamped per exchange, as in `ask_structured`: a replayed transcript may carry
         // edited numbers.
-        o.usage.add(&reply.usage.clamped());
-        o.duration_ms = o
-            .duration_ms
-            .saturating_add(reply.duration_ms.min(MAX_EXCHANGE_MS));
-        o.sources.push(reply.source);
-        o.origins.push(reply.origin);
+        o.add_exchange(reply);
         let content = reply.content.clone().unwrap_or_default();
         if !reply.tool_calls.is_empty() {
             self.conversation.push(ChatMessage::assistant_tool_calls(

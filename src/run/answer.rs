@@ -211,53 +211,33 @@ pub trait Verdicts {
     fn verdict_for(&self, id: &str) -> Option<VerdictView<'_>>;
 }
 
-impl Verdicts for ConstraintAnswer {
-    fn summary(&self) -> &str {
-        &self.summary
-    }
-    fn verdict_for(&self, id: &str) -> Option<VerdictView<'_>> {
-        self.constraints
-            .iter()
-            .find(|v| v.id == id)
-            .map(|v| VerdictView {
-                verdict: &v.verdict,
-                finding: &v.finding,
-                severity: None,
-                evidence: &v.evidence,
-            })
-    }
+/// The three judging answers are read alike: a summary, and a list of verdicts found by id
+/// (a review check's with its severity).
+macro_rules! verdicts_by_id {
+    ($answer:ty, $list:ident $(, $severity:ident)?) => {
+        impl Verdicts for $answer {
+            fn summary(&self) -> &str {
+                &self.summary
+            }
+            fn verdict_for(&self, id: &str) -> Option<VerdictView<'_>> {
+                let v = self.$list.iter().find(|v| v.id == id)?;
+                Some(VerdictView {
+                    verdict: &v.verdict,
+                    finding: &v.finding,
+                    severity: verdicts_by_id!(@severity v $($severity)?),
+                    evidence: &v.evidence,
+                })
+            }
+        }
+    };
+    (@severity $v:ident) => {
+        None
+    };
+    (@severity $v:ident $severity:ident) => {
+        Some(&$v.$severity)
+    };
 }
 
-impl Verdicts for ReviewAnswer {
-    fn summary(&self) -> &str {
-        &self.summary
-    }
-    fn verdict_for(&self, id: &str) -> Option<VerdictView<'_>> {
-        self.checks
-            .iter()
-            .find(|v| v.id == id)
-            .map(|v| VerdictView {
-                verdict: &v.verdict,
-                finding: &v.finding,
-                severity: Some(&v.severity),
-                evidence: &v.evidence,
-            })
-    }
-}
-
-impl Verdicts for SignalAnswer {
-    fn summary(&self) -> &str {
-        &self.summary
-    }
-    fn verdict_for(&self, id: &str) -> Option<VerdictView<'_>> {
-        self.requirements
-            .iter()
-            .find(|v| v.id == id)
-            .map(|v| VerdictView {
-                verdict: &v.verdict,
-                finding: &v.finding,
-                severity: None,
-                evidence: &v.evidence,
-            })
-    }
-}
+verdicts_by_id!(ConstraintAnswer, constraints);
+verdicts_by_id!(ReviewAnswer, checks, severity);
+verdicts_by_id!(SignalAnswer, requirements);

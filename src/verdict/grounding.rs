@@ -689,22 +689,10 @@ mod tests {
     fn judged(id: &str, claimed: Verdict, evidence: Vec<Evidence>) -> Judged {
         let (verdict, cause) = settle_grounded(claimed, &evidence);
         Judged {
-            id: id.into(),
-            kind: crate::verdict::RequirementKind::ReviewCheck,
-            level: "MUST".into(),
-            mandatory: true,
-            text: "t".into(),
-            source: "f:1".into(),
-            judged_by: "review/x".into(),
-            about: Subject::Repository,
-            model: "m".into(),
-            verdict,
             claimed,
             cause,
-            finding: String::new(),
-            severity: None,
             evidence,
-            agreement: None,
+            ..Judged::review_check(id, verdict)
         }
     }
 

@@ -126,15 +126,7 @@ pub fn escape_data(text: &str) -> Cow<'_, str> {
             run = 0;
             continue;
         }
-        if ch == '<' {
-            run += 1;
-            if run == 3 {
-                out.push('\\');
-                run = 1;
-            }
-        } else {
-            run = 0;
-        }
+        break_triple(ch, '<', &mut run, &mut out);
         out.push(ch);
         rest = &rest[ch.len_utf8()..];
     }
@@ -152,15 +144,7 @@ pub fn escape_name(name: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(data.len() + 8);
     let mut run = 0usize;
     for ch in data.chars() {
-        if ch == '>' {
-            run += 1;
-            if run == 3 {
-                out.push('\\');
-                run = 1;
-            }
-        } else {
-            run = 0;
-        }
+        break_triple(ch, '>', &mut run, &mut out);
         if ch.is_control() {
             out.extend(ch.escape_default());
         } else {
@@ -168,6 +152,20 @@ pub fn escape_name(name: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Counts `ch` into the current run of `marker`s and puts a backslash before the third, so
+/// three `marker`s never stand together in `out` (the run starts again after the backslash).
+fn break_triple(ch: char, marker: char, run: &mut usize, out: &mut String) {
+    if ch == marker {
+        *run += 1;
+        if *run == 3 {
+            out.push('\\');
+            *run = 1;
+        }
+    } else {
+        *run = 0;
+    }
 }
 
 /// One line of model-written text (a judge's finding) shown outside any frame: line breaks

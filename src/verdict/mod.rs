@@ -447,6 +447,30 @@ pub struct Judged {
 }
 
 impl Judged {
+    /// A MUST review check `id` about the repository, judged `verdict` by `review/x` with no
+    /// finding or evidence: where a test's rulings start.
+    #[cfg(test)]
+    pub(crate) fn review_check(id: &str, verdict: Verdict) -> Judged {
+        Judged {
+            id: id.into(),
+            kind: RequirementKind::ReviewCheck,
+            level: "MUST".into(),
+            mandatory: true,
+            text: "t".into(),
+            source: "f:1".into(),
+            judged_by: "review/x".into(),
+            about: Subject::Repository,
+            model: "m".into(),
+            verdict,
+            claimed: verdict,
+            cause: None,
+            finding: String::new(),
+            severity: None,
+            evidence: Vec::new(),
+            agreement: None,
+        }
+    }
+
     /// Whether this requirement can block the signal — decided here once; the gate and every
     /// report format (json `blocking`, md/html "(blocking)"/"(advisory)", junit failure vs
     /// skipped, SARIF `error` vs `warning`/`note`, annotations, step summary) render this.

@@ -10,7 +10,7 @@ use super::prepare::Prepared;
 use super::{blocking, Runner, TranscriptPlan};
 use crate::cli::ReportArgs;
 use crate::model::settings::ModelSettings;
-use crate::model::transcript::{now_rfc3339, RecordMode, TranscriptModel};
+use crate::model::transcript::{now_rfc3339, RecordMode};
 use crate::model::ChatModel;
 use crate::policy::{Effective, PolicyRecord};
 use crate::report;
@@ -397,33 +397,23 @@ pub(super) fn build_model(
     if let Hats::Files(dir) = &t.hats {
         return super::hats::canned_hats(t, dir, (settings, judge), scrubber, runner, prices);
     }
-    if let Hats::Replayed(hats) = &t.hats {
-        let inner = TranscriptModel::open(
+    let open = || {
+        runner.open_transcript(
             t.mode,
-            replay_from.as_deref(),
-            record_to.as_deref(),
-            settings,
-            Some(judge),
-            scrubber.clone(),
-            crate::model::Handles {
-                shared: runner.transport.as_ref(),
-                prices,
-            },
-        )?;
+            (replay_from.as_deref(), record_to.as_deref()),
+            (settings, judge),
+            scrubber,
+            prices,
+        )
+    };
+    if let Hats::Replayed(hats) = &t.hats {
         return Ok(Box::new(crate::run::judges_only::JudgesOnly::new(
-            hats, settings, judge, scrubber, inner,
+            hats,
+            settings,
+            judge,
+            scrubber,
+            open()?,
         )?));
     }
-    Ok(Box::new(TranscriptModel::open(
-        t.mode,
-        replay_from.as_deref(),
-        record_to.as_deref(),
-        settings,
-        Some(judge),
-        scrubber.clone(),
-        crate::model::Handles {
-            shared: runner.transport.as_ref(),
-            prices,
-        },
-    )?))
+    Ok(Box::new(open()?))
 }

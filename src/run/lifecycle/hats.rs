@@ -32,17 +32,12 @@ pub(super) fn canned_hats(
         _ => Vec::new(),
     };
     let judges = if t.mode.needs_live(&exchanges) {
-        let live = TranscriptModel::open(
+        let live = runner.open_transcript(
             RecordMode::All,
-            None,
-            None,
-            settings,
-            Some(judge),
-            scrubber.clone(),
-            crate::model::Handles {
-                shared: runner.transport.as_ref(),
-                prices,
-            },
+            (None, None),
+            (settings, judge),
+            scrubber,
+            prices,
         )?;
         Some(Arc::new(live) as Arc<dyn ChatModel>)
     } else {

@@ -8,13 +8,15 @@ use std::sync::Arc;
 
 use crate::cli::{GlobalArgs, RecordModeArg, ReplayArgs, ReportArgs, RunArgs};
 use crate::config::ConfigFile;
-use crate::model::transcript::RecordMode;
+use crate::model::settings::ModelSettings;
+use crate::model::transcript::{RecordMode, TranscriptModel};
 use crate::model::SharedTransport;
 use crate::run::judges_only::Hats;
 use crate::run::progress::Progress;
 use crate::run::replay_sources;
 use crate::run::rundir::{self, RunRecord, EXCHANGES_FILE, RUN_FILE};
 use crate::run::setup;
+use crate::secrets::Scrubber;
 use crate::Error;
 
 mod execute;
@@ -68,6 +70,30 @@ impl Runner {
             github: github_enabled(report),
             batch: None,
         }
+    }
+
+    /// A run's transcript in `mode` over these exchange files, around a live model (built
+    /// only when the mode may call it) for the hats' and the judges' settings.
+    fn open_transcript(
+        &self,
+        mode: RecordMode,
+        (replay_from, record_to): (Option<&Path>, Option<&Path>),
+        (settings, judge): (&ModelSettings, &ModelSettings),
+        scrubber: &Scrubber,
+        prices: Option<&Arc<crate::model::prices::Prices>>,
+    ) -> Result<TranscriptModel, crate::model::ModelError> {
+        TranscriptModel::open(
+            mode,
+            replay_from,
+            record_to,
+            settings,
+            Some(judge),
+            scrubber.clone(),
+            crate::model::Handles {
+                shared: self.transport.as_ref(),
+                prices,
+            },
+        )
     }
 }
 

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use crate::definition::Stage;
 use crate::model::transcript::{read_exchanges, request_lines};
-use crate::report::Report;
 use crate::run::artifacts::Artifact;
 use crate::run::context::PriorVerdict;
 use crate::run::rundir::EXCHANGES_FILE;
@@ -128,26 +127,24 @@ fn hat_artifacts(run_dir: &Path, hat: &str) -> Result<Vec<Artifact>, Error> {
 /// unreadable report is an error naming the file: rendering without those verdicts would
 /// show a request that differs from the recorded one for a reason that is not a change.
 pub(super) fn prior_verdicts(run_dir: &Path) -> Result<Vec<PriorVerdict>, Error> {
-    let path = run_dir.join("report.json");
-    let text = crate::safe_fs::read_bounded_string(
-        &path,
-        crate::safe_fs::Kind::RUN_FILE,
-        crate::safe_fs::Links::Never,
-    )
-    .map_err(|e| {
-        Error::usage(format!(
-            "{e}; `render signal --against` needs the verdicts that run showed its completion judge (a run that stopped early has none: `hatrack run --resume {}` finishes it)",
-            run_dir.display()
-        ))
-    })?;
-    let report = serde_json::from_str::<Report>(&text).map_err(|e| {
-        Error::usage(format!(
-            "{}:{}: not a report this hatrack can read: {e}; re-create it with `hatrack replay {}`",
-            path.display(),
-            e.line(),
-            run_dir.display()
-        ))
-    })?;
+    let report = crate::report::json::read_recorded(
+        run_dir,
+        |e| {
+            Error::usage(format!(
+                "{e}; `render signal --against` needs the verdicts that run showed its completion judge (a run that stopped early has none: `hatrack run --resume {}` finishes it)",
+                run_dir.display()
+            ))
+        },
+        |path, e| {
+            Error::usage(format!(
+                "{}:{}: not a report this hatrack can read: {e}; re-create it with `hatrack replay {}`",
+                path.display(),
+                e.line(),
+                run_dir.display()
+            ))
+        },
+    )?;
+
     Ok(report
         .requirements
         .iter()
