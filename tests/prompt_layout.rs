@@ -185,3 +185,90 @@ async fn each_step_gets_the_answer_budget_its_requirements_need() {
         assert_eq!(sizes.len() > 1, fixed.is_none(), "{sizes:?}");
     }
 }
+
+/// A line of `ops/monitoring.yml` within what `[limits]` shows of it: the SRE reads that file,
+/// the Pipeline Engineer does not.
+const MONITORING: &str = "ops/monitoring.yml";
+const MONITORING_LINE: &str = "Task duration vs 14-day p95, sensor wait for day-close";
+
+/// Runs the example stage against `reviewer` (`--jobs 1`, so requests come in step order),
+/// with `prompts` as `--prompts` when given; returns the requests and the report.
+async fn run_example(
+    reviewer: FakeReviewer,
+    prompts: Option<&std::path::Path>,
+    run_dir: &std::path::Path,
+) -> (Vec<SeenRequest>, Value) {
+    let server = FakeOpenAi::with_handler(move |req| reviewer.answer(req)).await;
+    let mut test = Test::new()
+        .args(["run", "examples/orders-pipeline", "--model", "fake-model"])
+        .args(["--jobs", "1", "--quiet", "--base-url"])
+        .arg(server.url())
+        .arg("--transcript")
+        .arg(run_dir)
+        .any_status();
+    if let Some(dir) = prompts {
+        test = test.arg("--prompts").arg(dir);
+    }
+    test.run();
+    let text = std::fs::read_to_string(run_dir.join("report.json")).unwrap();
+    (server.requests(), serde_json::from_str(&text).unwrap())
+}
+
+fn requirement<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no requirement {id}"))
+}
+
+/// The names a request's dossier frames (its BEGIN markers before the step's own part).
+fn dossier_names(r: &SeenRequest) -> BTreeSet<String> {
+    let user = message(r, 1);
+    let dossier = &user[..user.find("\n# Your role: ").unwrap()];
+    dossier
+        .lines()
+        .filter_map(|l| l.strip_prefix("<<<BEGIN "))
+        .filter_map(|l| l.strip_suffix(">>>"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Grounding follows what the dossier showed, not what its template was offered: with a
+/// `--prompts` dossier that leaves a file out, a quote from that file grounds nothing (the
+/// same quote grounds with the shipped dossier, which shows it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quote_from_a_file_the_dossier_did_not_show_does_not_ground() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = dir.path().join("prompts");
+    std::fs::create_dir_all(&prompts).unwrap();
+    let shipped = std::fs::read_to_string(support::repo_root().join("prompts/dossier.j2")).unwrap();
+    let from = "{% for f in inputs %}";
+    assert!(shipped.contains(from));
+    let omitting = format!("{{% for f in inputs if f.path != \"{MONITORING}\" %}}");
+    std::fs::write(prompts.join("dossier.j2"), shipped.replace(from, &omitting)).unwrap();
+    let reviewer = || FakeReviewer::new().cite("review_answer", MONITORING, MONITORING_LINE);
+    let id = "reliability/check/1";
+
+    let (_, shown) = run_example(reviewer(), None, &dir.path().join("shown")).await;
+    let r = requirement(&shown, id);
+    assert_eq!(r["evidence"][0]["grounded"], true, "{r}");
+    assert_eq!(r["verdict"], "met", "{r}");
+
+    let (requests, omitted) =
+        run_example(reviewer(), Some(&prompts), &dir.path().join("omitted")).await;
+    let review = requests
+        .iter()
+        .find(|r| r.body["response_format"]["json_schema"]["name"] == "review_answer")
+        .unwrap();
+    assert!(!message(review, 1).contains(&format!("<<<BEGIN {MONITORING}>>>")));
+    assert!(
+        dossier_names(review).contains("intent.md"),
+        "the rest is shown"
+    );
+    let r = requirement(&omitted, id);
+    assert_eq!(r["claimed"], "met", "{r}");
+    assert_eq!(r["evidence"][0]["grounded"], false, "{r}");
+    assert_ne!(r["verdict"], "met", "{r}");
+}

@@ -21,6 +21,10 @@
 //! its Reads items are (the rest is the stage's shared context), a constraint judge what its
 //! hat read and produced; every step rules only on its own requirements.
 //!
+//! **Grounding follows what was shown.** A dossier entry is one of the step's sources only
+//! when the rendered dossier holds its `<<<BEGIN name>>>` marker: a dossier that leaves a
+//! file out leaves a judge nothing to quote from it. The shipped one shows all.
+//!
 //! A `--prompts` directory written for the earlier layout (each step quoting its own inputs)
 //! keeps working with an empty `dossier.j2`: the step's part is then its whole message and it
 //! is grounded in what that part quotes (`benches/layouts/per-step/` holds that layout).
@@ -35,7 +39,7 @@ use crate::prompt::{PromptError, Prompts};
 use crate::run::artifacts::Artifact;
 use crate::run::steps::{Step, Target};
 use crate::verdict::grounding::{GroundingRules, Sources};
-use crate::verdict::markers::{escape_data, escape_name, one_line_data};
+use crate::verdict::markers::{escape_data, escape_name, one_line_data, BEGIN, FRAME_CLOSE};
 use crate::verdict::SourceKind;
 
 /// Messages for one step and the named texts they quote.
@@ -208,18 +212,41 @@ fn artifact_values(
     cap: usize,
     sources: &mut Sources,
 ) -> Vec<Value> {
+    let values = framed_artifacts(artifacts, cap);
+    add_framed(sources, &artifact_kind(hat), &values, None);
+    values
+}
+
+/// A hat's artifacts as the prompts quote them (`{"path", "content"}`), each escaped as data
+/// and capped; added to no sources.
+fn framed_artifacts(artifacts: &[Artifact], cap: usize) -> Vec<Value> {
     artifacts
         .iter()
         .map(|a| {
             let (content, _) = truncate(&escape_data(&a.content), cap);
-            let kind = SourceKind::Artifact {
-                hat: hat.to_string(),
-            };
-            let name = escape_name(&a.name);
-            sources.add(&name, kind, &content);
-            json!({"path": name, "content": content})
+            json!({"path": escape_name(&a.name), "content": content})
         })
         .collect()
+}
+
+fn artifact_kind(hat: &str) -> SourceKind {
+    SourceKind::Artifact {
+        hat: hat.to_string(),
+    }
+}
+
+/// Adds framed entries (`{"path", "content"}`) to `sources` as `kind`: all of them, or with
+/// `shown_in`, only those whose BEGIN marker that text shows (exactly as a template frames
+/// them), so a step is grounded in what it was shown, not in what its template was offered.
+fn add_framed(sources: &mut Sources, kind: &SourceKind, values: &[Value], shown_in: Option<&str>) {
+    for v in values {
+        let (Some(name), Some(content)) = (v["path"].as_str(), v["content"].as_str()) else {
+            continue;
+        };
+        if shown_in.is_none_or(|text| text.contains(&format!("{BEGIN}{name}{FRAME_CLOSE}"))) {
+            sources.add(name, kind.clone(), content);
+        }
+    }
 }
 
 /// Every artifact produced so far, in stage order.
@@ -246,12 +273,7 @@ fn produced_by<'a>(shown: &Shown<'a>, hat: &str) -> &'a [Artifact] {
 fn hat_reads(shown: &Shown<'_>, hat: &Hat, sources: &mut Sources) -> (Vec<Value>, Vec<Value>) {
     let mut inputs = Vec::new();
     let mut upstream = Vec::new();
-    let items = shown
-        .bindings
-        .for_hat(&hat.name)
-        .map(|h| h.items.as_slice())
-        .unwrap_or_default();
-    for item in items {
+    for item in read_items(shown, hat) {
         match &item.binding {
             Binding::Workspace { files, .. } => {
                 let files: Vec<Value> = files
@@ -276,6 +298,49 @@ fn hat_reads(shown: &Shown<'_>, hat: &Hat, sources: &mut Sources) -> (Vec<Value>
         }
     }
     (inputs, upstream)
+}
+
+/// A hat's bound Reads items, in binding order.
+fn read_items<'a>(shown: &Shown<'a>, hat: &Hat) -> &'a [crate::inputs::BoundItem] {
+    shown
+        .bindings
+        .for_hat(&hat.name)
+        .map(|h| h.items.as_slice())
+        .unwrap_or_default()
+}
+
+/// Which step a dossier is rendered for (`step` in `dossier.j2`): its `kind` (`hat`,
+/// `judge`, `review`, `signal`) and, for a hat or its constraint judge, the hat (`hat`, its
+/// name; `title`, as the dossier names producers) with the dossier entries it reads
+/// (`reads`: the names [`reads_values`] lists) and the upstream hats it reads (`reads_hats`,
+/// as the dossier names them). The shipped dossier shows every step the same; a `--prompts`
+/// dossier may show each hat only its own (`benches/layouts/per-hat/`).
+fn step_context(shown: &Shown<'_>, kind: &str, hat: Option<(&Hat, &[Value])>) -> Value {
+    let Some((hat, reads)) = hat else {
+        return json!({"kind": kind, "hat": null, "title": null, "reads": [], "reads_hats": []});
+    };
+    let mut names: Vec<&Value> = Vec::new();
+    for name in reads.iter().filter_map(|r| r["names"].as_array()).flatten() {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    let mut hats: Vec<String> = Vec::new();
+    for item in read_items(shown, hat) {
+        if let Binding::Hat(other) = &item.binding {
+            let other = display_name(other);
+            if !hats.contains(&other) {
+                hats.push(other);
+            }
+        }
+    }
+    json!({
+        "kind": kind,
+        "hat": hat.name,
+        "title": display_name(&hat.name),
+        "reads": names,
+        "reads_hats": hats,
+    })
 }
 
 fn hat_context(hat: &Hat) -> Value {
@@ -303,10 +368,11 @@ struct Dossier {
 }
 
 /// The stage, every bound input (each once, in binding order, together at most
-/// `max_input_bytes`) and every artifact produced so far, by hat in production order.
-fn dossier(shown: &Shown<'_>) -> Result<Dossier, PromptError> {
-    let mut sources = Sources::new(shown.rules);
-    let (inputs, cuts) = all_input_values(shown, &mut sources);
+/// `max_input_bytes`) and every artifact produced so far, by hat in production order, as
+/// rendered for `step` ([`step_context`]). Its sources are the entries the text shows (with
+/// the shipped template, all of them); its cuts, every input cut to fit.
+fn dossier(shown: &Shown<'_>, step: &Value) -> Result<Dossier, PromptError> {
+    let (inputs, cuts) = all_input_values(shown);
     let cap = shown.limits.max_artifact_bytes;
     let produced: Vec<Value> = shown
         .produced
@@ -314,14 +380,21 @@ fn dossier(shown: &Shown<'_>) -> Result<Dossier, PromptError> {
         .map(|(hat, artifacts)| {
             json!({
                 "hat": display_name(hat),
-                "artifacts": artifact_values(hat, artifacts, cap, &mut sources),
+                "artifacts": framed_artifacts(artifacts, cap),
             })
         })
         .collect();
     let text = shown.prompts.render(
         "dossier.j2",
-        &json!({"stage": stage_context(shown.stage), "inputs": inputs, "produced": produced}),
+        &json!({"stage": stage_context(shown.stage), "inputs": inputs, "produced": produced, "step": step}),
     )?;
+    let mut sources = Sources::new(shown.rules);
+    add_framed(&mut sources, &SourceKind::Input, &inputs, Some(&text));
+    for ((hat, _), u) in shown.produced.iter().zip(&produced) {
+        let artifacts = u["artifacts"].as_array().map(Vec::as_slice);
+        let artifacts = artifacts.unwrap_or_default();
+        add_framed(&mut sources, &artifact_kind(hat), artifacts, Some(&text));
+    }
     Ok(Dossier {
         text,
         sources,
@@ -329,9 +402,9 @@ fn dossier(shown: &Shown<'_>) -> Result<Dossier, PromptError> {
     })
 }
 
-/// Every bound input once, cut so that together they stay within `max_input_bytes` (a cut
-/// is said once, in `cuts`), each added to `sources`.
-fn all_input_values(shown: &Shown<'_>, sources: &mut Sources) -> (Vec<Value>, Vec<String>) {
+/// Every bound input once (`{"path", "content"}`), cut so that together they stay within
+/// `max_input_bytes` (a cut is said once, in `cuts`); added to no sources.
+fn all_input_values(shown: &Shown<'_>) -> (Vec<Value>, Vec<String>) {
     let mut left = shown.limits.max_input_bytes;
     let mut cuts = Vec::new();
     let inputs = shown
@@ -352,17 +425,15 @@ fn all_input_values(shown: &Shown<'_>, sources: &mut Sources) -> (Vec<Value>, Ve
                 truncate(&f.content, left)
             };
             left = left.saturating_sub(content.len());
-            let name = escape_name(&f.path);
-            sources.add(&name, SourceKind::Input, &content);
-            json!({"path": name, "content": content})
+            json!({"path": escape_name(&f.path), "content": content})
         })
         .collect();
     (inputs, cuts)
 }
 
 /// A step's messages: the shared system message, then one user message holding the dossier
-/// and, after it, the step's own part (`template` over `context`, with the check findings
-/// about `judged` before its answer instructions). A dossier template that renders nothing
+/// rendered for `step` and, after it, the step's own part (`template` over `context`, with
+/// the check findings about `judged` before its answer instructions). A dossier template that renders nothing
 /// (a `--prompts` override in the one-prompt-per-step layout) leaves the step's part alone,
 /// grounded in `own` (what that part quotes) instead of the dossier.
 fn step_messages(
@@ -372,12 +443,13 @@ fn step_messages(
     context: &Value,
     own: Sources,
     judged: &[&str],
+    step: &Value,
 ) -> Result<StepMessages, PromptError> {
     let Dossier {
         text,
         sources,
         cuts,
-    } = dossier(shown)?;
+    } = dossier(shown, step)?;
     let (dossier_text, mut sources) = if text.is_empty() {
         (None, own)
     } else {
@@ -399,12 +471,7 @@ fn step_messages(
 /// The names a hat's Reads items are shown under in the dossier: files for workspace items,
 /// artifacts for an earlier hat's.
 fn reads_values(shown: &Shown<'_>, hat: &Hat) -> Vec<Value> {
-    let items = shown
-        .bindings
-        .for_hat(&hat.name)
-        .map(|h| h.items.as_slice())
-        .unwrap_or_default();
-    items
+    read_items(shown, hat)
         .iter()
         .map(|item| {
             let (from, names): (String, Vec<String>) = match &item.binding {
@@ -432,16 +499,18 @@ fn reads_values(shown: &Shown<'_>, hat: &Hat) -> Vec<Value> {
 fn hat_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessages, PromptError> {
     let mut own = Sources::new(shown.rules);
     let (inputs, upstream) = hat_reads(shown, hat, &mut own);
+    let reads = reads_values(shown, hat);
+    let step = step_context(shown, "hat", Some((hat, &reads)));
     let context = json!({
         "stage": stage_context(shown.stage),
         "hat": hat_context(hat),
         "constraints": constraint_values(hat),
-        "reads": reads_values(shown, hat),
+        "reads": reads,
         "inputs": inputs,
         "upstream": upstream,
     });
     let role = display_name(&hat.name);
-    step_messages(shown, &role, "hat.j2", &context, own, &[])
+    step_messages(shown, &role, "hat.j2", &context, own, &[], &step)
 }
 
 /// A constraint judge's messages: the hat's constraints, what the hat read, and what it
@@ -455,19 +524,21 @@ fn constraint_judge_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessage
         shown.limits.max_artifact_bytes,
         &mut own,
     );
+    let reads = reads_values(shown, hat);
+    let step = step_context(shown, "judge", Some((hat, &reads)));
     let context = json!({
         "stage": stage_context(shown.stage),
         "criteria": criteria_context(shown.stage),
         "hat": hat_context(hat),
         "constraints": undecided(shown, constraint_values(hat)),
-        "reads": reads_values(shown, hat),
+        "reads": reads,
         "inputs": inputs,
         "upstream": upstream,
         "artifacts": produced,
     });
     let ids: Vec<&str> = hat.constraints().map(|c| c.id.as_str()).collect();
     let role = format!("constraint judge for the {}", display_name(&hat.name));
-    step_messages(shown, &role, "judge.j2", &context, own, &ids)
+    step_messages(shown, &role, "judge.j2", &context, own, &ids, &step)
 }
 
 /// A review agent's messages: its mandate and checks over every hat's artifacts and the
@@ -475,7 +546,8 @@ fn constraint_judge_messages(shown: &Shown<'_>, hat: &Hat) -> Result<StepMessage
 fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessages, PromptError> {
     let mut own = Sources::new(shown.rules);
     let artifacts = all_artifact_values(shown, &mut own);
-    let (inputs, _) = all_input_values(shown, &mut own);
+    let (inputs, _) = all_input_values(shown);
+    add_framed(&mut own, &SourceKind::Input, &inputs, None);
     let checks: Vec<Value> = agent
         .checks
         .iter()
@@ -500,7 +572,8 @@ fn review_messages(shown: &Shown<'_>, agent: &ReviewAgent) -> Result<StepMessage
     });
     let ids: Vec<&str> = agent.checks.iter().map(|c| c.id.as_str()).collect();
     let role = format!("{} review agent", display_name(&agent.name));
-    step_messages(shown, &role, "review.j2", &context, own, &ids)
+    let step = step_context(shown, "review", None);
+    step_messages(shown, &role, "review.j2", &context, own, &ids, &step)
 }
 
 /// A check as its judge reads it. A v8 check takes its keyword from the lead-in sentence
@@ -551,7 +624,16 @@ fn signal_messages(shown: &Shown<'_>) -> Result<StepMessages, PromptError> {
         "verdicts": verdicts,
         "artifacts": artifacts,
     });
-    step_messages(shown, "completion judge", "signal.j2", &context, own, &ids)
+    let step = step_context(shown, "signal", None);
+    step_messages(
+        shown,
+        "completion judge",
+        "signal.j2",
+        &context,
+        own,
+        &ids,
+        &step,
+    )
 }
 
 /// Stand-ins for what a run produces, so preflight can render every template's loops
