@@ -272,3 +272,100 @@ async fn a_quote_from_a_file_the_dossier_did_not_show_does_not_ground() {
     assert_eq!(r["evidence"][0]["grounded"], false, "{r}");
     assert_ne!(r["verdict"], "met", "{r}");
 }
+
+const PER_HAT: &str = "benches/layouts/per-hat";
+
+/// The per-hat benchmark layout differs from the shipped one in its dossier only: its other
+/// templates are the shipped ones, byte for byte.
+#[test]
+fn the_per_hat_layout_changes_only_the_dossier() {
+    let root = support::repo_root();
+    for entry in std::fs::read_dir(root.join("prompts")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name == "dossier.j2" || !name.ends_with(".j2") {
+            continue;
+        }
+        let copy = std::fs::read_to_string(root.join(PER_HAT).join(&name))
+            .unwrap_or_else(|e| panic!("{PER_HAT}/{name}: {e}"));
+        assert!(
+            copy == std::fs::read_to_string(&path).unwrap(),
+            "{PER_HAT}/{name} differs from prompts/{name}"
+        );
+    }
+}
+
+/// The per-hat layout: a hat and its constraint judge are shown the inputs the hat reads and
+/// the artifacts of the hats it reads (the judge also the judged hat's own); the review agent
+/// and the completion judge everything. A judge is grounded in what it was shown only, and
+/// the run replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_per_hat_layout_shows_each_hat_what_it_reads_and_grounds_its_judge_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let reviewer = FakeReviewer::new()
+        .quote(
+            "pipeline-engineer/anti-pattern/1",
+            MONITORING,
+            MONITORING_LINE,
+        )
+        .quote("sre/anti-pattern/1", MONITORING, MONITORING_LINE);
+    let prompts = support::repo_root().join(PER_HAT);
+    let (requests, report) = run_example(reviewer, Some(&prompts), &run_dir).await;
+    assert_eq!(requests.len(), 6);
+    let names: Vec<BTreeSet<String>> = requests.iter().map(dossier_names).collect();
+    let (pe, sre, pe_judge, sre_judge, review, signal) = (
+        &names[0], &names[1], &names[2], &names[3], &names[4], &names[5],
+    );
+    let pe_plan = "artifacts/pipeline-engineer/plan.md".to_string();
+    let sre_plan = "artifacts/sre/plan.md".to_string();
+    // Request order: the hats, their judges, the review, the completion judge.
+    assert!(message(&requests[2], 1)
+        .contains("# Your role: constraint judge for the Pipeline Engineer"));
+    assert!(message(&requests[3], 1).contains("# Your role: constraint judge for the SRE"));
+
+    assert!(
+        pe.contains("models/marts/fct_orders.sql") && !pe.contains(MONITORING),
+        "{pe:?}"
+    );
+    assert!(!pe.iter().any(|n| n.starts_with("artifacts/")), "{pe:?}");
+    assert_eq!(
+        *pe_judge,
+        pe.iter().cloned().chain([pe_plan.clone()]).collect()
+    );
+
+    assert!(sre.contains(MONITORING) && !sre.contains("models/marts/fct_orders.sql"));
+    assert!(
+        sre.contains(&pe_plan),
+        "the SRE reads the Pipeline Engineer's deployment"
+    );
+    assert_eq!(
+        *sre_judge,
+        sre.iter().cloned().chain([sre_plan.clone()]).collect()
+    );
+
+    assert!(pe.union(sre).all(|n| review.contains(n)));
+    assert!(review.contains(&pe_plan) && review.contains(&sre_plan));
+    assert_eq!(review, signal);
+
+    // The same quote of ops/monitoring.yml: shown to the SRE's judge, not to the Pipeline
+    // Engineer's.
+    let r = requirement(&report, "sre/anti-pattern/1");
+    assert_eq!(r["evidence"][0]["grounded"], true, "{r}");
+    let r = requirement(&report, "pipeline-engineer/anti-pattern/1");
+    assert_eq!(r["evidence"][0]["grounded"], false, "{r}");
+    assert_ne!(r["verdict"], "pass", "{r}");
+
+    let recorded = std::fs::read_to_string(run_dir.join("report.json")).unwrap();
+    Test::new()
+        .arg("replay")
+        .arg(&run_dir)
+        .args(["--quiet"])
+        .any_status()
+        .run();
+    let replayed = std::fs::read_to_string(run_dir.join("report.json")).unwrap();
+    assert!(
+        replayed == recorded,
+        "the per-hat run replays to the same report"
+    );
+}

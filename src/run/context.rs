@@ -14,16 +14,21 @@
 //! whole before its note. Providers that cache prompt prefixes (OpenAI from 1,024 tokens,
 //! vLLM, llama.cpp's slot cache) then process the shared part once.
 //!
-//! One dossier for the whole run was chosen over one per hat: the hats of a stage read most
-//! of the same files, and only a run-wide dossier lets the review agent and the completion
-//! judge (who see everything) share their prefix with the hats and the constraint judges.
-//! What each step may rely on is said in its own part: a hat is told which dossier entries
-//! its Reads items are (the rest is the stage's shared context), a constraint judge what its
-//! hat read and produced; every step rules only on its own requirements.
+//! One dossier for the whole run is shipped rather than one per hat (a hat and its
+//! constraint judge shown only what the hat reads, the review agent and the completion judge
+//! everything): the hats of a stage read most of the same files, and only a run-wide dossier
+//! lets the review agent and the completion judge share their prefix with the hats and the
+//! constraint judges. The per-hat layout lives in `benches/layouts/per-hat/` (its
+//! `dossier.j2` filters on `step`, which tells the dossier which step it is rendered for) and
+//! `scripts/bench-layout` measures it against the run-wide one; for the figures see the
+//! README and `scripts/bench-layout`. What each step may rely on is said in its own part: a
+//! hat is told which dossier entries its Reads items are (the rest is the stage's shared
+//! context), a constraint judge what its hat read and produced; every step rules only on its
+//! own requirements.
 //!
 //! **Grounding follows what was shown.** A dossier entry is one of the step's sources only
 //! when the rendered dossier holds its `<<<BEGIN name>>>` marker: a dossier that leaves a
-//! file out leaves a judge nothing to quote from it. The shipped one shows all.
+//! file out (per hat) leaves a judge nothing to quote from it. The shipped one shows all.
 //!
 //! A `--prompts` directory written for the earlier layout (each step quoting its own inputs)
 //! keeps working with an empty `dossier.j2`: the step's part is then its whole message and it
