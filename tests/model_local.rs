@@ -128,11 +128,11 @@ async fn the_local_model_answers_a_plain_question() {
 async fn a_streamed_schema_answer_equals_the_plain_one() {
     let Some(url) = local_model_url() else { return };
     let mut s = settings(&url);
-    let schema = JsonSchemaSpec {
-        name: "colour".into(),
-        schema: json!({"type": "object", "properties": {"colour": {"type": "string"}},
+    let schema = JsonSchemaSpec::new(
+        "colour",
+        json!({"type": "object", "properties": {"colour": {"type": "string"}},
             "required": ["colour"], "additionalProperties": false}),
-    };
+    );
     let messages = [
         ChatMessage::system("Answer with JSON only."),
         ChatMessage::user("Name one colour of the rainbow."),
@@ -170,9 +170,9 @@ async fn the_local_model_honours_a_json_schema() {
     let Some(url) = local_model_url() else { return };
     let s = settings(&url);
     let model = LiveModel::new(&s).unwrap();
-    let schema = JsonSchemaSpec {
-        name: "check".into(),
-        schema: json!({
+    let schema = JsonSchemaSpec::new(
+        "check",
+        json!({
             "type": "object",
             "properties": {
                 "verdict": {"type": "string", "enum": ["pass", "fail", "unknown"]},
@@ -181,7 +181,7 @@ async fn the_local_model_honours_a_json_schema() {
             "required": ["verdict", "severity"],
             "additionalProperties": false
         }),
-    };
+    );
     let out = ask_structured(
         &model,
         "local/structured",

@@ -28,9 +28,9 @@ fn settings(url: &str) -> ModelSettings {
 }
 
 fn schema() -> JsonSchemaSpec {
-    JsonSchemaSpec {
-        name: "verdict".into(),
-        schema: json!({
+    JsonSchemaSpec::new(
+        "verdict",
+        json!({
             "type": "object",
             "properties": {
                 "verdict": {"type": "string", "enum": ["pass", "fail", "unknown"]},
@@ -39,7 +39,7 @@ fn schema() -> JsonSchemaSpec {
             "required": ["verdict", "finding"],
             "additionalProperties": false
         }),
-    }
+    )
 }
 
 fn messages() -> Vec<ChatMessage> {

@@ -69,11 +69,36 @@ impl ChatMessage {
 }
 
 /// A named JSON Schema the answer must match (`response_format: json_schema`, strict).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JsonSchemaSpec {
     /// `^[a-zA-Z0-9_-]{1,64}$` per the OpenAI API.
     pub name: String,
     pub schema: Value,
+    /// The compiled validator, once asked for: every sample and re-ask of a step checks its
+    /// answer against the same spec (see [`crate::model::structured::validator`]).
+    #[serde(skip)]
+    compiled: std::sync::OnceLock<std::sync::Arc<jsonschema::Validator>>,
+}
+
+impl JsonSchemaSpec {
+    pub fn new(name: impl Into<String>, schema: Value) -> JsonSchemaSpec {
+        JsonSchemaSpec {
+            name: name.into(),
+            schema,
+            compiled: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The validator compiled from this spec, if it was asked for before.
+    pub(crate) fn compiled(&self) -> &std::sync::OnceLock<std::sync::Arc<jsonschema::Validator>> {
+        &self.compiled
+    }
+}
+
+impl PartialEq for JsonSchemaSpec {
+    fn eq(&self, other: &JsonSchemaSpec) -> bool {
+        self.name == other.name && self.schema == other.schema
+    }
 }
 
 /// The request body for `messages`, with `response_format: json_schema` when `schema` is
@@ -151,69 +176,73 @@ pub fn request_hash(body: &Value) -> String {
 
 /// The canonical JSON text used by [`request_hash`].
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &[], &mut out);
-    out
+    // Only serde_json's string escaping and ASCII punctuation were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-/// Feeds text written to it into a sha256.
+/// Feeds bytes written to it into a sha256.
 struct HashWriter(Sha256);
 
-impl std::fmt::Write for HashWriter {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.update(s.as_bytes());
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
 
 /// Writes `value` with object keys sorted recursively and no whitespace, leaving out the
 /// top-level keys in `skip`.
-fn write_canonical(value: &Value, skip: &[&str], out: &mut impl std::fmt::Write) {
-    // Writing to a String or a hash cannot fail.
+fn write_canonical(value: &Value, skip: &[&str], out: &mut impl std::io::Write) {
+    // Writing to a Vec or a hash cannot fail.
     let _ = try_write_canonical(value, skip, out);
 }
 
 fn try_write_canonical(
     value: &Value,
     skip: &[&str],
-    out: &mut impl std::fmt::Write,
-) -> std::fmt::Result {
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> =
                 map.keys().filter(|k| !skip.contains(&k.as_str())).collect();
             keys.sort();
-            out.write_char('{')?;
+            out.write_all(b"{")?;
             for (i, key) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.write_char(',')?;
+                    out.write_all(b",")?;
                 }
                 write_json_string(key, out)?;
-                out.write_char(':')?;
+                out.write_all(b":")?;
                 try_write_canonical(&map[key], &[], out)?;
             }
-            out.write_char('}')
+            out.write_all(b"}")
         }
         Value::Array(items) => {
-            out.write_char('[')?;
+            out.write_all(b"[")?;
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.write_char(',')?;
+                    out.write_all(b",")?;
                 }
                 try_write_canonical(item, &[], out)?;
             }
-            out.write_char(']')
+            out.write_all(b"]")
         }
         Value::String(s) => write_json_string(s, out),
         // Numbers, booleans and null as serde_json writes them.
-        scalar => write!(out, "{scalar}"),
+        scalar => serde_json::to_writer(out, scalar).map_err(std::io::Error::from),
     }
 }
 
-/// A string as JSON text, escaped as serde_json escapes it.
-fn write_json_string(s: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result {
-    // Serializing a string cannot fail.
-    out.write_str(&serde_json::to_string(s).unwrap_or_default())
+/// A string as JSON text, escaped as serde_json escapes it, written in place (a request's
+/// messages are tens of kilobytes: no copy of them is made to hash them).
+fn write_json_string(s: &str, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer(out, s).map_err(std::io::Error::from)
 }
 
 /// The messages of a request body, as text (for the budget estimate and diffs).
@@ -238,10 +267,7 @@ mod tests {
         let mut s = ModelSettings::new("m", "http://x/v1");
         s.max_tokens = Some(100);
         s.stream = false;
-        let spec = JsonSchemaSpec {
-            name: "answer".into(),
-            schema: json!({"type": "object"}),
-        };
+        let spec = JsonSchemaSpec::new("answer", json!({"type": "object"}));
         let body = build_body(&s, &[ChatMessage::user("hi")], Some(&spec));
         assert_eq!(
             serde_json::to_string(&body).unwrap(),

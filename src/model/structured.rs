@@ -49,14 +49,18 @@ pub struct StructuredOutcome {
 
 /// The compiled validator for `schema`. Compiling a schema costs more than a step's own
 /// work, and the steps of a batch ask the same few schemas again and again, so compiled
-/// validators are kept for the process (at most [`MAX_CACHED_SCHEMAS`]).
+/// validators are kept for the process (at most [`MAX_CACHED_SCHEMAS`]), and each spec keeps
+/// its own (its samples and re-asks do not look it up again).
 pub fn validator(
     step: &str,
     schema: &JsonSchemaSpec,
 ) -> Result<Arc<jsonschema::Validator>, ModelError> {
     static VALIDATORS: crate::memo::Memo<Arc<jsonschema::Validator>> =
         crate::memo::Memo::new(MAX_CACHED_SCHEMAS);
-    VALIDATORS.get_or_try(&schema.schema.to_string(), || {
+    if let Some(compiled) = schema.compiled().get() {
+        return Ok(compiled.clone());
+    }
+    let compiled = VALIDATORS.get_or_try(&schema.schema.to_string(), || {
         let compiled = jsonschema::validator_for(&schema.schema).map_err(|e| {
             ModelError::Config(format!(
                 "step {step}: the answer schema {} is not a valid JSON Schema: {e}",
@@ -64,7 +68,8 @@ pub fn validator(
             ))
         })?;
         Ok(Arc::new(compiled))
-    })
+    })?;
+    Ok(schema.compiled().get_or_init(|| compiled).clone())
 }
 
 /// Compiled answer schemas kept at once (a stage has a handful).
@@ -115,14 +120,12 @@ pub async fn ask_structured(
         };
         outcome.count(&reply, step, attempt);
         let content = reply.content.clone().unwrap_or_default();
-        let problem = check_answer(&reply, &content, &validator);
-        match problem {
-            None => {
-                // check_answer parsed it already; parse again (cheap) to own the value.
-                outcome.value = parse_json_answer(&content).ok();
+        match check_answer(&reply, &content, &validator) {
+            Ok(value) => {
+                outcome.value = Some(value);
                 return Ok(outcome);
             }
-            Some(problem) => {
+            Err(problem) => {
                 let problem = head_and_tail(&problem, REASK_EXCERPT_BYTES);
                 tracing::warn!(step, attempt, "invalid structured answer: {problem}");
                 outcome.errors.push(format!("attempt {attempt}: {problem}"));
@@ -169,33 +172,36 @@ impl StructuredOutcome {
     }
 }
 
-/// Why an answer is not acceptable, or `None` when it is.
+/// The answer, parsed, or why it is not acceptable.
 fn check_answer(
     reply: &super::ModelReply,
     content: &str,
     validator: &jsonschema::Validator,
-) -> Option<String> {
+) -> Result<Value, String> {
     let has_choice = reply
         .body
         .get("choices")
         .and_then(Value::as_array)
         .is_some_and(|c| !c.is_empty());
     if !has_choice {
-        return Some("the response had no choices (no answer at all)".to_string());
+        return Err("the response had no choices (no answer at all)".to_string());
     }
     if reply.finish_reason.as_deref() == Some("length") {
-        return Some(
+        return Err(
             "the answer was cut off at the token limit (finish_reason: length); answer more briefly"
                 .to_string(),
         );
     }
     if content.trim().is_empty() {
-        return Some("the answer was empty".to_string());
+        return Err("the answer was empty".to_string());
     }
     let value = match parse_json_answer(content) {
         Ok(v) => v,
-        Err(e) => return Some(format!("the answer is not valid JSON: {e}")),
+        Err(e) => return Err(format!("the answer is not valid JSON: {e}")),
     };
+    if validator.is_valid(&value) {
+        return Ok(value);
+    }
     let mut errors = validator.iter_errors(&value);
     let listed: Vec<String> = errors
         .by_ref()
@@ -211,7 +217,8 @@ fn check_answer(
         })
         .collect();
     if listed.is_empty() {
-        return None;
+        // is_valid said otherwise; both walk the same schema.
+        return Err("the answer does not match the schema".to_string());
     }
     let total = listed.len() + errors.count();
     let mut text = format!(
@@ -221,7 +228,7 @@ fn check_answer(
     if total > MAX_LISTED_ERRORS {
         text.push_str("; …");
     }
-    Some(text)
+    Err(text)
 }
 
 /// Checks one reply against the answer schema: the answer, or why it is not acceptable.
@@ -230,11 +237,8 @@ pub fn validate_reply(
     reply: &super::ModelReply,
     validator: &jsonschema::Validator,
 ) -> Result<Value, String> {
-    let content = reply.content.clone().unwrap_or_default();
-    match check_answer(reply, &content, validator) {
-        None => parse_json_answer(&content).map_err(|e| e.to_string()),
-        Some(problem) => Err(problem),
-    }
+    let content = reply.content.as_deref().unwrap_or_default();
+    check_answer(reply, content, validator)
 }
 
 /// The message that asks again after a rejected answer.

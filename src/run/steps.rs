@@ -144,10 +144,7 @@ impl<'s> Step<'s> {
             Target::Review(_) => ("review_answer", answer::review_schema(&ids)),
             Target::Signal => ("signal_answer", answer::signal_schema(&ids)),
         };
-        JsonSchemaSpec {
-            name: name.to_string(),
-            schema,
-        }
+        JsonSchemaSpec::new(name, schema)
     }
 }
 
