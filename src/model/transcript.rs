@@ -30,9 +30,10 @@ use crate::secrets::Scrubber;
 /// The file name of the transcript inside a run directory.
 pub const EXCHANGES_FILE: &str = "exchanges.jsonl";
 
-/// One recorded exchange (one line of `exchanges.jsonl`).
+/// One recorded exchange (one line of `exchanges.jsonl`). Read back as `Exchange` (owned
+/// bodies); written as `Exchange<&Value>`, so recording copies no request or answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Exchange {
+pub struct Exchange<B = Value> {
     pub step: String,
     pub attempt: u32,
     /// sha256 of the canonical request JSON as recorded (scrubbed), so a replay, which
@@ -41,9 +42,9 @@ pub struct Exchange {
     /// looks up both.
     pub request_hash: String,
     /// The exact request body (secrets scrubbed).
-    pub request: Value,
+    pub request: B,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response: Option<Value>,
+    pub response: Option<B>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ExchangeError>,
     #[serde(default)]
@@ -393,7 +394,7 @@ impl Recorder {
     /// The exchange as one scrubbed JSON line (with its newline). Scrubbing works on string
     /// values (request and response bodies: keys too), never on the serialized bytes, and
     /// leaves hatrack's identifiers (step, hash, time) alone, so the line always replays.
-    fn line(&self, exchange: &Exchange) -> Result<String, ModelError> {
+    fn line<B: Serialize>(&self, exchange: &Exchange<B>) -> Result<String, ModelError> {
         let encode = |e: serde_json::Error| {
             transcript_error(&self.path, format!("cannot encode exchange: {e}"))
         };
@@ -434,7 +435,7 @@ impl Recorder {
 
     /// Writes one exchange as a scrubbed line with a single `write` (the OS has it once this
     /// returns); fdatasync only when [`SYNC_INTERVAL`] has passed since the last one.
-    pub fn record(&self, exchange: &Exchange) -> Result<(), ModelError> {
+    pub fn record<B: Serialize>(&self, exchange: &Exchange<B>) -> Result<(), ModelError> {
         let line = self.line(exchange)?;
         let mut state = self
             .state
@@ -900,7 +901,7 @@ impl TranscriptModel {
                         replayed: true,
                         ..hit.clone()
                     };
-                    if let Err(e) = record_now(rec, copy).await {
+                    if let Err(e) = record_now(rec, &copy).await {
                         return Some(Err(e));
                     }
                 }
@@ -942,7 +943,7 @@ impl TranscriptModel {
                 step: request.step.clone(),
                 attempt: request.attempt,
                 request_hash: hash,
-                request: request.body.clone(),
+                request: &request.body,
                 response: None,
                 error: None,
                 usage: Usage::default(),
@@ -953,7 +954,7 @@ impl TranscriptModel {
             };
             match &result {
                 Ok(reply) => {
-                    exchange.response = Some(reply.body.clone());
+                    exchange.response = Some(&reply.body);
                     exchange.usage = reply.usage;
                     exchange.duration_ms = reply.duration_ms;
                     exchange.streamed = reply.streamed;
@@ -967,7 +968,7 @@ impl TranscriptModel {
                 // Nothing was exchanged (budget, configuration): nothing to record.
                 Err(_) => return result,
             }
-            record_now(rec, exchange).await?;
+            record_now(rec, &exchange).await?;
         }
         result
     }
@@ -975,8 +976,11 @@ impl TranscriptModel {
 
 /// Records in place (no hop to the blocking pool): one `write` of a line the OS buffers (microseconds); the occasional
 /// fdatasync ([`SYNC_INTERVAL`]) is the only wait on the disk.
-async fn record_now(recorder: &Arc<Recorder>, exchange: Exchange) -> Result<(), ModelError> {
-    recorder.record(&exchange)
+async fn record_now<B: Serialize>(
+    recorder: &Arc<Recorder>,
+    exchange: &Exchange<B>,
+) -> Result<(), ModelError> {
+    recorder.record(exchange)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
