@@ -61,7 +61,10 @@ pub fn validator(
         return Ok(compiled.clone());
     }
     let compiled = VALIDATORS.get_or_try(&schema.schema.to_string(), || {
-        let compiled = jsonschema::validator_for(&schema.schema).map_err(|e| {
+        // Draft 7: the answer schemas use only keywords it shares with 2020-12 (type,
+        // properties, required, additionalProperties, items, enum, min/maxItems), and its
+        // meta-schema builds in a third of the time of 2020-12's on each start.
+        let compiled = jsonschema::draft7::new(&schema.schema).map_err(|e| {
             ModelError::Config(format!(
                 "step {step}: the answer schema {} is not a valid JSON Schema: {e}",
                 schema.name
