@@ -6,6 +6,10 @@
 //! - the same stage replayed from that run's transcript;
 //! - hatrack's CPU per exchange: user + system time of a `--samples 32` run minus a
 //!   `--samples 1` run, per extra exchange (target: under 0.3 ms);
+//! - the floor under that figure: the CPU of a bare reqwest client posting the same request
+//!   body (the run's largest) to the same fake server and parsing its answer, nothing else —
+//!   what any Rust client pays per exchange of that size before hashing, recording or
+//!   validating anything;
 //! - the cost of one workspace tool call (`list_files`, `read_file`, `search`) on the example
 //!   workspace: what an agent turn adds besides the model.
 //!
@@ -79,10 +83,12 @@ fn cpu_of_run(url: &str, samples: &str, prompts: &[&str], dir: &Path) -> (Durati
 
 /// CPU per exchange: the median extra CPU of a 32-sample run over a 1-sample run, per extra
 /// exchange (what hatrack spends per exchange once a run is under way), for the shipped
-/// layout and for the per-step one (`--prompts benches/layouts/per-step`).
+/// layout streamed (the fake sends each answer in small deltas, as providers do) and not, and
+/// for the per-step one (`--prompts benches/layouts/per-step`).
 fn cpu_per_exchange(url: &str, tmp: &Path) {
     for (label, prompts) in [
         ("shared dossier (shipped)", &[][..]),
+        ("shared dossier, --no-stream", &["--no-stream"][..]),
         (
             "per-step layout",
             &["--prompts", "benches/layouts/per-step"][..],
@@ -116,6 +122,78 @@ fn cpu_per_exchange_of(url: &str, prompts: &[&str], tmp: &Path) {
         many.as_secs_f64() * 1000.0
     );
     println!("  => {per:.3} ms per extra exchange (target < 0.3 ms)");
+}
+
+/// CPU (user + system) of the calling thread.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a valid start.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_THREAD is a valid `who` on Linux.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The floor: a bare reqwest client (one thread, four requests in flight, as hatrack's
+/// samples run) posting the run's largest request body, without streaming, and parsing the
+/// answer. Measured on its own thread, so the fake server's work is not counted.
+fn http_floor(url: &str, run: &Path) {
+    let transcript = std::fs::read_to_string(run.join("exchanges.jsonl")).expect("a transcript");
+    let mut body: serde_json::Value = transcript
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| e["request"].clone())
+        .max_by_key(|r| r.to_string().len())
+        .expect("a recorded request");
+    if let Some(fields) = body.as_object_mut() {
+        fields.remove("stream");
+        fields.remove("stream_options");
+    }
+    let bytes = serde_json::to_vec(&body).expect("a body");
+    let endpoint = format!("{url}/chat/completions");
+    const N: usize = 124;
+    let per = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                hatrack::install_crypto_provider();
+                let client = reqwest::Client::new();
+                let post = || async {
+                    let answer = client
+                        .post(&endpoint)
+                        .header("content-type", "application/json")
+                        .body(serde_json::to_vec(&body).expect("a body"))
+                        .send()
+                        .await
+                        .expect("the fake answers");
+                    let text = answer.bytes().await.expect("an answer");
+                    serde_json::from_slice::<serde_json::Value>(&text).expect("JSON")
+                };
+                runtime.block_on(async {
+                    use futures::StreamExt;
+                    post().await;
+                    let before = thread_cpu();
+                    futures::stream::iter((0..N).map(|_| post()))
+                        .buffer_unordered(4)
+                        .collect::<Vec<_>>()
+                        .await;
+                    (thread_cpu() - before) / N as u32
+                })
+            })
+            .join()
+            .expect("the client thread")
+    });
+    println!(
+        "the floor: a bare reqwest POST of the run's largest request ({} bytes) and its parsed answer",
+        bytes.len()
+    );
+    println!(
+        "  => {:.3} ms CPU per request ({N} requests, user + system)",
+        per.as_secs_f64() * 1000.0
+    );
 }
 
 fn tool_calls() {
@@ -201,5 +279,6 @@ fn main() {
     stats("replay of that run", replays);
     println!("  fake server requests served: {}", fake.count());
     cpu_per_exchange(&url, tmp.path());
+    http_floor(&url, &tmp.path().join("run-0"));
     tool_calls();
 }

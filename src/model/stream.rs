@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 /// The longest SSE line accepted. One chunk carries a few tokens; a megabyte is far beyond
@@ -51,16 +52,24 @@ pub struct LineSplitter {
 
 impl LineSplitter {
     /// Appends `bytes` and returns every line they complete (without the line ending).
+    /// A line that lies whole in `bytes` (the usual case: a provider writes whole events) is
+    /// copied once, into its `String`.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, StreamError> {
         let mut lines = Vec::new();
         let mut rest = bytes;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-            self.extend(&rest[..pos])?;
-            let mut line = std::mem::take(&mut self.pending);
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            lines.push(String::from_utf8_lossy(&line).into_owned());
+            let text = if self.pending.is_empty() {
+                if pos > MAX_LINE_BYTES {
+                    return Err(StreamError::LineTooLong);
+                }
+                line_text(&rest[..pos])
+            } else {
+                self.extend(&rest[..pos])?;
+                let text = line_text(&self.pending);
+                self.pending.clear();
+                text
+            };
+            lines.push(text);
             rest = &rest[pos + 1..];
         }
         self.extend(rest)?;
@@ -73,12 +82,21 @@ impl LineSplitter {
     }
 
     fn extend(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
         if self.pending.len().saturating_add(bytes.len()) > MAX_LINE_BYTES {
             return Err(StreamError::LineTooLong);
         }
         self.pending.extend_from_slice(bytes);
         Ok(())
     }
+}
+
+/// A line's text without its `\r` (CRLF endings), invalid UTF-8 replaced.
+fn line_text(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    String::from_utf8_lossy(line).into_owned()
 }
 
 /// One tool call being assembled from its deltas.
@@ -121,14 +139,14 @@ pub struct StreamAssembler {
 struct TypedChunk<'a> {
     #[serde(default)]
     error: Option<Value>,
-    #[serde(default)]
-    id: Option<Value>,
-    #[serde(default)]
-    created: Option<Value>,
-    #[serde(default)]
-    model: Option<Value>,
-    #[serde(default)]
-    system_fingerprint: Option<Value>,
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    created: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    system_fingerprint: Option<&'a RawValue>,
     #[serde(default)]
     usage: Option<Value>,
     #[serde(default, borrow)]
@@ -267,8 +285,14 @@ impl StreamAssembler {
             ("model", chunk.model),
             ("system_fingerprint", chunk.system_fingerprint),
         ] {
-            if let Some(v) = v {
-                self.head.entry(key).or_insert(v);
+            // Every chunk repeats these: only the first one's are read (null is absent).
+            let Some(raw) = v.filter(|r| r.get() != "null") else {
+                continue;
+            };
+            if !self.head.contains_key(key) {
+                if let Ok(value) = serde_json::from_str::<Value>(raw.get()) {
+                    self.head.insert(key.to_string(), value);
+                }
             }
         }
         if let Some(usage) = chunk.usage.filter(Value::is_object) {
