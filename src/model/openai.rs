@@ -122,7 +122,9 @@ impl tower::Service<HttpRequestFactory> for StatusAwareService {
             idle: self.idle_timeout,
             on_tokens: self.on_tokens.clone(),
         };
-        Box::pin(async move {
+        // Read here, in the caller's task: a task-local does not follow into a spawned task.
+        let context = CALL.try_with(Arc::clone).ok();
+        Box::pin(on_own_task(async move {
             let mut request = factory.build().await?;
             // No key (a local model): no Authorization header, rather than an empty one.
             let auth = reqwest::header::AUTHORIZATION;
@@ -156,7 +158,6 @@ impl tower::Service<HttpRequestFactory> for StatusAwareService {
                 })));
             }
             if is_event_stream(&response) {
-                let context = CALL.try_with(Arc::clone).ok();
                 let step = context.as_ref().map_or("", |c| c.step.as_str());
                 let body = stream.read(&mut response, step).await?;
                 if let Some(context) = &context {
@@ -184,7 +185,34 @@ impl tower::Service<HttpRequestFactory> for StatusAwareService {
                 })));
             }
             Ok(with_body(response, bytes))
-        })
+        }))
+    }
+}
+
+/// Runs one HTTP exchange as a task of its own and waits for it; dropping the wait (a
+/// cancelled run) aborts the exchange.
+///
+/// Why: hyper hands a body to its reader one chunk at a time from the connection's task,
+/// and a streamed answer is hundreds of chunks. Read from the run's top-level future, every
+/// chunk would make the scheduler poll the I/O driver (a system call) before handing the
+/// chunk over; between two tasks, the hand-over is a queue push.
+async fn on_own_task<T: Send + 'static>(
+    exchange: impl Future<Output = Result<T, OpenAIError>> + Send + 'static,
+) -> Result<T, OpenAIError> {
+    use tracing::Instrument;
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(tokio::spawn(exchange.in_current_span()));
+    match (&mut task.0).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(OpenAIError::InvalidArgument(format!(
+            "the HTTP exchange was cancelled: {e}"
+        ))),
     }
 }
 
@@ -256,9 +284,9 @@ impl StreamReader {
             started = true;
             read = read.saturating_add(chunk.len());
             let before = answer.deltas();
-            for line in lines.push(&chunk).map_err(broken)? {
-                answer.line(&line).map_err(broken)?;
-            }
+            lines
+                .push(&chunk, |line| answer.line(line))
+                .map_err(broken)?;
             if answer.size() > self.max_body || read > self.max_body.saturating_mul(WIRE_FACTOR) {
                 return Err(boxed(BodyTooLarge {
                     cap: self.max_body,
@@ -894,6 +922,20 @@ impl ChatModel for LiveModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_exchange_given_up_on_stops_its_task() {
+        let (alive, gone) = tokio::sync::oneshot::channel::<()>();
+        let exchange = on_own_task(async move {
+            let _alive = alive;
+            std::future::pending::<Result<(), OpenAIError>>().await
+        });
+        // The caller gives up (a cancelled run): the exchange's task must not go on.
+        let waited = tokio::time::timeout(Duration::from_millis(20), exchange).await;
+        assert!(waited.is_err());
+        let stopped = tokio::time::timeout(Duration::from_secs(10), gone).await;
+        assert!(stopped.is_ok(), "the exchange's task still runs");
+    }
 
     #[test]
     fn retry_after_parses_seconds() {

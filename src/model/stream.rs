@@ -51,34 +51,37 @@ pub struct LineSplitter {
 }
 
 impl LineSplitter {
-    /// Appends `bytes` and returns every line they complete (without the line ending).
-    /// A line that lies whole in `bytes` (the usual case: a provider writes whole events) is
-    /// copied once, into its `String`.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, StreamError> {
-        let mut lines = Vec::new();
+    /// Appends `bytes` and hands `each` every line they complete (without the line ending),
+    /// in order. A line that lies whole in `bytes` (the usual case: a provider writes whole
+    /// events) is lent as it lies, not copied: an answer streams in hundreds of lines.
+    pub fn push(
+        &mut self,
+        bytes: &[u8],
+        mut each: impl FnMut(&str) -> Result<(), StreamError>,
+    ) -> Result<(), StreamError> {
         let mut rest = bytes;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-            let text = if self.pending.is_empty() {
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
+            if self.pending.is_empty() {
                 if pos > MAX_LINE_BYTES {
                     return Err(StreamError::LineTooLong);
                 }
-                line_text(&rest[..pos])
+                each(&line_text(&rest[..pos]))?;
             } else {
                 self.extend(&rest[..pos])?;
-                let text = line_text(&self.pending);
+                let line = std::mem::take(&mut self.pending);
+                each(&line_text(&line))?;
+                // Keep the buffer's allocation for the next split line.
+                self.pending = line;
                 self.pending.clear();
-                text
-            };
-            lines.push(text);
+            }
             rest = &rest[pos + 1..];
         }
-        self.extend(rest)?;
-        Ok(lines)
+        self.extend(rest)
     }
 
     /// What is left when the body ends (a last line with no newline).
     pub fn finish(self) -> Option<String> {
-        (!self.pending.is_empty()).then(|| String::from_utf8_lossy(&self.pending).into_owned())
+        (!self.pending.is_empty()).then(|| line_text(&self.pending).into_owned())
     }
 
     fn extend(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
@@ -93,10 +96,14 @@ impl LineSplitter {
     }
 }
 
-/// A line's text without its `\r` (CRLF endings), invalid UTF-8 replaced.
-fn line_text(line: &[u8]) -> String {
+/// A line's text without its `\r` (CRLF endings); invalid UTF-8 is replaced (and only then
+/// copied).
+fn line_text(line: &[u8]) -> Cow<'_, str> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    String::from_utf8_lossy(line).into_owned()
+    match std::str::from_utf8(line) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(line),
+    }
 }
 
 /// One tool call being assembled from its deltas.
@@ -113,7 +120,8 @@ struct ToolCallParts {
 #[derive(Debug, Default)]
 pub struct StreamAssembler {
     /// `id`, `created`, `model`, `system_fingerprint` of the first chunk that had them.
-    head: Map<String, Value>,
+    /// In arrival order; at most the four keys, so a scan finds one faster than a map.
+    head: Vec<(&'static str, Value)>,
     role: Option<String>,
     content: String,
     saw_content: bool,
@@ -137,8 +145,9 @@ pub struct StreamAssembler {
 /// takes the general path.
 #[derive(serde::Deserialize)]
 struct TypedChunk<'a> {
-    #[serde(default)]
-    error: Option<Value>,
+    // Fields that are rare or read once stay raw text until needed: most chunks are one token.
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
     #[serde(default, borrow)]
     id: Option<&'a RawValue>,
     #[serde(default, borrow)]
@@ -147,10 +156,42 @@ struct TypedChunk<'a> {
     model: Option<&'a RawValue>,
     #[serde(default, borrow)]
     system_fingerprint: Option<&'a RawValue>,
-    #[serde(default)]
-    usage: Option<Value>,
     #[serde(default, borrow)]
-    choices: Option<Vec<TypedChoice<'a>>>,
+    usage: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    choices: Option<FirstChoice<'a>>,
+}
+
+/// The head fields every chunk repeats, in the order they are read.
+const HEAD_KEYS: [&str; 4] = ["id", "created", "model", "system_fingerprint"];
+
+/// The first choice 0 of a chunk's `choices` (an absent `index` counts as 0); the others are
+/// read past without being kept.
+struct FirstChoice<'a>(Option<TypedChoice<'a>>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for FirstChoice<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Choices<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Choices<'a> {
+            type Value = FirstChoice<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut first = None;
+                while let Some(choice) = seq.next_element::<TypedChoice<'a>>()? {
+                    if first.is_none() && choice.index.is_none_or(|i| i == 0) {
+                        first = Some(choice);
+                    }
+                }
+                Ok(FirstChoice(first))
+            }
+        }
+        deserializer.deserialize_seq(Choices(std::marker::PhantomData))
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -169,8 +210,8 @@ struct TypedDelta<'a> {
     role: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     content: Option<Cow<'a, str>>,
-    #[serde(default)]
-    tool_calls: Option<Value>,
+    #[serde(default, borrow)]
+    tool_calls: Option<&'a RawValue>,
 }
 
 impl StreamAssembler {
@@ -245,9 +286,9 @@ impl StreamAssembler {
         if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
             return Err(StreamError::Provider(snippet(&error.to_string())));
         }
-        for key in ["id", "created", "model", "system_fingerprint"] {
+        for key in HEAD_KEYS {
             if let Some(v) = chunk.get(key).filter(|v| !v.is_null()) {
-                self.head.entry(key).or_insert_with(|| v.clone());
+                self.keep_head(key, || Some(v.clone()));
             }
         }
         if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
@@ -277,33 +318,30 @@ impl StreamAssembler {
     /// shape.
     fn typed(&mut self, chunk: TypedChunk<'_>) -> Result<(), StreamError> {
         if let Some(error) = chunk.error {
+            let error: Value = serde_json::from_str(error.get()).unwrap_or_default();
             return Err(StreamError::Provider(snippet(&error.to_string())));
         }
-        for (key, v) in [
-            ("id", chunk.id),
-            ("created", chunk.created),
-            ("model", chunk.model),
-            ("system_fingerprint", chunk.system_fingerprint),
-        ] {
+        let raw = [
+            chunk.id,
+            chunk.created,
+            chunk.model,
+            chunk.system_fingerprint,
+        ];
+        for (key, v) in HEAD_KEYS.into_iter().zip(raw) {
             // Every chunk repeats these: only the first one's are read (null is absent).
-            let Some(raw) = v.filter(|r| r.get() != "null") else {
-                continue;
-            };
-            if !self.head.contains_key(key) {
-                if let Ok(value) = serde_json::from_str::<Value>(raw.get()) {
-                    self.head.insert(key.to_string(), value);
-                }
+            if let Some(raw) = v.filter(|r| r.get() != "null") {
+                self.keep_head(key, || serde_json::from_str(raw.get()).ok());
             }
         }
-        if let Some(usage) = chunk.usage.filter(Value::is_object) {
-            self.usage = Some(usage);
+        if let Some(usage) = chunk
+            .usage
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        {
+            if let Value::Object(_) = usage {
+                self.usage = Some(usage);
+            }
         }
-        let Some(choice) = chunk
-            .choices
-            .into_iter()
-            .flatten()
-            .find(|c| c.index.is_none_or(|i| i == 0))
-        else {
+        let Some(FirstChoice(Some(choice))) = chunk.choices else {
             return Ok(());
         };
         self.saw_choice = true;
@@ -323,15 +361,22 @@ impl StreamAssembler {
                 self.deltas += 1;
             }
         }
-        for call in delta
-            .tool_calls
-            .iter()
-            .filter_map(Value::as_array)
-            .flatten()
-        {
-            self.tool_call(call)?;
+        if let Some(raw) = delta.tool_calls {
+            let calls: Value = serde_json::from_str(raw.get()).unwrap_or_default();
+            for call in calls.as_array().into_iter().flatten() {
+                self.tool_call(call)?;
+            }
         }
         Ok(())
+    }
+
+    /// Keeps a head field (`id`, `model`, …) the first time a chunk has it.
+    fn keep_head(&mut self, key: &'static str, value: impl FnOnce() -> Option<Value>) {
+        if !self.head.iter().any(|(k, _)| *k == key) {
+            if let Some(value) = value() {
+                self.head.push((key, value));
+            }
+        }
     }
 
     fn delta(&mut self, delta: &Value) -> Result<(), StreamError> {
@@ -423,7 +468,11 @@ impl StreamAssembler {
                 .collect();
             message.insert("tool_calls".into(), Value::Array(calls));
         }
-        let mut body = self.head;
+        let mut body: Map<String, Value> = self
+            .head
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         body.insert("object".into(), json!("chat.completion"));
         let choices = if self.saw_choice {
             json!([{"index": 0, "message": message, "finish_reason": self.finish_reason}])
@@ -454,9 +503,7 @@ mod tests {
     fn assemble(text: &str) -> Result<Value, StreamError> {
         let mut lines = LineSplitter::default();
         let mut a = StreamAssembler::default();
-        for line in lines.push(text.as_bytes())? {
-            a.line(&line)?;
-        }
+        lines.push(text.as_bytes(), |line| a.line(line))?;
         if let Some(last) = lines.finish() {
             a.line(&last)?;
         }
@@ -491,7 +538,9 @@ mod tests {
             "data: {\"service_tier\":\"default\",\"choices\":[{\"index\":1,\"delta\":{\"content\":\"XX\"}},{\"index\":0,\"delta\":{\"content\":\"cd\"},\"logprobs\":{\"content\":[]}}]}\n\n",
             "data: {\"id\":7,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ef\"},\"finish_reason\":7}]}\n\n",
             "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":5,\"content\":\"gh\"}}]}\n\n",
-            "data: {\"choices\":[{\"index\":null,\"delta\":{\"content\":\"ij\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"error\":null,\"usage\":5,\"choices\":[{\"delta\":{\"content\":\"\\u0069\",\"tool_calls\":7}}]}\n\n",
+            "data: {\"choices\":[{\"index\":null,\"delta\":{\"content\":\"j\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"usage\":{\"prompt_tokens\":3},\"choices\":[]}\n\n",
             "data: [DONE]\n\n"
         ))
         .unwrap();
@@ -503,6 +552,10 @@ mod tests {
             "a number is no finish reason"
         );
         assert_eq!(body["id"], "c1", "the first id given is kept");
+        assert_eq!(
+            body["usage"]["prompt_tokens"], 3,
+            "a usage that is no object is none"
+        );
     }
 
     #[test]
@@ -547,8 +600,8 @@ mod tests {
         );
         let mut lines = LineSplitter::default();
         let long = vec![b'x'; MAX_LINE_BYTES / 2 + 1];
-        assert!(lines.push(&long).is_ok());
-        assert_eq!(lines.push(&long), Err(StreamError::LineTooLong));
+        assert!(lines.push(&long, |_| Ok(())).is_ok());
+        assert_eq!(lines.push(&long, |_| Ok(())), Err(StreamError::LineTooLong));
     }
 
     #[test]
@@ -562,11 +615,20 @@ mod tests {
     #[test]
     fn lines_split_across_chunks() {
         let mut lines = LineSplitter::default();
-        assert!(lines.push(b"data: {\"a\"").unwrap().is_empty());
-        assert_eq!(
-            lines.push(b":1}\r\n\ndata").unwrap(),
-            vec!["data: {\"a\":1}".to_string(), String::new()]
-        );
+        let mut seen = Vec::new();
+        let mut collect = |line: &str| {
+            seen.push(line.to_string());
+            Ok(())
+        };
+        lines.push(b"data: {\"a\"", &mut collect).unwrap();
+        assert!(seen.is_empty());
+        lines
+            .push(b":1}\r\n\ndata", |line| {
+                seen.push(line.to_string());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, vec!["data: {\"a\":1}".to_string(), String::new()]);
         assert_eq!(lines.finish().as_deref(), Some("data"));
     }
 }
