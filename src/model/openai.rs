@@ -264,24 +264,24 @@ impl StreamReader {
         let mut lines = LineSplitter::default();
         let mut answer = StreamAssembler::default();
         let mut read = 0usize;
-        let mut started = false;
+        let mut idle: Option<IdleTimer> = None;
         loop {
-            let next = if started {
-                tokio::time::timeout(self.idle, response.chunk())
-                    .await
-                    .map_err(|_| {
-                        boxed(StreamFailure::Stalled {
-                            idle: self.idle,
-                            tokens: answer.deltas(),
-                        })
-                    })?
-            } else {
-                response.chunk().await
+            let next = match &mut idle {
+                Some(timer) => timer.within(response.chunk()).await.ok_or_else(|| {
+                    boxed(StreamFailure::Stalled {
+                        idle: self.idle,
+                        tokens: answer.deltas(),
+                    })
+                })?,
+                None => response.chunk().await,
             };
             let Some(chunk) = next.map_err(OpenAIError::Reqwest)? else {
                 break;
             };
-            started = true;
+            match &mut idle {
+                Some(timer) => timer.touch(),
+                None => idle = Some(IdleTimer::new(self.idle)),
+            }
             read = read.saturating_add(chunk.len());
             let before = answer.deltas();
             lines
@@ -305,6 +305,50 @@ impl StreamReader {
             answer.line(&last).map_err(broken)?;
         }
         answer.finish().map_err(broken)
+    }
+}
+
+/// The idle timeout between a stream's chunks, armed once: a chunk only notes its time, and
+/// when the timer fires it is moved to the last chunk's time plus `idle`. (A timeout per
+/// chunk would arm and disarm a timer hundreds of times per answer.)
+struct IdleTimer {
+    idle: Duration,
+    last: tokio::time::Instant,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleTimer {
+    fn new(idle: Duration) -> IdleTimer {
+        let now = tokio::time::Instant::now();
+        IdleTimer {
+            idle,
+            last: now,
+            sleep: Box::pin(tokio::time::sleep_until(now + idle)),
+        }
+    }
+
+    /// A chunk came now.
+    fn touch(&mut self) {
+        self.last = tokio::time::Instant::now();
+    }
+
+    /// `next`'s output, or `None` once nothing has come for `idle` since the last chunk.
+    async fn within<T>(&mut self, next: impl Future<Output = T>) -> Option<T> {
+        let mut next = std::pin::pin!(next);
+        std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(value) = next.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Some(value));
+            }
+            while self.sleep.as_mut().poll(cx).is_ready() {
+                let due = self.last + self.idle;
+                if tokio::time::Instant::now() >= due {
+                    return std::task::Poll::Ready(None);
+                }
+                self.sleep.as_mut().reset(due);
+            }
+            std::task::Poll::Pending
+        })
+        .await
     }
 }
 
