@@ -28,10 +28,10 @@ const EXCHANGES: usize = 500;
 const TRANSCRIPT: usize = 1000;
 
 fn request(i: usize) -> ModelRequest {
-    ModelRequest {
-        step: format!("hat/step-{}", i % 7),
-        attempt: 1,
-        body: json!({
+    ModelRequest::new(
+        format!("hat/step-{}", i % 7),
+        1,
+        json!({
             "model": "bench",
             "messages": [
                 {"role": "system", "content": "You are the reliability reviewer. Judge each check."},
@@ -40,7 +40,7 @@ fn request(i: usize) -> ModelRequest {
             "temperature": 0.0,
             "seed": 42
         }),
-    }
+    )
 }
 
 fn median(samples: &[Duration]) -> Duration {

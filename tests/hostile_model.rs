@@ -678,11 +678,11 @@ fn live_settings(url: &str) -> ModelSettings {
 }
 
 fn request() -> ModelRequest {
-    ModelRequest {
-        step: "hat/a".into(),
-        attempt: 1,
-        body: json!({"model": "test-model", "messages": [{"role": "user", "content": "hello"}]}),
-    }
+    ModelRequest::new(
+        "hat/a",
+        1,
+        json!({"model": "test-model", "messages": [{"role": "user", "content": "hello"}]}),
+    )
 }
 
 // ── property tests: arbitrary provider responses never panic the client ──────────────

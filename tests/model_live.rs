@@ -26,11 +26,11 @@ fn settings(url: &str) -> ModelSettings {
 }
 
 fn request(step: &str) -> ModelRequest {
-    ModelRequest {
-        step: step.into(),
-        attempt: 1,
-        body: json!({"model": "test-model", "messages": [{"role": "user", "content": "hello"}]}),
-    }
+    ModelRequest::new(
+        step,
+        1,
+        json!({"model": "test-model", "messages": [{"role": "user", "content": "hello"}]}),
+    )
 }
 
 fn provider_error(

@@ -97,11 +97,7 @@ async fn the_local_model_answers_a_plain_question() {
         None,
     );
     let reply = model
-        .complete(&ModelRequest {
-            step: "local/plain".into(),
-            attempt: 1,
-            body,
-        })
+        .complete(&ModelRequest::new("local/plain", 1, body))
         .await
         .unwrap();
     let content = reply.content.unwrap_or_default();
@@ -141,11 +137,7 @@ async fn a_streamed_schema_answer_equals_the_plain_one() {
     for stream in [true, false] {
         s.stream = stream;
         let body = hatrack::model::build_body(&s, &messages, Some(&schema));
-        let request = ModelRequest {
-            step: "local/stream".into(),
-            attempt: 1,
-            body,
-        };
+        let request = ModelRequest::new("local/stream", 1, body);
         let reply = LiveModel::new(&s)
             .unwrap()
             .complete(&request)

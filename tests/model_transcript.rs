@@ -31,14 +31,14 @@ fn live(url: &str) -> Option<Arc<dyn ChatModel>> {
 }
 
 fn request(step: &str, prompt: &str) -> ModelRequest {
-    ModelRequest {
-        step: step.into(),
-        attempt: 1,
-        body: json!({"model": "test-model", "messages": [
+    ModelRequest::new(
+        step,
+        1,
+        json!({"model": "test-model", "messages": [
             {"role": "system", "content": "You are a reviewer.\nBe brief."},
             {"role": "user", "content": prompt}
         ]}),
-    }
+    )
 }
 
 /// The fake answers "answer to: <prompt>" so replies differ per request.

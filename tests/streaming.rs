@@ -34,13 +34,13 @@ fn settings(url: &str) -> ModelSettings {
 }
 
 fn streamed_request(step: &str) -> ModelRequest {
-    ModelRequest {
-        step: step.into(),
-        attempt: 1,
-        body: json!({"model": "test-model", "stream": true,
+    ModelRequest::new(
+        step,
+        1,
+        json!({"model": "test-model", "stream": true,
             "stream_options": {"include_usage": true},
             "messages": [{"role": "user", "content": "hello"}]}),
-    }
+    )
 }
 
 /// `reply` (a JSON chat answer) as a stream whose first `slow` events each come `pause`

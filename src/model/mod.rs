@@ -36,20 +36,48 @@ pub mod window;
 
 pub use budget::TokenBudget;
 pub use openai::{LiveModel, SharedTransport};
-pub use request::{build_body, build_body_with_tools, request_hash, ChatMessage, JsonSchemaSpec};
+pub use request::{
+    build_body, build_body_with_tools, request_hash, ChatMessage, JsonSchemaSpec, Wire,
+};
 pub use settings::{ModelSettings, Secret, TokenObserver};
 pub use structured::{ask_structured, StructuredOutcome};
 pub use transcript::{read_exchanges, Exchange, Handles, RecordMode, Recorder, TranscriptModel};
 
 /// One request to the model: the step it belongs to and the exact
 /// `/v1/chat/completions` body that is (or would be) sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelRequest {
     /// `hat/pipeline-engineer`, `review/reliability`, `signal`, …
     pub step: String,
     /// 1 for the first ask, 2 for the first re-ask, …
     pub attempt: u32,
+    /// Not changed once the request is handed to a model: its [`Wire`] form is kept.
     pub body: serde_json::Value,
+    #[serde(skip)]
+    wire: std::sync::OnceLock<Wire>,
+}
+
+impl ModelRequest {
+    pub fn new(step: impl Into<String>, attempt: u32, body: serde_json::Value) -> ModelRequest {
+        ModelRequest {
+            step: step.into(),
+            attempt,
+            body,
+            wire: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The body as sent and recorded, and its hash: written on first use, then shared by the
+    /// transcript, the transport and the recorder.
+    pub fn wire(&self) -> &Wire {
+        self.wire.get_or_init(|| Wire::of(&self.body))
+    }
+}
+
+impl PartialEq for ModelRequest {
+    fn eq(&self, other: &ModelRequest) -> bool {
+        (&self.step, self.attempt, &self.body) == (&other.step, other.attempt, &other.body)
+    }
 }
 
 /// Token usage of one exchange, as the provider reported it.

@@ -900,10 +900,12 @@ impl LiveModel {
     /// answer came streamed.
     async fn send_once(
         &self,
-        body: &serde_json::Value,
+        request: &ModelRequest,
         context: Arc<CallContext>,
     ) -> Result<serde_json::Value, OpenAIError> {
         let _permit = self.permits.acquire().await;
+        // The body's wire text, written once for the hash, this send and the transcript.
+        let body: &serde_json::value::RawValue = &request.wire().text;
         CALL.scope(
             context,
             self.client.chat().create_byot::<_, serde_json::Value>(body),
@@ -920,7 +922,7 @@ impl LiveModel {
                 step: request.step.clone(),
                 streamed: AtomicBool::new(false),
             });
-            match self.send_once(&request.body, context.clone()).await {
+            match self.send_once(request, context.clone()).await {
                 Ok(body) => {
                     if let Some(failure) = check_body(&body) {
                         return Err(failure.into_error(&request.step, tries));

@@ -3,6 +3,9 @@
 //! function of its inputs.
 
 use serde::{Deserialize, Serialize};
+use std::io::Write as _;
+
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -169,25 +172,109 @@ pub const TRANSPORT_FIELDS: [&str; 2] = ["stream", "stream_options"];
 pub fn request_hash(body: &Value) -> String {
     // Hashed as it is written: a request body runs to tens of kilobytes, and every exchange
     // (replayed or live) is looked up by its hash.
-    let mut hasher = HashWriter(Sha256::new());
-    write_canonical(body, &TRANSPORT_FIELDS, &mut hasher);
-    hex::encode(hasher.0.finalize())
+    let mut out = Canonical::new(None);
+    out.write_body(body);
+    hex::encode(out.hash.finalize())
+}
+
+/// A request body as it goes on the wire: its canonical text (as [`canonical_json`], the
+/// transport fields included) and its [`request_hash`], both from one writing of the body.
+///
+/// Why: a request runs to tens of kilobytes and is hashed, sent and recorded; written once,
+/// the text is what is sent and what the transcript keeps, byte for byte.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    pub text: Box<RawValue>,
+    pub hash: String,
+}
+
+impl Wire {
+    pub fn of(body: &Value) -> Wire {
+        let mut out = Canonical::new(Some(Vec::with_capacity(16 * 1024)));
+        out.write_body(body);
+        let text = String::from_utf8(out.text.take().unwrap_or_default()).unwrap_or_default();
+        Wire {
+            // Canonical text is JSON (this only re-checks it: a few microseconds).
+            text: RawValue::from_string(text).unwrap_or_else(|_| null_text()),
+            hash: hex::encode(out.hash.finalize()),
+        }
+    }
+}
+
+fn null_text() -> Box<RawValue> {
+    RawValue::from_string("null".to_string()).expect("null is JSON")
 }
 
 /// The canonical JSON text used by [`request_hash`].
 pub fn canonical_json(value: &Value) -> String {
     let mut out = Vec::new();
-    write_canonical(value, &[], &mut out);
+    // Writing to a Vec cannot fail.
+    let _ = write_canonical(value, &mut out);
     // Only serde_json's string escaping and ASCII punctuation were written.
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Feeds bytes written to it into a sha256.
-struct HashWriter(Sha256);
+/// Where a body's canonical text goes: into a sha256, except its [`TRANSPORT_FIELDS`], and,
+/// when kept, whole into `text`.
+struct Canonical {
+    hash: Sha256,
+    text: Option<Vec<u8>>,
+    /// Off while a transport field is written.
+    hashing: bool,
+}
 
-impl std::io::Write for HashWriter {
+impl Canonical {
+    fn new(text: Option<Vec<u8>>) -> Canonical {
+        Canonical {
+            hash: Sha256::new(),
+            text,
+            hashing: true,
+        }
+    }
+
+    /// Writes a request body: the top-level transport fields go to the text only, so the
+    /// hash and the text each get their own separators.
+    fn write_body(&mut self, body: &Value) {
+        // Writing to a Vec or a hash cannot fail.
+        let Value::Object(map) = body else {
+            let _ = write_canonical(body, self);
+            return;
+        };
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        let (mut texted, mut hashed) = (false, false);
+        let _ = self.write_all(b"{");
+        for key in keys {
+            let transport = TRANSPORT_FIELDS.contains(&key.as_str());
+            if let Some(text) = self.text.as_mut().filter(|_| texted) {
+                text.push(b',');
+            }
+            if !transport && hashed {
+                self.hash.update(b",");
+            }
+            if transport && self.text.is_none() {
+                continue;
+            }
+            texted = true;
+            hashed |= !transport;
+            self.hashing = !transport;
+            let _ = write_json_string(key, self);
+            let _ = self.write_all(b":");
+            let _ = write_canonical(&map[key], self);
+            self.hashing = true;
+        }
+        let _ = self.write_all(b"}");
+    }
+}
+
+impl std::io::Write for Canonical {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
+        if self.hashing {
+            self.hash.update(bytes);
+        }
+        if let Some(text) = &mut self.text {
+            text.extend_from_slice(bytes);
+        }
         Ok(bytes.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -195,22 +282,11 @@ impl std::io::Write for HashWriter {
     }
 }
 
-/// Writes `value` with object keys sorted recursively and no whitespace, leaving out the
-/// top-level keys in `skip`.
-fn write_canonical(value: &Value, skip: &[&str], out: &mut impl std::io::Write) {
-    // Writing to a Vec or a hash cannot fail.
-    let _ = try_write_canonical(value, skip, out);
-}
-
-fn try_write_canonical(
-    value: &Value,
-    skip: &[&str],
-    out: &mut impl std::io::Write,
-) -> std::io::Result<()> {
+/// Writes `value` with object keys sorted recursively and no whitespace.
+fn write_canonical(value: &Value, out: &mut impl std::io::Write) -> std::io::Result<()> {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> =
-                map.keys().filter(|k| !skip.contains(&k.as_str())).collect();
+            let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
             out.write_all(b"{")?;
             for (i, key) in keys.into_iter().enumerate() {
@@ -219,7 +295,7 @@ fn try_write_canonical(
                 }
                 write_json_string(key, out)?;
                 out.write_all(b":")?;
-                try_write_canonical(&map[key], &[], out)?;
+                write_canonical(&map[key], out)?;
             }
             out.write_all(b"}")
         }
@@ -229,7 +305,7 @@ fn try_write_canonical(
                 if i > 0 {
                     out.write_all(b",")?;
                 }
-                try_write_canonical(item, &[], out)?;
+                write_canonical(item, out)?;
             }
             out.write_all(b"]")
         }
@@ -314,5 +390,31 @@ mod tests {
             r#"{"messages":[{"content":"é \"q\" \n\u0001","role":"user"}],"model":"m","n":[1.5,null,false]}"#
         );
         assert_eq!(request_hash(&body), hex::encode(Sha256::digest(text)));
+    }
+
+    /// What is sent and recorded is the canonical text with the transport fields; its hash is
+    /// the request hash, wherever those fields sort (first, between, last, alone).
+    #[test]
+    fn the_wire_text_is_the_whole_body_and_its_hash_the_request_hash() {
+        for body in [
+            json!({"stream": true, "stream_options": {"include_usage": true}, "model": "m"}),
+            json!({"a": 1, "stream": true, "z": [2, {"y": 1, "x": 0}]}),
+            json!({"messages": [], "stream_options": {}}),
+            json!({"stream": false}),
+            json!({}),
+        ] {
+            let wire = Wire::of(&body);
+            assert_eq!(wire.text.get(), canonical_json(&body));
+            assert_eq!(wire.hash, request_hash(&body));
+            let mut plain = body.clone();
+            for field in TRANSPORT_FIELDS {
+                plain.as_object_mut().unwrap().remove(field);
+            }
+            assert_eq!(
+                wire.hash,
+                hex::encode(Sha256::digest(canonical_json(&plain))),
+                "{body}"
+            );
+        }
     }
 }

@@ -108,11 +108,7 @@ pub async fn ask_structured(
                 return Ok(outcome);
             }
         };
-        let request = ModelRequest {
-            step: step.to_string(),
-            attempt,
-            body,
-        };
+        let request = ModelRequest::new(step, attempt, body);
         let reply = match model.complete(&request).await {
             Ok(reply) => reply,
             Err(e) => {

@@ -31,9 +31,10 @@ use crate::secrets::Scrubber;
 pub const EXCHANGES_FILE: &str = "exchanges.jsonl";
 
 /// One recorded exchange (one line of `exchanges.jsonl`). Read back as `Exchange` (owned
-/// bodies); written as `Exchange<&Value>`, so recording copies no request or answer.
+/// bodies); written from borrowed ones (the request as the text that was sent, its
+/// [`super::Wire`]), so recording copies no request or answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Exchange<B = Value> {
+pub struct Exchange<B = Value, Q = B> {
     pub step: String,
     pub attempt: u32,
     /// sha256 of the canonical request JSON as recorded (scrubbed), so a replay, which
@@ -42,7 +43,7 @@ pub struct Exchange<B = Value> {
     /// looks up both.
     pub request_hash: String,
     /// The exact request body (secrets scrubbed).
-    pub request: B,
+    pub request: Q,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<B>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -394,7 +395,10 @@ impl Recorder {
     /// The exchange as one scrubbed JSON line (with its newline). Scrubbing works on string
     /// values (request and response bodies: keys too), never on the serialized bytes, and
     /// leaves hatrack's identifiers (step, hash, time) alone, so the line always replays.
-    fn line<B: Serialize>(&self, exchange: &Exchange<B>) -> Result<String, ModelError> {
+    fn line<B: Serialize, Q: Serialize>(
+        &self,
+        exchange: &Exchange<B, Q>,
+    ) -> Result<String, ModelError> {
         let encode = |e: serde_json::Error| {
             transcript_error(&self.path, format!("cannot encode exchange: {e}"))
         };
@@ -435,7 +439,10 @@ impl Recorder {
 
     /// Writes one exchange as a scrubbed line with a single `write` (the OS has it once this
     /// returns); fdatasync only when [`SYNC_INTERVAL`] has passed since the last one.
-    pub fn record<B: Serialize>(&self, exchange: &Exchange<B>) -> Result<(), ModelError> {
+    pub fn record<B: Serialize, Q: Serialize>(
+        &self,
+        exchange: &Exchange<B, Q>,
+    ) -> Result<(), ModelError> {
         let line = self.line(exchange)?;
         let mut state = self
             .state
@@ -666,8 +673,27 @@ impl ReplayIndex {
 /// Pretty JSON with message contents split on their newlines, so a changed sentence in a
 /// prompt shows as one changed line rather than one giant changed string.
 pub fn request_lines(body: &Value) -> String {
-    let text = serde_json::to_string_pretty(body).unwrap_or_default();
+    // Keys sorted, as requests are sent and recorded (their canonical text): two requests
+    // that differ only in key order show no difference.
+    let text = serde_json::to_string_pretty(&sorted(body)).unwrap_or_default();
     text.replace("\\n", "\\n\n")
+}
+
+/// `value` with every object's keys in sorted order.
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Replays from a transcript, calls the live model for what it cannot replay (as the mode
@@ -856,7 +882,10 @@ impl TranscriptModel {
             self.scrubber.scrub_json(&mut body);
             Some(body)
         };
-        let hash = request_hash(scrubbed.as_ref().unwrap_or(&request.body));
+        let hash = match &scrubbed {
+            Some(body) => request_hash(body),
+            None => request.wire().hash.clone(),
+        };
         if self.replays() {
             if let Some(answer) = self.replayed(request, &hash, scrubbed.is_some()).await {
                 return answer;
@@ -943,7 +972,7 @@ impl TranscriptModel {
                 step: request.step.clone(),
                 attempt: request.attempt,
                 request_hash: hash,
-                request: &request.body,
+                request: &*request.wire().text,
                 response: None,
                 error: None,
                 usage: Usage::default(),
@@ -976,9 +1005,9 @@ impl TranscriptModel {
 
 /// Records in place (no hop to the blocking pool): one `write` of a line the OS buffers (microseconds); the occasional
 /// fdatasync ([`SYNC_INTERVAL`]) is the only wait on the disk.
-async fn record_now<B: Serialize>(
+async fn record_now<B: Serialize, Q: Serialize>(
     recorder: &Arc<Recorder>,
-    exchange: &Exchange<B>,
+    exchange: &Exchange<B, Q>,
 ) -> Result<(), ModelError> {
     recorder.record(exchange)
 }

@@ -153,11 +153,7 @@ impl Turns {
                 body
             },
         )?;
-        Ok(ModelRequest {
-            step: step.to_string(),
-            attempt: turn,
-            body,
-        })
+        Ok(ModelRequest::new(step, turn, body))
     }
 
     /// Takes one reply: runs its tool calls, or validates its answer (re-asking when it is
