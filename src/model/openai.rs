@@ -16,7 +16,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,12 +72,21 @@ pub enum StreamFailure {
 }
 
 /// What the transport needs to know of the request in flight, beyond its HTTP form: the
-/// opaque step id for the token hook, and a flag it sets when the answer came streamed.
-/// Passed as a task-local because async-openai's request factory carries only HTTP.
+/// opaque step id for the token hook. Passed as a task-local because async-openai's request
+/// factory carries only HTTP.
 #[derive(Debug)]
 struct CallContext {
     step: String,
-    streamed: AtomicBool,
+    /// A streamed answer, assembled. It is handed back here rather than as the body
+    /// async-openai reads (that would write it out only to parse it again); async-openai is
+    /// then given `{}`.
+    streamed: std::sync::Mutex<Option<serde_json::Value>>,
+}
+
+impl CallContext {
+    fn take_streamed(&self) -> Option<serde_json::Value> {
+        self.streamed.lock().ok().and_then(|mut slot| slot.take())
+    }
 }
 
 tokio::task_local! {
@@ -160,13 +168,14 @@ impl tower::Service<HttpRequestFactory> for StatusAwareService {
             if is_event_stream(&response) {
                 let step = context.as_ref().map_or("", |c| c.step.as_str());
                 let body = stream.read(&mut response, step).await?;
-                if let Some(context) = &context {
-                    context.streamed.store(true, Ordering::Relaxed);
-                }
-                return Ok(with_body(
-                    response,
-                    serde_json::to_vec(&body).unwrap_or_default(),
-                ));
+                let bytes = match context.as_ref().map(|c| c.streamed.lock()) {
+                    Some(Ok(mut slot)) => {
+                        *slot = Some(body);
+                        b"{}".to_vec()
+                    }
+                    _ => serde_json::to_vec(&body).unwrap_or_default(),
+                };
+                return Ok(with_body(response, bytes));
             }
             let declared = response.content_length();
             if declared.is_some_and(|d| d > max_body as u64) {
@@ -920,17 +929,20 @@ impl LiveModel {
             tries = tries.saturating_add(1);
             let context = Arc::new(CallContext {
                 step: request.step.clone(),
-                streamed: AtomicBool::new(false),
+                streamed: std::sync::Mutex::new(None),
             });
             match self.send_once(request, context.clone()).await {
                 Ok(body) => {
+                    let streamed = context.take_streamed();
+                    let was_streamed = streamed.is_some();
+                    let body = streamed.unwrap_or(body);
                     if let Some(failure) = check_body(&body) {
                         return Err(failure.into_error(&request.step, tries));
                     }
                     let duration_ms =
                         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                     let mut reply = ModelReply::from_body(body, duration_ms, ReplySource::Live);
-                    reply.streamed = context.streamed.load(Ordering::Relaxed);
+                    reply.streamed = was_streamed;
                     return Ok(reply);
                 }
                 Err(error) => {

@@ -3,8 +3,6 @@
 //! function of its inputs.
 
 use serde::{Deserialize, Serialize};
-use std::io::Write as _;
-
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -170,11 +168,7 @@ pub const TRANSPORT_FIELDS: [&str; 2] = ["stream", "stream_options"];
 /// sha256 (hex) of the canonical form of `body` without [`TRANSPORT_FIELDS`]: object keys
 /// sorted recursively, no whitespace. Two bodies that differ only in key order hash the same.
 pub fn request_hash(body: &Value) -> String {
-    // Hashed as it is written: a request body runs to tens of kilobytes, and every exchange
-    // (replayed or live) is looked up by its hash.
-    let mut out = Canonical::new(None);
-    out.write_body(body);
-    hex::encode(out.hash.finalize())
+    Wire::write(body).1
 }
 
 /// A request body as it goes on the wire: its canonical text (as [`canonical_json`], the
@@ -190,14 +184,51 @@ pub struct Wire {
 
 impl Wire {
     pub fn of(body: &Value) -> Wire {
-        let mut out = Canonical::new(Some(Vec::with_capacity(16 * 1024)));
-        out.write_body(body);
-        let text = String::from_utf8(out.text.take().unwrap_or_default()).unwrap_or_default();
+        let (text, hash) = Wire::write(body);
+        let text = String::from_utf8(text).unwrap_or_default();
         Wire {
             // Canonical text is JSON (this only re-checks it: a few microseconds).
             text: RawValue::from_string(text).unwrap_or_else(|_| null_text()),
-            hash: hex::encode(out.hash.finalize()),
+            hash,
         }
+    }
+
+    /// The canonical text and the hex sha256 of that text without the top-level
+    /// [`TRANSPORT_FIELDS`]. The text is written first and hashed in large pieces, one per
+    /// top-level entry: the hash and the text each get their own separators.
+    fn write(body: &Value) -> (Vec<u8>, String) {
+        let mut text = Vec::with_capacity(16 * 1024);
+        let mut hash = Sha256::new();
+        // Writing to a Vec cannot fail.
+        let Value::Object(map) = body else {
+            let _ = write_canonical(body, &mut text);
+            hash.update(&text);
+            return (text, hex::encode(hash.finalize()));
+        };
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        text.push(b'{');
+        hash.update(b"{");
+        let mut hashed = false;
+        for (i, key) in keys.into_iter().enumerate() {
+            if i > 0 {
+                text.push(b',');
+            }
+            let entry = text.len();
+            let _ = write_json_string(key, &mut text);
+            text.push(b':');
+            let _ = write_canonical(&map[key], &mut text);
+            if !TRANSPORT_FIELDS.contains(&key.as_str()) {
+                if hashed {
+                    hash.update(b",");
+                }
+                hash.update(&text[entry..]);
+                hashed = true;
+            }
+        }
+        text.push(b'}');
+        hash.update(b"}");
+        (text, hex::encode(hash.finalize()))
     }
 }
 
@@ -212,74 +243,6 @@ pub fn canonical_json(value: &Value) -> String {
     let _ = write_canonical(value, &mut out);
     // Only serde_json's string escaping and ASCII punctuation were written.
     String::from_utf8(out).unwrap_or_default()
-}
-
-/// Where a body's canonical text goes: into a sha256, except its [`TRANSPORT_FIELDS`], and,
-/// when kept, whole into `text`.
-struct Canonical {
-    hash: Sha256,
-    text: Option<Vec<u8>>,
-    /// Off while a transport field is written.
-    hashing: bool,
-}
-
-impl Canonical {
-    fn new(text: Option<Vec<u8>>) -> Canonical {
-        Canonical {
-            hash: Sha256::new(),
-            text,
-            hashing: true,
-        }
-    }
-
-    /// Writes a request body: the top-level transport fields go to the text only, so the
-    /// hash and the text each get their own separators.
-    fn write_body(&mut self, body: &Value) {
-        // Writing to a Vec or a hash cannot fail.
-        let Value::Object(map) = body else {
-            let _ = write_canonical(body, self);
-            return;
-        };
-        let mut keys: Vec<&String> = map.keys().collect();
-        keys.sort();
-        let (mut texted, mut hashed) = (false, false);
-        let _ = self.write_all(b"{");
-        for key in keys {
-            let transport = TRANSPORT_FIELDS.contains(&key.as_str());
-            if let Some(text) = self.text.as_mut().filter(|_| texted) {
-                text.push(b',');
-            }
-            if !transport && hashed {
-                self.hash.update(b",");
-            }
-            if transport && self.text.is_none() {
-                continue;
-            }
-            texted = true;
-            hashed |= !transport;
-            self.hashing = !transport;
-            let _ = write_json_string(key, self);
-            let _ = self.write_all(b":");
-            let _ = write_canonical(&map[key], self);
-            self.hashing = true;
-        }
-        let _ = self.write_all(b"}");
-    }
-}
-
-impl std::io::Write for Canonical {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if self.hashing {
-            self.hash.update(bytes);
-        }
-        if let Some(text) = &mut self.text {
-            text.extend_from_slice(bytes);
-        }
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Writes `value` with object keys sorted recursively and no whitespace.
