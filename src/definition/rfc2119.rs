@@ -3,8 +3,6 @@
 
 use std::sync::OnceLock;
 
-use regex::Regex;
-
 use super::body::{join_paragraph, Block};
 use super::types::Level;
 
@@ -26,28 +24,166 @@ pub struct Keyword {
     pub end: usize,
 }
 
-fn token_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(
-            r"(\*\*)?\b(MUST NOT|SHALL NOT|SHOULD NOT|NOT RECOMMENDED|MUST|SHALL|SHOULD|REQUIRED|RECOMMENDED|MAY|OPTIONAL)\b(\*\*)?",
-        )
-        .expect("static regex")
+// The three matchers below are written out by hand rather than as regexes: every run parses
+// the stage's definitions, and building these regexes (Unicode `\b`, `(?i)`, `\p{Lu}`) took
+// about a millisecond of each run's start. Each states the regex it stands for; the tests
+// check them against it.
+
+/// The keywords, in the order the alternation `MUST NOT|SHALL NOT|…|OPTIONAL` tries them.
+const KEYWORDS: [&str; 11] = [
+    "MUST NOT",
+    "SHALL NOT",
+    "SHOULD NOT",
+    "NOT RECOMMENDED",
+    "MUST",
+    "SHALL",
+    "SHOULD",
+    "REQUIRED",
+    "RECOMMENDED",
+    "MAY",
+    "OPTIONAL",
+];
+
+/// A keyword token found by [`next_token`]: byte range, the keyword, and whether `**`
+/// opened and closed it.
+struct Token<'a> {
+    start: usize,
+    end: usize,
+    keyword: &'a str,
+    open: bool,
+    close: bool,
+}
+
+/// The next match at or after `from` of
+/// `(\*\*)?\b(MUST NOT|SHALL NOT|SHOULD NOT|NOT RECOMMENDED|MUST|SHALL|SHOULD|REQUIRED|RECOMMENDED|MAY|OPTIONAL)\b(\*\*)?`
+/// (leftmost first, Unicode word boundaries).
+fn next_token(text: &str, from: usize) -> Option<Token<'static>> {
+    let bytes = text.as_bytes();
+    // Every match starts with `*` or a keyword's first letter: only those are tried.
+    for (i, &b) in bytes.iter().enumerate().skip(from) {
+        if !matches!(b, b'*' | b'M' | b'S' | b'N' | b'R' | b'O') {
+            continue;
+        }
+        if text[i..].starts_with("**") {
+            // After `**` the boundary before the keyword always holds (`*` is no word).
+            if let Some(keyword) = keyword_at(text, i + 2) {
+                return Some(token(text, i, i + 2, keyword, true));
+            }
+        }
+        let after_word = text[..i].chars().next_back().is_some_and(is_word);
+        if !after_word {
+            if let Some(keyword) = keyword_at(text, i) {
+                return Some(token(text, i, i, keyword, false));
+            }
+        }
+    }
+    None
+}
+
+/// The first keyword of [`KEYWORDS`] at `at` that ends on a word boundary.
+fn keyword_at(text: &str, at: usize) -> Option<&'static str> {
+    let rest = &text[at..];
+    KEYWORDS
+        .into_iter()
+        .find(|k| rest.starts_with(k) && !rest[k.len()..].chars().next().is_some_and(is_word))
+}
+
+fn token(text: &str, start: usize, at: usize, keyword: &'static str, open: bool) -> Token<'static> {
+    let end = at + keyword.len();
+    let close = text[end..].starts_with("**");
+    Token {
+        start,
+        end: if close { end + 2 } else { end },
+        keyword,
+        open,
+        close,
+    }
+}
+
+/// A word character as the regex crate's Unicode `\w` and `\b` see it.
+fn is_word(c: char) -> bool {
+    regex_syntax::is_word_character(c)
+}
+
+/// Whether a line holds `(?i)key words .* interpreted as described in RFC ?2119`.
+fn is_preamble(text: &str) -> bool {
+    const HEAD: &str = "key words ";
+    const TAIL: &str = " interpreted as described in rfc";
+    text.split('\n').any(|line| {
+        // Case folded as the regex folds: ASCII, and the two non-ASCII letters that fold to
+        // an ASCII one (KELVIN SIGN to k, LONG S to s).
+        let folded: String = line
+            .chars()
+            .map(|c| match c {
+                '\u{212A}' => 'k',
+                '\u{17F}' => 's',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect();
+        let Some(head) = folded.find(HEAD) else {
+            return false;
+        };
+        let rest = &folded[head + HEAD.len()..];
+        rest.match_indices(TAIL).any(|(at, _)| {
+            let after = &rest[at + TAIL.len()..];
+            after.starts_with("2119") || after.starts_with(" 2119")
+        })
     })
 }
 
-fn preamble_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(r"(?i)key words .* interpreted as described in RFC ?2119").expect("static regex")
-    })
+/// The next match at or after `from` of `[.!?][*"')\]]*\s+["*\p{Lu}]`: a sentence's end
+/// punctuation, closing marks, whitespace, and the next sentence's first character (an
+/// uppercase letter, `*` or `"`). Returns the match's byte range.
+fn next_sentence_end(text: &str, from: usize) -> Option<(usize, usize)> {
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate().skip(from) {
+        if !matches!(b, b'.' | b'!' | b'?') {
+            continue;
+        }
+        let rest = &text[i + 1..];
+        let closed = rest.trim_start_matches(['*', '"', '\'', ')', ']']);
+        let spaced = closed.trim_start_matches(char::is_whitespace);
+        if spaced.len() == closed.len() {
+            continue;
+        }
+        if let Some(first) = spaced.chars().next() {
+            if first == '"' || first == '*' || is_uppercase_letter(first) {
+                let end = text.len() - spaced.len() + first.len_utf8();
+                return Some((i, end));
+            }
+        }
+    }
+    None
 }
 
-fn sentence_end_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    // `.`, `!` or `?` (possibly followed by closing bold/quote/paren) then whitespace and an
-    // uppercase letter, `*` or `"`: so `vs. targets` does not split.
-    RE.get_or_init(|| Regex::new(r#"[.!?][*"')\]]*\s+["*\p{Lu}]"#).expect("static regex"))
+/// Unicode general category Lu (`\p{Lu}`), which is narrower than `char::is_uppercase`.
+fn is_uppercase_letter(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_uppercase();
+    }
+    static LU: OnceLock<Vec<(char, char)>> = OnceLock::new();
+    let ranges = LU.get_or_init(|| {
+        use regex_syntax::hir::{Class, HirKind};
+        match regex_syntax::parse(r"\p{Lu}").map(|h| h.into_kind()) {
+            Ok(HirKind::Class(Class::Unicode(class))) => class
+                .ranges()
+                .iter()
+                .map(|r| (r.start(), r.end()))
+                .collect(),
+            _ => Vec::new(),
+        }
+    });
+    ranges
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 /// The level a keyword maps to (rule 3).
@@ -81,30 +217,27 @@ fn mask_code_spans(text: &str) -> String {
 /// Every keyword in a unit, in order, skipping code spans, quoted keywords (`"MUST"`) and
 /// the RFC preamble sentence (which yields none).
 pub fn keywords(text: &str) -> Vec<Keyword> {
-    if preamble_re().is_match(text) {
+    if is_preamble(text) {
         return Vec::new();
     }
     let masked = mask_code_spans(text);
     let bytes = masked.as_bytes();
-    token_re()
-        .captures_iter(&masked)
-        .filter_map(|c| {
-            let whole = c.get(0)?;
-            let quoted = whole.start() > 0
-                && bytes[whole.start() - 1] == b'"'
-                && bytes.get(whole.end()) == Some(&b'"');
-            if quoted {
-                return None;
-            }
-            let keyword = c.get(2)?.as_str().to_string();
-            Some(Keyword {
-                level: level_of(&keyword),
-                bold: c.get(1).is_some() && c.get(3).is_some(),
-                keyword,
-                end: whole.end(),
-            })
-        })
-        .collect()
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(t) = next_token(&masked, from) {
+        from = t.end;
+        let quoted = t.start > 0 && bytes[t.start - 1] == b'"' && bytes.get(t.end) == Some(&b'"');
+        if quoted {
+            continue;
+        }
+        found.push(Keyword {
+            level: level_of(t.keyword),
+            bold: t.open && t.close,
+            keyword: t.keyword.to_string(),
+            end: t.end,
+        });
+    }
+    found
 }
 
 /// The primary level of a unit with several keywords (rule 5): MUST NOT / MUST beat
@@ -178,11 +311,13 @@ pub fn sentences(lines: &[(usize, String)]) -> Vec<Unit> {
     };
     let mut units = Vec::new();
     let mut begin = 0;
-    for m in sentence_end_re().find_iter(&joined) {
+    let mut from = 0;
+    while let Some((_, end)) = next_sentence_end(&joined, from) {
+        from = end;
         // The sentence ends after the punctuation and closing marks; the next begins at
         // the last character of the match (the uppercase letter, `*` or `"`).
-        let last_char_len = m.as_str().chars().last().map_or(1, char::len_utf8);
-        let next = m.end() - last_char_len;
+        let last_char_len = joined[..end].chars().next_back().map_or(1, char::len_utf8);
+        let next = end - last_char_len;
         let sentence = joined[begin..next].trim();
         if !sentence.is_empty() {
             units.push(Unit {
@@ -219,6 +354,98 @@ pub fn units(block: &Block) -> Vec<Unit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use regex::Regex;
+
+    /// Text made of the pieces the matchers care about: keywords and near-misses, bold and
+    /// quote marks, punctuation, whitespace, and word characters of several scripts.
+    fn pieces() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec![
+            "MUST",
+            "MUST NOT",
+            "SHALL",
+            "NOT",
+            " RECOMMENDED",
+            "SHOULD",
+            "REQUIRED",
+            "MAY",
+            "OPTIONAL",
+            "NOTE",
+            "MUSTARD",
+            "**",
+            "*",
+            "\"",
+            "'",
+            ")",
+            "]",
+            ".",
+            "!",
+            "?",
+            " ",
+            "  ",
+            "\n",
+            "\t",
+            "\u{a0}",
+            "x",
+            "_",
+            "É",
+            "é",
+            "ß",
+            "Ⅰ",
+            "ǅ",
+            "Σ",
+            "1",
+            "`",
+            "key words ",
+            " interpreted as described in RFC",
+            "2119",
+            " 2119",
+            "Key Words ",
+            "\u{212A}ey words ",
+            "key wordſ ",
+            "ſ",
+            "rfc",
+            "RFC ?",
+        ]);
+        prop::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The hand-written matchers find exactly what the regexes they replace find.
+        #[test]
+        fn matchers_agree_with_their_regexes(text in pieces()) {
+            let token = Regex::new(r"(\*\*)?\b(MUST NOT|SHALL NOT|SHOULD NOT|NOT RECOMMENDED|MUST|SHALL|SHOULD|REQUIRED|RECOMMENDED|MAY|OPTIONAL)\b(\*\*)?").unwrap();
+            let expected: Vec<_> = token
+                .captures_iter(&text)
+                .map(|c| {
+                    let whole = c.get(0).unwrap();
+                    (whole.start(), whole.end(), c[2].to_string(), c.get(1).is_some(), c.get(3).is_some())
+                })
+                .collect();
+            let mut got = Vec::new();
+            let mut from = 0;
+            while let Some(t) = next_token(&text, from) {
+                from = t.end;
+                got.push((t.start, t.end, t.keyword.to_string(), t.open, t.close));
+            }
+            prop_assert_eq!(got, expected);
+
+            let end = Regex::new(r#"[.!?][*"')\]]*\s+["*\p{Lu}]"#).unwrap();
+            let expected: Vec<_> = end.find_iter(&text).map(|m| (m.start(), m.end())).collect();
+            let mut got = Vec::new();
+            let mut from = 0;
+            while let Some((start, stop)) = next_sentence_end(&text, from) {
+                from = stop;
+                got.push((start, stop));
+            }
+            prop_assert_eq!(got, expected);
+
+            let preamble = Regex::new(r"(?i)key words .* interpreted as described in RFC ?2119").unwrap();
+            prop_assert_eq!(is_preamble(&text), preamble.is_match(&text));
+        }
+    }
 
     fn kws(text: &str) -> Vec<String> {
         keywords(text).into_iter().map(|k| k.keyword).collect()
