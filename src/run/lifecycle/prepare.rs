@@ -59,7 +59,11 @@ pub(super) fn prepare(
                     .get_or_try(&prompts_key.to_string_lossy(), load_prompts)?,
             )
         }
-        None => (load_stage()?, load_prompts()?),
+        None => std::thread::scope(|scope| {
+            // The probes compile beside the definitions' loading (see `warm_probes`).
+            scope.spawn(|| crate::checks::gather::warm_probes(&stage_dir));
+            Ok::<_, Error>((load_stage()?, load_prompts()?))
+        })?,
     };
     let bindings = inputs::bind(&stage, &workspace, &config)?;
     Ok(Prepared {
