@@ -46,10 +46,10 @@ const KEYWORDS: [&str; 11] = [
 
 /// A keyword token found by [`next_token`]: byte range, the keyword, and whether `**`
 /// opened and closed it.
-struct Token<'a> {
+struct Token {
     start: usize,
     end: usize,
-    keyword: &'a str,
+    keyword: &'static str,
     open: bool,
     close: bool,
 }
@@ -57,7 +57,7 @@ struct Token<'a> {
 /// The next match at or after `from` of
 /// `(\*\*)?\b(MUST NOT|SHALL NOT|SHOULD NOT|NOT RECOMMENDED|MUST|SHALL|SHOULD|REQUIRED|RECOMMENDED|MAY|OPTIONAL)\b(\*\*)?`
 /// (leftmost first, Unicode word boundaries).
-fn next_token(text: &str, from: usize) -> Option<Token<'static>> {
+fn next_token(text: &str, from: usize) -> Option<Token> {
     let bytes = text.as_bytes();
     // Every match starts with `*` or a keyword's first letter: only those are tried.
     for (i, &b) in bytes.iter().enumerate().skip(from) {
@@ -88,7 +88,7 @@ fn keyword_at(text: &str, at: usize) -> Option<&'static str> {
         .find(|k| rest.starts_with(k) && !rest[k.len()..].chars().next().is_some_and(is_word))
 }
 
-fn token(text: &str, start: usize, at: usize, keyword: &'static str, open: bool) -> Token<'static> {
+fn token(text: &str, start: usize, at: usize, keyword: &'static str, open: bool) -> Token {
     let end = at + keyword.len();
     let close = text[end..].starts_with("**");
     Token {

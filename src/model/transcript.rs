@@ -673,27 +673,12 @@ impl ReplayIndex {
 /// Pretty JSON with message contents split on their newlines, so a changed sentence in a
 /// prompt shows as one changed line rather than one giant changed string.
 pub fn request_lines(body: &Value) -> String {
-    // Keys sorted, as requests are sent and recorded (their canonical text): two requests
-    // that differ only in key order show no difference.
-    let text = serde_json::to_string_pretty(&sorted(body)).unwrap_or_default();
+    // Keys sorted, as requests are sent and recorded (their canonical text, read back in its
+    // order): two requests that differ only in key order show no difference.
+    let sorted: Value =
+        serde_json::from_str(&super::request::canonical_json(body)).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&sorted).unwrap_or_default();
     text.replace("\\n", "\\n\n")
-}
-
-/// `value` with every object's keys in sorted order.
-fn sorted(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), sorted(&map[k])))
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-        other => other.clone(),
-    }
 }
 
 /// Replays from a transcript, calls the live model for what it cannot replay (as the mode
