@@ -21,8 +21,8 @@ pub use summary::summary_table;
 
 use std::path::{Path, PathBuf};
 
-/// One output format.
-pub trait Exporter {
+/// One output format. `Send + Sync` because [`write_all`] renders the formats side by side.
+pub trait Exporter: Send + Sync {
     /// File name inside the run directory (`report.json`, …).
     fn file_name(&self) -> &'static str;
     fn render(&self, report: &Report) -> Result<String, ReportError>;
@@ -67,14 +67,16 @@ pub fn exporters() -> Vec<Box<dyn Exporter>> {
 /// structure (its strings all come from the already scrubbed report). A run writes through
 /// [`write_all_scrubbed`], which applies only the literal secrets to the rendered markup.
 ///
-/// All formats are rendered before any file is touched, and each file goes through
+/// All formats are rendered before any file is touched (side by side, one thread each: the
+/// formats and their fsyncs are most of the time a run spends after its last answer), and
+/// each file goes through
 /// [`crate::safe_fs::write_file`]: a temporary file, fsync'd, renamed into place (never
 /// written through a symlink), so a failure or a crash never leaves a half-written report:
 /// each file is either the old one or the complete new one.
 pub fn write_all(
     report: &Report,
     dir: &Path,
-    scrub: &dyn Fn(&str) -> String,
+    scrub: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<Vec<PathBuf>, ReportError> {
     write_with(report, dir, scrub, scrub)
 }
@@ -96,28 +98,48 @@ pub fn write_all_scrubbed(
 fn write_with(
     report: &Report,
     dir: &Path,
-    scrub_strings: &dyn Fn(&str) -> String,
-    scrub_markup: &dyn Fn(&str) -> String,
+    scrub_strings: &(dyn Fn(&str) -> String + Sync),
+    scrub_markup: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<Vec<PathBuf>, ReportError> {
     let scrubbed = scrub_report(report, scrub_strings)?;
-    let mut rendered = Vec::new();
-    for exporter in exporters() {
+    let render = |exporter: &dyn Exporter| -> Result<(&'static str, String), ReportError> {
         let text = exporter.render(&scrubbed)?;
         let text = if exporter.file_name().ends_with(".json") {
             text
         } else {
             scrub_markup(&text)
         };
-        rendered.push((exporter.file_name(), text));
-    }
+        Ok((exporter.file_name(), text))
+    };
+    let rendered = side_by_side(exporters(), |exporter| render(exporter.as_ref()))
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
     crate::safe_fs::create_root(dir).map_err(|e| write_error(dir, e))?;
-    let mut written = Vec::new();
-    for (name, text) in rendered {
-        let path = crate::safe_fs::write_file(dir, name, text.as_bytes(), true)
-            .map_err(|e| write_error(&dir.join(name), e))?;
-        written.push(path);
-    }
-    Ok(written)
+    side_by_side(rendered, |(name, text)| {
+        crate::safe_fs::write_file(dir, name, text.as_bytes(), true)
+            .map_err(|e| write_error(&dir.join(name), e))
+    })
+    .into_iter()
+    .collect()
+}
+
+/// Runs `work` on every item, each on a scoped thread of its own but the first (which runs
+/// on the calling thread), and returns the results in the items' order.
+fn side_by_side<T: Send, R: Send>(items: Vec<T>, work: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else {
+        return Vec::new();
+    };
+    std::thread::scope(|scope| {
+        let work = &work;
+        let others: Vec<_> = items.map(|item| scope.spawn(move || work(item))).collect();
+        let mut results = vec![work(first)];
+        results.extend(others.into_iter().map(|handle| match handle.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }));
+        results
+    })
 }
 
 fn write_error(path: &Path, e: crate::safe_fs::SafeFsError) -> ReportError {
