@@ -3,10 +3,6 @@
 //! lines, and prose paragraphs. Fenced code blocks are kept in a section's text but never
 //! scanned. Line numbers are file lines, so every requirement can point at its source.
 
-use std::sync::OnceLock;
-
-use regex::Regex;
-
 /// How a section started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SectionStart {
@@ -40,26 +36,76 @@ pub struct BodySection {
     pub blocks: Vec<Block>,
 }
 
-fn label_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(r"^\*\*(?P<a>[^*\n]+?):\*\*[ \t]*(?P<ai>.*)$|^\*\*(?P<b>[^*\n]+?)\*\*:[ \t]*(?P<bi>.*)$")
-            .expect("static regex")
-    })
+// The three line shapes below were regexes; building them took about half a millisecond of
+// every run (Unicode `.`), so they are written out by hand. The tests hold each to the
+// regex it replaces, quoted on it, over generated lines.
+
+/// `^\*\*(?P<a>[^*\n]+?):\*\*[ \t]*(?P<ai>.*)$|^\*\*(?P<b>[^*\n]+?)\*\*:[ \t]*(?P<bi>.*)$`:
+/// a `**Label:**` or `**Label**:` line, as (label, text after it).
+fn label_line(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix("**")?;
+    // The label holds no `*`: it ends at the first one.
+    let (name, after) = rest.split_at(rest.find('*')?);
+    if name.contains('\n') {
+        return None;
+    }
+    if let Some(label) = name.strip_suffix(':').filter(|l| !l.is_empty()) {
+        if let Some(text) = after.strip_prefix("**").and_then(after_blanks) {
+            return Some((label, text));
+        }
+    }
+    if name.is_empty() {
+        return None;
+    }
+    after
+        .strip_prefix("**:")
+        .and_then(after_blanks)
+        .map(|text| (name, text))
 }
 
-fn heading_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$").expect("static regex"))
+/// `^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$`: an ATX heading, as (level, text).
+fn heading_line(line: &str) -> Option<(usize, &str)> {
+    let t = line.trim_start_matches(' ');
+    if line.len() - t.len() > 3 {
+        return None;
+    }
+    let level = t.len() - t.trim_start_matches('#').len();
+    if !(1..=6).contains(&level) {
+        return None;
+    }
+    let text = blank_then(&t[level..])?;
+    Some((level, text.trim_end_matches([' ', '\t', '#'])))
 }
 
-fn item_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    // ASCII digits, as CommonMark numbers list items (`\d` would also compile every
-    // Unicode digit, at several times the cost, on each start).
-    RE.get_or_init(|| {
-        Regex::new(r"^[ \t]*(?:[-*+]|[0-9]{1,9}[.)])[ \t]+(.*)$").expect("static regex")
-    })
+/// `^[ \t]*(?:[-*+]|[0-9]{1,9}[.)])[ \t]+(.*)$`: a list item's text. ASCII digits, as
+/// CommonMark numbers list items.
+fn item_line(line: &str) -> Option<&str> {
+    let t = line.trim_start_matches([' ', '\t']);
+    let rest = match t.strip_prefix(['-', '*', '+']) {
+        Some(rest) => rest,
+        None => {
+            let digits = t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if !(1..=9).contains(&digits) {
+                return None;
+            }
+            t[digits..].strip_prefix(['.', ')'])?
+        }
+    };
+    blank_then(rest)
+}
+
+/// `[ \t]+(.*)$`: the text after at least one blank.
+fn blank_then(s: &str) -> Option<&str> {
+    let text = s.trim_start_matches([' ', '\t']);
+    if text.len() == s.len() {
+        return None;
+    }
+    after_blanks(s)
+}
+
+/// `[ \t]*(.*)$`: the text after any blanks (`.` never crosses a line end).
+fn after_blanks(s: &str) -> Option<&str> {
+    (!s.contains('\n')).then(|| s.trim_start_matches([' ', '\t']))
 }
 
 fn fence_marker(line: &str) -> Option<&'static str> {
@@ -184,9 +230,8 @@ impl<'a> BodyParser<'a> {
         if self.fenced(line) {
             return;
         }
-        if let Some(c) = heading_re().captures(line) {
-            let level = c.get(1).map_or(1, |m| m.as_str().len());
-            let text = c.get(2).map_or("", |m| m.as_str()).to_string();
+        if let Some((level, text)) = heading_line(line) {
+            let text = text.to_string();
             let label = normalise_label(&text);
             self.sections.push(BodySection::new(
                 SectionStart::Heading(level),
@@ -198,8 +243,8 @@ impl<'a> BodyParser<'a> {
             self.open = Open::Nothing;
             return;
         }
-        if let Some(c) = label_re().captures(line) {
-            self.start_label(lineno, &c);
+        if let Some((label, inline)) = label_line(line) {
+            self.start_label(lineno, label, inline);
             return;
         }
         self.content(lineno, line);
@@ -229,16 +274,8 @@ impl<'a> BodyParser<'a> {
 
     /// `**Label:** inline text` starts a section; the inline text, if any, starts its first
     /// paragraph.
-    fn start_label(&mut self, lineno: usize, c: &regex::Captures<'a>) {
-        let label = c
-            .name("a")
-            .or_else(|| c.name("b"))
-            .map_or("", |m| m.as_str());
-        let inline = c
-            .name("ai")
-            .or_else(|| c.name("bi"))
-            .map_or("", |m| m.as_str())
-            .trim();
+    fn start_label(&mut self, lineno: usize, label: &'a str, inline: &'a str) {
+        let inline = inline.trim();
         let mut section = BodySection::new(
             SectionStart::Label,
             normalise_label(label),
@@ -268,9 +305,9 @@ impl<'a> BodyParser<'a> {
             self.open = Open::Nothing;
             return;
         }
-        if let Some(c) = item_re().captures(line) {
+        if let Some(text) = item_line(line) {
             section.blocks.push(Block::Item {
-                text: c.get(1).map_or("", |m| m.as_str()).trim().to_string(),
+                text: text.trim().to_string(),
                 line: lineno,
             });
             self.open = Open::Item;
@@ -321,6 +358,95 @@ pub fn join_paragraph(lines: &[(usize, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use regex::Regex;
+
+    /// Lines built from the pieces the three line shapes turn on: a start that nearly is or
+    /// is one of them, then anything.
+    fn lines() -> impl Strategy<Value = String> {
+        let start = prop::sample::select(vec![
+            "",
+            " ",
+            "   ",
+            "    ",
+            "\t",
+            "**",
+            "**a:**",
+            "**a**:",
+            "#",
+            "######",
+            "#######",
+            "- ",
+            "* ",
+            "1. ",
+            "123456789)",
+            "1234567890.",
+        ]);
+        let piece = prop::sample::select(vec![
+            " ",
+            "  ",
+            "\t",
+            "#",
+            "##",
+            "###",
+            "*",
+            "**",
+            ":",
+            ":**",
+            "**:",
+            "-",
+            "+",
+            ".",
+            ")",
+            "1",
+            "12",
+            "123456789",
+            "0",
+            "a",
+            "Focus",
+            "é",
+            "\n",
+            "\r",
+            "x y",
+        ]);
+        (start, prop::collection::vec(piece, 0..10))
+            .prop_map(|(start, rest)| format!("{start}{}", rest.concat()))
+    }
+
+    /// The regexes the line matchers replace: label, heading, item (built once for every case).
+    fn replaced() -> &'static [Regex; 3] {
+        static RES: std::sync::OnceLock<[Regex; 3]> = std::sync::OnceLock::new();
+        RES.get_or_init(|| {
+            [
+                Regex::new(r"^\*\*(?P<a>[^*\n]+?):\*\*[ \t]*(?P<ai>.*)$|^\*\*(?P<b>[^*\n]+?)\*\*:[ \t]*(?P<bi>.*)$").unwrap(),
+                Regex::new(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$").unwrap(),
+                Regex::new(r"^[ \t]*(?:[-*+]|[0-9]{1,9}[.)])[ \t]+(.*)$").unwrap(),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Each hand-written line matcher finds what the regex it replaces finds.
+        #[test]
+        fn line_matchers_agree_with_their_regexes(line in lines()) {
+            let [label, heading, item] = replaced();
+            let expected = label.captures(&line).map(|c| {
+                let pick = |a: &str, b: &str| c.name(a).or_else(|| c.name(b)).unwrap().as_str().to_string();
+                (pick("a", "b"), pick("ai", "bi"))
+            });
+            let got = label_line(&line).map(|(l, t)| (l.to_string(), t.to_string()));
+            prop_assert_eq!(got, expected);
+
+            let expected = heading.captures(&line).map(|c| (c[1].len(), c[2].to_string()));
+            let got = heading_line(&line).map(|(l, t)| (l, t.to_string()));
+            prop_assert_eq!(got, expected);
+
+            let expected = item.captures(&line).map(|c| c[1].to_string());
+            prop_assert_eq!(item_line(&line).map(str::to_string), expected);
+        }
+    }
 
     #[test]
     fn hat_body_sections_and_items() {
