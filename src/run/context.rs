@@ -243,13 +243,50 @@ fn artifact_kind(hat: &str) -> SourceKind {
 /// Adds framed entries (`{"path", "content"}`) to `sources` as `kind`: all of them, or with
 /// `shown_in`, only those whose BEGIN marker that text shows (exactly as a template frames
 /// them), so a step is grounded in what it was shown, not in what its template was offered.
-fn add_framed(sources: &mut Sources, kind: &SourceKind, values: &[Value], shown_in: Option<&str>) {
+fn add_framed(
+    sources: &mut Sources,
+    kind: &SourceKind,
+    values: &[Value],
+    shown_in: Option<&Framed<'_>>,
+) {
     for v in values {
         let (Some(name), Some(content)) = (v["path"].as_str(), v["content"].as_str()) else {
             continue;
         };
-        if shown_in.is_none_or(|text| text.contains(&format!("{BEGIN}{name}{FRAME_CLOSE}"))) {
+        if shown_in.is_none_or(|framed| framed.shows(name)) {
             sources.add(name, kind.clone(), content);
+        }
+    }
+}
+
+/// The names a rendered text frames (`<<<BEGIN name>>>`), read in one pass over the text:
+/// a dossier frames dozens of files, and searching its whole text once per file cost more
+/// than rendering it.
+struct Framed<'t> {
+    text: &'t str,
+    names: std::collections::HashSet<&'t str>,
+}
+
+impl<'t> Framed<'t> {
+    fn of(text: &'t str) -> Framed<'t> {
+        let names = text
+            .match_indices(BEGIN)
+            .filter_map(|(at, _)| {
+                let rest = &text[at + BEGIN.len()..];
+                let end = rest.find('>')?;
+                rest[end..].starts_with(FRAME_CLOSE).then(|| &rest[..end])
+            })
+            .collect();
+        Framed { text, names }
+    }
+
+    /// Whether the text shows `name`'s BEGIN marker. A name holding `>` is looked for in the
+    /// whole text (the one pass reads a name up to its first `>`).
+    fn shows(&self, name: &str) -> bool {
+        if name.contains('>') {
+            self.text.contains(&format!("{BEGIN}{name}{FRAME_CLOSE}"))
+        } else {
+            self.names.contains(name)
         }
     }
 }
@@ -394,11 +431,12 @@ fn dossier(shown: &Shown<'_>, step: &Value) -> Result<Dossier, PromptError> {
         &json!({"stage": stage_context(shown.stage), "inputs": inputs, "produced": produced, "step": step}),
     )?;
     let mut sources = Sources::new(shown.rules);
-    add_framed(&mut sources, &SourceKind::Input, &inputs, Some(&text));
+    let framed = Framed::of(&text);
+    add_framed(&mut sources, &SourceKind::Input, &inputs, Some(&framed));
     for ((hat, _), u) in shown.produced.iter().zip(&produced) {
         let artifacts = u["artifacts"].as_array().map(Vec::as_slice);
         let artifacts = artifacts.unwrap_or_default();
-        add_framed(&mut sources, &artifact_kind(hat), artifacts, Some(&text));
+        add_framed(&mut sources, &artifact_kind(hat), artifacts, Some(&framed));
     }
     Ok(Dossier {
         text,
