@@ -148,6 +148,29 @@ impl<'s> Step<'s> {
     }
 }
 
+/// Compiles the answer-schema validator of every step of the stage on a thread of its own,
+/// so that the steps find them compiled (validators are kept for the process): building
+/// one costs about as much as a zero-latency exchange, and the run meanwhile has its
+/// preflight, its run.json and its first hat to get through. The requirements `checks`
+/// decided are in no judge's schema (as [`crate::run::RunPlan::decided`]). A thread that
+/// cannot start leaves each step to compile its own.
+pub fn warm_validators(stage: &Stage, checks: Option<&crate::checks::Facts>) {
+    let decided = checks
+        .map(crate::checks::mapping::vetoed)
+        .unwrap_or_default();
+    let specs: Vec<JsonSchemaSpec> = table(stage)
+        .iter()
+        .map(|step| step.schema_without(stage, &decided))
+        .collect();
+    let _ = std::thread::Builder::new()
+        .name("schemas".into())
+        .spawn(move || {
+            for spec in &specs {
+                let _ = crate::model::structured::validator(&spec.name, spec);
+            }
+        });
+}
+
 /// Every step of the stage, in the order the report lists them: hats, constraint judges
 /// (hats without constraints have none), review agents, the completion judge (stages
 /// without a completion signal have none).

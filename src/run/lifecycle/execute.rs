@@ -39,6 +39,7 @@ pub(super) async fn execute<W: Write + ?Sized>(
     out: &mut W,
 ) -> Result<i32, Error> {
     let (mut settings, mut judge) = (settings, judge);
+    run::steps::warm_validators(&prepared.stage, prepared.checks.as_ref());
     let prices = setup::prices(report_args.prices.as_deref(), &mut settings, &mut judge)?;
     let scrubber = setup::scrubber(&[&settings, &judge], &prepared.config)?;
     let prepared_workspace = prepared.workspace.clone();

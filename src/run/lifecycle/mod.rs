@@ -132,7 +132,7 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     // A resumed run shows the judges what it recorded; a new one gathers its checks.
     prepared.checks = match &args.resume {
         Some(dir) => crate::checks::Facts::read_recorded(dir)?,
-        None => gather_checks(&prepared, args)?,
+        None => gather_checks(&mut prepared, args)?,
     };
     preflight_render(&prepared)?;
 
@@ -253,7 +253,7 @@ pub(crate) async fn run_member<W: Write + ?Sized>(
         let prompts = args.report.prompts.clone();
         let mut prepared = prepare(stage_dir, workspace, config, prompts, batch.as_deref())?;
         prepared.provenance = Some(provenance);
-        prepared.checks = gather_checks(&prepared, &args)?;
+        prepared.checks = gather_checks(&mut prepared, &args)?;
         preflight_render(&prepared)?;
         Ok((prepared, settings, judge))
     })

@@ -34,6 +34,9 @@ pub(super) struct Prepared {
     /// What checks found (a new run's, gathered; a replay's, as recorded): `None` when the
     /// run has no checks, so its prompts are those of a run without them.
     pub(super) checks: Option<crate::checks::Facts>,
+    /// The thread compiling the stage's probe patterns (a single run's), which
+    /// [`gather_checks`] waits for before it runs them.
+    probes_warming: Option<std::thread::JoinHandle<()>>,
 }
 
 pub(super) fn prepare(
@@ -49,6 +52,7 @@ pub(super) fn prepare(
         Ok((stage, digest))
     };
     let load_prompts = || Prompts::load(prompts_dir.as_deref());
+    let mut probes_warming = None;
     let ((stage, definition_digest), prompts) = match batch {
         Some(b) => {
             let prompts_key = prompts_dir.as_deref().unwrap_or(Path::new(""));
@@ -59,11 +63,16 @@ pub(super) fn prepare(
                     .get_or_try(&prompts_key.to_string_lossy(), load_prompts)?,
             )
         }
-        None => std::thread::scope(|scope| {
-            // The probes compile beside the definitions' loading (see `warm_probes`).
-            scope.spawn(|| crate::checks::gather::warm_probes(&stage_dir));
-            Ok::<_, Error>((load_stage()?, load_prompts()?))
-        })?,
+        None => {
+            // The probes compile beside the definitions' loading and the inputs' binding
+            // (see `warm_probes`); a thread that cannot start only leaves them to `gather`.
+            let dir = stage_dir.clone();
+            probes_warming = std::thread::Builder::new()
+                .name("probes".into())
+                .spawn(move || crate::checks::gather::warm_probes(&dir))
+                .ok();
+            (load_stage()?, load_prompts()?)
+        }
     };
     let bindings = inputs::bind(&stage, &workspace, &config)?;
     Ok(Prepared {
@@ -79,6 +88,7 @@ pub(super) fn prepare(
         tool_log: None,
         provenance: None,
         checks: None,
+        probes_warming,
     })
 }
 
@@ -86,11 +96,15 @@ pub(super) fn prepare(
 /// `[evidence]`, and `--evidence` files; every declaration and file checked before any
 /// request (exit 2).
 pub(super) fn gather_checks(
-    p: &Prepared,
+    p: &mut Prepared,
     args: &crate::cli::RunArgs,
 ) -> Result<Option<crate::checks::Facts>, Error> {
     if args.without_checks {
         return Ok(None);
+    }
+    if let Some(warming) = p.probes_warming.take() {
+        // Only a cache is filled there: a panic would show again when the probe compiles.
+        let _ = warming.join();
     }
     let evidence = &args.evidence;
     use crate::checks::{gather, Gather, Given};
