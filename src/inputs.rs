@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
-use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest, Sha256};
 
 use crate::config::{normalise_item, ConfigFile, LimitsSection, CONFIG_FILE};
 use crate::definition::{Hat, Stage};
+use crate::globs::PathGlob;
 
 /// One file quoted into a prompt.
 #[derive(Debug, Clone, PartialEq)]
@@ -424,14 +424,9 @@ fn clean_pattern(pattern: &str) -> &str {
 
 /// The compiled glob of a cleaned `[inputs]` pattern (`*` stays within one path segment),
 /// kept for the process: a batch binds the same patterns in every workspace.
-fn glob(clean: &str) -> Result<GlobMatcher, globset::Error> {
-    static GLOBS: crate::memo::Memo<GlobMatcher> = crate::memo::Memo::new(1024);
-    GLOBS.get_or_try(clean, || {
-        Ok(GlobBuilder::new(clean)
-            .literal_separator(true)
-            .build()?
-            .compile_matcher())
-    })
+fn glob(clean: &str) -> Result<PathGlob, globset::Error> {
+    static GLOBS: crate::memo::Memo<PathGlob> = crate::memo::Memo::new(1024);
+    GLOBS.get_or_try(clean, || PathGlob::new(clean))
 }
 
 /// The workspace's files, relative and sorted, walked once.

@@ -15,6 +15,7 @@ pub mod definition;
 pub mod diff;
 pub mod error;
 pub mod eval;
+pub mod globs;
 pub mod init;
 pub mod inputs;
 pub mod listing;
