@@ -342,20 +342,7 @@ fn probe_files(g: &Gather<'_>) -> Result<Vec<String>, ChecksError> {
         path: g.workspace.to_path_buf(),
         message: e.to_string(),
     })?;
-    let mut deny = globset::GlobSetBuilder::new();
-    for pattern in crate::tools::DEFAULT_DENY
-        .iter()
-        .copied()
-        .chain(g.deny.iter().map(String::as_str))
-    {
-        if let Ok(glob) = globset::GlobBuilder::new(pattern)
-            .case_insensitive(true)
-            .build()
-        {
-            deny.add(glob);
-        }
-    }
-    let deny = deny.build().map_err(|e| ChecksError::Read {
+    let deny = crate::tools::deny_set(g.deny).map_err(|e| ChecksError::Read {
         path: g.workspace.to_path_buf(),
         message: format!("[tools] deny: {e}"),
     })?;

@@ -147,19 +147,19 @@ pub struct Workspace {
     hidden: Vec<PathBuf>,
 }
 
-impl Workspace {
-    pub fn new(root: &Path, extra_deny: &[String], caps: Caps) -> Result<Workspace, ToolsError> {
-        let root = root
-            .canonicalize()
-            .map_err(|source| ToolsError::Workspace {
-                path: root.to_path_buf(),
-                source,
-            })?;
+/// The deny list as one case-insensitive glob set: [`DEFAULT_DENY`] and `extra` (`[tools]
+/// deny`). Kept for the process: the agent's tools and the probes both ask, and building it
+/// compiles a regex of every pattern.
+pub fn deny_set(extra: &[String]) -> Result<GlobSet, ToolsError> {
+    static SETS: crate::memo::Memo<GlobSet> = crate::memo::Memo::new(64);
+    // The list as JSON: a key no two different lists share.
+    let key = serde_json::to_string(extra).unwrap_or_default();
+    SETS.get_or_try(&key, || {
         let mut builder = GlobSetBuilder::new();
         for pattern in DEFAULT_DENY
             .iter()
             .map(|p| p.to_string())
-            .chain(extra_deny.iter().cloned())
+            .chain(extra.iter().cloned())
         {
             let glob = globset::GlobBuilder::new(&pattern)
                 .case_insensitive(true)
@@ -170,10 +170,22 @@ impl Workspace {
                 })?;
             builder.add(glob);
         }
-        let deny = builder.build().map_err(|e| ToolsError::Deny {
+        builder.build().map_err(|e| ToolsError::Deny {
             pattern: String::new(),
             message: e.to_string(),
-        })?;
+        })
+    })
+}
+
+impl Workspace {
+    pub fn new(root: &Path, extra_deny: &[String], caps: Caps) -> Result<Workspace, ToolsError> {
+        let root = root
+            .canonicalize()
+            .map_err(|source| ToolsError::Workspace {
+                path: root.to_path_buf(),
+                source,
+            })?;
+        let deny = deny_set(extra_deny)?;
         Ok(Workspace {
             root,
             deny,

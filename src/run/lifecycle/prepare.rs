@@ -64,12 +64,16 @@ pub(super) fn prepare(
             )
         }
         None => {
-            // The probes compile beside the definitions' loading and the inputs' binding
-            // (see `warm_probes`); a thread that cannot start only leaves them to `gather`.
-            let dir = stage_dir.clone();
+            // The probes and the deny list compile beside the definitions' loading and the
+            // inputs' binding (see `warm_probes`); a thread that cannot start only leaves
+            // them to `gather`.
+            let (dir, deny) = (stage_dir.clone(), config.tools.deny.clone());
             probes_warming = std::thread::Builder::new()
                 .name("probes".into())
-                .spawn(move || crate::checks::gather::warm_probes(&dir))
+                .spawn(move || {
+                    crate::checks::gather::warm_probes(&dir);
+                    let _ = crate::tools::deny_set(&deny);
+                })
                 .ok();
             (load_stage()?, load_prompts()?)
         }
