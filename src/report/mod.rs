@@ -111,11 +111,15 @@ fn write_with(
         };
         Ok((exporter.file_name(), text))
     };
-    let rendered = side_by_side(exporters(), |exporter| render(exporter.as_ref()))
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+    let rendered = side_by_side(exporters(), render_workers(), |exporter| {
+        render(exporter.as_ref())
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
     crate::safe_fs::create_root(dir).map_err(|e| write_error(dir, e))?;
-    side_by_side(rendered, |(name, text)| {
+    // Writing waits on the disk (each file is fsync'd): one thread per file.
+    let files = rendered.len();
+    side_by_side(rendered, files, |(name, text)| {
         crate::safe_fs::write_file(dir, name, text.as_bytes(), true)
             .map_err(|e| write_error(&dir.join(name), e))
     })
@@ -123,23 +127,41 @@ fn write_with(
     .collect()
 }
 
-/// Runs `work` on every item, each on a scoped thread of its own but the first (which runs
-/// on the calling thread), and returns the results in the items' order.
-fn side_by_side<T: Send, R: Send>(items: Vec<T>, work: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let mut items = items.into_iter();
-    let Some(first) = items.next() else {
-        return Vec::new();
+/// Runs `work` on every item with `workers` threads (the calling thread and scoped ones),
+/// each taking the next item not yet taken, and returns the results in the items' order.
+fn side_by_side<T: Send, R: Send>(
+    items: Vec<T>,
+    workers: usize,
+    work: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let helpers = workers.min(items.len()).saturating_sub(1);
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
+    let take_turns = || {
+        let mut done = Vec::new();
+        // A poisoned queue means a worker panicked: its panic is resumed below.
+        while let Some((i, item)) = queue.lock().ok().and_then(|mut q| q.next()) {
+            done.push((i, work(item)));
+        }
+        done
     };
-    std::thread::scope(|scope| {
-        let work = &work;
-        let others: Vec<_> = items.map(|item| scope.spawn(move || work(item))).collect();
-        let mut results = vec![work(first)];
-        results.extend(others.into_iter().map(|handle| match handle.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }));
+    let mut results = std::thread::scope(|scope| {
+        let spawned: Vec<_> = (0..helpers).map(|_| scope.spawn(take_turns)).collect();
+        let mut results = take_turns();
+        for helper in spawned {
+            match helper.join() {
+                Ok(done) => results.extend(done),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
         results
-    })
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Threads that render: one per core (rendering is CPU work; a thread more only waits).
+fn render_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 fn write_error(path: &Path, e: crate::safe_fs::SafeFsError) -> ReportError {

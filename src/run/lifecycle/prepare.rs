@@ -64,16 +64,12 @@ pub(super) fn prepare(
             )
         }
         None => {
-            // The probes and the deny list compile beside the definitions' loading and the
-            // inputs' binding (see `warm_probes`); a thread that cannot start only leaves
-            // them to `gather`.
-            let (dir, deny) = (stage_dir.clone(), config.tools.deny.clone());
+            // The probes compile beside the definitions' loading and the inputs' binding
+            // (see `warm_probes`); a thread that cannot start only leaves them to `gather`.
+            let dir = stage_dir.clone();
             probes_warming = std::thread::Builder::new()
                 .name("probes".into())
-                .spawn(move || {
-                    crate::checks::gather::warm_probes(&dir);
-                    let _ = crate::tools::deny_set(&deny);
-                })
+                .spawn(move || crate::checks::gather::warm_probes(&dir))
                 .ok();
             (load_stage()?, load_prompts()?)
         }
@@ -107,6 +103,8 @@ pub(super) fn gather_checks(
         return Ok(None);
     }
     if let Some(warming) = p.probes_warming.take() {
+        // The deny list compiles here while the probes may still be compiling.
+        let _ = crate::tools::deny_set(&p.config.tools.deny);
         // Only a cache is filled there: a panic would show again when the probe compiles.
         let _ = warming.join();
     }
