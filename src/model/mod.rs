@@ -253,6 +253,13 @@ pub trait ChatModel: Send + Sync {
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ModelReply, ModelError>>;
+
+    /// Makes what this model recorded durable (a transcript's fdatasync), so a run can do it
+    /// beside writing its reports rather than after. Models that record nothing have nothing
+    /// to do.
+    fn sync(&self) -> Result<(), ModelError> {
+        Ok(())
+    }
 }
 
 /// Why a provider request failed, as far as the response tells. Each kind has its own

@@ -1005,6 +1005,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 impl ChatModel for TranscriptModel {
+    fn sync(&self) -> Result<(), ModelError> {
+        self.record_to.as_ref().map_or(Ok(()), |r| r.sync())
+    }
+
     /// Each exchange is a `gen_ai.chat` span (OpenTelemetry GenAI conventions) carrying the
     /// opaque step id, the attempt, whether it was replayed, and the tokens — never content.
     fn complete<'a>(

@@ -45,6 +45,10 @@ impl JudgesOnly {
 }
 
 impl ChatModel for JudgesOnly {
+    fn sync(&self) -> Result<(), ModelError> {
+        self.inner.sync()
+    }
+
     fn complete<'a>(
         &'a self,
         request: &'a ModelRequest,

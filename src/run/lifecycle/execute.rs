@@ -31,14 +31,13 @@ pub(super) const STABILITY_THRESHOLD: f64 = 0.8;
 
 pub(super) async fn execute<W: Write + ?Sized>(
     mut prepared: Prepared,
-    (settings, judge): (ModelSettings, ModelSettings),
+    (mut settings, mut judge): (ModelSettings, ModelSettings),
     transcript: TranscriptPlan,
     report_args: &ReportArgs,
     samples: u32,
     runner: &Runner,
     out: &mut W,
 ) -> Result<i32, Error> {
-    let (mut settings, mut judge) = (settings, judge);
     run::steps::warm_validators(&prepared.stage, prepared.checks.as_ref());
     let prices = setup::prices(report_args.prices.as_deref(), &mut settings, &mut judge)?;
     let scrubber = setup::scrubber(&[&settings, &judge], &prepared.config)?;
@@ -94,6 +93,7 @@ pub(super) async fn execute<W: Write + ?Sized>(
     });
     let plan = RunPlan { checks, ..plan };
     let report = run::execute(&plan, model.as_ref(), &runner.progress).await;
+    let syncing = sync_transcript(model);
     let report = finish_snapshot(&locked, snapshotting, &plan, &scrubber, report).await?;
     let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
     // Each requirement keeps the label of the list its definition wrote it under.
@@ -106,7 +106,19 @@ pub(super) async fn execute<W: Write + ?Sized>(
         out,
     )
     .await?;
+    super::joined(syncing.await);
     Ok(report.outcome.exit_code)
+}
+
+/// Makes the transcript's last lines durable on a blocking thread, beside the snapshot and
+/// the reports rather than after them (a sync that fails is a warning, as when the
+/// transcript closes). The model is dropped there too.
+fn sync_transcript(model: Box<dyn ChatModel>) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = model.sync() {
+            tracing::warn!("{e}");
+        }
+    })
 }
 
 /// Writes the reports to `out_dir`, the GitHub output when asked, and the summary unless
