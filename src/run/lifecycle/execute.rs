@@ -45,7 +45,7 @@ pub(super) async fn execute<W: Write + ?Sized>(
     let run_dir = &transcript.run_dir;
     // Held until the reports are written: a second writer fails at once (exit 2).
     let locked = RunDir::open_locked(run_dir)?;
-
+    let (checks, checks_written) = scrubbed_checks(&mut prepared, &scrubber, &transcript);
     let (locked, record) = open_record(
         locked,
         &prepared,
@@ -56,7 +56,7 @@ pub(super) async fn execute<W: Write + ?Sized>(
         &scrubber,
     )
     .await?;
-    let checks = scrubbed_checks(&mut prepared, &scrubber, transcript.record, &locked)?;
+    checks_recorded(checks_written).await?;
     let locked = Arc::new(locked);
     setup::apply_windows(&mut settings, &mut judge, &record.model);
 
@@ -198,36 +198,50 @@ fn run_plan(
     })
 }
 
-/// `checks.json` beside run.json: what checks found, so a replay shows the judges the same
-/// findings without the tools' files. A recording without checks removes an earlier one, so
-/// a replay never shows findings this recording did not.
-/// The run's facts, scrubbed, and (when recording) written to the run directory for a
-/// replay to read.
+/// The checks scrubbed as every recorded text is, and, for a run that records, checks.json
+/// being written (or a stale one removed) on a blocking thread beside run.json and the
+/// context-window probe.
 fn scrubbed_checks(
     prepared: &mut Prepared,
     scrubber: &Scrubber,
-    record: bool,
-    dir: &RunDir,
-) -> Result<Option<crate::checks::Facts>, Error> {
+    transcript: &TranscriptPlan,
+) -> (
+    Option<crate::checks::Facts>,
+    Option<tokio::task::JoinHandle<Result<(), Error>>>,
+) {
     let checks = prepared
         .checks
         .take()
         .map(|f| f.scrubbed(&|s| scrubber.scrub(s)));
-    if record {
-        record_checks(dir, checks.as_ref())?;
-    }
-    Ok(checks)
+    let writing = transcript.record.then(|| {
+        let (dir, json) = (
+            transcript.run_dir.clone(),
+            checks.as_ref().map(|f| f.to_json()),
+        );
+        tokio::task::spawn_blocking(move || record_checks(&dir, json.as_deref()))
+    });
+    (checks, writing)
 }
 
-fn record_checks(dir: &RunDir, checks: Option<&crate::checks::Facts>) -> Result<(), Error> {
+/// Waits for checks.json to be written (see [`scrubbed_checks`]).
+async fn checks_recorded(
+    writing: Option<tokio::task::JoinHandle<Result<(), Error>>>,
+) -> Result<(), Error> {
+    match writing {
+        Some(handle) => super::joined(handle.await),
+        None => Ok(()),
+    }
+}
+
+fn record_checks(dir: &Path, json: Option<&[u8]>) -> Result<(), Error> {
     use crate::checks::CHECKS_FILE;
-    match checks {
-        Some(facts) => dir
-            .write_file(CHECKS_FILE, &facts.to_json(), true)
-            .map(drop),
-        None => match std::fs::remove_file(dir.path().join(CHECKS_FILE)) {
+    match json {
+        Some(json) => crate::safe_fs::write_file(dir, CHECKS_FILE, json, true)
+            .map(drop)
+            .map_err(Error::from),
+        None => match std::fs::remove_file(dir.join(CHECKS_FILE)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
-                format!("removing {}", dir.path().join(CHECKS_FILE).display()),
+                format!("removing {}", dir.join(CHECKS_FILE).display()),
                 e,
             )),
             _ => Ok(()),
