@@ -21,6 +21,7 @@ pub mod inputs;
 pub mod listing;
 pub mod memo;
 pub mod model;
+pub mod parallel;
 pub mod policy;
 pub mod prompt;
 pub mod report;

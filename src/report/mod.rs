@@ -21,6 +21,8 @@ pub use summary::summary_table;
 
 use std::path::{Path, PathBuf};
 
+use crate::parallel::side_by_side;
+
 /// One output format. `Send + Sync` because [`write_all`] renders the formats side by side.
 pub trait Exporter: Send + Sync {
     /// File name inside the run directory (`report.json`, …).
@@ -111,7 +113,7 @@ fn write_with(
         };
         Ok((exporter.file_name(), text))
     };
-    let rendered = side_by_side(exporters(), render_workers(), |exporter| {
+    let rendered = side_by_side(exporters(), crate::parallel::cores(), |exporter| {
         render(exporter.as_ref())
     })
     .into_iter()
@@ -125,43 +127,6 @@ fn write_with(
     })
     .into_iter()
     .collect()
-}
-
-/// Runs `work` on every item with `workers` threads (the calling thread and scoped ones),
-/// each taking the next item not yet taken, and returns the results in the items' order.
-fn side_by_side<T: Send, R: Send>(
-    items: Vec<T>,
-    workers: usize,
-    work: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
-    let helpers = workers.min(items.len()).saturating_sub(1);
-    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
-    let take_turns = || {
-        let mut done = Vec::new();
-        // A poisoned queue means a worker panicked: its panic is resumed below.
-        while let Some((i, item)) = queue.lock().ok().and_then(|mut q| q.next()) {
-            done.push((i, work(item)));
-        }
-        done
-    };
-    let mut results = std::thread::scope(|scope| {
-        let spawned: Vec<_> = (0..helpers).map(|_| scope.spawn(take_turns)).collect();
-        let mut results = take_turns();
-        for helper in spawned {
-            match helper.join() {
-                Ok(done) => results.extend(done),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        results
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
-}
-
-/// Threads that render: one per core (rendering is CPU work; a thread more only waits).
-fn render_workers() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 fn write_error(path: &Path, e: crate::safe_fs::SafeFsError) -> ReportError {

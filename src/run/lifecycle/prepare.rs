@@ -168,26 +168,13 @@ pub(super) fn preflight_render(p: &Prepared) -> Result<(), Error> {
         tools: p.config.agent.tools,
         checks: p.checks.as_ref(),
     };
-    // Two threads (the machine's cores), each rendering every other step: rendering is
-    // CPU work, and the run waits on it before its first request. The error reported is
-    // the first failing step's, in table order, as if they were rendered in turn.
+    // One thread per core: rendering is CPU work, and the run waits on it before its first
+    // request. The error reported is the first failing step's, in table order.
     let table = steps::table(&p.stage);
-    let render_every_other = |first: usize| -> Result<(), (usize, Error)> {
-        for (i, step) in table.iter().enumerate().skip(first).step_by(2) {
-            context::messages(step, &shown).map_err(|e| (i, Error::from(e)))?;
-        }
-        Ok(())
-    };
-    std::thread::scope(|scope| {
-        let odd = scope.spawn(|| render_every_other(1));
-        let even = render_every_other(0);
-        let odd = odd
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        match (even, odd) {
-            (Err((i, e)), Err((j, _))) if i < j => Err(e),
-            (_, Err((_, e))) | (Err((_, e)), _) => Err(e),
-            (Ok(()), Ok(())) => Ok(()),
-        }
+    crate::parallel::side_by_side(table.iter().collect(), crate::parallel::cores(), |step| {
+        context::messages(step, &shown).map(drop)
     })
+    .into_iter()
+    .collect::<Result<(), _>>()
+    .map_err(Error::from)
 }
