@@ -781,6 +781,15 @@ async fn bad_declarations_stop_the_run_before_any_request_and_a_nested_pattern_s
             format!("{bound}[[check]]\nrequirement = \"{MAPPED}\"\ntool = \"ruff\"\nrulez = []\n"),
             "unknown field `rulez`",
         ),
+        // A deny pattern that is not a glob is an error, never a pattern quietly dropped
+        // from what the probes may not read.
+        (
+            format!(
+                "{}[tools]\ndeny = [\"vault/[\"]\n",
+                probe(MAPPED, "retries")
+            ),
+            "[tools] deny",
+        ),
     ] {
         std::fs::write(ws.join("hatrack.toml"), &config).unwrap();
         let out = run(&server, &ws, &dir.path().join("refused"))
