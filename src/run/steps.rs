@@ -162,13 +162,11 @@ pub fn warm_validators(stage: &Stage, checks: Option<&crate::checks::Facts>) {
         .iter()
         .map(|step| step.schema_without(stage, &decided))
         .collect();
-    let _ = std::thread::Builder::new()
-        .name("schemas".into())
-        .spawn(move || {
-            for spec in &specs {
-                let _ = crate::model::structured::validator(&spec.name, spec);
-            }
-        });
+    let _ = crate::parallel::spawn_beside("schemas", move || {
+        for spec in &specs {
+            let _ = crate::model::structured::validator(&spec.name, spec);
+        }
+    });
 }
 
 /// Every step of the stage, in the order the report lists them: hats, constraint judges

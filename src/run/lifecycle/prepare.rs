@@ -67,10 +67,10 @@ pub(super) fn prepare(
             // The probes compile beside the definitions' loading and the inputs' binding
             // (see `warm_probes`); a thread that cannot start only leaves them to `gather`.
             let dir = stage_dir.clone();
-            probes_warming = std::thread::Builder::new()
-                .name("probes".into())
-                .spawn(move || crate::checks::gather::warm_probes(&dir))
-                .ok();
+            probes_warming = crate::parallel::spawn_beside("probes", move || {
+                crate::checks::gather::warm_probes(&dir)
+            })
+            .ok();
             (load_stage()?, load_prompts()?)
         }
     };
