@@ -1,9 +1,18 @@
-//! Work spread over a few scoped threads, results kept in order: a run has CPU work (rendering
-//! prompts and reports) and disk waits (fsyncs) that need not happen one after another, on a
-//! machine of a few cores.
+//! Work spread over a few threads, results kept in order: a run has CPU work (compiling
+//! patterns and schemas, rendering prompts and reports) and disk waits (fsyncs) that need
+//! not happen one after another, on a machine of a few cores.
+//!
+//! Every thread started here is pointed at another core than its parent's as it starts
+//! (see [`spawn_beside`]): on the 2-vCPU virtual machines CI runs on, Linux often queues a
+//! new thread behind its parent on the parent's core, so a helper meant to work *beside* a
+//! busy caller only started once the caller blocked (measured here: a thread spawned by a
+//! busy parent started 1–4.6 ms later; pointed at the other core, after 0.1 ms).
 
-/// Runs `work` on every item with `workers` threads (the calling thread and scoped ones),
-/// each taking the next item not yet taken, and returns the results in the items' order.
+use std::thread::JoinHandle;
+
+/// Runs `work` on every item with `workers` threads (the calling thread and helpers), each
+/// taking the next item not yet taken, and returns the results in the items' order. A
+/// helper's panic is resumed here once every helper has ended.
 pub fn side_by_side<T: Send, R: Send>(
     items: Vec<T>,
     workers: usize,
@@ -19,45 +28,79 @@ pub fn side_by_side<T: Send, R: Send>(
         }
         done
     };
-    let mut results = std::thread::scope(|scope| {
-        let spawned: Vec<_> = (0..helpers).map(|_| scope.spawn(take_turns)).collect();
-        let mut results = take_turns();
-        for helper in spawned {
-            match helper.join() {
-                Ok(done) => results.extend(done),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+    // Declared after what the helpers borrow, so dropped (joining them) before it.
+    let mut started = Joined(Vec::new());
+    for _ in 0..helpers {
+        // SAFETY: `started` joins every helper before `take_turns` and what it borrows
+        // (`queue`, `work`) go out of scope, whether this function returns or unwinds.
+        match unsafe { spawn_placed(None, take_turns) } {
+            Ok(helper) => started.0.push(helper),
+            // No thread: the caller takes the helper's turns.
+            Err(_) => break,
         }
-        results
-    });
+    }
+    let mut results = take_turns();
+    while let Some(helper) = started.0.pop() {
+        match helper.join() {
+            Ok(done) => results.extend(done),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Threads for CPU work: one per core (a thread more only waits).
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+/// Helpers joined when dropped: on an unwind too, so none outlives what it borrows.
+struct Joined<T>(Vec<JoinHandle<T>>);
+
+impl<T> Drop for Joined<T> {
+    fn drop(&mut self) {
+        for helper in self.0.drain(..) {
+            let _ = helper.join();
+        }
+    }
 }
 
-/// Starts a named thread to work beside the calling one, asking the kernel to start it on
-/// another core than the caller's.
-///
-/// Why: on the 2-vCPU virtual machines CI runs on, Linux often queues a new thread behind
-/// its parent on the parent's core, so a helper meant to compile *while* the caller works
-/// only started once the caller blocked on it (measured here: a thread spawned by a busy
-/// parent started 1–4.6 ms later; pointed at the other core, after 0.1 ms). The thread
-/// widens its affinity back to the process's as it starts, so it is never confined; where
-/// affinity cannot be read or set (another OS, a single allowed core) this is a plain spawn.
+/// Threads for CPU work: one per core (a thread more only waits).
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // Read once: the standard library reads the cgroup's quota files on every call.
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+/// Starts a named thread to work beside the calling one, on another core than the caller's
+/// when the process may use one (see the module docs). The thread widens its affinity back
+/// to the process's as it starts, so it is never confined; where affinity cannot be read or
+/// set (another OS, a single allowed core) this is a plain spawn.
 pub fn spawn_beside<T: Send + 'static>(
     name: &str,
     work: impl FnOnce() -> T + Send + 'static,
-) -> std::io::Result<std::thread::JoinHandle<T>> {
+) -> std::io::Result<JoinHandle<T>> {
+    // SAFETY: `work` and `T` are 'static: the thread borrows nothing.
+    unsafe { spawn_placed(Some(name), work) }
+}
+
+/// Spawns `work` on a thread started on another core than the caller's, widened back to
+/// every allowed core once it runs.
+///
+/// # Safety
+///
+/// As [`std::thread::Builder::spawn_unchecked`]: the thread must be joined before anything
+/// `work` or its result borrows is dropped.
+unsafe fn spawn_placed<'a, T: Send + 'a>(
+    name: Option<&str>,
+    work: impl FnOnce() -> T + Send + 'a,
+) -> std::io::Result<JoinHandle<T>> {
     let placement = affinity::Placement::of_caller();
     let (placed, wait_placed) = std::sync::mpsc::channel::<()>();
     let widen = placement.clone();
-    let handle = std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
+    let mut builder = std::thread::Builder::new();
+    if let Some(name) = name {
+        builder = builder.name(name.into());
+    }
+    // SAFETY: passed on to the caller.
+    let handle = unsafe {
+        builder.spawn_unchecked(move || {
             // Widened only once the parent has pointed it elsewhere: the other order would
             // leave it confined.
             if let Some(p) = &widen {
@@ -65,7 +108,8 @@ pub fn spawn_beside<T: Send + 'static>(
                 p.widen_current();
             }
             work()
-        })?;
+        })
+    }?;
     if let Some(p) = &placement {
         p.start_elsewhere(&handle);
     }
@@ -154,6 +198,23 @@ mod tests {
     fn side_by_side_keeps_the_items_order() {
         let doubled = side_by_side((0..50).collect(), 3, |n: u32| n * 2);
         assert_eq!(doubled, (0..50).map(|n| n * 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_panic_in_any_worker_reaches_the_caller_after_every_worker_ended() {
+        let finished = std::sync::atomic::AtomicUsize::new(0);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            side_by_side((0..8).collect(), 2, |n: u32| {
+                if n == 5 {
+                    panic!("item 5");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        }));
+        assert!(outcome.is_err(), "the panic is resumed");
+        // Every other item was taken and finished: no worker was left running.
+        assert_eq!(finished.load(std::sync::atomic::Ordering::SeqCst), 7);
     }
 
     /// The cores this thread may run on.

@@ -514,6 +514,32 @@ fn write_via_temp(
     replace: bool,
     fill: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
 ) -> Result<PathBuf, SafeFsError> {
+    stage(root, rel, sync, fill)?.put(replace)
+}
+
+/// A file written (with `sync`, fsync'd) under a temporary name beside its target and not
+/// yet in place: [`Staged::place`] renames it over the target; dropped unplaced, it is
+/// removed. Lets a writer of several files (the reports) write and sync each as soon as it
+/// is ready and touch no target until every one of them was written.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
+    file: File,
+    placed: bool,
+}
+
+/// [`write_file`] up to the rename: `bytes` in a temporary file beside `root/rel`.
+pub fn stage_file(root: &Path, rel: &str, bytes: &[u8], sync: bool) -> Result<Staged, SafeFsError> {
+    stage(root, rel, sync, &mut |file| file.write_all(bytes))
+}
+
+fn stage(
+    root: &Path,
+    rel: &str,
+    sync: bool,
+    fill: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
+) -> Result<Staged, SafeFsError> {
     let path = prepare(root, rel)?;
     let name = path
         .file_name()
@@ -535,47 +561,79 @@ fn write_via_temp(
             _ => break,
         }
     }
-    let result = opened.and_then(|mut file| {
-        let written = fill(&mut file).and_then(|()| if sync { file.sync_all() } else { Ok(()) });
-        if written.is_err() {
-            drop(file);
-            let _ = fs::remove_file(&tmp);
-        }
-        written
-    });
-    let result = result.and_then(|()| {
+    let file = opened.map_err(|source| SafeFsError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    // From here on the temporary file is ours: dropping `staged` on an error removes it.
+    let mut staged = Staged {
+        tmp,
+        path,
+        file,
+        placed: false,
+    };
+    fill(&mut staged.file).map_err(|source| SafeFsError::Io {
+        path: staged.path.clone(),
+        source,
+    })?;
+    if sync {
+        staged.sync()?;
+    }
+    Ok(staged)
+}
+
+impl Staged {
+    /// Makes the written contents durable (fsync).
+    pub fn sync(&self) -> Result<(), SafeFsError> {
+        self.file.sync_all().map_err(|source| SafeFsError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Renames the file over its target (the old file, if any, is replaced whole).
+    pub fn place(self) -> Result<PathBuf, SafeFsError> {
+        self.put(true)
+    }
+
+    /// Puts the file in place: over the target (`replace`), or only where nothing is (a hard
+    /// link, which never follows a link; `AlreadyExists` otherwise).
+    fn put(mut self, replace: bool) -> Result<PathBuf, SafeFsError> {
+        let (tmp, path) = (&self.tmp, &self.path);
         let placed = if replace {
-            fs::rename(&tmp, &path)
+            fs::rename(tmp, path)
         } else {
-            match fs::hard_link(&tmp, &path) {
-                Ok(()) => fs::remove_file(&tmp),
+            match fs::hard_link(tmp, path) {
+                Ok(()) => fs::remove_file(tmp),
                 // A file system without hard links: the name checked free, then renamed.
                 Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                    match fs::symlink_metadata(&path) {
-                        Err(m) if m.kind() == std::io::ErrorKind::NotFound => {
-                            fs::rename(&tmp, &path)
-                        }
+                    match fs::symlink_metadata(path) {
+                        Err(m) if m.kind() == std::io::ErrorKind::NotFound => fs::rename(tmp, path),
                         _ => Err(e),
                     }
                 }
                 Err(e) => Err(e),
             }
         };
-        if placed.is_err() {
-            let _ = fs::remove_file(&tmp);
+        match placed {
+            Ok(()) => {
+                self.placed = true;
+                Ok(self.path.clone())
+            }
+            Err(source) => Err(SafeFsError::Io {
+                path: self.path.clone(),
+                source,
+            }),
         }
-        placed
-    });
-    result.map_err(|source| {
-        if source.kind() != std::io::ErrorKind::AlreadyExists {
-            let _ = fs::remove_file(&tmp);
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = fs::remove_file(&self.tmp);
         }
-        SafeFsError::Io {
-            path: path.clone(),
-            source,
-        }
-    })?;
-    Ok(path)
+    }
 }
 
 /// Opens `root/rel` for appending (created if missing; emptied first with `truncate`),

@@ -131,6 +131,31 @@ impl Scrubber {
     /// `text` with the literal secret values (the API key, also JSON-escaped) replaced, but
     /// no pattern applied: safe over rendered markup (XML, HTML), where a pattern could match
     /// across the structure.
+    /// Whether scrubbing the string values of a JSON document could change any of them,
+    /// judged from its serialized text `json`: always with patterns; with secrets only, when
+    /// a secret, in any escaped form [`Scrubber::scrub_literals`] replaces, or one level of
+    /// escaping deeper (as a string holding it is serialized), appears in the text.
+    pub fn could_change_json(&self, json: &str) -> bool {
+        if !self.patterns.is_empty() {
+            return true;
+        }
+        self.secrets.iter().any(|secret| {
+            let mut form = secret.clone();
+            for _ in 0..=5 {
+                if json.contains(form.as_str()) {
+                    return true;
+                }
+                match serde_json::to_string(&form) {
+                    Ok(quoted) if quoted[1..quoted.len() - 1] != *form => {
+                        form = quoted[1..quoted.len() - 1].to_string();
+                    }
+                    _ => return false,
+                }
+            }
+            false
+        })
+    }
+
     pub fn scrub_literals(&self, text: &str) -> String {
         let mut out = text.to_string();
         for secret in &self.secrets {

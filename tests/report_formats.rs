@@ -677,6 +677,64 @@ fn write_all_writes_every_format_and_scrubs_secrets() {
     }
 }
 
+/// The files in `dir`, name → contents.
+fn files_in(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_scrubs_an_echoed_key_from_every_report_and_writes_the_same_reports_when_none_was_echoed() {
+    const KEY: &str = "sk-proj-\"Abc123&_XyZ";
+    let scrubber = hatrack::secrets::Scrubber::new(vec![KEY.to_string()], Vec::new());
+    let mut echoed = sample_report();
+    echoed.requirements[1].finding = format!("The answer quoted {KEY} back");
+    let dir = tempfile::tempdir().unwrap();
+    write_all_scrubbed(&echoed, dir.path(), &scrubber).expect("reports written");
+    for (name, text) in files_in(dir.path()) {
+        for leaked in ["Abc123", "sk-proj"] {
+            assert!(!text.contains(leaked), "{leaked} leaked into {name}");
+        }
+        assert!(
+            text.contains("REDACTED"),
+            "{name} lost the finding:\n{text}"
+        );
+    }
+
+    // No key in the report: exactly what an unscrubbed write gives.
+    let (scrubbed, plain) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_all_scrubbed(&sample_report(), scrubbed.path(), &scrubber).unwrap();
+    write_all(&sample_report(), plain.path(), &|s: &str| s.to_string()).unwrap();
+    assert_eq!(files_in(scrubbed.path()), files_in(plain.path()));
+}
+
+#[test]
+fn a_report_that_cannot_be_put_in_place_fails_naming_it_and_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("report.html/in-the-way")).unwrap();
+    let err = write_all(&sample_report(), dir.path(), &|s: &str| s.to_string())
+        .expect_err("a directory where report.html goes is an error");
+    assert!(err.to_string().contains("report.html"), "{err}");
+    let leftovers: Vec<String> = files_in_names(dir.path())
+        .into_iter()
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+fn files_in_names(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 #[test]
 fn write_all_names_the_path_it_cannot_write() {
     let dir = tempfile::tempdir().unwrap();

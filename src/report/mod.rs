@@ -69,18 +69,18 @@ pub fn exporters() -> Vec<Box<dyn Exporter>> {
 /// structure (its strings all come from the already scrubbed report). A run writes through
 /// [`write_all_scrubbed`], which applies only the literal secrets to the rendered markup.
 ///
-/// All formats are rendered before any file is touched (side by side, one thread each: the
-/// formats and their fsyncs are most of the time a run spends after its last answer), and
-/// each file goes through
-/// [`crate::safe_fs::write_file`]: a temporary file, fsync'd, renamed into place (never
-/// written through a symlink), so a failure or a crash never leaves a half-written report:
-/// each file is either the old one or the complete new one.
+/// The formats render side by side, one thread each (they and their fsyncs are most of the
+/// time a run spends after its last answer). Each is written to a temporary file beside its
+/// target and fsync'd as soon as it is rendered ([`crate::safe_fs::stage_file`], never
+/// through a symlink); only when every format was written are they renamed into place, and
+/// a failure removes them all. So no report is touched unless all were written, and a crash
+/// never leaves a half-written one: each file is the old one or the complete new one.
 pub fn write_all(
     report: &Report,
     dir: &Path,
     scrub: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<Vec<PathBuf>, ReportError> {
-    write_with(report, dir, scrub, scrub)
+    write_with(report, dir, Some(scrub), scrub)
 }
 
 /// [`write_all`] with a [`Scrubber`](crate::secrets::Scrubber): every free-text string of
@@ -92,42 +92,75 @@ pub fn write_all_scrubbed(
     dir: &Path,
     scrubber: &crate::secrets::Scrubber,
 ) -> Result<Vec<PathBuf>, ReportError> {
-    write_with(report, dir, &|s| scrubber.scrub(s), &|s| {
-        scrubber.scrub_literals(s)
-    })
+    let scrub_strings = |s: &str| scrubber.scrub(s);
+    // Rebuilding the report string by string costs half a millisecond; a report in which
+    // no secret appears (the usual case: no patterns, the key never echoed) is kept as is.
+    let needs_scrubbing =
+        serde_json::to_string(report).map_or(true, |json| scrubber.could_change_json(&json));
+    write_with(
+        report,
+        dir,
+        needs_scrubbing.then_some(&scrub_strings),
+        &|s| scrubber.scrub_literals(s),
+    )
 }
 
 fn write_with(
     report: &Report,
     dir: &Path,
-    scrub_strings: &(dyn Fn(&str) -> String + Sync),
+    scrub_strings: Option<&(dyn Fn(&str) -> String + Sync)>,
     scrub_markup: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<Vec<PathBuf>, ReportError> {
-    let scrubbed = scrub_report(report, scrub_strings)?;
-    let render = |exporter: &dyn Exporter| -> Result<(&'static str, String), ReportError> {
-        let text = exporter.render(&scrubbed)?;
-        let text = if exporter.file_name().ends_with(".json") {
+    let scrubbed;
+    let report = match scrub_strings {
+        Some(scrub) => {
+            scrubbed = scrub_report(report, scrub)?;
+            &scrubbed
+        }
+        None => report,
+    };
+    crate::safe_fs::create_root(dir).map_err(|e| write_error(dir, e))?;
+    // Each format is written under a temporary name as soon as it is rendered; then all are
+    // fsync'd at once (their fsyncs share the file system's journal commits) and only then
+    // renamed into place, so a failure touches no report and removes the temporary files.
+    let stage = |exporter: &dyn Exporter| -> Result<crate::safe_fs::Staged, ReportError> {
+        let name = exporter.file_name();
+        let text = exporter.render(report)?;
+        let text = if name.ends_with(".json") {
             text
         } else {
             scrub_markup(&text)
         };
-        Ok((exporter.file_name(), text))
+        crate::safe_fs::stage_file(dir, name, text.as_bytes(), false)
+            .map_err(|e| write_error(&dir.join(name), e))
     };
-    let rendered = side_by_side(exporters(), crate::parallel::cores(), |exporter| {
-        render(exporter.as_ref())
+    // Rendered slowest first, so that the threads finish together; put in place (and
+    // listed) in the usual order.
+    let mut formats: Vec<(usize, Box<dyn Exporter>)> =
+        exporters().into_iter().enumerate().collect();
+    let rank = |name: &str| SLOWEST_FIRST.iter().position(|n| *n == name);
+    formats.sort_by_key(|(_, e)| rank(e.file_name()).unwrap_or(SLOWEST_FIRST.len()));
+    let mut staged = side_by_side(formats, crate::parallel::cores(), |(i, exporter)| {
+        stage(exporter.as_ref()).map(|file| (i, file))
     })
     .into_iter()
     .collect::<Result<Vec<_>, _>>()?;
-    crate::safe_fs::create_root(dir).map_err(|e| write_error(dir, e))?;
-    // Writing waits on the disk (each file is fsync'd): one thread per file.
-    let files = rendered.len();
-    side_by_side(rendered, files, |(name, text)| {
-        crate::safe_fs::write_file(dir, name, text.as_bytes(), true)
-            .map_err(|e| write_error(&dir.join(name), e))
+    staged.sort_by_key(|(i, _)| *i);
+    side_by_side(staged.iter().collect(), staged.len(), |(_, file)| {
+        file.sync()
     })
     .into_iter()
-    .collect()
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|e| write_error(dir, e))?;
+    staged
+        .into_iter()
+        .map(|(_, file)| file.place().map_err(|e| write_error(dir, e)))
+        .collect()
 }
+
+/// The formats by the time they take to render, longest first (measured on the example
+/// stage's report); a format not listed goes last.
+const SLOWEST_FIRST: &[&str] = &["report.sarif", "report.html", "junit.xml", "report.md"];
 
 fn write_error(path: &Path, e: crate::safe_fs::SafeFsError) -> ReportError {
     match e {

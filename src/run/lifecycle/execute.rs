@@ -38,7 +38,7 @@ pub(super) async fn execute<W: Write + ?Sized>(
     runner: &Runner,
     out: &mut W,
 ) -> Result<i32, Error> {
-    run::steps::warm_validators(&prepared.stage, prepared.checks.as_ref());
+    warm_up(&prepared);
     let prices = setup::prices(report_args.prices.as_deref(), &mut settings, &mut judge)?;
     let scrubber = setup::scrubber(&[&settings, &judge], &prepared.config)?;
     let prepared_workspace = prepared.workspace.clone();
@@ -108,6 +108,14 @@ pub(super) async fn execute<W: Write + ?Sized>(
     .await?;
     super::joined(syncing.await);
     Ok(report.outcome.exit_code)
+}
+
+/// Compiles, beside the run, what its steps and reports need later: every step's
+/// answer-schema validator, and the HTML report's template (while the run waits on the
+/// model rather than after its last answer).
+fn warm_up(prepared: &Prepared) {
+    run::steps::warm_validators(&prepared.stage, prepared.checks.as_ref());
+    let _ = crate::parallel::spawn_beside("report-template", report::html::warm);
 }
 
 /// Makes the transcript's last lines durable on a blocking thread, beside the snapshot and
