@@ -3,8 +3,8 @@
 //! it fits.
 //!
 //! **The window** is `[model] context_tokens` when set; else what the server says, asked
-//! once before a new run records its run.json ([`probe`]: llama.cpp's `GET /props`
-//! `default_generation_settings.n_ctx`, else `GET /v1/models` metadata: llama.cpp's
+//! once before a new run records its run.json ([`probe`], both asked together: llama.cpp's
+//! `GET /props` `default_generation_settings.n_ctx`, else `GET /v1/models` metadata: llama.cpp's
 //! `meta.n_ctx`, vLLM's `max_model_len`, `context_length` / `context_window` elsewhere);
 //! else [`DEFAULT_CONTEXT_TOKENS`]. run.json records the size used, so a replay never asks a
 //! server; a run recorded before sizes were recorded replays with no window at all, as it
@@ -248,15 +248,13 @@ pub async fn probe(settings: &ModelSettings) -> Option<u64> {
         }
     };
     let root = base.strip_suffix("/v1").unwrap_or(base);
-    if let Some(n) = get(format!("{root}/props"))
-        .await
+    // Asked together: most providers have no /props, and answer /models in the same round
+    // trip instead of one more. /props (llama.cpp's running context) wins when it says.
+    let (props, models) =
+        futures::future::join(get(format!("{root}/props")), get(format!("{base}/models"))).await;
+    props
         .and_then(|p| from_props(&p))
-    {
-        return Some(n);
-    }
-    get(format!("{base}/models"))
-        .await
-        .and_then(|m| from_models(&m, &settings.model))
+        .or_else(|| models.and_then(|m| from_models(&m, &settings.model)))
 }
 
 /// llama.cpp's `/props`: `default_generation_settings.n_ctx` (older servers: `n_ctx`).
