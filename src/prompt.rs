@@ -43,6 +43,8 @@ pub struct Prompts {
     texts: Vec<(String, String)>,
     /// [`Prompts::digest`] with [`FINDINGS`] folded in: a run with checks records it.
     digest_with_findings: String,
+    /// The templates that read `step` (or may: they include, import or extend another).
+    read_step: Vec<String>,
 }
 
 impl Prompts {
@@ -82,13 +84,25 @@ impl Prompts {
         env.add_template_owned(name, source)
             .map_err(|e| render_error(name, &e))?;
         origins.push((name.to_string(), origin));
+        let read_step = texts
+            .iter()
+            .filter(|(name, source)| reads_var(&env, name, source, "step"))
+            .map(|(name, _)| name.clone())
+            .collect();
         Ok(Prompts {
             env,
             digest,
             origins,
             texts,
             digest_with_findings: hex::encode(hasher.finalize()),
+            read_step,
         })
+    }
+
+    /// Whether `template` renders differently for each step (it reads `step`, or includes,
+    /// imports or extends a template that might): a run reuses what it renders only when not.
+    pub fn reads_step(&self, template: &str) -> bool {
+        self.read_step.iter().any(|t| t == template)
     }
 
     /// The digest of the templates a run renders: with the findings block when it has
@@ -125,6 +139,23 @@ impl Prompts {
             .map_err(|e| render_error(template, &e))?;
         Ok(text.trim().to_string())
     }
+}
+
+/// Whether template `name` (of text `source`) reads the context variable `var`; a template
+/// that includes, imports or extends another is counted as reading it.
+fn reads_var(env: &Environment<'static>, name: &str, source: &str, var: &str) -> bool {
+    let tags = source.split("{%").skip(1).map(|tag| {
+        let tag = tag.trim_start_matches(['-', '+']).trim_start();
+        tag.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("")
+    });
+    if tags.clone().any(|t| matches!(t, "include" | "import" | "extends" | "from")) {
+        return true;
+    }
+    env.get_template(name).map_or(true, |t| {
+        t.undeclared_variables(true)
+            .iter()
+            .any(|v| v == var || v.strip_prefix(var).is_some_and(|rest| rest.starts_with('.')))
+    })
 }
 
 /// A template's text: `dir/<name>` when that file exists, else the shipped one; and where
@@ -167,6 +198,28 @@ fn render_error(template: &str, err: &minijinja::Error) -> PromptError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dossier_that_reads_the_step_or_includes_another_template_is_never_reused() {
+        let shipped = Prompts::load(None).unwrap();
+        assert!(
+            !shipped.reads_step("dossier.j2"),
+            "the shipped dossier is the same for every step"
+        );
+        for (source, reads) in [
+            ("{{ stage.name }}", false),
+            ("{% if step.kind == 'hat' %}x{% endif %}", true),
+            ("{{ step }}", true),
+            ("{% for s in stage.hats %}{{ s }}{% endfor %}{{ steps_total }}", false),
+            ("{%- include 'system.j2' %}", true),
+            ("{% import 'hat.j2' as h %}", true),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("dossier.j2"), source).unwrap();
+            let prompts = Prompts::load(Some(dir.path())).unwrap();
+            assert_eq!(prompts.reads_step("dossier.j2"), reads, "{source}");
+        }
+    }
 
     #[test]
     fn a_missing_variable_is_an_error_naming_the_template() {

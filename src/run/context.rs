@@ -71,6 +71,8 @@ pub struct Shown<'a> {
     pub tools: bool,
     /// What checks found: shown to the judging steps (`None`: no checks, nothing shown).
     pub checks: Option<&'a crate::checks::Facts>,
+    /// The run's dossiers rendered so far (`None`: render each afresh).
+    pub dossiers: Option<&'a Dossiers>,
 }
 
 /// The check findings a judging step of `requirements` is shown (`null`: none).
@@ -403,6 +405,7 @@ fn constraint_values(hat: &Hat) -> Vec<Value> {
 
 /// The part of the user message every step of a run shares, byte for byte, and the step's
 /// sources it quotes. See the module docs for the layout.
+#[derive(Clone)]
 struct Dossier {
     text: String,
     sources: Sources,
@@ -414,6 +417,66 @@ struct Dossier {
 /// rendered for `step` ([`step_context`]). Its sources are the entries the text shows (with
 /// the shipped template, all of them); its cuts, every input cut to fit.
 fn dossier(shown: &Shown<'_>, step: &Value) -> Result<Dossier, PromptError> {
+    // A dossier template that reads the step renders differently for each: never reused.
+    let cache = shown
+        .dossiers
+        .filter(|_| !shown.prompts.reads_step(DOSSIER_TEMPLATE));
+    let key = produced_key(shown.produced);
+    if let Some(hit) = cache.and_then(|c| c.get(&key)) {
+        return Ok(hit);
+    }
+    let rendered = render_dossier(shown, step)?;
+    if let Some(cache) = cache {
+        cache.put(key, rendered.clone());
+    }
+    Ok(rendered)
+}
+
+const DOSSIER_TEMPLATE: &str = "dossier.j2";
+
+/// The dossiers a run has rendered, by what had been produced when it rendered them: every
+/// judging step after the hats is shown the same dossier, byte for byte, and rendering it is
+/// most of what building a step's messages costs.
+#[derive(Default)]
+pub struct Dossiers(std::sync::Mutex<Vec<(ProducedKey, Dossier)>>);
+
+/// What a dossier shows of the artifacts: each hat's artifacts by name and a hash of their
+/// contents, in order.
+type ProducedKey = Vec<(String, Vec<(String, u64)>)>;
+
+fn produced_key(produced: &[(String, Vec<Artifact>)]) -> ProducedKey {
+    use std::hash::{Hash, Hasher};
+    let digest = |text: &str| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut hasher);
+        hasher.finish()
+    };
+    produced
+        .iter()
+        .map(|(hat, artifacts)| {
+            let named = artifacts
+                .iter()
+                .map(|a| (a.name.clone(), digest(&a.content)))
+                .collect();
+            (hat.clone(), named)
+        })
+        .collect()
+}
+
+impl Dossiers {
+    fn get(&self, key: &ProducedKey) -> Option<Dossier> {
+        let kept = self.0.lock().ok()?;
+        kept.iter().find(|(k, _)| k == key).map(|(_, d)| d.clone())
+    }
+
+    fn put(&self, key: ProducedKey, dossier: Dossier) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.push((key, dossier));
+        }
+    }
+}
+
+fn render_dossier(shown: &Shown<'_>, step: &Value) -> Result<Dossier, PromptError> {
     let (inputs, cuts) = all_input_values(shown);
     let cap = shown.limits.max_artifact_bytes;
     let produced: Vec<Value> = shown
@@ -427,7 +490,7 @@ fn dossier(shown: &Shown<'_>, step: &Value) -> Result<Dossier, PromptError> {
         })
         .collect();
     let text = shown.prompts.render(
-        "dossier.j2",
+        DOSSIER_TEMPLATE,
         &json!({"stage": stage_context(shown.stage), "inputs": inputs, "produced": produced, "step": step}),
     )?;
     let mut sources = Sources::new(shown.rules);

@@ -88,6 +88,8 @@ pub struct RunPlan {
     pub prices: Option<std::sync::Arc<crate::model::prices::Prices>>,
     /// What checks found, and the mappings in force (`None`: the run has no checks).
     pub checks: Option<crate::checks::Facts>,
+    /// The dossiers the run's steps have been shown (rendered once each).
+    pub dossiers: context::Dossiers,
 }
 
 impl RunPlan {
@@ -127,6 +129,7 @@ impl RunPlan {
             prior,
             tools: self.agent.is_some(),
             checks: self.checks.as_ref(),
+            dossiers: Some(&self.dossiers),
         }
     }
 }

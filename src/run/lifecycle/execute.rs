@@ -198,6 +198,7 @@ fn run_plan(
         policy: gate,
         effective_policy: record.policy.clone(),
         stability_threshold: STABILITY_THRESHOLD,
+        dossiers: Default::default(),
         scrubber: scrubber.clone(),
         agent,
         prices,

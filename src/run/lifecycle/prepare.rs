@@ -167,6 +167,7 @@ pub(super) fn preflight_render(p: &Prepared) -> Result<(), Error> {
         prior: &prior,
         tools: p.config.agent.tools,
         checks: p.checks.as_ref(),
+        dossiers: None,
     };
     // One thread per core: rendering is CPU work, and the run waits on it before its first
     // request. The error reported is the first failing step's, in table order.

@@ -83,6 +83,7 @@ pub fn build(args: &RenderArgs) -> Result<StepRequest, Error> {
         prior: &prior,
         tools: config.agent.tools,
         checks: checks.as_ref(),
+        dossiers: None,
     };
     let StepMessages { messages, .. } = context::messages(&step, &shown)?;
     let spec = step.schema(&stage);
