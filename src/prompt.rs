@@ -146,15 +146,22 @@ impl Prompts {
 fn reads_var(env: &Environment<'static>, name: &str, source: &str, var: &str) -> bool {
     let tags = source.split("{%").skip(1).map(|tag| {
         let tag = tag.trim_start_matches(['-', '+']).trim_start();
-        tag.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("")
+        tag.split(|c: char| !c.is_alphanumeric())
+            .next()
+            .unwrap_or("")
     });
-    if tags.clone().any(|t| matches!(t, "include" | "import" | "extends" | "from")) {
+    if tags
+        .clone()
+        .any(|t| matches!(t, "include" | "import" | "extends" | "from"))
+    {
         return true;
     }
     env.get_template(name).map_or(true, |t| {
-        t.undeclared_variables(true)
-            .iter()
-            .any(|v| v == var || v.strip_prefix(var).is_some_and(|rest| rest.starts_with('.')))
+        t.undeclared_variables(true).iter().any(|v| {
+            v == var
+                || v.strip_prefix(var)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        })
     })
 }
 
@@ -210,7 +217,10 @@ mod tests {
             ("{{ stage.name }}", false),
             ("{% if step.kind == 'hat' %}x{% endif %}", true),
             ("{{ step }}", true),
-            ("{% for s in stage.hats %}{{ s }}{% endfor %}{{ steps_total }}", false),
+            (
+                "{% for s in stage.hats %}{{ s }}{% endfor %}{{ steps_total }}",
+                false,
+            ),
             ("{%- include 'system.j2' %}", true),
             ("{% import 'hat.j2' as h %}", true),
         ] {

@@ -25,7 +25,7 @@ use async_openai::middleware::HttpRequestFactory;
 use async_openai::Client;
 use tokio::sync::Semaphore;
 
-use super::settings::{ModelSettings, TokenObserver};
+use super::settings::{Connections, ModelSettings, TokenObserver};
 use super::stream::{LineSplitter, StreamAssembler, StreamError};
 use super::{
     BoxFuture, ChatModel, ModelError, ModelReply, ModelRequest, ProviderErrorKind, ReplySource,
@@ -740,6 +740,25 @@ impl SharedTransport {
     }
 }
 
+impl Connections {
+    /// The client for `base` with these settings: built the first time, shared after.
+    fn client(&self, base: &str, settings: &ModelSettings) -> Result<reqwest::Client, ModelError> {
+        self.clients
+            .get_or_try(&http_client_key(base, settings), || {
+                http_client(base, settings)
+            })
+    }
+}
+
+/// The HTTP client a run's other requests to `settings`' endpoint (the context-window
+/// probe) share with its model client; `None` when the settings share none or the endpoint
+/// would be refused (the probe then builds its own).
+pub fn shared_http_client(settings: &ModelSettings) -> Option<reqwest::Client> {
+    let connections = settings.connections.as_ref()?;
+    let base = checked_base(settings).ok()?;
+    connections.client(&base, settings).ok()
+}
+
 /// The base URL without trailing slashes, checked: http(s), and a key that can go into an
 /// HTTP header.
 fn checked_base(settings: &ModelSettings) -> Result<String, ModelError> {
@@ -829,7 +848,10 @@ impl LiveModel {
     /// URL that is not http(s) or a key that cannot go into an HTTP header.
     pub fn new(settings: &ModelSettings) -> Result<LiveModel, ModelError> {
         let base = checked_base(settings)?;
-        let http = http_client(&base, settings)?;
+        let http = match &settings.connections {
+            Some(connections) => connections.client(&base, settings)?,
+            None => http_client(&base, settings)?,
+        };
         let permits = Arc::new(Semaphore::new(settings.jobs.max(1)));
         Ok(LiveModel::with_http(settings, base, http, permits))
     }

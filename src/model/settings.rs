@@ -40,6 +40,27 @@ impl Serialize for Secret {
     }
 }
 
+/// HTTP clients (with their open connections) by what they are built from, shared by the
+/// clients a run builds for its endpoints (see [`ModelSettings::connections`]).
+#[derive(Clone)]
+pub struct Connections {
+    pub(super) clients: std::sync::Arc<crate::memo::Memo<reqwest::Client>>,
+}
+
+impl Default for Connections {
+    fn default() -> Connections {
+        Connections {
+            clients: std::sync::Arc::new(crate::memo::Memo::new(4)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connections")
+    }
+}
+
 /// Everything the model layer needs to talk to one OpenAI-compatible endpoint.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelSettings {
@@ -83,6 +104,11 @@ pub struct ModelSettings {
     /// far, with the request's opaque step id; for progress displays. Not recorded.
     #[serde(skip)]
     pub on_tokens: Option<TokenObserver>,
+    /// HTTP clients (and their open connections) shared by everything of one run that
+    /// talks to the endpoint: the context-window probe's connection then serves the first
+    /// request (`None`: each client its own). Not recorded.
+    #[serde(skip)]
+    pub connections: Option<Connections>,
     /// HTTP retries after the first try, on 429, 5xx, connection errors and timeouts.
     pub max_retries: u32,
     /// Structured-output re-asks after the first answer.
@@ -185,6 +211,7 @@ impl Default for ModelSettings {
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             stream: true,
             on_tokens: None,
+            connections: None,
             max_retries: 4,
             max_reasks: 2,
             jobs: 2,

@@ -218,16 +218,22 @@ pub async fn probe(settings: &ModelSettings) -> Option<u64> {
     if !(base.starts_with("http://") || base.starts_with("https://")) {
         return None;
     }
-    let mut builder = reqwest::Client::builder()
-        .timeout(PROBE_TIMEOUT.min(settings.timeout))
-        .redirect(reqwest::redirect::Policy::none());
-    if base.starts_with("http://") {
-        // No TLS is used: the system's root certificates are not loaded.
-        builder = builder.tls_certs_only(std::iter::empty());
-    }
-    let client = builder.build().ok()?;
+    // The run's own client when it shares one: the connection opened here then serves the
+    // run's first request.
+    let client = match super::openai::shared_http_client(settings) {
+        Some(client) => client,
+        None => {
+            let mut builder =
+                reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+            if base.starts_with("http://") {
+                // No TLS is used: the system's root certificates are not loaded.
+                builder = builder.tls_certs_only(std::iter::empty());
+            }
+            builder.build().ok()?
+        }
+    };
     let get = |url: String| {
-        let mut request = client.get(url);
+        let mut request = client.get(url).timeout(PROBE_TIMEOUT.min(settings.timeout));
         let key = settings.api_key.expose();
         if !key.is_empty() {
             request = request.bearer_auth(key);

@@ -276,6 +276,15 @@ pub async fn resolve_windows(
     }
 }
 
+/// One set of HTTP clients for everything the run sends (the context-window probe, the
+/// producing and the judging model): the probe's connection then serves the first request,
+/// and an https endpoint is shaken hands with once.
+pub fn share_connections(settings: &mut ModelSettings, judge: &mut ModelSettings) {
+    let connections = crate::model::settings::Connections::default();
+    settings.connections = Some(connections.clone());
+    judge.connections = Some(connections);
+}
+
 /// The windows a run's requests are sized for, as its run.json recorded them. A run recorded
 /// before windows were recorded was sent unsized, and replays so.
 pub fn apply_windows(

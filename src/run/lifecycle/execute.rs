@@ -39,19 +39,20 @@ pub(super) async fn execute<W: Write + ?Sized>(
     out: &mut W,
 ) -> Result<i32, Error> {
     warm_up(&prepared);
-    let prices = setup::prices(report_args.prices.as_deref(), &mut settings, &mut judge)?;
-    let scrubber = setup::scrubber(&[&settings, &judge], &prepared.config)?;
+    let (prices, scrubber) =
+        priced_and_connected(report_args, &prepared, &mut settings, &mut judge)?;
     let prepared_workspace = prepared.workspace.clone();
     let run_dir = &transcript.run_dir;
     // Held until the reports are written: a second writer fails at once (exit 2).
     let locked = RunDir::open_locked(run_dir)?;
     let (checks, checks_written) = scrubbed_checks(&mut prepared, &scrubber, &transcript);
+    let gate = setup::gate_policy(&report_args.gate, &prepared.config);
     let (locked, record) = open_record(
         locked,
         &prepared,
         (&settings, &judge),
         &transcript,
-        setup::gate_policy(&report_args.gate, &prepared.config),
+        gate,
         samples,
         &scrubber,
     )
@@ -76,7 +77,6 @@ pub(super) async fn execute<W: Write + ?Sized>(
         config: prepared.config.clone(),
         prompts: prepared.prompts.clone(),
     });
-    let gate = setup::gate_policy(&report_args.gate, &prepared.config);
     let plan = run_plan(
         prepared,
         (settings, judge),
@@ -108,6 +108,20 @@ pub(super) async fn execute<W: Write + ?Sized>(
     .await?;
     super::joined(syncing.await);
     Ok(report.outcome.exit_code)
+}
+
+/// The price table (applied to both models' settings), the scrubber for everything
+/// written, and one set of HTTP connections shared by the run's requests.
+fn priced_and_connected(
+    report_args: &ReportArgs,
+    prepared: &Prepared,
+    settings: &mut ModelSettings,
+    judge: &mut ModelSettings,
+) -> Result<(Option<Arc<crate::model::prices::Prices>>, Scrubber), Error> {
+    let prices = setup::prices(report_args.prices.as_deref(), settings, judge)?;
+    let scrubber = setup::scrubber(&[settings, judge], &prepared.config)?;
+    setup::share_connections(settings, judge);
+    Ok((prices, scrubber))
 }
 
 /// Compiles, beside the run, what its steps and reports need later: every step's
