@@ -122,28 +122,13 @@ pub fn stage_mappings(
 /// then finds them compiled (patterns are compiled once per process). A run calls this on a
 /// thread of its own while it loads the stage's definitions: a Unicode pattern takes about a
 /// millisecond to build. Nothing is reported here; [`stage_mappings`] reports what is wrong.
-///
-/// Each distinct probe once, on every core, longest pattern first: the slowest to build
-/// (usually the longest) does not start last.
 pub fn warm_probes(stage_dir: &Path) {
     let stage_file = stage_dir.join(STAGE_CHECKS_FILE);
-    let Ok(specs) = read_checks_toml(&stage_file) else {
-        return;
-    };
-    let mut probes: Vec<&ProbeSpec> = Vec::new();
-    for probe in specs.iter().filter_map(|s| s.probe.as_ref()) {
-        if !probes.contains(&probe) {
-            probes.push(probe);
+    if let Ok(specs) = read_checks_toml(&stage_file) {
+        for probe in specs.iter().filter_map(|s| s.probe.as_ref()) {
+            let _ = probe.check();
         }
     }
-    let pattern_len = |p: &ProbeSpec| {
-        let pattern = p.must_match.as_ref().or(p.must_not_match.as_ref());
-        pattern.map_or(0, String::len)
-    };
-    probes.sort_by_key(|p| std::cmp::Reverse(pattern_len(p)));
-    crate::parallel::side_by_side(probes, crate::parallel::cores(), |probe| {
-        let _ = probe.check();
-    });
 }
 
 /// One name, one probe: the same name on two different probes is an error.
