@@ -519,8 +519,8 @@ fn write_via_temp(
 
 /// A file written (with `sync`, fsync'd) under a temporary name beside its target and not
 /// yet in place: [`Staged::place`] renames it over the target; dropped unplaced, it is
-/// removed. Lets a writer of several files (the reports) write and sync each as soon as it
-/// is ready and touch no target until every one of them was written.
+/// removed. Lets a writer of several files (the reports) write each as soon as it is ready
+/// and touch no target until every one of them was written and synced.
 #[derive(Debug)]
 pub struct Staged {
     tmp: PathBuf,
@@ -529,9 +529,10 @@ pub struct Staged {
     placed: bool,
 }
 
-/// [`write_file`] up to the rename: `bytes` in a temporary file beside `root/rel`.
-pub fn stage_file(root: &Path, rel: &str, bytes: &[u8], sync: bool) -> Result<Staged, SafeFsError> {
-    stage(root, rel, sync, &mut |file| file.write_all(bytes))
+/// [`write_file`] up to the rename: `bytes` in a temporary file beside `root/rel`, not yet
+/// fsync'd ([`Staged::sync`]).
+pub fn stage_file(root: &Path, rel: &str, bytes: &[u8]) -> Result<Staged, SafeFsError> {
+    stage(root, rel, false, &mut |file| file.write_all(bytes))
 }
 
 fn stage(

@@ -83,6 +83,20 @@ pub fn compile_patterns(
 }
 
 /// What a scrubbed secret is replaced with.
+/// How many levels of JSON escaping of a secret [`Scrubber::scrub_literals`] replaces.
+const LITERAL_ESCAPES: usize = 4;
+
+/// `secret`, then its JSON-escaped form, that form escaped again, … up to `levels`
+/// escapes, stopping where escaping no longer changes it.
+fn escaped_forms(secret: &str, levels: usize) -> impl Iterator<Item = String> {
+    std::iter::successors(Some(secret.to_string()), |form| {
+        let quoted = serde_json::to_string(form).ok()?;
+        let escaped = &quoted[1..quoted.len() - 1];
+        (escaped != form).then(|| escaped.to_string())
+    })
+    .take(levels + 1)
+}
+
 pub const REDACTED: &str = "[REDACTED]";
 
 /// Secrets shorter than this are ignored: scrubbing a 3-character "key" would redact
@@ -128,56 +142,30 @@ impl Scrubber {
         out
     }
 
+    /// Whether scrubbing the string values of a JSON document could change any of them,
+    /// judged from its serialized text `json`: always with patterns; with secrets only, when
+    /// a secret, in any escaped form [`Scrubber::scrub_literals`] replaces or one level of
+    /// escaping deeper (as a string holding it is serialized), appears in the text.
+    pub fn could_change_json(&self, json: &str) -> bool {
+        !self.patterns.is_empty()
+            || self.secrets.iter().any(|secret| {
+                escaped_forms(secret, LITERAL_ESCAPES + 1).any(|form| json.contains(form.as_str()))
+            })
+    }
+
     /// `text` with the literal secret values (the API key, also JSON-escaped) replaced, but
     /// no pattern applied: safe over rendered markup (XML, HTML), where a pattern could match
     /// across the structure.
-    /// Whether scrubbing the string values of a JSON document could change any of them,
-    /// judged from its serialized text `json`: always with patterns; with secrets only, when
-    /// a secret, in any escaped form [`Scrubber::scrub_literals`] replaces, or one level of
-    /// escaping deeper (as a string holding it is serialized), appears in the text.
-    pub fn could_change_json(&self, json: &str) -> bool {
-        if !self.patterns.is_empty() {
-            return true;
-        }
-        self.secrets.iter().any(|secret| {
-            let mut form = secret.clone();
-            for _ in 0..=5 {
-                if json.contains(form.as_str()) {
-                    return true;
-                }
-                match serde_json::to_string(&form) {
-                    Ok(quoted) if quoted[1..quoted.len() - 1] != *form => {
-                        form = quoted[1..quoted.len() - 1].to_string();
-                    }
-                    _ => return false,
-                }
-            }
-            false
-        })
-    }
-
     pub fn scrub_literals(&self, text: &str) -> String {
         let mut out = text.to_string();
         for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), REDACTED);
-            }
             // Secrets inside JSON strings may have been escaped (a quote, a backslash), and
-            // JSON text holds JSON text (an answer quoted in a re-ask): scrub each escaped
-            // form, as deep as escaping still changes it.
-            let mut form = secret.clone();
-            for _ in 0..4 {
-                let Ok(quoted) = serde_json::to_string(&form) else {
-                    break;
-                };
-                let escaped = quoted[1..quoted.len() - 1].to_string();
-                if escaped == form {
-                    break;
+            // JSON text holds JSON text (an answer quoted in a re-ask): each escaped form is
+            // scrubbed too, as deep as escaping still changes it.
+            for form in escaped_forms(secret, LITERAL_ESCAPES) {
+                if out.contains(form.as_str()) {
+                    out = out.replace(form.as_str(), REDACTED);
                 }
-                if out.contains(&escaped) {
-                    out = out.replace(&escaped, REDACTED);
-                }
-                form = escaped;
             }
         }
         out

@@ -69,11 +69,11 @@ pub fn exporters() -> Vec<Box<dyn Exporter>> {
 /// structure (its strings all come from the already scrubbed report). A run writes through
 /// [`write_all_scrubbed`], which applies only the literal secrets to the rendered markup.
 ///
-/// The formats render side by side, one thread each (they and their fsyncs are most of the
+/// The formats render on every core, slowest first (they and their fsyncs are most of the
 /// time a run spends after its last answer). Each is written to a temporary file beside its
-/// target and fsync'd as soon as it is rendered ([`crate::safe_fs::stage_file`], never
-/// through a symlink); only when every format was written are they renamed into place, and
-/// a failure removes them all. So no report is touched unless all were written, and a crash
+/// target as soon as it is rendered ([`crate::safe_fs::stage_file`], never through a
+/// symlink); then all are fsync'd together, and only then renamed into place. A failure
+/// removes them all. So no report is touched unless all were written, and a crash
 /// never leaves a half-written one: each file is the old one or the complete new one.
 pub fn write_all(
     report: &Report,
@@ -131,7 +131,7 @@ fn write_with(
         } else {
             scrub_markup(&text)
         };
-        crate::safe_fs::stage_file(dir, name, text.as_bytes(), false)
+        crate::safe_fs::stage_file(dir, name, text.as_bytes())
             .map_err(|e| write_error(&dir.join(name), e))
     };
     // Rendered slowest first, so that the threads finish together; put in place (and

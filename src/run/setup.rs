@@ -277,8 +277,8 @@ pub async fn resolve_windows(
 }
 
 /// One set of HTTP clients for everything the run sends (the context-window probe, the
-/// producing and the judging model): the probe's connection then serves the first request,
-/// and an https endpoint is shaken hands with once.
+/// producing and the judging model): a connection the probe opened serves the first
+/// request instead of a new one.
 pub fn share_connections(settings: &mut ModelSettings, judge: &mut ModelSettings) {
     let connections = crate::model::settings::Connections::default();
     settings.connections = Some(connections.clone());
