@@ -162,6 +162,38 @@ fn run_with_key(server: &FakeOpenAi, workspace: &Path, run_dir: &Path, key: &str
         .env("OPENAI_API_KEY", key)
 }
 
+/// No scrub patterns, only the key: the reports are written without rebuilding the report
+/// for scrubbing when the key is nowhere in it, and the key echoed by the model still
+/// reaches no file of the run.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_only_the_key_to_scrub_no_file_of_the_run_holds_the_echoed_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = echoing_server(
+        |req| req.header("authorization").unwrap_or("").to_string(),
+        Vec::new(),
+    )
+    .await;
+    let ws = workspace(dir.path());
+    let run_dir = dir.path().join("run");
+    run_with_key(&server, &ws, &run_dir, CANARY_KEY).run();
+    let mut reports = 0;
+    for entry in walkdir::WalkDir::new(&run_dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+    {
+        let text = String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap()).into_owned();
+        assert!(
+            !text.contains(CANARY_KEY),
+            "{} contains the API key",
+            entry.path().display()
+        );
+        let name = entry.file_name().to_string_lossy();
+        reports += usize::from(name.starts_with("report.") || name == "junit.xml");
+    }
+    assert_eq!(reports, 5, "every report was written");
+}
+
 /// A model that echoes the key into an artifact: later steps quote that artifact, and a
 /// replay (which has only the scrubbed record, and no key) renders them with `[REDACTED]`.
 /// The replay must find every exchange and write the same report.
