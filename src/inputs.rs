@@ -519,8 +519,8 @@ impl WorkspaceFiles {
             for f in &self.files {
                 if glob.is_match(f) || f.starts_with(&dir_prefix) {
                     // A symlink inside the workspace may still point outside it.
-                    match self.root.join(f).canonicalize() {
-                        Ok(real) if real.starts_with(&self.root) => {
+                    match crate::safe_fs::within(&self.root.join(f), &self.root) {
+                        Ok(_) => {
                             matched.insert(f.clone());
                         }
                         _ => errors.push(InputError::Escapes {

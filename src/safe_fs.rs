@@ -378,14 +378,47 @@ fn file_kind(t: fs::FileType) -> &'static str {
 }
 
 /// The real path of `path` when it must stay inside `root`.
-fn within(path: &Path, root: &Path) -> Result<PathBuf, ReadWhy> {
+pub fn within(path: &Path, root: &Path) -> Result<PathBuf, ReadWhy> {
+    let real_root = real_dir(root).map_err(ReadWhy::Io)?;
+    if let Some(real) = plain_below(path, root, &real_root) {
+        return Ok(real);
+    }
     let real = path.canonicalize().map_err(ReadWhy::Io)?;
-    let root = root.canonicalize().map_err(ReadWhy::Io)?;
-    if real.starts_with(&root) {
+    if real.starts_with(&real_root) {
         Ok(real)
     } else {
-        Err(ReadWhy::Outside { target: real, root })
+        Err(ReadWhy::Outside {
+            target: real,
+            root: real_root,
+        })
     }
+}
+
+/// `dir`'s real path, resolved once per process. A run reads many files below the same
+/// workspace, and resolving a relative path costs a `getcwd` and a `readlink` per component
+/// (hatrack never changes its working directory, so a relative key stays valid).
+fn real_dir(dir: &Path) -> std::io::Result<PathBuf> {
+    static REAL: crate::memo::Memo<PathBuf> = crate::memo::Memo::new(64);
+    // Debug quotes a path without loss (bytes that are not UTF-8 are escaped).
+    REAL.get_or_try(&format!("{dir:?}"), || dir.canonicalize())
+}
+
+/// `path`'s real path when it is `root` and plain names below it (no `.` or `..`), none of
+/// them a link: the real root and those names, at one `lstat` per name. `None` when a link
+/// (or anything else) needs the full resolution.
+fn plain_below(path: &Path, root: &Path, real_root: &Path) -> Option<PathBuf> {
+    let below = path.strip_prefix(root).ok()?;
+    let mut real = real_root.to_path_buf();
+    for part in below.components() {
+        let Component::Normal(name) = part else {
+            return None;
+        };
+        real.push(name);
+        if fs::symlink_metadata(&real).ok()?.file_type().is_symlink() {
+            return None;
+        }
+    }
+    Some(real)
 }
 
 /// Opens a file for a bounded read: a regular file only (a FIFO is refused without waiting
@@ -736,6 +769,43 @@ pub(crate) fn write_test_files(root: &Path, files: &[&str], content: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A workspace's file resolves to its real path below the workspace's real path, however
+    /// the workspace was named; a link (file or directory) is followed only to a file inside.
+    #[cfg(unix)]
+    #[test]
+    fn within_follows_links_only_inside_the_root() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        let ws = dir.path().join("ws");
+        fs::create_dir_all(ws.join("dags")).unwrap();
+        fs::write(ws.join("dags/a.py"), "a").unwrap();
+        fs::write(dir.path().join("secret"), "s").unwrap();
+        fs::create_dir(dir.path().join("elsewhere")).unwrap();
+        fs::write(dir.path().join("elsewhere/b.py"), "b").unwrap();
+        symlink(ws.join("dags/a.py"), ws.join("inside.py")).unwrap();
+        symlink(dir.path().join("secret"), ws.join("out.py")).unwrap();
+        symlink(dir.path().join("elsewhere"), ws.join("linked")).unwrap();
+        // The workspace named through a link of its own: still its real path.
+        symlink(&ws, dir.path().join("alias")).unwrap();
+
+        for root in [ws.clone(), dir.path().join("alias")] {
+            let got = within(&root.join("dags/a.py"), &root).unwrap();
+            assert_eq!(got, real.join("ws/dags/a.py"));
+            let got = within(&root.join("inside.py"), &root).unwrap();
+            assert_eq!(got, real.join("ws/dags/a.py"));
+            for escape in ["out.py", "linked/b.py"] {
+                let err = within(&root.join(escape), &root).unwrap_err();
+                assert!(matches!(err, ReadWhy::Outside { .. }), "{escape}: {err}");
+            }
+            assert!(within(&root.join("dags/../../secret"), &root).is_err());
+            assert!(matches!(
+                within(&root.join("missing.py"), &root),
+                Err(ReadWhy::Io(_))
+            ));
+        }
+    }
 
     #[test]
     fn writes_never_follow_links() {
