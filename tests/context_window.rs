@@ -48,6 +48,17 @@ fn run(server: &FakeOpenAi, ws: &Path, run_dir: &Path) -> Test {
         .arg(run_dir)
 }
 
+/// The fake reviewer behind a server that says its context window is `tokens`.
+async fn reviewer_saying_window(tokens: u64) -> FakeOpenAi {
+    let server = FakeOpenAi::with_handler({
+        let r = FakeReviewer::new();
+        move |req| r.answer(req)
+    })
+    .await;
+    server.says_context(tokens);
+    server
+}
+
 fn json_file(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -189,16 +200,41 @@ async fn steps_that_no_longer_fit_end_unknown_and_the_rest_of_the_stage_runs() {
     replays_identically(&run_dir, 1);
 }
 
+/// The window is asked by the run that records run.json (while its stage loads), and by no
+/// other: a re-run over that run.json and a resumed run size their requests as it recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_run_that_records_run_json_asks_the_server_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = big_runbook_workspace(dir.path(), "");
+    let server = reviewer_saying_window(16384).await;
+    let run_dir = dir.path().join("run");
+    run(&server, &ws, &run_dir).status(1).run();
+    let mut paths: Vec<String> = server.gets().iter().map(|g| g.path.clone()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/props", "/v1/models"], "asked once, both together");
+
+    run(&server, &ws, &run_dir).status(1).run();
+    Test::new()
+        .args(["run", "--resume"])
+        .arg(&run_dir)
+        .arg("--base-url")
+        .arg(server.url())
+        .status(1)
+        .run();
+    assert_eq!(
+        server.gets().len(),
+        2,
+        "neither the re-run nor --resume asks"
+    );
+    let run_json = json_file(&run_dir.join("run.json"));
+    assert_eq!(run_json["model"]["context_tokens"], 16384);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_window_comes_from_the_server_and_a_replay_asks_no_server() {
     let dir = tempfile::tempdir().unwrap();
     let ws = big_runbook_workspace(dir.path(), "");
-    let server = FakeOpenAi::with_handler({
-        let r = FakeReviewer::new();
-        move |req| r.answer(req)
-    })
-    .await;
-    server.says_context(16384);
+    let server = reviewer_saying_window(16384).await;
     let run_dir = dir.path().join("run");
     run(&server, &ws, &run_dir).status(1).run();
     // llama.cpp's /props is asked (together with /v1/models, in one round trip).

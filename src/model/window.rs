@@ -3,7 +3,8 @@
 //! it fits.
 //!
 //! **The window** is `[model] context_tokens` when set; else what the server says, asked
-//! once before a new run records its run.json ([`probe`], both asked together:
+//! once by a new run while its stage loads, before it records its run.json ([`probe`],
+//! both asked together:
 //! llama.cpp's `GET /props` `default_generation_settings.n_ctx`, else `GET /v1/models`
 //! metadata: llama.cpp's `meta.n_ctx`, vLLM's `max_model_len`, `context_length` / `context_window` elsewhere);
 //! else [`DEFAULT_CONTEXT_TOKENS`]. run.json records the size used, so a replay never asks a

@@ -250,54 +250,17 @@ pub fn apply_record(settings: &mut ModelSettings, record: &ModelRecord) -> Model
     judge
 }
 
-/// Each model's context window for a new run: `[model] context_tokens` (both models), else
-/// what each model's server says (asked once; the judge only when it is another model or
-/// endpoint), else the default. Returns where the producing model's came from.
-pub async fn resolve_windows(
-    settings: &mut ModelSettings,
-    judge: &mut ModelSettings,
-) -> &'static str {
-    use crate::model::window::{probe, DEFAULT_CONTEXT_TOKENS};
-    if let Some(n) = settings.context_tokens {
-        judge.context_tokens = Some(n);
-        return "[model] context_tokens";
-    }
-    let said = probe(settings).await;
-    settings.context_tokens = Some(said.unwrap_or(DEFAULT_CONTEXT_TOKENS));
-    judge.context_tokens = if judge.base_url == settings.base_url && judge.model == settings.model {
-        settings.context_tokens
-    } else {
-        Some(probe(judge).await.unwrap_or(DEFAULT_CONTEXT_TOKENS))
-    };
-    if said.is_some() {
-        "server"
-    } else {
-        "default"
-    }
-}
-
 /// One set of HTTP clients for everything the run sends (the context-window probe, the
 /// producing and the judging model): a connection the probe opened serves the first
 /// request instead of a new one.
+/// Already shared settings keep theirs.
 pub fn share_connections(settings: &mut ModelSettings, judge: &mut ModelSettings) {
+    if settings.connections.is_some() && judge.connections.is_some() {
+        return;
+    }
     let connections = crate::model::settings::Connections::default();
     settings.connections = Some(connections.clone());
     judge.connections = Some(connections);
-}
-
-/// The windows a run's requests are sized for, as its run.json recorded them. A run recorded
-/// before windows were recorded was sent unsized, and replays so.
-pub fn apply_windows(
-    settings: &mut ModelSettings,
-    judge: &mut ModelSettings,
-    record: &ModelRecord,
-) {
-    settings.context_tokens = Some(record.context_tokens.unwrap_or(u64::MAX));
-    judge.context_tokens = record
-        .judge
-        .as_ref()
-        .and_then(|j| j.context_tokens)
-        .or(settings.context_tokens);
 }
 
 /// The scrubber for everything written: the API keys' values (the producing and the

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::finish::{finish_snapshot, github_output, SnapshotSources};
 use super::prepare::Prepared;
+use super::windows;
 use super::{blocking, Runner, TranscriptPlan};
 use crate::cli::ReportArgs;
 use crate::model::settings::ModelSettings;
@@ -49,17 +50,16 @@ pub(super) async fn execute<W: Write + ?Sized>(
     let gate = setup::gate_policy(&report_args.gate, &prepared.config);
     let (locked, record) = open_record(
         locked,
-        &prepared,
+        &mut prepared,
         (&settings, &judge),
         &transcript,
-        gate,
-        samples,
+        (gate, samples),
         &scrubber,
     )
     .await?;
     checks_recorded(checks_written).await?;
     let locked = Arc::new(locked);
-    setup::apply_windows(&mut settings, &mut judge, &record.model);
+    windows::apply_recorded(&mut settings, &mut judge, &record.model);
 
     // Tokens of streamed answers show on the step's line as they arrive.
     settings.on_tokens = runner.progress.token_observer();
@@ -276,14 +276,15 @@ fn record_checks(dir: &Path, json: Option<&[u8]>) -> Result<(), Error> {
 /// reports the original start time and leaves the transcript byte for byte as it was.
 async fn open_record(
     locked: RunDir,
-    prepared: &Prepared,
+    prepared: &mut Prepared,
     models: (&ModelSettings, &ModelSettings),
     transcript: &TranscriptPlan,
-    gate: GatePolicy,
-    samples: u32,
+    (gate, samples): (GatePolicy, u32),
     scrubber: &Scrubber,
 ) -> Result<(RunDir, RunRecord), Error> {
     let run_dir = &transcript.run_dir;
+    // Asked while the stage loaded, when the run looked new then (dropped, it stops asking).
+    let early = prepared.windows.take();
     match RunRecord::read(run_dir) {
         Ok(existing) if transcript.mode != RecordMode::All => Ok((locked, existing)),
         _ => {
@@ -296,7 +297,11 @@ async fn open_record(
             // The context windows are asked of the server here, by a run about to call it,
             // and recorded, so that a replay never asks.
             let (mut settings, mut judge) = (models.0.clone(), models.1.clone());
-            let from = setup::resolve_windows(&mut settings, &mut judge).await;
+            let windows = match early {
+                Some(early) => early.windows().await,
+                None => windows::ask(&settings, &judge).await,
+            };
+            let from = windows.apply(&mut settings, &mut judge);
             let mut record = new_record(
                 prepared,
                 (&settings, &judge),

@@ -26,6 +26,7 @@ mod prepare;
 pub mod rejudge;
 mod resume;
 mod shared;
+mod windows;
 
 use execute::execute;
 use prepare::{gather_checks, preflight_render, prepare};
@@ -126,15 +127,26 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     if let Some(rec) = &resumed {
         judge = setup::apply_record(&mut settings, &rec.model);
     }
-    let prompts_dir = args.report.prompts.clone();
-    let mut prepared = prepare(stage_dir, workspace, config, prompts_dir, None)?;
-    prepared.provenance = Some(provenance);
-    // A resumed run shows the judges what it recorded; a new one gathers its checks.
-    prepared.checks = match &args.resume {
-        Some(dir) => crate::checks::Facts::read_recorded(dir)?,
-        None => gather_checks(&mut prepared, args)?,
-    };
-    preflight_render(&prepared)?;
+    setup::share_connections(&mut settings, &mut judge);
+    let early_windows = early_windows(args, &workspace, (&settings, &judge));
+    // Loading, binding and preflight are CPU and file work: on a blocking thread, so that
+    // this one asks the windows meanwhile.
+    let member_args = args.clone();
+    let mut prepared = blocking(move || -> Result<_, Error> {
+        let args = member_args;
+        let prompts_dir = args.report.prompts.clone();
+        let mut prepared = prepare(stage_dir, workspace, config, prompts_dir, None)?;
+        prepared.provenance = Some(provenance);
+        // A resumed run shows the judges what it recorded; a new one gathers its checks.
+        prepared.checks = match &args.resume {
+            Some(dir) => crate::checks::Facts::read_recorded(dir)?,
+            None => gather_checks(&mut prepared, &args)?,
+        };
+        preflight_render(&prepared)?;
+        Ok(prepared)
+    })
+    .await?;
+    prepared.windows = early_windows;
 
     let transcript = transcript_plan(args, &prepared.workspace)?;
     // A resumed run asks as many samples as it recorded (flags that differ were refused).
@@ -153,6 +165,31 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
         out,
     )
     .await
+}
+
+/// The context windows, asked while the stage loads when the run will record a new run.json
+/// and ask them anyway: not for a resumed run, a replay, a run directory whose run.json
+/// stands (unless `--record-mode all`), a window set in `[model] context_tokens`, or settings
+/// no request could go out with (no key for a remote endpoint: the run fails on that).
+fn early_windows(
+    args: &RunArgs,
+    workspace: &Path,
+    (settings, judge): (&ModelSettings, &ModelSettings),
+) -> Option<windows::EarlyWindows> {
+    let mode = args.record_mode.unwrap_or_default();
+    if args.resume.is_some() || mode == RecordModeArg::None || settings.context_tokens.is_some() {
+        return None;
+    }
+    let run_dir = args
+        .transcript
+        .clone()
+        .unwrap_or_else(|| default_run_dir(workspace));
+    if mode != RecordModeArg::All && run_dir.join(RUN_FILE).exists() {
+        return None;
+    }
+    crate::model::openai::shared_http_client(settings)?;
+    crate::model::openai::shared_http_client(judge)?;
+    Some(windows::EarlyWindows::start(settings, judge))
 }
 
 /// Where a single run reads and writes its transcript: `--resume`, `--from-transcript`, or a

@@ -37,6 +37,8 @@ pub(super) struct Prepared {
     /// The thread compiling the stage's probe patterns (a single run's), which
     /// [`gather_checks`] waits for before it runs them.
     probes_warming: Option<std::thread::JoinHandle<()>>,
+    /// The context windows, asked while the stage loaded (a single new run's).
+    pub(super) windows: Option<super::windows::EarlyWindows>,
 }
 
 pub(super) fn prepare(
@@ -89,6 +91,7 @@ pub(super) fn prepare(
         provenance: None,
         checks: None,
         probes_warming,
+        windows: None,
     })
 }
 
