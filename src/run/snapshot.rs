@@ -151,16 +151,24 @@ pub struct Collected {
 /// Where a collected content comes from.
 enum Source {
     Bytes(Vec<u8>),
-    /// A workspace file and the sha256 it had when collected: read again when the snapshot
-    /// is written, and left out if it changed meanwhile (a snapshot never holds what the run
-    /// did not see).
+    /// A workspace file and the sha256 it had when collected: written from the bytes then
+    /// read, or (beyond [`KEEP_BYTES`]) read again when the snapshot is written and left out
+    /// if it changed meanwhile (a snapshot never holds what the run did not see).
     File {
         path: PathBuf,
         workspace: PathBuf,
         sha256: String,
         redact: bool,
+        /// The bytes read when collected, while they fit [`KEEP_BYTES`]: written from memory
+        /// instead of read twice more (each read of a workspace file is half a dozen system
+        /// calls, its links checked).
+        kept: Option<Vec<u8>>,
     },
 }
+
+/// Bytes of workspace files kept in memory between collecting and writing a snapshot; the
+/// rest are read again (and left out if they changed).
+const KEEP_BYTES: usize = 16 << 20;
 
 /// The snapshot's cap on one file, for the bounded reader.
 const OBJECT_KIND: safe_fs::Kind = safe_fs::Kind {
@@ -209,17 +217,24 @@ pub fn collect(
     // order the run used (then scrubbed, like everything written).
     let redact =
         crate::secrets::compile_patterns(config.secrets.redact_patterns(), "").unwrap_or_default();
+    let mut keep = KEEP_BYTES;
     for rel in wanted {
         let path = workspace.join(&rel);
         let links = safe_fs::Links::Within(workspace);
         if let Ok(bytes) = safe_fs::read_bounded(&path, OBJECT_KIND, links) {
+            let sha256 = sha256(&bytes);
+            let kept = (bytes.len() <= keep).then(|| {
+                keep -= bytes.len();
+                bytes
+            });
             files.push((
                 format!("{WORKSPACE}/{rel}"),
                 Source::File {
                     path,
                     workspace: workspace.to_path_buf(),
-                    sha256: sha256(&bytes),
+                    sha256,
                     redact: rel != CONFIG_FILE,
+                    kept,
                 },
             ));
         }
@@ -246,13 +261,20 @@ impl Collected {
                 workspace,
                 sha256: seen,
                 redact,
+                kept,
             } => {
-                let links = safe_fs::Links::Within(workspace);
-                let bytes = safe_fs::read_bounded(path, OBJECT_KIND, links)
-                    .map_err(|e| e.why.to_string())?;
-                if sha256(&bytes) != *seen {
-                    return Err("it changed while the run went on".to_string());
-                }
+                let bytes = match kept {
+                    Some(bytes) => bytes.clone(),
+                    None => {
+                        let links = safe_fs::Links::Within(workspace);
+                        let bytes = safe_fs::read_bounded(path, OBJECT_KIND, links)
+                            .map_err(|e| e.why.to_string())?;
+                        if sha256(&bytes) != *seen {
+                            return Err("it changed while the run went on".to_string());
+                        }
+                        bytes
+                    }
+                };
                 match std::str::from_utf8(&bytes) {
                     Ok(text) if *redact && !self.redact.is_empty() => {
                         let mut text = text.to_string();
