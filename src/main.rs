@@ -8,6 +8,7 @@ use hatrack::cli::{Cli, Command, LogFormat};
 use hatrack::{commands, Error};
 
 fn main() -> ExitCode {
+    hatrack::tune_allocator();
     let cli = Cli::parse();
     let telemetry = init_logging(&cli);
     hatrack::install_crypto_provider();
