@@ -314,6 +314,32 @@ async fn tampered_loop_counts_in_run_json_are_refused() {
     no_panic(&out);
 }
 
+/// A run.json that cannot be written (a directory holds its name) ends the run with its own
+/// error, exit 2, and the transcript records no exchange: the first request goes out while
+/// run.json is written, but nothing is recorded before it is on disk.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_json_that_cannot_be_written_ends_the_run_with_nothing_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = reviewer().await;
+    let ws = workspace(dir.path(), "");
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir_all(run_dir.join("run.json")).unwrap();
+    std::fs::write(run_dir.join("run.json").join("kept"), "x").unwrap();
+    let out = run(&server, &ws, &run_dir)
+        .status(2)
+        .stderr_has("run.json: is a directory")
+        .run();
+    no_panic(&out);
+    let transcript = std::fs::read_to_string(run_dir.join("exchanges.jsonl")).unwrap_or_default();
+    assert_eq!(transcript.lines().count(), 0, "{transcript}");
+    let left: Vec<_> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_run_replaces_a_linked_run_json_instead_of_writing_through_it() {

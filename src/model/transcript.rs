@@ -693,7 +693,15 @@ pub struct TranscriptModel {
     copy_hits: bool,
     /// What every recorded line is scrubbed with: requests are hashed as they are recorded.
     scrubber: Scrubber,
+    /// What must be written before the first exchange is recorded (see [`RecordGate`]).
+    gate: Option<RecordGate>,
 }
+
+/// Files a run must have on disk before its transcript holds an exchange (its run.json,
+/// without which the transcript cannot be resumed): written while the first request is on
+/// its way, awaited before the first exchange is recorded. `Err` says why they could not
+/// be written; nothing is recorded then.
+pub type RecordGate = futures::future::Shared<BoxFuture<'static, Result<(), std::sync::Arc<str>>>>;
 
 impl std::fmt::Debug for TranscriptModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -747,7 +755,28 @@ impl TranscriptModel {
             live,
             copy_hits,
             scrubber,
+            gate: None,
         }
+    }
+
+    /// Records nothing before `gate` is through (see [`RecordGate`]).
+    pub fn recording_after(mut self, gate: RecordGate) -> TranscriptModel {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Records `exchange` once the gate (if any) is through.
+    async fn record<B: Serialize, Q: Serialize>(
+        &self,
+        recorder: &Arc<Recorder>,
+        exchange: &Exchange<B, Q>,
+    ) -> Result<(), ModelError> {
+        if let Some(gate) = &self.gate {
+            gate.clone()
+                .await
+                .map_err(|why| transcript_error(recorder.path(), format!("not recorded: {why}")))?;
+        }
+        record_now(recorder, exchange).await
     }
 
     /// The scrubber requests are hashed after (the run's, also when nothing is recorded).
@@ -915,7 +944,7 @@ impl TranscriptModel {
                         replayed: true,
                         ..hit.clone()
                     };
-                    if let Err(e) = record_now(rec, &copy).await {
+                    if let Err(e) = self.record(rec, &copy).await {
                         return Some(Err(e));
                     }
                 }
@@ -982,7 +1011,7 @@ impl TranscriptModel {
                 // Nothing was exchanged (budget, configuration): nothing to record.
                 Err(_) => return result,
             }
-            record_now(rec, &exchange).await?;
+            self.record(rec, &exchange).await?;
         }
         result
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::finish::{finish_snapshot, github_output, SnapshotSources};
 use super::prepare::Prepared;
+use super::record_files::RecordFiles;
 use super::windows;
 use super::{blocking, Runner, TranscriptPlan};
 use crate::cli::ReportArgs;
@@ -45,11 +46,11 @@ pub(super) async fn execute<W: Write + ?Sized>(
     let prepared_workspace = prepared.workspace.clone();
     let run_dir = &transcript.run_dir;
     // Held until the reports are written: a second writer fails at once (exit 2).
-    let locked = RunDir::open_locked(run_dir)?;
+    let locked = Arc::new(RunDir::open_locked(run_dir)?);
     let (checks, checks_written) = scrubbed_checks(&mut prepared, &scrubber, &transcript);
     let gate = setup::gate_policy(&report_args.gate, &prepared.config);
-    let (locked, record) = open_record(
-        locked,
+    let (record, record_written) = open_record(
+        &locked,
         &mut prepared,
         (&settings, &judge),
         &transcript,
@@ -57,10 +58,8 @@ pub(super) async fn execute<W: Write + ?Sized>(
         &scrubber,
     )
     .await?;
-    checks_recorded(checks_written).await?;
-    let locked = Arc::new(locked);
+    let files = RecordFiles::new(checks_written.into_iter().chain(record_written).collect());
     windows::apply_recorded(&mut settings, &mut judge, &record.model);
-
     // Tokens of streamed answers show on the step's line as they arrive.
     settings.on_tokens = runner.progress.token_observer();
     judge.on_tokens = settings.on_tokens.clone();
@@ -69,14 +68,13 @@ pub(super) async fn execute<W: Write + ?Sized>(
         (&settings, &judge),
         &scrubber,
         runner,
-        prices.as_ref(),
-    )?;
-    let snapshot_sources = transcript.record.then(|| SnapshotSources {
-        stage: prepared.stage.clone(),
-        workspace: prepared.workspace.clone(),
-        config: prepared.config.clone(),
-        prompts: prepared.prompts.clone(),
-    });
+        (prices.as_ref(), files.gate()),
+    );
+    let model = match model {
+        Ok(model) => model,
+        Err(e) => return files.failing(e).await,
+    };
+    let snapshot_sources = transcript.record.then(|| SnapshotSources::of(&prepared));
     let plan = run_plan(
         prepared,
         (settings, judge),
@@ -85,14 +83,18 @@ pub(super) async fn execute<W: Write + ?Sized>(
         &scrubber,
         prices,
         (run_dir, report_args.out.as_deref()),
-    )?;
+    );
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(e) => return files.failing(e).await,
+    };
     let snapshotting = snapshot_sources.map(|sources| {
-        let wait = runner.batch.clone();
-        let (dir, scrubber) = (locked.clone(), scrubber.clone());
-        tokio::spawn(sources.write_early(wait, dir, scrubber))
+        let (wait, dir) = (runner.batch.clone(), locked.clone());
+        tokio::spawn(sources.write_early(wait, dir, scrubber.clone()))
     });
     let plan = RunPlan { checks, ..plan };
     let report = run::execute(&plan, model.as_ref(), &runner.progress).await;
+    files.written().await?;
     let syncing = sync_transcript(model);
     let report = finish_snapshot(&locked, snapshotting, &plan, &scrubber, report).await?;
     let out_dir = report_args.out.clone().unwrap_or_else(|| run_dir.clone());
@@ -246,16 +248,6 @@ fn scrubbed_checks(
     (checks, writing)
 }
 
-/// Waits for checks.json to be written (see [`scrubbed_checks`]).
-async fn checks_recorded(
-    writing: Option<tokio::task::JoinHandle<Result<(), Error>>>,
-) -> Result<(), Error> {
-    match writing {
-        Some(handle) => super::joined(handle.await),
-        None => Ok(()),
-    }
-}
-
 fn record_checks(dir: &Path, json: Option<&[u8]>) -> Result<(), Error> {
     use crate::checks::CHECKS_FILE;
     match json {
@@ -275,18 +267,24 @@ fn record_checks(dir: &Path, json: Option<&[u8]>) -> Result<(), Error> {
 /// run.json: written for a new run (or a full re-record), kept otherwise, so a replay
 /// reports the original start time and leaves the transcript byte for byte as it was.
 async fn open_record(
-    locked: RunDir,
+    locked: &Arc<RunDir>,
     prepared: &mut Prepared,
     models: (&ModelSettings, &ModelSettings),
     transcript: &TranscriptPlan,
     (gate, samples): (GatePolicy, u32),
     scrubber: &Scrubber,
-) -> Result<(RunDir, RunRecord), Error> {
+) -> Result<
+    (
+        RunRecord,
+        Option<tokio::task::JoinHandle<Result<(), Error>>>,
+    ),
+    Error,
+> {
     let run_dir = &transcript.run_dir;
     // Asked while the stage loaded, when the run looked new then (dropped, it stops asking).
     let early = prepared.windows.take();
     match RunRecord::read(run_dir) {
-        Ok(existing) if transcript.mode != RecordMode::All => Ok((locked, existing)),
+        Ok(existing) if transcript.mode != RecordMode::All => Ok((existing, None)),
         _ => {
             if transcript.mode == RecordMode::None {
                 return Err(Error::usage(format!(
@@ -311,13 +309,11 @@ async fn open_record(
                 gate,
             );
             record.model.context_from = Some(from.to_string());
-            // A file and an fsync: off the async workers, which a batch's requests share.
-            let scrubber = scrubber.clone();
-            blocking(move || {
-                let written = record.write(&locked, &scrubber);
-                written.map(|()| (locked, record))
-            })
-            .await
+            // A file and an fsync: off the async workers, which a batch's requests share,
+            // and beside the first request (see `RecordFiles`).
+            let (dir, scrubber, written) = (locked.clone(), scrubber.clone(), record.clone());
+            let writing = tokio::task::spawn_blocking(move || written.write(&dir, &scrubber));
+            Ok((record, Some(writing)))
         }
     }
 }
@@ -445,21 +441,27 @@ pub(super) fn build_model(
     (settings, judge): (&ModelSettings, &ModelSettings),
     scrubber: &Scrubber,
     runner: &Runner,
-    prices: Option<&Arc<crate::model::prices::Prices>>,
+    (prices, gate): (
+        Option<&Arc<crate::model::prices::Prices>>,
+        crate::model::transcript::RecordGate,
+    ),
 ) -> Result<Box<dyn ChatModel>, Error> {
     let replay_from = t.replay_from.as_ref().map(|dir| dir.join(EXCHANGES_FILE));
     let record_to = t.record.then(|| t.run_dir.join(EXCHANGES_FILE));
     if let Hats::Files(dir) = &t.hats {
-        return super::hats::canned_hats(t, dir, (settings, judge), scrubber, runner, prices);
+        let extra = (prices, gate);
+        return super::hats::canned_hats(t, dir, (settings, judge), scrubber, runner, extra);
     }
     let open = || {
-        runner.open_transcript(
-            t.mode,
-            (replay_from.as_deref(), record_to.as_deref()),
-            (settings, judge),
-            scrubber,
-            prices,
-        )
+        runner
+            .open_transcript(
+                t.mode,
+                (replay_from.as_deref(), record_to.as_deref()),
+                (settings, judge),
+                scrubber,
+                prices,
+            )
+            .map(|model| model.recording_after(gate.clone()))
     };
     if let Hats::Replayed(hats) = &t.hats {
         return Ok(Box::new(crate::run::judges_only::JudgesOnly::new(

@@ -36,6 +36,16 @@ pub(super) type EarlySnapshot = (
 );
 
 impl SnapshotSources {
+    /// What a prepared run's snapshot holds.
+    pub(super) fn of(prepared: &super::prepare::Prepared) -> SnapshotSources {
+        SnapshotSources {
+            stage: prepared.stage.clone(),
+            workspace: prepared.workspace.clone(),
+            config: prepared.config.clone(),
+            prompts: prepared.prompts.clone(),
+        }
+    }
+
     /// Reads and writes the snapshot (without tool results: the run has made no tool call
     /// yet) while the run waits on the model, so a run that stops part-way is portable too
     /// and the work is off the run's end. In a batch it waits until every run has prepared:

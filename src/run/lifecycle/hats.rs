@@ -23,7 +23,10 @@ pub(super) fn canned_hats(
     (settings, judge): (&ModelSettings, &ModelSettings),
     scrubber: &Scrubber,
     runner: &Runner,
-    prices: Option<&Arc<crate::model::prices::Prices>>,
+    (prices, gate): (
+        Option<&Arc<crate::model::prices::Prices>>,
+        crate::model::transcript::RecordGate,
+    ),
 ) -> Result<Box<dyn ChatModel>, Error> {
     use crate::model::transcript::{read_exchanges, Recorder};
     let replay_from = t.replay_from.as_ref().map(|d| d.join(EXCHANGES_FILE));
@@ -56,10 +59,13 @@ pub(super) fn canned_hats(
         )?),
         false => None,
     };
-    Ok(Box::new(TranscriptModel::new(
-        t.mode,
-        replay_from.map(|p| (p, exchanges)),
-        record_to,
-        canned,
-    )))
+    Ok(Box::new(
+        TranscriptModel::new(
+            t.mode,
+            replay_from.map(|p| (p, exchanges)),
+            record_to,
+            canned,
+        )
+        .recording_after(gate),
+    ))
 }

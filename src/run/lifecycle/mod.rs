@@ -23,6 +23,7 @@ mod execute;
 mod finish;
 mod hats;
 mod prepare;
+mod record_files;
 pub mod rejudge;
 mod resume;
 mod shared;
