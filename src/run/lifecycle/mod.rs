@@ -128,8 +128,9 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     if let Some(rec) = &resumed {
         judge = setup::apply_record(&mut settings, &rec.model);
     }
+    let transcript = transcript_plan(args, &workspace)?;
     setup::share_connections(&mut settings, &mut judge);
-    let early_windows = early_windows(args, &workspace, (&settings, &judge));
+    let early_windows = early_windows(&transcript, (&settings, &judge));
     // Loading, binding and preflight are CPU and file work: on a blocking thread, so that
     // this one asks the windows meanwhile.
     let member_args = args.clone();
@@ -149,7 +150,6 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     .await?;
     prepared.windows = early_windows;
 
-    let transcript = transcript_plan(args, &prepared.workspace)?;
     // A resumed run asks as many samples as it recorded (flags that differ were refused).
     let samples = match &resumed {
         Some(rec) => rec.samples,
@@ -169,23 +169,19 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
 }
 
 /// The context windows, asked while the stage loads when the run will record a new run.json
-/// and ask them anyway: not for a resumed run, a replay, a run directory whose run.json
-/// stands (unless `--record-mode all`), a window set in `[model] context_tokens`, or settings
-/// no request could go out with (no key for a remote endpoint: the run fails on that).
+/// and ask them anyway (as `execute` does): not for a replay, a run directory whose run.json
+/// stands (a resumed run's; any unless `--record-mode all`), a window set in
+/// `[model] context_tokens`, or settings no request could go out with (no key for a remote
+/// endpoint: the run fails on that).
 fn early_windows(
-    args: &RunArgs,
-    workspace: &Path,
+    transcript: &TranscriptPlan,
     (settings, judge): (&ModelSettings, &ModelSettings),
 ) -> Option<windows::EarlyWindows> {
-    let mode = args.record_mode.unwrap_or_default();
-    if args.resume.is_some() || mode == RecordModeArg::None || settings.context_tokens.is_some() {
-        return None;
-    }
-    let run_dir = args
-        .transcript
-        .clone()
-        .unwrap_or_else(|| default_run_dir(workspace));
-    if mode != RecordModeArg::All && run_dir.join(RUN_FILE).exists() {
+    let recorded = transcript.run_dir.join(RUN_FILE).exists();
+    if transcript.mode == RecordMode::None
+        || (recorded && transcript.mode != RecordMode::All)
+        || settings.context_tokens.is_some()
+    {
         return None;
     }
     crate::model::openai::shared_http_client(settings)?;
