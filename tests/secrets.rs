@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use support::fake_openai::FakeOpenAi;
 use support::fake_reviewer::FakeReviewer;
 use support::{repo_root, Test};
@@ -162,20 +162,27 @@ fn run_with_key(server: &FakeOpenAi, workspace: &Path, run_dir: &Path, key: &str
         .env("OPENAI_API_KEY", key)
 }
 
+/// A run (no scrub patterns, only the key) whose model echoes the Authorization header it
+/// was sent into its answers; returns the server and the run directory.
+async fn run_where_the_model_echoes_the_key(dir: &Path) -> (FakeOpenAi, PathBuf) {
+    let server = echoing_server(
+        |req| req.header("authorization").unwrap_or("").to_string(),
+        Vec::new(),
+    )
+    .await;
+    let ws = workspace(dir);
+    let run_dir = dir.join("run");
+    run_with_key(&server, &ws, &run_dir, CANARY_KEY).run();
+    (server, run_dir)
+}
+
 /// No scrub patterns, only the key: the reports are written without rebuilding the report
 /// for scrubbing when the key is nowhere in it, and the key echoed by the model still
 /// reaches no file of the run.
 #[tokio::test(flavor = "multi_thread")]
 async fn with_only_the_key_to_scrub_no_file_of_the_run_holds_the_echoed_key() {
     let dir = tempfile::tempdir().unwrap();
-    let server = echoing_server(
-        |req| req.header("authorization").unwrap_or("").to_string(),
-        Vec::new(),
-    )
-    .await;
-    let ws = workspace(dir.path());
-    let run_dir = dir.path().join("run");
-    run_with_key(&server, &ws, &run_dir, CANARY_KEY).run();
+    let (_server, run_dir) = run_where_the_model_echoes_the_key(dir.path()).await;
     let mut reports = 0;
     for entry in walkdir::WalkDir::new(&run_dir)
         .into_iter()
@@ -200,14 +207,7 @@ async fn with_only_the_key_to_scrub_no_file_of_the_run_holds_the_echoed_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_whose_model_echoed_the_key_replays_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let server = echoing_server(
-        |req| req.header("authorization").unwrap_or("").to_string(),
-        Vec::new(),
-    )
-    .await;
-    let ws = workspace(dir.path());
-    let run_dir = dir.path().join("run");
-    run_with_key(&server, &ws, &run_dir, CANARY_KEY).run();
+    let (server, run_dir) = run_where_the_model_echoes_the_key(dir.path()).await;
     let plan =
         std::fs::read_to_string(run_dir.join("artifacts/pipeline-engineer/plan.md")).unwrap();
     assert!(plan.contains("Seen: Bearer [REDACTED]"), "{plan}");

@@ -254,8 +254,9 @@ impl Collected {
     /// A content's bytes as the snapshot keeps them (redacted, then scrubbed) and their
     /// sha256; `Err` says why it is left out.
     fn content(&self, source: &Source, scrubber: &Scrubber) -> Result<(Vec<u8>, String), String> {
-        let (raw, raw_hash) = match source {
-            Source::Bytes(bytes) => (bytes.clone(), None),
+        use std::borrow::Cow;
+        let (raw, raw_hash): (Cow<[u8]>, _) = match source {
+            Source::Bytes(bytes) => (Cow::Borrowed(bytes), None),
             Source::File {
                 path,
                 workspace,
@@ -264,7 +265,7 @@ impl Collected {
                 kept,
             } => {
                 let bytes = match kept {
-                    Some(bytes) => bytes.clone(),
+                    Some(bytes) => Cow::Borrowed(&bytes[..]),
                     None => {
                         let links = safe_fs::Links::Within(workspace);
                         let bytes = safe_fs::read_bounded(path, OBJECT_KIND, links)
@@ -272,7 +273,7 @@ impl Collected {
                         if sha256(&bytes) != *seen {
                             return Err("it changed while the run went on".to_string());
                         }
-                        bytes
+                        Cow::Owned(bytes)
                     }
                 };
                 match std::str::from_utf8(&bytes) {
@@ -283,7 +284,7 @@ impl Collected {
                                 .replace_all(&text, crate::secrets::REDACTED)
                                 .into_owned();
                         }
-                        (text.into_bytes(), None)
+                        (Cow::Owned(text.into_bytes()), None)
                     }
                     _ => (bytes, Some(seen)),
                 }
@@ -292,7 +293,7 @@ impl Collected {
         let clean = scrub_bytes(&raw, scrubber).ok_or_else(not_text)?;
         // Hashed once when nothing changed it (a workspace may hold a gigabyte).
         let hash = match raw_hash {
-            Some(h) if clean == raw => h.clone(),
+            Some(h) if clean[..] == raw[..] => h.clone(),
             _ => sha256(&clean),
         };
         Ok((clean, hash))

@@ -133,19 +133,14 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
     let early_windows = early_windows(&transcript, (&settings, &judge));
     // Loading, binding and preflight are CPU and file work: on a blocking thread, so that
     // this one asks the windows meanwhile.
-    let member_args = args.clone();
-    let mut prepared = blocking(move || -> Result<_, Error> {
-        let args = member_args;
-        let prompts_dir = args.report.prompts.clone();
-        let mut prepared = prepare(stage_dir, workspace, config, prompts_dir, None)?;
-        prepared.provenance = Some(provenance);
-        // A resumed run shows the judges what it recorded; a new one gathers its checks.
-        prepared.checks = match &args.resume {
-            Some(dir) => crate::checks::Facts::read_recorded(dir)?,
-            None => gather_checks(&mut prepared, &args)?,
-        };
-        preflight_render(&prepared)?;
-        Ok(prepared)
+    let owned_args = args.clone();
+    let mut prepared = blocking(move || {
+        prepared_run(
+            &owned_args,
+            (stage_dir, workspace),
+            (config, provenance),
+            None,
+        )
     })
     .await?;
     prepared.windows = early_windows;
@@ -166,6 +161,25 @@ pub async fn run(args: &RunArgs, global: &GlobalArgs, out: &mut dyn Write) -> Re
         out,
     )
     .await
+}
+
+/// A run loaded, bound, its checks gathered (a resumed run's as it recorded them) and every
+/// step rendered: CPU and file work, which callers run on a blocking thread.
+fn prepared_run(
+    args: &RunArgs,
+    (stage_dir, workspace): (PathBuf, PathBuf),
+    (config, provenance): (ConfigFile, crate::policy::Provenance),
+    batch: Option<&BatchShared>,
+) -> Result<prepare::Prepared, Error> {
+    let prompts_dir = args.report.prompts.clone();
+    let mut prepared = prepare(stage_dir, workspace, config, prompts_dir, batch)?;
+    prepared.provenance = Some(provenance);
+    prepared.checks = match &args.resume {
+        Some(dir) => crate::checks::Facts::read_recorded(dir)?,
+        None => gather_checks(&mut prepared, args)?,
+    };
+    preflight_render(&prepared)?;
+    Ok(prepared)
 }
 
 /// The context windows, asked while the stage loads when the run will record a new run.json
@@ -284,11 +298,8 @@ pub(crate) async fn run_member<W: Write + ?Sized>(
         let stage_dir = setup::stage_dir(&args.stage, &config, &workspace)?;
         let settings = setup::model_settings(&args.model, &config)?;
         let judge = setup::judge_settings(&args.model, &config, &settings)?;
-        let prompts = args.report.prompts.clone();
-        let mut prepared = prepare(stage_dir, workspace, config, prompts, batch.as_deref())?;
-        prepared.provenance = Some(provenance);
-        prepared.checks = gather_checks(&mut prepared, &args)?;
-        preflight_render(&prepared)?;
+        let dirs = (stage_dir, workspace);
+        let prepared = prepared_run(&args, dirs, (config, provenance), batch.as_deref())?;
         Ok((prepared, settings, judge))
     })
     .await;

@@ -40,9 +40,10 @@ pub(super) async fn ask(settings: &ModelSettings, judge: &ModelSettings) -> Wind
     }
     let same = judge.base_url == settings.base_url && judge.model == settings.model;
     let judge_said = async {
-        match same {
-            true => None,
-            false => Some(probe(judge).await),
+        if same {
+            None
+        } else {
+            Some(probe(judge).await)
         }
     };
     let (said, judge_said) = futures::future::join(probe(settings), judge_said).await;
